@@ -1,0 +1,81 @@
+"""The Typer application every command group registers on, and shared CLI helpers."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from tailguard import __version__
+from tailguard.errors import TailguardError
+
+app = typer.Typer(
+    name="tailguard",
+    help="Keep models from collapsing when they are retrained on synthetic data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+LEDGER_FILE = Path(".tailguard") / "ledger.duckdb"
+CONFIG_FILE = Path("tailguard.toml")
+
+LedgerOption = typer.Option(
+    None, "--ledger", help="Ledger file (default: .tailguard/ledger.duckdb here)."
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def ledger_path(path: Path | None) -> Path:
+    """The ledger to use: ``--ledger`` if given, else the project's, which must exist."""
+    if path is not None:
+        return path
+    if not LEDGER_FILE.exists():
+        raise TailguardError(
+            f"no ledger at {LEDGER_FILE}: run `tailguard init` here or pass --ledger PATH"
+        )
+    return LEDGER_FILE
+
+
+def open_ledger(path: Path | None, *, read_only: bool = False):  # noqa: ANN201
+    """Open the command's ledger (imported lazily so `--help` stays fast)."""
+    from tailguard.ledger import Ledger
+
+    return Ledger.open(ledger_path(path), read_only=read_only)
+
+
+def handles_errors(fn: F) -> F:
+    """Turn a :class:`TailguardError` into a red message and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TailguardError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"tailguard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """Keep models from collapsing when they are retrained on synthetic data."""

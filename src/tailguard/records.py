@@ -1,0 +1,240 @@
+"""The record schema, provenance vocabulary and content ids.
+
+A record is one training example with its provenance. Everything that moves
+between tailguard's stages is an Arrow table in :data:`SCHEMA`.
+
+Content normalisation (what an id is computed from):
+
+1. Unicode NFC, so composed and decomposed accents are one text;
+2. line endings ``\\r\\n`` and ``\\r`` become ``\\n``; leading and trailing
+   whitespace is stripped (this is the stored ``content``);
+3. for the id only, every run of whitespace becomes one space.
+
+The id is the MD5 digest (128 bits, 32 hex digits) of the UTF-8 bytes of that
+normalised text: it names content, not an occurrence, and is the same on any
+machine. MD5 is used as a fingerprint here, not for security.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tailguard.errors import InputError
+
+
+class Origin(StrEnum):
+    """Who wrote an example."""
+
+    HUMAN = "human"
+    SYNTHETIC = "synthetic"
+
+
+class Status(StrEnum):
+    """Where an example stands with the gate."""
+
+    CANDIDATE = "candidate"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("content", pa.string(), nullable=False),
+        pa.field("origin", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("generator", pa.string()),
+        pa.field("generation", pa.int32(), nullable=False),
+        pa.field("parent_id", pa.string()),
+        pa.field("label", pa.string()),
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("meta", pa.string()),
+    ]
+)
+
+#: Columns that, with ``id``, identify one occurrence: same content, same provenance.
+PROVENANCE_KEY = ("id", "origin", "source", "generator", "generation")
+
+
+def normalise_content(content: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
+    """Apply steps 1-2 of the normalisation to a column of texts (vectorised)."""
+    text = pc.utf8_normalize(content, "NFC")
+    text = pc.replace_substring_regex(text, r"\r\n?", "\n")
+    return _chunked(pc.utf8_trim_whitespace(text))
+
+
+def content_ids(content: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
+    """Content ids of already-normalised texts: md5 of whitespace-collapsed text."""
+    collapsed = pc.replace_substring_regex(content, r"\s+", " ")
+    con = duckdb.connect()
+    con.register("texts", pa.table({"c": collapsed}))
+    return _chunked(con.sql("SELECT md5(c) AS id FROM texts").to_arrow_table().column("id"))
+
+
+def content_id(text: str) -> str:
+    """The content id of one text (same rule as :func:`content_ids`)."""
+    return content_ids(normalise_content(pa.array([text])))[0].as_py()
+
+
+def make_records(
+    content: Sequence[str] | pa.Array | pa.ChunkedArray,
+    *,
+    origin: Origin | str,
+    source: str,
+    generator: str | None = None,
+    generation: int = 0,
+    round: int = 0,  # noqa: A002 - the schema's own name
+    label: Sequence[str | None] | pa.Array | pa.ChunkedArray | None = None,
+    parent_id: Sequence[str | None] | pa.Array | pa.ChunkedArray | None = None,
+    status: Status | str | None = None,
+    meta: Sequence[dict[str, Any] | None] | None = None,
+    created_at: dt.datetime | None = None,
+) -> pa.Table:
+    """Build a table of records in :data:`SCHEMA`, normalising content and computing ids.
+
+    Human records are ``accepted`` by default (people are the reference);
+    synthetic records start as ``candidate`` until the gate rules on them.
+    """
+    origin = Origin(origin)
+    if origin is Origin.HUMAN and (generator is not None or generation != 0):
+        raise InputError("human records have no generator and generation 0", field="origin")
+    if origin is Origin.SYNTHETIC and generation < 1:
+        raise InputError("synthetic records need generation >= 1", field="generation")
+    texts = content if isinstance(content, pa.Array | pa.ChunkedArray) else pa.array(content, pa.string())
+    if texts.null_count:
+        raise InputError("content is missing (null)", field="content")
+    texts = normalise_content(texts.cast(pa.string()))
+    n = len(texts)
+    if status is None:
+        status = Status.ACCEPTED if origin is Origin.HUMAN else Status.CANDIDATE
+    stamp = created_at or dt.datetime.now(dt.UTC)
+    columns = {
+        "id": content_ids(texts),
+        "content": texts,
+        "origin": pa.repeat(pa.scalar(origin.value), n),
+        "source": pa.repeat(pa.scalar(source), n),
+        "generator": pa.repeat(pa.scalar(generator, pa.string()), n),
+        "generation": pa.repeat(pa.scalar(generation, pa.int32()), n),
+        "parent_id": _optional_strings(parent_id, n),
+        "label": _optional_strings(label, n),
+        "round": pa.repeat(pa.scalar(round, pa.int32()), n),
+        "status": pa.repeat(pa.scalar(Status(status).value), n),
+        "created_at": pa.repeat(pa.scalar(stamp, pa.timestamp("us", tz="UTC")), n),
+        "meta": pa.array(
+            [None if m is None else json.dumps(m, sort_keys=True) for m in meta]
+            if meta is not None
+            else pa.nulls(n, pa.string()),
+            pa.string(),
+        ),
+    }
+    return pa.table({k: _chunked(v) for k, v in columns.items()}, schema=SCHEMA)
+
+
+def empty_records() -> pa.Table:
+    """A table in :data:`SCHEMA` with no rows."""
+    return SCHEMA.empty_table()
+
+
+def _optional_strings(values: Any, n: int) -> pa.ChunkedArray:
+    if values is None:
+        return _chunked(pa.nulls(n, pa.string()))
+    arr = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values)
+    if len(arr) != n:
+        raise InputError(f"expected {n} values, got {len(arr)}")
+    return _chunked(arr if arr.type == pa.string() else pc.cast(arr, pa.string()))
+
+
+def _chunked(values: Any) -> pa.ChunkedArray:
+    if isinstance(values, pa.ChunkedArray):
+        return values
+    if isinstance(values, pa.Array):
+        return pa.chunked_array([values])
+    return pa.chunked_array([pa.array(values)])
+
+
+MANIFEST_SLOTS = pa.schema(
+    [
+        pa.field("batch", pa.int32(), nullable=False),
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("origin", pa.string(), nullable=False),
+        pa.field("generation", pa.int32(), nullable=False),
+        pa.field("label", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A round's training plan: the ordered ids of every batch, and how it was made.
+
+    ``slots`` holds one row per training slot, in training order, in
+    :data:`MANIFEST_SLOTS`. The digest covers the header (round, policy, its
+    parameters, seed) and every slot, so two plans with one digest are the same plan.
+    """
+
+    round: int
+    slots: pa.Table
+    policy: str
+    params: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    run: str = "main"
+
+    @property
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        header = {"round": self.round, "policy": self.policy, "params": self.params,
+                  "seed": self.seed}
+        h.update(json.dumps(header, sort_keys=True, default=str).encode())
+        for name in ("batch", "id", "origin", "generation"):
+            _hash_column(h, self.slots.column(name))
+        return h.hexdigest()
+
+    @property
+    def n_batches(self) -> int:
+        return 0 if self.slots.num_rows == 0 else int(pc.max(self.slots["batch"]).as_py()) + 1
+
+    def counts(self) -> dict[str, int]:
+        """Slots by origin and generation: ``human``, ``synthetic``, ``generation_k``."""
+        out = {"total": self.slots.num_rows, "human": 0, "synthetic": 0}
+        grouped = self.slots.group_by(["origin", "generation"]).aggregate([("id", "count")])
+        for origin, gen, n in zip(*(grouped.column(c).to_pylist()
+                                    for c in ("origin", "generation", "id_count")), strict=True):
+            out[origin] += n
+            if origin == Origin.SYNTHETIC:
+                out[f"generation_{gen}"] = n
+        return out
+
+    def batches(self) -> list[list[str]]:
+        """The ids of each batch, in order (small manifests; use ``slots`` for big ones)."""
+        b = self.slots.column("batch").to_numpy()
+        ids = self.slots.column("id").to_pylist()
+        cuts = np.flatnonzero(np.diff(b)) + 1
+        bounds = [0, *cuts.tolist(), len(ids)]
+        return [ids[s:e] for s, e in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _hash_column(h: Any, column: pa.ChunkedArray) -> None:
+    """Feed a column's values (not its memory layout) into a hash, vectorised."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_string(arr.type):
+        arr = arr.cast(pa.large_string())
+        offsets = np.frombuffer(arr.buffers()[1], np.int64)[arr.offset : arr.offset + len(arr) + 1]
+        data = arr.buffers()[2]
+        h.update((offsets - offsets[0]).tobytes())
+        if data is not None:
+            h.update(memoryview(data)[int(offsets[0]) : int(offsets[-1])])
+    else:
+        h.update(np.ascontiguousarray(arr.to_numpy(zero_copy_only=False)).tobytes())
