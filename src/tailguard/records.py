@@ -113,7 +113,8 @@ def make_records(
         raise InputError("human records have no generator and generation 0", field="origin")
     if origin is Origin.SYNTHETIC and generation < 1:
         raise InputError("synthetic records need generation >= 1", field="generation")
-    texts = content if isinstance(content, pa.Array | pa.ChunkedArray) else pa.array(content, pa.string())
+    is_arrow = isinstance(content, pa.Array | pa.ChunkedArray)
+    texts = content if is_arrow else pa.array(content, pa.string())
     if texts.null_count:
         raise InputError("content is missing (null)", field="content")
     texts = normalise_content(texts.cast(pa.string()))
@@ -195,8 +196,12 @@ class Manifest:
     @property
     def digest(self) -> str:
         h = hashlib.sha256()
-        header = {"round": self.round, "policy": self.policy, "params": self.params,
-                  "seed": self.seed}
+        header = {
+            "round": self.round,
+            "policy": self.policy,
+            "params": self.params,
+            "seed": self.seed,
+        }
         h.update(json.dumps(header, sort_keys=True, default=str).encode())
         for name in ("batch", "id", "origin", "generation"):
             _hash_column(h, self.slots.column(name))
@@ -210,8 +215,10 @@ class Manifest:
         """Slots by origin and generation: ``human``, ``synthetic``, ``generation_k``."""
         out = {"total": self.slots.num_rows, "human": 0, "synthetic": 0}
         grouped = self.slots.group_by(["origin", "generation"]).aggregate([("id", "count")])
-        for origin, gen, n in zip(*(grouped.column(c).to_pylist()
-                                    for c in ("origin", "generation", "id_count")), strict=True):
+        for origin, gen, n in zip(
+            *(grouped.column(c).to_pylist() for c in ("origin", "generation", "id_count")),
+            strict=True,
+        ):
             out[origin] += n
             if origin == Origin.SYNTHETIC:
                 out[f"generation_{gen}"] = n

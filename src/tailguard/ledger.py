@@ -1,0 +1,746 @@
+"""The provenance ledger: every example, where it came from, and what was done with it.
+
+A DuckDB file (``:memory:`` for tests and the lab) holds the records, the frozen
+human reservoir, the gate's verdicts, each round's training manifest, the metric
+history and the dial's decisions. Writes go in as Arrow tables inside one
+transaction: a write lands whole or not at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from tailguard.errors import InputError, ReservoirError, TailguardError
+from tailguard.readers import read_table
+from tailguard.records import (
+    MANIFEST_SLOTS,
+    SCHEMA,
+    Manifest,
+    Origin,
+    Status,
+    make_records,
+)
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS records (
+    id VARCHAR NOT NULL, content VARCHAR NOT NULL, origin VARCHAR NOT NULL,
+    source VARCHAR NOT NULL, generator VARCHAR, generation INTEGER NOT NULL,
+    parent_id VARCHAR, label VARCHAR, round INTEGER NOT NULL, status VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL, meta VARCHAR
+);
+CREATE TABLE IF NOT EXISTS reservoirs (
+    name VARCHAR PRIMARY KEY, digest VARCHAR NOT NULL, seed BIGINT NOT NULL,
+    holdout_fraction DOUBLE NOT NULL, n_train BIGINT NOT NULL, n_holdout BIGINT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reservoir_members (
+    name VARCHAR NOT NULL, id VARCHAR NOT NULL, split VARCHAR NOT NULL, label VARCHAR
+);
+CREATE TABLE IF NOT EXISTS verdicts (
+    id VARCHAR NOT NULL, round INTEGER NOT NULL, verifier VARCHAR NOT NULL,
+    params VARCHAR, version VARCHAR, passed BOOLEAN NOT NULL, reason VARCHAR,
+    score DOUBLE, matched_id VARCHAR
+);
+CREATE TABLE IF NOT EXISTS manifests (
+    run VARCHAR NOT NULL, round INTEGER NOT NULL, policy VARCHAR NOT NULL,
+    params VARCHAR NOT NULL, seed BIGINT NOT NULL, digest VARCHAR NOT NULL,
+    n_batches BIGINT NOT NULL, n_slots BIGINT NOT NULL, created_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS manifest_slots (
+    run VARCHAR NOT NULL, round INTEGER NOT NULL, pos BIGINT NOT NULL, batch INTEGER NOT NULL,
+    id VARCHAR NOT NULL, origin VARCHAR NOT NULL, generation INTEGER NOT NULL, label VARCHAR
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run VARCHAR NOT NULL, round INTEGER NOT NULL, sample VARCHAR NOT NULL,
+    metric VARCHAR NOT NULL, value DOUBLE, higher_is_better BOOLEAN
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    run VARCHAR NOT NULL, round INTEGER NOT NULL, real_fraction DOUBLE NOT NULL,
+    reason VARCHAR NOT NULL, evidence VARCHAR
+);
+CREATE TABLE IF NOT EXISTS stages (
+    run VARCHAR NOT NULL, round INTEGER NOT NULL, stage VARCHAR NOT NULL,
+    finished_at TIMESTAMPTZ NOT NULL
+);
+"""
+
+#: How content ids are recomputed inside DuckDB (content is stored normalised).
+_SQL_CONTENT_ID = "md5(regexp_replace(content, '\\s+', ' ', 'g'))"
+
+VERDICT_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string()),
+        pa.field("round", pa.int32()),
+        pa.field("verifier", pa.string()),
+        pa.field("params", pa.string()),
+        pa.field("version", pa.string()),
+        pa.field("passed", pa.bool_()),
+        pa.field("reason", pa.string()),
+        pa.field("score", pa.float64()),
+        pa.field("matched_id", pa.string()),
+    ]
+)
+METRIC_SCHEMA = pa.schema(
+    [
+        pa.field("run", pa.string()),
+        pa.field("round", pa.int32()),
+        pa.field("sample", pa.string()),
+        pa.field("metric", pa.string()),
+        pa.field("value", pa.float64()),
+        pa.field("higher_is_better", pa.bool_()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one ingest did: rows read, rows new to the ledger, rows already there."""
+
+    read: int
+    added: int
+    existing: int
+
+    @property
+    def total(self) -> int:
+        return self.read
+
+
+@dataclass(frozen=True)
+class Reservoir:
+    """A frozen set of human records: the training anchor and the held-out reference."""
+
+    name: str
+    digest: str
+    seed: int
+    holdout_fraction: float
+    train_ids: pa.Array
+    holdout_ids: pa.Array
+
+    @property
+    def size(self) -> int:
+        return len(self.train_ids) + len(self.holdout_ids)
+
+
+class Ledger:
+    """The provenance store. Open with :meth:`Ledger.open`; use as a context manager."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: str) -> None:
+        self.con = con
+        self.path = path
+
+    # ------------------------------------------------------------------ lifecycle
+    @classmethod
+    def open(cls, path: str | Path = ":memory:", *, read_only: bool = False) -> Ledger:
+        """Open (or create) a ledger; ``":memory:"`` keeps it in this process only."""
+        target = str(path)
+        if target != ":memory:":
+            p = Path(target)
+            if read_only and not p.exists():
+                raise TailguardError(f"no ledger at {p}")
+            p.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            con = duckdb.connect(target, read_only=read_only)
+        except duckdb.Error as exc:
+            raise TailguardError(f"cannot open ledger {target}: {exc}") from exc
+        if not read_only:
+            _do(con, _DDL)
+        return cls(con, target)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self.con)
+
+    # ------------------------------------------------------------------ records
+    def ingest(
+        self,
+        data: str | Path | pa.Table | Any,
+        *,
+        origin: Origin | str,
+        source_name: str | None = None,
+        generator: str | None = None,
+        generation: int = 0,
+        round: int = 0,  # noqa: A002 - the schema's name
+        text_field: str = "text",
+        label_field: str | None = None,
+        parent_field: str | None = None,
+        status: Status | str | None = None,
+    ) -> IngestResult:
+        """Ingest a file (JSONL, Parquet, CSV) or a table (Arrow, pandas, HF ``datasets``).
+
+        Content-addressed: rows whose content and provenance are already in the
+        ledger are counted as ``existing`` and not added again. All or nothing.
+        """
+        table, name = read_table(
+            data, text_field=text_field, label_field=label_field, parent_field=parent_field
+        )
+        records = make_records(
+            table.column(text_field),
+            origin=origin,
+            source=source_name or name,
+            generator=generator,
+            generation=generation,
+            round=round,
+            label=table.column(label_field) if label_field else None,
+            parent_id=table.column(parent_field) if parent_field else None,
+            status=status,
+        )
+        return self.add_records(records)
+
+    def add_records(self, records: pa.Table) -> IngestResult:
+        """Add records already in :data:`~tailguard.records.SCHEMA` (one transaction)."""
+        if records.schema != SCHEMA:
+            try:
+                records = records.select(SCHEMA.names).cast(SCHEMA)
+            except (KeyError, pa.ArrowInvalid, ValueError) as exc:
+                raise InputError(f"records do not match the record schema: {exc}") from exc
+        n = records.num_rows
+        with self._transaction() as con:
+            con.register("incoming", records)
+            before = self._count_records(con)
+            _do(
+                con,
+                """
+                INSERT INTO records
+                SELECT * EXCLUDE (rn) FROM (
+                    SELECT *, row_number() OVER (
+                        PARTITION BY id, origin, source, generator, generation) AS rn
+                    FROM incoming) n
+                WHERE rn = 1 AND NOT EXISTS (
+                    SELECT 1 FROM records r
+                    WHERE r.id = n.id AND r.origin = n.origin AND r.source = n.source
+                      AND r.generator IS NOT DISTINCT FROM n.generator
+                      AND r.generation = n.generation)
+                """,
+            )
+            added = self._count_records(con) - before
+            con.unregister("incoming")
+        return IngestResult(read=n, added=added, existing=n - added)
+
+    @staticmethod
+    def _count_records(con: duckdb.DuckDBPyConnection) -> int:
+        return con.execute("SELECT count(*) FROM records").fetchall()[0][0]
+
+    def records(
+        self,
+        *,
+        origin: str | None = None,
+        round: int | None = None,  # noqa: A002
+        status: str | None = None,
+        generation: int | None = None,
+        ids: pa.Array | list[str] | None = None,
+        columns: list[str] | None = None,
+    ) -> pa.Table:
+        """Records matching every given filter, in :data:`SCHEMA` order of columns."""
+        where, params = self._filters(
+            origin=origin, round=round, status=status, generation=generation
+        )
+        cols = ", ".join(columns or SCHEMA.names)
+        if ids is not None:
+            self.con.register("wanted", pa.table({"id": pa.array(ids, pa.string())}))
+            where.append("id IN (SELECT id FROM wanted)")
+        sql = f"SELECT {cols} FROM records"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        order = " ORDER BY round, origin, id, generation"
+        table = self.con.sql(sql + order, params=params).to_arrow_table()
+        if ids is not None:
+            self.con.unregister("wanted")
+        return table if columns else table.cast(SCHEMA)
+
+    def count(self, **filters: Any) -> int:
+        where, params = self._filters(**filters)
+        sql = "SELECT count(*) FROM records" + (" WHERE " + " AND ".join(where) if where else "")
+        return self.con.execute(sql, params).fetchall()[0][0]
+
+    @staticmethod
+    def _filters(**filters: Any) -> tuple[list[str], list[Any]]:
+        where, params = [], []
+        for key, value in filters.items():
+            if value is not None:
+                where.append(f'"{key}" = ?')
+                params.append(str(value) if key in {"origin", "status"} else value)
+        return where, params
+
+    def set_status(self, ids: pa.Array | list[str], status: Status | str, *, round: int) -> int:  # noqa: A002
+        """Move synthetic candidates of ``round`` to ``status``; human records never change."""
+        status = Status(status)
+        with self._transaction() as con:
+            con.register("moving", pa.table({"id": pa.array(ids, pa.string())}))
+            n = con.execute(
+                "UPDATE records SET status = ? WHERE origin = 'synthetic' AND round = ? "
+                "AND status = 'candidate' AND id IN (SELECT id FROM moving)",
+                [status.value, round],
+            ).fetchall()[0][0]
+            con.unregister("moving")
+        return n
+
+    def rounds(self) -> list[int]:
+        rows = self.con.execute(
+            "SELECT DISTINCT round FROM records UNION SELECT DISTINCT round FROM manifests "
+            "ORDER BY 1"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    # ------------------------------------------------------------------ reservoir
+    def freeze_reservoir(
+        self, name: str = "main", *, holdout: float = 0.1, seed: int = 0
+    ) -> Reservoir:
+        """Freeze every human record into reservoir ``name``; split a stratified holdout.
+
+        Per label, ``round(holdout * n)`` records (at least one when a label has two
+        or more) go to the held-out evaluation reference, chosen by a seeded hash
+        so the split is the same on any machine. Refused if ``name`` exists.
+        """
+        if not 0 <= holdout < 1:
+            raise InputError(f"holdout must be in [0, 1), got {holdout}", field="holdout")
+        with self._transaction() as con:
+            if con.execute("SELECT 1 FROM reservoirs WHERE name = ?", [name]).fetchall():
+                raise ReservoirError(
+                    f"reservoir {name!r} is already frozen and cannot be changed; "
+                    "freeze a new one under another name"
+                )
+            members = con.sql(
+                """
+                WITH human AS (
+                    SELECT DISTINCT ON (id) id, label FROM records
+                    WHERE origin = 'human' ORDER BY id),
+                ranked AS (
+                    SELECT id, label,
+                        row_number() OVER (PARTITION BY label ORDER BY md5(id || ?)) AS rk,
+                        count(*) OVER (PARTITION BY label) AS n
+                    FROM human)
+                SELECT id, label,
+                    CASE WHEN rk <= CASE WHEN n >= 2 AND ? > 0
+                                         THEN greatest(1, round(? * n)) ELSE 0 END
+                         THEN 'holdout' ELSE 'train' END AS split
+                FROM ranked ORDER BY id
+                """,
+                params=[str(seed), holdout, holdout],
+            ).to_arrow_table()
+            if members.num_rows == 0:
+                raise ReservoirError("there are no human records to freeze: ingest some first")
+            digest = _reservoir_digest(members)
+            n_hold = int(
+                np.sum(members.column("split").to_numpy(zero_copy_only=False) == "holdout")
+            )
+            con.register("members", members)
+            _do(
+                con, "INSERT INTO reservoir_members SELECT ?, id, split, label FROM members", [name]
+            )
+            con.unregister("members")
+            _do(
+                con,
+                "INSERT INTO reservoirs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    name,
+                    digest,
+                    seed,
+                    holdout,
+                    members.num_rows - n_hold,
+                    n_hold,
+                    dt.datetime.now(dt.UTC),
+                ],
+            )
+        return self.reservoir(name)
+
+    def has_reservoir(self, name: str | None = None) -> bool:
+        sql = "SELECT count(*) FROM reservoirs" + (" WHERE name = ?" if name else "")
+        return self.con.execute(sql, [name] if name else []).fetchall()[0][0] > 0
+
+    def reservoir(self, name: str | None = None) -> Reservoir:
+        """The frozen reservoir (the newest if unnamed), its digest checked on every read."""
+        row = self.con.execute(
+            "SELECT name, digest, seed, holdout_fraction FROM reservoirs "
+            + ("WHERE name = ? " if name else "")
+            + "ORDER BY created_at DESC LIMIT 1",
+            [name] if name else [],
+        ).fetchall()
+        row = row[0] if row else None
+        if row is None:
+            raise ReservoirError(
+                "no frozen reservoir"
+                + (f" named {name!r}" if name else "")
+                + ": run `tailguard reservoir freeze` first"
+            )
+        rname, digest, seed, holdout = row
+        members = self.con.sql(
+            "SELECT id, label, split FROM reservoir_members WHERE name = ? ORDER BY id",
+            params=[rname],
+        ).to_arrow_table()
+        if _reservoir_digest(members) != digest:
+            raise ReservoirError(
+                f"reservoir {rname!r} was altered outside tailguard: its members no longer "
+                f"match the digest {digest[:12]}...; restore the ledger from a backup"
+            )
+        broken = self.con.execute(
+            f"""
+            SELECT count(*) FROM reservoir_members m
+            LEFT JOIN (SELECT DISTINCT id FROM records
+                       WHERE origin = 'human' AND {_SQL_CONTENT_ID} = id) r USING (id)
+            WHERE m.name = ? AND r.id IS NULL
+            """,
+            [rname],
+        ).fetchall()[0][0]
+        if broken:
+            raise ReservoirError(
+                f"reservoir {rname!r} was altered outside tailguard: {broken} of its records "
+                "are missing or their content no longer matches their id"
+            )
+        split = members.column("split").to_numpy(zero_copy_only=False)
+        ids = members.column("id")
+        return Reservoir(
+            name=rname,
+            digest=digest,
+            seed=seed,
+            holdout_fraction=holdout,
+            train_ids=ids.filter(pa.array(split == "train")).combine_chunks(),
+            holdout_ids=ids.filter(pa.array(split == "holdout")).combine_chunks(),
+        )
+
+    def reservoir_records(self, split: str = "train", name: str | None = None) -> pa.Table:
+        """Human records of the reservoir: ``train``, ``holdout`` or ``all`` (one per id)."""
+        if split not in {"train", "holdout", "all"}:
+            raise InputError(f"split must be train, holdout or all, not {split!r}")
+        res = self.reservoir(name)
+        cond = "" if split == "all" else "AND m.split = ?"
+        params = [res.name] + ([] if split == "all" else [split])
+        return (
+            self.con.sql(
+                f"""
+            SELECT r.* FROM (SELECT DISTINCT ON (id) * FROM records
+                             WHERE origin = 'human' ORDER BY id, round, source) r
+            JOIN reservoir_members m ON m.id = r.id AND m.name = ? {cond}
+            ORDER BY r.id
+            """,
+                params=params,
+            )
+            .to_arrow_table()
+            .cast(SCHEMA)
+        )
+
+    def training_pool(self, round: int, *, reservoir: str | None = None) -> pa.Table:  # noqa: A002
+        """What round ``round`` may train on: id, origin, generation, label, round, source.
+
+        The reservoir's training split; human records ingested after the freeze
+        (fresh data) up to this round; every accepted synthetic record up to this
+        round. Never a holdout id, in any origin.
+        """
+        res = self.reservoir(reservoir)
+        return self.con.sql(
+            """
+            WITH holdout AS (SELECT id FROM reservoir_members WHERE name = ? AND split='holdout'),
+                 anchored AS (SELECT id FROM reservoir_members WHERE name = ? AND split='train')
+            SELECT * FROM (
+                SELECT DISTINCT ON (id, origin) id, origin, generation, label, round, source
+                FROM records r
+                WHERE id NOT IN (SELECT id FROM holdout) AND round <= ? AND (
+                    (origin = 'human' AND (id IN (SELECT id FROM anchored) OR round >= 1))
+                    OR (origin = 'synthetic' AND status = 'accepted'))
+                ORDER BY id, origin, generation, round)
+            ORDER BY id, origin
+            """,
+            params=[res.name, res.name, round],
+        ).to_arrow_table()
+
+    # ------------------------------------------------------------------ verdicts
+    def write_verdicts(self, verdicts: pa.Table) -> None:
+        """Store the gate's verdicts (one row per record and verifier)."""
+        try:
+            table = verdicts.select(VERDICT_SCHEMA.names).cast(VERDICT_SCHEMA)
+        except (KeyError, pa.ArrowInvalid) as exc:
+            raise InputError(f"verdicts do not match the verdict schema: {exc}") from exc
+        with self._transaction() as con:
+            con.register("v", table)
+            _do(con, "INSERT INTO verdicts SELECT * FROM v")
+            con.unregister("v")
+
+    def verdicts(self, *, id: str | None = None, round: int | None = None) -> pa.Table:  # noqa: A002
+        where, params = self._filters(id=id, round=round)
+        sql = "SELECT * FROM verdicts" + (" WHERE " + " AND ".join(where) if where else "")
+        return self.con.sql(sql + " ORDER BY round, id, verifier", params=params).to_arrow_table()
+
+    # ------------------------------------------------------------------ manifests
+    def write_manifest(self, manifest: Manifest) -> str:
+        """Store a round's manifest after checking every slot may be trained on.
+
+        Refused (nothing written) if a slot holds a holdout id, a human id that is
+        neither in the reservoir nor fresh human data, or a synthetic id that the
+        gate has not accepted. Replaces an earlier manifest of the same run and round.
+        """
+        slots = manifest.slots.select(MANIFEST_SLOTS.names).cast(MANIFEST_SLOTS)
+        res = self.reservoir()
+        with self._transaction() as con:
+            con.register("slots", slots)
+            bad = con.execute(
+                """
+                SELECT s.id, s.origin,
+                    CASE WHEN s.id IN (SELECT id FROM reservoir_members
+                                       WHERE name = ? AND split = 'holdout')
+                         THEN 'is in the reservoir holdout'
+                         WHEN s.origin = 'human' THEN 'is not a reservoir or fresh human record'
+                         ELSE 'is not an accepted synthetic record' END AS why
+                FROM slots s
+                WHERE s.id IN (SELECT id FROM reservoir_members WHERE name = ? AND split='holdout')
+                   OR (s.origin = 'human' AND s.id NOT IN (
+                        SELECT id FROM reservoir_members WHERE name = ? AND split = 'train'
+                        UNION SELECT id FROM records WHERE origin = 'human' AND round >= 1))
+                   OR (s.origin = 'synthetic' AND s.id NOT IN (
+                        SELECT id FROM records WHERE origin = 'synthetic' AND status = 'accepted'))
+                LIMIT 1
+                """,
+                [res.name, res.name, res.name],
+            ).fetchall()
+            bad = bad[0] if bad else None
+            if bad:
+                raise InputError(
+                    f"manifest for round {manifest.round} refused: {bad[1]} id {bad[0]} {bad[2]}"
+                )
+            _do(
+                con,
+                "DELETE FROM manifests WHERE run = ? AND round = ?",
+                [manifest.run, manifest.round],
+            )
+            _do(
+                con,
+                "DELETE FROM manifest_slots WHERE run = ? AND round = ?",
+                [manifest.run, manifest.round],
+            )
+            _do(
+                con,
+                "INSERT INTO manifest_slots SELECT ?, ?, row_number() OVER () - 1, "
+                "batch, id, origin, generation, label FROM slots",
+                [manifest.run, manifest.round],
+            )
+            digest = manifest.digest
+            _do(
+                con,
+                "INSERT INTO manifests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    manifest.run,
+                    manifest.round,
+                    manifest.policy,
+                    json.dumps(manifest.params, sort_keys=True, default=str),
+                    manifest.seed,
+                    digest,
+                    manifest.n_batches,
+                    slots.num_rows,
+                    dt.datetime.now(dt.UTC),
+                ],
+            )
+            con.unregister("slots")
+        return digest
+
+    def manifest(self, round: int, run: str = "main") -> Manifest:  # noqa: A002
+        """Read a stored manifest back; its digest is checked against the stored one."""
+        head = self.con.execute(
+            "SELECT policy, params, seed, digest FROM manifests WHERE run = ? AND round = ?",
+            [run, round],
+        ).fetchall()
+        head = head[0] if head else None
+        if head is None:
+            raise TailguardError(f"no manifest for round {round} (run {run!r})")
+        slots = (
+            self.con.sql(
+                "SELECT batch, id, origin, generation, label FROM manifest_slots "
+                "WHERE run = ? AND round = ? ORDER BY pos",
+                params=[run, round],
+            )
+            .to_arrow_table()
+            .cast(MANIFEST_SLOTS)
+        )
+        manifest = Manifest(
+            round=round,
+            slots=slots,
+            policy=head[0],
+            params=json.loads(head[1]),
+            seed=head[2],
+            run=run,
+        )
+        if manifest.digest != head[3]:
+            raise TailguardError(
+                f"manifest of round {round} was altered outside tailguard (digest mismatch)"
+            )
+        return manifest
+
+    def manifests(self, run: str = "main") -> list[int]:
+        rows = self.con.execute(
+            "SELECT round FROM manifests WHERE run = ? ORDER BY round", [run]
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def manifest_records(self, round: int, run: str = "main") -> pa.Table:  # noqa: A002
+        """The training set of a round in training order, with full provenance."""
+        self.manifest(round, run)  # digest check
+        return self.con.sql(
+            """
+            SELECT s.batch, s.pos, r.* FROM manifest_slots s
+            JOIN (SELECT DISTINCT ON (id, origin, generation) * FROM records
+                  ORDER BY id, origin, generation, round) r
+              ON r.id = s.id AND r.origin = s.origin AND r.generation = s.generation
+            WHERE s.run = ? AND s.round = ? ORDER BY s.pos
+            """,
+            params=[run, round],
+        ).to_arrow_table()
+
+    def audit(self, *, floor: float = 0.15, run: str | None = None) -> pa.Table:
+        """Per round: human and synthetic counts and shares, by generation, and the alarm.
+
+        ``flagged`` marks a round whose human share is below ``floor``: real data was
+        silently substituted by synthetic data.
+        """
+        reservoir_name = self.reservoir().name if self.has_reservoir() else ""
+        table = self.con.sql(
+            """
+            SELECT s.run, s.round, count(*) AS total,
+                count(*) FILTER (WHERE s.origin = 'human') AS human,
+                count(*) FILTER (WHERE s.origin = 'synthetic') AS synthetic,
+                human / total AS human_share,
+                count(m.id) / total AS reservoir_share,
+                human_share < ? AS flagged
+            FROM manifest_slots s
+            LEFT JOIN (SELECT id FROM reservoir_members WHERE name = ? AND split = 'train') m
+              ON m.id = s.id AND s.origin = 'human'
+            WHERE ? IS NULL OR s.run = ?
+            GROUP BY s.run, s.round ORDER BY s.run, s.round
+            """,
+            params=[floor, reservoir_name, run, run],
+        ).to_arrow_table()
+        by_gen: dict[tuple[str, int], dict[str, int]] = {}
+        for r, rnd, gen, n in self.con.execute(
+            "SELECT run, round, generation, count(*) FROM manifest_slots "
+            "WHERE origin = 'synthetic' AND (? IS NULL OR run = ?) GROUP BY ALL ORDER BY ALL",
+            [run, run],
+        ).fetchall():
+            by_gen.setdefault((r, rnd), {})[str(gen)] = n
+        keys = zip(table.column("run").to_pylist(), table.column("round").to_pylist(), strict=True)
+        return table.append_column(
+            "by_generation", pa.array([json.dumps(by_gen.get(k, {})) for k in keys], pa.string())
+        )
+
+    # ------------------------------------------------------------------ metrics, dial, stages
+    def write_metrics(self, table: pa.Table) -> None:
+        """Store metric rows (replacing the same run, round and sample): see METRIC_SCHEMA."""
+        try:
+            rows = table.select(METRIC_SCHEMA.names).cast(METRIC_SCHEMA)
+        except (KeyError, pa.ArrowInvalid) as exc:
+            raise InputError(f"metric rows do not match the metric schema: {exc}") from exc
+        with self._transaction() as con:
+            con.register("m", rows)
+            _do(
+                con,
+                "DELETE FROM metrics WHERE (run, round, sample) IN "
+                "(SELECT DISTINCT run, round, sample FROM m)",
+            )
+            _do(con, "INSERT INTO metrics SELECT * FROM m")
+            con.unregister("m")
+
+    def metrics(self, run: str | None = None) -> pa.Table:
+        where, params = self._filters(run=run)
+        sql = "SELECT * FROM metrics" + (" WHERE " + " AND ".join(where) if where else "")
+        return (
+            self.con.sql(sql + " ORDER BY run, round, sample, metric", params=params)
+            .to_arrow_table()
+            .cast(METRIC_SCHEMA)
+        )
+
+    def write_decision(
+        self,
+        *,
+        run: str = "main",
+        round: int,
+        real_fraction: float,
+        reason: str,  # noqa: A002
+        evidence: dict[str, Any] | list[Any] | None = None,
+    ) -> None:
+        """Store one dial decision with the reason and the evidence it read."""
+        with self._transaction() as con:
+            _do(con, "DELETE FROM decisions WHERE run = ? AND round = ?", [run, round])
+            _do(
+                con,
+                "INSERT INTO decisions VALUES (?, ?, ?, ?, ?)",
+                [
+                    run,
+                    round,
+                    real_fraction,
+                    reason,
+                    json.dumps(evidence, sort_keys=True, default=str),
+                ],
+            )
+
+    def decisions(self, run: str | None = None) -> pa.Table:
+        where, params = self._filters(run=run)
+        sql = "SELECT * FROM decisions" + (" WHERE " + " AND ".join(where) if where else "")
+        return self.con.sql(sql + " ORDER BY run, round", params=params).to_arrow_table()
+
+    def mark_stage(self, run: str, round: int, stage: str) -> None:  # noqa: A002
+        """Record that a loop stage finished (what ``--resume`` reads)."""
+        _do(
+            self.con,
+            "INSERT INTO stages VALUES (?, ?, ?, ?)",
+            [run, round, stage, dt.datetime.now(dt.UTC)],
+        )
+
+    def stages(self, run: str = "main") -> pa.Table:
+        return self.con.sql(
+            "SELECT round, stage, finished_at FROM stages WHERE run = ? "
+            "ORDER BY finished_at, round",
+            params=[run],
+        ).to_arrow_table()
+
+    def last_stage(self, run: str = "main") -> tuple[int, str] | None:
+        row = self.con.execute(
+            "SELECT round, stage FROM stages WHERE run = ? "
+            "ORDER BY finished_at DESC, round DESC LIMIT 1",
+            [run],
+        ).fetchall()
+        row = row[0] if row else None
+        return None if row is None else (row[0], row[1])
+
+
+def _do(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> None:
+    """Run a statement to completion (DuckDB wants every result consumed)."""
+    con.execute(sql, params or []).fetchall()
+
+
+class _Transaction:
+    """``with`` block around one DuckDB transaction: commit on success, else roll back."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def __enter__(self) -> duckdb.DuckDBPyConnection:
+        self.con.begin()
+        return self.con
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.con.commit()
+        else:
+            self.con.rollback()
+
+
+def _reservoir_digest(members: pa.Table) -> str:
+    """sha256 over the sorted member ids, each tagged with its split."""
+    h = hashlib.sha256()
+    order = np.argsort(members.column("id").to_numpy(zero_copy_only=False), kind="stable")
+    ids = members.column("id").take(order).to_pylist()
+    splits = members.column("split").take(order).to_pylist()
+    h.update("\n".join(f"{s}:{i}" for i, s in zip(ids, splits, strict=True)).encode())
+    return h.hexdigest()

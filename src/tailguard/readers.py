@@ -1,0 +1,199 @@
+"""Reading user data into Arrow, with errors that name the file, the line and the field.
+
+The happy path is columnar (pyarrow's JSON, CSV and Parquet readers). Only when a
+reader fails, or a column is missing, null or of the wrong type, do we look at
+the file line by line, and only to say exactly where the problem is.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from tailguard.errors import InputError
+
+FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+}
+
+
+def read_table(
+    data: Any,
+    *,
+    text_field: str = "text",
+    label_field: str | None = None,
+    parent_field: str | None = None,
+) -> tuple[pa.Table, str]:
+    """Return ``(table, name)`` for a path, Arrow table, pandas DataFrame or HF Dataset.
+
+    Checks that ``text_field`` is present, a string and never null, and that the
+    optional fields are present.
+    """
+    if isinstance(data, str | Path):
+        path = Path(data)
+        table = _read_file(path)
+        name, where = path.stem, str(path)
+    else:
+        table, name = _from_object(data), type(data).__name__
+        where = f"<{name}>"
+    _check_fields(
+        table,
+        where,
+        text_field,
+        label_field,
+        parent_field,
+        jsonl=isinstance(data, str | Path) and _format(Path(data)) == "jsonl",
+    )
+    return table, name
+
+
+def _format(path: Path) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(
+            f"unknown file type {path.suffix or '(none)'!r}; use .jsonl, .parquet or .csv",
+            file=str(path),
+        )
+    return fmt
+
+
+def _read_file(path: Path) -> pa.Table:
+    if not path.exists():
+        raise InputError("file does not exist", file=str(path))
+    if path.is_dir():
+        raise InputError("is a directory, not a file", file=str(path))
+    fmt = _format(path)
+    if path.stat().st_size == 0:
+        raise InputError("file is empty", file=str(path))
+    try:
+        if fmt == "parquet":
+            table = pq.read_table(path)
+        elif fmt == "csv":
+            table = pacsv.read_csv(path)
+        else:
+            table = pajson.read_json(path, read_options=pajson.ReadOptions(block_size=1 << 26))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError) as exc:
+        if fmt == "jsonl":
+            _locate_jsonl_error(path)
+        raise InputError(f"cannot read {fmt}: {_short(exc)}", file=str(path)) from exc
+    if table.num_rows == 0:
+        raise InputError("file has no records", file=str(path))
+    return table
+
+
+def _locate_jsonl_error(path: Path) -> None:
+    """Find and raise the first bad line of a JSONL file (only on the error path)."""
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"invalid UTF-8 at byte {exc.start}", file=str(path), line=lineno
+                ) from None
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(
+                    f"malformed JSON: {exc.msg} at column {exc.colno}", file=str(path), line=lineno
+                ) from None
+            if not isinstance(value, dict):
+                raise InputError(
+                    f"expected a JSON object, got {type(value).__name__}",
+                    file=str(path),
+                    line=lineno,
+                )
+
+
+def _from_object(data: Any) -> pa.Table:
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    module = type(data).__module__
+    if module.startswith("pandas"):
+        return pa.Table.from_pandas(data, preserve_index=False)
+    if module.startswith("datasets"):
+        return data.with_format("arrow")[:]
+    raise InputError(
+        f"cannot ingest a {type(data).__name__}: give a file path, a pyarrow.Table, "
+        "a pandas.DataFrame or a datasets.Dataset"
+    )
+
+
+def _check_fields(
+    table: pa.Table,
+    where: str,
+    text_field: str,
+    label_field: str | None,
+    parent_field: str | None,
+    *,
+    jsonl: bool,
+) -> None:
+    if table.num_rows == 0:
+        raise InputError("no records", file=where)
+    for field in (text_field, label_field, parent_field):
+        if field is not None and field not in table.column_names:
+            raise InputError(
+                f"missing field (columns are {table.column_names})",
+                file=where,
+                line=_position(1, jsonl),
+                field=field,
+            )
+    text = table.column(text_field)
+    if not pa.types.is_string(text.type) and not pa.types.is_large_string(text.type):
+        bad = _first_non_string(where, text_field) if jsonl else 1
+        raise InputError(
+            f"expected text, got {text.type}",
+            file=where,
+            line=_position(bad, jsonl),
+            field=text_field,
+        )
+    if text.null_count:
+        first = pc.index(pc.is_null(text), True).as_py() + 1
+        raise InputError(
+            "missing text (null or absent)",
+            file=where,
+            line=_position(first, jsonl, where),
+            field=text_field,
+        )
+
+
+def _position(row: int, jsonl: bool, where: str | None = None) -> int:
+    """Row ``row`` (1-based) as a file line: JSONL skips blank lines, so count them."""
+    if not jsonl or where is None:
+        return row
+    seen = 0
+    with open(where, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if raw.strip():
+                seen += 1
+                if seen == row:
+                    return lineno
+    return row
+
+
+def _first_non_string(where: str, field: str) -> int:
+    with open(where, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if raw.strip() and not isinstance(json.loads(raw).get(field), str):
+                return lineno
+    return 1
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0][:300]
