@@ -43,7 +43,7 @@ def read_table(
     """
     if isinstance(data, str | Path):
         path = Path(data)
-        table = _read_file(path)
+        table = _read_file(path, text_field)
         name, where = path.stem, str(path)
     else:
         table, name = _from_object(data), type(data).__name__
@@ -69,7 +69,7 @@ def _format(path: Path) -> str:
     return fmt
 
 
-def _read_file(path: Path) -> pa.Table:
+def _read_file(path: Path, text_field: str) -> pa.Table:
     if not path.exists():
         raise InputError("file does not exist", file=str(path))
     if path.is_dir():
@@ -86,15 +86,16 @@ def _read_file(path: Path) -> pa.Table:
             table = pajson.read_json(path, read_options=pajson.ReadOptions(block_size=1 << 26))
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError) as exc:
         if fmt == "jsonl":
-            _locate_jsonl_error(path)
+            _locate_jsonl_error(path, text_field)
         raise InputError(f"cannot read {fmt}: {_short(exc)}", file=str(path)) from exc
     if table.num_rows == 0:
         raise InputError("file has no records", file=str(path))
     return table
 
 
-def _locate_jsonl_error(path: Path) -> None:
+def _locate_jsonl_error(path: Path, text_field: str) -> None:
     """Find and raise the first bad line of a JSONL file (only on the error path)."""
+    kinds: dict[str, str] = {}
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             try:
@@ -117,6 +118,33 @@ def _locate_jsonl_error(path: Path) -> None:
                     file=str(path),
                     line=lineno,
                 )
+            if text_field in value and not isinstance(value[text_field], str):
+                got = type(value[text_field]).__name__
+                raise InputError(
+                    f"expected text, got {got}", file=str(path), line=lineno, field=text_field
+                )
+            for key, item in value.items():
+                kind = _json_kind(item)
+                first = kinds.setdefault(key, kind)
+                if kind != "null" and first == "null":
+                    kinds[key] = kind
+                elif kind not in {"null", first}:
+                    raise InputError(
+                        f"expected {first} as on earlier lines, got {kind}",
+                        file=str(path),
+                        line=lineno,
+                        field=key,
+                    )
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {str: "text", list: "list", dict: "object"}[type(value)]
 
 
 def _from_object(data: Any) -> pa.Table:
@@ -155,7 +183,9 @@ def _check_fields(
                 field=field,
             )
     text = table.column(text_field)
-    if not pa.types.is_string(text.type) and not pa.types.is_large_string(text.type):
+    if pa.types.is_string(text.type) or pa.types.is_large_string(text.type):
+        _check_utf8(text, where, text_field, jsonl=jsonl)
+    else:
         bad = _first_non_string(where, text_field) if jsonl else 1
         raise InputError(
             f"expected text, got {text.type}",
@@ -171,6 +201,22 @@ def _check_fields(
             line=_position(first, jsonl, where),
             field=text_field,
         )
+
+
+def _check_utf8(text: pa.ChunkedArray, where: str, field: str, *, jsonl: bool) -> None:
+    """Arrow readers do not all validate UTF-8; find the first bad row if any."""
+    try:
+        text.validate(full=True)
+    except pa.ArrowInvalid:
+        if jsonl:
+            _locate_jsonl_error(Path(where), field)
+        for row, value in enumerate(text.cast(pa.binary()).to_pylist(), start=1):
+            try:
+                value is None or value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"invalid UTF-8 at byte {exc.start}", file=where, line=row, field=field
+                ) from None
 
 
 def _position(row: int, jsonl: bool, where: str | None = None) -> int:

@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 LEDGER_FILE = Path(".tailguard") / "ledger.duckdb"
 CONFIG_FILE = Path("tailguard.toml")

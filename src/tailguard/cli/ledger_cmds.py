@@ -1,0 +1,230 @@
+"""Ledger commands: init, ingest, reservoir, audit, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tailguard.cli.app import (
+    CONFIG_FILE,
+    LEDGER_FILE,
+    LedgerOption,
+    app,
+    console,
+    handles_errors,
+    open_ledger,
+)
+from tailguard.errors import InputError
+
+reservoir_app = typer.Typer(help="Freeze and inspect the human reservoir.", no_args_is_help=True)
+app.add_typer(reservoir_app, name="reservoir")
+
+DEFAULT_CONFIG = """\
+# tailguard project settings. Every command reads this file from the current directory.
+[project]
+ledger = ".tailguard/ledger.duckdb"
+
+[audit]
+# a round whose human share of training slots falls below this is flagged
+human_floor = 0.15
+"""
+
+
+@app.command()
+@handles_errors
+def init() -> None:
+    """Create tailguard.toml and an empty ledger in the current directory."""
+    from tailguard.ledger import Ledger
+
+    if not CONFIG_FILE.exists():
+        CONFIG_FILE.write_text(DEFAULT_CONFIG)
+        console.print(f"wrote {CONFIG_FILE}")
+    existed = LEDGER_FILE.exists()
+    Ledger.open(LEDGER_FILE).close()
+    console.print(f"{'found' if existed else 'created'} ledger {LEDGER_FILE}")
+
+
+@app.command()
+@handles_errors
+def ingest(
+    file: Path | None = typer.Argument(None, help="JSONL, Parquet or CSV file."),
+    origin: str = typer.Option("human", help="human or synthetic."),
+    source: str | None = typer.Option(None, help="Dataset or generator name (default: file)."),
+    generator: str | None = typer.Option(None, help="Model id that wrote synthetic data."),
+    generation: int = typer.Option(0, help="0 for human data; k for the model of round k-1."),
+    round_: int = typer.Option(0, "--round", help="Round the records enter."),
+    text_field: str = typer.Option("text", help="Field holding the example's text."),
+    label_field: str | None = typer.Option(None, help="Field holding the class or slice."),
+    parent_field: str | None = typer.Option(None, help="Field holding the human seed's id."),
+    builtin: str | None = typer.Option(None, help="Ingest a built-in dataset: fortunes."),
+    ledger: Path | None = LedgerOption,
+) -> None:
+    """Ingest examples with their provenance (all or nothing; duplicates are skipped)."""
+    from tailguard.datasets import builtin as load_builtin
+
+    if (file is None) == (builtin is None):
+        raise InputError("give exactly one of FILE or --builtin NAME")
+    with open_ledger(ledger) as led, console.status("ingesting..."):
+        if builtin is not None:
+            result = led.add_records(load_builtin(builtin))
+        else:
+            result = led.ingest(
+                file,
+                origin=origin,
+                source_name=source,
+                generator=generator,
+                generation=generation,
+                round=round_,
+                text_field=text_field,
+                label_field=label_field,
+                parent_field=parent_field,
+            )
+    console.print(
+        f"read {result.read:,} records: [green]{result.added:,} added[/], "
+        f"{result.existing:,} already in the ledger"
+    )
+
+
+@reservoir_app.command("freeze")
+@handles_errors
+def reservoir_freeze(
+    name: str = typer.Option("main", help="Reservoir name."),
+    holdout: float = typer.Option(0.1, help="Share held out as the evaluation reference."),
+    seed: int = typer.Option(0, help="Seed of the stratified holdout split."),
+    ledger: Path | None = LedgerOption,
+) -> None:
+    """Freeze all human records into a named, immutable reservoir."""
+    with open_ledger(ledger) as led:
+        res = led.freeze_reservoir(name, holdout=holdout, seed=seed)
+    console.print(
+        f"froze reservoir [bold]{res.name}[/]: {len(res.train_ids):,} training anchors, "
+        f"{len(res.holdout_ids):,} held out; digest {res.digest}"
+    )
+
+
+@reservoir_app.command("show")
+@handles_errors
+def reservoir_show(
+    name: str | None = typer.Option(None, help="Reservoir name (default: newest)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ledger: Path | None = LedgerOption,
+) -> None:
+    """Size, digest (verified), label distribution and holdout size of the reservoir."""
+    with open_ledger(ledger, read_only=True) as led:
+        res = led.reservoir(name)
+        labels = led.con.sql(
+            "SELECT coalesce(label, '(none)') AS label, count(*) FILTER (WHERE split='train'), "
+            "count(*) FILTER (WHERE split='holdout') FROM reservoir_members WHERE name = ? "
+            "GROUP BY 1 ORDER BY 2 DESC, 1",
+            params=[res.name],
+        ).fetchall()
+    info = {
+        "name": res.name,
+        "digest": res.digest,
+        "size": res.size,
+        "train": len(res.train_ids),
+        "holdout": len(res.holdout_ids),
+        "holdout_fraction": res.holdout_fraction,
+        "seed": res.seed,
+        "labels": {lab: {"train": t, "holdout": h} for lab, t, h in labels},
+    }
+    if as_json:
+        console.print_json(json.dumps(info))
+        return
+    console.print(
+        f"reservoir [bold]{res.name}[/]: {res.size:,} human records "
+        f"({len(res.train_ids):,} train, {len(res.holdout_ids):,} holdout)\n"
+        f"digest {res.digest} [green](verified)[/]"
+    )
+    table = Table("label", "train", "holdout", "share", title="label distribution")
+    total = max(res.size, 1)
+    for lab, t, h in labels:
+        table.add_row(lab, f"{t:,}", f"{h:,}", f"{(t + h) / total:.1%}")
+    console.print(table)
+
+
+@app.command()
+@handles_errors
+def audit(
+    floor: float | None = typer.Option(None, help="Human share below which a round is flagged."),
+    run: str | None = typer.Option(None, help="Only this run."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ledger: Path | None = LedgerOption,
+) -> None:
+    """Per round: human and synthetic shares by generation; flags invisible substitution."""
+    floor = _configured_floor() if floor is None else floor
+    with open_ledger(ledger, read_only=True) as led:
+        rows = led.audit(floor=floor, run=run).to_pylist()
+    for row in rows:
+        row["by_generation"] = json.loads(row["by_generation"])
+    flagged = [r for r in rows if r["flagged"]]
+    if as_json:
+        console.print_json(json.dumps({"floor": floor, "rounds": rows}))
+    else:
+        table = Table(
+            "run",
+            "round",
+            "slots",
+            "human",
+            "synthetic",
+            "human share",
+            "reservoir share",
+            "synthetic by generation",
+            "",
+            title=f"training mix per round (floor {floor:.0%})",
+        )
+        for r in rows:
+            gens = ", ".join(f"g{g}: {n:,}" for g, n in r["by_generation"].items()) or "-"
+            table.add_row(
+                r["run"],
+                str(r["round"]),
+                f"{r['total']:,}",
+                f"{r['human']:,}",
+                f"{r['synthetic']:,}",
+                f"{r['human_share']:.1%}",
+                f"{r['reservoir_share']:.1%}",
+                gens,
+                "[bold red]BELOW FLOOR[/]" if r["flagged"] else "[green]ok[/]",
+            )
+        console.print(table if rows else "no manifests yet")
+    if flagged:
+        console.print(
+            f"[bold red]{len(flagged)} round(s) below the human floor of {floor:.0%}: "
+            "real data is being substituted by synthetic data[/]"
+        )
+        raise typer.Exit(1)
+
+
+@app.command()
+@handles_errors
+def export(
+    round_: int = typer.Option(..., "--round", help="Round whose training set to export."),
+    output: Path = typer.Option(..., "-o", "--output", help=".parquet or .jsonl file."),
+    run: str = typer.Option("main", help="Run name."),
+    ledger: Path | None = LedgerOption,
+) -> None:
+    """Write a round's training set, in training order, with full provenance."""
+    import pyarrow.json  # noqa: F401  (ensures the writer below has pyarrow loaded)
+    import pyarrow.parquet as pq
+
+    with open_ledger(ledger, read_only=True) as led:
+        table = led.manifest_records(round_, run)
+    if output.suffix == ".parquet":
+        pq.write_table(table, output)
+    elif output.suffix == ".jsonl":
+        table.to_pandas().to_json(output, orient="records", lines=True, date_format="iso")
+    else:
+        raise InputError("output must end in .parquet or .jsonl", file=str(output))
+    console.print(f"wrote {table.num_rows:,} training slots of round {round_} to {output}")
+
+
+def _configured_floor() -> float:
+    import tomllib
+
+    if CONFIG_FILE.exists():
+        with CONFIG_FILE.open("rb") as fh:
+            return float(tomllib.load(fh).get("audit", {}).get("human_floor", 0.15))
+    return 0.15

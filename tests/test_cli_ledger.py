@@ -1,0 +1,82 @@
+import json
+
+from typer.testing import CliRunner
+
+from tailguard import __version__
+from tailguard.cli import app
+from tailguard.ledger import Ledger
+from tailguard.records import MANIFEST_SLOTS, Manifest
+
+runner = CliRunner()
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_walkthrough_init_ingest_freeze_show(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(app, ["init"]).exit_code == 0
+    assert (tmp_path / "tailguard.toml").exists()
+    assert (tmp_path / ".tailguard" / "ledger.duckdb").exists()
+    (tmp_path / "d.jsonl").write_text(
+        "\n".join(json.dumps({"text": f"t{i}", "c": "x" if i % 4 else "y"}) for i in range(40))
+    )
+    first = runner.invoke(app, ["ingest", "d.jsonl", "--label-field", "c"])
+    assert first.exit_code == 0 and "40 added" in first.output
+    again = runner.invoke(app, ["ingest", "d.jsonl", "--label-field", "c"])
+    assert "0 added" in again.output and "40 already" in again.output
+    assert runner.invoke(app, ["reservoir", "freeze", "--holdout", "0.25"]).exit_code == 0
+    shown = runner.invoke(app, ["reservoir", "show", "--json"])
+    info = json.loads(shown.output)
+    # per label round(0.25 n), halves away from zero: y 10 -> 3, x 30 -> 8
+    assert info["size"] == 40 and info["holdout"] == 11 and info["labels"]["y"]["holdout"] == 3
+
+
+def test_bad_file_exits_nonzero_and_leaves_ledger(tmp_path):
+    led = tmp_path / "l.duckdb"
+    Ledger.open(led).close()
+    (tmp_path / "bad.jsonl").write_text('{"text": "a"}\n{"text": \n')
+    result = runner.invoke(app, ["ingest", str(tmp_path / "bad.jsonl"), "--ledger", str(led)])
+    assert result.exit_code != 0
+    assert "line 2" in result.output
+    with Ledger.open(led) as check:
+        assert check.count() == 0
+
+
+def test_no_ledger_here_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["audit"])
+    assert result.exit_code == 2 and "tailguard init" in result.output
+
+
+def test_audit_exit_code_and_export(tmp_path, small_human):
+    led_path = tmp_path / "l.duckdb"
+    with Ledger.open(led_path) as led:
+        led.add_records(small_human)
+        res = led.freeze_reservoir("main", holdout=0.2)
+        ids = res.train_ids.to_pylist()[:8]
+        slots = {
+            "batch": [0] * 8,
+            "id": ids,
+            "origin": ["human"] * 8,
+            "generation": [0] * 8,
+            "label": [None] * 8,
+        }
+        import pyarrow as pa
+
+        led.write_manifest(
+            Manifest(round=0, slots=pa.table(slots).cast(MANIFEST_SLOTS), policy="human_only")
+        )
+    ok = runner.invoke(app, ["audit", "--ledger", str(led_path), "--json"])
+    assert ok.exit_code == 0 and json.loads(ok.output)["rounds"][0]["human_share"] == 1.0
+    out = tmp_path / "r0.parquet"
+    exp = runner.invoke(app, ["export", "--round", "0", "-o", str(out), "--ledger", str(led_path)])
+    assert exp.exit_code == 0
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out)
+    assert table["id"].to_pylist() == ids and "origin" in table.column_names
+    flagged = runner.invoke(app, ["audit", "--ledger", str(led_path), "--floor", "1.01"])
+    assert flagged.exit_code == 1 and "below" in flagged.output.lower()

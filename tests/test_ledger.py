@@ -1,0 +1,298 @@
+import json
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from tailguard.errors import InputError, ReservoirError, TailguardError
+from tailguard.ledger import Ledger
+from tailguard.records import MANIFEST_SLOTS, Manifest, make_records
+
+
+def write_jsonl(path, rows):
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+ROWS = [{"text": f"example {i}", "cls": "a" if i % 3 else "b"} for i in range(30)]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "csv", "arrow", "pandas", "hf"])
+def test_ingest_every_format_gives_the_same_records(tmp_path, ledger, fmt):
+    table = pa.Table.from_pylist(ROWS)
+    if fmt == "jsonl":
+        data = write_jsonl(tmp_path / "d.jsonl", ROWS)
+    elif fmt == "parquet":
+        pq.write_table(table, tmp_path / "d.parquet")
+        data = tmp_path / "d.parquet"
+    elif fmt == "csv":
+        table.to_pandas().to_csv(tmp_path / "d.csv", index=False)
+        data = tmp_path / "d.csv"
+    elif fmt == "arrow":
+        data = table
+    elif fmt == "pandas":
+        data = pd.DataFrame(ROWS)
+    else:
+        import datasets
+
+        data = datasets.Dataset.from_list(ROWS)
+    res = ledger.ingest(data, origin="human", source_name="d", label_field="cls")
+    assert (res.read, res.added, res.existing) == (30, 30, 0)
+    got = ledger.records()
+    assert sorted(got.column("content").to_pylist()) == sorted(r["text"] for r in ROWS)
+    assert pc.sum(pc.equal(got["label"], "b")).as_py() == 10
+
+
+def test_reingest_adds_nothing_and_says_so(tmp_path, ledger):
+    path = write_jsonl(tmp_path / "d.jsonl", ROWS)
+    ledger.ingest(path, origin="human")
+    again = ledger.ingest(path, origin="human")
+    assert (again.added, again.existing) == (0, 30)
+    assert ledger.count() == 30
+
+
+def test_same_content_other_provenance_is_a_second_record(ledger):
+    ledger.add_records(make_records(["same words"], origin="human", source="people"))
+    res = ledger.add_records(
+        make_records(
+            ["same   words"], origin="synthetic", source="m", generator="m0", generation=1, round=1
+        )
+    )
+    assert res.added == 1
+    rows = ledger.records().to_pylist()
+    assert len(rows) == 2 and rows[0]["id"] == rows[1]["id"]
+    assert {r["origin"] for r in rows} == {"human", "synthetic"}
+
+
+def test_duplicates_within_one_input_count_as_existing(ledger):
+    res = ledger.add_records(make_records(["x", "x", "y"], origin="human", source="s"))
+    assert (res.added, res.existing) == (2, 1)
+
+
+BAD_INPUTS = [
+    ("malformed.jsonl", b'{"text": "ok"}\n{"text": "broken"\n', 2, None, "malformed JSON"),
+    ("utf8.jsonl", b'{"text": "ok"}\n{"text": "bad \xff byte"}\n', 2, None, "UTF-8"),
+    ("missing.jsonl", b'{"text": "ok"}\n{"body": "no text"}\n', 2, "text", "missing"),
+    ("wrongtype.jsonl", b'{"text": "ok"}\n\n{"text": 42}\n', 3, "text", "expected text"),
+    ("empty.jsonl", b"", None, None, "empty"),
+    ("nofield.jsonl", b'{"body": "a"}\n', 1, "text", "missing field"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "line", "field", "words"), BAD_INPUTS)
+def test_bad_input_names_file_line_field_and_leaves_ledger_unchanged(
+    tmp_path, ledger, name, content, line, field, words
+):
+    ledger.add_records(make_records(["already here"], origin="human", source="s"))
+    before = ledger.records()
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InputError) as err:
+        ledger.ingest(path, origin="human")
+    e = err.value
+    assert e.file == str(path) and e.line == line and e.field == field
+    assert words.lower() in str(e).lower()
+    assert ledger.records().equals(before)
+
+
+def test_missing_file_is_a_clear_error(tmp_path, ledger):
+    with pytest.raises(InputError, match="does not exist"):
+        ledger.ingest(tmp_path / "nope.jsonl", origin="human")
+
+
+def test_csv_and_parquet_missing_values_name_the_row(tmp_path, ledger):
+    pq.write_table(pa.table({"text": ["a", None, "c"]}), tmp_path / "d.parquet")
+    with pytest.raises(InputError) as err:
+        ledger.ingest(tmp_path / "d.parquet", origin="human")
+    assert err.value.line == 2 and err.value.field == "text"
+
+
+def test_ingest_is_all_or_nothing_when_the_insert_fails(ledger):
+    good = make_records(["one", "two"], origin="human", source="s")
+    bad = good.set_column(
+        good.schema.get_field_index("source"), "source", pa.array(["s", None], pa.string())
+    )
+    with pytest.raises(Exception):  # noqa: B017 - the store's NOT NULL constraint
+        ledger.add_records(bad)
+    assert ledger.count() == 0
+
+
+# ---------------------------------------------------------------- reservoir
+def test_freeze_splits_a_stratified_holdout(frozen):
+    res = frozen.reservoir()
+    assert res.size == 60
+    hold = frozen.reservoir_records("holdout")
+    counts = {r["values"]: r["counts"] for r in pc.value_counts(hold["label"]).to_pylist()}
+    assert counts == {"common": 8, "middle": 3, "rare": 1}  # round(0.2 n), rare never dropped
+    train = set(res.train_ids.to_pylist())
+    assert train.isdisjoint(res.holdout_ids.to_pylist())
+
+
+def test_freeze_is_deterministic_across_ledgers(small_human):
+    digests = set()
+    for _ in range(2):
+        with Ledger.open(":memory:") as led:
+            led.add_records(small_human)
+            digests.add(led.freeze_reservoir("main", holdout=0.2, seed=7).digest)
+    assert len(digests) == 1
+
+
+def test_frozen_reservoir_cannot_be_refrozen_or_edited(frozen):
+    with pytest.raises(ReservoirError, match="already frozen"):
+        frozen.freeze_reservoir("main")
+    human_ids = frozen.reservoir().train_ids
+    assert frozen.set_status(human_ids, "rejected", round=0) == 0
+    frozen.reservoir()  # still verifies
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "UPDATE records SET content = content || '!' WHERE id = (SELECT min(id) FROM "
+        "reservoir_members)",
+        "DELETE FROM reservoir_members WHERE id = (SELECT min(id) FROM reservoir_members)",
+        "DELETE FROM records WHERE id = (SELECT min(id) FROM reservoir_members)",
+        "UPDATE reservoir_members SET split = 'train' WHERE split = 'holdout'",
+    ],
+)
+def test_tampering_behind_tailguards_back_is_detected(frozen, tamper):
+    frozen.con.execute(tamper).fetchall()
+    with pytest.raises(ReservoirError, match="altered"):
+        frozen.reservoir()
+    with pytest.raises(ReservoirError):
+        frozen.training_pool(1)
+
+
+def test_training_pool_never_holds_holdout_ids_even_when_regurgitated(frozen):
+    hold = frozen.reservoir_records("holdout")
+    copy = make_records(
+        hold["content"],
+        origin="synthetic",
+        source="m",
+        generator="m0",
+        generation=1,
+        round=1,
+        status="accepted",
+    )
+    frozen.add_records(copy)
+    pool = frozen.training_pool(1)
+    assert set(pool["id"].to_pylist()).isdisjoint(hold["id"].to_pylist())
+    assert pool.num_rows == len(frozen.reservoir().train_ids)
+
+
+def test_training_pool_takes_accepted_synthetic_only(frozen):
+    syn = make_records(
+        ["s1", "s2", "s3"], origin="synthetic", source="m", generator="m0", generation=1, round=1
+    )
+    frozen.add_records(syn)
+    frozen.set_status(syn["id"][:1], "accepted", round=1)
+    frozen.set_status(syn["id"][1:2], "rejected", round=1)
+    pool = frozen.training_pool(1)
+    assert pool.filter(pc.equal(pool["origin"], "synthetic"))["id"].to_pylist() == [
+        syn["id"][0].as_py()
+    ]
+    earlier = frozen.training_pool(0)
+    assert pc.sum(pc.equal(earlier["origin"], "synthetic")).as_py() == 0
+    # rejected records stay in the ledger
+    assert frozen.count(status="rejected") == 1
+
+
+# ---------------------------------------------------------------- manifests and audit
+def slots(ids, origins, gens):
+    return pa.table(
+        {
+            "batch": pa.array([i // 4 for i in range(len(ids))], pa.int32()),
+            "id": ids,
+            "origin": origins,
+            "generation": pa.array(gens, pa.int32()),
+            "label": [None] * len(ids),
+        },
+        schema=MANIFEST_SLOTS,
+    )
+
+
+def add_synthetic(led, n, rnd=1):
+    syn = make_records(
+        [f"synthetic {rnd} {i}" for i in range(n)],
+        origin="synthetic",
+        source="m",
+        generator="m0",
+        generation=rnd,
+        round=rnd,
+    )
+    led.add_records(syn)
+    led.set_status(syn["id"], "accepted", round=rnd)
+    return syn["id"].to_pylist()
+
+
+def test_manifest_roundtrip_and_digest(frozen):
+    human = frozen.reservoir().train_ids.to_pylist()[:2]
+    syn = add_synthetic(frozen, 6)
+    m = Manifest(
+        round=1,
+        slots=slots(human + syn, ["human"] * 2 + ["synthetic"] * 6, [0, 0] + [1] * 6),
+        policy="anchored",
+        params={"real_fraction": 0.25},
+        seed=3,
+    )
+    digest = frozen.write_manifest(m)
+    back = frozen.manifest(1)
+    assert back.digest == digest == m.digest
+    assert back.batches() == m.batches()
+    recs = frozen.manifest_records(1)
+    assert recs["id"].to_pylist() == human + syn
+    assert set(recs["origin"].to_pylist()) == {"human", "synthetic"}
+
+
+@pytest.mark.parametrize("which", ["holdout", "candidate", "unknown_human"])
+def test_manifest_with_an_ineligible_id_is_refused_and_nothing_written(frozen, which):
+    if which == "holdout":
+        bad, origin = frozen.reservoir().holdout_ids[0].as_py(), "human"
+    elif which == "candidate":
+        syn = make_records(
+            ["unchecked"], origin="synthetic", source="m", generator="m0", generation=1, round=1
+        )
+        frozen.add_records(syn)
+        bad, origin = syn["id"][0].as_py(), "synthetic"
+    else:
+        bad, origin = "0" * 32, "human"
+    m = Manifest(round=1, slots=slots([bad], [origin], [0 if origin == "human" else 1]), policy="p")
+    with pytest.raises(InputError, match="refused"):
+        frozen.write_manifest(m)
+    assert frozen.manifests() == []
+
+
+def test_tampered_manifest_is_detected(frozen):
+    human = frozen.reservoir().train_ids.to_pylist()[:4]
+    frozen.write_manifest(
+        Manifest(round=0, slots=slots(human, ["human"] * 4, [0] * 4), policy="human_only")
+    )
+    frozen.con.execute("UPDATE manifest_slots SET batch = 9 WHERE pos = 0").fetchall()
+    with pytest.raises(TailguardError, match="altered"):
+        frozen.manifest(0)
+
+
+def test_audit_flags_rounds_below_the_human_floor(frozen):
+    human = frozen.reservoir().train_ids.to_pylist()
+    syn = add_synthetic(frozen, 20)
+    ok = Manifest(
+        round=1,
+        slots=slots(human[:2] + syn[:6], ["human"] * 2 + ["synthetic"] * 6, [0] * 2 + [1] * 6),
+        policy="anchored",
+    )
+    low = Manifest(
+        round=2,
+        slots=slots(human[:1] + syn[:9], ["human"] + ["synthetic"] * 9, [0] + [1] * 9),
+        policy="replace",
+    )
+    frozen.write_manifest(ok)
+    frozen.write_manifest(low)
+    rows = frozen.audit(floor=0.15).to_pylist()
+    assert [(r["round"], r["human_share"], r["flagged"]) for r in rows] == [
+        (1, 0.25, False),
+        (2, 0.1, True),
+    ]
+    assert json.loads(rows[1]["by_generation"]) == {"1": 9}
+    assert rows[0]["reservoir_share"] == 0.25
