@@ -53,17 +53,9 @@ class GaussianMixture(ModelBase):
         return self
 
     def sample_array(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """Draw ``n`` points: pick components by weight, then draw within each."""
         self._require_fitted("model_")
-        m = self.model_
-        assert m is not None
-        comp = rng.choice(len(m.weights_), size=n, p=m.weights_ / m.weights_.sum())
-        d = m.means_.shape[1]
-        covs = _full_covariances(m, d)
-        vals, vecs = np.linalg.eigh(covs)
-        roots = vecs * np.sqrt(np.clip(vals, 0.0, None))[:, None, :]
-        z = rng.standard_normal((n, d))
-        return m.means_[comp] + np.einsum("nij,nj->ni", roots[comp], z)
+        assert self.model_ is not None
+        return sample_mixture(self.model_, n, rng)
 
     def fit(self, records: pa.Table) -> Self:
         return self.fit_array(decode_vectors(records.column("content")))
@@ -71,6 +63,19 @@ class GaussianMixture(ModelBase):
     def sample(self, n: int, seed: int, *, generation: int = 1, round: int = 1) -> pa.Table:  # noqa: A002
         x = self.sample_array(n, np.random.default_rng(seed))
         return vector_records(x, generator=self.name, generation=generation, round=round)
+
+
+def sample_mixture(m: _SkGaussianMixture, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw ``n`` points from a fitted scikit-learn mixture with our generator.
+
+    (scikit-learn's own ``sample`` takes a seed but returns points grouped by
+    component; drawing here keeps the order random and the seed ours.)
+    """
+    comp = rng.choice(len(m.weights_), size=n, p=m.weights_ / m.weights_.sum())
+    d = m.means_.shape[1]
+    vals, vecs = np.linalg.eigh(_full_covariances(m, d))
+    roots = vecs * np.sqrt(np.clip(vals, 0.0, None))[:, None, :]
+    return m.means_[comp] + np.einsum("nij,nj->ni", roots[comp], rng.standard_normal((n, d)))
 
 
 def _full_covariances(m: _SkGaussianMixture, d: int) -> np.ndarray:

@@ -121,16 +121,15 @@ def check_regression_setting(*, n_features: int, n_samples: int, noise: float) -
 
 
 def expected_test_error(
-    strategy: str, *, generation: int, n_features: int, n_samples: int, noise: float
+    strategy: str, *, fits: int, n_features: int, n_samples: int, noise: float
 ) -> float:
-    """Closed form for the model of round ``generation`` (round 0 trains on human labels).
+    """Closed-form expected excess test error after ``fits`` fits (fit 1: human labels).
 
-    replace: ``(r + 1) sigma^2 d / (T - d - 1)``;
-    accumulate: ``sigma^2 d / (T - d - 1) * sum_{k=1}^{r+1} 1 / k^2``.
+    replace: ``n sigma^2 d / (T - d - 1)``;
+    accumulate: ``sigma^2 d / (T - d - 1) * sum_{k=1}^{n} 1 / k^2`` (< pi^2/6 of the unit).
     """
     check_regression_setting(n_features=n_features, n_samples=n_samples, noise=noise)
     unit = noise**2 * n_features / (n_samples - n_features - 1)
-    fits = generation + 1
     if strategy == "replace":
         return fits * unit
     if strategy == "accumulate":
