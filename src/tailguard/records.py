@@ -78,10 +78,19 @@ def normalise_content(content: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
 
 def content_ids(content: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
     """Content ids of already-normalised texts: md5 of whitespace-collapsed text."""
-    collapsed = pc.replace_substring_regex(content, r"\s+", " ")
+    collapsed = _collapse_whitespace(_chunked(content).combine_chunks())
     con = duckdb.connect()
     con.register("texts", pa.table({"c": collapsed}))
     return _chunked(con.sql("SELECT md5(c) AS id FROM texts").to_arrow_table().column("id"))
+
+
+def _collapse_whitespace(texts: pa.Array) -> pa.Array:
+    """Collapse whitespace runs to one space, running the regex only where it changes something."""
+    irregular = pc.fill_null(pc.match_substring_regex(texts, r"\s\s|[^\S ]"), False)
+    if not pc.any(irregular).as_py():
+        return texts
+    fixed = pc.replace_substring_regex(texts.filter(irregular), r"\s+", " ")
+    return pc.replace_with_mask(texts, irregular, fixed)
 
 
 def content_id(text: str) -> str:
