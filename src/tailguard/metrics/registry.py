@@ -1,0 +1,472 @@
+"""The metric registry, presets and :func:`evaluate`.
+
+Each registered :class:`Metric` has a name, a direction (``higher_is_better``)
+and a ``kind`` - ``tail``, ``diversity``, ``mean`` or ``fidelity`` - so the
+monitor can tell a thinning tail from a moving average. A :class:`Preset`
+bundles metrics with default thresholds (like evidently's presets). The
+functional twins live in :mod:`labels`, :mod:`text`, :mod:`embeddings` and
+:mod:`scalars`; the registry only wires them to a :class:`Comparison`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+
+from tailguard.errors import ConfigError, InputError
+from tailguard.metrics import _checks, embeddings, labels, scalars, text
+from tailguard.metrics.embedders import Embedder, HashingEmbedder
+
+Kind = Literal["tail", "diversity", "mean", "fidelity"]
+KINDS = ("tail", "diversity", "mean", "fidelity")
+
+
+class Reference:
+    """The human reference (texts and optional labels), prepared once and reused.
+
+    Keeps the reference's fitted embedder and embeddings, so evaluating many
+    samples against one reference (as the lab does) pays for them once.
+    """
+
+    def __init__(self, texts: Any, labels: Any = None, *, embedder: Embedder | None = None) -> None:
+        self.texts = _checks.texts(texts, "reference_texts")
+        self.labels = None if labels is None else _checks.labels(labels, "reference_labels")
+        if self.labels is not None and len(self.labels) != len(self.texts):
+            raise InputError(
+                f"reference_labels has {len(self.labels)} rows but reference_texts has "
+                f"{len(self.texts)}"
+            )
+        self._embedder = embedder
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        emb = self._embedder if self._embedder is not None else HashingEmbedder()
+        if hasattr(emb, "fit"):
+            emb.fit(self.texts)
+        return emb
+
+    @cached_property
+    def embeddings(self) -> np.ndarray:
+        return self.embedder.embed(self.texts)
+
+
+class Comparison:
+    """One sample against one :class:`Reference`; shared work is computed once, lazily."""
+
+    def __init__(
+        self,
+        sample_texts: Any,
+        sample_labels: Any,
+        reference: Reference,
+        *,
+        seed: int = 0,
+    ) -> None:
+        self.texts = _checks.texts(sample_texts, "sample_texts")
+        self.labels = (
+            None if sample_labels is None else _checks.labels(sample_labels, "sample_labels")
+        )
+        if self.labels is not None and len(self.labels) != len(self.texts):
+            raise InputError(
+                f"sample_labels has {len(self.labels)} rows but sample_texts has {len(self.texts)}"
+            )
+        self.reference = reference
+        self.seed = seed
+
+    @property
+    def has_labels(self) -> bool:
+        return self.labels is not None and self.reference.labels is not None
+
+    @cached_property
+    def class_counts(self) -> labels.ClassCounts:
+        return labels.class_counts(self.labels, self.reference.labels)
+
+    @cached_property
+    def tokens(self) -> tuple[text.Tokens, text.Tokens]:
+        return text.tokenize_pair(self.texts, self.reference.texts)
+
+    @cached_property
+    def ngrams(self) -> text.NGrams:
+        return text.NGrams(self.tokens[0])
+
+    @cached_property
+    def embeddings(self) -> np.ndarray:
+        return self.reference.embedder.embed(self.texts)
+
+    @cached_property
+    def prdc(self) -> dict[str, float]:
+        return embeddings.prdc(self.reference.embeddings, self.embeddings, k=5)
+
+    def length_shift(self) -> float:
+        s, r = self.tokens
+        mean_r = r.lengths.mean()
+        if mean_r == 0:
+            raise InputError("reference_texts contain no tokens")
+        return scalars.wasserstein1(s.lengths, r.lengths) / mean_r
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric: what it is called, which way is better, and what it watches."""
+
+    name: str
+    higher_is_better: bool
+    kind: Kind
+    needs: tuple[str, ...]
+    compute: Callable[[Comparison], float] = field(repr=False)
+    description: str = ""
+
+    def __call__(
+        self,
+        sample_texts: Any,
+        sample_labels: Any = None,
+        reference_texts: Any = None,
+        reference_labels: Any = None,
+    ) -> float:
+        ref = (
+            reference_texts
+            if isinstance(reference_texts, Reference)
+            else Reference(reference_texts, reference_labels)
+        )
+        return float(self.compute(Comparison(sample_texts, sample_labels, ref)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "higher_is_better": self.higher_is_better,
+            "kind": self.kind,
+            "needs": list(self.needs),
+            "description": self.description,
+        }
+
+
+REGISTRY: dict[str, Metric] = {}
+
+
+def register(metric: Metric) -> Metric:
+    """Add a metric to the registry (names are unique)."""
+    if metric.kind not in KINDS:
+        raise ConfigError(f"metric {metric.name!r}: kind must be one of {KINDS}")
+    if metric.name in REGISTRY:
+        raise ConfigError(f"a metric named {metric.name!r} is already registered")
+    REGISTRY[metric.name] = metric
+    return metric
+
+
+def _m(
+    name: str, hib: bool, kind: Kind, needs: str, fn: Callable[[Comparison], float], doc: str
+) -> None:
+    register(Metric(name, hib, kind, tuple(needs.split()), fn, doc))
+
+
+_m(
+    "label_tv",
+    False,
+    "mean",
+    "labels",
+    lambda c: labels.total_variation(c.class_counts),
+    "total variation between class distributions",
+)
+_m(
+    "label_js",
+    False,
+    "mean",
+    "labels",
+    lambda c: labels.js_divergence(c.class_counts),
+    "Jensen-Shannon divergence (bits) between class distributions",
+)
+_m(
+    "label_kl",
+    False,
+    "mean",
+    "labels",
+    lambda c: labels.kl_divergence(c.class_counts),
+    "smoothed KL(reference || sample) in bits",
+)
+_m(
+    "label_entropy",
+    True,
+    "diversity",
+    "labels",
+    lambda c: labels.label_entropy(c.labels),
+    "entropy (bits) of the sample's labels",
+)
+_m(
+    "tail_recall",
+    True,
+    "tail",
+    "labels",
+    lambda c: labels.tail_recall(c.class_counts),
+    "share of the reference's rare classes present in the sample",
+)
+_m(
+    "tail_mass_ratio",
+    True,
+    "tail",
+    "labels",
+    lambda c: labels.tail_mass_ratio(c.class_counts),
+    "sample mass on the rare classes / reference mass on them",
+)
+for _n in (1, 2, 3, 4):
+    _m(
+        f"distinct_{_n}",
+        True,
+        "diversity",
+        "texts",
+        lambda c, n=_n: text.distinct_n(c.ngrams, n),
+        f"distinct {_n}-grams / all {_n}-grams",
+    )
+for _n in (1, 2):
+    _m(
+        f"ngram_entropy_{_n}",
+        True,
+        "diversity",
+        "texts",
+        lambda c, n=_n: text.ngram_entropy(c.ngrams, n),
+        f"entropy (bits) of {_n}-gram frequencies",
+    )
+_m(
+    "vocab_coverage",
+    True,
+    "diversity",
+    "texts",
+    lambda c: text.vocab_coverage(*c.tokens),
+    "share of the reference vocabulary used by the sample",
+)
+_m(
+    "rare_vocab_coverage",
+    True,
+    "tail",
+    "texts",
+    lambda c: text.rare_vocab_coverage(*c.tokens),
+    "share of the reference's rare tokens (bottom 20% of mass) used by the sample",
+)
+_m(
+    "compression_ratio",
+    False,
+    "diversity",
+    "texts",
+    lambda c: text.compression_ratio(c.texts),
+    "raw / zlib-compressed size; repetition raises it",
+)
+_m(
+    "length_shift",
+    False,
+    "mean",
+    "texts",
+    lambda c: c.length_shift(),
+    "Wasserstein-1 between token lengths / mean reference length",
+)
+_m(
+    "self_bleu",
+    False,
+    "diversity",
+    "texts",
+    lambda c: text.self_bleu(c.tokens[0], seed=c.seed),
+    "mean BLEU-4 of each text vs the others",
+)
+_m(
+    "prdc_precision",
+    True,
+    "fidelity",
+    "embeddings",
+    lambda c: c.prdc["precision"],
+    "share of samples inside some reference k-NN ball",
+)
+_m(
+    "prdc_recall",
+    True,
+    "tail",
+    "embeddings",
+    lambda c: c.prdc["recall"],
+    "share of reference points inside some sample k-NN ball",
+)
+_m(
+    "prdc_density",
+    True,
+    "fidelity",
+    "embeddings",
+    lambda c: c.prdc["density"],
+    "mean number of reference balls holding a sample, / k",
+)
+_m(
+    "prdc_coverage",
+    True,
+    "tail",
+    "embeddings",
+    lambda c: c.prdc["coverage"],
+    "share of reference balls holding at least one sample",
+)
+_m(
+    "vendi",
+    True,
+    "diversity",
+    "embeddings",
+    lambda c: embeddings.vendi(_with_norm(c.embeddings)),
+    "Vendi score (cosine kernel, q=1) of the sample's non-empty texts",
+)
+_m(
+    "embedding_spread",
+    True,
+    "diversity",
+    "embeddings",
+    lambda c: float(
+        np.var(c.embeddings, axis=0).sum() / np.var(c.reference.embeddings, axis=0).sum()
+    ),
+    "total variance of sample embeddings / reference's",
+)
+_m(
+    "frechet",
+    False,
+    "fidelity",
+    "embeddings",
+    lambda c: embeddings.frechet_distance(c.reference.embeddings, c.embeddings),
+    "Fréchet distance between Gaussian fits of the embeddings",
+)
+_m(
+    "mmd",
+    False,
+    "fidelity",
+    "embeddings",
+    lambda c: embeddings.mmd_rbf(c.reference.embeddings, c.embeddings),
+    "unbiased RBF MMD^2 (median-heuristic bandwidth)",
+)
+
+
+def _with_norm(X: np.ndarray) -> np.ndarray:
+    """Rows with a direction: a text with no tokens embeds to zero and has no cosine."""
+    keep = np.any(X != 0, axis=1)
+    if not keep.any():
+        raise InputError("every sample text embeds to zero (no tokens): Vendi is undefined")
+    return X[keep]
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """When a watched metric counts as degraded, always in its *bad* direction.
+
+    ``relative``: worse than the baseline by more than ``value`` x |baseline|;
+    ``change``: worse than the baseline by more than ``value`` (absolute);
+    ``bound``: the value itself is past ``value`` (e.g. density above 1.5).
+    """
+
+    kind: Literal["relative", "change", "bound"]
+    value: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "value": self.value}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Metrics computed together, with the thresholds the monitor watches."""
+
+    name: str
+    metrics: tuple[str, ...]
+    thresholds: dict[str, Threshold]
+    #: (density metric, bound, recall metric): density past the bound while recall falls
+    shrinkage: tuple[str, float, str] | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in (*self.metrics, *self.thresholds) if m not in REGISTRY]
+        if unknown:
+            raise ConfigError(f"preset {self.name!r} names unknown metrics: {unknown}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "metrics": list(self.metrics),
+            "thresholds": {k: v.to_dict() for k, v in self.thresholds.items()},
+            "shrinkage": list(self.shrinkage) if self.shrinkage else None,
+        }
+
+
+_DEFAULT_METRICS = (
+    "label_tv", "label_js", "label_kl", "label_entropy", "tail_recall", "tail_mass_ratio",
+    "distinct_1", "distinct_2", "distinct_3", "distinct_4", "ngram_entropy_1", "ngram_entropy_2",
+    "vocab_coverage", "rare_vocab_coverage", "compression_ratio", "length_shift",
+)  # fmt: skip
+_DEFAULT_THRESHOLDS = {
+    "tail_recall": Threshold("relative", 0.10),
+    "distinct_2": Threshold("relative", 0.10),
+    "tail_mass_ratio": Threshold("relative", 0.25),
+    "rare_vocab_coverage": Threshold("relative", 0.15),
+    "label_js": Threshold("change", 0.05),
+    "length_shift": Threshold("change", 0.25),
+}
+PRESETS: dict[str, Preset] = {
+    "default": Preset("default", _DEFAULT_METRICS, _DEFAULT_THRESHOLDS),
+    "rich": Preset(
+        "rich",
+        (
+            *_DEFAULT_METRICS,
+            "self_bleu",
+            "prdc_precision",
+            "prdc_recall",
+            "prdc_density",
+            "prdc_coverage",
+            "vendi",
+            "embedding_spread",
+            "frechet",
+            "mmd",
+        ),
+        {
+            **_DEFAULT_THRESHOLDS,
+            "prdc_recall": Threshold("relative", 0.10),
+            "prdc_coverage": Threshold("relative", 0.10),
+            "vendi": Threshold("relative", 0.10),
+            "self_bleu": Threshold("relative", 0.10),
+            "prdc_density": Threshold("bound", 1.5),
+        },
+        shrinkage=("prdc_density", 1.5, "prdc_recall"),
+    ),  # fmt: skip
+}
+
+
+def get_preset(preset: str | Preset) -> Preset:
+    if isinstance(preset, Preset):
+        return preset
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}: choose one of {sorted(PRESETS)}")
+    return PRESETS[preset]
+
+
+def evaluate(
+    sample_texts: Any,
+    sample_labels: Any = None,
+    reference_texts: Any = None,
+    reference_labels: Any = None,
+    *,
+    preset: str | Preset = "default",
+    metrics: Iterable[str] | None = None,
+    embedder: Embedder | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Compute a preset's metrics for a sample against the reference.
+
+    ``reference_texts`` may be a prepared :class:`Reference` (then
+    ``reference_labels`` and ``embedder`` are taken from it). Label metrics are
+    left out when either side has no labels. ``metrics`` overrides the preset's list.
+    """
+    if reference_texts is None:
+        raise InputError("reference_texts is required")
+    ref = (
+        reference_texts
+        if isinstance(reference_texts, Reference)
+        else Reference(reference_texts, reference_labels, embedder=embedder)
+    )
+    names = list(metrics) if metrics is not None else list(get_preset(preset).metrics)
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise ConfigError(f"unknown metrics {unknown}: see tailguard.metrics.REGISTRY")
+    comp = Comparison(sample_texts, sample_labels, ref, seed=seed)
+    out: dict[str, float] = {}
+    for name in names:
+        metric = REGISTRY[name]
+        if "labels" in metric.needs and not comp.has_labels:
+            continue
+        out[name] = float(metric.compute(comp))
+    return out

@@ -1,0 +1,305 @@
+"""Text diversity and coverage metrics, vectorised over Arrow string arrays.
+
+Texts are tokenised once with Arrow kernels (lower-case; runs of letters and
+digits are tokens) into one flat int64 array of token ids plus row offsets.
+n-gram ids are built level by level: the id of an n-gram is the factorised pair
+(id of its (n-1)-gram prefix, id of its last token), so counting distinct
+n-grams is exact (no hash collisions) and needs no per-row Python.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tailguard.errors import InputError
+from tailguard.metrics import _checks
+from tailguard.metrics.labels import tail_mask
+
+#: Characters that are not letters or digits separate tokens.
+TOKEN_SEPARATOR = r"[^\p{L}\p{N}]+"
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Texts as token ids: row ``i`` holds ``ids[offsets[i]:offsets[i + 1]]``."""
+
+    ids: np.ndarray
+    offsets: np.ndarray
+    vocab: pa.Array
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def rows(self, start: int, stop: int) -> Tokens:
+        """Rows ``start:stop``, sharing this vocabulary (so ids stay comparable)."""
+        off = self.offsets[start : stop + 1]
+        return Tokens(self.ids[off[0] : off[-1]], off - off[0], self.vocab)
+
+    def take(self, rows: np.ndarray) -> Tokens:
+        """The given rows, in order (vectorised gather)."""
+        lens = self.lengths[rows]
+        offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+        starts = self.offsets[rows]
+        idx = np.repeat(starts - offsets[:-1], lens) + np.arange(offsets[-1])
+        return Tokens(self.ids[idx], offsets, self.vocab)
+
+
+def tokenize(texts, *, name: str = "texts") -> Tokens:  # noqa: ANN001
+    """Lower-case and split ``texts`` into tokens (runs of letters and digits)."""
+    if isinstance(texts, Tokens):
+        return texts
+    arr = _checks.texts(texts, name)
+    words = pc.utf8_split_whitespace(
+        pc.replace_substring_regex(pc.utf8_lower(arr), TOKEN_SEPARATOR, " ")
+    )
+    flat = pc.list_flatten(words)
+    keep = pc.greater(pc.utf8_length(flat), 0).to_numpy(zero_copy_only=False)
+    raw_offsets = words.offsets.to_numpy()
+    raw_offsets = raw_offsets - raw_offsets[0]
+    kept_before = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
+    offsets = kept_before[raw_offsets]
+    enc = pc.dictionary_encode(flat.filter(pa.array(keep)))
+    ids = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return Tokens(ids, offsets.astype(np.int64), enc.dictionary)
+
+
+def tokenize_pair(sample, reference) -> tuple[Tokens, Tokens]:  # noqa: ANN001
+    """Tokenise sample and reference over one shared vocabulary."""
+    s = _checks.texts(sample, "sample_texts")
+    r = _checks.texts(reference, "reference_texts")
+    both = tokenize(pa.concat_arrays([s.cast(pa.large_string()), r.cast(pa.large_string())]))
+    return both.rows(0, len(s)), both.rows(len(s), len(s) + len(r))
+
+
+class NGrams:
+    """Exact n-gram ids of a :class:`Tokens`, built lazily one level at a time."""
+
+    def __init__(self, tokens: Tokens) -> None:
+        self.tokens = tokens
+        self.vocab_size = int(tokens.ids.max()) + 1 if tokens.ids.size else 1
+        lens = tokens.lengths
+        row = np.repeat(np.arange(tokens.n_rows), lens)
+        # tokens from each position to the end of its text (inclusive)
+        self.remaining = tokens.offsets[1:][row] - np.arange(tokens.ids.size)
+        self._codes: dict[int, np.ndarray] = {1: tokens.ids}
+
+    def codes(self, n: int) -> np.ndarray:
+        """ids of the n-grams starting at each position (meaningless where invalid)."""
+        if n in self._codes:
+            return self._codes[n]
+        prev = self.codes(n - 1)
+        m = self.tokens.ids.size - n + 1
+        if m <= 0:
+            self._codes[n] = np.zeros(0, np.int64)
+            return self._codes[n]
+        keys = prev[:m] * self.vocab_size + self.tokens.ids[n - 1 :]
+        keys[~self.valid(n)] = -1
+        codes, _ = pd.factorize(keys, sort=False)
+        self._codes[n] = codes.astype(np.int64, copy=False)
+        return self._codes[n]
+
+    def valid(self, n: int) -> np.ndarray:
+        """Positions where an n-gram starts and stays inside its text."""
+        m = max(self.tokens.ids.size - n + 1, 0)
+        return self.remaining[:m] >= n
+
+    def counts(self, n: int) -> np.ndarray:
+        """Occurrence counts of each distinct n-gram (order arbitrary)."""
+        codes = self.codes(n)[self.valid(n)]
+        if codes.size == 0:
+            return np.zeros(0, np.int64)
+        c = np.bincount(codes)
+        return c[c > 0]
+
+    def distinct(self, n: int) -> tuple[int, int]:
+        """(distinct n-grams, total n-grams)."""
+        valid = self.valid(n)
+        total = int(valid.sum())
+        if total == 0:
+            return 0, 0
+        codes = self.codes(n)
+        return _n_unique(codes[valid]), total
+
+
+def _n_unique(codes: np.ndarray) -> int:
+    seen = np.zeros(int(codes.max()) + 1, dtype=bool)
+    seen[codes] = True
+    return int(seen.sum())
+
+
+def _ngrams(texts) -> NGrams:  # noqa: ANN001
+    return texts if isinstance(texts, NGrams) else NGrams(tokenize(texts))
+
+
+def distinct_ns(texts, ns: tuple[int, ...] = (1, 2, 3, 4)) -> dict[int, float]:  # noqa: ANN001
+    """distinct-n for each n: distinct n-grams / all n-grams over the whole sample."""
+    grams = _ngrams(texts)
+    out = {}
+    for n in ns:
+        _checks.positive_int(n, "n")
+        distinct, total = grams.distinct(n)
+        if total == 0:
+            raise InputError(f"texts have no {n}-grams (every text is shorter than {n} tokens)")
+        out[n] = distinct / total
+    return out
+
+
+def distinct_n(texts, n: int = 2) -> float:  # noqa: ANN001
+    """distinct-n (Li et al. 2016): distinct n-grams / all n-grams; higher is more diverse."""
+    return distinct_ns(texts, (n,))[n]
+
+
+def ngram_entropy(texts, n: int = 1) -> float:  # noqa: ANN001
+    """Shannon entropy (bits) of the sample's n-gram frequency distribution."""
+    _checks.positive_int(n, "n")
+    counts = _ngrams(texts).counts(n).astype(np.float64)
+    if counts.size == 0:
+        raise InputError(f"texts have no {n}-grams")
+    p = counts / counts.sum()
+    return float(max(0.0, -np.sum(p * np.log2(p))))
+
+
+def _pair(sample, reference) -> tuple[Tokens, Tokens]:  # noqa: ANN001
+    if isinstance(sample, Tokens) and isinstance(reference, Tokens):
+        if sample.vocab is not reference.vocab:
+            raise InputError("sample and reference tokens must share one vocabulary")
+        return sample, reference
+    return tokenize_pair(sample, reference)
+
+
+def vocab_coverage(sample, reference) -> float:  # noqa: ANN001
+    """Share of the reference's distinct tokens that occur in the sample."""
+    s, r = _pair(sample, reference)
+    if r.ids.size == 0:
+        raise InputError("reference_texts contain no tokens")
+    present = np.zeros(len(s.vocab), dtype=bool)
+    present[s.ids] = True
+    return float(present[np.unique(r.ids)].mean())
+
+
+def rare_vocab_coverage(sample, reference, *, q: float = 0.2) -> float:  # noqa: ANN001
+    """Share of the reference's rare tokens (bottom ``q`` of its token mass) in the sample."""
+    s, r = _pair(sample, reference)
+    if r.ids.size == 0:
+        raise InputError("reference_texts contain no tokens")
+    counts = np.bincount(r.ids, minlength=len(s.vocab))
+    present = np.zeros(len(s.vocab), dtype=bool)
+    present[s.ids] = True
+    return float(present[tail_mask(counts, q)].mean())
+
+
+def length_quantiles(
+    texts,  # noqa: ANN001
+    quantiles: tuple[float, ...] = (0.01, 0.1, 0.5, 0.9, 0.99),
+) -> dict[float, float]:
+    """Quantiles of the texts' lengths in tokens."""
+    lens = tokenize(texts).lengths
+    return {q: float(v) for q, v in zip(quantiles, np.quantile(lens, quantiles), strict=True)}
+
+
+def compression_ratio(texts) -> float:  # noqa: ANN001
+    """UTF-8 size / zlib-compressed size of the concatenated texts; repetition raises it."""
+    arr = _checks.texts(texts, "texts")
+    data = _raw_bytes(arr)
+    if not data:
+        raise InputError("texts are all empty: nothing to compress")
+    return len(data) / len(zlib.compress(data, 6))
+
+
+def _raw_bytes(arr: pa.Array) -> bytes:
+    """The concatenated UTF-8 bytes of a string array, without copying row by row."""
+    offsets_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    _, off_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(off_buf, dtype=offsets_type)[arr.offset : arr.offset + len(arr) + 1]
+    if data_buf is None:
+        return b""
+    return data_buf.to_pybytes()[int(offsets[0]) : int(offsets[-1])]
+
+
+def self_bleu(
+    texts,  # noqa: ANN001
+    *,
+    max_n: int = 4,
+    sample_size: int = 200,
+    seed: int = 0,
+) -> float:
+    """Mean BLEU-``max_n`` of each text against all the others (Zhu et al. 2018).
+
+    On a seeded sample of ``sample_size`` texts, uniform weights, NLTK's smoothing
+    method 1 (epsilon 0.1 for an empty precision) and the closest-length brevity
+    penalty, matching ``nltk.translate.bleu_score.sentence_bleu``. Higher means the
+    texts repeat each other: lower is better.
+    """
+    _checks.positive_int(max_n, "max_n")
+    _checks.positive_int(sample_size, "sample_size", minimum=2)
+    tokens = tokenize(texts)
+    if tokens.n_rows < 2:
+        raise InputError(f"self-BLEU needs at least 2 texts, got {tokens.n_rows}")
+    if tokens.n_rows > sample_size:
+        rows = np.sort(np.random.default_rng(seed).choice(tokens.n_rows, sample_size, False))
+        tokens = tokens.take(rows)
+    m = tokens.n_rows
+    lens = tokens.lengths
+    grams = NGrams(tokens)
+    row_of = np.repeat(np.arange(m), lens)
+    log_p = np.zeros(m)
+    no_unigram_match = np.zeros(m, dtype=bool)
+    for n in range(1, max_n + 1):
+        valid = grams.valid(n)
+        codes = grams.codes(n)[valid]
+        rows = row_of[: valid.size][valid]
+        num, den = _clipped_matches(codes, rows, m)
+        den = np.maximum(den, 1)  # NLTK: Fraction(numerator, max(1, denominator))
+        if n == 1:
+            no_unigram_match = num == 0
+        p = np.where(num == 0, 0.1 / den, num / den)
+        log_p += np.log(p) / max_n
+    bp = _brevity_penalty(lens)
+    with np.errstate(divide="ignore"):
+        bleu = np.where(no_unigram_match | (bp == 0), 0.0, bp * np.exp(log_p))
+    return float(bleu.mean())
+
+
+def _clipped_matches(codes: np.ndarray, rows: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per text: n-grams clipped by their max count in any *other* text, and all n-grams."""
+    den = np.bincount(rows, minlength=m)
+    if codes.size == 0:
+        return np.zeros(m, np.int64), den
+    pair, cnt = np.unique(codes * m + rows, return_counts=True)
+    g, r = pair // m, pair % m
+    order = np.lexsort((-cnt, g))
+    g, r, cnt = g[order], r[order], cnt[order]
+    first = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    group = np.cumsum(np.r_[True, g[1:] != g[:-1]]) - 1
+    top1, top1_row = cnt[first], r[first]
+    has2 = np.r_[first[1:], g.size] - first > 1
+    top2 = np.where(has2, cnt[np.minimum(first + 1, g.size - 1)], 0)
+    ref_max = np.where(r == top1_row[group], top2[group], top1[group])
+    num = np.bincount(r, weights=np.minimum(cnt, ref_max), minlength=m)
+    return num.astype(np.int64), den
+
+
+def _brevity_penalty(lens: np.ndarray) -> np.ndarray:
+    """NLTK's brevity penalty against the closest other length (ties to the shorter)."""
+    s = np.sort(lens)
+    lo = np.searchsorted(s, lens, "left")
+    hi = np.searchsorted(s, lens, "right")
+    others_same = hi - lo - 1 > 0
+    below = np.where(lo > 0, s[np.maximum(lo - 1, 0)], -(10**9))
+    above = np.where(hi < s.size, s[np.minimum(hi, s.size - 1)], 10**9)
+    closest = np.where(lens - below <= above - lens, below, above)
+    ref = np.where(others_same, lens, closest)
+    with np.errstate(divide="ignore", over="ignore"):
+        bp = np.where(lens > ref, 1.0, np.exp(1 - ref / np.maximum(lens, 1)))
+    return np.where(lens == 0, 0.0, bp)
