@@ -1,0 +1,33 @@
+"""Mixing: policies, the exact batch planner, the evidence-driven Dial, training adapters.
+
+Depends only on :mod:`tailguard.records` and :mod:`tailguard.errors`.
+"""
+
+from __future__ import annotations
+
+from tailguard.mix.planner import human_quota, plan
+from tailguard.mix.policies import (
+    POLICIES,
+    Accumulate,
+    Anchored,
+    Fresh,
+    HumanOnly,
+    Policy,
+    Replace,
+    eligible_rows,
+    policy_from_name,
+)
+
+__all__ = [
+    "POLICIES",
+    "Accumulate",
+    "Anchored",
+    "Fresh",
+    "HumanOnly",
+    "Policy",
+    "Replace",
+    "eligible_rows",
+    "human_quota",
+    "plan",
+    "policy_from_name",
+]

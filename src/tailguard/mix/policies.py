@@ -1,0 +1,271 @@
+"""Mixing policies: which pool rows a round may train on, and in what proportion.
+
+A policy is a small, serialisable value (explicit keyword parameters, ``params()``
+gives a JSON-able dict) with one pure step, ``select(pool, round, seed)``, that
+keeps the eligible rows of a training pool. The batch planner
+(:func:`tailguard.mix.plan`) turns those rows into batches.
+
+A *pool* is an Arrow table with at least ``id``, ``origin`` and ``generation``
+(``label``, ``round`` and ``status`` are optional). It is what
+``Ledger.training_pool(round)`` returns: the reservoir's training split as human
+rows, fresh human rows, and accepted synthetic rows. When a ``status`` column is
+present, only ``accepted`` rows are ever eligible.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tailguard.errors import ConfigError, InputError
+from tailguard.records import Origin, Status
+
+REQUIRED_COLUMNS = ("id", "origin", "generation")
+SYNTHETIC_MODES = ("accumulate", "latest", "subsample")
+
+
+class Policy(ABC):
+    """A mixing policy. Subclasses declare ``name`` and keep their parameters as attributes."""
+
+    name: ClassVar[str]
+    #: True when the planner holds every batch to an exact human share.
+    anchored: ClassVar[bool] = False
+
+    @abstractmethod
+    def params(self) -> dict[str, Any]:
+        """The policy's parameters as a JSON-able dict (stored in the manifest)."""
+
+    @abstractmethod
+    def select(self, pool: pa.Table, round: int, seed: int = 0) -> pa.Table:  # noqa: A002
+        """The rows of ``pool`` this policy lets round ``round`` train on."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.params() == self.params()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(sorted(self.params().items()))))
+
+
+class HumanOnly(Policy):
+    """The reservoir alone: every human row, shuffled (stratified by label)."""
+
+    name = "human_only"
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def select(self, pool: pa.Table, round: int, seed: int = 0) -> pa.Table:  # noqa: A002
+        pool = eligible_rows(pool, round)
+        return _require_humans(pool.filter(_is_human(pool)), self.name)
+
+
+class Replace(Policy):
+    """Pure synthetic: only the newest generation's accepted examples."""
+
+    name = "replace"
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def select(self, pool: pa.Table, round: int, seed: int = 0) -> pa.Table:  # noqa: A002
+        synthetic = _synthetic(eligible_rows(pool, round), "latest")
+        if synthetic.num_rows == 0:
+            raise InputError(
+                f"round {round} has no eligible (accepted) synthetic examples to train on "
+                "under the 'replace' policy",
+                field="status",
+            )
+        return synthetic
+
+
+class Accumulate(Policy):
+    """Every accepted example so far, human and synthetic, shuffled together."""
+
+    name = "accumulate"
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def select(self, pool: pa.Table, round: int, seed: int = 0) -> pa.Table:  # noqa: A002
+        pool = eligible_rows(pool, round)
+        if pool.num_rows == 0:
+            raise InputError(f"round {round} has no eligible examples to train on")
+        return pool
+
+
+class Anchored(Policy):
+    """Hybrid anchoring: every batch holds exactly its share of reservoir examples.
+
+    ``synthetic`` picks the synthetic side: ``"accumulate"`` (every accepted
+    synthetic example so far), ``"latest"`` (the newest generation only) or
+    ``"subsample"`` (a seeded sample of all accepted synthetic examples, so the
+    epoch keeps one size across rounds: ``size`` slots, by default the number
+    of human rows in the pool).
+    """
+
+    name = "anchored"
+    anchored = True
+
+    def __init__(
+        self, *, real_fraction: float = 0.2, synthetic: str = "accumulate", size: int | None = None
+    ) -> None:
+        self.real_fraction = check_fraction(real_fraction)
+        if synthetic not in SYNTHETIC_MODES:
+            raise ConfigError(f"synthetic={synthetic!r} is not one of {', '.join(SYNTHETIC_MODES)}")
+        if size is not None and (not _is_int(size) or size < 1):
+            raise ConfigError(f"size must be a positive integer, got {size!r}")
+        if size is not None and synthetic != "subsample":
+            raise ConfigError("size= only applies to synthetic='subsample'")
+        self.synthetic = synthetic
+        self.size = None if size is None else int(size)
+
+    def params(self) -> dict[str, Any]:
+        return {"real_fraction": self.real_fraction, "synthetic": self.synthetic, "size": self.size}
+
+    def with_real_fraction(self, real_fraction: float) -> Anchored:
+        """The same policy at another real fraction (what the Dial turns)."""
+        return Anchored(real_fraction=real_fraction, synthetic=self.synthetic, size=self.size)
+
+    def select(self, pool: pa.Table, round: int, seed: int = 0) -> pa.Table:  # noqa: A002
+        pool = eligible_rows(pool, round)
+        humans = _require_humans(pool.filter(_is_human(pool)), self.name)
+        mode = "accumulate" if self.synthetic == "subsample" else self.synthetic
+        return pa.concat_tables([humans, _synthetic(pool, mode)])
+
+
+class Fresh(Policy):
+    """New human data each round on top of the synthetic data.
+
+    The caller ingests ``new_human_per_round`` fresh human records each round
+    with ``round = r`` (``Ledger.ingest(..., origin="human", round=r)``); the
+    training pool of round ``r`` carries them as human rows whose ``round``
+    equals ``r``. Fresh trains on those (a seeded sample of exactly
+    ``new_human_per_round`` if more are present) plus the accepted synthetic
+    examples (``synthetic="latest"``, the newest generation, or
+    ``"accumulate"``, all of them). The frozen reservoir is not mixed in: this
+    is the fresh-data loop anchoring is compared against.
+    """
+
+    name = "fresh"
+
+    def __init__(self, *, new_human_per_round: int = 1000, synthetic: str = "latest") -> None:
+        if not _is_int(new_human_per_round) or new_human_per_round < 1:
+            raise ConfigError(
+                f"new_human_per_round must be a positive integer, got {new_human_per_round!r}"
+            )
+        if synthetic not in ("accumulate", "latest"):
+            raise ConfigError(f"synthetic={synthetic!r} is not one of accumulate, latest")
+        self.new_human_per_round = int(new_human_per_round)
+        self.synthetic = synthetic
+
+    def params(self) -> dict[str, Any]:
+        return {"new_human_per_round": self.new_human_per_round, "synthetic": self.synthetic}
+
+    def select(self, pool: pa.Table, round: int, seed: int = 0) -> pa.Table:  # noqa: A002
+        from tailguard.mix.planner import row_keys
+
+        pool = eligible_rows(pool, round)
+        if "round" not in pool.column_names:
+            raise InputError("the 'fresh' policy needs the pool's round column", field="round")
+        fresh = pool.filter(pc.and_(_is_human(pool), pc.equal(pool["round"], round)))
+        n = self.new_human_per_round
+        if fresh.num_rows < n:
+            raise InputError(
+                f"the 'fresh' policy expects {n} new human records at round {round}, "
+                f"found {fresh.num_rows}: ingest them with origin='human', round={round}",
+                field="round",
+            )
+        if fresh.num_rows > n:
+            keys = row_keys(fresh, seed=seed, salt=0xF2E5)
+            fresh = fresh.take(pa.array(np.sort(np.argsort(keys, kind="stable")[:n])))
+        return pa.concat_tables([fresh, _synthetic(pool, self.synthetic)])
+
+
+POLICIES: dict[str, type[Policy]] = {
+    cls.name: cls for cls in (HumanOnly, Replace, Accumulate, Anchored, Fresh)
+}
+
+
+def policy_from_name(name: str, **params: Any) -> Policy:
+    """Build a policy from its name and keyword parameters (e.g. from a manifest)."""
+    key = name.strip().lower().replace("-", "_")
+    if key not in POLICIES:
+        raise ConfigError(f"unknown policy {name!r}; valid policies: {', '.join(POLICIES)}")
+    try:
+        return POLICIES[key](**params)
+    except TypeError as exc:
+        raise ConfigError(f"bad parameters for policy {key!r}: {exc}") from exc
+
+
+def check_fraction(value: float, name: str = "real_fraction") -> float:
+    """A real fraction must lie in (0, 1]: zero human data is not anchoring."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be a number in (0, 1], got {value!r}") from exc
+    if not (0.0 < f <= 1.0):
+        raise ConfigError(f"{name} must be in (0, 1], got {value!r}")
+    return f
+
+
+def eligible_rows(pool: pa.Table, round: int) -> pa.Table:  # noqa: A002
+    """Check the pool's columns and keep rows any policy could use at round ``round``.
+
+    Drops rows whose ``status`` (if present) is not ``accepted`` and rows from a
+    later round (if ``round`` is present). Adds a null ``label`` when missing.
+    """
+    if not isinstance(pool, pa.Table):
+        raise InputError(f"the pool must be a pyarrow.Table, got {type(pool).__name__}")
+    for column in REQUIRED_COLUMNS:
+        if column not in pool.column_names:
+            raise InputError(f"the pool has no {column!r} column", field=column)
+    if "label" not in pool.column_names:
+        pool = pool.append_column("label", pa.nulls(pool.num_rows, pa.string()))
+    origins = pc.unique(pool["origin"]).to_pylist()
+    unknown = sorted(set(map(str, origins)) - {Origin.HUMAN.value, Origin.SYNTHETIC.value})
+    if unknown:
+        raise InputError(f"unknown origin values {unknown} in the pool", field="origin")
+    if pool["id"].null_count:
+        raise InputError("the pool has null ids", field="id")
+    keep = None
+    if "status" in pool.column_names:
+        keep = pc.fill_null(pc.equal(pool["status"], Status.ACCEPTED.value), False)
+    if "round" in pool.column_names:
+        early = pc.fill_null(pc.less_equal(pool["round"], round), False)
+        keep = early if keep is None else pc.and_(keep, early)
+    return pool if keep is None else pool.filter(keep)
+
+
+def _is_human(pool: pa.Table) -> pa.ChunkedArray:
+    return pc.equal(pool["origin"], Origin.HUMAN.value)
+
+
+def _synthetic(pool: pa.Table, mode: str) -> pa.Table:
+    synthetic = pool.filter(pc.equal(pool["origin"], Origin.SYNTHETIC.value))
+    if mode == "latest" and synthetic.num_rows:
+        newest = pc.max(synthetic["generation"])
+        synthetic = synthetic.filter(pc.equal(synthetic["generation"], newest))
+    return synthetic
+
+
+def _require_humans(humans: pa.Table, policy: str) -> pa.Table:
+    if humans.num_rows == 0:
+        from tailguard.errors import ReservoirError
+
+        raise ReservoirError(
+            f"the '{policy}' policy needs reservoir (human) examples but the pool has none: "
+            "ingest human data and freeze the reservoir first"
+        )
+    return humans
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
