@@ -1,0 +1,230 @@
+"""The verifier contract, the columnar verdict table, and the gate that runs verifiers.
+
+A verifier rules on a whole batch at once and answers with a *verdict table*
+(:data:`VERDICT_SCHEMA`: ``passed``, ``reason``, ``score``, ``matched_id``), one
+row per input record, in input order. Columns instead of a list of objects keep
+the hot path vectorised; :class:`Verdict` is the one-record view used by
+``--explain`` and reports.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tailguard.errors import InputError
+
+#: What :meth:`Verifier.verify` returns: one row per record, in input order.
+VERDICT_SCHEMA = pa.schema(
+    [
+        pa.field("passed", pa.bool_(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("score", pa.float64()),
+        pa.field("matched_id", pa.string()),
+    ]
+)
+
+#: One row per record x verifier, as the ledger stores them (``Ledger.write_verdicts``).
+LEDGER_VERDICT_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("verifier", pa.string(), nullable=False),
+        pa.field("params", pa.string(), nullable=False),
+        pa.field("version", pa.string(), nullable=False),
+        *VERDICT_SCHEMA,
+    ]
+)
+
+#: The verdict table of a gate run before it has a round (ledger columns minus ``round``).
+RESULT_VERDICT_SCHEMA = pa.schema([f for f in LEDGER_VERDICT_SCHEMA if f.name != "round"])
+
+PASS_REASON = "ok"
+
+
+def verdicts(
+    passed: Any,
+    reason: Any = None,
+    *,
+    score: Any = None,
+    matched_id: Any = None,
+) -> pa.Table:
+    """Build a verdict table from columns (arrays, lists or scalars broadcast to ``passed``).
+
+    ``reason`` defaults to ``"ok"`` where a record passed and ``"failed"`` where not,
+    so a verifier only has to name what went wrong.
+    """
+    ok = pa.array(np.asarray(passed, dtype=bool))
+    n = len(ok)
+
+    def column(values: Any, kind: pa.DataType) -> pa.Array:
+        if values is None:
+            return pa.nulls(n, kind)
+        if isinstance(values, str | float | int):
+            return pa.array(np.full(n, values).tolist(), kind) if n else pa.array([], kind)
+        arr = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values)
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        if len(arr) != n:
+            raise ValueError(f"verdict column has {len(arr)} values for {n} records")
+        return arr.cast(kind)
+
+    reasons = column(reason, pa.string())
+    default = pc.if_else(ok, PASS_REASON, "failed")
+    reasons = pc.coalesce(reasons, default)
+    return pa.table(
+        [ok, reasons, column(score, pa.float64()), column(matched_id, pa.string())],
+        schema=VERDICT_SCHEMA,
+    )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One verifier's ruling on one record: the single-record view of a verdict row."""
+
+    id: str
+    verifier: str
+    passed: bool
+    reason: str
+    score: float | None = None
+    matched_id: str | None = None
+    params: str = "{}"
+    version: str = ""
+    round: int | None = None
+
+    @classmethod
+    def rows(cls, table: pa.Table) -> list[Verdict]:
+        """Every row of a (result or ledger) verdict table as a :class:`Verdict`."""
+        names = {f.name for f in cls.__dataclass_fields__.values()}  # type: ignore[attr-defined]
+        return [cls(**{k: v for k, v in row.items() if k in names}) for row in table.to_pylist()]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Verifier:
+    """Base class of every verifier: a name, explicit keyword parameters, ``verify``.
+
+    Subclasses set ``kind`` (the name used in ``tailguard.toml``) and ``version``
+    (bump it when the rule changes, so old verdicts stay explainable), take
+    only keyword parameters in ``__init__`` and store each under its own name,
+    and implement :meth:`verify`. ``row_independent = False`` tells the gate a
+    verifier must see the whole pool at once (duplicate search) rather than be
+    split across worker processes.
+    """
+
+    kind: ClassVar[str] = "verifier"
+    version: ClassVar[str] = "1"
+    row_independent: ClassVar[bool] = True
+    #: Columns of the record table the verifier reads (beyond ``id`` and ``content``).
+    columns: ClassVar[tuple[str, ...]] = ()
+
+    _name: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The verifier's name in verdicts: its kind unless renamed (two of one kind)."""
+        return self._name or self.kind
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
+
+    def params(self) -> dict[str, Any]:
+        """The constructor's keyword parameters, JSON-able, as stored in the ledger."""
+        sig = inspect.signature(type(self).__init__)
+        out = {}
+        for p in sig.parameters.values():
+            if p.name == "self" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                continue
+            out[p.name] = _jsonable(getattr(self, p.name, None))
+        return out
+
+    def params_json(self) -> str:
+        return json.dumps(self.params(), sort_keys=True, default=str)
+
+    def verify(self, batch: pa.Table) -> pa.Table:  # pragma: no cover - abstract
+        """Rule on every record of ``batch`` (columns ``id``, ``content``, ...)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, Sequence):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "to_dict"):
+        return _jsonable(value.to_dict())
+    return str(value)
+
+
+def safe_verify(verifier: Verifier, batch: pa.Table) -> pa.Table:
+    """Run a verifier so that whatever it does, each record gets a verdict.
+
+    An exception (or a malformed answer) fails the records it concerns with the
+    exception as the reason; it never stops the gate. For a row-independent
+    verifier a failing batch is retried record by record, so one poisonous
+    record does not fail its neighbours.
+    """
+    try:
+        return _checked(verifier.verify(batch), batch.num_rows)
+    except Exception as exc:  # noqa: BLE001 - a verifier's failure is a verdict
+        if not verifier.row_independent or batch.num_rows <= 1:
+            return _error_verdicts(exc, batch.num_rows)
+    parts = []
+    for i in range(batch.num_rows):  # only on the error path
+        try:
+            parts.append(_checked(verifier.verify(batch.slice(i, 1)), 1))
+        except Exception as exc:  # noqa: BLE001
+            parts.append(_error_verdicts(exc, 1))
+    return pa.concat_tables(parts)
+
+
+def _checked(out: Any, n: int) -> pa.Table:
+    if not isinstance(out, pa.Table):
+        raise TypeError(f"verify returned {type(out).__name__}, not a pyarrow.Table")
+    if out.num_rows != n:
+        raise ValueError(f"verify returned {out.num_rows} verdicts for {n} records")
+    missing = {"passed", "reason"} - set(out.column_names)
+    if missing:
+        raise ValueError(f"verify's table lacks column(s) {sorted(missing)}")
+    cols = {
+        name: out.column(name) if name in out.column_names else pa.nulls(n, f.type)
+        for name, f in zip(VERDICT_SCHEMA.names, VERDICT_SCHEMA, strict=True)
+    }
+    if out.column("passed").null_count:
+        raise ValueError("verify returned a null 'passed'")
+    return verdicts(
+        cols["passed"].to_numpy(zero_copy_only=False),
+        cols["reason"],
+        score=cols["score"],
+        matched_id=cols["matched_id"],
+    )
+
+
+def _error_verdicts(exc: BaseException, n: int) -> pa.Table:
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" (at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})" if frame else ""
+    reason = f"error: {type(exc).__name__}: {exc}{where}"
+    return verdicts(np.zeros(n, bool), reason)
+
+
+def require_columns(batch: pa.Table, names: Sequence[str], verifier: str) -> None:
+    """Refuse a batch that lacks a column a verifier reads."""
+    missing = [c for c in names if c not in batch.column_names]
+    if missing:
+        raise InputError(f"{verifier} needs column(s) {missing}", field=missing[0])

@@ -1,0 +1,214 @@
+"""Duplicate verifiers: exact and near copies, of the reservoir or within the pool.
+
+A candidate that copies a human reservoir record is memorisation, not new data;
+one that copies an earlier candidate adds nothing. Both fail, and the verdict
+names the record matched (``matched_id``) and the similarity (``score``).
+Within the pool the *first* record of a group passes and later ones fail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tailguard.errors import InputError
+from tailguard.gate import minhash
+from tailguard.gate.base import Verifier, verdicts
+from tailguard.records import content_ids, normalise_content
+
+Reference = pa.Table | Sequence[str] | Mapping[str, str] | None
+
+
+def reference_table(reference: Reference) -> pa.Table:
+    """Normalise a reference set to a table of ``id`` and ``content``.
+
+    Accepts a table with ``id`` and ``content`` (or ``text``) columns, such as
+    ``Ledger.reservoir_records()``; a mapping of id to text; or plain texts (their
+    content ids become their ids).
+    """
+    if reference is None:
+        return pa.table({"id": pa.array([], pa.string()), "content": pa.array([], pa.string())})
+    if isinstance(reference, pa.Table):
+        text_col = "content" if "content" in reference.column_names else "text"
+        if text_col not in reference.column_names:
+            raise InputError(
+                "the reference table needs a 'content' (or 'text') column", field="content"
+            )
+        texts = reference.column(text_col).cast(pa.string())
+        ids = (
+            reference.column("id").cast(pa.string())
+            if "id" in reference.column_names
+            else content_ids(normalise_content(texts))
+        )
+        return pa.table({"id": ids, "content": texts})
+    if isinstance(reference, Mapping):
+        return pa.table(
+            {
+                "id": pa.array(list(reference.keys()), pa.string()),
+                "content": pa.array(list(reference.values()), pa.string()),
+            }
+        )
+    if isinstance(reference, str):
+        raise InputError("reference must be a table, a mapping or a list of texts, not a string")
+    texts = normalise_content(pa.array(list(reference), pa.string()))
+    return pa.table({"id": content_ids(texts), "content": texts})
+
+
+def _describe(ref: pa.Table) -> dict[str, Any]:
+    """A JSON-able stand-in for a reference set: its size and a digest of its ids."""
+    h = hashlib.sha256()
+    for chunk in ref.column("id").chunks:
+        h.update("\n".join(chunk.to_pylist()).encode())
+    return {"records": ref.num_rows, "ids_sha256": h.hexdigest()[:16]}
+
+
+def _texts(batch: pa.Table) -> pa.ChunkedArray | pa.Array:
+    return batch.column("content")
+
+
+def _ids(table: pa.Table) -> np.ndarray:
+    return np.asarray(table.column("id").to_numpy(zero_copy_only=False), dtype=object)
+
+
+def exact_keys(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A 64-bit key per text that ignores case, punctuation and spacing."""
+    t = pc.utf8_lower(texts)
+    t = pc.utf8_trim_whitespace(pc.replace_substring_regex(t, r"[^\p{L}\p{N}]+", " "))
+    values = np.asarray(t.to_numpy(zero_copy_only=False), dtype=object)
+    return pd.util.hash_array(values, categorize=False)
+
+
+class ExactDuplicate(Verifier):
+    """Fail records whose text equals a reference record's or an earlier record's.
+
+    Texts are compared after lower-casing and reducing punctuation and spacing to
+    one space, so a copy with different capitalisation is still a copy.
+    """
+
+    kind = "exact_duplicate"
+    version = "1"
+    row_independent = False
+
+    def __init__(self, *, reference: Reference = None, within_pool: bool = True) -> None:
+        self._ref = reference_table(reference)
+        self.reference = _describe(self._ref)
+        self.within_pool = within_pool
+        self._ref_keys = exact_keys(_texts(self._ref))
+        self._ref_order = np.argsort(self._ref_keys, kind="stable")
+        self._ref_ids = _ids(self._ref)
+
+    def verify(self, batch: pa.Table) -> pa.Table:
+        n = batch.num_rows
+        keys = exact_keys(_texts(batch))
+        matched = np.full(n, None, dtype=object)
+        reasons = np.full(n, "ok", dtype=object)
+        if len(self._ref_keys):
+            sorted_keys = self._ref_keys[self._ref_order]
+            pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+            hit = sorted_keys[pos] == keys
+            matched[hit] = self._ref_ids[self._ref_order[pos[hit]]]
+            reasons[hit] = "exact copy of reservoir record " + matched[hit].astype(str)
+        if self.within_pool and n:
+            _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+            earlier = first[inverse]
+            dup = (earlier != np.arange(n)) & (matched == None)  # noqa: E711 - numpy mask
+            ids = _ids(batch)
+            matched[dup] = ids[earlier[dup]]
+            reasons[dup] = "exact copy of candidate " + matched[dup].astype(str)
+        passed = matched == None  # noqa: E711
+        return verdicts(
+            passed,
+            reasons.tolist(),
+            score=np.where(passed, np.nan, 1.0),
+            matched_id=matched.tolist(),
+        )
+
+
+class NearDuplicate(Verifier):
+    """Fail records whose estimated Jaccard similarity to another is >= ``threshold``.
+
+    Similarity is over sets of ``shingle``-word windows, estimated by MinHash with
+    ``num_perm`` permutations, searched with LSH (bands and rows chosen for the
+    threshold and ``weights`` = (false-positive, false-negative) weights; the
+    default leans to recall because confirming candidates is cheap). Compared
+    against ``reference`` (the frozen reservoir, given at construction; its
+    signatures are computed once) and, if ``within_pool``, each record against
+    the earlier records of the same batch.
+    """
+
+    kind = "near_duplicate"
+    version = "1"
+    row_independent = False
+
+    def __init__(
+        self,
+        *,
+        reference: Reference = None,
+        threshold: float = 0.8,
+        num_perm: int = 128,
+        shingle: int = 3,
+        seed: int = 1,
+        within_pool: bool = True,
+        max_bucket: int = 32,
+        weights: tuple[float, float] = (0.2, 0.8),
+    ) -> None:
+        if not 0.0 < threshold < 1.0:
+            raise InputError(f"threshold must be in (0, 1), got {threshold}", field="threshold")
+        if num_perm < 2:
+            raise InputError(f"num_perm must be >= 2, got {num_perm}", field="num_perm")
+        self.threshold, self.num_perm, self.shingle, self.seed = threshold, num_perm, shingle, seed
+        self.within_pool, self.max_bucket = within_pool, max_bucket
+        self.weights = (float(weights[0]), float(weights[1]))
+        self.bands, self.rows = minhash.optimal_bands(threshold, num_perm, *self.weights)
+        ref = reference_table(reference)
+        self.reference = _describe(ref)
+        self._ref_ids = _ids(ref)
+        self._ref_sig = self.signatures(_texts(ref))
+
+    def signatures(self, texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        return minhash.signatures(
+            texts, num_perm=self.num_perm, shingle=self.shingle, seed=self.seed
+        )
+
+    def verify(self, batch: pa.Table) -> pa.Table:
+        n = batch.num_rows
+        sig = self.signatures(_texts(batch))
+        kw = {"bands": self.bands, "rows": self.rows, "cap": self.max_bucket}
+        matched = np.full(n, None, dtype=object)
+        reasons = np.full(n, "ok", dtype=object)
+        score = np.full(n, np.nan)
+        if len(self._ref_ids):
+            m, s = minhash.best_matches(sig, self._ref_sig, self.threshold, **kw)
+            hit = m >= 0
+            matched[hit] = self._ref_ids[m[hit]]
+            score[hit] = s[hit]
+            reasons[hit] = _near_reason("reservoir record", matched[hit], s[hit])
+        if self.within_pool and n:
+            m, s = minhash.best_matches(sig, None, self.threshold, **kw)
+            hit = (m >= 0) & (matched == None)  # noqa: E711
+            ids = _ids(batch)
+            matched[hit] = ids[m[hit]]
+            score[hit] = s[hit]
+            reasons[hit] = _near_reason("candidate", matched[hit], s[hit])
+        empty = sig[:, 0] == minhash.EMPTY if n else np.zeros(0, bool)
+        reasons[empty] = "ok (no words: not compared)"
+        return verdicts(
+            matched == None,  # noqa: E711
+            reasons.tolist(),
+            score=score,
+            matched_id=matched.tolist(),
+        )
+
+
+def _near_reason(what: str, ids: np.ndarray, sims: np.ndarray) -> np.ndarray:
+    sims_txt = np.char.mod("%.2f", sims)
+    return np.char.add(
+        np.char.add(f"near-duplicate of {what} ", ids.astype(str)),
+        np.char.add(" (J~", np.char.add(sims_txt, ")")),
+    ).astype(object)

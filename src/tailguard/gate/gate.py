@@ -1,0 +1,280 @@
+"""The gate: run verifiers over a round's candidates and decide accepted or rejected.
+
+``Gate.run(table)`` is pure (no ledger): it returns a :class:`GateResult` with
+every verdict. ``Gate.run_round(ledger, round)`` gates a round's synthetic
+candidates, stores every verdict and moves each candidate to ``accepted`` or
+``rejected``; nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tailguard.engines import Engine, InProcess, ProcessPool
+from tailguard.errors import ConfigError, InputError
+from tailguard.gate.base import (
+    LEDGER_VERDICT_SCHEMA,
+    RESULT_VERDICT_SCHEMA,
+    Verdict,
+    Verifier,
+    safe_verify,
+)
+from tailguard.records import Origin, Status
+
+if TYPE_CHECKING:
+    from tailguard.ledger import Ledger
+
+
+class _SafeVerify:
+    """A picklable batch function: one verifier's verdicts with ids, never raising."""
+
+    def __init__(self, verifier: Verifier) -> None:
+        self.verifier = verifier
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        out = safe_verify(self.verifier, batch)
+        return out.add_column(0, "id", batch.column("id"))
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """Every verdict of one gate run, and the decision for each record.
+
+    ``verdicts`` has one row per record x verifier (:data:`RESULT_VERDICT_SCHEMA`);
+    a record is accepted when it passed every verifier.
+    """
+
+    ids: pa.Array
+    accepted: np.ndarray  # bool, aligned with ids
+    verdicts: pa.Table
+    verifiers: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    @property
+    def empty(self) -> bool:
+        return self.n == 0
+
+    @property
+    def accepted_ids(self) -> pa.Array:
+        return self.ids.filter(pa.array(self.accepted))
+
+    @property
+    def rejected_ids(self) -> pa.Array:
+        return self.ids.filter(pa.array(~self.accepted))
+
+    @property
+    def pass_rate(self) -> float:
+        return float(self.accepted.mean()) if self.n else float("nan")
+
+    def pass_rates(self) -> pa.Table:
+        """Per verifier: records seen, passed, and the pass rate."""
+        g = self.verdicts.group_by("verifier", use_threads=False).aggregate(
+            [("passed", "count"), ("passed", "sum")]
+        )
+        n = g.column("passed_count")
+        passed = g.column("passed_sum")
+        rate = pc.divide(pc.cast(passed, pa.float64()), pc.cast(n, pa.float64()))
+        return pa.table(
+            {"verifier": g.column("verifier"), "records": n, "passed": passed, "pass_rate": rate}
+        )
+
+    def reasons(self, *, failed_only: bool = True, top: int | None = None) -> pa.Table:
+        """Counts by verifier and reason, most frequent first."""
+        v = (
+            self.verdicts.filter(pc.invert(self.verdicts["passed"]))
+            if failed_only
+            else self.verdicts
+        )
+        # Group by the reason's stem: the part before a record-specific detail such as an id.
+        stem = pc.replace_substring_regex(v["reason"], r"\s*[\(:][^()]*\d[^()]*\)?$", "")
+        t = pa.table({"verifier": v["verifier"], "reason": stem})
+        g = t.group_by(["verifier", "reason"], use_threads=False).aggregate([("reason", "count")])
+        g = g.rename_columns(["verifier", "reason", "count"]).sort_by(
+            [("count", "descending"), ("verifier", "ascending"), ("reason", "ascending")]
+        )
+        return g.slice(0, top) if top is not None else g
+
+    def explain(self, record_id: str) -> list[Verdict]:
+        """Every verdict on one record."""
+        return Verdict.rows(self.verdicts.filter(pc.equal(self.verdicts["id"], record_id)))
+
+    def for_ledger(self, round: int) -> pa.Table:  # noqa: A002
+        """The verdicts with their round, in the ledger's columns."""
+        n = self.verdicts.num_rows
+        t = self.verdicts.add_column(1, "round", pa.repeat(pa.scalar(round, pa.int32()), n))
+        return t.select(LEDGER_VERDICT_SCHEMA.names).cast(LEDGER_VERDICT_SCHEMA)
+
+
+class Gate:
+    """Run a list of verifiers over candidates; a record must pass them all.
+
+    ``engine`` decides where row-independent verifiers run: ``None`` picks a
+    local process pool for tables of at least ``parallel_min`` records (and
+    in-process below that, or when a verifier does not pickle). Verifiers that
+    need the whole pool (duplicate search) always see it at once, in-process.
+    """
+
+    def __init__(
+        self,
+        verifiers: Sequence[Verifier],
+        *,
+        engine: Engine | None = None,
+        batch_size: int = 2048,
+        parallel_min: int = 4096,
+        progress: bool = True,
+    ) -> None:
+        verifiers = list(verifiers)
+        if not verifiers:
+            raise ConfigError("a gate needs at least one verifier")
+        for v in verifiers:
+            if not isinstance(v, Verifier):
+                raise ConfigError(f"{v!r} is not a Verifier")
+        names = [v.name for v in verifiers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"two verifiers are named {dupes[0]!r}: give each a distinct `name`")
+        self.verifiers = verifiers
+        self.engine = engine
+        self.batch_size = batch_size
+        self.parallel_min = parallel_min
+        self.progress = progress
+
+    @classmethod
+    def from_config(
+        cls, config: dict[str, Any], *, reference: pa.Table | None = None, source: str = "config"
+    ) -> Gate:
+        """Build a gate from the ``[gate]`` table of ``tailguard.toml`` (see docs/gate.md)."""
+        from tailguard.gate.config import gate_from_config
+
+        return gate_from_config(config, reference=reference, source=source)
+
+    def params(self) -> dict[str, Any]:
+        return {
+            v.name: {"kind": v.kind, "version": v.version, **v.params()} for v in self.verifiers
+        }
+
+    def _engine_for(self, verifier: Verifier, n: int) -> Engine:
+        if self.engine is not None:
+            engine = self.engine
+        elif n >= self.parallel_min:
+            engine = ProcessPool()
+        else:
+            return InProcess()
+        if not isinstance(engine, InProcess):
+            try:
+                pickle.dumps(verifier)
+            except Exception:  # noqa: BLE001 - e.g. a lambda: run it here instead
+                return InProcess()
+        return engine
+
+    def run(self, table: pa.Table) -> GateResult:
+        """Gate every record of ``table`` (needs ``id`` and ``content``; each id once)."""
+        for col in ("id", "content"):
+            if col not in table.column_names:
+                raise InputError(f"the gate needs a {col!r} column", field=col)
+        table = _first_per_id(table)
+        ids = table.column("id").combine_chunks() if table.num_rows else pa.array([], pa.string())
+        n = table.num_rows
+        if n == 0:
+            return GateResult(
+                ids,
+                np.zeros(0, bool),
+                RESULT_VERDICT_SCHEMA.empty_table(),
+                tuple(v.name for v in self.verifiers),
+                ("nothing to gate",),
+            )
+        parts = []
+        with _progress_bar(self.progress) as bar:
+            for v in self.verifiers:
+                task = bar.add_task(f"{v.name}", total=n) if bar else None
+                advance = (lambda k, t=task: bar.advance(t, k)) if bar else None
+                fn = _SafeVerify(v)
+                if v.row_independent:
+                    out = self._engine_for(v, n).map_batches(
+                        fn, table, batch_size=self.batch_size, progress=advance
+                    )
+                else:
+                    out = fn(table)
+                    if advance:
+                        advance(n)
+                m = out.num_rows
+                out = out.append_column("verifier", pa.repeat(pa.scalar(v.name), m))
+                out = out.append_column("params", pa.repeat(pa.scalar(v.params_json()), m))
+                out = out.append_column("version", pa.repeat(pa.scalar(str(v.version)), m))
+                parts.append(out.select(RESULT_VERDICT_SCHEMA.names).cast(RESULT_VERDICT_SCHEMA))
+        verdict_table = pa.concat_tables(parts)
+        passed = np.ones(n, bool)
+        for part in parts:
+            passed &= part.column("passed").to_numpy(zero_copy_only=False)
+        return GateResult(ids, passed, verdict_table, tuple(v.name for v in self.verifiers))
+
+    def run_round(self, ledger: Ledger, round: int) -> GateResult:  # noqa: A002
+        """Gate round ``round``'s synthetic candidates, store verdicts, set statuses."""
+        table = ledger.records(
+            round=round, status=Status.CANDIDATE.value, origin=Origin.SYNTHETIC.value
+        )
+        result = self.run(table)
+        if result.empty:
+            return result
+        ledger.write_verdicts(result.for_ledger(round))
+        if len(result.accepted_ids):
+            ledger.set_status(result.accepted_ids, Status.ACCEPTED.value, round=round)
+        if len(result.rejected_ids):
+            ledger.set_status(result.rejected_ids, Status.REJECTED.value, round=round)
+        return result
+
+    def __repr__(self) -> str:
+        return f"Gate({self.verifiers!r})"
+
+
+def _first_per_id(table: pa.Table) -> pa.Table:
+    """One row per content id (the first): content, not occurrences, is gated."""
+    if table.num_rows == 0:
+        return table
+    ids = table.column("id")
+    if ids.null_count:
+        raise InputError("a record has no id", field="id")
+    if pc.count_distinct(ids).as_py() == table.num_rows:
+        return table
+    _, first = np.unique(
+        np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object), return_index=True
+    )
+    return table.take(pa.array(np.sort(first)))
+
+
+class _NoBar:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _progress_bar(enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+    )
+
+
+def gate_verifiers(verifiers: Iterable[Verifier]) -> Gate:
+    """Shorthand: ``Gate(list(verifiers))`` with default settings."""
+    return Gate(list(verifiers))

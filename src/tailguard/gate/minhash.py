@@ -1,0 +1,396 @@
+"""Vectorised MinHash and LSH banding in numpy (no per-document Python loop).
+
+Texts are lower-cased, cut into words (runs of letters and digits), and every
+window of ``shingle`` consecutive words is hashed once to 32 bits. The
+``num_perm`` hash functions are ``(a*x + b) mod p`` with the Mersenne prime
+``p = 2**31 - 1``, applied by broadcasting over all shingles of a chunk; the
+minimum per document comes from ``np.minimum.reduceat``. A document shorter
+than ``shingle`` words is one shingle; an empty document has no shingles and a
+signature of all ``EMPTY`` (it is never a candidate).
+
+LSH cuts each signature into ``bands`` of ``rows``, chosen for the threshold
+by minimising the weighted false-positive and false-negative areas (the same
+rule as datasketch). Records that agree on a whole band are candidates;
+candidates are confirmed by estimated Jaccard (the share of equal minhashes).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+PRIME = np.uint64((1 << 31) - 1)
+EMPTY = np.uint32(0xFFFFFFFF)  # larger than any hash value (they are <= PRIME)
+_MIX = np.array(
+    [
+        0x9E3779B97F4A7C15,
+        0xC2B2AE3D27D4EB4F,
+        0x165667B19E3779F9,
+        0xD6E8FEB86659FD93,
+        0xFF51AFD7ED558CCD,
+        0xC4CEB9FE1A85EC53,
+        0x27D4EB2F165667C5,
+        0x94D049BB133111EB,
+    ],
+    dtype=np.uint64,
+)
+#: Shingles per chunk: ``num_perm`` x this many uint64 stay in cache (4 MiB at 128).
+CHUNK = 1 << 12
+
+
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser, so combined hashes spread over all bits."""
+    h = h ^ (h >> np.uint64(33))
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xC4CEB9FE1A85EC53)
+    h ^= h >> np.uint64(33)
+    return h
+
+
+def words(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-word 64-bit hashes of all texts, flattened, and each text's word offsets.
+
+    A word is a whitespace-separated token, lower-cased, with every character that
+    is not a letter or digit removed; tokens left empty are dropped. Normalising
+    the vocabulary (not every occurrence) keeps this cheap.
+    """
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks() if texts.num_chunks else pa.array([], pa.string())
+    lists = pc.utf8_split_whitespace(pc.utf8_lower(texts))
+    n = len(lists)
+    flat = lists.flatten()
+    parents = pc.list_parent_indices(lists).to_numpy()
+    if len(flat) == 0:
+        return np.zeros(0, np.uint64), np.zeros(n + 1, np.int64)
+    enc = pc.dictionary_encode(flat)
+    vocab = pc.replace_substring_regex(enc.dictionary, r"[^\p{L}\p{N}]+", "")
+    vocab_np = np.asarray(vocab.to_numpy(zero_copy_only=False), dtype=object)
+    vocab_hash = pd.util.hash_array(vocab_np, categorize=False)
+    vocab_ok = pc.greater(pc.utf8_length(vocab), 0).to_numpy(zero_copy_only=False)
+    codes = enc.indices.to_numpy()
+    keep = vocab_ok[codes]
+    if not keep.all():
+        codes, parents = codes[keep], parents[keep]
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(parents, minlength=n), out=offsets[1:])
+    return vocab_hash[codes], offsets
+
+
+def shingles(texts: pa.Array | pa.ChunkedArray, shingle: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """32-bit hashes of every ``shingle``-word window of each text, and per-text offsets."""
+    if shingle < 1:
+        raise ValueError(f"shingle must be >= 1 word, got {shingle}")
+    w, offsets = words(texts)
+    n_words = len(w)
+    counts = np.diff(offsets)
+    n_sh = np.where(counts >= shingle, counts - shingle + 1, (counts > 0).astype(np.int64))
+    sh_offsets = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(n_sh, out=sh_offsets[1:])
+    # Rolling combination over the flat word array (contiguous slices, no gathers):
+    # window i covers words i..i+shingle-1; windows that run past their text's end
+    # are masked out, which leaves the windows in text order.
+    h = np.zeros(n_words, np.uint64)
+    for j in range(min(shingle, n_words)):
+        h[: n_words - j] += w[j:] * _mult(j)
+    keep = np.ones(n_words, bool)
+    for j in range(1, shingle):
+        tail = offsets[1:] - j
+        keep[tail[tail >= offsets[:-1]]] = False
+    short = np.flatnonzero((counts > 0) & (counts < shingle))
+    if len(short):  # texts with fewer words than a shingle: one shingle of all their words
+        hs = np.zeros(len(short), np.uint64)
+        for j in range(shingle - 1):
+            inside = j < counts[short]
+            hs += np.where(inside, w[np.minimum(offsets[short] + j, n_words - 1)] * _mult(j), 0)
+        h[offsets[short]] = hs
+        keep[offsets[short]] = True
+    out = h[keep]
+    out = _fmix64(out)
+    return ((out >> np.uint64(32)) ^ (out & np.uint64(0xFFFFFFFF))).astype(np.uint32), sh_offsets
+
+
+def _mult(j: int) -> np.uint64:
+    return _MIX[j % len(_MIX)] + np.uint64(2 * (j // len(_MIX)))
+
+
+@lru_cache(maxsize=16)
+def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``a`` (in [1, p)) and ``b`` (in [0, p)) of each hash function, as columns."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, int(PRIME), size=num_perm, dtype=np.uint64)
+    b = rng.integers(0, int(PRIME), size=num_perm, dtype=np.uint64)
+    return a[:, None], b[:, None]
+
+
+def signatures(
+    texts: pa.Array | pa.ChunkedArray, *, num_perm: int = 128, shingle: int = 3, seed: int = 1
+) -> np.ndarray:
+    """MinHash signatures, shape ``(len(texts), num_perm)``, uint32."""
+    x, offsets = shingles(texts, shingle)
+    return signatures_of_shingles(x, offsets, num_perm=num_perm, seed=seed)
+
+
+def signatures_of_shingles(
+    x: np.ndarray,
+    offsets: np.ndarray,
+    *,
+    num_perm: int = 128,
+    seed: int = 1,
+    threads: int | None = None,
+) -> np.ndarray:
+    """MinHash signatures from shingle hashes ``x`` grouped by ``offsets``.
+
+    numpy releases the GIL inside its loops, so ``threads`` (default: the CPU
+    count, at most 8) each take a contiguous run of whole documents.
+    """
+    threads = min(threads or os.cpu_count() or 1, 8)
+    n = len(offsets) - 1
+    if threads < 2 or len(x) < 4 * CHUNK or n < 2:
+        return _signatures(x, offsets, num_perm=num_perm, seed=seed)
+    targets = np.linspace(0, len(x), threads + 1)[1:-1]
+    cuts = np.unique(np.concatenate([[0], np.searchsorted(offsets, targets), [n]]))
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        parts = pool.map(
+            lambda lo_hi: _signatures(
+                x[offsets[lo_hi[0]] : offsets[lo_hi[1]]],
+                offsets[lo_hi[0] : lo_hi[1] + 1] - offsets[lo_hi[0]],
+                num_perm=num_perm,
+                seed=seed,
+            ),
+            list(zip(cuts[:-1], cuts[1:], strict=True)),
+        )
+        return np.concatenate(list(parts))
+
+
+def _signatures(x: np.ndarray, offsets: np.ndarray, *, num_perm: int, seed: int) -> np.ndarray:
+    n = len(offsets) - 1
+    a, b = permutations(num_perm, seed)
+    sig = np.full((num_perm, n), EMPTY, np.uint32)
+    counts = np.diff(offsets)
+    docs = np.flatnonzero(counts)  # documents with at least one shingle
+    if len(docs) == 0:
+        return np.ascontiguousarray(sig.T)
+    starts = offsets[docs]
+    # Cut into chunks of whole shingle ranges: a chunk ends at a document boundary
+    # unless one document alone is larger than a chunk (then its pieces are min-merged).
+    cuts = np.unique(np.concatenate([np.arange(0, len(x), CHUNK), starts, [len(x)]]))
+    bounds = _merge_cuts(cuts, CHUNK)
+    work = np.empty((num_perm, CHUNK), np.uint64)
+    high = np.empty((num_perm, CHUNK), np.uint64)
+    x = (x & np.uint32(PRIME)).astype(np.uint64)  # 31-bit keys: a*x + b < 2**62
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        m = hi - lo
+        v = work[:, :m] if m <= CHUNK else np.empty((num_perm, m), np.uint64)
+        t = high[:, :m] if m <= CHUNK else np.empty((num_perm, m), np.uint64)
+        _mod_prime(np.multiply(a, x[None, lo:hi], out=v), b, t)
+        # Documents overlapping [lo, hi): segment starts clipped to the chunk.
+        first = np.searchsorted(starts, lo, side="right") - 1
+        last = np.searchsorted(starts, hi, side="left")
+        seg_docs = docs[max(first, 0) : last]
+        seg_starts = np.maximum(offsets[seg_docs], lo) - lo
+        reduced = np.minimum.reduceat(v, seg_starts, axis=1).astype(np.uint32)
+        np.minimum(sig[:, seg_docs], reduced, out=reduced)
+        sig[:, seg_docs] = reduced
+    return np.ascontiguousarray(sig.T)
+
+
+def _mod_prime(v: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``v = (v + b) mod p`` in place for ``v + b < 2**62``, without a division.
+
+    With ``p = 2**31 - 1``, ``2**31 = 1 (mod p)``, so ``(v & p) + (v >> 31)`` is
+    congruent and below ``2 * p``; ``min(y, y - p)`` (unsigned, so ``y - p`` wraps
+    when ``y < p``) finishes the reduction. The only non-canonical value left is
+    ``p`` itself for 0, which changes no comparison that matters.
+    """
+    v += b
+    np.right_shift(v, np.uint64(31), out=t)
+    v &= PRIME
+    v += t
+    np.subtract(v, PRIME, out=t)
+    np.minimum(v, t, out=v)
+    return v
+
+
+def _merge_cuts(cuts: np.ndarray, size: int) -> list[int]:
+    """Greedy chunk bounds from candidate cut points, each chunk at most ``size`` long
+    unless a single gap between cut points is longer."""
+    bounds = [int(cuts[0])]
+    target = bounds[0] + size
+    while bounds[-1] < cuts[-1]:
+        i = int(np.searchsorted(cuts, target, side="right")) - 1
+        nxt = int(cuts[i])
+        if nxt <= bounds[-1]:
+            nxt = int(cuts[np.searchsorted(cuts, bounds[-1], side="right")])
+        bounds.append(nxt)
+        target = nxt + size
+    return bounds
+
+
+@lru_cache(maxsize=64)
+def optimal_bands(
+    threshold: float, num_perm: int, fp_weight: float = 0.5, fn_weight: float = 0.5
+) -> tuple[int, int]:
+    """``(bands, rows)`` minimising weighted false-positive + false-negative areas."""
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    best, best_err = (1, num_perm), float("inf")
+    for bands in range(1, num_perm + 1):
+        rows_max = num_perm // bands
+        for rows in range(1, rows_max + 1):
+            lo = np.linspace(0.0, threshold, 201)
+            hi = np.linspace(threshold, 1.0, 201)
+            fp = np.trapezoid(1 - (1 - lo**rows) ** bands, lo)
+            fn = np.trapezoid(1 - (1 - (1 - hi**rows) ** bands), hi)
+            err = fp_weight * fp + fn_weight * fn
+            if err < best_err:
+                best, best_err = (bands, rows), err
+    return best
+
+
+def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """One 64-bit key per record and band, shape ``(bands, n)``."""
+    n = sig.shape[0]
+    keys = np.zeros((bands, n), np.uint64)
+    for j in range(rows):
+        cols = sig[:, j : bands * rows : rows]  # row j of every band, shape (n, bands)
+        keys += cols.T.astype(np.uint64) * _MIX[j % len(_MIX)]
+        keys = _fmix64(keys) if j % 4 == 3 else keys
+    keys = _fmix64(keys + np.arange(bands, dtype=np.uint64)[:, None])
+    return keys
+
+
+def candidate_pairs(
+    query_keys: np.ndarray,
+    ref_keys: np.ndarray | None,
+    *,
+    cap: int = 32,
+    query_valid: np.ndarray | None = None,
+    ref_valid: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (query index, reference index) sharing at least one band key.
+
+    With ``ref_keys=None`` the queries are matched against themselves, each record
+    only with *earlier* ones. Per bucket at most ``cap`` references are paired, so a
+    bucket of thousands of identical texts cannot explode into millions of pairs.
+    """
+    qs, rs = [], []
+    for band in range(query_keys.shape[0]):
+        if ref_keys is None:
+            q, r = _pairs_self(query_keys[band], query_valid, cap)
+        else:
+            q, r = _pairs_cross(query_keys[band], ref_keys[band], query_valid, ref_valid, cap)
+        qs.append(q)
+        rs.append(r)
+    q = np.concatenate(qs) if qs else np.zeros(0, np.int64)
+    r = np.concatenate(rs) if rs else np.zeros(0, np.int64)
+    n_ref = (
+        len(ref_valid)
+        if ref_valid is not None
+        else (ref_keys.shape[1] if ref_keys is not None else query_keys.shape[1])
+    )
+    code = np.unique(q * max(n_ref, 1) + r)
+    return code // max(n_ref, 1), code % max(n_ref, 1)
+
+
+def _expand(pos: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Repeat each position ``counts`` times, with the 0..count-1 offset of each repeat."""
+    rep = np.repeat(pos, counts)
+    within = np.arange(len(rep)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return rep, within
+
+
+def _groups(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    new = np.empty(len(sorted_keys), bool)
+    if len(new):
+        new[0] = True
+        new[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    gid = np.cumsum(new) - 1
+    return gid, np.flatnonzero(new)
+
+
+def _pairs_cross(kq, kr, q_valid, r_valid, cap):
+    iq = np.arange(len(kq)) if q_valid is None else np.flatnonzero(q_valid)
+    ir = np.arange(len(kr)) if r_valid is None else np.flatnonzero(r_valid)
+    keys = np.concatenate([kr[ir], kq[iq]])
+    is_q = np.concatenate([np.zeros(len(ir), bool), np.ones(len(iq), bool)])
+    order = np.lexsort((is_q, keys))
+    gid, gstart = _groups(keys[order])
+    n_ref = np.add.reduceat((~is_q[order]).astype(np.int64), gstart) if len(gstart) else gstart
+    qpos = np.flatnonzero(is_q[order])
+    m = np.minimum(n_ref[gid[qpos]], cap)
+    rep, within = _expand(qpos, m)
+    refpos = gstart[gid[rep]] + within
+    src = np.concatenate([ir, iq])
+    return src[order[rep]], src[order[refpos]]
+
+
+def _pairs_self(k, valid, cap):
+    idx = np.arange(len(k)) if valid is None else np.flatnonzero(valid)
+    keys = k[idx]
+    order = np.argsort(keys, kind="stable")
+    gid, gstart = _groups(keys[order])
+    pos = np.arange(len(order))
+    m = np.minimum(pos - gstart[gid], cap)
+    rep, within = _expand(pos, m)
+    earlier = gstart[gid[rep]] + within
+    return idx[order[rep]], idx[order[earlier]]
+
+
+def similarity(
+    sig_q: np.ndarray, sig_r: np.ndarray, q: np.ndarray, r: np.ndarray, chunk: int = 1 << 14
+) -> np.ndarray:
+    """Estimated Jaccard of each pair: the share of equal minhash values."""
+    out = np.empty(len(q), np.float64)
+    for lo in range(0, len(q), chunk):
+        hi = lo + chunk
+        out[lo:hi] = (sig_q[q[lo:hi]] == sig_r[r[lo:hi]]).mean(axis=1)
+    return out
+
+
+def best_matches(
+    sig_q: np.ndarray,
+    sig_r: np.ndarray | None,
+    threshold: float,
+    *,
+    bands: int,
+    rows: int,
+    cap: int = 32,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each query, the best reference at estimated Jaccard >= threshold.
+
+    Returns ``(match, sim)``: the matched reference index (-1 if none) and the
+    estimated similarity (NaN if none). ``sig_r=None`` matches queries with earlier
+    queries.
+    """
+    n = sig_q.shape[0]
+    match = np.full(n, -1, np.int64)
+    sim = np.full(n, np.nan)
+    q_valid = sig_q[:, 0] != EMPTY if n else np.zeros(0, bool)
+    kq = band_keys(sig_q, bands, rows)
+    if sig_r is None:
+        q, r = candidate_pairs(kq, None, cap=cap, query_valid=q_valid)
+        sig_r = sig_q
+    else:
+        r_valid = sig_r[:, 0] != EMPTY
+        q, r = candidate_pairs(
+            kq, band_keys(sig_r, bands, rows), cap=cap, query_valid=q_valid, ref_valid=r_valid
+        )
+    if len(q) == 0:
+        return match, sim
+    s = similarity(sig_q, sig_r, q, r)
+    keep = s >= threshold
+    q, r, s = q[keep], r[keep], s[keep]
+    order = np.lexsort((r, -s, q))
+    q, r, s = q[order], r[order], s[order]
+    first = np.ones(len(q), bool)
+    first[1:] = q[1:] != q[:-1]
+    match[q[first]] = r[first]
+    sim[q[first]] = s[first]
+    return match, sim
