@@ -482,6 +482,36 @@ class Ledger:
             _do(con, "INSERT INTO verdicts SELECT * FROM v")
             con.unregister("v")
 
+    def record_gate(
+        self,
+        round: int,
+        verdicts: pa.Table,
+        *,
+        accepted: Any,
+        rejected: Any,  # noqa: A002
+    ) -> None:
+        """Store a gate run's verdicts and move its candidates, in one transaction.
+
+        Re-recording a round's verdicts for the same records replaces them, so a
+        gate step that is run again after a crash leaves no duplicates.
+        """
+        table = verdicts.select(VERDICT_SCHEMA.names).cast(VERDICT_SCHEMA)
+        with self._transaction() as con:
+            con.register("v", table)
+            con.register("ok", pa.table({"id": pa.array(accepted, pa.string())}))
+            con.register("no", pa.table({"id": pa.array(rejected, pa.string())}))
+            _do(con, "DELETE FROM verdicts WHERE round = ? AND id IN (SELECT id FROM v)", [round])
+            _do(con, "INSERT INTO verdicts SELECT * FROM v")
+            for name, status in (("ok", Status.ACCEPTED), ("no", Status.REJECTED)):
+                _do(
+                    con,
+                    "UPDATE records SET status = ? WHERE origin = 'synthetic' AND round = ? "
+                    f"AND status = 'candidate' AND id IN (SELECT id FROM {name})",
+                    [status.value, round],
+                )
+            for name in ("v", "ok", "no"):
+                con.unregister(name)
+
     def verdicts(self, *, id: str | None = None, round: int | None = None) -> pa.Table:  # noqa: A002
         where, params = self._filters(id=id, round=round)
         sql = "SELECT * FROM verdicts" + (" WHERE " + " AND ".join(where) if where else "")

@@ -1,0 +1,285 @@
+"""The retraining loop: one round after another, every step recorded, resumable.
+
+Round 0 trains on the frozen reservoir alone and measures the baseline. Each
+round ``r >= 1``:
+
+1. ``generate``: the model of round ``r-1`` writes candidates (generation ``r``),
+   ingested with their provenance;
+2. ``gate``: the verifiers rule on every candidate; verdicts are stored;
+3. ``dial``: the dial reads the monitor's evidence and sets the real fraction;
+4. ``plan``: the mixer plans the round's manifest from the training pool;
+5. ``train``: the user's ``train`` callable fits model ``r`` on the manifest;
+6. ``evaluate``: model ``r``'s samples are measured against the human holdout.
+
+Every finished stage is written to the ledger, so a killed run continues from
+the last finished stage (``resume=True``). Models are not stored: on resume the
+model of the last planned round is trained again from its stored manifest, so
+``train`` must be deterministic given the manifest (seed it from
+``manifest.seed``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tailguard.errors import ConfigError
+from tailguard.ledger import Ledger
+from tailguard.mix import HumanOnly, Policy, plan
+from tailguard.records import SCHEMA, Manifest, Origin, make_records
+from tailguard.stages import STAGES, next_stage
+
+TrainFn = Callable[[Manifest, pa.Table], Any]
+GenerateFn = Callable[[Any, int, int, int], Any]
+SampleFn = Callable[[Any, int, int], Any]
+
+
+@dataclass
+class RoundResult:
+    """What one round did, for progress displays and tests."""
+
+    round: int
+    generated: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    real_fraction: float | None = None
+    digest: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Loop:
+    """Drive retraining rounds over a ledger whose human reservoir is frozen.
+
+    ``train(manifest, records) -> model``: fit a model on the round's training
+    set (``records``: the manifest's rows in training order, with provenance).
+    ``generate(model, n, round, seed)``: candidates from ``model``, as records or
+    as ``(texts, labels)``. ``sample(model, round, seed)``: what to evaluate
+    (default: ``generate`` with ``n_sample`` examples).
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        train: TrainFn,
+        generate: GenerateFn,
+        policy: Policy,
+        gate: Any = None,
+        dial: Any = None,
+        monitor: Any = None,
+        sample: SampleFn | None = None,
+        n_generate: int = 1000,
+        n_sample: int | None = None,
+        batch_size: int = 64,
+        run: str = "main",
+        seed: int = 0,
+        generator: str = "model",
+    ) -> None:
+        if n_generate < 1 or batch_size < 1:
+            raise ConfigError("n_generate and batch_size must be at least 1")
+        if dial is not None and monitor is None:
+            raise ConfigError("a dial needs a monitor: it turns on the monitor's evidence")
+        self.ledger, self.policy, self.gate, self.dial = ledger, policy, gate, dial
+        self.train_fn, self.generate_fn, self.sample_fn = train, generate, sample
+        self.monitor = monitor
+        self.n_generate, self.n_sample = n_generate, n_sample or n_generate
+        self.batch_size, self.run_name, self.seed, self.generator = batch_size, run, seed, generator
+        self.model: Any = None
+        self._reference: Any = None
+
+    # ------------------------------------------------------------------ driving
+    def run(
+        self,
+        rounds: int,
+        *,
+        resume: bool = False,
+        on_stage: Callable[[int, str], None] | None = None,
+    ) -> list[RoundResult]:
+        """Run rounds ``0..rounds`` (round 0 is the human-only baseline).
+
+        With ``resume=True`` continue after the last finished stage of this run;
+        without it, a run name that already has stages is refused.
+        """
+        if rounds < 0:
+            raise ConfigError("rounds must be >= 0")
+        self.ledger.reservoir()  # fails early, with the reason, if unfrozen or tampered
+        last = self.ledger.last_stage(self.run_name)
+        if last is not None and not resume:
+            raise ConfigError(
+                f"run {self.run_name!r} already has rounds in this ledger: resume it "
+                "(resume=True / --resume) or choose another run name"
+            )
+        start_round, start_stage = next_stage(last)
+        if start_round > 0 or start_stage != STAGES[0]:
+            self._restore_model(start_round, start_stage)
+        results = []
+        for r in range(start_round, rounds + 1):
+            first = start_stage if r == start_round else STAGES[0]
+            results.append(self.run_round(r, from_stage=first, on_stage=on_stage))
+        return results
+
+    def run_round(
+        self,
+        r: int,
+        *,
+        from_stage: str = STAGES[0],
+        on_stage: Callable[[int, str], None] | None = None,
+    ) -> RoundResult:
+        """Run the stages of round ``r`` from ``from_stage`` on."""
+        result = RoundResult(round=r)
+        todo = STAGES[STAGES.index(from_stage) :]
+        for stage in todo:
+            if r == 0 and stage in {"generate", "gate", "dial"}:
+                self._mark(r, stage)
+                continue
+            getattr(self, f"_{stage}")(r, result)
+            self._mark(r, stage)
+            if on_stage is not None:
+                on_stage(r, stage)
+        return result
+
+    def _mark(self, r: int, stage: str) -> None:
+        self.ledger.mark_stage(self.run_name, r, stage)
+
+    # ------------------------------------------------------------------ stages
+    def _generate(self, r: int, result: RoundResult) -> None:
+        out = self.generate_fn(self.model, self.n_generate, r, self._seed(r, 1))
+        records = self._as_records(out, r)
+        self.ledger.add_records(records)
+        result.generated = records.num_rows
+
+    def _gate(self, r: int, result: RoundResult) -> None:
+        candidates = self.ledger.records(round=r, origin=Origin.SYNTHETIC, status="candidate")
+        if candidates.num_rows == 0:
+            return
+        if self.gate is None:
+            verdicts = _open_gate_verdicts(candidates["id"], r)
+            accepted, rejected = candidates["id"], pa.array([], pa.string())
+        else:
+            outcome = self.gate.run(candidates)
+            verdicts = outcome.for_ledger(r)
+            accepted, rejected = outcome.accepted_ids, outcome.rejected_ids
+        self.ledger.record_gate(r, verdicts, accepted=accepted, rejected=rejected)
+        result.accepted, result.rejected = len(accepted), len(rejected)
+
+    def _dial(self, r: int, result: RoundResult) -> None:
+        if self.dial is None:
+            return
+        evidence = self.monitor.evidence(self.ledger.metrics(self.run_name), run=self.run_name)
+        decision = self.dial.decide(r, evidence)
+        self.ledger.write_decision(
+            run=self.run_name,
+            round=r,
+            real_fraction=decision.real_fraction,
+            reason=decision.reason,
+            evidence=decision.evidence,
+        )
+        result.real_fraction = decision.real_fraction
+
+    def _plan(self, r: int, result: RoundResult) -> None:
+        policy = HumanOnly() if r == 0 else self.policy
+        fraction = self._decided_fraction(r) if r > 0 and self.dial is not None else None
+        manifest = plan(
+            self.ledger.training_pool(r),
+            policy,
+            round=r,
+            batch_size=self.batch_size,
+            real_fraction=fraction,
+            seed=self._seed(r, 2),
+            run=self.run_name,
+        )
+        result.digest = self.ledger.write_manifest(manifest)
+        result.real_fraction = manifest.params.get("real_fraction_used")
+
+    def _train(self, r: int, result: RoundResult) -> None:
+        manifest = self.ledger.manifest(r, self.run_name)
+        self.model = self.train_fn(manifest, self.ledger.manifest_records(r, self.run_name))
+
+    def _evaluate(self, r: int, result: RoundResult) -> None:
+        if self.monitor is None:
+            return
+        fn = self.sample_fn or (lambda m, rnd, s: self.generate_fn(m, self.n_sample, rnd, s))
+        sample = self._as_records(fn(self.model, r, self._seed(r, 3)), r)
+        reference = self.ledger.reservoir_records("holdout")
+        rows = self.monitor.measure(
+            sample["content"],
+            sample["label"],
+            reference["content"],
+            reference["label"],
+            run=self.run_name,
+            round=r,
+            sample="model",
+        )
+        if r == 0:
+            human = self.ledger.reservoir_records("train")
+            floor = self.monitor.measure(
+                human["content"],
+                human["label"],
+                reference["content"],
+                reference["label"],
+                run=self.run_name,
+                round=0,
+                sample="human",
+            )
+            rows = pa.concat_tables([rows, floor])
+        self.ledger.write_metrics(rows)
+        model_rows = rows.filter(pc.equal(rows["sample"], "model"))
+        result.metrics = dict(
+            zip(model_rows["metric"].to_pylist(), model_rows["value"].to_pylist(), strict=True)
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def _decided_fraction(self, r: int) -> float | None:
+        d = self.ledger.decisions(self.run_name)
+        d = d.filter(pc.equal(d["round"], r))
+        return d["real_fraction"][0].as_py() if d.num_rows else None
+
+    def _restore_model(self, start_round: int, start_stage: str) -> None:
+        """Train again the model the interrupted stage needs, from its stored manifest."""
+        needs_current = STAGES.index(start_stage) > STAGES.index("train")
+        source_round = start_round if needs_current else start_round - 1
+        if source_round < 0:
+            return
+        if self.dial is not None:
+            self.dial.resume(self.ledger.decisions(self.run_name))
+        self._train(source_round, RoundResult(round=source_round))
+
+    def _seed(self, r: int, stream: int) -> int:
+        """Independent, reproducible seeds per run seed, round and purpose."""
+        return (self.seed * 1_000_003 + r * 7919 + stream) % (2**31)
+
+    def _as_records(self, out: Any, r: int) -> pa.Table:
+        if isinstance(out, pa.Table) and out.schema.equals(SCHEMA, check_metadata=False):
+            return out
+        texts, labels = out if isinstance(out, tuple) else (out, None)
+        return make_records(
+            texts,
+            origin=Origin.SYNTHETIC,
+            source=self.generator,
+            generator=f"{self.generator}@round{r - 1}",
+            generation=max(r, 1),
+            round=r,
+            label=labels,
+        )
+
+
+def _open_gate_verdicts(ids: pa.ChunkedArray, r: int) -> pa.Table:
+    """With no gate configured, say so in the ledger rather than accept silently."""
+    n = len(ids)
+    return pa.table(
+        {
+            "id": ids,
+            "round": pa.repeat(pa.scalar(r, pa.int32()), n),
+            "verifier": pa.repeat(pa.scalar("none"), n),
+            "params": pa.repeat(pa.scalar("{}"), n),
+            "version": pa.repeat(pa.scalar("0"), n),
+            "passed": pa.repeat(pa.scalar(True), n),
+            "reason": pa.repeat(pa.scalar("no gate configured: accepted unchecked"), n),
+            "score": pa.nulls(n, pa.float64()),
+            "matched_id": pa.nulls(n, pa.string()),
+        }
+    )
