@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tailguard.cli import demo_cmds, ledger_cmds  # noqa: F401  (registers commands)
+from tailguard.cli import demo_cmds, ledger_cmds, monitor_cmds  # noqa: F401  (registers commands)
 from tailguard.cli.app import app
 
 

@@ -350,10 +350,10 @@ class Threshold:
 
     ``relative``: worse than the baseline by more than ``value`` x |baseline|;
     ``change``: worse than the baseline by more than ``value`` (absolute);
-    ``bound``: the value itself is past ``value`` (e.g. density above 1.5).
+    ``above`` / ``below``: the value itself is past ``value`` (e.g. density above 1.5).
     """
 
-    kind: Literal["relative", "change", "bound"]
+    kind: Literal["relative", "change", "above", "below"]
     value: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -419,7 +419,7 @@ PRESETS: dict[str, Preset] = {
             "prdc_coverage": Threshold("relative", 0.10),
             "vendi": Threshold("relative", 0.10),
             "self_bleu": Threshold("relative", 0.10),
-            "prdc_density": Threshold("bound", 1.5),
+            "prdc_density": Threshold("above", 1.5),
         },
         shrinkage=("prdc_density", 1.5, "prdc_recall"),
     ),  # fmt: skip

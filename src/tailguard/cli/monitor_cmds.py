@@ -1,0 +1,184 @@
+"""``tailguard eval`` and ``tailguard monitor``: record a round's metrics, show the history."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from tailguard.cli.app import LedgerOption, app, console, handles_errors, open_ledger
+from tailguard.errors import InputError
+
+_SPARK = "▁▂▃▄▅▆▇█"
+
+
+def _read_samples(path: Path, text_field: str, label_field: str | None) -> tuple[Any, Any]:
+    """Texts (and labels) from a JSONL or Parquet file of model outputs."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    if not path.exists():
+        raise InputError("no such file", file=str(path))
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".jsonl", ".json", ".ndjson"):
+            table = pj.read_json(path)
+        elif suffix in (".parquet", ".pq"):
+            table = pq.read_table(path)
+        else:
+            raise InputError("expected a .jsonl or .parquet file", file=str(path))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"cannot read: {exc}", file=str(path)) from exc
+    for field in [text_field] + ([label_field] if label_field else []):
+        if field not in table.column_names:
+            raise InputError(
+                f"no such column (columns: {', '.join(table.column_names)})",
+                file=str(path),
+                field=field,
+            )
+    texts = table[text_field]
+    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+        raise InputError(f"must hold strings, got {texts.type}", file=str(path), field=text_field)
+    if texts.null_count:
+        raise InputError("has missing texts (null)", file=str(path), field=text_field)
+    labels = table[label_field] if label_field else None
+    return texts, labels
+
+
+def _reference(led: Any, split: str) -> tuple[Any, Any]:
+    recs = led.reservoir_records(split)
+    labels = recs["label"]
+    return recs["content"], (None if labels.null_count == len(labels) else labels)
+
+
+@app.command("eval")
+@handles_errors
+def eval_cmd(
+    round: int = typer.Option(..., "--round", min=0, help="The round these samples belong to."),
+    samples: Path = typer.Option(..., "--samples", help="Model outputs: JSONL or Parquet."),
+    text_field: str = typer.Option("text", "--text-field", help="Column holding the text."),
+    label_field: str | None = typer.Option(None, "--label-field", help="Column holding labels."),
+    sample: str = typer.Option("model", "--sample", help="Name of this sample in the history."),
+    preset: str = typer.Option("default", "--preset", help="Metric preset: default or rich."),
+    run: str = typer.Option("main", "--run", help="Run name in the ledger."),
+    ledger: Path | None = LedgerOption,
+) -> None:
+    """Evaluate model outputs against the reservoir holdout and record them as a round."""
+    from tailguard.monitor import FLOOR_SAMPLE, Monitor
+
+    texts, labels = _read_samples(samples, text_field, label_field)
+    with open_ledger(ledger) as led:
+        ref_texts, ref_labels = _reference(led, "holdout")
+        mon = Monitor.from_history(led.metrics(run=run), preset=preset, run=run)
+        mon.set_reference(ref_texts, ref_labels if labels is not None else None)
+        if FLOOR_SAMPLE not in set(mon.history["sample"].to_pylist()):
+            train_texts, train_labels = _reference(led, "train")
+            with_labels = labels is not None and ref_labels is not None
+            floor = mon.record_floor(
+                ref_texts,
+                ref_labels if with_labels else None,
+                train_texts,
+                train_labels if with_labels else None,
+            )
+            led.write_metrics(floor)
+        rows = mon.record(round, texts, labels, sample=sample)
+        led.write_metrics(rows)
+    console.print(
+        f"recorded round {round} of sample [bold]{sample}[/] ({len(texts)} texts, "
+        f"{rows.num_rows} metrics) in run {run}"
+    )
+    _print_status(mon, run)
+
+
+def _spark(values: list[float]) -> str:
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    if hi == lo:
+        return _SPARK[3] * len(values)
+    return "".join(_SPARK[int(round((v - lo) / (hi - lo) * (len(_SPARK) - 1)))] for v in values)
+
+
+def _infer_preset(metrics: set[str]) -> str:
+    from tailguard.metrics import PRESETS
+
+    return "rich" if metrics - set(PRESETS["default"].metrics) else "default"
+
+
+def _print_status(mon: Any, run: str) -> None:
+    from rich.table import Table
+
+    from tailguard.metrics import REGISTRY
+
+    status = mon.status(run)
+    watched = {(e.sample, e.metric): e for e in status.evidence}
+    table = Table(title=f"run {run}", show_lines=False)
+    for col in ("sample", "metric", "kind", "baseline", "latest", "change", "trend", "rounds", ""):
+        table.add_column(
+            col, justify="right" if col in ("baseline", "latest", "change") else "left"
+        )
+    for smp in mon.samples(run):
+        for trend_metric in sorted(set(mon._frame(run).query("sample == @smp")["metric"])):
+            rounds, vals = mon.series(trend_metric, sample=smp, run=run)
+            trend = mon.trend(trend_metric, sample=smp, run=run)
+            e = watched.get((smp, trend_metric))
+            base = vals[0]
+            change = (vals[-1] - base) / max(abs(base), 1e-12)
+            mark = "" if e is None else ("[red]✖ degraded[/]" if e.degraded else "[green]✔[/]")
+            arrow = "" if trend is None else trend.arrow
+            if trend is not None and trend.worsening:
+                arrow = f"[red]{arrow}[/]"
+            kind = REGISTRY[trend_metric].kind if trend_metric in REGISTRY else ""
+            table.add_row(
+                smp, trend_metric, kind, f"{base:.4g}", f"{vals[-1]:.4g}", f"{change:+.1%}",
+                arrow, _spark(list(vals)), mark,
+            )  # fmt: skip
+    console.print(table)
+    for a in status.alerts:
+        colour = "yellow" if a.rule == "early_warning" else "red"
+        console.print(f"[{colour}]{a.rule}[/] [{a.sample} r{a.round}] {a.message}", highlight=False)
+
+
+@app.command("monitor")
+@handles_errors
+def monitor_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print status, trends and alerts as JSON."),
+    run: str | None = typer.Option(None, "--run", help="Only this run (default: every run)."),
+    preset: str | None = typer.Option(None, "--preset", help="Thresholds of this preset."),
+    ledger: Path | None = LedgerOption,
+) -> None:
+    """Show the metric history with trends; exit 1 when an alert is active."""
+    from tailguard.monitor import Monitor
+
+    with open_ledger(ledger, read_only=True) as led:
+        history = led.metrics(run=run)
+    runs = sorted(set(history["run"].to_pylist()))
+    if not runs:
+        if as_json:
+            console.print_json(json.dumps({"runs": []}))
+        else:
+            console.print("no metrics recorded yet: run `tailguard eval` first")
+        return
+    chosen = preset or _infer_preset(set(history["metric"].to_pylist()))
+    active = False
+    report = []
+    for r in runs:
+        mon = Monitor.from_history(history, preset=chosen, run=r)
+        status = mon.status(r)
+        active |= bool(status.alerts)
+        if as_json:
+            report.append(
+                {
+                    **status.to_dict(),
+                    "trends": [t.to_dict() for s in mon.samples(r) for t in mon.trends(sample=s)],
+                }
+            )
+        else:
+            _print_status(mon, r)
+    if as_json:
+        print(json.dumps({"preset": chosen, "runs": report}, indent=2))
+    if active:
+        raise typer.Exit(1)

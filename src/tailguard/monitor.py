@@ -1,0 +1,465 @@
+"""Metric history over retraining rounds: baselines, trends, alerts and the Dial's evidence.
+
+A :class:`Monitor` records, per round and per named sample, every metric of a
+preset against the human reference. Two baselines frame each figure: the
+sample's own round 0 (where the run started) and the noise floor (the human
+holdout measured against the human training reservoir: what "as good as human"
+looks like, sampling noise included). History is an Arrow table with the
+ledger's metric columns; the monitor never touches the ledger itself.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tailguard.errors import InputError
+from tailguard.metrics import REGISTRY, Embedder, Preset, Reference, evaluate, get_preset
+
+#: The ledger's metric columns, in order.
+HISTORY_SCHEMA = pa.schema(
+    [
+        pa.field("run", pa.string()),
+        pa.field("round", pa.int32()),
+        pa.field("sample", pa.string()),
+        pa.field("metric", pa.string()),
+        pa.field("value", pa.float64()),
+        pa.field("higher_is_better", pa.bool_()),
+    ]
+)
+#: Sample name of the noise floor: human holdout vs human training reservoir.
+FLOOR_SAMPLE = "noise_floor"
+_TINY = 1e-12
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One watched metric of one sample at its latest round, against its baselines.
+
+    ``relative_change`` is signed, ``(value - baseline) / |baseline|``;
+    ``degraded`` is True when the metric is past its threshold in its bad
+    direction and also worse than the noise floor (when one is recorded).
+    """
+
+    run: str
+    sample: str
+    metric: str
+    kind: str
+    higher_is_better: bool
+    round: int
+    value: float
+    baseline: float
+    baseline_round: int
+    floor: float | None
+    relative_change: float
+    threshold: float
+    threshold_kind: str
+    degraded: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Trend:
+    """Least-squares slope of a metric over rounds with its confidence interval."""
+
+    run: str
+    sample: str
+    metric: str
+    n_rounds: int
+    slope: float
+    intercept: float
+    stderr: float | None
+    ci_low: float | None
+    ci_high: float | None
+    pvalue: float | None
+    higher_is_better: bool
+
+    @property
+    def worsening(self) -> bool:
+        """True when the whole confidence interval lies on the bad side of zero."""
+        if self.ci_low is None or self.ci_high is None:
+            return False
+        return self.ci_high < 0 if self.higher_is_better else self.ci_low > 0
+
+    @property
+    def arrow(self) -> str:
+        if self.ci_low is not None and self.ci_low > 0:
+            return "↑"
+        if self.ci_high is not None and self.ci_high < 0:
+            return "↓"
+        return "→"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "worsening": self.worsening}
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A rule that fired at a sample's latest round."""
+
+    run: str
+    sample: str
+    round: int
+    rule: str  # "threshold" | "variance_shrinkage" | "early_warning"
+    metrics: tuple[str, ...]
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "metrics": list(self.metrics)}
+
+
+@dataclass(frozen=True)
+class Status:
+    """Evidence and alerts of one run at its latest rounds."""
+
+    run: str
+    round: int | None
+    evidence: list[Evidence]
+    alerts: list[Alert]
+
+    @property
+    def early_warning(self) -> bool:
+        return any(a.rule == "early_warning" for a in self.alerts)
+
+    @property
+    def degraded(self) -> bool:
+        return any(e.degraded for e in self.evidence)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": self.run,
+            "round": self.round,
+            "early_warning": self.early_warning,
+            "degraded": self.degraded,
+            "evidence": [e.to_dict() for e in self.evidence],
+            "alerts": [a.to_dict() for a in self.alerts],
+        }
+
+
+def empty_history() -> pa.Table:
+    return HISTORY_SCHEMA.empty_table()
+
+
+class Monitor:
+    """Records each round's metrics and turns the history into trends, alerts and evidence."""
+
+    def __init__(
+        self,
+        *,
+        preset: str | Preset = "default",
+        run: str = "main",
+        reference: Reference | None = None,
+        embedder: Embedder | None = None,
+        seed: int = 0,
+        history: pa.Table | None = None,
+    ) -> None:
+        self.preset = get_preset(preset)
+        self.run = run
+        self.reference = reference
+        self.embedder = embedder
+        self.seed = seed
+        self._history = empty_history() if history is None else _conform(history)
+
+    # -- recording ----------------------------------------------------------------------------
+
+    @classmethod
+    def from_history(cls, table: pa.Table, **kwargs: Any) -> Monitor:
+        """A monitor over stored history (e.g. ``Ledger.metrics()``)."""
+        return cls(history=table, **kwargs)
+
+    @property
+    def history(self) -> pa.Table:
+        """All rows, sorted by run, round, sample, metric (the ledger's metric columns)."""
+        return self._history.sort_by(
+            [("run", "ascending"), ("round", "ascending"), ("sample", "ascending"),
+             ("metric", "ascending")]
+        )  # fmt: skip
+
+    def set_reference(self, texts: Any, labels: Any = None) -> Monitor:
+        """The human reference every sample is compared with (normally the reservoir holdout)."""
+        self.reference = Reference(texts, labels, embedder=self.embedder)
+        return self
+
+    def _require_reference(self) -> Reference:
+        if self.reference is None:
+            raise InputError("the monitor has no reference: call set_reference(texts, labels)")
+        return self.reference
+
+    def record(
+        self,
+        round: int,
+        texts: Any,
+        labels: Any = None,
+        *,
+        sample: str = "model",
+        run: str | None = None,
+    ) -> pa.Table:
+        """Evaluate a sample against the reference and record it as ``round``; returns the rows."""
+        values = evaluate(
+            texts, labels, self._require_reference(), preset=self.preset, seed=self.seed
+        )
+        return self.record_values(round, values, sample=sample, run=run)
+
+    def record_floor(
+        self,
+        holdout_texts: Any,
+        holdout_labels: Any,
+        train_texts: Any,
+        train_labels: Any,
+        *,
+        run: str | None = None,
+    ) -> pa.Table:
+        """The noise floor: the human holdout measured against the human training reservoir."""
+        values = evaluate(
+            holdout_texts, holdout_labels, train_texts, train_labels,
+            preset=self.preset, embedder=self.embedder, seed=self.seed,
+        )  # fmt: skip
+        return self.record_values(0, values, sample=FLOOR_SAMPLE, run=run)
+
+    def record_values(
+        self,
+        round: int,
+        values: dict[str, float],
+        *,
+        sample: str = "model",
+        run: str | None = None,
+        higher_is_better: dict[str, bool] | None = None,
+    ) -> pa.Table:
+        """Record already-computed figures; replaces an earlier record of the same round."""
+        if isinstance(round, bool) or not isinstance(round, int | np.integer) or round < 0:
+            raise InputError(f"round must be an integer >= 0, got {round!r}")
+        if not values:
+            raise InputError("no metric values to record")
+        run = self.run if run is None else run
+        names = list(values)
+        directions = []
+        for name in names:
+            v = values[name]
+            if not isinstance(v, int | float | np.floating) or not math.isfinite(v):
+                raise InputError(f"metric {name!r} has a non-finite value {v!r}")
+            if higher_is_better and name in higher_is_better:
+                directions.append(bool(higher_is_better[name]))
+            elif name in REGISTRY:
+                directions.append(REGISTRY[name].higher_is_better)
+            else:
+                raise InputError(f"metric {name!r} is not registered: pass higher_is_better for it")
+        rows = pa.table(
+            {
+                "run": pa.array([run] * len(names), pa.string()),
+                "round": pa.array([int(round)] * len(names), pa.int32()),
+                "sample": pa.array([sample] * len(names), pa.string()),
+                "metric": pa.array(names, pa.string()),
+                "value": pa.array([float(values[n]) for n in names], pa.float64()),
+                "higher_is_better": pa.array(directions, pa.bool_()),
+            },
+            schema=HISTORY_SCHEMA,
+        )
+        h = self._history
+        same = pc.and_(
+            pc.and_(pc.equal(h["run"], run), pc.equal(h["round"], int(round))),
+            pc.equal(h["sample"], sample),
+        )
+        self._history = pa.concat_tables([h.filter(pc.invert(same)), rows])
+        return rows
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _frame(self, run: str | None):  # noqa: ANN202
+        df = self._history.to_pandas()
+        return df[df["run"] == (self.run if run is None else run)]
+
+    def runs(self) -> list[str]:
+        return sorted(set(self._history["run"].to_pylist()))
+
+    def samples(self, run: str | None = None) -> list[str]:
+        df = self._frame(run)
+        return sorted(s for s in set(df["sample"]) if s != FLOOR_SAMPLE)
+
+    def series(self, metric: str, *, sample: str = "model", run: str | None = None):  # noqa: ANN201
+        """(rounds, values) of one metric of one sample, by round."""
+        df = self._frame(run)
+        df = df[(df["sample"] == sample) & (df["metric"] == metric)].sort_values("round")
+        return df["round"].to_numpy(np.int64), df["value"].to_numpy(np.float64)
+
+    def trend(
+        self,
+        metric: str,
+        *,
+        sample: str = "model",
+        run: str | None = None,
+        confidence: float = 0.95,
+    ) -> Trend | None:
+        """Slope per round (scipy linregress) with a ``confidence`` interval; None if < 2 rounds."""
+        from scipy import stats
+
+        rounds, vals = self.series(metric, sample=sample, run=run)
+        if rounds.size < 2:
+            return None
+        hib = self._direction(metric, run)
+        if np.ptp(vals) == 0:
+            slope, intercept, stderr, p = 0.0, float(vals[0]), 0.0, 1.0
+        else:
+            fit = stats.linregress(rounds.astype(float), vals)
+            slope, intercept, stderr, p = fit.slope, fit.intercept, fit.stderr, fit.pvalue
+        lo = hi = None
+        if rounds.size >= 3:
+            t = stats.t.ppf(0.5 + confidence / 2, rounds.size - 2)
+            lo, hi = slope - t * stderr, slope + t * stderr
+        return Trend(
+            self.run if run is None else run, sample, metric, int(rounds.size), float(slope),
+            float(intercept), None if rounds.size < 3 else float(stderr),
+            None if lo is None else float(lo), None if hi is None else float(hi),
+            None if rounds.size < 3 else float(p), hib,
+        )  # fmt: skip
+
+    def trends(self, *, sample: str = "model", run: str | None = None) -> list[Trend]:
+        df = self._frame(run)
+        names = sorted(set(df[df["sample"] == sample]["metric"]))
+        out = [self.trend(m, sample=sample, run=run) for m in names]
+        return [t for t in out if t is not None]
+
+    def _direction(self, metric: str, run: str | None) -> bool:
+        df = self._frame(run)
+        rows = df[df["metric"] == metric]
+        if len(rows):
+            return bool(rows["higher_is_better"].iloc[-1])
+        return REGISTRY[metric].higher_is_better
+
+    def latest_round(self, *, sample: str = "model", run: str | None = None) -> int | None:
+        df = self._frame(run)
+        df = df[df["sample"] == sample]
+        return None if df.empty else int(df["round"].max())
+
+    def evidence(self, run: str | None = None, *, sample: str | None = None) -> list[Evidence]:
+        """Per watched metric and sample: latest value vs baseline, threshold and verdict."""
+        run = self.run if run is None else run
+        df = self._frame(run)
+        floor = df[df["sample"] == FLOOR_SAMPLE]
+        floor_values = (
+            floor.sort_values("round").groupby("metric")["value"].last().to_dict()
+            if len(floor)
+            else {}
+        )
+        out: list[Evidence] = []
+        for smp in [sample] if sample is not None else self.samples(run):
+            sdf = df[df["sample"] == smp]
+            if sdf.empty:
+                continue
+            latest = int(sdf["round"].max())
+            first = int(sdf["round"].min())
+            by_round = {r: g.set_index("metric") for r, g in sdf.groupby("round")}
+            now, base = by_round[latest], by_round[first]
+            for metric, thr in self.preset.thresholds.items():
+                if metric not in now.index or metric not in base.index:
+                    continue
+                value = float(now.at[metric, "value"])
+                baseline = float(base.at[metric, "value"])
+                hib = bool(now.at[metric, "higher_is_better"])
+                fl = floor_values.get(metric)
+                degraded = _past(thr.kind, thr.value, value, baseline, hib)
+                if thr.kind in ("relative", "change") and fl is not None:
+                    degraded &= (value < fl) if hib else (value > fl)
+                if self.preset.shrinkage and metric == self.preset.shrinkage[0]:
+                    recall = self.preset.shrinkage[2]
+                    falling = (
+                        recall in now.index
+                        and recall in base.index
+                        and now.at[recall, "value"] < base.at[recall, "value"]
+                    )
+                    degraded &= bool(falling)
+                out.append(
+                    Evidence(
+                        run,
+                        smp,
+                        metric,
+                        REGISTRY[metric].kind if metric in REGISTRY else "mean",
+                        hib,
+                        latest,
+                        value,
+                        baseline,
+                        first,
+                        fl,
+                        (value - baseline) / max(abs(baseline), _TINY),
+                        thr.value,
+                        thr.kind,
+                        bool(degraded),
+                    )  # fmt: skip
+                )
+        return out
+
+    def alerts(self, run: str | None = None) -> list[Alert]:
+        """Threshold, variance-shrinkage and early-warning alerts at each sample's latest round."""
+        evidence = self.evidence(run)
+        alerts: list[Alert] = []
+        by_sample: dict[str, list[Evidence]] = {}
+        for e in evidence:
+            by_sample.setdefault(e.sample, []).append(e)
+        shrink = self.preset.shrinkage[0] if self.preset.shrinkage else None
+        for smp, evs in by_sample.items():
+            rnd, run_name = evs[0].round, evs[0].run
+            for e in evs:
+                if not e.degraded:
+                    continue
+                if e.metric == shrink:
+                    recall = self.preset.shrinkage[2]
+                    alerts.append(Alert(
+                        run_name, smp, rnd, "variance_shrinkage", (e.metric, recall),
+                        f"{e.metric} = {e.value:.3g} > {e.threshold:g} while {recall} "
+                        "falls: the sample is shrinking onto dense modes",
+                    ))  # fmt: skip
+                else:
+                    alerts.append(Alert(
+                        run_name, smp, rnd, "threshold", (e.metric,),
+                        f"{e.metric} moved {e.relative_change:+.1%} from round {e.baseline_round} "
+                        f"({e.baseline:.4g} -> {e.value:.4g}), past its {e.threshold_kind} "
+                        f"threshold {e.threshold:g}",
+                    ))  # fmt: skip
+            tails = [e.metric for e in evs if e.degraded and e.kind in ("tail", "diversity")]
+            means = [e for e in evs if e.kind == "mean"]
+            if tails and not any(e.degraded for e in means):
+                alerts.append(Alert(
+                    run_name, smp, rnd, "early_warning", tuple(tails),
+                    f"tail/diversity metrics degraded ({', '.join(tails)}) while the mean-level "
+                    "metrics have not moved: early sign of collapse",
+                ))  # fmt: skip
+        return alerts
+
+    def status(self, run: str | None = None) -> Status:
+        """Evidence and alerts of ``run`` (default: the monitor's run) at its latest rounds."""
+        run = self.run if run is None else run
+        evidence = self.evidence(run)
+        rounds = [e.round for e in evidence]
+        return Status(run, max(rounds) if rounds else None, evidence, self.alerts(run))
+
+    def params(self) -> dict[str, Any]:
+        return {"preset": self.preset.to_dict(), "run": self.run, "seed": self.seed}
+
+
+def _past(kind: str, t: float, value: float, baseline: float, hib: bool) -> bool:
+    worse_by = (baseline - value) if hib else (value - baseline)
+    if kind == "relative":
+        return worse_by > t * max(abs(baseline), _TINY)
+    if kind == "change":
+        return worse_by > t
+    if kind == "above":
+        return value > t
+    if kind == "below":
+        return value < t
+    raise InputError(f"unknown threshold kind {kind!r}")
+
+
+def _conform(table: pa.Table) -> pa.Table:
+    missing = [n for n in HISTORY_SCHEMA.names if n not in table.column_names]
+    if missing:
+        raise InputError(f"metric history lacks columns {missing}")
+    try:
+        return table.select(HISTORY_SCHEMA.names).cast(HISTORY_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InputError(f"metric history does not match the metric columns: {exc}") from exc
