@@ -1,0 +1,161 @@
+"""The advisor: which strategy, which starting real fraction, which gate, and why.
+
+The rule, from what is known about model collapse:
+
+- **high stakes or open-ended** tasks anchor heavily on human data (real fraction
+  0.5) and use synthetic data only to fill under-represented classes: an error that
+  compounds is expensive, and open-ended outputs have no checker to catch it;
+- **narrow, verifiable** tasks lean synthetic (real fraction at the 0.15 floor)
+  with every generation gated by the task's own checker: a verifier that cannot be
+  fooled stops errors from compounding;
+- **general assistants** (and narrow tasks with no checker) go hybrid: anchored at
+  0.2 with near-duplicate, quality and policy gates.
+
+In every case a fixed human reservoir is kept and re-injected every round, never
+below 15%. Given a ledger with history, the advisor also recommends the next
+round's fraction from the measured evidence, exactly as the dial would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from tailguard.errors import ConfigError
+from tailguard.lab.costs import CostModel
+
+Stakes = Literal["low", "high"]
+Task = Literal["open-ended", "narrow", "general"]
+FLOOR = 0.15
+
+
+@dataclass(frozen=True)
+class TaskProfile:
+    """What the model is for: the stakes, the kind of task, whether outputs can be checked."""
+
+    stakes: Stakes = "low"
+    task: Task = "general"
+    verifiable: bool = False
+    budget: float | None = None
+    examples_per_round: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.stakes not in ("low", "high"):
+            raise ConfigError(f"stakes must be low or high, not {self.stakes!r}")
+        if self.task not in ("open-ended", "narrow", "general"):
+            raise ConfigError(f"task must be open-ended, narrow or general, not {self.task!r}")
+        if self.budget is not None and self.budget < 0:
+            raise ConfigError("budget must be a non-negative amount")
+        if self.examples_per_round < 1:
+            raise ConfigError("examples_per_round must be at least 1")
+
+
+@dataclass
+class Advice:
+    """The recommendation, with the reasons behind every part of it."""
+
+    strategy: str
+    real_fraction: float
+    gate: list[str]
+    reasons: list[str]
+    cost_per_round: float
+    next_fraction: float | None = None
+    evidence: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """Headline first, then the reasons: what the CLI prints and the report shows."""
+        head = (
+            f"{self.strategy}: start at {self.real_fraction:.0%} human per batch, "
+            f"gate with {', '.join(self.gate)}"
+        )
+        out = [head, *self.reasons, f"estimated data cost per round: ${self.cost_per_round:,.2f}"]
+        if self.next_fraction is not None:
+            out.append(f"next round from the evidence: {self.next_fraction:.0%} human")
+        return out + self.evidence
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def advise(profile: TaskProfile, *, costs: CostModel | None = None) -> Advice:
+    """The decision rule for a task profile."""
+    costs = costs or CostModel()
+    reasons: list[str] = []
+    if profile.stakes == "high" or profile.task == "open-ended":
+        strategy, fraction = "human-anchored", 0.5
+        gate = ["near_duplicate", "quality", "rules", "human review of the tail classes"]
+        why = "high stakes" if profile.stakes == "high" else "an open-ended task"
+        reasons += [
+            f"{why}: errors that compound are costly and there is no checker to catch them, "
+            "so anchor heavily on human data",
+            "use synthetic data only to fill under-represented classes, not to replace "
+            "human examples",
+        ]
+    elif profile.task == "narrow" and profile.verifiable:
+        strategy, fraction = "synthetic-leaning, gated", FLOOR
+        gate = ["the task's verifier (code_tests or math_answer)", "near_duplicate", "quality"]
+        reasons += [
+            "a narrow task whose outputs can be checked: lean synthetic, because the "
+            "verifier stops errors from compounding",
+            "gate every generation; an unverified synthetic example never enters training",
+        ]
+    else:
+        strategy, fraction = "hybrid (anchored)", 0.2
+        gate = ["near_duplicate", "quality", "rules"]
+        why = (
+            "a general assistant"
+            if profile.task == "general"
+            else "a narrow task with no automatic checker"
+        )
+        reasons += [
+            f"{why}: hybrid anchoring keeps the tails while synthetic data adds volume",
+        ]
+    reasons.append(
+        f"keep a fixed human reservoir and re-inject it every round; never below {FLOOR:.0%}"
+    )
+    cost = _round_cost(profile, fraction, costs)
+    if profile.budget is not None and cost > profile.budget:
+        affordable = _affordable_fraction(profile, costs)
+        reasons.append(
+            f"the budget (${profile.budget:,.2f}) does not cover {fraction:.0%} human at "
+            f"{profile.examples_per_round:,} examples per round (${cost:,.2f}); "
+            + (
+                f"it covers {affordable:.0%}"
+                if affordable >= FLOOR
+                else f"even the {FLOOR:.0%} floor costs more: train on fewer examples per round "
+                "rather than dropping the anchor"
+            )
+        )
+        if affordable >= FLOOR:
+            fraction = affordable
+            cost = _round_cost(profile, fraction, costs)
+    return Advice(
+        strategy=strategy, real_fraction=fraction, gate=gate, reasons=reasons, cost_per_round=cost
+    )
+
+
+def _round_cost(profile: TaskProfile, fraction: float, costs: CostModel) -> float:
+    n = profile.examples_per_round
+    human = round(fraction * n)
+    return costs.cost(human=human, synthetic=n - human, verified=n - human)
+
+
+def _affordable_fraction(profile: TaskProfile, costs: CostModel) -> float:
+    """The largest human fraction (in 1% steps) whose round cost fits the budget."""
+    budget = profile.budget or 0.0
+    best = 0.0
+    for pct in range(0, 101):
+        if _round_cost(profile, pct / 100, costs) <= budget:
+            best = pct / 100
+    return best
+
+
+def advise_from_evidence(advice: Advice, evidence: list[Any], decision: Any) -> Advice:
+    """Add what the measured evidence says (the dial's decision) to a recommendation."""
+    advice.next_fraction = decision.real_fraction
+    advice.evidence = [f"evidence: {decision.reason}"] + [
+        f"  {e.metric}: {e.value:.3f} vs baseline {e.baseline:.3f}"
+        + (" (degraded)" if e.degraded else "")
+        for e in evidence
+    ]
+    return advice

@@ -1,0 +1,58 @@
+import pytest
+
+from tailguard.advise import FLOOR, TaskProfile, advise
+from tailguard.errors import ConfigError
+from tailguard.lab.costs import CostModel
+
+
+@pytest.mark.parametrize(
+    ("profile", "strategy", "fraction"),
+    [
+        (TaskProfile(stakes="high", task="narrow", verifiable=True), "human-anchored", 0.5),
+        (TaskProfile(stakes="low", task="open-ended"), "human-anchored", 0.5),
+        (
+            TaskProfile(stakes="low", task="narrow", verifiable=True),
+            "synthetic-leaning, gated",
+            0.15,
+        ),
+        (TaskProfile(stakes="low", task="general"), "hybrid (anchored)", 0.2),
+        (TaskProfile(stakes="low", task="narrow", verifiable=False), "hybrid (anchored)", 0.2),
+    ],
+)
+def test_decision_rule(profile, strategy, fraction):
+    advice = advise(profile)
+    assert advice.strategy == strategy
+    assert advice.real_fraction == fraction
+    assert advice.real_fraction >= FLOOR
+    assert any("reservoir" in r for r in advice.reasons)
+
+
+def test_verifiable_narrow_tasks_gate_with_their_checker():
+    gate = advise(TaskProfile(task="narrow", verifiable=True)).gate
+    assert any("code_tests" in g for g in gate)
+
+
+def test_cost_follows_the_cost_model():
+    advice = advise(
+        TaskProfile(task="general", examples_per_round=1000),
+        costs=CostModel(human=1.0, synthetic=0.0, verification=0.0),
+    )
+    assert advice.cost_per_round == pytest.approx(200.0)
+
+
+def test_a_tight_budget_lowers_the_fraction_but_never_below_the_floor():
+    costs = CostModel(human=1.0, synthetic=0.0, verification=0.0)
+    tight = advise(TaskProfile(task="general", budget=170, examples_per_round=1000), costs=costs)
+    assert tight.real_fraction == pytest.approx(0.17)
+    broke = advise(TaskProfile(task="general", budget=10, examples_per_round=1000), costs=costs)
+    assert broke.real_fraction == 0.2
+    assert any("floor" in r for r in broke.reasons)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(stakes="medium"), dict(task="poetry"), dict(budget=-1), dict(examples_per_round=0)],
+)
+def test_bad_profiles_are_refused(kwargs):
+    with pytest.raises(ConfigError):
+        TaskProfile(**kwargs)
