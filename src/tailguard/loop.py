@@ -169,7 +169,7 @@ class Loop:
     def _dial(self, r: int, result: RoundResult) -> None:
         if self.dial is None:
             return
-        evidence = self.monitor.evidence(self.ledger.metrics(self.run_name), run=self.run_name)
+        evidence = self._synced_monitor().evidence(self.run_name)
         decision = self.dial.decide(r, evidence)
         self.ledger.write_decision(
             run=self.run_name,
@@ -202,35 +202,35 @@ class Loop:
     def _evaluate(self, r: int, result: RoundResult) -> None:
         if self.monitor is None:
             return
+        monitor = self._synced_monitor()
         fn = self.sample_fn or (lambda m, rnd, s: self.generate_fn(m, self.n_sample, rnd, s))
         sample = self._as_records(fn(self.model, r, self._seed(r, 3)), r)
-        reference = self.ledger.reservoir_records("holdout")
-        rows = self.monitor.measure(
-            sample["content"],
-            sample["label"],
-            reference["content"],
-            reference["label"],
-            run=self.run_name,
-            round=r,
-            sample="model",
+        rows = monitor.record(
+            r, sample["content"], sample["label"], sample="model", run=self.run_name
         )
         if r == 0:
             human = self.ledger.reservoir_records("train")
-            floor = self.monitor.measure(
+            holdout = self.ledger.reservoir_records("holdout")
+            floor = monitor.record_floor(
+                holdout["content"],
+                holdout["label"],
                 human["content"],
                 human["label"],
-                reference["content"],
-                reference["label"],
                 run=self.run_name,
-                round=0,
-                sample="human",
             )
             rows = pa.concat_tables([rows, floor])
         self.ledger.write_metrics(rows)
-        model_rows = rows.filter(pc.equal(rows["sample"], "model"))
-        result.metrics = dict(
-            zip(model_rows["metric"].to_pylist(), model_rows["value"].to_pylist(), strict=True)
-        )
+        own = rows.filter(pc.equal(rows["sample"], "model"))
+        result.metrics = dict(zip(own["metric"].to_pylist(), own["value"].to_pylist(), strict=True))
+
+    def _synced_monitor(self) -> Any:
+        """The monitor, holding the ledger's history of this run and the holdout reference."""
+        if self._reference is None:
+            holdout = self.ledger.reservoir_records("holdout")
+            self.monitor.set_reference(holdout["content"], holdout["label"])
+            self._reference = self.monitor.reference
+        self.monitor.load(self.ledger.metrics(self.run_name))
+        return self.monitor
 
     # ------------------------------------------------------------------ helpers
     def _decided_fraction(self, r: int) -> float | None:

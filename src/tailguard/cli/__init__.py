@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from tailguard.cli import demo_cmds, ledger_cmds, monitor_cmds  # noqa: F401  (registers commands)
+import tailguard.cli.demo_cmds  # noqa: F401  (registers its commands)
+import tailguard.cli.ledger_cmds  # noqa: F401  (registers its commands)
+import tailguard.cli.monitor_cmds  # noqa: F401  (registers its commands)
+import tailguard.cli.run_cmds  # noqa: F401  (registers its commands)
 from tailguard.cli.app import app
 
 

@@ -1,0 +1,70 @@
+"""`tailguard run`: the retraining loop a project's tailguard.toml describes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tailguard.cli.app import CONFIG_FILE, app, console, handles_errors
+
+
+@app.command("run")
+@handles_errors
+def run_loop(
+    config: Path = typer.Argument(CONFIG_FILE, help="The project's tailguard.toml."),
+    rounds: int | None = typer.Option(None, help="Rounds to run (default: [loop] rounds)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a killed or finished run."),
+    ledger: Path | None = typer.Option(None, "--ledger", help="Ledger file (default: config)."),
+) -> None:
+    """Run the retraining loop: generate, gate, dial, plan, train, evaluate, every round."""
+    from tailguard.ledger import Ledger
+    from tailguard.project import build_loop, load_config, prepare_ledger
+    from tailguard.stages import STAGES
+
+    cfg = load_config(config)
+    n_rounds = rounds if rounds is not None else cfg.loop.rounds
+    path = ledger or Path(cfg.project.ledger)
+    with Ledger.open(path) as led:
+        prepare_ledger(cfg, led)
+        loop = build_loop(cfg, led)
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task("round 0", total=(n_rounds + 1) * len(STAGES))
+            last = led.last_stage(cfg.loop.run)
+            if resume and last is not None:
+                done = last[0] * len(STAGES) + STAGES.index(last[1]) + 1
+                bar.update(task, completed=min(done, (n_rounds + 1) * len(STAGES)))
+
+            def step(rnd: int, stage: str) -> None:
+                bar.update(task, advance=1, description=f"round {rnd}: {stage}")
+
+            results = loop.run(n_rounds, resume=resume, on_stage=step)
+        table = Table(
+            "round",
+            "generated",
+            "accepted",
+            "rejected",
+            "human share",
+            "digest",
+            title=f"run {cfg.loop.run!r}",
+        )
+        for r in results:
+            share = "-" if r.real_fraction is None else f"{r.real_fraction:.1%}"
+            table.add_row(
+                str(r.round),
+                f"{r.generated:,}",
+                f"{r.accepted:,}",
+                f"{r.rejected:,}",
+                share,
+                r.digest[:12],
+            )
+        console.print(table if results else "nothing to do: the run is complete")
+        console.print(f"ledger: {path}  (see `tailguard monitor`, `tailguard audit`)")
