@@ -11,19 +11,39 @@ from tailguard.gate.base import (
     safe_verify,
     verdicts,
 )
+from tailguard.gate.config import KINDS, gate_from_config, load_config
 from tailguard.gate.dedup import ExactDuplicate, NearDuplicate
+from tailguard.gate.execution import CodeTests, MathAnswer, answers_equal
 from tailguard.gate.gate import Gate, GateResult
+from tailguard.gate.sandbox import Limits, SandboxResult, run_python, run_tests
+from tailguard.gate.verifiers import FunctionVerifier, Quality, Rule, Rules, Schema, load_rules
 
 __all__ = [
+    "KINDS",
     "LEDGER_VERDICT_SCHEMA",
     "RESULT_VERDICT_SCHEMA",
     "VERDICT_SCHEMA",
+    "CodeTests",
     "ExactDuplicate",
+    "FunctionVerifier",
     "Gate",
     "GateResult",
+    "Limits",
+    "MathAnswer",
     "NearDuplicate",
+    "Quality",
+    "Rule",
+    "Rules",
+    "SandboxResult",
+    "Schema",
     "Verdict",
     "Verifier",
+    "answers_equal",
+    "gate_from_config",
+    "load_config",
+    "load_rules",
+    "run_python",
+    "run_tests",
     "safe_verify",
     "verdicts",
 ]

@@ -9,7 +9,7 @@ candidates, stores every verdict and moves each candidate to ``accepted`` or
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -96,8 +96,10 @@ class GateResult:
             if failed_only
             else self.verdicts
         )
-        # Group by the reason's stem: the part before a record-specific detail such as an id.
-        stem = pc.replace_substring_regex(v["reason"], r"\s*[\(:][^()]*\d[^()]*\)?$", "")
+        # Group by the reason's stem: ids, numbers and bracketed details are per record.
+        stem = pc.replace_substring_regex(v["reason"], r"\b[0-9a-f]{32}\b", "<id>")
+        stem = pc.replace_substring_regex(stem, r"\s*\([^()]*\d[^()]*\)", "")
+        stem = pc.replace_substring_regex(stem, r"\d+\.\d+", "#")
         t = pa.table({"verifier": v["verifier"], "reason": stem})
         g = t.group_by(["verifier", "reason"], use_threads=False).aggregate([("reason", "count")])
         g = g.rename_columns(["verifier", "reason", "count"]).sort_by(
@@ -151,13 +153,16 @@ class Gate:
         self.progress = progress
 
     @classmethod
-    def from_config(
-        cls, config: dict[str, Any], *, reference: pa.Table | None = None, source: str = "config"
-    ) -> Gate:
-        """Build a gate from the ``[gate]`` table of ``tailguard.toml`` (see docs/gate.md)."""
+    def from_config(cls, config: dict[str, Any], **kwargs: Any) -> Gate:
+        """Build a gate from the ``[gate]`` table of ``tailguard.toml`` (see docs/gate.md).
+
+        Keywords: ``reference`` (the reservoir table for duplicate verifiers),
+        ``source`` (the file name for messages), ``base_dir`` (for relative paths),
+        ``progress``.
+        """
         from tailguard.gate.config import gate_from_config
 
-        return gate_from_config(config, reference=reference, source=source)
+        return gate_from_config(config, **kwargs)
 
     def params(self) -> dict[str, Any]:
         return {
@@ -227,11 +232,13 @@ class Gate:
         result = self.run(table)
         if result.empty:
             return result
-        ledger.write_verdicts(result.for_ledger(round))
-        if len(result.accepted_ids):
-            ledger.set_status(result.accepted_ids, Status.ACCEPTED.value, round=round)
-        if len(result.rejected_ids):
-            ledger.set_status(result.rejected_ids, Status.REJECTED.value, round=round)
+        # One transaction: verdicts stored and statuses moved together, or neither.
+        ledger.record_gate(
+            round,
+            result.for_ledger(round),
+            accepted=result.accepted_ids,
+            rejected=result.rejected_ids,
+        )
         return result
 
     def __repr__(self) -> str:
@@ -273,8 +280,3 @@ def _progress_bar(enabled: bool) -> Any:
         TimeElapsedColumn(),
         transient=True,
     )
-
-
-def gate_verifiers(verifiers: Iterable[Verifier]) -> Gate:
-    """Shorthand: ``Gate(list(verifiers))`` with default settings."""
-    return Gate(list(verifiers))

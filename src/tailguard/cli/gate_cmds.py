@@ -1,0 +1,119 @@
+"""``tailguard gate``: run the configured verifiers over a round, or explain one record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tailguard.cli.app import CONFIG_FILE, LedgerOption, app, console, handles_errors, open_ledger
+from tailguard.errors import TailguardError
+
+
+@app.command("gate")
+@handles_errors
+def gate(
+    round: int | None = typer.Option(None, "--round", "-r", help="Round whose candidates to gate."),  # noqa: A002
+    explain: str | None = typer.Option(None, "--explain", help="Show every verdict of one id."),
+    config: Path = typer.Option(CONFIG_FILE, "--config", help="tailguard.toml with a [gate]."),
+    ledger: Path | None = LedgerOption,
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Gate a round's synthetic candidates with the verifiers of tailguard.toml."""
+    if explain is not None:
+        _explain(explain, ledger, round)
+        return
+    if round is None:
+        raise TailguardError("give --round R to gate a round, or --explain ID")
+    from tailguard.gate.config import gate_from_config, load_config, needs_reference
+
+    cfg = load_config(config)
+    if "gate" not in cfg:
+        raise TailguardError(f"{config}: no [gate] table (see docs/gate.md for the format)")
+    with open_ledger(ledger) as led:
+        reference = None
+        if needs_reference(cfg):
+            if not led.has_reservoir():
+                raise TailguardError(
+                    "a duplicate verifier compares with the reservoir, but none is frozen: "
+                    'run `tailguard reservoir freeze` or set reference = "none"'
+                )
+            reference = led.reservoir_records("all").select(["id", "content"])
+        gate_ = gate_from_config(
+            cfg, reference=reference, source=str(config), base_dir=config.parent, progress=not quiet
+        )
+        result = gate_.run_round(led, round)
+    if result.empty:
+        console.print(
+            f"[yellow]round {round} has nothing to gate:[/] no synthetic candidates "
+            "(already gated, or none ingested for this round)"
+        )
+        raise typer.Exit(1)
+    _print_result(result, round)
+
+
+def _print_result(result, round: int) -> None:  # noqa: A002, ANN001
+    from rich.table import Table
+
+    console.print(
+        f"round {round}: [bold]{len(result.accepted_ids)}[/] accepted, "
+        f"[bold]{len(result.rejected_ids)}[/] rejected of {result.n} "
+        f"({100 * result.pass_rate:.1f}% pass)"
+    )
+    rates = Table(title="pass rate by verifier")
+    for col in ("verifier", "records", "passed", "pass rate"):
+        rates.add_column(col, justify="left" if col == "verifier" else "right")
+    for row in result.pass_rates().to_pylist():
+        rates.add_row(
+            row["verifier"],
+            str(row["records"]),
+            str(row["passed"]),
+            f"{100 * row['pass_rate']:.1f}%",
+        )
+    console.print(rates)
+    reasons = result.reasons(top=20)
+    if reasons.num_rows:
+        table = Table(title="rejections by reason")
+        for col in ("verifier", "reason", "records"):
+            table.add_column(col, justify="right" if col == "records" else "left")
+        for row in reasons.to_pylist():
+            table.add_row(row["verifier"], row["reason"], str(row["count"]))
+        console.print(table)
+
+
+def _explain(record_id: str, ledger: Path | None, round: int | None) -> None:  # noqa: A002
+    from rich.table import Table
+
+    from tailguard.gate.base import Verdict
+
+    with open_ledger(ledger, read_only=True) as led:
+        rows = Verdict.rows(led.verdicts(id=record_id, round=round))
+    if not rows:
+        raise TailguardError(
+            f"no verdicts for id {record_id!r}"
+            + (f" in round {round}" if round is not None else "")
+        )
+    table = Table(title=f"verdicts on {record_id}")
+    for col in (
+        "round",
+        "verifier",
+        "version",
+        "passed",
+        "reason",
+        "score",
+        "matched id",
+        "params",
+    ):
+        table.add_column(col)
+    for v in rows:
+        table.add_row(
+            str(v.round),
+            v.verifier,
+            v.version,
+            "[green]yes[/]" if v.passed else "[red]no[/]",
+            v.reason,
+            "" if v.score is None else f"{v.score:.3g}",
+            v.matched_id or "",
+            v.params,
+        )
+    console.print(table)

@@ -1,0 +1,283 @@
+"""Verifiers that execute or evaluate: generated code against its tests, math answers.
+
+``CodeTests`` records carry JSON content ``{"code": "...", "tests": "..."}``;
+``MathAnswer`` records carry ``{"answer": ..., "reference": ...}`` (or the
+reference in a table column named by ``reference_column``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import threading
+from contextlib import contextmanager
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from tailguard.errors import InputError
+from tailguard.gate import sandbox
+from tailguard.gate.base import Verifier, verdicts
+
+
+def _json_object(text: str, keys: tuple[str, ...]) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, f"content is not JSON: {exc.msg} (line {exc.lineno}, col {exc.colno})"
+    if not isinstance(value, dict):
+        return None, f"content is JSON {type(value).__name__}, not an object"
+    missing = [k for k in keys if k not in value]
+    if missing:
+        return None, f"content lacks key(s) {missing}"
+    return value, None
+
+
+def describe(result: sandbox.SandboxResult, limits: sandbox.Limits) -> tuple[bool, str]:
+    """A sandbox result in one line: passed, which test failed, what limit was hit."""
+    rep = result.report or {}
+    outcome = rep.get("outcome")
+    where = ""
+    if rep.get("test"):
+        where = f" in {rep['test']}"
+    elif rep.get("line"):
+        where = f" at {'solution.py' if rep.get('stage') == 'code' else 'tests.py'}:{rep['line']}"
+    if result.status == "timeout":
+        return False, f"timeout: still running after {limits.wall_seconds:g}s (wall clock)"
+    if result.signal in ("SIGXCPU", "SIGKILL") and outcome is None:
+        return False, f"resource limit: CPU time ({limits.cpu_seconds}s), {result.signal}"
+    if result.signal == "SIGXFSZ":
+        return False, f"resource limit: file size ({limits.file_size_mb} MiB)"
+    if outcome == "passed":
+        return True, f"passed {rep.get('tests', 0)} test function(s) and all asserts"
+    if outcome == "failed":
+        return False, f"failing test{where}: {rep.get('error')}"
+    if outcome == "memory":
+        return False, f"resource limit: memory ({limits.memory_mb} MiB){where}"
+    if outcome == "file_size":
+        return False, f"resource limit: file size ({limits.file_size_mb} MiB){where}"
+    if outcome == "exception":
+        return False, f"exception{where}: {rep.get('error')}"
+    if outcome == "exit":
+        return False, f"exited before the tests finished ({rep.get('error')})"
+    if result.signal:
+        return False, f"killed by {result.signal}"
+    tail = result.stderr.strip().splitlines()[-1:] or [""]
+    return False, f"no result (exit status {result.returncode}) {tail[0][:200]}".strip()
+
+
+class CodeTests(Verifier):
+    """Run generated Python code against its tests in the sandbox.
+
+    Content: ``{"code": "...", "tests": "..."}``. The tests run after the code in
+    the same module namespace: top-level ``assert`` statements, then every
+    ``test*`` function in order. The verdict says what happened: passed, the
+    failing test, an exception, a timeout, a resource limit; and, where this
+    machine could not isolate the network or the user, says that too.
+    """
+
+    kind = "code_tests"
+    version = "1"
+
+    def __init__(
+        self,
+        *,
+        wall_seconds: float = 10.0,
+        cpu_seconds: int = 10,
+        memory_mb: int = 1024,
+        file_size_mb: int = 16,
+        open_files: int = 64,
+        processes: int = 32,
+    ) -> None:
+        self.wall_seconds, self.cpu_seconds, self.memory_mb = wall_seconds, cpu_seconds, memory_mb
+        self.file_size_mb, self.open_files, self.processes = file_size_mb, open_files, processes
+
+    @property
+    def limits(self) -> sandbox.Limits:
+        return sandbox.Limits(**self.params())
+
+    def verify(self, batch: pa.Table) -> pa.Table:
+        limits = self.limits
+        passed, reasons, scores = [], [], []
+        for text in batch.column("content").to_pylist():  # one process per record
+            value, err = _json_object(text, ("code", "tests"))
+            if err:
+                passed.append(False)
+                reasons.append(err)
+                scores.append(None)
+                continue
+            result = sandbox.run_tests(str(value["code"]), str(value["tests"]), limits=limits)
+            ok, why = describe(result, limits)
+            missing = [k for k, v in result.isolation.items() if not v]
+            if missing:
+                why += f" [not isolated here: {', '.join(missing)}]"
+            passed.append(ok)
+            reasons.append(why)
+            scores.append(result.seconds)
+        return verdicts(passed, reasons, score=scores)
+
+
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+_EXPR_OK = re.compile(r"^[\d\s+\-*/^().,a-z]*$")
+_FUNCS = {"sqrt", "pi", "e", "log", "ln", "exp", "sin", "cos", "tan", "i"}
+
+
+def _clean(answer: Any) -> str:
+    s = str(answer).strip()
+    boxed = re.search(r"\\boxed\{([^{}]*)\}", s)
+    if boxed:
+        s = boxed.group(1)
+    s = s.strip().strip("$").strip()
+    s = re.sub(r"(?<=\d),(?=\d{3}\b)", "", s)  # 1,000 -> 1000
+    s = s.replace("\\frac", "").replace("}{", ")/(").replace("{", "(").replace("}", ")")
+    s = s.replace("\\cdot", "*").replace("\\times", "*").replace("\\pi", "pi")
+    return s.rstrip(".").strip().lower()
+
+
+def _exact(s: str) -> Fraction | None:
+    try:
+        if _NUMBER.match(s):
+            return Fraction(s)
+        if re.match(r"^[+-]?\d+\s*/\s*[+-]?\d+$", s):
+            num, den = s.split("/")
+            return Fraction(int(num), int(den))
+    except (ValueError, ZeroDivisionError):
+        return None
+    return None
+
+
+@contextmanager
+def _time_limit(seconds: float):
+    """Interrupt slow symbolic work with SIGALRM (main thread only; elsewhere unbounded)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def alarm(signum: int, frame: Any) -> None:
+        raise TimeoutError(f"no answer within {seconds:g}s")
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _sympy(s: str) -> Any:
+    if not _EXPR_OK.match(s) or set(re.findall(r"[a-z]+", s)) - _FUNCS:
+        raise ValueError(f"not a number or a simple expression: {s!r}")
+    from sympy import nsimplify  # noqa: F401 - keeps sympy's import cost off the fast path
+    from sympy.parsing.sympy_parser import (
+        convert_xor,
+        implicit_multiplication_application,
+        parse_expr,
+        standard_transformations,
+    )
+
+    local = {"ln": __import__("sympy").log, "i": __import__("sympy").I}
+    return parse_expr(
+        s,
+        local_dict=local,
+        evaluate=True,
+        transformations=(
+            *standard_transformations,
+            implicit_multiplication_application,
+            convert_xor,
+        ),
+    )
+
+
+def answers_equal(
+    answer: Any, reference: Any, *, tolerance: float = 1e-9, timeout: float = 2.0
+) -> tuple[bool, str]:
+    """Compare two answers by value: exact rationals first, then sympy, within a timeout."""
+    a, r = _clean(answer), _clean(reference)
+    if not a:
+        return False, "no answer"
+    ea, er = _exact(a), _exact(r)
+    if ea is not None and er is not None:
+        return (ea == er), ("equal" if ea == er else f"{a} != {r}")
+    with _time_limit(timeout):
+        import sympy
+
+        va, vr = _sympy(a), _sympy(r)
+        diff = sympy.simplify(va - vr)
+        if diff == 0:
+            return True, "equal (symbolically)"
+        try:
+            num = complex(sympy.N(diff))
+            scale = max(1.0, abs(complex(sympy.N(vr))))
+        except (TypeError, ValueError):
+            return False, f"{a} != {r}"
+        if abs(num) <= tolerance * scale:
+            return True, "equal (numerically)"
+        return False, f"{a} != {r}"
+
+
+class MathAnswer(Verifier):
+    """Compare a final answer with the reference answer by value.
+
+    Content: ``{"answer": ..., "reference": ...}``; or set ``reference_column`` to
+    read the reference from a column of the record table (e.g. ``label``) with
+    content ``{"answer": ...}`` or the bare answer. Integers, fractions,
+    decimals, ``\\boxed{}``/``\\frac{}{}`` and simple expressions (through sympy, with
+    a ``timeout``) compare by value; ``tolerance`` is relative, for floats.
+    """
+
+    kind = "math_answer"
+    version = "1"
+
+    def __init__(
+        self, *, reference_column: str | None = None, tolerance: float = 1e-9, timeout: float = 2.0
+    ) -> None:
+        if tolerance < 0:
+            raise InputError("tolerance must be >= 0", field="tolerance")
+        self.reference_column, self.tolerance, self.timeout = reference_column, tolerance, timeout
+
+    def verify(self, batch: pa.Table) -> pa.Table:
+        texts = batch.column("content").to_pylist()
+        if self.reference_column is not None:
+            if self.reference_column not in batch.column_names:
+                raise InputError(
+                    f"no column {self.reference_column!r} for references",
+                    field=self.reference_column,
+                )
+            refs = batch.column(self.reference_column).to_pylist()
+        else:
+            refs = [None] * len(texts)
+        passed = np.zeros(len(texts), bool)
+        reasons: list[str] = []
+        for i, (text, ref) in enumerate(zip(texts, refs, strict=True)):
+            if ref is None:
+                value, err = _json_object(text, ("answer", "reference"))
+            else:
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError:
+                    value = text
+                value = value if isinstance(value, dict) else {"answer": value}
+                value, err = (value, None) if "answer" in value else (None, "no 'answer'")
+                if value is not None:
+                    value = {**value, "reference": ref}
+            if err:
+                reasons.append(err)
+                continue
+            try:
+                ok, why = answers_equal(
+                    value["answer"],
+                    value["reference"],
+                    tolerance=self.tolerance,
+                    timeout=self.timeout,
+                )
+            except TimeoutError as exc:
+                ok, why = False, f"timeout: {exc}"
+            except Exception as exc:  # noqa: BLE001 - an unparsable answer is a wrong answer
+                ok, why = False, f"cannot compare: {type(exc).__name__}: {exc}"[:300]
+            passed[i] = ok
+            reasons.append(why)
+        return verdicts(passed, reasons)
