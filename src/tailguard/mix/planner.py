@@ -128,6 +128,11 @@ def plan(
 
 
 # ---------------------------------------------------------------------------- layout
+def as_fraction(real_fraction: float) -> Fraction:
+    """The exact ratio a real fraction stands for (nearest with denominator <= 10**6)."""
+    return Fraction(real_fraction).limit_denominator(_FRACTION_DENOMINATOR)
+
+
 def human_quota(real_fraction: float, batch_size: int, n_batches: int) -> np.ndarray:
     """Human slots per batch: cumulative half-up rounding of ``f * batch_size * k``.
 
@@ -135,7 +140,7 @@ def human_quota(real_fraction: float, batch_size: int, n_batches: int) -> np.nda
     total never strays half a slot from exact, so the epoch's share is exact too.
     Raises :class:`ConfigError` when a batch would hold no human example.
     """
-    frac = Fraction(real_fraction).limit_denominator(_FRACTION_DENOMINATOR)
+    frac = as_fraction(real_fraction)
     num, den = frac.numerator, frac.denominator
     if num * batch_size < den:
         raise ConfigError(
@@ -167,7 +172,7 @@ def _anchored_layout(
     f = policy.real_fraction
     info: dict[str, Any] = {}
     n_human_rows, n_synthetic_rows = len(human_rows), len(synthetic_rows)
-    if n_synthetic_rows == 0 or f == 1.0:
+    if n_synthetic_rows == 0 or as_fraction(f) == 1:
         # Nothing synthetic to anchor (or a pure reservoir): one pass of the reservoir.
         if n_synthetic_rows == 0 and f < 1.0:
             info["fallback"] = "no eligible synthetic examples: reservoir only"
@@ -209,7 +214,7 @@ def _anchored_layout(
 
 def _batches_to_hold(f: float, batch_size: int, n_synthetic: int) -> int:
     """The fewest full batches whose synthetic slots hold ``n_synthetic`` examples."""
-    frac = Fraction(f).limit_denominator(_FRACTION_DENOMINATOR)
+    frac = as_fraction(f)
     num, den = frac.numerator, frac.denominator
     per_batch = Fraction(batch_size * (den - num), den)
     n = max(1, math.ceil(n_synthetic / per_batch) - 1)
@@ -254,17 +259,24 @@ def _cycled_order(
     if n < _PACKED_SORT_MIN:  # small pools, possibly many passes: one 2-D sort
         with np.errstate(over="ignore"):
             keys = _mix(fp[None, :] ^ pass_keys[:, None])
-        if stratify:
-            order = _stratified_order_2d(keys, codes, n_codes, phase)
-        else:
-            order = np.argsort(keys, axis=1, kind="stable")
-        return order.ravel()[:n_slots].astype(np.int64, copy=False)
+        if not stratify:
+            return np.argsort(keys, axis=1, kind="stable").ravel()[:n_slots].astype(np.int64)
+        order = _stratified_order_2d(keys, codes, n_codes, phase).ravel()
+        partial = n_slots - (passes - 1) * n
+        if partial == n:
+            return order.astype(np.int64, copy=False)
+        last = _stratified_order(keys[-1], codes, n_codes, phase[-1], take=partial)
+        return np.concatenate([order[: (passes - 1) * n], last]).astype(np.int64, copy=False)
     parts, remaining = [], n_slots
     for p in range(passes):  # a loop over passes of >= 64k rows each, not over rows
         with np.errstate(over="ignore"):
             keys = _mix(fp ^ pass_keys[p])
-        order = _stratified_order(keys, codes, n_codes, phase[p]) if stratify else _argsort(keys)
-        parts.append(order[: min(n, remaining)])
+        take = min(n, remaining)
+        if stratify:
+            order = _stratified_order(keys, codes, n_codes, phase[p], take=take)
+        else:
+            order = _argsort(keys)[:take]
+        parts.append(order)
         remaining -= len(parts[-1])
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
@@ -284,13 +296,34 @@ def _label_major(keys: np.ndarray, codes: np.ndarray, n_codes: int) -> np.ndarra
 
 
 def _stratified_order(
-    keys: np.ndarray, codes: np.ndarray, n_codes: int, phase: np.ndarray
+    keys: np.ndarray, codes: np.ndarray, n_codes: int, phase: np.ndarray, take: int | None = None
 ) -> np.ndarray:
-    """One pass: shuffle within label, then interleave labels by systematic sampling."""
+    """One pass: shuffle within label, then interleave labels by systematic sampling.
+
+    With ``take`` < n (a round's last, partial pass) each label contributes its
+    largest-remainder quota of ``take * n_label / n`` - the floor or the ceiling,
+    ties broken by the seeded phase - so no class is over- or under-drawn by chance.
+    """
     grouped = _argsort(_label_major(keys, codes, n_codes), tiebreak=keys)
     counts, sorted_codes, rank = _stratification(codes, n_codes)
     position = (rank + phase[sorted_codes]) / counts[sorted_codes]  # in [0, 1)
+    n = len(keys)
+    if take is not None and take < n:
+        quota = _largest_remainder(take, counts, phase)
+        chosen = np.flatnonzero(rank < quota[sorted_codes])
+        grouped, position = grouped[chosen], position[chosen]
     return grouped[_argsort((position * 2.0**52).astype(np.uint64))]
+
+
+def _largest_remainder(total: int, counts: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
+    """Split ``total`` across labels in proportion to ``counts`` (Hamilton's method)."""
+    n = int(counts.sum())
+    share = total * counts.astype(np.int64)
+    quota, remainder = share // n, share % n
+    short = total - int(quota.sum())
+    if short:
+        quota[np.lexsort((tiebreak[: len(counts)], -remainder))[:short]] += 1
+    return quota
 
 
 def _stratified_order_2d(
@@ -359,12 +392,14 @@ def _fingerprint_bytes(ids: Any, matrix: np.ndarray | None, lengths: Any) -> np.
             rank[pc.sort_indices(ids).to_numpy()] = np.arange(len(ids), dtype=np.uint64)
             return _mix(rank ^ _U64(0xA5A5))
         words = matrix.view(np.uint64)
+        lengths = np.asarray(lengths, dtype=np.int64)
         acc = np.empty(len(words), dtype=np.uint64)
-        acc[:] = np.asarray(lengths, dtype=np.uint64) * _LANE[3]
+        acc[:] = lengths.astype(np.uint64) * _LANE[3]
         for j in range(words.shape[1]):  # a few 8-byte lanes, not rows
-            acc ^= words[:, j]
-            acc *= _LANE[j % 4]
-            acc ^= acc >> _U64(29)
+            step = (acc ^ words[:, j]) * _LANE[j % 4]
+            step ^= step >> _U64(29)
+            # lanes past an id's end leave it alone, so padding never changes a fingerprint
+            acc = step if lengths.ndim == 0 else np.where(lengths > 8 * j, step, acc)
         return _mix(acc)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tailguard.errors import ConfigError, InputError
+from tailguard.errors import ConfigError, InputError, ReservoirError
 from tailguard.records import Origin, Status
 
 REQUIRED_COLUMNS = ("id", "origin", "generation")
@@ -258,8 +258,6 @@ def _synthetic(pool: pa.Table, mode: str) -> pa.Table:
 
 def _require_humans(humans: pa.Table, policy: str) -> pa.Table:
     if humans.num_rows == 0:
-        from tailguard.errors import ReservoirError
-
         raise ReservoirError(
             f"the '{policy}' policy needs reservoir (human) examples but the pool has none: "
             "ingest human data and freeze the reservoir first"
