@@ -5,6 +5,7 @@ Depends only on :mod:`tailguard.records` and :mod:`tailguard.errors`.
 
 from __future__ import annotations
 
+from tailguard.mix.dial import Decision, Dial, Evidence, MetricEvidence
 from tailguard.mix.planner import human_quota, plan
 from tailguard.mix.policies import (
     POLICIES,
@@ -22,8 +23,12 @@ __all__ = [
     "POLICIES",
     "Accumulate",
     "Anchored",
+    "Decision",
+    "Dial",
+    "Evidence",
     "Fresh",
     "HumanOnly",
+    "MetricEvidence",
     "Policy",
     "Replace",
     "eligible_rows",

@@ -1,0 +1,256 @@
+"""The Dial: the next round's real fraction, turned by the monitor's evidence.
+
+The rule is deliberately simple and auditable:
+
+- a watched metric *degraded* (the monitor's ``degraded`` flag is the truth;
+  the sign of ``change`` is not interpreted) -> raise the real fraction by one
+  ``step`` (never above ``ceiling``);
+- every watched metric *held* for ``patience`` rounds in a row -> lower it by one
+  ``step`` (more synthetic, cheaper; never below ``floor``);
+- otherwise, or when a watched metric has no evidence this round -> hold.
+
+Every :class:`Decision` carries its reason and the evidence it read, plus the
+Dial's parameters and state, so a loop stores it with ``Ledger.write_decision``
+and a resumed loop rebuilds the same Dial with :meth:`Dial.resume`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import pyarrow as pa
+
+from tailguard.errors import ConfigError, InputError
+
+
+@runtime_checkable
+class Evidence(Protocol):
+    """One metric's verdict for a round, as the monitor reports it."""
+
+    metric: str
+    value: float
+    baseline: float
+    change: float
+    threshold: float
+    degraded: bool
+
+
+@dataclass(frozen=True)
+class MetricEvidence:
+    """A plain :class:`Evidence` record (for callers and tests; the monitor may use its own)."""
+
+    metric: str
+    value: float
+    baseline: float
+    change: float
+    threshold: float
+    degraded: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MetricEvidence:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The Dial's choice for one round, with why and on what evidence."""
+
+    round: int
+    real_fraction: float
+    reason: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Dial:
+    """Decide each round's real fraction from evidence (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        start: float = 0.2,
+        floor: float = 0.15,
+        ceiling: float = 0.9,
+        step: float = 0.05,
+        watch: Sequence[str] = (),
+        patience: int = 2,
+    ) -> None:
+        for name, value in (("start", start), ("floor", floor), ("ceiling", ceiling)):
+            if not isinstance(value, int | float) or not 0.0 < float(value) <= 1.0:
+                raise ConfigError(f"Dial {name} must be in (0, 1], got {value!r}")
+        if not floor <= start <= ceiling:
+            raise ConfigError(
+                f"Dial needs floor <= start <= ceiling, got {floor} <= {start} <= {ceiling}"
+            )
+        if not isinstance(step, int | float) or not 0.0 < float(step) <= 1.0:
+            raise ConfigError(f"Dial step must be in (0, 1], got {step!r}")
+        if not isinstance(patience, int) or isinstance(patience, bool) or patience < 1:
+            raise ConfigError(f"Dial patience must be a positive integer, got {patience!r}")
+        if isinstance(watch, str):
+            watch = [watch]
+        self.start, self.floor, self.ceiling = float(start), float(floor), float(ceiling)
+        self.step, self.patience = float(step), int(patience)
+        self.watch = tuple(str(w) for w in watch)
+        self.real_fraction = self.start
+        self.steady_rounds = 0
+        self.last_round: int | None = None
+
+    # ------------------------------------------------------------------ state
+    def params(self) -> dict[str, Any]:
+        """The Dial's parameters, JSON-able (``Dial(**params)`` rebuilds it)."""
+        return {
+            "start": self.start,
+            "floor": self.floor,
+            "ceiling": self.ceiling,
+            "step": self.step,
+            "watch": list(self.watch),
+            "patience": self.patience,
+        }
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """What the next decision depends on besides its evidence."""
+        return {
+            "real_fraction": self.real_fraction,
+            "steady_rounds": self.steady_rounds,
+            "last_round": self.last_round,
+        }
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], state: dict[str, Any]) -> Dial:
+        """Rebuild a Dial from :meth:`params` and :attr:`state`."""
+        dial = cls(**params)
+        dial.real_fraction = float(state["real_fraction"])
+        dial.steady_rounds = int(state["steady_rounds"])
+        dial.last_round = None if state["last_round"] is None else int(state["last_round"])
+        return dial
+
+    @classmethod
+    def resume(cls, decisions: pa.Table | Iterable[dict[str, Any]], **params: Any) -> Dial:
+        """Rebuild a Dial by replaying stored decisions (``Ledger.decisions(run=...)``).
+
+        Each stored decision's evidence is fed back through a fresh Dial built
+        from ``params`` (or, if none are given, the parameters stored with the
+        first decision); every replayed fraction must match the stored one, so
+        a resumed loop continues exactly as an uninterrupted one would.
+        """
+        rows = decisions.to_pylist() if isinstance(decisions, pa.Table) else list(decisions)
+        if rows and len({r.get("run") for r in rows}) > 1:
+            raise InputError("decisions of several runs given; pass Ledger.decisions(run=...)")
+        rows.sort(key=lambda r: int(r["round"]))
+        stored = [_evidence_dict(r.get("evidence")) for r in rows]
+        if not params:
+            params = next((e["dial"] for e in stored if "dial" in e), {})
+        dial = cls(**params)
+        for row, evidence in zip(rows, stored, strict=True):
+            metrics = [MetricEvidence.from_dict(m) for m in evidence.get("metrics", [])]
+            replayed = dial.decide(int(row["round"]), metrics)
+            if not math.isclose(replayed.real_fraction, float(row["real_fraction"]), abs_tol=1e-9):
+                raise ConfigError(
+                    f"stored decision for round {row['round']} chose {row['real_fraction']} but "
+                    f"this Dial ({dial.params()}) replays {replayed.real_fraction}: resume with "
+                    "the parameters the run used"
+                )
+        return dial
+
+    # ------------------------------------------------------------------ deciding
+    def decide(self, round: int, evidence: Iterable[Evidence]) -> Decision:  # noqa: A002
+        """The real fraction for round ``round`` given the previous round's evidence."""
+        if self.last_round is not None and round <= self.last_round:
+            raise ConfigError(
+                f"the Dial already decided round {self.last_round}; round {round} is not after it"
+            )
+        items = list(evidence)
+        for item in items:
+            if not isinstance(item, Evidence):
+                raise InputError(
+                    f"evidence item {item!r} lacks metric/value/baseline/change/threshold/degraded"
+                )
+        watched = [e for e in items if not self.watch or e.metric in self.watch]
+        missing = sorted(set(self.watch) - {e.metric for e in items})
+        degraded = [e for e in watched if bool(e.degraded)]
+        before = self.real_fraction
+
+        if degraded:
+            self.steady_rounds = 0
+            self.real_fraction = _clip(before + self.step, self.floor, self.ceiling)
+            what = "; ".join(_describe(e) for e in degraded)
+            verb = "raised" if self.real_fraction > before else "held at the ceiling"
+            reason = f"{verb} {before:.3g} -> {self.real_fraction:.3g}: {what}"
+        elif missing or not watched:
+            gap = ", ".join(missing) if missing else "any metric"
+            reason = f"held at {before:.3g}: no evidence for {gap}"
+        else:
+            self.steady_rounds += 1
+            names = ", ".join(sorted({e.metric for e in watched}))
+            if self.steady_rounds >= self.patience:
+                self.steady_rounds = 0
+                self.real_fraction = _clip(before - self.step, self.floor, self.ceiling)
+                verb = "lowered" if self.real_fraction < before else "held at the floor"
+                reason = (
+                    f"{verb} {before:.3g} -> {self.real_fraction:.3g}: {names} held for "
+                    f"{self.patience} round(s)"
+                )
+            else:
+                reason = (
+                    f"held at {before:.3g}: {names} held for {self.steady_rounds} of "
+                    f"{self.patience} round(s)"
+                )
+        self.last_round = int(round)
+        record = {
+            "metrics": [_as_dict(e) for e in items],
+            "watched": sorted({e.metric for e in watched}),
+            "degraded": [e.metric for e in degraded],
+            "dial": self.params(),
+            "state": self.state,
+        }
+        return Decision(
+            round=int(round), real_fraction=self.real_fraction, reason=reason, evidence=record
+        )
+
+
+def _clip(value: float, low: float, high: float) -> float:
+    return round(min(max(value, low), high), 10)
+
+
+def _describe(e: Evidence) -> str:
+    return (
+        f"{e.metric} degraded ({e.value:.4g} vs baseline {e.baseline:.4g}, change "
+        f"{e.change:+.1%}, threshold {e.threshold:.1%})"
+    )
+
+
+def _as_dict(e: Evidence) -> dict[str, Any]:
+    return {
+        "metric": str(e.metric),
+        "value": _json_float(e.value),
+        "baseline": _json_float(e.baseline),
+        "change": _json_float(e.change),
+        "threshold": _json_float(e.threshold),
+        "degraded": bool(e.degraded),
+    }
+
+
+def _json_float(x: Any) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _evidence_dict(raw: Any) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if isinstance(raw, dict):
+        return raw
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"stored decision evidence is not JSON: {exc}") from exc
