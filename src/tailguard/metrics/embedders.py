@@ -44,6 +44,10 @@ def _as_list(texts: Any, name: str = "texts") -> list[str]:
     return _checks.texts(texts, name, allow_empty=True).to_pylist()
 
 
+#: Output dimensions each hashed feature is spread over.
+PER_FEATURE = 4
+
+
 class HashingEmbedder:
     """Hashed word n-gram TF-IDF, projected to ``dim`` dimensions; no model needed."""
 
@@ -57,8 +61,8 @@ class HashingEmbedder:
         n_features: int = 2**18,
         seed: int = 0,
     ) -> None:
+        import scipy.sparse
         from sklearn.feature_extraction.text import HashingVectorizer
-        from sklearn.random_projection import SparseRandomProjection
 
         self.dim = _checks.positive_int(dim, "dim")
         self.ngram_range = (int(ngram_range[0]), int(ngram_range[1]))
@@ -71,9 +75,16 @@ class HashingEmbedder:
             norm=None,
             token_pattern=r"(?u)\b\w+\b",
         )
-        self._projection = SparseRandomProjection(
-            n_components=self.dim, random_state=self.seed, dense_output=True
-        ).fit(np.zeros((1, self.n_features), np.float32))
+        # a seeded sparse sign projection: each input feature lands on PER_FEATURE output
+        # dimensions with random signs (a sparse Johnson-Lindenstrauss map)
+        rng = np.random.default_rng(self.seed)
+        per = min(PER_FEATURE, self.dim)
+        rows = np.repeat(np.arange(self.n_features), per)
+        cols = rng.integers(0, self.dim, rows.size)
+        signs = rng.choice(np.array([-1.0, 1.0], np.float32), rows.size) / np.sqrt(per)
+        self._projection = scipy.sparse.csr_matrix(
+            (signs.astype(np.float32), (rows, cols)), shape=(self.n_features, self.dim)
+        )
         self._idf: np.ndarray | None = None
 
     def params(self) -> dict[str, Any]:
@@ -102,8 +113,7 @@ class HashingEmbedder:
             tf = tf.multiply(self._idf[None, :]).tocsr()
         norms = np.sqrt(np.asarray(tf.multiply(tf).sum(axis=1))).ravel()
         tf = tf.multiply(1.0 / np.where(norms > 0, norms, 1.0)[:, None]).tocsr()
-        out = np.asarray(self._projection.transform(tf), dtype=np.float32)
-        return out
+        return np.asarray((tf @ self._projection).toarray(), dtype=np.float32)
 
 
 class MiniLMEmbedder:
@@ -192,10 +202,8 @@ class CachedEmbedder:
         arr = _checks.texts(texts, "texts", allow_empty=True)
         keys = text_hashes(arr)
         known, vectors = self._load()
-        pos = np.searchsorted(known, keys)
-        hit = (pos < known.size) & (known[np.minimum(pos, max(known.size - 1, 0))] == keys)
-        if known.size == 0:
-            hit[:] = False
+        pos = np.minimum(np.searchsorted(known, keys), max(known.size - 1, 0))
+        hit = known[pos] == keys if known.size else np.zeros(len(arr), bool)
         out = np.empty((len(arr), self.dim), np.float32)
         out[hit] = vectors[pos[hit]]
         missing = np.flatnonzero(~hit)

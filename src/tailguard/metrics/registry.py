@@ -156,6 +156,12 @@ def register(metric: Metric) -> Metric:
     return metric
 
 
+def _or_zero(fn: Callable[[text.NGrams, int], float], c: Comparison, n: int) -> float:
+    """A sample too short to hold any n-gram has no n-gram diversity: 0, not an error."""
+    distinct, total = c.ngrams.distinct(n)
+    return fn(c.ngrams, n) if total else 0.0
+
+
 def _m(
     name: str, hib: bool, kind: Kind, needs: str, fn: Callable[[Comparison], float], doc: str
 ) -> None:
@@ -216,7 +222,7 @@ for _n in (1, 2, 3, 4):
         True,
         "diversity",
         "texts",
-        lambda c, n=_n: text.distinct_n(c.ngrams, n),
+        lambda c, n=_n: _or_zero(text.distinct_n, c, n),
         f"distinct {_n}-grams / all {_n}-grams",
     )
 for _n in (1, 2):
@@ -225,7 +231,7 @@ for _n in (1, 2):
         True,
         "diversity",
         "texts",
-        lambda c, n=_n: text.ngram_entropy(c.ngrams, n),
+        lambda c, n=_n: _or_zero(text.ngram_entropy, c, n),
         f"entropy (bits) of {_n}-gram frequencies",
     )
 _m(
