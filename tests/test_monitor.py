@@ -1,0 +1,180 @@
+"""The monitor: baselines, trends, alerts, evidence, history round trips, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import scipy.stats
+from test_metrics_stats import make_corpus
+from typer.testing import CliRunner
+
+from tailguard.errors import InputError
+from tailguard.monitor import FLOOR_SAMPLE, HISTORY_SCHEMA, Evidence, Monitor
+
+
+@pytest.fixture(scope="module")
+def human():
+    return make_corpus(3000, seed=100)
+
+
+def _monitor(human, **kw) -> Monitor:
+    texts, labels = human
+    mon = Monitor(**kw).set_reference(texts[:1500], labels[:1500])
+    mon.record_floor(texts[:1500], labels[:1500], texts[1500:], labels[1500:])
+    return mon
+
+
+def test_samples_from_the_reference_stay_within_the_noise_floor(human):
+    mon = _monitor(human)
+    for r in range(4):
+        mon.record(r, *make_corpus(1500, seed=200 + r))
+    status = mon.status()
+    assert status.round == 3 and not status.alerts and not status.degraded
+    floor = {e.metric: e.floor for e in status.evidence}
+    for e in status.evidence:
+        assert e.value == pytest.approx(floor[e.metric], rel=0.15, abs=0.03), e.metric
+
+
+def test_collapse_raises_threshold_alerts_and_worsening_trends(human):
+    mon = _monitor(human)
+    for r, temp in enumerate([1.0, 0.85, 0.7, 0.55, 0.4]):
+        mon.record(r, *make_corpus(1500, seed=300 + r, temperature=temp))
+    status = mon.status()
+    degraded = {e.metric for e in status.evidence if e.degraded}
+    assert {"tail_recall", "distinct_2", "rare_vocab_coverage"} <= degraded
+    assert {a.rule for a in status.alerts} >= {"threshold"}
+    assert mon.trend("distinct_2").worsening and mon.trend("tail_mass_ratio").worsening
+    assert not mon.trend("label_js").higher_is_better
+
+
+def _values(tail: float, js: float) -> dict[str, float]:
+    return {"tail_recall": tail, "distinct_2": 0.7, "label_js": js, "length_shift": 0.05}
+
+
+def test_early_warning_fires_only_while_the_mean_metrics_hold():
+    mon = Monitor()
+    mon.record_values(0, _values(1.0, 0.01))
+    mon.record_values(1, _values(0.8, 0.012))
+    alerts = mon.alerts()
+    assert [a.rule for a in alerts] == ["threshold", "early_warning"]
+    assert alerts[1].metrics == ("tail_recall",)
+    mon.record_values(1, _values(0.8, 0.2))  # replaces round 1: now the mean moved too
+    rules = sorted(a.rule for a in mon.alerts())
+    assert rules == ["threshold", "threshold"]
+    assert mon.history.num_rows == 8
+
+
+def test_noise_floor_vetoes_a_drop_that_is_still_human_level():
+    mon = Monitor()
+    mon.record_values(0, {"tail_recall": 0.9}, sample=FLOOR_SAMPLE)
+    mon.record_values(0, {"tail_recall": 1.0})
+    mon.record_values(1, {"tail_recall": 0.85})  # -15 %, below the floor: degraded
+    assert mon.evidence()[0].degraded
+    mon.record_values(1, {"tail_recall": 0.92})  # -8 %: within threshold anyway
+    assert not mon.evidence()[0].degraded
+    mon.record_values(0, {"tail_recall": 0.8}, sample=FLOOR_SAMPLE)
+    mon.record_values(1, {"tail_recall": 0.85})  # -15 % but still above the human floor
+    assert not mon.evidence()[0].degraded
+
+
+def test_density_above_bound_alerts_only_while_recall_falls():
+    mon = Monitor(preset="rich")
+    mon.record_values(0, {"prdc_density": 1.0, "prdc_recall": 0.6})
+    mon.record_values(1, {"prdc_density": 1.8, "prdc_recall": 0.7})
+    assert not any(a.rule == "variance_shrinkage" for a in mon.alerts())
+    mon.record_values(2, {"prdc_density": 1.8, "prdc_recall": 0.5})
+    rules = [a.rule for a in mon.alerts()]
+    assert "variance_shrinkage" in rules and "threshold" in rules  # recall fell 17 %
+
+
+def test_evidence_dataclass_fields():
+    mon = Monitor(run="r1")
+    mon.record_values(0, {"distinct_2": 0.8}, sample="gen")
+    mon.record_values(3, {"distinct_2": 0.6}, sample="gen")
+    (e,) = mon.evidence("r1")
+    assert isinstance(e, Evidence)
+    assert (e.run, e.sample, e.metric, e.kind, e.round, e.baseline_round) == (
+        "r1", "gen", "distinct_2", "diversity", 3, 0,
+    )  # fmt: skip
+    assert e.relative_change == pytest.approx(-0.25) and e.degraded
+    assert (e.threshold, e.threshold_kind, e.floor) == (0.10, "relative", None)
+    assert json.loads(json.dumps(mon.status("r1").to_dict()))["degraded"] is True
+
+
+def test_trend_matches_linregress_with_a_confidence_interval():
+    mon = Monitor()
+    vals = [0.9, 0.85, 0.83, 0.76, 0.74]
+    for r, v in enumerate(vals):
+        mon.record_values(r, {"distinct_2": v})
+    fit = scipy.stats.linregress(np.arange(5), vals)
+    t = mon.trend("distinct_2")
+    assert t.slope == pytest.approx(fit.slope) and t.stderr == pytest.approx(fit.stderr)
+    half = scipy.stats.t.ppf(0.975, 3) * fit.stderr
+    assert (t.ci_low, t.ci_high) == pytest.approx((fit.slope - half, fit.slope + half))
+    assert t.worsening and t.arrow == "↓"
+    one = Monitor()
+    one.record_values(0, {"distinct_2": 0.5})
+    assert one.trend("distinct_2") is None
+
+
+def test_history_round_trips_through_the_ledger(human):
+    from tailguard.ledger import Ledger
+
+    mon = _monitor(human)
+    mon.record(0, *make_corpus(600, seed=1))
+    mon.record(1, *make_corpus(600, seed=2, temperature=0.5))
+    assert mon.history.schema == HISTORY_SCHEMA
+    with Ledger.open(":memory:") as led:
+        led.write_metrics(mon.history)
+        back = Monitor.from_history(led.metrics())
+    assert back.history.equals(mon.history)
+    assert back.status().to_dict() == mon.status().to_dict()
+
+
+def test_bad_records_are_refused():
+    mon = Monitor()
+    with pytest.raises(InputError, match="non-finite"):
+        mon.record_values(0, {"distinct_2": float("nan")})
+    with pytest.raises(InputError, match="not registered"):
+        mon.record_values(0, {"my_metric": 1.0})
+    mon.record_values(0, {"my_metric": 1.0}, higher_is_better={"my_metric": False})
+    with pytest.raises(InputError, match="round must be"):
+        mon.record_values(-1, {"distinct_2": 0.5})
+    with pytest.raises(InputError, match="no reference"):
+        mon.record(0, ["a b"])
+    with pytest.raises(InputError, match="lacks columns"):
+        Monitor.from_history(pa.table({"run": ["main"]}))
+
+
+def test_cli_eval_and_monitor(tmp_path, monkeypatch):
+    from tailguard.cli import app
+    from tailguard.ledger import Ledger
+
+    texts, labels = make_corpus(2000, seed=7)
+    path = tmp_path / "ledger.duckdb"
+    with Ledger.open(path) as led:
+        led.ingest(pa.table({"text": texts, "label": labels}), origin="human",
+                   source_name="corpus", label_field="label")  # fmt: skip
+        led.freeze_reservoir(holdout=0.25, seed=0)
+    runner = CliRunner()
+    for r, temp in enumerate([1.0, 0.9, 0.5]):
+        t, lab = make_corpus(500, seed=50 + r, temperature=temp)
+        f = tmp_path / f"round{r}.jsonl"
+        f.write_text("\n".join(json.dumps({"out": x, "y": y}) for x, y in zip(t, lab, strict=True)))
+        res = runner.invoke(app, ["eval", "--round", str(r), "--samples", str(f), "--text-field",
+                                  "out", "--label-field", "y", "--ledger", str(path)])  # fmt: skip
+        assert res.exit_code == 0, res.output
+    with Ledger.open(path, read_only=True) as led:
+        hist = led.metrics()
+    assert set(hist["sample"].to_pylist()) == {"model", FLOOR_SAMPLE}
+    res = runner.invoke(app, ["monitor", "--json", "--ledger", str(path)])
+    assert res.exit_code == 1, res.output  # collapse at round 2 is an active alert
+    report = json.loads(res.stdout)
+    assert report["runs"][0]["round"] == 2 and report["runs"][0]["alerts"]
+    table = runner.invoke(app, ["monitor", "--ledger", str(path)])
+    assert table.exit_code == 1 and "tail_recall" in table.output
+    bad = runner.invoke(app, ["eval", "--round", "3", "--samples", str(f), "--ledger", str(path)])
+    assert bad.exit_code == 2 and "field 'text'" in bad.output
