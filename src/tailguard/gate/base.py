@@ -70,7 +70,11 @@ def verdicts(
             return pa.nulls(n, kind)
         if isinstance(values, str | float | int):
             return pa.array(np.full(n, values).tolist(), kind) if n else pa.array([], kind)
-        arr = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values)
+        arr = (
+            values
+            if isinstance(values, pa.Array | pa.ChunkedArray)
+            else pa.array(values, from_pandas=True)
+        )  # NaN means "no score": null
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
         if len(arr) != n:
