@@ -7,6 +7,7 @@ protections say so and are skipped elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -139,7 +140,7 @@ def test_writes_outside_its_directory_do_not_reach_the_host(tmp_path):
         code += (
             f"try:\n    open({t!r}, 'w').write('x')\nexcept OSError as e:\n    errors.append(e)\n"
         )
-    code += "assert len(errors) == %d, errors\n" % len(targets)
+    code += f"assert len(errors) == {len(targets)}, errors\n"
     v = verdict(code)
     assert v["passed"], v["reason"]
     for t in targets:
@@ -173,10 +174,8 @@ def test_network_connections_fail_and_reach_nothing():
     accepted = []
 
     def serve() -> None:
-        try:
+        with contextlib.suppress(OSError):
             accepted.append(server.accept())
-        except OSError:
-            pass
 
     thread = threading.Thread(target=serve)
     thread.start()
