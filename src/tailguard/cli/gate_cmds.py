@@ -82,8 +82,6 @@ def _print_result(result, round: int) -> None:  # noqa: A002, ANN001
 
 
 def _explain(record_id: str, ledger: Path | None, round: int | None) -> None:  # noqa: A002
-    from rich.table import Table
-
     from tailguard.gate.base import Verdict
 
     with open_ledger(ledger, read_only=True) as led:
@@ -93,27 +91,18 @@ def _explain(record_id: str, ledger: Path | None, round: int | None) -> None:  #
             f"no verdicts for id {record_id!r}"
             + (f" in round {round}" if round is not None else "")
         )
-    table = Table(title=f"verdicts on {record_id}")
-    for col in (
-        "round",
-        "verifier",
-        "version",
-        "passed",
-        "reason",
-        "score",
-        "matched id",
-        "params",
-    ):
-        table.add_column(col)
+    console.print(f"[bold]{record_id}[/]: {len(rows)} verdict(s)")
     for v in rows:
-        table.add_row(
-            str(v.round),
-            v.verifier,
-            v.version,
-            "[green]yes[/]" if v.passed else "[red]no[/]",
-            v.reason,
-            "" if v.score is None else f"{v.score:.3g}",
-            v.matched_id or "",
-            v.params,
+        mark = "[green]passed[/]" if v.passed else "[red]failed[/]"
+        console.print(
+            f"round {v.round}  [bold]{v.verifier}[/] (version {v.version})  {mark}  {v.reason}",
+            highlight=False,
+            soft_wrap=True,
         )
-    console.print(table)
+        extra = []
+        if v.score is not None:
+            extra.append(f"score {v.score:.4g}")
+        if v.matched_id:
+            extra.append(f"matched {v.matched_id}")
+        extra.append(f"params {v.params}")
+        console.print("    " + "  ".join(extra), highlight=False, soft_wrap=True)

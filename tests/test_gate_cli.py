@@ -1,0 +1,104 @@
+"""`tailguard gate`: gate a round from tailguard.toml, explain a record, refuse bad input."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from tailguard.cli import app
+from tailguard.ledger import Ledger
+from tailguard.records import make_records
+
+runner = CliRunner()
+
+CONFIG = """
+[gate]
+
+[[gate.verifiers]]
+kind = "quality"
+min_chars = 15
+
+[[gate.verifiers]]
+kind = "near_duplicate"
+threshold = 0.8
+
+[[gate.verifiers]]
+kind = "rules"
+rules = "rules.toml"
+"""
+
+
+def setup_project(tmp_path):
+    human = [f"human sentence number {i} about the weather and the sea today" for i in range(30)]
+    synthetic = [
+        human[3],
+        "a short one",
+        "a fresh synthetic sentence about mountains and rivers",
+        "this mentions forbidden spam in a long enough sentence",
+    ]
+    path = tmp_path / "ledger.duckdb"
+    with Ledger.open(path) as led:
+        led.add_records(make_records(human, origin="human", source="people"))
+        led.freeze_reservoir(holdout=0.1, seed=0)
+        led.add_records(
+            make_records(
+                synthetic, origin="synthetic", source="gen", generator="m", generation=1, round=1
+            )
+        )
+    (tmp_path / "tailguard.toml").write_text(CONFIG)
+    (tmp_path / "rules.toml").write_text(
+        '[[rule]]\nname = "no-spam"\nforbid_keywords = ["spam"]\nreason = "spam"\n'
+    )
+    return path, synthetic
+
+
+def test_gate_round_explain_and_nothing_left(tmp_path):
+    path, synthetic = setup_project(tmp_path)
+    cfg = str(tmp_path / "tailguard.toml")
+    out = runner.invoke(
+        app, ["gate", "--round", "1", "--config", cfg, "--ledger", str(path), "--quiet"]
+    )
+    assert out.exit_code == 0, out.output
+    assert "1 accepted" in out.output and "3 rejected" in out.output
+    assert "near-duplicate of reservoir record" in out.output and "no-spam" in out.output
+    with Ledger.open(path, read_only=True) as led:
+        copied = led.records(round=1, status="rejected")
+        assert copied.num_rows == 3
+        copy_id = make_records([synthetic[0]], origin="human", source="x")["id"][0].as_py()
+    explain = runner.invoke(
+        app, ["gate", "--explain", copy_id, "--ledger", str(path)], terminal_width=250
+    )
+    assert explain.exit_code == 0 and "near_duplicate" in explain.output
+    assert "quality" in explain.output and "rules" in explain.output
+    again = runner.invoke(app, ["gate", "--round", "1", "--config", cfg, "--ledger", str(path)])
+    assert again.exit_code == 1 and "nothing to gate" in again.output
+
+
+def test_bad_config_is_refused_with_its_location_before_anything_runs(tmp_path):
+    path, _ = setup_project(tmp_path)
+    (tmp_path / "rules.toml").write_text('[[rule]]\nname = "x"\nforbid = "(open"\n')
+    out = runner.invoke(
+        app,
+        [
+            "gate",
+            "--round",
+            "1",
+            "--config",
+            str(tmp_path / "tailguard.toml"),
+            "--ledger",
+            str(path),
+        ],
+    )
+    assert out.exit_code == 2 and "rules.toml" in out.output and "line 2" in out.output
+    with Ledger.open(path, read_only=True) as led:
+        assert led.count(round=1, status="candidate") == 4 and led.verdicts().num_rows == 0
+    (tmp_path / "broken.toml").write_text("[gate\n")
+    out = runner.invoke(
+        app,
+        ["gate", "--round", "1", "--config", str(tmp_path / "broken.toml"), "--ledger", str(path)],
+    )
+    assert out.exit_code == 2 and "broken.toml" in out.output and "line 1" in out.output
+    out = runner.invoke(app, ["gate", "--explain", "nope", "--ledger", str(path)])
+    assert out.exit_code == 2 and "no verdicts" in out.output
+    assert json.loads('{"ok": 1}')  # the ledger stayed readable after every refusal
