@@ -5,6 +5,14 @@ Depends only on :mod:`tailguard.records` and :mod:`tailguard.errors`.
 
 from __future__ import annotations
 
+from tailguard.mix.adapters import (
+    export_manifest,
+    join_records,
+    manifest_batch_sampler,
+    manifest_dataset,
+    manifest_indices,
+    manifest_sampler,
+)
 from tailguard.mix.dial import Decision, Dial, Evidence, MetricEvidence
 from tailguard.mix.planner import human_quota, plan
 from tailguard.mix.policies import (
@@ -32,7 +40,13 @@ __all__ = [
     "Policy",
     "Replace",
     "eligible_rows",
+    "export_manifest",
     "human_quota",
+    "join_records",
+    "manifest_batch_sampler",
+    "manifest_dataset",
+    "manifest_indices",
+    "manifest_sampler",
     "plan",
     "policy_from_name",
 ]

@@ -112,7 +112,7 @@ def plan(
         info = {}
 
     slots = _slots_table(rows, src, batch, id_matrix, id_lengths, is_human, codes, label_values)
-    n_human = int(np.count_nonzero(is_human[src])) if len(src) else 0
+    n_human = int(np.count_nonzero(np.take(is_human, src))) if len(src) else 0
     params: dict[str, Any] = {
         **policy.params(),
         "batch_size": batch_size,
@@ -197,16 +197,16 @@ def _anchored_layout(
     is_human_slot[human_pos] = True
 
     src = np.empty(n_slots, dtype=np.int64)
-    human_codes = None if codes is None else codes[human_rows]
-    src[human_pos] = human_rows[
-        _cycled_order(
-            fp[human_rows], n_human_slots, seed, salt=2, codes=human_codes, n_codes=n_labels
-        )
-    ]
+    human_codes = None if codes is None else np.take(codes, human_rows)
+    human_order = _cycled_order(
+        np.take(fp, human_rows), n_human_slots, seed, salt=2, codes=human_codes, n_codes=n_labels
+    )
+    np.put(src, human_pos, np.take(human_rows, human_order))
     if n_slots > n_human_slots:
-        src[~is_human_slot] = synthetic_rows[
-            _cycled_order(fp[synthetic_rows], n_slots - n_human_slots, seed, salt=3)
-        ]
+        synthetic_order = _cycled_order(
+            np.take(fp, synthetic_rows), n_slots - n_human_slots, seed, salt=3
+        )
+        np.put(src, np.flatnonzero(~is_human_slot), np.take(synthetic_rows, synthetic_order))
     batch = np.repeat(np.arange(n_batches, dtype=np.int32), batch_size)
     info["real_fraction"] = policy.real_fraction
     return src, batch, info
@@ -487,11 +487,11 @@ def _slots_table(
     columns = {
         "batch": pa.array(batch, pa.int32()),
         "id": _take_ids(rows["id"], src, id_matrix, id_lengths),
-        "origin": origins.take(pa.array((~is_human).view(np.int8)[src])),
-        "generation": pa.array(rows["generation"].to_numpy()[src].astype(np.int32)),
+        "origin": origins.take(pa.array(np.take((~is_human).view(np.int8), src))),
+        "generation": pa.array(np.take(rows["generation"].to_numpy().astype(np.int32), src)),
         "label": pa.nulls(len(src), pa.string())
         if codes is None
-        else label_values.take(pa.array(codes[src])),
+        else label_values.take(pa.array(np.take(codes.astype(np.int32), src))),
     }
     return pa.table(columns, schema=MANIFEST_SLOTS)
 
@@ -504,7 +504,11 @@ def _take_ids(column: pa.ChunkedArray, src: np.ndarray, matrix: Any, lengths: An
     if not same_width or len(src) * width >= 2**31:
         return column.combine_chunks().cast(pa.string()).take(pa.array(src, pa.int64()))
     rows = np.ascontiguousarray(matrix[:, :width]) if matrix.shape[1] != width else matrix
-    data = rows.view(np.dtype((np.void, width))).ravel()[src]
+    lanes = width // 8 if width % 8 == 0 else 0
+    if lanes:  # np.take on whole 8-byte lanes is the fastest row gather numpy has
+        data = np.take(rows.view(np.uint64).reshape(len(rows), lanes), src, axis=0)
+    else:
+        data = np.take(rows.view(np.dtype((np.void, width))).ravel(), src)
     offsets = np.arange(0, (len(src) + 1) * width, width, dtype=np.int32)
     return pa.Array.from_buffers(
         pa.string(), len(src), [None, pa.py_buffer(offsets), pa.py_buffer(data)]

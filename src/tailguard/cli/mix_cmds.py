@@ -1,0 +1,154 @@
+"""Mixing commands: `tailguard mix` plans a round's batches; `tailguard dial show` its history."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tailguard.cli.app import LedgerOption, app, console, handles_errors, open_ledger
+from tailguard.errors import ReservoirError
+
+dial_app = typer.Typer(
+    help="The Dial's decisions: the real fraction, round by round.", no_args_is_help=True
+)
+app.add_typer(dial_app, name="dial")
+
+
+@app.command("mix")
+@handles_errors
+def mix(
+    round_: int = typer.Option(..., "--round", help="Round to plan."),
+    policy: str = typer.Option(
+        "anchored", help="human_only, replace, accumulate, anchored or fresh."
+    ),
+    real_fraction: float | None = typer.Option(
+        None, help="Human share of every batch (anchored; default 0.2)."
+    ),
+    batch_size: int = typer.Option(64, help="Examples per batch."),
+    seed: int = typer.Option(0, help="Seed of the plan (same seed, same digest)."),
+    epochs: int = typer.Option(1, help="Passes over the selected examples."),
+    synthetic: str | None = typer.Option(
+        None, help="anchored: accumulate, latest or subsample; fresh: accumulate or latest."
+    ),
+    size: int | None = typer.Option(None, help="anchored/subsample: slots per epoch."),
+    new_human_per_round: int | None = typer.Option(
+        None, help="fresh: new human records each round."
+    ),
+    run: str = typer.Option("main", help="Run the manifest belongs to."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ledger: Path | None = LedgerOption,
+) -> None:
+    """Plan round R's batches from the ledger's training pool and store the manifest."""
+    from tailguard.mix import plan as make_plan
+    from tailguard.mix import policy_from_name
+
+    params = {
+        k: v
+        for k, v in {
+            "real_fraction": real_fraction,
+            "synthetic": synthetic,
+            "size": size,
+            "new_human_per_round": new_human_per_round,
+        }.items()
+        if v is not None
+    }
+    chosen = policy_from_name(policy, **params)
+    with open_ledger(ledger) as led:
+        if not led.has_reservoir():
+            raise ReservoirError(
+                "the reservoir is not frozen: run `tailguard reservoir freeze` before mixing"
+            )
+        pool = led.training_pool(round_)
+        manifest = make_plan(
+            pool, chosen, round=round_, batch_size=batch_size, seed=seed, epochs=epochs, run=run
+        )
+        led.write_manifest(manifest)
+    summary = composition(manifest)
+    if as_json:
+        console.print_json(json.dumps(summary))
+        return
+    console.print(
+        f"round {manifest.round} ({run}): [bold]{summary['batches']:,}[/] batches of "
+        f"{batch_size} under {manifest.policy} {json.dumps(chosen.params())}\n"
+        f"human per batch {summary['human_per_batch']}, digest {summary['digest']}"
+    )
+    table = Table("origin", "generation", "slots", "distinct", "share", title="composition")
+    for row in summary["rows"]:
+        table.add_row(
+            row["origin"],
+            str(row["generation"]),
+            f"{row['slots']:,}",
+            f"{row['distinct']:,}",
+            f"{row['share']:.1%}",
+        )
+    console.print(table)
+
+
+def composition(manifest) -> dict:  # noqa: ANN001 - a tailguard.records.Manifest
+    """Slots by origin and generation, human per batch, and the digest (for display)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    slots = manifest.slots
+    grouped = (
+        slots.group_by(["origin", "generation"])
+        .aggregate([("id", "count"), ("id", "count_distinct")])
+        .sort_by([("origin", "ascending"), ("generation", "ascending")])
+    )
+    total = max(slots.num_rows, 1)
+    rows = [
+        {"origin": o, "generation": g, "slots": n, "distinct": d, "share": n / total}
+        for o, g, n, d in zip(
+            *(
+                grouped[c].to_pylist()
+                for c in ("origin", "generation", "id_count", "id_count_distinct")
+            ),
+            strict=True,
+        )
+    ]
+    human = pc.equal(slots["origin"], "human").to_numpy(zero_copy_only=False)
+    per_batch = np.bincount(slots["batch"].to_numpy(), weights=human) if slots.num_rows else []
+    spread = f"{int(min(per_batch))}-{int(max(per_batch))}" if len(per_batch) else "0"
+    return {
+        "round": manifest.round,
+        "policy": manifest.policy,
+        "params": manifest.params,
+        "batches": manifest.n_batches,
+        "slots": slots.num_rows,
+        "human_per_batch": spread,
+        "rows": rows,
+        "digest": manifest.digest,
+    }
+
+
+@dial_app.command("show")
+@handles_errors
+def dial_show(
+    run: str | None = typer.Option(None, help="Only this run."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ledger: Path | None = LedgerOption,
+) -> None:
+    """Every stored decision: round, real fraction, reason and the metrics it read."""
+    with open_ledger(ledger, read_only=True) as led:
+        rows = led.decisions(run=run).to_pylist()
+    if as_json:
+        console.print_json(json.dumps(rows, default=str))
+        return
+    if not rows:
+        console.print("no dial decisions stored yet")
+        return
+    table = Table("run", "round", "real fraction", "degraded", "reason", title="dial decisions")
+    for row in rows:
+        evidence = json.loads(row["evidence"]) if row.get("evidence") else {}
+        degraded = ", ".join(evidence.get("degraded", [])) if isinstance(evidence, dict) else ""
+        table.add_row(
+            row["run"],
+            str(row["round"]),
+            f"{row['real_fraction']:.3f}",
+            degraded or "-",
+            row["reason"],
+        )
+    console.print(table)
