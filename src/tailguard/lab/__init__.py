@@ -1,0 +1,34 @@
+"""The simulation lab: the retraining loop with small real models, many generations and seeds.
+
+>>> from tailguard import lab
+>>> result = lab.run(model="ngram", strategies="replace,accumulate,anchored",
+...                  generations=10, seeds=3)                          # doctest: +SKIP
+>>> result.axes.to_pandas()                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from tailguard.lab.axes import AXES_COLUMNS, score_axes, summarise
+from tailguard.lab.costs import CostModel
+from tailguard.lab.data import DATASETS, MODEL_DATA
+from tailguard.lab.experiment import LabConfig, LabResult, run, run_job
+from tailguard.lab.models import MODELS
+from tailguard.lab.strategies import STRATEGIES, AccumulateSubsample, parse_strategies, strategy
+
+__all__ = [
+    "AXES_COLUMNS",
+    "DATASETS",
+    "MODELS",
+    "MODEL_DATA",
+    "STRATEGIES",
+    "AccumulateSubsample",
+    "CostModel",
+    "LabConfig",
+    "LabResult",
+    "parse_strategies",
+    "run",
+    "run_job",
+    "score_axes",
+    "strategy",
+    "summarise",
+]

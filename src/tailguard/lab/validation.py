@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -129,6 +130,81 @@ def regression_accumulate_bound(
     )
 
 
+def fortunes_runs(
+    seeds: int = 3, generations: int = 20, replace_generations: int = 8, workers: int | None = None
+) -> tuple[Any, Any]:
+    """Replace and anchored-at-20% runs of the n-gram model on fortunes (through the loop)."""
+    from tailguard.lab.experiment import run
+
+    common = {
+        "model": "ngram",
+        "seeds": seeds,
+        "n_generate": 1000,
+        "eval_size": 2000,
+        "recovery_rounds": 0,
+        "workers": workers,
+        "out": None,
+        "progress": False,
+    }
+    replace = run(strategies=["replace"], generations=replace_generations, **common)
+    anchored = run(strategies=["anchored"], generations=generations, real_fraction=0.2, **common)
+    return replace, anchored
+
+
+def _medians(result: Any, metric: str) -> np.ndarray:
+    curve = result.curve(metric).sort_by("round")
+    return np.asarray(curve.column("median").to_numpy(), dtype=float)
+
+
+def fortunes_replace_loses_tails(replace: Any) -> list[Check]:
+    """Replace: tail recall and distinct-2 fall steadily within a few generations."""
+    out = []
+    g = replace.config.generations
+    for metric, drop in (
+        ("tail_recall", 0.20),
+        ("distinct_2", 0.30),
+        ("rare_vocab_coverage", 0.50),
+    ):
+        m = _medians(replace, metric)
+        # Steadily: the curve's rank correlation with the generation is strongly negative.
+        from scipy.stats import spearmanr
+
+        rho = float(spearmanr(np.arange(len(m)), m).statistic)
+        steady = rho <= -0.8
+        measured = float(m[-1] / m[0])
+        out.append(Check(
+            name=f"fortunes-replace-{metric.replace('_', '-')}",
+            known=(f"replace loses the tails: {metric} falls steadily "
+                   f"(n-gram on fortunes, {g} generations)"),
+            expected=1 - drop,
+            measured=measured,
+            tolerance=(f"generation {g} / generation 0 below {1 - drop:.2f}, and rank "
+                       f"correlation with the generation <= -0.8 (here {rho:.2f}; medians)"),
+            passed=measured < 1 - drop and steady,
+        ))  # fmt: skip
+    return out
+
+
+def fortunes_anchored_keeps_tails(anchored: Any) -> Check:
+    """Anchored at 20% human keeps tail recall within 10% of its baseline."""
+    m = _medians(anchored, "tail_recall")
+    worst = float(m[1:].min() / m[0])
+    g = anchored.config.generations
+    return Check(
+        name="fortunes-anchored-tail-recall",
+        known=f"anchored at 20% human keeps tail recall within 10% of baseline ({g} generations)",
+        expected=0.9,
+        measured=worst,
+        tolerance="lowest generation / generation 0 at least 0.90 (median over seeds)",
+        passed=worst >= 0.9,
+    )
+
+
+def fortunes_checks(seeds: int = 3, workers: int | None = None) -> list[Check]:
+    replace, anchored = fortunes_runs(seeds=seeds, workers=workers)
+    return [*fortunes_replace_loses_tails(replace), fortunes_anchored_keeps_tails(anchored)]
+
+
 CHECKS: dict[str, Callable[[], Check]] = {
     "gaussian-mle-variance": gaussian_mle_decay,
     "gaussian-mle-median-collapse": gaussian_mle_collapse,
@@ -138,6 +214,9 @@ CHECKS: dict[str, Callable[[], Check]] = {
 }
 
 
-def validate(names: list[str] | None = None) -> list[Check]:
-    """Run the named checks (all by default) and return their rows."""
-    return [CHECKS[name]() for name in (names or list(CHECKS))]
+def validate(*, fortunes: bool = True, seeds: int = 5, workers: int | None = None) -> list[Check]:
+    """Every closed-form check, then (if ``fortunes``) the n-gram checks with ``seeds`` seeds."""
+    rows = [check() for check in CHECKS.values()]
+    if fortunes:
+        rows += fortunes_checks(seeds=seeds, workers=workers)
+    return rows

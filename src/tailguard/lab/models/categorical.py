@@ -1,8 +1,13 @@
 """A categorical distribution over a vocabulary, refit from frequencies.
 
-One record is one token (its ``content``). Refit by frequency, a token that a
-generation fails to draw has probability zero from then on: with a Zipf-shaped
-vocabulary the rare tokens go first, the cleanest picture of tail loss.
+Refit by frequency, a token that a generation fails to draw has probability
+zero from then on: with a Zipf-shaped vocabulary the rare tokens go first, the
+cleanest picture of tail loss.
+
+One record is one *document*: ``doc_length`` tokens joined by spaces. (A
+record per token would not work: the ledger names content, so a thousand
+records of one token are one record; a document of independent draws is
+unique, and the model counts every token of every document.)
 """
 
 from __future__ import annotations
@@ -22,18 +27,21 @@ class Categorical(ModelBase):
     """Token frequencies; ``smoothing`` adds pseudo-counts to every token seen at fit."""
 
     name = "categorical"
-    _param_names = ("smoothing",)
+    _param_names = ("smoothing", "doc_length")
 
-    def __init__(self, *, smoothing: float = 0.0) -> None:
+    def __init__(self, *, smoothing: float = 0.0, doc_length: int = 20) -> None:
         if smoothing < 0:
             raise ConfigError(f"smoothing must be >= 0, got {smoothing}")
+        if doc_length < 1:
+            raise ConfigError(f"doc_length must be >= 1, got {doc_length}")
         self.smoothing = smoothing
+        self.doc_length = doc_length
         self.vocab_: np.ndarray | None = None
         self.probs_: np.ndarray | None = None
 
     def fit_counts(self, vocab: np.ndarray, counts: np.ndarray) -> Self:
         counts = np.asarray(counts, dtype=np.float64) + self.smoothing
-        if counts.sum() <= 0:
+        if counts.size == 0 or counts.sum() <= 0:
             raise InputError("cannot fit a categorical model on no tokens")
         self.vocab_ = np.asarray(vocab)
         self.probs_ = counts / counts.sum()
@@ -43,26 +51,30 @@ class Categorical(ModelBase):
         self._require_fitted("probs_")
         assert self.probs_ is not None
         cdf = np.cumsum(self.probs_)
-        return np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right"), len(cdf) - 1)
+        idx = np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right")
+        return np.minimum(idx, len(cdf) - 1)
 
     def fit(self, records: pa.Table) -> Self:
-        vc = pc.value_counts(records.column("content"))
+        tokens = pc.list_flatten(pc.utf8_split_whitespace(records.column("content")))
+        vc = pc.value_counts(tokens)
         vocab = vc.field("values").to_numpy(zero_copy_only=False)
         counts = vc.field("counts").to_numpy()
         order = np.argsort(vocab, kind="stable")
         return self.fit_counts(vocab[order], counts[order])
 
     def sample(self, n: int, seed: int, *, generation: int = 1, round: int = 1) -> pa.Table:  # noqa: A002
-        idx = self.sample_indices(n, np.random.default_rng(seed))
+        """``n`` documents of ``doc_length`` independent draws."""
+        idx = self.sample_indices(n * self.doc_length, np.random.default_rng(seed))
         assert self.vocab_ is not None
         return make_records(
-            pa.array(self.vocab_[idx], pa.string()),
-            origin=Origin.SYNTHETIC,
-            source="lab",
-            generator=self.name,
-            generation=generation,
-            round=round,
-        )
+            _documents(self.vocab_[idx], self.doc_length), origin=Origin.SYNTHETIC,
+            source="lab", generator=self.name, generation=generation, round=round,
+        )  # fmt: skip
+
+
+def _documents(tokens: np.ndarray, doc_length: int) -> pa.Array:
+    lists = pa.FixedSizeListArray.from_arrays(pa.array(tokens, pa.string()), doc_length)
+    return pc.binary_join(lists.cast(pa.list_(pa.string())), " ")
 
 
 def zipf_tokens(*, vocab_size: int, n: int, exponent: float = 1.1, seed: int = 0) -> np.ndarray:
@@ -73,13 +85,13 @@ def zipf_tokens(*, vocab_size: int, n: int, exponent: float = 1.1, seed: int = 0
     p = ranks**-exponent
     idx = np.random.default_rng(seed).choice(vocab_size, size=n, p=p / p.sum())
     width = len(str(vocab_size))
-    names = np.char.add("tok", np.char.zfill(idx.astype(str), width))
-    return names
+    return np.char.add("tok", np.char.zfill(idx.astype(str), width))
 
 
 def zipf_records(
-    *, vocab_size: int = 1000, n: int = 10_000, exponent: float = 1.1, seed: int = 0
-) -> pa.Table:
-    """Human token records with a Zipf-shaped vocabulary (the categorical lab's reservoir)."""
-    tokens = zipf_tokens(vocab_size=vocab_size, n=n, exponent=exponent, seed=seed)
-    return make_records(pa.array(tokens, pa.string()), origin=Origin.HUMAN, source="zipf")
+    *, vocab_size: int = 1000, n_docs: int = 1000, doc_length: int = 20, exponent: float = 1.1,
+    seed: int = 0,
+) -> pa.Table:  # fmt: skip
+    """Human documents of Zipf-distributed tokens (the categorical lab's reservoir)."""
+    tokens = zipf_tokens(vocab_size=vocab_size, n=n_docs * doc_length, exponent=exponent, seed=seed)
+    return make_records(_documents(tokens, doc_length), origin=Origin.HUMAN, source="zipf")

@@ -1,0 +1,133 @@
+"""From per-seed curves to answers: medians with bands, and the five axes per strategy.
+
+The five axes (one row per strategy, each a median over seeds):
+
+- **fidelity** ``fidelity_loss``: the area between the primary metric's curve
+  and its round-0 baseline (the model trained on human data), summed over
+  generations 1..G and divided by ``G x |baseline|``: the mean relative gap, 0
+  when the strategy never moves away from the human-trained model.
+- **coverage** ``coverage``: the tail metric at the last generation
+  (``tail_recall`` of categories; for vectors the narrower of the two 1% tail
+  widths, ``vector_tail_width``), and ``coverage_vs_baseline``, the same divided by round 0's.
+- **cost** ``cost``: the cost model's price of every round (new human examples,
+  generated and verified synthetic examples), and ``cost_per_generation``.
+- **provenance** ``traceable_share``: the share of training slots whose record
+  is in the ledger with its origin and source, over all rounds;
+  ``real_share_mean`` / ``real_share_min``: the human share of the rounds'
+  training slots (per round in ``LabResult.rounds``).
+- **recovery** ``recovery_rounds`` / ``recovery_cost``: after the last
+  generation, a run whose primary metric is more than 5% off its baseline
+  switches to anchoring; the rounds and money it takes to come back within 5%
+  (0 when it never left; ``inf`` rounds when it did not come back within the
+  allowed rounds). ``recovered_share`` is the share of seeds that came back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from tailguard.lab.evaluation import COVERAGE
+
+#: Columns of the axes table, in order.
+AXES_COLUMNS = (
+    "strategy",
+    "fidelity_loss",
+    "coverage",
+    "coverage_vs_baseline",
+    "cost",
+    "cost_per_generation",
+    "traceable_share",
+    "real_share_mean",
+    "real_share_min",
+    "recovery_rounds",
+    "recovery_cost",
+    "recovered_share",
+    "seeds",
+)
+
+BAND = (0.1, 0.9)
+
+
+def summarise(metrics: pa.Table) -> pa.Table:
+    """Per strategy, round and metric: the median across seeds and a 10%-90% band."""
+    df = metrics.to_pandas()
+    g = df.groupby(["strategy", "round", "metric"], sort=True)["value"]
+    out = pd.DataFrame(
+        {
+            "median": g.median(),
+            "low": g.quantile(BAND[0]),
+            "high": g.quantile(BAND[1]),
+            "mean": g.mean(),
+            "seeds": g.count(),
+        }
+    ).reset_index()
+    hib = df.groupby("metric")["higher_is_better"].first()
+    out["higher_is_better"] = out["metric"].map(hib).astype(bool)
+    return pa.Table.from_pandas(out, preserve_index=False)
+
+
+def score_axes(
+    metrics: pa.Table,
+    rounds: pa.Table,
+    recovery: pa.Table,
+    *,
+    primary: str,
+    kind: str,
+    generations: int,
+    strategies: list[str],
+) -> pa.Table:
+    """The axes table (see the module docstring), one row per strategy in ``strategies``."""
+    m = metrics.to_pandas()
+    r = rounds.to_pandas()
+    rec = recovery.to_pandas()
+    cov_name = COVERAGE[kind]
+    if kind == "vectors":
+        tails = m[m.metric.isin(["vector_tail_lower", "vector_tail_upper"])]
+        tw = tails.groupby(["strategy", "seed", "round"], as_index=False)["value"].min()
+        tw["metric"] = cov_name
+        m = pd.concat([m, tw], ignore_index=True)
+    rows = []
+    for s in strategies:
+        ms = m[m.strategy == s]
+        per_seed = []
+        for seed, seed_rows in ms.groupby("seed"):
+            curve = seed_rows[seed_rows.metric == primary].set_index("round")["value"]
+            cov = seed_rows[seed_rows.metric == cov_name].set_index("round")["value"]
+            base = curve.get(0, np.nan)
+            main = curve[(curve.index >= 1) & (curve.index <= generations)]
+            loss = float(np.abs(main - base).sum() / (generations * abs(base))) if base else np.nan
+            cov_last = cov.get(generations, np.nan)
+            cov_base = cov.get(0, np.nan)
+            rs = r[(r.strategy == s) & (r.seed == seed)]
+            in_run = rs[rs["round"] <= generations]
+            after = rs[rs["round"] > generations]
+            rr = rec[(rec.strategy == s) & (rec.seed == seed)].iloc[0]
+            per_seed.append(
+                {
+                    "fidelity_loss": loss,
+                    "coverage": cov_last,
+                    "coverage_vs_baseline": cov_last / cov_base if cov_base else np.nan,
+                    "cost": in_run["cost"].sum(),
+                    "cost_per_generation": in_run[in_run["round"] >= 1]["cost"].mean(),
+                    "traceable_share": in_run["traceable"].sum() / in_run["total"].sum(),
+                    "real_share_mean": (in_run["human"] / in_run["total"]).mean(),
+                    "real_share_min": (in_run["human"] / in_run["total"]).min(),
+                    "recovery_rounds": float(rr["rounds"]) if rr["recovered"] else np.inf,
+                    "recovery_cost": after["cost"].sum(),
+                    "recovered": float(bool(rr["recovered"])),
+                }
+            )
+        p = pd.DataFrame(per_seed)
+        rows.append(
+            {
+                "strategy": s,
+                **{c: float(p[c].median()) for c in p.columns if c != "recovered"},
+                "recovered_share": float(p["recovered"].mean()),
+                "seeds": len(p),
+            }
+        )
+    return pa.Table.from_pandas(
+        pd.DataFrame(rows, columns=list(AXES_COLUMNS)), preserve_index=False
+    )

@@ -1,0 +1,199 @@
+"""Strategies: the ways to retrain a model on its own outputs, as mix policies + gate + dial.
+
+A strategy is not a new mechanism: it names a combination of the parts a real
+run uses (a :mod:`tailguard.mix` policy, optionally a :mod:`tailguard.gate`
+gate and a Dial), so what the lab measures is what a run would do.
+
+========================  ==================================================================
+strategy                  parts
+========================  ==================================================================
+``human-only``            ``HumanOnly()``: the reservoir alone every round (the ceiling)
+``replace``               ``Replace()``: only the newest generation (pure synthetic)
+``accumulate``            ``Accumulate()``: the reservoir and every generation so far
+``accumulate-subsample``  ``AccumulateSubsample()``: a fixed-size seeded sample of all of it
+``anchored``              ``Anchored(real_fraction)``: every batch holds exactly
+                          ``real_fraction`` reservoir examples, the rest synthetic
+                          examples of every generation so far (the mix default)
+``anchored-gated``        ``anchored`` + ``Gate([ExactDuplicate(), NearDuplicate()])``
+``fresh``                 ``Fresh(new_human_per_round)``: new human data each round
+``adaptive``              ``anchored`` with a Dial turning ``real_fraction`` from the evidence
+========================  ==================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from tailguard.errors import ConfigError, InputError
+from tailguard.mix import Accumulate, Anchored, Fresh, HumanOnly, Policy, Replace, eligible_rows
+
+
+class AccumulateSubsample(Policy):
+    """Accumulate everything, then train on a fixed-size seeded sample of it.
+
+    ``size`` slots per round (by default the number of human rows in the pool),
+    so the training set does not grow while the pool does: the human share
+    shrinks as generations accumulate, unlike anchoring, which fixes it.
+    """
+
+    name = "accumulate_subsample"
+
+    def __init__(self, *, size: int | None = None) -> None:
+        if size is not None and (not isinstance(size, int | np.integer) or size < 1):
+            raise ConfigError(f"size must be a positive integer, got {size!r}")
+        self.size = None if size is None else int(size)
+
+    def params(self) -> dict[str, Any]:
+        return {"size": self.size}
+
+    def select(self, pool: pa.Table, round: int, seed: int = 0) -> pa.Table:  # noqa: A002
+        from tailguard.mix.planner import row_keys
+
+        pool = eligible_rows(pool, round)
+        if pool.num_rows == 0:
+            raise InputError(f"round {round} has no eligible examples to train on")
+        size = self.size
+        if size is None:
+            size = int(np.count_nonzero(pool["origin"].to_numpy(zero_copy_only=False) == "human"))
+        if pool.num_rows <= size:
+            return pool
+        keys = row_keys(pool, seed=seed, salt=0xA5C5)
+        return pool.take(pa.array(np.sort(np.argsort(keys, kind="stable")[:size])))
+
+
+@dataclass(frozen=True)
+class StrategyParts:
+    """What a strategy hands the loop: a policy, and optionally a gate and a dial."""
+
+    policy: Policy
+    gate: Any = None
+    dial: Any = None
+    #: New human records the lab ingests each round (only ``fresh``).
+    fresh_per_round: int = 0
+
+
+@dataclass(frozen=True)
+class StrategySettings:
+    """The experiment-wide settings a strategy may read."""
+
+    real_fraction: float = 0.2
+    n_generate: int = 1000
+    fresh_per_round: int | None = None  # default: n_generate // 4
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.real_fraction <= 1.0:
+            raise ConfigError(
+                f"real_fraction must be in (0, 1], got {self.real_fraction}: anchoring with "
+                "no human data is not anchoring (use the 'replace' strategy for that)"
+            )
+        if self.n_generate < 1:
+            raise ConfigError(f"n_generate must be >= 1, got {self.n_generate}")
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A named strategy: a description and how to build its parts."""
+
+    name: str
+    description: str
+    build: Callable[[StrategySettings], StrategyParts] = field(repr=False)
+    uses_real_fraction: bool = False
+
+    def parts(self, settings: StrategySettings) -> StrategyParts:
+        return self.build(settings)
+
+
+def _anchored(s: StrategySettings) -> Policy:
+    return Anchored(real_fraction=s.real_fraction, synthetic="accumulate")
+
+
+def _gate() -> Any:
+    from tailguard.gate import ExactDuplicate, Gate, NearDuplicate
+
+    return Gate(
+        [ExactDuplicate(), NearDuplicate(threshold=0.8)], progress=False, parallel_min=1 << 30
+    )
+
+
+def _dial(s: StrategySettings) -> Any:
+    from tailguard.mix import Dial
+
+    return Dial(start=s.real_fraction, floor=min(0.15, s.real_fraction))
+
+
+def _fresh(s: StrategySettings) -> StrategyParts:
+    per_round = s.fresh_per_round or max(1, s.n_generate // 4)
+    return StrategyParts(Fresh(new_human_per_round=per_round), fresh_per_round=per_round)
+
+
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy(
+            "human-only",
+            "the reservoir alone every round (the ceiling)",
+            lambda s: StrategyParts(HumanOnly()),
+        ),
+        Strategy(
+            "replace",
+            "only the newest generation: pure synthetic",
+            lambda s: StrategyParts(Replace()),
+        ),
+        Strategy(
+            "accumulate",
+            "the reservoir and every generation so far",
+            lambda s: StrategyParts(Accumulate()),
+        ),
+        Strategy(
+            "accumulate-subsample",
+            "a fixed-size sample of everything so far",
+            lambda s: StrategyParts(AccumulateSubsample()),
+        ),
+        Strategy(
+            "anchored",
+            "a fixed real fraction of reservoir examples in every batch",
+            lambda s: StrategyParts(_anchored(s)),
+            uses_real_fraction=True,
+        ),
+        Strategy(
+            "anchored-gated",
+            "anchored, with synthetic duplicates gated out",
+            lambda s: StrategyParts(_anchored(s), gate=_gate()),
+            uses_real_fraction=True,
+        ),
+        Strategy("fresh", "new human data each round instead of the reservoir", _fresh),
+        Strategy(
+            "adaptive",
+            "anchored, with the Dial turning the real fraction",
+            lambda s: StrategyParts(_anchored(s), dial=_dial(s)),
+            uses_real_fraction=True,
+        ),
+    )
+}
+
+
+def strategy(name: str) -> Strategy:
+    """A strategy by name (``-`` or ``_``, any case); the error lists the valid names."""
+    key = name.strip().lower().replace("_", "-")
+    if key not in STRATEGIES:
+        raise ConfigError(f"unknown strategy {name!r}; valid strategies: {', '.join(STRATEGIES)}")
+    return STRATEGIES[key]
+
+
+def parse_strategies(names: str | list[str] | tuple[str, ...]) -> list[Strategy]:
+    """``"replace,accumulate"`` or a list of names to strategies, in order, without repeats."""
+    if isinstance(names, str):
+        names = [n for n in names.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(f"no strategies given; valid strategies: {', '.join(STRATEGIES)}")
+    out: list[Strategy] = []
+    for n in names:
+        s = strategy(n)
+        if s not in out:
+            out.append(s)
+    return out
