@@ -131,6 +131,8 @@ def test_history_round_trips_through_the_ledger(human):
         led.write_metrics(mon.history)
         back = Monitor.from_history(led.metrics())
     assert back.history.equals(mon.history)
+    assert Monitor().load(led_rows := mon.history).history.equals(led_rows)
+    assert all(e.change == e.relative_change for e in back.evidence())
     assert back.status().to_dict() == mon.status().to_dict()
 
 

@@ -61,6 +61,11 @@ class Evidence:
     threshold_kind: str
     degraded: bool
 
+    @property
+    def change(self) -> float:
+        """The relative change under the name the Dial's evidence protocol reads."""
+        return self.relative_change
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -181,6 +186,11 @@ class Monitor:
             [("run", "ascending"), ("round", "ascending"), ("sample", "ascending"),
              ("metric", "ascending")]
         )  # fmt: skip
+
+    def load(self, table: pa.Table) -> Monitor:
+        """Replace the history with stored rows (the loop syncs with the ledger this way)."""
+        self._history = _conform(table)
+        return self
 
     def set_reference(self, texts: Any, labels: Any = None) -> Monitor:
         """The human reference every sample is compared with (normally the reservoir holdout)."""
