@@ -137,6 +137,7 @@ class Ledger:
     def __init__(self, con: duckdb.DuckDBPyConnection, path: str) -> None:
         self.con = con
         self.path = path
+        self._verified: dict[str, tuple[Any, ...]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -400,20 +401,7 @@ class Ledger:
                 f"reservoir {rname!r} was altered outside tailguard: its members no longer "
                 f"match the digest {digest[:12]}...; restore the ledger from a backup"
             )
-        broken = self.con.execute(
-            f"""
-            SELECT count(*) FROM reservoir_members m
-            LEFT JOIN (SELECT DISTINCT id FROM records
-                       WHERE origin = 'human' AND {_SQL_CONTENT_ID} = id) r USING (id)
-            WHERE m.name = ? AND r.id IS NULL
-            """,
-            [rname],
-        ).fetchall()[0][0]
-        if broken:
-            raise ReservoirError(
-                f"reservoir {rname!r} was altered outside tailguard: {broken} of its records "
-                "are missing or their content no longer matches their id"
-            )
+        self._check_reservoir_content(rname)
         split = members.column("split").to_numpy(zero_copy_only=False)
         ids = members.column("id")
         return Reservoir(
@@ -424,6 +412,37 @@ class Ledger:
             train_ids=ids.filter(pa.array(split == "train")).combine_chunks(),
             holdout_ids=ids.filter(pa.array(split == "holdout")).combine_chunks(),
         )
+
+    def _check_reservoir_content(self, name: str) -> None:
+        """Re-hash the reservoir's records and compare with their ids.
+
+        The full re-hash runs once per ledger session and whenever a cheap
+        fingerprint (row count and a sum of fast 64-bit hashes of the members'
+        content) changes, so repeated reads in a loop stay cheap and any edit
+        still triggers the exact check.
+        """
+        fingerprint = self.con.execute(
+            "SELECT count(r.id), sum(hash(r.content) % 1000000007) FROM reservoir_members m "
+            "LEFT JOIN records r ON r.id = m.id AND r.origin = 'human' WHERE m.name = ?",
+            [name],
+        ).fetchall()[0]
+        if self._verified.get(name) == fingerprint:
+            return
+        broken = self.con.execute(
+            f"""
+            SELECT count(*) FROM reservoir_members m
+            LEFT JOIN (SELECT DISTINCT id FROM records
+                       WHERE origin = 'human' AND {_SQL_CONTENT_ID} = id) r USING (id)
+            WHERE m.name = ? AND r.id IS NULL
+            """,
+            [name],
+        ).fetchall()[0][0]
+        if broken:
+            raise ReservoirError(
+                f"reservoir {name!r} was altered outside tailguard: {broken} of its records "
+                "are missing or their content no longer matches their id"
+            )
+        self._verified[name] = fingerprint
 
     def reservoir_records(self, split: str = "train", name: str | None = None) -> pa.Table:
         """Human records of the reservoir: ``train``, ``holdout`` or ``all`` (one per id)."""
