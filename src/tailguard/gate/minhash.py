@@ -66,7 +66,6 @@ def words(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     lists = pc.utf8_split_whitespace(pc.utf8_lower(texts))
     n = len(lists)
     flat = lists.flatten()
-    parents = pc.list_parent_indices(lists).to_numpy()
     if len(flat) == 0:
         return np.zeros(0, np.uint64), np.zeros(n + 1, np.int64)
     enc = pc.dictionary_encode(flat)
@@ -75,16 +74,18 @@ def words(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     vocab_hash = pd.util.hash_array(vocab_np, categorize=False)
     vocab_ok = pc.greater(pc.utf8_length(vocab), 0).to_numpy(zero_copy_only=False)
     codes = enc.indices.to_numpy()
+    if vocab_ok.all():  # the usual case: every token has a letter or digit
+        offsets = lists.offsets.to_numpy().astype(np.int64)
+        return vocab_hash[codes], offsets - offsets[0]
     keep = vocab_ok[codes]
-    if not keep.all():
-        codes, parents = codes[keep], parents[keep]
+    parents = pc.list_parent_indices(lists).to_numpy()[keep]
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(np.bincount(parents, minlength=n), out=offsets[1:])
-    return vocab_hash[codes], offsets
+    return vocab_hash[codes[keep]], offsets
 
 
 def shingles(texts: pa.Array | pa.ChunkedArray, shingle: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """32-bit hashes of every ``shingle``-word window of each text, and per-text offsets."""
+    """31-bit hashes of every ``shingle``-word window of each text, and per-text offsets."""
     if shingle < 1:
         raise ValueError(f"shingle must be >= 1 word, got {shingle}")
     w, offsets = words(texts)
@@ -111,9 +112,9 @@ def shingles(texts: pa.Array | pa.ChunkedArray, shingle: int = 3) -> tuple[np.nd
             hs += np.where(inside, w[np.minimum(offsets[short] + j, n_words - 1)] * _mult(j), 0)
         h[offsets[short]] = hs
         keep[offsets[short]] = True
-    out = h[keep]
-    out = _fmix64(out)
-    return ((out >> np.uint64(32)) ^ (out & np.uint64(0xFFFFFFFF))).astype(np.uint32), sh_offsets
+    # Word hashes are uniform 64-bit values and each term of the sum is a bijection of
+    # one, so the top bits of the sum are already well mixed: keep 31 of them.
+    return (h[keep] >> np.uint64(33)).astype(np.uint32), sh_offsets
 
 
 def _mult(j: int) -> np.uint64:
