@@ -48,3 +48,22 @@ def test_fast_path_refuses_impossible_settings() -> None:
         gaussian_variance_path(generations=0, samples=10, seeds=2)
     with pytest.raises(ConfigError, match="strategy"):
         regression_error_path("anchored", generations=3, n_features=2, n_samples=10, seeds=2)
+
+
+@pytest.fixture(scope="module")
+def fortunes_runs():  # noqa: ANN201
+    return validation.fortunes_runs(seeds=3, workers=2)
+
+
+@pytest.mark.slow
+def test_fortunes_replace_loses_rare_categories_and_ngrams(fortunes_runs) -> None:  # noqa: ANN001
+    replace, _ = fortunes_runs
+    for check in validation.fortunes_replace_loses_tails(replace):
+        assert check.passed, check
+
+
+@pytest.mark.slow
+def test_fortunes_anchored_keeps_tail_recall(fortunes_runs) -> None:  # noqa: ANN001
+    _, anchored = fortunes_runs
+    check = validation.fortunes_anchored_keeps_tails(anchored)
+    assert check.passed, check

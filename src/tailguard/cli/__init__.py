@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tailguard.cli.demo_cmds  # noqa: F401  (registers its commands)
 import tailguard.cli.gate_cmds  # noqa: F401  (registers its commands)
+import tailguard.cli.lab_cmds  # noqa: F401  (registers its commands)
 import tailguard.cli.ledger_cmds  # noqa: F401  (registers its commands)
 import tailguard.cli.mix_cmds  # noqa: F401  (registers its commands)
 import tailguard.cli.monitor_cmds  # noqa: F401  (registers its commands)

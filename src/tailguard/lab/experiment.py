@@ -63,7 +63,7 @@ class LabConfig:
     def __post_init__(self) -> None:
         strategies = tuple(s.name for s in parse_strategies(list(self.strategies)))
         object.__setattr__(self, "strategies", strategies)
-        resolve(self.model, self.data)
+        object.__setattr__(self, "data", resolve(self.model, self.data).name)
         if self.generations < 1:
             raise ConfigError(
                 f"generations must be >= 1, got {self.generations}: collapse is "

@@ -1,0 +1,151 @@
+"""``tailguard lab``: run strategy comparisons with small real models, show and validate them."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import typer
+
+from tailguard.cli.app import app, console, handles_errors
+
+lab_app = typer.Typer(
+    help="Compare retraining strategies over many generations with small real models.",
+    no_args_is_help=True,
+)
+app.add_typer(lab_app, name="lab")
+
+
+@lab_app.command("run")
+@handles_errors
+def lab_run(
+    model: str = typer.Option("ngram", "--model", help="Model (see `tailguard lab list`)."),
+    data: str = typer.Option(None, "--data", help="Human data (default: the model's own)."),
+    strategies: str = typer.Option(
+        "replace,accumulate,anchored", "--strategies", help="Comma-separated strategy names."
+    ),
+    generations: int = typer.Option(10, "--generations", help="Synthetic generations per run."),
+    seeds: int = typer.Option(3, "--seeds", help="Seeds per strategy."),
+    real_fraction: float = typer.Option(
+        0.2, "--real-fraction", help="Human share per batch for anchoring (0 < f <= 1)."
+    ),
+    n_generate: int = typer.Option(None, "--n-generate", help="Candidates per generation."),
+    recovery_rounds: int = typer.Option(
+        5, "--recovery-rounds", help="Anchored rounds allowed to recover a collapsed run."
+    ),
+    costs: str = typer.Option(
+        None, "--costs", help="Prices per example, e.g. human=0.5,synthetic=0.001,verification=0.02"
+    ),
+    workers: int = typer.Option(None, "--workers", help="Processes (default: all cores)."),
+    out: Path = typer.Option(Path("runs"), "--out", help="Where run directories go."),
+    seed: int = typer.Option(0, "--seed", help="Base seed."),
+) -> None:
+    """Run every strategy x seed through the retraining loop and print the axes."""
+    from tailguard.lab import CostModel, run
+
+    result = run(
+        model=model, data=data, strategies=strategies, generations=generations, seeds=seeds,
+        real_fraction=real_fraction, n_generate=n_generate, recovery_rounds=recovery_rounds,
+        costs=CostModel.parse(costs), workers=workers, out=out, seed=seed,
+    )  # fmt: skip
+    _print_result(result)
+    console.print(f"\nsaved to [bold]{result.path}[/] ({result.elapsed:.1f} s)")
+
+
+@lab_app.command("show")
+@handles_errors
+def lab_show(
+    run_dir: Path = typer.Argument(..., help="A run directory (runs/<run-id>)."),
+    metric: str = typer.Option(None, "--metric", help="Curve to print (default: primary)."),
+) -> None:
+    """Print a saved run's axes table and its primary curve."""
+    from tailguard.lab import LabResult
+
+    _print_result(LabResult.load(run_dir), metric)
+
+
+@lab_app.command("validate")
+@handles_errors
+def lab_validate(
+    fortunes: bool = typer.Option(True, "--fortunes/--no-fortunes", help="Include n-gram runs."),
+    seeds: int = typer.Option(5, "--seeds", help="Seeds for the n-gram runs."),
+    workers: int = typer.Option(None, "--workers", help="Processes (default: all cores)."),
+) -> None:
+    """Check the lab against known results (the table of docs/validation.md)."""
+    from rich.table import Table
+
+    from tailguard.errors import TailguardError
+    from tailguard.lab.validation import validate
+
+    rows = validate(fortunes=fortunes, seeds=seeds, workers=workers)
+    table = Table(title="lab validation")
+    for col in ("check", "known result", "known", "lab", "tolerance", "ok"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r.name,
+            r.known,
+            f"{r.expected:.4g}",
+            f"{r.measured:.4g}",
+            r.tolerance,
+            "[green]yes[/]" if r.passed else "[red]NO[/]",
+        )
+    console.print(table)
+    failed = [r.name for r in rows if not r.passed]
+    if failed:
+        raise TailguardError(f"validation failed: {', '.join(failed)}")
+
+
+@lab_app.command("list")
+def lab_list() -> None:
+    """The models, their data and the strategies."""
+    from tailguard.lab import DATASETS, MODEL_DATA, STRATEGIES
+
+    console.print("[bold]models[/] (data; the first is the default)")
+    for model, data in MODEL_DATA.items():
+        console.print(f"  {model:<12} {', '.join(data)}")
+    console.print("[bold]data[/]")
+    for d in DATASETS.values():
+        console.print(f"  {d.name:<12} {d.description}")
+    console.print("[bold]strategies[/]")
+    for s in STRATEGIES.values():
+        console.print(f"  {s.name:<22} {s.description}")
+
+
+def _print_result(result, metric: str | None = None) -> None:  # noqa: ANN001
+    from rich.table import Table
+
+    c = result.config
+    title = (
+        f"{c.model} on {c.dataset.name}: {c.generations} generations, {c.seeds} seeds, "
+        f"real fraction {c.real_fraction:g}"
+    )
+    table = Table(title=title)
+    columns = [
+        ("strategy", "strategy", "{}"), ("fidelity loss", "fidelity_loss", "{:.3f}"),
+        ("coverage", "coverage", "{:.3f}"), ("cov/base", "coverage_vs_baseline", "{:.2f}"),
+        ("cost $", "cost", "{:,.0f}"), ("$/gen", "cost_per_generation", "{:,.2f}"),
+        ("traceable", "traceable_share", "{:.0%}"), ("real share", "real_share_mean", "{:.0%}"),
+        ("recovery rounds", "recovery_rounds", "{}"), ("recovery $", "recovery_cost", "{:,.2f}"),
+    ]  # fmt: skip
+    for header, _, _ in columns:
+        table.add_column(header, justify="left" if header == "strategy" else "right")
+    for row in result.axes.to_pylist():
+        cells = []
+        for _, key, fmt in columns:
+            v = row[key]
+            if key == "recovery_rounds":
+                cells.append(f"> {c.recovery_rounds}" if math.isinf(v) else f"{v:g}")
+            else:
+                cells.append(fmt.format(v))
+        table.add_row(*cells)
+    console.print(table)
+    name = metric or result.primary
+    curve = result.curve(name).to_pandas()
+    if curve.empty:
+        from tailguard.errors import ConfigError
+
+        raise ConfigError(f"no metric {name!r} in this run")
+    pivot = curve.pivot(index="strategy", columns="round", values="median")
+    console.print(f"\n[bold]{name}[/], median over seeds, by generation")
+    console.print(pivot.round(3).to_string())
