@@ -239,14 +239,20 @@ class Loop:
         return d["real_fraction"][0].as_py() if d.num_rows else None
 
     def _restore_model(self, start_round: int, start_stage: str) -> None:
-        """Train again the model the interrupted stage needs, from its stored manifest."""
+        """Rebuild what the interrupted stage needs: the dial's state and the last model."""
+        if self.dial is not None:
+            self._resume_dial(start_round, start_stage)
         needs_current = STAGES.index(start_stage) > STAGES.index("train")
         source_round = start_round if needs_current else start_round - 1
-        if source_round < 0:
-            return
-        if self.dial is not None:
-            self.dial.resume(self.ledger.decisions(self.run_name))
-        self._train(source_round, RoundResult(round=source_round))
+        if source_round >= 0:
+            self._train(source_round, RoundResult(round=source_round))
+
+    def _resume_dial(self, start_round: int, start_stage: str) -> None:
+        """Replay the decisions made before the resume point, so the dial's state matches."""
+        decisions = self.ledger.decisions(self.run_name)
+        done = start_round if STAGES.index(start_stage) <= STAGES.index("dial") else start_round + 1
+        decisions = decisions.filter(pc.less(decisions["round"], done))
+        self.dial = type(self.dial).resume(decisions, **self.dial.params())
 
     def _seed(self, r: int, stream: int) -> int:
         """Independent, reproducible seeds per run seed, round and purpose."""

@@ -1,0 +1,5 @@
+"""`python -m tailguard.cli`: the same as the `tailguard` command."""
+
+from tailguard.cli import main
+
+main()
