@@ -56,3 +56,18 @@ def test_a_tight_budget_lowers_the_fraction_but_never_below_the_floor():
 def test_bad_profiles_are_refused(kwargs):
     with pytest.raises(ConfigError):
         TaskProfile(**kwargs)
+
+
+def test_cli_prints_strategy_and_refuses_bad_values():
+    import json
+
+    from typer.testing import CliRunner
+
+    from tailguard.cli import app
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["advise", "--stakes", "high", "--task", "open-ended", "--json"])
+    assert out.exit_code == 0
+    assert json.loads(out.output)["strategy"] == "human-anchored"
+    bad = runner.invoke(app, ["advise", "--verifiable", "maybe"])
+    assert bad.exit_code == 2 and "yes or no" in bad.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tailguard.cli.advise_cmds  # noqa: F401  (registers its commands)
 import tailguard.cli.demo_cmds  # noqa: F401  (registers its commands)
 import tailguard.cli.gate_cmds  # noqa: F401  (registers its commands)
 import tailguard.cli.lab_cmds  # noqa: F401  (registers its commands)

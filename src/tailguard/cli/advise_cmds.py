@@ -1,0 +1,69 @@
+"""`tailguard advise`: the strategy, starting real fraction and gate for a task, and why."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from tailguard.cli.app import app, console, handles_errors, ledger_path
+
+
+@app.command()
+@handles_errors
+def advise(
+    stakes: str = typer.Option("low", help="low or high: what an error costs."),
+    task: str = typer.Option("general", help="open-ended, narrow or general (an assistant)."),
+    verifiable: str = typer.Option("no", help="yes or no: can an output be checked?"),
+    budget: float | None = typer.Option(None, help="Budget per round, USD."),
+    examples: int = typer.Option(10_000, help="Training examples per round."),
+    ledger: Path | None = typer.Option(
+        None, "--ledger", help="A ledger with history: also recommend the next ratio."
+    ),
+    run: str = typer.Option("main", help="Run whose history to read."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Recommend a strategy, a starting real fraction and a gate, with the reasons."""
+    from tailguard.advise import TaskProfile
+    from tailguard.advise import advise as decide
+    from tailguard.errors import ConfigError
+
+    if verifiable not in ("yes", "no"):
+        raise ConfigError(f"--verifiable must be yes or no, not {verifiable!r}")
+    profile = TaskProfile(
+        stakes=stakes,
+        task=task,
+        verifiable=verifiable == "yes",
+        budget=budget,
+        examples_per_round=examples,
+    )
+    advice = decide(profile)
+    if ledger is not None:
+        _add_evidence(advice, ledger, run)
+    if as_json:
+        console.print_json(json.dumps(advice.to_dict()))
+        return
+    lines = advice.lines()
+    console.print(f"[bold green]{lines[0]}[/]")
+    for line in lines[1:]:
+        console.print(f"  • {line}")
+
+
+def _add_evidence(advice, ledger: Path, run: str) -> None:  # noqa: ANN001
+    """What the dial would do next, from the ledger's measured history."""
+    from tailguard.advise import advise_from_evidence
+    from tailguard.ledger import Ledger
+    from tailguard.mix import Dial
+    from tailguard.monitor import Monitor
+
+    with Ledger.open(ledger_path(ledger), read_only=True) as led:
+        history = led.metrics(run)
+        decisions = led.decisions(run)
+    if history.num_rows == 0:
+        advice.evidence = ["the ledger has no metric history yet: run a round first"]
+        return
+    evidence = Monitor.from_history(history).evidence(run)
+    dial = Dial.resume(decisions) if decisions.num_rows else Dial(start=advice.real_fraction)
+    last = max(history["round"].to_pylist())
+    advise_from_evidence(advice, evidence, dial.decide(last + 1, evidence))
