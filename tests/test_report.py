@@ -3,6 +3,7 @@ with every chart present. A screenshot is saved next to the report."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -26,8 +27,10 @@ def project(fortunes_records, tmp_path_factory) -> Path:
     with Ledger.open(path) as led:
         led.add_records(fortunes_records)
         led.freeze_reservoir("main", holdout=0.1, seed=0)
-        gate = Gate([Quality(min_words=3),
-                     NearDuplicate(reference=led.reservoir_records("all"))], progress=False)
+        gate = Gate(
+            [Quality(min_words=3), NearDuplicate(reference=led.reservoir_records("all"))],
+            progress=False,
+        )
         loop = Loop(
             led,
             train=lambda manifest, records: NGram(order=3).fit(records),
@@ -53,7 +56,7 @@ def test_report_from_a_ledger_has_every_section(project):
     for chart in EXPECTED_CHARTS:
         assert f'data-chart="{chart}"' in page
     assert "Recommendation" in page and "hybrid" in page
-    assert "http://" not in page.replace("http://www.w3.org", "")  # nothing fetched
+    assert not re.search(r"(src|href)=\"(https?:)?//|url\(http|@import", page)  # nothing fetched
     assert "<script" not in page
 
 
@@ -69,8 +72,14 @@ def test_report_renders_in_headless_chromium(project, tmp_path):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -78,12 +87,14 @@ def test_report_renders_in_headless_chromium(project, tmp_path):
         page.on("request", lambda r: requests.append(r.url))
         page.goto(html_path.as_uri())
         charts = page.eval_on_selector_all(
-            "figure.chart", "els => els.map(e => [e.dataset.chart, "
-            "e.querySelector('svg').getBoundingClientRect().width])")
+            "figure.chart",
+            "els => els.map(e => [e.dataset.chart, "
+            "e.querySelector('svg').getBoundingClientRect().width])",
+        )
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         browser.close()
     assert errors == []
     assert all(u.startswith("file://") for u in requests)
     drawn = {name for name, width in charts if width > 100}
-    assert EXPECTED_CHARTS <= drawn
+    assert drawn >= EXPECTED_CHARTS
     assert (tmp_path / "report.png").stat().st_size > 10_000

@@ -13,6 +13,7 @@ import datetime as dt
 import html
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,16 @@ def from_ledger(ledger: Any, *, run: str = "main", title: str | None = None) -> 
         found = Monitor.from_history(history).alerts(run)
         if found:
             alerts = pa.Table.from_pylist(
-                [{**tag, "round": a.round, "metric": a.metric, "message": a.message} for a in found]
+                [
+                    {
+                        **tag,
+                        "round": a.round,
+                        "rule": a.rule,
+                        "metrics": ", ".join(a.metrics),
+                        "message": a.message,
+                    }
+                    for a in found
+                ]
             )
     return ReportData(
         title=title or f"tailguard report: {run}",
@@ -124,7 +134,7 @@ def _svg(fig: plt.Figure, chart_id: str, caption: str) -> str:
     fig.savefig(buf, format="svg", bbox_inches="tight")
     plt.close(fig)
     svg = buf.getvalue()
-    svg = svg[svg.index("<svg") :]
+    svg = re.sub(r"<metadata>.*?</metadata>", "", svg[svg.index("<svg") :], flags=re.S)
     return (
         f'<figure class="chart" data-chart="{chart_id}">{svg}'
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
