@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from tailguard import __version__  # noqa: E402
 
@@ -87,7 +88,8 @@ def from_ledger(ledger: Any, *, run: str = "main", title: str | None = None) -> 
             records=("passed", "size"), passed=("passed", "sum")
         )
         gate = pa.Table.from_pandas(g.assign(**tag), preserve_index=False)
-        r = v[~v["passed"]].groupby(["verifier", "reason"], as_index=False).size()
+        failed = v[~v["passed"]].assign(reason=lambda f: f["reason"].map(reason_stem))
+        r = failed.groupby(["verifier", "reason"], as_index=False).size()
         reasons = pa.Table.from_pandas(
             r.rename(columns={"size": "count"}).assign(strategy=run), preserve_index=False
         )
@@ -121,6 +123,12 @@ def from_ledger(ledger: Any, *, run: str = "main", title: str | None = None) -> 
     )
 
 
+def reason_stem(reason: str) -> str:
+    """A rejection reason without its record-specific detail (ids, similarities)."""
+    stem = re.sub(r"\b[0-9a-f]{32}\b", "<id>", reason)
+    return re.sub(r"\s*\((?:[^()]*\d[^()]*)\)", "", stem).strip()
+
+
 def _tag(table: pa.Table, tag: dict[str, Any]) -> pa.Table:
     for key, value in tag.items():
         if key not in table.column_names:
@@ -130,6 +138,8 @@ def _tag(table: pa.Table, tag: dict[str, Any]) -> pa.Table:
 
 # ---------------------------------------------------------------------------- charts
 def _svg(fig: plt.Figure, chart_id: str, caption: str) -> str:
+    for ax in fig.axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
     plt.close(fig)
