@@ -23,6 +23,7 @@ How a plan is made (all vectorised with numpy, no per-row Python):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -47,6 +48,8 @@ _MAX_PADDED_ID = 256
 _FRACTION_DENOMINATOR = 1_000_000
 #: Pools at least this large are shuffled pass by pass with a packed value sort.
 _PACKED_SORT_MIN = 65_536
+#: Rows per block when a chain of elementwise steps runs block by block (fits in L2).
+_BLOCK = 32_768
 
 
 def plan(
@@ -86,33 +89,51 @@ def plan(
     if exclude_ids is not None:
         _refuse_excluded(pool, exclude_ids)
 
-    rows = policy.select(pool, round, seed)
+    selection = policy.selection(pool, round, seed)
+    rows = selection.pool
+    # Everything below reads only the selected rows (``selection.keep``) of the pool, so
+    # rows a policy leaves out never change a plan.
     id_matrix, id_lengths = _id_bytes(rows["id"])
-    fp = row_fingerprints(rows, _fingerprint_bytes(rows["id"], id_matrix, id_lengths))
-    is_human = pc.equal(rows["origin"], Origin.HUMAN.value).to_numpy(zero_copy_only=False)
-    codes, n_labels, label_values = _label_codes(rows["label"])
+    if id_matrix is None and selection.keep is not None:  # long ids: ranks among selected ids
+        id_fp = np.zeros(rows.num_rows, dtype=np.uint64)
+        id_fp[selection.keep] = id_fingerprints(rows["id"].filter(pa.array(selection.keep)))
+    else:
+        id_fp = _fingerprint_bytes(rows["id"], id_matrix, id_lengths)
+    fp = row_fingerprints(rows, id_fp, synthetic=~selection.human, inplace=True)
+    codes, n_labels, label_values = _label_codes(rows["label"], selection.keep)
     rng_seed = int(seed)
 
     if isinstance(policy, Anchored):
-        src, batch, info = _anchored_layout(
-            policy, fp, is_human, codes, n_labels, batch_size, epochs, rng_seed
+        src, human_slot, info = _anchored_layout(
+            policy,
+            fp,
+            selection.rows(human=True),
+            selection.rows(human=False),
+            codes,
+            n_labels,
+            batch_size,
+            epochs,
+            rng_seed,
         )
     else:
         stratify = isinstance(policy, HumanOnly)
+        selected = selection.rows()
         order = _cycled_order(
-            fp,
-            epochs * len(fp),
+            _subset(fp, selected),
+            epochs * len(selected),
             rng_seed,
             salt=1,
-            codes=codes if stratify else None,
+            codes=_subset(codes, selected) if stratify and codes is not None else None,
             n_codes=n_labels,
         )
-        src = order
-        batch = (np.arange(len(src), dtype=np.int64) // batch_size).astype(np.int32)
+        src = _positions(selected, order)
+        human_slot = np.take(selection.human, src)
         info = {}
 
-    slots = _slots_table(rows, src, batch, id_matrix, id_lengths, is_human, codes, label_values)
-    n_human = int(np.count_nonzero(np.take(is_human, src))) if len(src) else 0
+    slots = _slots_table(
+        rows, src, batch_size, id_matrix, id_lengths, human_slot, codes, label_values
+    )
+    n_human = int(np.count_nonzero(human_slot))
     params: dict[str, Any] = {
         **policy.params(),
         "batch_size": batch_size,
@@ -159,16 +180,18 @@ def _cumulative_humans(num: int, den: int, batch_size: int, k: np.ndarray) -> np
 def _anchored_layout(
     policy: Anchored,
     fp: np.ndarray,
-    is_human: np.ndarray,
+    human_rows: np.ndarray,
+    synthetic_rows: np.ndarray,
     codes: np.ndarray | None,
     n_labels: int,
     batch_size: int,
     epochs: int,
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Source rows and batch numbers for an anchored plan (full batches only)."""
-    human_rows = np.flatnonzero(is_human)
-    synthetic_rows = np.flatnonzero(~is_human)
+    """Source rows and human-slot mask of an anchored plan (full batches only).
+
+    ``human_rows`` and ``synthetic_rows`` are ascending positions in ``fp``.
+    """
     f = policy.real_fraction
     info: dict[str, Any] = {}
     n_human_rows, n_synthetic_rows = len(human_rows), len(synthetic_rows)
@@ -193,23 +216,46 @@ def _anchored_layout(
     first = np.concatenate([[0], np.cumsum(quota)[:-1]])
     j = np.arange(n_human_slots, dtype=np.int64) - first[batch_of_human]
     human_pos = batch_of_human * batch_size + (j * batch_size) // quota[batch_of_human]
-    is_human_slot = np.zeros(n_slots, dtype=bool)
-    is_human_slot[human_pos] = True
+    human_slot = np.zeros(n_slots, dtype=bool)
+    human_slot[human_pos] = True
 
     src = np.empty(n_slots, dtype=np.int64)
-    human_codes = None if codes is None else np.take(codes, human_rows)
     human_order = _cycled_order(
-        np.take(fp, human_rows), n_human_slots, seed, salt=2, codes=human_codes, n_codes=n_labels
+        _subset(fp, human_rows),
+        n_human_slots,
+        seed,
+        salt=2,
+        codes=None if codes is None else _subset(codes, human_rows),
+        n_codes=n_labels,
     )
-    np.put(src, human_pos, np.take(human_rows, human_order))
+    src[human_pos] = _positions(human_rows, human_order)
     if n_slots > n_human_slots:
         synthetic_order = _cycled_order(
-            np.take(fp, synthetic_rows), n_slots - n_human_slots, seed, salt=3
+            _subset(fp, synthetic_rows), n_slots - n_human_slots, seed, salt=3
         )
-        np.put(src, np.flatnonzero(~is_human_slot), np.take(synthetic_rows, synthetic_order))
-    batch = np.repeat(np.arange(n_batches, dtype=np.int32), batch_size)
+        src[~human_slot] = _positions(synthetic_rows, synthetic_order)
     info["real_fraction"] = policy.real_fraction
-    return src, batch, info
+    return src, human_slot, info
+
+
+def _subset(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``values[rows]`` for strictly ascending ``rows``: a view when they are contiguous."""
+    if _is_contiguous(rows):
+        return values[int(rows[0]) : int(rows[0]) + len(rows)]
+    return np.take(values, rows)
+
+
+def _positions(rows: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``rows[order]`` for strictly ascending ``rows``: an offset when they are contiguous."""
+    if _is_contiguous(rows):
+        if rows[0]:
+            order += rows[0]  # ``order`` is a fresh array from a shuffle: offset it in place
+        return order
+    return np.take(rows, order)
+
+
+def _is_contiguous(rows: np.ndarray) -> bool:
+    return len(rows) > 0 and int(rows[-1]) - int(rows[0]) == len(rows) - 1
 
 
 def _batches_to_hold(f: float, batch_size: int, n_synthetic: int) -> int:
@@ -269,13 +315,13 @@ def _cycled_order(
         return np.concatenate([order[: (passes - 1) * n], last]).astype(np.int64, copy=False)
     parts, remaining = [], n_slots
     for p in range(passes):  # a loop over passes of >= 64k rows each, not over rows
-        with np.errstate(over="ignore"):
-            keys = _mix(fp ^ pass_keys[p])
         take = min(n, remaining)
         if stratify:
+            with np.errstate(over="ignore"):
+                keys = _mix(fp ^ pass_keys[p], inplace=True)
             order = _stratified_order(keys, codes, n_codes, phase[p], take=take)
         else:
-            order = _argsort(keys)[:take]
+            order = _shuffle(fp, pass_keys[p])[:take]
         parts.append(order)
         remaining -= len(parts[-1])
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
@@ -344,30 +390,82 @@ def _argsort(keys: np.ndarray, tiebreak: np.ndarray | None = None) -> np.ndarray
     ``tiebreak``), so the order never depends on where rows sit in the input
     unless their keys are fully equal.
     """
-    n = len(keys)
-    idx_bits = max(1, int(n - 1).bit_length())
-    mask = _U64((1 << idx_bits) - 1)
-    packed = ((keys >> _U64(idx_bits)) << _U64(idx_bits)) | np.arange(n, dtype=np.uint64)
+    mask = _index_mask(len(keys))
+    packed = keys & ~mask
+    packed |= np.arange(len(keys), dtype=np.uint64)
+    return _sorted_rows(packed, mask, lambda rows: keys[rows], tiebreak)
+
+
+def _shuffle(fp: np.ndarray, pass_key: np.uint64) -> np.ndarray:
+    """``_argsort(_mix(fp ^ pass_key))``, with the keys made and packed block by block.
+
+    Working in cache-sized blocks keeps a dozen passes over the keys out of main
+    memory; the full keys are recomputed only for the rare rows that tie.
+    """
+    n = len(fp)
+    mask = _index_mask(n)
+    packed = np.empty(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for block in _blocks(n):  # a loop over cache-sized blocks, not over rows
+            keys = np.bitwise_xor(fp[block], pass_key, out=packed[block])
+            _mix(keys, inplace=True)
+            keys &= ~mask
+            keys |= np.arange(block.start, block.stop, dtype=np.uint64)
+
+    def full_keys(rows: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            return _mix(fp[rows] ^ pass_key, inplace=True)
+
+    return _sorted_rows(packed, mask, full_keys)
+
+
+def _sorted_rows(
+    packed: np.ndarray,
+    mask: np.uint64,
+    full_keys: Any,
+    tiebreak: np.ndarray | None = None,
+) -> np.ndarray:
+    """Sort ``packed`` (key bits | row) in place and return the rows, ties fully resolved."""
     packed.sort()
-    order = (packed & mask).view(np.int64)
-    high = packed >> _U64(idx_bits)
-    tied = high[1:] == high[:-1]
-    if tied.any():
-        tied_at = np.flatnonzero(tied)
+    bits = _U64(int(mask).bit_length())
+    ties = []
+    for block in _blocks(len(packed) - 1):  # neighbours equal on the key bits, block by block
+        high = packed[block.start : block.stop + 1] >> bits
+        ties.append(np.flatnonzero(high[1:] == high[:-1]) + block.start)
+    packed &= mask
+    order = packed.view(np.int64)  # the rows, in place: no second large array
+    tied_at = np.concatenate(ties) if ties else np.empty(0, dtype=np.int64)
+    if len(tied_at):
         pos = np.union1d(tied_at, tied_at + 1)  # every row of a tied run
         starts = np.ones(len(pos), dtype=bool)
         starts[1:] = ~np.isin(pos[1:] - 1, tied_at)  # a run starts where no tie links back
         run = np.cumsum(starts)
         sub = order[pos]
         extra = () if tiebreak is None else (tiebreak[sub],)
-        order[pos] = sub[np.lexsort((*extra, keys[sub], run))]
+        order[pos] = sub[np.lexsort((*extra, full_keys(sub), run))]
     return order
 
 
+def _index_mask(n: int) -> np.uint64:
+    """The low bits that hold a row index below ``n`` in a packed sort value."""
+    return _U64((1 << max(1, int(n - 1).bit_length())) - 1)
+
+
+def _blocks(n: int) -> Iterator[slice]:
+    """Cache-sized row ranges covering ``range(n)``."""
+    return (slice(start, min(start + _BLOCK, n)) for start in range(0, n, _BLOCK))
+
+
 # ---------------------------------------------------------------------------- keys
-def _mix(z: np.ndarray) -> np.ndarray:
-    """SplitMix64's finaliser, vectorised: a strong 64-bit bijection (returns a new array)."""
-    z = z + _GOLDEN
+def _mix(z: np.ndarray, *, inplace: bool = False) -> np.ndarray:
+    """SplitMix64's finaliser, vectorised: a strong 64-bit bijection.
+
+    Returns a new array unless ``inplace`` (then ``z`` is overwritten and returned).
+    """
+    if inplace:
+        z += _GOLDEN
+    else:
+        z = z + _GOLDEN
     t = z >> _U64(30)
     z ^= t
     z *= _MUL1
@@ -395,21 +493,62 @@ def _fingerprint_bytes(ids: Any, matrix: np.ndarray | None, lengths: Any) -> np.
         lengths = np.asarray(lengths, dtype=np.int64)
         acc = np.empty(len(words), dtype=np.uint64)
         acc[:] = lengths.astype(np.uint64) * _LANE[3]
-        for j in range(words.shape[1]):  # a few 8-byte lanes, not rows
+        if lengths.ndim == 0:  # one length (content ids): every lane counts
+            tmp = np.empty(_BLOCK, dtype=np.uint64)
+            for block in _blocks(len(acc)):  # cache-sized blocks, a few 8-byte lanes each
+                part, scratch = acc[block], tmp[: block.stop - block.start]
+                for j in range(words.shape[1]):
+                    part ^= words[block, j]
+                    part *= _LANE[j % 4]
+                    np.right_shift(part, _U64(29), out=scratch)
+                    part ^= scratch
+                _mix(part, inplace=True)
+            return acc
+        for j in range(words.shape[1]):
             step = (acc ^ words[:, j]) * _LANE[j % 4]
             step ^= step >> _U64(29)
             # lanes past an id's end leave it alone, so padding never changes a fingerprint
-            acc = step if lengths.ndim == 0 else np.where(lengths > 8 * j, step, acc)
-        return _mix(acc)
+            acc = np.where(lengths > 8 * j, step, acc)
+        return _mix(acc, inplace=True)
 
 
-def row_fingerprints(rows: pa.Table, id_fp: np.ndarray | None = None) -> np.ndarray:
-    """Fingerprints of (id, origin, generation): one name per distinct occurrence."""
+def row_fingerprints(
+    rows: pa.Table,
+    id_fp: np.ndarray | None = None,
+    *,
+    synthetic: np.ndarray | None = None,
+    inplace: bool = False,
+) -> np.ndarray:
+    """Fingerprints of (id, origin, generation): one name per distinct occurrence.
+
+    ``synthetic`` (a bool per row) saves re-reading the origin column when known;
+    ``inplace`` folds origin and generation into ``id_fp`` itself.
+    """
     fp = id_fingerprints(rows["id"]) if id_fp is None else id_fp
-    synthetic = pc.equal(rows["origin"], Origin.SYNTHETIC.value).to_numpy(zero_copy_only=False)
-    generation = rows["generation"].to_numpy().astype(np.uint64)
+    if id_fp is not None and not inplace:
+        fp = id_fp.copy()
+    if synthetic is None:
+        synthetic = pc.equal(rows["origin"], Origin.SYNTHETIC.value).to_numpy(zero_copy_only=False)
+    generation = np.asarray(rows["generation"].to_numpy())
+    if len(generation) == 0:
+        return fp
+    low = int(generation.min())
+    span = int(generation.max()) - low + 1
     with np.errstate(over="ignore"):
-        return fp ^ _mix(generation * _LANE[1] + synthetic.astype(np.uint64) * _LANE[2])
+        if span <= 1 << 16:  # few generations: mix each (generation, origin) pair once
+            values = np.arange(low, low + span, dtype=np.int64).astype(np.uint64)
+            table = np.concatenate([_mix(values * _LANE[1]), _mix(values * _LANE[1] + _LANE[2])])
+            for block in _blocks(len(fp)):  # cache-sized blocks, not rows
+                index = generation[block].astype(np.int64)
+                index -= low
+                np.add(index, span, out=index, where=synthetic[block])
+                fp[block] ^= np.take(table, index)
+            return fp
+        for block in _blocks(len(fp)):
+            term = generation[block].astype(np.int64).astype(np.uint64) * _LANE[1]
+            term += synthetic[block].astype(np.uint64) * _LANE[2]
+            fp[block] ^= _mix(term, inplace=True)
+        return fp
 
 
 def row_keys(rows: pa.Table, *, seed: int, salt: int) -> np.ndarray:
@@ -459,39 +598,54 @@ def _chunk_bytes(arr: pa.Array) -> tuple[np.ndarray | None, Any]:
     return matrix, lengths
 
 
-def _label_codes(labels: pa.ChunkedArray) -> tuple[np.ndarray | None, int, pa.Array | None]:
-    """Integer label codes in sorted-label order (nulls are one more label, last)."""
+def _label_codes(
+    labels: pa.ChunkedArray, keep: np.ndarray | None = None
+) -> tuple[np.ndarray | None, int, pa.Array | None]:
+    """Integer label codes in sorted-label order (nulls are one more label, last).
+
+    Only the labels of the ``keep`` rows (default: all) count; other rows get code 0.
+    """
     if labels.null_count == len(labels):
         return None, 1, None
     encoded = pc.dictionary_encode(labels.combine_chunks(), null_encoding="encode")
+    indices = encoded.indices.to_numpy()
     dictionary = encoded.dictionary.cast(pa.string())
-    rank = np.empty(len(dictionary), dtype=np.int64)
+    present = np.arange(len(dictionary))
+    if keep is not None:
+        present = np.flatnonzero(np.bincount(indices[keep], minlength=len(dictionary)))
+        dictionary = dictionary.take(pa.array(present))
+    if dictionary.null_count == len(dictionary):
+        return None, 1, None
     order = pc.array_sort_indices(dictionary, null_placement="at_end").to_numpy()
-    rank[order] = np.arange(len(dictionary))
-    return rank[encoded.indices.to_numpy()], len(dictionary), dictionary.take(order)
+    rank = np.zeros(len(encoded.dictionary), dtype=np.int32)
+    rank[present[order]] = np.arange(len(dictionary), dtype=np.int32)
+    return np.take(rank, indices), len(dictionary), dictionary.take(order)
 
 
 # ---------------------------------------------------------------------------- output
 def _slots_table(
     rows: pa.Table,
     src: np.ndarray,
-    batch: np.ndarray,
+    batch_size: int,
     id_matrix: Any,
     id_lengths: Any,
-    is_human: np.ndarray,
+    human_slot: np.ndarray,
     codes: np.ndarray | None,
     label_values: pa.Array | None,
 ) -> pa.Table:
     """The manifest's slot table: ``rows`` taken at ``src``, in training order."""
+    n = len(src)
     origins = pa.array([Origin.HUMAN.value, Origin.SYNTHETIC.value], pa.string())
+    generation = np.asarray(rows["generation"].to_numpy(), dtype=np.int32)
+    n_batches = -(-n // batch_size)
     columns = {
-        "batch": pa.array(batch, pa.int32()),
+        "batch": pa.array(np.repeat(np.arange(n_batches, dtype=np.int32), batch_size)[:n]),
         "id": _take_ids(rows["id"], src, id_matrix, id_lengths),
-        "origin": origins.take(pa.array(np.take((~is_human).view(np.int8), src))),
-        "generation": pa.array(np.take(rows["generation"].to_numpy().astype(np.int32), src)),
-        "label": pa.nulls(len(src), pa.string())
+        "origin": origins.take(pa.array((~human_slot).view(np.int8))),
+        "generation": pa.array(np.take(generation, src)),
+        "label": pa.nulls(n, pa.string())
         if codes is None
-        else label_values.take(pa.array(np.take(codes.astype(np.int32), src))),
+        else label_values.take(pa.array(np.take(codes, src))),
     }
     return pa.table(columns, schema=MANIFEST_SLOTS)
 

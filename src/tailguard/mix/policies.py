@@ -15,6 +15,7 @@ present, only ``accepted`` rows are ever eligible.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,6 +27,41 @@ from tailguard.records import Origin, Status
 
 REQUIRED_COLUMNS = ("id", "origin", "generation")
 SYNTHETIC_MODES = ("accumulate", "latest", "subsample")
+
+
+@dataclass(frozen=True, eq=False)
+class Selection:
+    """A policy's selected rows as masks over the checked pool, so planning copies nothing.
+
+    ``keep`` marks the selected rows (``None``: every row) and ``human`` each
+    row's origin. :meth:`table` materialises them in the policy's order: pool
+    order, or the human rows first when ``human_first``.
+    """
+
+    pool: pa.Table
+    human: np.ndarray
+    keep: np.ndarray | None = None
+    human_first: bool = False
+
+    def rows(self, human: bool | None = None) -> np.ndarray:
+        """Positions of the selected rows (only human or non-human ones if asked), ascending."""
+        mask = self.keep
+        if human is not None:
+            side = self.human if human else ~self.human
+            mask = side if mask is None else mask & side
+        if mask is None:
+            return np.arange(self.pool.num_rows, dtype=np.int64)
+        return np.flatnonzero(mask)
+
+    def table(self) -> pa.Table:
+        """The selected rows as a table, in the policy's order."""
+        if self.human_first:
+            rows = np.concatenate([self.rows(human=True), self.rows(human=False)])
+        elif self.keep is None:
+            return self.pool
+        else:
+            rows = self.rows()
+        return self.pool.take(pa.array(rows, pa.int64()))
 
 
 class Policy(ABC):
@@ -43,6 +79,17 @@ class Policy(ABC):
     def select(self, pool: pa.Table, round: int, seed: int = 0) -> pa.Table:  # noqa: A002
         """The rows of ``pool`` this policy lets round ``round`` train on."""
 
+    def selection(self, pool: pa.Table, round: int, seed: int = 0) -> Selection:  # noqa: A002
+        """:meth:`select` as a :class:`Selection` (what the planner reads).
+
+        This default wraps ``select``'s table; the built-in policies compute
+        masks instead, so the planner never copies the pool.
+        """
+        rows = self.select(pool, round, seed)
+        if "label" not in rows.column_names:
+            rows = rows.append_column("label", pa.nulls(rows.num_rows, pa.string()))
+        return Selection(pool=rows, human=_as_numpy(_is_human(rows)))
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({args})"
@@ -54,7 +101,18 @@ class Policy(ABC):
         return hash((self.name, tuple(sorted(self.params().items()))))
 
 
-class HumanOnly(Policy):
+class _MaskPolicy(Policy):
+    """A policy that selects by masks: ``select`` is its :meth:`selection`, materialised."""
+
+    def select(self, pool: pa.Table, round: int, seed: int = 0) -> pa.Table:  # noqa: A002
+        return self.selection(pool, round, seed).table()
+
+    @abstractmethod
+    def selection(self, pool: pa.Table, round: int, seed: int = 0) -> Selection:  # noqa: A002
+        """The rows this policy lets round ``round`` train on, as masks over the pool."""
+
+
+class HumanOnly(_MaskPolicy):
     """The reservoir alone: every human row, shuffled (stratified by label)."""
 
     name = "human_only"
@@ -62,12 +120,14 @@ class HumanOnly(Policy):
     def params(self) -> dict[str, Any]:
         return {}
 
-    def select(self, pool: pa.Table, round: int, seed: int = 0) -> pa.Table:  # noqa: A002
-        pool = eligible_rows(pool, round)
-        return _require_humans(pool.filter(_is_human(pool)), self.name)
+    def selection(self, pool: pa.Table, round: int, seed: int = 0) -> Selection:  # noqa: A002
+        pool, keep, human = _eligibility(pool, round)
+        keep = human if keep is None else keep & human
+        _require_humans(int(np.count_nonzero(keep)), self.name)
+        return Selection(pool=pool, human=human, keep=keep)
 
 
-class Replace(Policy):
+class Replace(_MaskPolicy):
     """Pure synthetic: only the newest generation's accepted examples."""
 
     name = "replace"
@@ -75,18 +135,19 @@ class Replace(Policy):
     def params(self) -> dict[str, Any]:
         return {}
 
-    def select(self, pool: pa.Table, round: int, seed: int = 0) -> pa.Table:  # noqa: A002
-        synthetic = _synthetic(eligible_rows(pool, round), "latest")
-        if synthetic.num_rows == 0:
+    def selection(self, pool: pa.Table, round: int, seed: int = 0) -> Selection:  # noqa: A002
+        pool, keep, human = _eligibility(pool, round)
+        synthetic = _synthetic(pool, keep, human, "latest")
+        if not synthetic.any():
             raise InputError(
                 f"round {round} has no eligible (accepted) synthetic examples to train on "
                 "under the 'replace' policy",
                 field="status",
             )
-        return synthetic
+        return Selection(pool=pool, human=human, keep=synthetic)
 
 
-class Accumulate(Policy):
+class Accumulate(_MaskPolicy):
     """Every accepted example so far, human and synthetic, shuffled together."""
 
     name = "accumulate"
@@ -94,14 +155,14 @@ class Accumulate(Policy):
     def params(self) -> dict[str, Any]:
         return {}
 
-    def select(self, pool: pa.Table, round: int, seed: int = 0) -> pa.Table:  # noqa: A002
-        pool = eligible_rows(pool, round)
-        if pool.num_rows == 0:
+    def selection(self, pool: pa.Table, round: int, seed: int = 0) -> Selection:  # noqa: A002
+        pool, keep, human = _eligibility(pool, round)
+        if pool.num_rows == 0 or (keep is not None and not keep.any()):
             raise InputError(f"round {round} has no eligible examples to train on")
-        return pool
+        return Selection(pool=pool, human=human, keep=keep)
 
 
-class Anchored(Policy):
+class Anchored(_MaskPolicy):
     """Hybrid anchoring: every batch holds exactly its share of reservoir examples.
 
     ``synthetic`` picks the synthetic side: ``"accumulate"`` (every accepted
@@ -134,14 +195,18 @@ class Anchored(Policy):
         """The same policy at another real fraction (what the Dial turns)."""
         return Anchored(real_fraction=real_fraction, synthetic=self.synthetic, size=self.size)
 
-    def select(self, pool: pa.Table, round: int, seed: int = 0) -> pa.Table:  # noqa: A002
-        pool = eligible_rows(pool, round)
-        humans = _require_humans(pool.filter(_is_human(pool)), self.name)
+    def selection(self, pool: pa.Table, round: int, seed: int = 0) -> Selection:  # noqa: A002
+        pool, keep, human = _eligibility(pool, round)
+        humans = human if keep is None else keep & human
+        _require_humans(int(np.count_nonzero(humans)), self.name)
         mode = "accumulate" if self.synthetic == "subsample" else self.synthetic
-        return pa.concat_tables([humans, _synthetic(pool, mode)])
+        if keep is None and mode == "accumulate":
+            return Selection(pool=pool, human=human, human_first=True)
+        keep = humans | _synthetic(pool, keep, human, mode)
+        return Selection(pool=pool, human=human, keep=keep, human_first=True)
 
 
-class Fresh(Policy):
+class Fresh(_MaskPolicy):
     """New human data each round on top of the synthetic data.
 
     The caller ingests ``new_human_per_round`` fresh human records each round
@@ -169,24 +234,29 @@ class Fresh(Policy):
     def params(self) -> dict[str, Any]:
         return {"new_human_per_round": self.new_human_per_round, "synthetic": self.synthetic}
 
-    def select(self, pool: pa.Table, round: int, seed: int = 0) -> pa.Table:  # noqa: A002
+    def selection(self, pool: pa.Table, round: int, seed: int = 0) -> Selection:  # noqa: A002
         from tailguard.mix.planner import row_keys
 
-        pool = eligible_rows(pool, round)
+        pool, keep, human = _eligibility(pool, round)
         if "round" not in pool.column_names:
             raise InputError("the 'fresh' policy needs the pool's round column", field="round")
-        fresh = pool.filter(pc.and_(_is_human(pool), pc.equal(pool["round"], round)))
+        fresh = human & _as_numpy(pc.fill_null(pc.equal(pool["round"], round), False))
+        if keep is not None:
+            fresh &= keep
+        fresh_rows = np.flatnonzero(fresh)
         n = self.new_human_per_round
-        if fresh.num_rows < n:
+        if len(fresh_rows) < n:
             raise InputError(
                 f"the 'fresh' policy expects {n} new human records at round {round}, "
-                f"found {fresh.num_rows}: ingest them with origin='human', round={round}",
+                f"found {len(fresh_rows)}: ingest them with origin='human', round={round}",
                 field="round",
             )
-        if fresh.num_rows > n:
-            keys = row_keys(fresh, seed=seed, salt=0xF2E5)
-            fresh = fresh.take(pa.array(np.sort(np.argsort(keys, kind="stable")[:n])))
-        return pa.concat_tables([fresh, _synthetic(pool, self.synthetic)])
+        if len(fresh_rows) > n:
+            keys = row_keys(pool.take(pa.array(fresh_rows)), seed=seed, salt=0xF2E5)
+            fresh = np.zeros(pool.num_rows, dtype=bool)
+            fresh[fresh_rows[np.argsort(keys, kind="stable")[:n]]] = True
+        keep = fresh | _synthetic(pool, keep, human, self.synthetic)
+        return Selection(pool=pool, human=human, keep=keep, human_first=True)
 
 
 POLICIES: dict[str, type[Policy]] = {
@@ -222,6 +292,12 @@ def eligible_rows(pool: pa.Table, round: int) -> pa.Table:  # noqa: A002
     Drops rows whose ``status`` (if present) is not ``accepted`` and rows from a
     later round (if ``round`` is present). Adds a null ``label`` when missing.
     """
+    pool, keep, _ = _eligibility(pool, round)
+    return pool if keep is None else pool.filter(pa.array(keep))
+
+
+def _eligibility(pool: pa.Table, round: int) -> tuple[pa.Table, np.ndarray | None, np.ndarray]:  # noqa: A002
+    """The checked pool, its eligible rows (``None``: all) and its human rows, as masks."""
     if not isinstance(pool, pa.Table):
         raise InputError(f"the pool must be a pyarrow.Table, got {type(pool).__name__}")
     for column in REQUIRED_COLUMNS:
@@ -229,40 +305,51 @@ def eligible_rows(pool: pa.Table, round: int) -> pa.Table:  # noqa: A002
             raise InputError(f"the pool has no {column!r} column", field=column)
     if "label" not in pool.column_names:
         pool = pool.append_column("label", pa.nulls(pool.num_rows, pa.string()))
-    origins = pc.unique(pool["origin"]).to_pylist()
-    unknown = sorted(set(map(str, origins)) - {Origin.HUMAN.value, Origin.SYNTHETIC.value})
-    if unknown:
+    human = _as_numpy(pc.fill_null(_is_human(pool), False))
+    synthetic = _as_numpy(pc.fill_null(pc.equal(pool["origin"], Origin.SYNTHETIC.value), False))
+    if not (human | synthetic).all():
+        other = pool["origin"].filter(pa.array(~(human | synthetic)))
+        unknown = sorted(set(map(str, pc.unique(other).to_pylist())))
         raise InputError(f"unknown origin values {unknown} in the pool", field="origin")
     if pool["id"].null_count:
         raise InputError("the pool has null ids", field="id")
+    if pool["generation"].null_count:
+        raise InputError("the pool has null generations", field="generation")
     keep = None
     if "status" in pool.column_names:
-        keep = pc.fill_null(pc.equal(pool["status"], Status.ACCEPTED.value), False)
+        keep = _as_numpy(pc.fill_null(pc.equal(pool["status"], Status.ACCEPTED.value), False))
     if "round" in pool.column_names:
-        early = pc.fill_null(pc.less_equal(pool["round"], round), False)
-        keep = early if keep is None else pc.and_(keep, early)
-    return pool if keep is None else pool.filter(keep)
+        early = _as_numpy(pc.fill_null(pc.less_equal(pool["round"], round), False))
+        keep = early if keep is None else keep & early
+    if keep is not None and keep.all():
+        keep = None
+    return pool, keep, human
+
+
+def _as_numpy(mask: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _is_human(pool: pa.Table) -> pa.ChunkedArray:
     return pc.equal(pool["origin"], Origin.HUMAN.value)
 
 
-def _synthetic(pool: pa.Table, mode: str) -> pa.Table:
-    synthetic = pool.filter(pc.equal(pool["origin"], Origin.SYNTHETIC.value))
-    if mode == "latest" and synthetic.num_rows:
-        newest = pc.max(synthetic["generation"])
-        synthetic = synthetic.filter(pc.equal(synthetic["generation"], newest))
+def _synthetic(pool: pa.Table, keep: np.ndarray | None, human: np.ndarray, mode: str) -> np.ndarray:
+    """The eligible synthetic rows (``"latest"``: of the newest eligible generation only)."""
+    synthetic = ~human if keep is None else keep & ~human
+    if mode == "latest" and synthetic.any():
+        generation = np.asarray(pool["generation"].to_numpy())
+        newest = generation[synthetic].max()
+        synthetic &= generation == newest
     return synthetic
 
 
-def _require_humans(humans: pa.Table, policy: str) -> pa.Table:
-    if humans.num_rows == 0:
+def _require_humans(n_humans: int, policy: str) -> None:
+    if n_humans == 0:
         raise ReservoirError(
             f"the '{policy}' policy needs reservoir (human) examples but the pool has none: "
             "ingest human data and freeze the reservoir first"
         )
-    return humans
 
 
 def _is_int(value: Any) -> bool:
