@@ -236,3 +236,47 @@ def test_numeric_model_runs_through_the_loop() -> None:
     curve = result.curve().to_pandas()
     assert result.primary == "vector_variance_ratio"
     assert len(curve) == 4 and curve["median"].notna().all()
+
+
+# ----------------------------------------------------------------------------- CLI
+def _cli(*args: str):  # noqa: ANN202
+    from typer.testing import CliRunner
+
+    from tailguard.cli import app
+
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "220"})
+
+
+def test_cli_show_prints_the_axes(token_run: LabResult) -> None:
+    out = _cli("lab", "show", str(token_run.path))
+    assert out.exit_code == 0, out.output
+    for word in (
+        "fidelity loss",
+        "coverage",
+        "replace",
+        "accumulate",
+        "anchored",
+        "rare_vocab_coverage",
+    ):
+        assert word in out.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["lab", "run", "--model", "gpt"], "valid models"),
+        (["lab", "run", "--strategies", "replace,magic"], "valid strategies"),
+        (["lab", "run", "--generations", "0"], "zero generations"),
+        (["lab", "run", "--real-fraction", "0"], "anchoring with no human data"),
+        (["lab", "run", "--costs", "gpu=1"], "name one of human"),
+    ],
+)
+def test_cli_refuses_bad_input(args: list[str], message: str) -> None:
+    out = _cli(*args)
+    assert out.exit_code == 2
+    assert message in out.output
+
+
+def test_cli_show_refuses_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
+    out = _cli("lab", "show", str(tmp_path))
+    assert out.exit_code == 2 and "not a lab run directory" in out.output

@@ -1,0 +1,153 @@
+"""Lab speed: the n-gram model against NLTK, generations per second per model, the demo run.
+
+    .venv/bin/python bench/lab.py [--quick]
+
+1. The class-conditional n-gram model (interpolated Kneser-Ney, trigram) against
+   NLTK's ``KneserNeyInterpolated`` (order 3), both fit on the same
+   pre-tokenised fortunes and sampling texts. NLTK gets its fastest documented
+   path: pre-tokenised input through ``padded_everygram_pipeline``, then
+   ``generate``; it is not class-conditional, so its task is simpler. NLTK
+   scores candidates word by word in Python (about a second per word), so it
+   generates a few words and its sampling time is extrapolated to the same
+   number of words (and marked so).
+2. Generations per second through the loop (one strategy, one seed, every model).
+3. The closed-form fast path: Gaussian generations per second over many seeds.
+4. The default comparison (3 strategies x 10 generations x 3 seeds, 2 workers),
+   the product demo: it must finish in under 3 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def bench_ngram(n_fit: int, n_sample: int, nltk_words: int) -> None:
+    from tailguard.datasets import fortunes
+    from tailguard.lab.models import NGram
+    from tailguard.lab.models.ngram import tokenize
+
+    records = fortunes()
+    order = np.random.default_rng(0).permutation(records.num_rows)[:n_fit]
+    train = records.take(order)
+    start = time.perf_counter()
+    model = NGram(order=3).fit(train)
+    ours_fit = time.perf_counter() - start
+    start = time.perf_counter()
+    sample = model.sample(n_sample, seed=1)
+    ours_sample = time.perf_counter() - start
+    sampled_words = int(tokenize(sample.column("content"))[1].sum()) + n_sample  # + end marks
+
+    from nltk.lm import KneserNeyInterpolated
+    from nltk.lm.preprocessing import padded_everygram_pipeline
+
+    tokens, lengths = tokenize(train.column("content"))
+    flat = tokens.to_pylist()
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    sents = [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    start = time.perf_counter()
+    grams, vocab = padded_everygram_pipeline(3, sents)
+    lm = KneserNeyInterpolated(3)
+    lm.fit(grams, vocab)
+    nltk_fit = time.perf_counter() - start
+    start = time.perf_counter()
+    lm.generate(nltk_words, text_seed=["<s>", "<s>"], random_seed=0)
+    per_word = (time.perf_counter() - start) / nltk_words
+    nltk_sample = per_word * sampled_words
+
+    print(f"n-gram: fit on {n_fit:,} texts, sample {n_sample:,} texts ({sampled_words:,} words)")
+    print(f"  tailguard NGram   fit {ours_fit:8.3f} s   sample {ours_sample:10.3f} s")
+    print(
+        f"  NLTK KN           fit {nltk_fit:8.3f} s   sample {nltk_sample:10.0f} s "
+        f"(extrapolated: {per_word:.2f} s per word, measured on {nltk_words} words)"
+    )
+    print(
+        f"  ratio: fit x{nltk_fit / ours_fit:,.1f}, sample x{nltk_sample / ours_sample:,.0f} faster"
+    )
+
+
+def bench_models(generations: int) -> None:
+    from tailguard import lab
+
+    print(f"\ngenerations per second through the loop (replace, 1 seed, {generations} generations)")
+    for name in lab.MODEL_DATA:
+        start = time.perf_counter()
+        lab.run(
+            model=name,
+            strategies=["replace"],
+            generations=generations,
+            seeds=1,
+            recovery_rounds=0,
+            workers=1,
+            out=None,
+            progress=False,
+        )
+        elapsed = time.perf_counter() - start
+        rounds = generations + 1
+        print(
+            f"  {name:<12} {rounds / elapsed:7.2f} generations/s  ({elapsed:6.2f} s for "
+            f"{rounds} rounds incl. round 0)"
+        )
+
+
+def bench_fast_path(seeds: int, generations: int) -> None:
+    from tailguard.lab.fastpath import gaussian_variance_path, regression_error_path
+
+    start = time.perf_counter()
+    gaussian_variance_path(generations=generations, samples=100, seeds=seeds)
+    g = time.perf_counter() - start
+    start = time.perf_counter()
+    regression_error_path(
+        "accumulate", generations=generations, n_features=10, n_samples=100, seeds=seeds
+    )
+    r = time.perf_counter() - start
+    print(f"\nfast path ({seeds:,} seeds x {generations} generations)")
+    print(f"  gaussian     {generations * seeds / g:12,.0f} model-generations/s")
+    print(f"  regression   {generations * seeds / r:12,.0f} model-generations/s")
+
+
+def bench_demo(generations: int, seeds: int) -> None:
+    from tailguard import lab
+
+    start = time.perf_counter()
+    result = lab.run(
+        model="ngram",
+        strategies="replace,accumulate,anchored",
+        generations=generations,
+        seeds=seeds,
+        workers=2,
+        out=None,
+        progress=False,
+    )
+    elapsed = time.perf_counter() - start
+    print(
+        f"\ndemo: ngram on fortunes, 3 strategies x {generations} generations x {seeds} seeds, "
+        f"2 workers: {elapsed:.1f} s (limit 180 s, aim 60 s)"
+    )
+    print(
+        result.axes.select(["strategy", "fidelity_loss", "coverage", "recovery_rounds"])
+        .to_pandas()
+        .to_string(index=False)
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    args = parser.parse_args()
+    if args.quick:
+        bench_ngram(n_fit=1000, n_sample=500, nltk_words=3)
+        bench_models(generations=2)
+        bench_fast_path(seeds=500, generations=20)
+        bench_demo(generations=3, seeds=2)
+    else:
+        bench_ngram(n_fit=14_000, n_sample=2000, nltk_words=3)
+        bench_models(generations=5)
+        bench_fast_path(seeds=4000, generations=100)
+        bench_demo(generations=10, seeds=3)
+
+
+if __name__ == "__main__":
+    main()
