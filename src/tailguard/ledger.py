@@ -18,7 +18,6 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tailguard.errors import InputError, ReservoirError, TailguardError
 from tailguard.readers import read_table
@@ -28,7 +27,9 @@ from tailguard.records import (
     Manifest,
     Origin,
     Status,
-    make_records,
+    content_id_sql,
+    record_rows,
+    resolve_provenance,
 )
 
 _DDL = """
@@ -194,18 +195,46 @@ class Ledger:
         table, name = read_table(
             data, text_field=text_field, label_field=label_field, parent_field=parent_field
         )
-        records = make_records(
+        origin, status = resolve_provenance(
+            origin=origin, generator=generator, generation=generation, status=status
+        )
+        rows = record_rows(
             table.column(text_field),
-            origin=origin,
-            source=source_name or name,
-            generator=generator,
-            generation=generation,
-            round=round,
             label=table.column(label_field) if label_field else None,
             parent_id=table.column(parent_field) if parent_field else None,
-            status=status,
         )
-        return self.add_records(records)
+        provenance = {
+            "origin": origin.value,
+            "source": source_name or name,
+            "generator": generator,
+            "generation": generation,
+            "round": round,
+            "status": status.value,
+            "created_at": dt.datetime.now(dt.UTC),
+        }
+        n = rows.num_rows
+        # Ids are hashed inside the INSERT (in parallel, no id column in Python) and the
+        # batch-wide provenance goes in as constants, which DuckDB stores almost for free.
+        with self._transaction() as con:
+            con.register("incoming", rows)
+            # One provenance for the whole batch: a repeated key is a repeated record.
+            # Distinct hashes prove distinct keys; a collision only costs an exact dedupe.
+            repeats = self._count_distinct(con, "hash(key)") < n
+            unique = "(SELECT DISTINCT ON (key) * FROM incoming)" if repeats else "incoming"
+            added = self._insert_absent(
+                con,
+                f"""
+                SELECT {content_id_sql("key")} AS id, content, $origin AS origin,
+                    $source AS source, $generator::VARCHAR AS generator,
+                    $generation::INTEGER AS generation, parent_id, label,
+                    $round::INTEGER AS round, $status AS status,
+                    $created_at::TIMESTAMPTZ AS created_at, NULL::VARCHAR AS meta
+                FROM {unique}
+                """,
+                provenance,
+            )
+            con.unregister("incoming")
+        return IngestResult(read=n, added=added, existing=n - added)
 
     def add_records(self, records: pa.Table) -> IngestResult:
         """Add records already in :data:`~tailguard.records.SCHEMA` (one transaction)."""
@@ -217,14 +246,10 @@ class Ledger:
         n = records.num_rows
         with self._transaction() as con:
             con.register("incoming", records)
-            before = self._count_records(con)
             # Distinct ids rule out repeated keys without hashing all five key columns.
             repeats = (
-                pc.count_distinct(records["id"]).as_py() < n
-                and con.execute(
-                    "SELECT count(*) - count(DISTINCT (id, origin, source, generator, generation)) "
-                    "FROM incoming"
-                ).fetchall()[0][0]
+                self._count_distinct(con, "hash(id)") < n
+                and self._count_distinct(con, "(id, origin, source, generator, generation)") < n
             )
             unique = (
                 "(SELECT * FROM incoming QUALIFY row_number() OVER "
@@ -232,22 +257,32 @@ class Ledger:
                 if repeats
                 else "incoming"
             )
-            _do(
-                con,
-                f"""
-                INSERT INTO records SELECT n.* FROM {unique} n ANTI JOIN records r
-                ON r.id = n.id AND r.origin = n.origin AND r.source = n.source
-                   AND r.generator IS NOT DISTINCT FROM n.generator
-                   AND r.generation = n.generation
-                """,
-            )
-            added = self._count_records(con) - before
+            added = self._insert_absent(con, f"SELECT * FROM {unique}")
             con.unregister("incoming")
         return IngestResult(read=n, added=added, existing=n - added)
 
     @staticmethod
-    def _count_records(con: duckdb.DuckDBPyConnection) -> int:
-        return con.execute("SELECT count(*) FROM records").fetchall()[0][0]
+    def _count_distinct(con: duckdb.DuckDBPyConnection, expr: str) -> int:
+        """Distinct values of ``expr`` in the registered ``incoming`` batch (DuckDB hashes
+        in parallel, several times faster than ``pyarrow.compute.count_distinct``)."""
+        return con.execute(f"SELECT count(DISTINCT {expr}) FROM incoming").fetchall()[0][0]
+
+    @staticmethod
+    def _insert_absent(
+        con: duckdb.DuckDBPyConnection, rows: str, params: dict[str, Any] | None = None
+    ) -> int:
+        """Insert the records a query gives, except those whose content and provenance are
+        already in the ledger; return how many went in."""
+        inserted = con.execute(
+            f"""
+            INSERT INTO records BY NAME SELECT n.* FROM ({rows}) n ANTI JOIN records r
+            ON r.id = n.id AND r.origin = n.origin AND r.source = n.source
+               AND r.generator IS NOT DISTINCT FROM n.generator
+               AND r.generation = n.generation
+            """,
+            params or {},
+        ).fetchall()
+        return int(inserted[0][0])
 
     def records(
         self,
