@@ -71,7 +71,14 @@ PROVENANCE_KEY = ("id", "origin", "source", "generator", "generation")
 
 def normalise_content(content: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
     """Apply steps 1-2 of the normalisation to a column of texts (vectorised)."""
-    text = _chunked(pc.utf8_normalize(content, "NFC"))
+    # ASCII text is already NFC, and a byte scan is far cheaper than normalising.
+    text = pa.chunked_array(
+        [
+            chunk if (_utf8_bytes(chunk)[1] < 0x80).all() else pc.utf8_normalize(chunk, "NFC")
+            for chunk in _chunked(content).chunks
+        ],
+        content.type,
+    )
     # Most data has no carriage return: a byte scan is far cheaper than the regex.
     if any((_utf8_bytes(chunk)[1] == ord("\r")).any() for chunk in text.chunks):
         text = pc.replace_substring_regex(text, r"\r\n?", "\n")
