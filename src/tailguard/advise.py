@@ -150,6 +150,39 @@ def _affordable_fraction(profile: TaskProfile, costs: CostModel) -> float:
     return best
 
 
+#: A strategy "keeps the tails" when its last-generation coverage stays within 10% of round 0.
+KEEPS_TAILS = 0.9
+
+
+def advise_from_lab(advice: Advice, axes: Any) -> Advice:
+    """Check the rule against a lab comparison: which strategies kept the tails, at what cost.
+
+    ``axes`` is a lab result's axes table (one row per strategy). Among the
+    strategies whose coverage stayed within 10% of baseline, the cheapest is
+    named; strategies that lost their tails are named too, with the loss.
+    """
+    rows = axes.to_pylist() if hasattr(axes, "to_pylist") else list(axes)
+    kept = [r for r in rows if r["coverage_vs_baseline"] >= KEEPS_TAILS]
+    lost = [r for r in rows if r["coverage_vs_baseline"] < KEEPS_TAILS]
+    lines = []
+    if kept:
+        best = min(kept, key=lambda r: (r["cost"], r["fidelity_loss"]))
+        lines.append(
+            f"lab evidence: {', '.join(r['strategy'] for r in kept)} kept tail coverage within "
+            f"10% of baseline; the cheapest of them is {best['strategy']} "
+            f"(${best['cost']:,.2f}, fidelity loss {best['fidelity_loss']:.3f})"
+        )
+    for r in lost:
+        lines.append(
+            f"lab evidence: {r['strategy']} lost its tails (coverage "
+            f"{r['coverage_vs_baseline']:.0%} of baseline"
+            + (", did not recover" if r.get("recovered_share", 1) < 1 else "")
+            + ")"
+        )
+    advice.evidence = [*advice.evidence, *lines]
+    return advice
+
+
 def advise_from_evidence(advice: Advice, evidence: list[Any], decision: Any) -> Advice:
     """Add what the measured evidence says (the dial's decision) to a recommendation."""
     advice.next_fraction = decision.real_fraction
