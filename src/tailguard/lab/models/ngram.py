@@ -248,6 +248,9 @@ def _count_pairs(
     ctx: np.ndarray, word: np.ndarray, v: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct (context, word) pairs sorted by context then word, with their counts."""
+    if ctx.size and (int(ctx.max()) + 1) * v < 2**63:  # the pair packs into 64 bits: one sort
+        pair, counts = np.unique(ctx * v + word, return_counts=True)
+        return pair // v, pair % v, counts
     ctx_keys, ctx_idx = np.unique(ctx, return_inverse=True)
     pair, counts = np.unique(ctx_idx.astype(np.int64) * v + word, return_counts=True)
     return ctx_keys[pair // v], pair % v, counts
