@@ -206,7 +206,8 @@ def test_replace_loses_rare_tokens_and_accumulate_keeps_them(token_run: LabResul
 
 def test_other_strategies_run_through_the_loop(tmp_path: Path) -> None:
     result = lab.run(
-        model="categorical", strategies="human-only,accumulate-subsample,anchored-gated,fresh",
+        model="categorical",
+        strategies="human-only,accumulate-subsample,anchored-gated,fresh,adaptive",
         generations=2, seeds=1, n_generate=40, recovery_rounds=0, workers=1, out=None,
         progress=False,
     )  # fmt: skip
@@ -215,6 +216,10 @@ def test_other_strategies_run_through_the_loop(tmp_path: Path) -> None:
     assert (fresh.new_human == 10).all()  # n_generate // 4 new human examples a round
     gated = r[(r.strategy == "anchored-gated") & (r["round"] >= 1)]
     assert (gated.verified == 40).all()
+    adaptive = r[(r.strategy == "adaptive") & (r["round"] >= 1)]
+    assert (adaptive.human / adaptive.total >= 0.15 - 0.01).all()  # the Dial's floor
+    subsample = r[(r.strategy == "accumulate-subsample") & (r["round"] >= 1)]
+    assert (subsample.total == r[(r.strategy == "accumulate-subsample")].total.iloc[0]).all()
     human_only = r[r.strategy == "human-only"]
     assert (human_only.synthetic == 0).all()
     assert result.path is None
