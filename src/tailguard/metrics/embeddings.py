@@ -47,7 +47,7 @@ def prdc(real, fake, k: int = 5) -> dict[str, float]:  # noqa: ANN001
     }
 
 
-def vendi(X, q: float = 1.0, *, chunk_rows: int = 65536) -> float:  # noqa: ANN001
+def vendi(X, q: float = 1.0, *, chunk_rows: int = 8192) -> float:  # noqa: ANN001
     """Vendi score (Friedman & Dieng 2023) with the cosine kernel, of any order ``q``.
 
     exp of the order-q Rényi entropy of the eigenvalues of K/n, K the cosine
