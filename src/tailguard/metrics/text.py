@@ -60,9 +60,7 @@ def tokenize(texts, *, name: str = "texts") -> Tokens:  # noqa: ANN001
     if isinstance(texts, Tokens):
         return texts
     arr = _checks.texts(texts, name)
-    words = pc.utf8_split_whitespace(
-        pc.replace_substring_regex(pc.utf8_lower(arr), TOKEN_SEPARATOR, " ")
-    )
+    words = pc.split_pattern_regex(pc.utf8_lower(arr), TOKEN_SEPARATOR)
     flat = pc.list_flatten(words)
     keep = pc.greater(pc.utf8_length(flat), 0).to_numpy(zero_copy_only=False)
     raw_offsets = words.offsets.to_numpy()
