@@ -102,19 +102,22 @@ def main() -> None:
     scale = 10 if args.quick else 1
     n_human, n_synthetic = 2_000_000 // scale, 8_000_000 // scale
     console = Console()
-    with Progress(console=console, transient=True) as progress:
+    # No auto-refresh: a refresh thread would compete for the GIL with the timed code.
+    with Progress(console=console, transient=True, auto_refresh=False) as progress:
         task = progress.add_task("building the pool", total=4)
+
+        def step(description: str) -> None:
+            progress.update(task, advance=1, description=description, refresh=True)
+
+        progress.refresh()
         pool = make_pool(n_human, n_synthetic, args.seed)
-        progress.advance(task)
-        progress.update(task, description="warming up")
+        step("warming up")
         run_tailguard(pool.slice(0, 10_000), args.seed)  # page in the code paths, not the data
-        progress.advance(task)
-        progress.update(task, description="tailguard plan")
+        step("tailguard plan")
         ours, ours_human, ours_n = run_tailguard(pool, args.seed)
-        progress.advance(task)
-        progress.update(task, description="datasets.interleave_datasets")
+        step("datasets.interleave_datasets")
         peer, peer_human, peer_n = run_peer(pool, n_human, args.seed)
-        progress.advance(task)
+        step("done")
 
     n = n_human + n_synthetic
     table = Table(title=f"Planning {n:,} ids into batches of {BATCH:,} at {FRACTION:.0%} human")

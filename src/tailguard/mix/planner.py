@@ -22,8 +22,10 @@ How a plan is made (all vectorised with numpy, no per-row Python):
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from typing import Any
 
@@ -32,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tailguard.errors import ConfigError, InputError, ReservoirError
-from tailguard.mix.policies import Anchored, HumanOnly, Policy, check_fraction
+from tailguard.mix.policies import Anchored, HumanOnly, Policy, Selection, check_fraction
 from tailguard.records import MANIFEST_SLOTS, Manifest, Origin
 
 _U64 = np.uint64
@@ -50,6 +52,8 @@ _FRACTION_DENOMINATOR = 1_000_000
 _PACKED_SORT_MIN = 65_536
 #: Rows per block when a chain of elementwise steps runs block by block (fits in L2).
 _BLOCK = 32_768
+#: Pools at least this large run independent steps (e.g. the two shuffles) on two threads.
+_PARALLEL_MIN = 1 << 20
 
 
 def plan(
@@ -94,30 +98,37 @@ def plan(
     # Everything below reads only the selected rows (``selection.keep``) of the pool, so
     # rows a policy leaves out never change a plan.
     id_matrix, id_lengths = _id_bytes(rows["id"])
-    if id_matrix is None and selection.keep is not None:  # long ids: ranks among selected ids
-        id_fp = np.zeros(rows.num_rows, dtype=np.uint64)
-        id_fp[selection.keep] = id_fingerprints(rows["id"].filter(pa.array(selection.keep)))
-    else:
-        id_fp = _fingerprint_bytes(rows["id"], id_matrix, id_lengths)
-    fp = row_fingerprints(rows, id_fp, synthetic=~selection.human, inplace=True)
-    codes, n_labels, label_values = _label_codes(rows["label"], selection.keep)
+    parallel = rows.num_rows >= _PARALLEL_MIN
+
+    def fingerprints() -> np.ndarray:
+        if id_matrix is None and selection.keep is not None:  # long ids: rank among selected
+            id_fp = np.zeros(rows.num_rows, dtype=np.uint64)
+            id_fp[selection.keep] = id_fingerprints(rows["id"].filter(pa.array(selection.keep)))
+        else:
+            id_fp = _fingerprint_bytes(rows["id"], id_matrix, id_lengths)
+        return row_fingerprints(rows, id_fp, synthetic=~selection.human, inplace=True)
+
+    fp, (codes, n_labels, label_values) = _both(
+        fingerprints, lambda: _label_codes(rows["label"], selection.keep), parallel=parallel
+    )
     rng_seed = int(seed)
 
     if isinstance(policy, Anchored):
         src, human_slot, info = _anchored_layout(
             policy,
             fp,
-            selection.rows(human=True),
-            selection.rows(human=False),
+            _row_positions(selection, human=True),
+            _row_positions(selection, human=False),
             codes,
             n_labels,
             batch_size,
             epochs,
             rng_seed,
+            parallel=parallel,
         )
     else:
         stratify = isinstance(policy, HumanOnly)
-        selected = selection.rows()
+        selected = _row_positions(selection)
         order = _cycled_order(
             _subset(fp, selected),
             epochs * len(selected),
@@ -131,7 +142,15 @@ def plan(
         info = {}
 
     slots = _slots_table(
-        rows, src, batch_size, id_matrix, id_lengths, human_slot, codes, label_values
+        rows,
+        src,
+        batch_size,
+        id_matrix,
+        id_lengths,
+        human_slot,
+        codes,
+        label_values,
+        parallel=parallel,
     )
     n_human = int(np.count_nonzero(human_slot))
     params: dict[str, Any] = {
@@ -180,13 +199,15 @@ def _cumulative_humans(num: int, den: int, batch_size: int, k: np.ndarray) -> np
 def _anchored_layout(
     policy: Anchored,
     fp: np.ndarray,
-    human_rows: np.ndarray,
-    synthetic_rows: np.ndarray,
+    human_rows: np.ndarray | range,
+    synthetic_rows: np.ndarray | range,
     codes: np.ndarray | None,
     n_labels: int,
     batch_size: int,
     epochs: int,
     seed: int,
+    *,
+    parallel: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Source rows and human-slot mask of an anchored plan (full batches only).
 
@@ -219,33 +240,46 @@ def _anchored_layout(
     human_slot = np.zeros(n_slots, dtype=bool)
     human_slot[human_pos] = True
 
-    src = np.empty(n_slots, dtype=np.int64)
-    human_order = _cycled_order(
-        _subset(fp, human_rows),
-        n_human_slots,
-        seed,
-        salt=2,
-        codes=None if codes is None else _subset(codes, human_rows),
-        n_codes=n_labels,
+    human_order, synthetic_order = _both(
+        lambda: _cycled_order(
+            _subset(fp, human_rows),
+            n_human_slots,
+            seed,
+            salt=2,
+            codes=None if codes is None else _subset(codes, human_rows),
+            n_codes=n_labels,
+        ),
+        lambda: _cycled_order(_subset(fp, synthetic_rows), n_slots - n_human_slots, seed, salt=3),
+        parallel=parallel,
     )
+    src = np.empty(n_slots, dtype=np.int64)
     src[human_pos] = _positions(human_rows, human_order)
     if n_slots > n_human_slots:
-        synthetic_order = _cycled_order(
-            _subset(fp, synthetic_rows), n_slots - n_human_slots, seed, salt=3
-        )
         src[~human_slot] = _positions(synthetic_rows, synthetic_order)
     info["real_fraction"] = policy.real_fraction
     return src, human_slot, info
 
 
-def _subset(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def _row_positions(selection: Selection, human: bool | None = None) -> np.ndarray | range:
+    """Ascending positions of the selected rows; a ``range`` (no array) when contiguous."""
+    mask = selection.mask(human)
+    if mask is None:
+        return range(selection.pool.num_rows)
+    count = int(np.count_nonzero(mask))
+    first = int(np.argmax(mask)) if count else 0
+    if mask[first : first + count].all():
+        return range(first, first + count)
+    return np.flatnonzero(mask)
+
+
+def _subset(values: np.ndarray, rows: np.ndarray | range) -> np.ndarray:
     """``values[rows]`` for strictly ascending ``rows``: a view when they are contiguous."""
     if _is_contiguous(rows):
         return values[int(rows[0]) : int(rows[0]) + len(rows)]
     return np.take(values, rows)
 
 
-def _positions(rows: np.ndarray, order: np.ndarray) -> np.ndarray:
+def _positions(rows: np.ndarray | range, order: np.ndarray) -> np.ndarray:
     """``rows[order]`` for strictly ascending ``rows``: an offset when they are contiguous."""
     if _is_contiguous(rows):
         if rows[0]:
@@ -254,7 +288,7 @@ def _positions(rows: np.ndarray, order: np.ndarray) -> np.ndarray:
     return np.take(rows, order)
 
 
-def _is_contiguous(rows: np.ndarray) -> bool:
+def _is_contiguous(rows: np.ndarray | range) -> bool:
     return len(rows) > 0 and int(rows[-1]) - int(rows[0]) == len(rows) - 1
 
 
@@ -632,22 +666,69 @@ def _slots_table(
     human_slot: np.ndarray,
     codes: np.ndarray | None,
     label_values: pa.Array | None,
+    *,
+    parallel: bool = False,
 ) -> pa.Table:
     """The manifest's slot table: ``rows`` taken at ``src``, in training order."""
     n = len(src)
-    origins = pa.array([Origin.HUMAN.value, Origin.SYNTHETIC.value], pa.string())
-    generation = np.asarray(rows["generation"].to_numpy(), dtype=np.int32)
-    n_batches = -(-n // batch_size)
-    columns = {
-        "batch": pa.array(np.repeat(np.arange(n_batches, dtype=np.int32), batch_size)[:n]),
-        "id": _take_ids(rows["id"], src, id_matrix, id_lengths),
-        "origin": origins.take(pa.array((~human_slot).view(np.int8))),
-        "generation": pa.array(np.take(generation, src)),
-        "label": pa.nulls(n, pa.string())
-        if codes is None
-        else label_values.take(pa.array(np.take(codes, src))),
-    }
-    return pa.table(columns, schema=MANIFEST_SLOTS)
+
+    def other_columns() -> dict[str, pa.Array]:
+        generation = np.asarray(rows["generation"].to_numpy(), dtype=np.int32)
+        n_batches = -(-n // batch_size)
+        return {
+            "batch": pa.array(np.repeat(np.arange(n_batches, dtype=np.int32), batch_size)[:n]),
+            "origin": _origin_column(human_slot),
+            "generation": pa.array(np.take(generation, src)),
+            "label": pa.nulls(n, pa.string())
+            if codes is None
+            else label_values.take(pa.array(np.take(codes, src))),
+        }
+
+    ids, columns = _both(
+        lambda: _take_ids(rows["id"], src, id_matrix, id_lengths), other_columns, parallel=parallel
+    )
+    columns["id"] = ids
+    return pa.table({name: columns[name] for name in MANIFEST_SLOTS.names}, schema=MANIFEST_SLOTS)
+
+
+def _origin_column(human_slot: np.ndarray) -> pa.Array:
+    """``"human"`` / ``"synthetic"`` per slot, as a string column.
+
+    Eight slots at a time: their flags index 256 precomputed concatenations, whose
+    bytes are exactly the column's data; the offsets are a running sum of lengths.
+    """
+    n = len(human_slot)
+    if n == 0:
+        return pa.array([], pa.string())
+    lengths = human_slot.astype(np.int32)
+    lengths *= len(Origin.HUMAN.value) - len(Origin.SYNTHETIC.value)
+    lengths += len(Origin.SYNTHETIC.value)
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    data = _origin_patterns().take(pa.array(np.packbits(human_slot)))
+    start = int(np.frombuffer(data.buffers()[1], np.int32)[data.offset])
+    buffer = data.buffers()[2].slice(start, int(offsets[-1]))
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), buffer])
+
+
+@functools.cache
+def _origin_patterns() -> pa.Array:
+    """The 256 strings of eight origins, bit 7 (``np.packbits`` order) first; 1 is human."""
+    names = (Origin.SYNTHETIC.value, Origin.HUMAN.value)
+    return pa.array(["".join(names[(b >> (7 - i)) & 1] for i in range(8)) for b in range(256)])
+
+
+def _both(first: Callable[[], Any], second: Callable[[], Any], *, parallel: bool) -> tuple:
+    """Run two independent steps; on two threads when ``parallel``.
+
+    The steps are numpy and Arrow kernels that release the GIL, and each writes
+    only arrays of its own, so the result never depends on the threads.
+    """
+    if not parallel:
+        return first(), second()
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        later = executor.submit(second)
+        return first(), later.result()
 
 
 def _take_ids(column: pa.ChunkedArray, src: np.ndarray, matrix: Any, lengths: Any) -> pa.Array:

@@ -43,12 +43,16 @@ class Selection:
     keep: np.ndarray | None = None
     human_first: bool = False
 
+    def mask(self, human: bool | None = None) -> np.ndarray | None:
+        """The selected rows (only human or non-human ones if asked); ``None``: every row."""
+        if human is None:
+            return self.keep
+        side = self.human if human else ~self.human
+        return side if self.keep is None else self.keep & side
+
     def rows(self, human: bool | None = None) -> np.ndarray:
         """Positions of the selected rows (only human or non-human ones if asked), ascending."""
-        mask = self.keep
-        if human is not None:
-            side = self.human if human else ~self.human
-            mask = side if mask is None else mask & side
+        mask = self.mask(human)
         if mask is None:
             return np.arange(self.pool.num_rows, dtype=np.int64)
         return np.flatnonzero(mask)
