@@ -13,7 +13,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tailguard.errors import ConfigError, InputError, ReservoirError
-from tailguard.mix import Accumulate, Anchored, Fresh, HumanOnly, Replace, human_quota, plan
+from tailguard.mix import (
+    Accumulate,
+    Anchored,
+    Fresh,
+    HumanOnly,
+    Policy,
+    Replace,
+    human_quota,
+    plan,
+    planner,
+)
 from tailguard.mix.planner import as_fraction, id_fingerprints
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -395,3 +405,89 @@ def test_anchored_without_synthetic_data_trains_on_the_reservoir():
     m = plan(make_pool(30, 0), Anchored(real_fraction=0.2), round=0, batch_size=8)
     assert m.counts()["synthetic"] == 0 and m.params["real_fraction_used"] == 1.0
     assert "fallback" in m.params
+
+
+# --------------------------------------------------------------------------- selection
+def test_rows_a_policy_leaves_out_never_change_the_plan():
+    # Rejected and later-round rows, even with labels no eligible row has, are invisible:
+    # the label strata and the shuffles depend on the selected rows only.
+    pool = make_pool(40, 200, seed=8)
+    extra = make_pool(30, 30, labels=("zz", "yy"), seed=9, status=True)
+    extra = extra.set_column(
+        extra.schema.get_field_index("status"), "status", pa.array(["rejected"] * 60)
+    )
+    later = make_pool(10, 10, labels=("later",), seed=10).set_column(
+        4, "round", pa.array(np.full(20, 99, np.int32))
+    )
+    noisy = pa.concat_tables(
+        [pool.append_column("status", pa.array(["accepted"] * pool.num_rows)), extra, later],
+        promote_options="default",
+    )
+    for policy in (Anchored(real_fraction=0.3), HumanOnly(), Accumulate()):
+        a = plan(pool, policy, round=5, batch_size=10, seed=2)
+        b = plan(noisy, policy, round=5, batch_size=10, seed=2)
+        assert a.slots.equals(b.slots) and a.digest == b.digest
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        Anchored(real_fraction=0.25),
+        Anchored(synthetic="latest"),
+        HumanOnly(),
+        Accumulate(),
+        Replace(),
+        Fresh(new_human_per_round=5, synthetic="accumulate"),
+    ],
+    ids=repr,
+)
+def test_select_is_the_selection_in_policy_order(policy):
+    mixed = make_pool(30, 150, seed=1, status=True)
+    pool = mixed.take(pa.array(np.random.default_rng(0).permutation(mixed.num_rows)))
+    fresh = make_pool(8, 0, seed=4, round_of_human=3)
+    fresh = fresh.append_column("status", pa.array(["accepted"] * fresh.num_rows))
+    pool = pa.concat_tables([pool, fresh])
+    selected = policy.select(pool, 3, 7)
+    humans = pc.equal(selected["origin"], "human").to_numpy(zero_copy_only=False)
+    if isinstance(policy, Anchored | Fresh):  # the human rows first
+        assert not (np.diff(humans.astype(int)) > 0).any()
+    assert selected.equals(policy.selection(pool, 3, 7).table())
+    assert pc.all(pc.equal(selected["status"], "accepted")).as_py()
+    assert pc.max(selected["round"]).as_py() <= 3
+
+
+def test_a_policy_that_only_overrides_select_can_be_planned():
+    class EveryOther(HumanOnly):
+        name = "every_other"
+
+        def select(self, pool, round, seed=0):  # noqa: A002
+            return pool.take(pa.array(np.arange(0, pool.num_rows, 2)))
+
+        selection = Policy.selection
+
+    pool = make_pool(20, 40, seed=5)
+    m = plan(pool, EveryOther(), round=9, batch_size=8)
+    assert sorted(m.slots["id"].to_pylist()) == sorted(pool["id"].to_pylist()[::2])
+
+
+def test_null_generations_are_refused():
+    pool = make_pool(5, 5).set_column(2, "generation", pa.array([0] * 9 + [None], pa.int32()))
+    with pytest.raises(InputError, match="null generations"):
+        plan(pool, Accumulate(), round=9, batch_size=4)
+
+
+# --------------------------------------------------------------------------- fast paths
+def test_two_threads_plan_what_one_does(monkeypatch):
+    pool = make_pool(3_000, 9_000, seed=6)
+    policies = (Anchored(real_fraction=0.2), HumanOnly(), Accumulate())
+    serial = [plan(pool, p, round=9, batch_size=64, seed=1).digest for p in policies]
+    monkeypatch.setattr(planner, "_PARALLEL_MIN", 0)
+    assert [plan(pool, p, round=9, batch_size=64, seed=1).digest for p in policies] == serial
+
+
+@FAST
+@given(flags=st.lists(st.booleans(), max_size=70))
+def test_origin_column_spells_every_slot(flags):
+    column = planner._origin_column(np.array(flags, dtype=bool))
+    column.validate(full=True)
+    assert column.to_pylist() == ["human" if f else "synthetic" for f in flags]
