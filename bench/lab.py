@@ -143,7 +143,7 @@ def main() -> None:
         bench_fast_path(seeds=500, generations=20)
         bench_demo(generations=3, seeds=2)
     else:
-        bench_ngram(n_fit=14_000, n_sample=2000, nltk_words=3)
+        bench_ngram(n_fit=14_000, n_sample=2000, nltk_words=1)
         bench_models(generations=5)
         bench_fast_path(seeds=4000, generations=100)
         bench_demo(generations=10, seeds=3)
