@@ -8,12 +8,16 @@ import re
 from collections import Counter
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import scipy.spatial.distance
 import scipy.stats
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tailguard import metrics as M
 from tailguard.errors import InputError
+from tailguard.metrics import text
 
 prdc_pkg = pytest.importorskip("prdc")
 vendi_pkg = pytest.importorskip("vendi_score.vendi")
@@ -166,6 +170,66 @@ def test_distinct_n_and_entropy_match_counter():
         p = np.array(list(c.values())) / sum(c.values())
         assert M.ngram_entropy(texts, n) == pytest.approx(scipy.stats.entropy(p, base=2))
     assert M.distinct_ns(texts) == {n: M.distinct_n(texts, n) for n in (1, 2, 3, 4)}
+
+
+def _counter_figures(texts: list[str], n: int) -> tuple[float, float]:
+    toks = [_tokens(t) for t in texts]
+    c = Counter(g for t in toks for g in zip(*[t[i:] for i in range(n)], strict=False))
+    p = np.array(list(c.values())) / sum(c.values())
+    return len(c) / sum(c.values()), float(scipy.stats.entropy(p, base=2))
+
+
+_piece = st.sampled_from(
+    ["the", "Cat", "a", "DOG", "x1", "42", "ünï", "Ärger", "é", "_", "-", ",", "  ", "\n", "it's"]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(_piece, max_size=9).map("".join), min_size=1, max_size=25))
+def test_distinct_and_entropy_match_counter_on_mixed_texts(texts):
+    """ASCII rows (byte split), non-ASCII rows (regex split), empty rows and words glued
+    by punctuation: the packed one-sort counts equal a Counter of n-gram tuples."""
+    grams = text.NGrams(M.tokenize(texts))
+    for n in range(1, 5):
+        distinct, total = grams.distinct(n)
+        if total == 0:
+            continue
+        want_distinct, want_entropy = _counter_figures(texts, n)
+        assert distinct / total == pytest.approx(want_distinct, abs=1e-12)
+        assert M.ngram_entropy(grams, n) == pytest.approx(want_entropy, abs=1e-9)
+
+
+def test_ascii_byte_split_equals_the_unicode_regex_split():
+
+    texts = ["Hello, World!", "", "a_b  C3PO-x", "   ", "9 lives\tand 10", "end."] * 3
+    arr = pa.array(texts)
+    for typ in (pa.string(), pa.large_string()):
+        sliced = arr.cast(typ).slice(2, 12)  # an offset into shared buffers
+        words, offsets = text._split_ascii(sliced)
+        want_words, want_offsets = text._split_unicode(sliced)
+        assert words.to_pylist() == want_words.to_pylist()
+        assert offsets.tolist() == want_offsets.tolist()
+    tokens = M.tokenize(["Über Cat", "the cat", "çà et là", "CAT über"])
+    rows = [tokens.vocab.take(pa.array(tokens.ids[a:b])).to_pylist()
+            for a, b in zip(tokens.offsets[:-1], tokens.offsets[1:], strict=True)]  # fmt: skip
+    assert rows == [["über", "cat"], ["the", "cat"], ["çà", "et", "là"], ["cat", "über"]]
+
+
+def test_large_vocabularies_fall_back_to_level_by_level_ids():
+
+    rng = np.random.default_rng(11)
+    texts = [" ".join(f"w{w}" for w in rng.integers(0, 40, rng.integers(0, 8))) for _ in range(300)]
+    packed = text.NGrams(M.tokenize(texts))
+    assert text._SortedGrams.fits(packed.vocab_size, 4)
+    big = text.NGrams(M.tokenize(texts))
+    big.vocab_size = 2**20  # 4 x 21 bits cannot be packed: ids are built level by level
+    assert not text._SortedGrams.fits(big.vocab_size, 4)
+    for n in range(1, 5):
+        assert big.distinct(n) == packed.distinct(n)
+        assert sorted(big.counts(n)) == sorted(packed.counts(n))
+        assert packed.distinct(n)[0] / packed.distinct(n)[1] == pytest.approx(
+            _counter_figures(texts, n)[0]
+        )
 
 
 def test_text_coverage_lengths_and_compression():

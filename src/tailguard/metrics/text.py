@@ -1,16 +1,22 @@
 """Text diversity and coverage metrics, vectorised over Arrow string arrays.
 
-Texts are tokenised once with Arrow kernels (lower-case; runs of letters and
-digits are tokens) into one flat int64 array of token ids plus row offsets.
-n-gram ids are built level by level: the id of an n-gram is the factorised pair
-(id of its (n-1)-gram prefix, id of its last token), so counting distinct
-n-grams is exact (no hash collisions) and needs no per-row Python.
+Texts are tokenised once into one flat int64 array of token ids plus row
+offsets. ASCII rows (the common case) are split on their raw UTF-8 bytes with
+numpy (a 256-entry table says which bytes are letters or digits); other rows go
+through Arrow's Unicode regex split; both share one Arrow dictionary encoding.
+
+distinct-n and n-gram counts pack each position's next tokens (with a sentinel
+after every text) into one uint64 key, sort the keys once, and read every n off
+the sorted prefixes: exact, no hashing, one sort for n = 1..4. When the
+vocabulary is too large to pack, n-gram ids are built level by level instead:
+the id of an n-gram is the factorised pair (prefix id, last token id).
 """
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -60,16 +66,95 @@ def tokenize(texts, *, name: str = "texts") -> Tokens:  # noqa: ANN001
     if isinstance(texts, Tokens):
         return texts
     arr = _checks.texts(texts, name)
+    ascii_rows = pc.string_is_ascii(arr).to_numpy(zero_copy_only=False)
+    if ascii_rows.all():
+        words, offsets = _split_ascii(arr)
+        enc = pc.dictionary_encode(words)
+        return Tokens(_int64(enc.indices), offsets, enc.dictionary)
+    if not ascii_rows.any():
+        words, offsets = _split_unicode(arr)
+        enc = pc.dictionary_encode(words)
+        return Tokens(_int64(enc.indices), offsets, enc.dictionary)
+    # mixed: split each kind its own way, encode together, put rows back in order
+    a_rows, u_rows = np.flatnonzero(ascii_rows), np.flatnonzero(~ascii_rows)
+    a_words, a_off = _split_ascii(arr.filter(pa.array(ascii_rows)))
+    u_words, u_off = _split_unicode(arr.filter(pa.array(~ascii_rows)))
+    both = pa.concat_arrays([a_words.cast(pa.large_string()), u_words.cast(pa.large_string())])
+    enc = pc.dictionary_encode(both)
+    stacked = Tokens(
+        _int64(enc.indices), np.concatenate([a_off, u_off[1:] + a_off[-1]]), enc.dictionary
+    )
+    position = np.empty(len(arr), np.int64)  # row i of the input is row position[i] of stacked
+    position[a_rows] = np.arange(a_rows.size)
+    position[u_rows] = a_rows.size + np.arange(u_rows.size)
+    return stacked.take(position)
+
+
+def _int64(indices: pa.Array) -> np.ndarray:
+    return indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _is_word_byte() -> np.ndarray:
+    table = np.zeros(256, dtype=bool)
+    for lo, hi in ((b"0", b"9"), (b"a", b"z"), (b"A", b"Z")):
+        table[lo[0] : hi[0] + 1] = True
+    return table
+
+
+def _lower_byte() -> np.ndarray:
+    table = np.arange(256, dtype=np.uint8)
+    table[ord("A") : ord("Z") + 1] += ord("a") - ord("A")
+    return table
+
+
+_WORD_BYTE = _is_word_byte()
+_LOWER_BYTE = _lower_byte()
+
+
+def _split_ascii(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Tokens of ASCII texts straight from the UTF-8 bytes: (flat tokens, row offsets).
+
+    A token starts at a word byte that follows a separator or begins a row; the
+    word bytes, packed together, hold the tokens back to back, so the token
+    starts are the offsets of a new Arrow string array (no copy per token).
+    """
+    offsets_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    _, off_buf, data_buf = arr.buffers()
+    row_off = np.frombuffer(off_buf, offsets_type)[arr.offset : arr.offset + len(arr) + 1]
+    row_off = row_off.astype(np.int64)
+    lo, hi = int(row_off[0]), int(row_off[-1])
+    row_off -= lo
+    data = np.frombuffer(data_buf, np.uint8, hi - lo, lo) if hi > lo else np.zeros(0, np.uint8)
+    word = _WORD_BYTE[data]
+    start = word.copy()
+    start[1:] &= ~word[:-1]
+    row_start = row_off[:-1][row_off[:-1] < data.size]  # empty last rows start past the end
+    start[row_start] = word[row_start]
+    token_pos = np.flatnonzero(start)
+    offsets = np.searchsorted(token_pos, row_off).astype(np.int64)
+    chars = _LOWER_BYTE[data[word]]
+    kept_before = np.cumsum(word, dtype=np.int64)
+    str_off = np.empty(token_pos.size + 1, np.int64)
+    str_off[:-1] = kept_before[token_pos] - 1
+    str_off[-1] = chars.size
+    big = chars.size >= 2**31
+    words = pa.Array.from_buffers(
+        pa.large_string() if big else pa.string(),
+        token_pos.size,
+        [None, pa.py_buffer(str_off if big else str_off.astype(np.int32)), pa.py_buffer(chars)],
+    )
+    return words, offsets
+
+
+def _split_unicode(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Tokens of any texts with Arrow's Unicode regex split: (flat tokens, row offsets)."""
     words = pc.split_pattern_regex(pc.utf8_lower(arr), TOKEN_SEPARATOR)
     flat = pc.list_flatten(words)
     keep = pc.greater(pc.utf8_length(flat), 0).to_numpy(zero_copy_only=False)
     raw_offsets = words.offsets.to_numpy()
     raw_offsets = raw_offsets - raw_offsets[0]
     kept_before = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
-    offsets = kept_before[raw_offsets]
-    enc = pc.dictionary_encode(flat.filter(pa.array(keep)))
-    ids = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    return Tokens(ids, offsets.astype(np.int64), enc.dictionary)
+    return flat.filter(pa.array(keep)), kept_before[raw_offsets]
 
 
 def tokenize_pair(sample, reference) -> tuple[Tokens, Tokens]:  # noqa: ANN001
@@ -80,17 +165,29 @@ def tokenize_pair(sample, reference) -> tuple[Tokens, Tokens]:  # noqa: ANN001
     return both.rows(0, len(s)), both.rows(len(s), len(s) + len(r))
 
 
+#: n-gram orders packed into one sort key when the vocabulary allows (distinct-1..4).
+PACKED_ORDERS = 4
+
+
 class NGrams:
-    """Exact n-gram ids of a :class:`Tokens`, built lazily one level at a time."""
+    """Exact n-gram counts of a :class:`Tokens`.
+
+    Counting uses :class:`_SortedGrams` (one sort for n = 1..4) whenever the
+    vocabulary fits; per-position n-gram ids (:meth:`codes`, for self-BLEU and
+    large vocabularies) are built lazily one level at a time.
+    """
 
     def __init__(self, tokens: Tokens) -> None:
         self.tokens = tokens
         self.vocab_size = int(tokens.ids.max()) + 1 if tokens.ids.size else 1
-        lens = tokens.lengths
-        row = np.repeat(np.arange(tokens.n_rows), lens)
-        # tokens from each position to the end of its text (inclusive)
-        self.remaining = tokens.offsets[1:][row] - np.arange(tokens.ids.size)
         self._codes: dict[int, np.ndarray] = {1: tokens.ids}
+        self._sorted: _SortedGrams | None = None
+
+    @cached_property
+    def remaining(self) -> np.ndarray:
+        """Tokens from each position to the end of its text (inclusive)."""
+        ends = np.repeat(self.tokens.offsets[1:], self.tokens.lengths)
+        return ends - np.arange(self.tokens.ids.size)
 
     def codes(self, n: int) -> np.ndarray:
         """ids of the n-grams starting at each position (meaningless where invalid)."""
@@ -112,8 +209,21 @@ class NGrams:
         m = max(self.tokens.ids.size - n + 1, 0)
         return self.remaining[:m] >= n
 
+    def _sorted_grams(self, n: int) -> _SortedGrams | None:
+        """The packed, sorted keys covering order ``n``, if the vocabulary lets them fit."""
+        if self._sorted is not None and self._sorted.orders >= n:
+            return self._sorted
+        orders = max(n, PACKED_ORDERS)
+        if _SortedGrams.fits(self.vocab_size, orders):
+            self._sorted = _SortedGrams(self.tokens, self.vocab_size, orders)
+            return self._sorted
+        return None
+
     def counts(self, n: int) -> np.ndarray:
         """Occurrence counts of each distinct n-gram (order arbitrary)."""
+        grams = self._sorted_grams(n)
+        if grams is not None:
+            return grams.counts(n)
         codes = self.codes(n)[self.valid(n)]
         if codes.size == 0:
             return np.zeros(0, np.int64)
@@ -122,12 +232,69 @@ class NGrams:
 
     def distinct(self, n: int) -> tuple[int, int]:
         """(distinct n-grams, total n-grams)."""
+        grams = self._sorted_grams(n)
+        if grams is not None:
+            return grams.distinct(n)
         valid = self.valid(n)
         total = int(valid.sum())
         if total == 0:
             return 0, 0
         codes = self.codes(n)
         return _n_unique(codes[valid]), total
+
+
+class _SortedGrams:
+    """Every position's next ``orders`` token ids packed into one sorted uint64 key.
+
+    The tokens are laid out with a sentinel id (the vocabulary size) after every
+    text and a key holds only sentinels past its text's end, so a key's n-prefix
+    is a real n-gram exactly when its n-th token is not the sentinel. Sorting the
+    keys once puts equal n-prefixes next to each other for every n at the same
+    time; a new n-gram starts wherever the prefix changes.
+    """
+
+    def __init__(self, tokens: Tokens, vocab_size: int, orders: int) -> None:
+        self.orders = orders
+        self.bits = vocab_size.bit_length()  # room for ids 0..vocab_size (the sentinel)
+        self.sentinel = np.uint64(vocab_size)
+        n_tok = tokens.ids.size
+        padded = np.full(n_tok + tokens.n_rows + orders, vocab_size, np.uint64)
+        padded[np.arange(n_tok) + np.repeat(np.arange(tokens.n_rows), tokens.lengths)] = tokens.ids
+        size = n_tok + tokens.n_rows
+        key = padded[:size].copy()
+        shift, mask = np.uint64(self.bits), np.uint64((1 << self.bits) - 1)
+        for j in range(1, orders):
+            ended = (key & mask) == self.sentinel  # past a text's end, only sentinels follow
+            key <<= shift
+            key |= np.where(ended, self.sentinel, padded[j : j + size])
+        key.sort()
+        self.keys = key
+
+    @staticmethod
+    def fits(vocab_size: int, orders: int) -> bool:
+        return vocab_size.bit_length() * orders <= 64
+
+    def _prefixes(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(n-prefixes of the sorted keys, where each is a real n-gram)."""
+        prefix = self.keys >> np.uint64(self.bits * (self.orders - n))
+        last = prefix & np.uint64((1 << self.bits) - 1)
+        return prefix, last != self.sentinel
+
+    def distinct(self, n: int) -> tuple[int, int]:
+        prefix, real = self._prefixes(n)
+        total = int(np.count_nonzero(real))
+        if total == 0:
+            return 0, 0
+        new = np.empty(prefix.size, bool)
+        new[0] = True
+        np.not_equal(prefix[1:], prefix[:-1], out=new[1:])
+        return int(np.count_nonzero(new & real)), total
+
+    def counts(self, n: int) -> np.ndarray:
+        prefix, real = self._prefixes(n)
+        starts = np.flatnonzero(np.r_[True, prefix[1:] != prefix[:-1]])
+        sizes = np.diff(np.r_[starts, prefix.size])
+        return sizes[real[starts]].astype(np.int64)
 
 
 def _n_unique(codes: np.ndarray) -> int:
