@@ -98,3 +98,23 @@ def test_report_renders_in_headless_chromium(project, tmp_path):
     drawn = {name for name, width in charts if width > 100}
     assert drawn >= EXPECTED_CHARTS
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_report_from_a_lab_comparison_has_axes_and_every_strategy(tmp_path):
+    from tailguard.lab import run
+    from tailguard.report import from_lab
+
+    result = run(
+        model="ngram",
+        strategies=("replace", "anchored_gated"),
+        generations=2,
+        seeds=1,
+        workers=1,
+        n_generate=300,
+        out=None,
+        progress=False,
+    )
+    page = render(from_lab(result))
+    for chart in ("axes", "metric-tail_recall", "mix-replace", "mix-anchored-gated", "gate"):
+        assert f'data-chart="{chart}"' in page
+    assert "exact copy" in page or "near-duplicate" in page  # rejection reasons are listed

@@ -157,27 +157,20 @@ KEEPS_TAILS = 0.9
 def advise_from_lab(advice: Advice, axes: Any) -> Advice:
     """Check the rule against a lab comparison: which strategies kept the tails, at what cost.
 
-    ``axes`` is a lab result's axes table (one row per strategy). Among the
-    strategies whose coverage stayed within 10% of baseline, the cheapest is
-    named; strategies that lost their tails are named too, with the loss.
+    ``axes`` is a lab result's axes table (one row per strategy). Each strategy is
+    named with its tail coverage at the last generation (relative to round 0) and
+    its cost per generation; those below 90% coverage are said to have lost their tails.
     """
     rows = axes.to_pylist() if hasattr(axes, "to_pylist") else list(axes)
-    kept = [r for r in rows if r["coverage_vs_baseline"] >= KEEPS_TAILS]
-    lost = [r for r in rows if r["coverage_vs_baseline"] < KEEPS_TAILS]
     lines = []
-    if kept:
-        best = min(kept, key=lambda r: (r["cost"], r["fidelity_loss"]))
+    for r in sorted(rows, key=lambda r: -r["coverage_vs_baseline"]):
+        kept = r["coverage_vs_baseline"] >= KEEPS_TAILS
+        verdict = "kept its tails" if kept else "lost its tails"
+        recovered = "" if kept or r.get("recovered_share", 1) >= 1 else ", did not recover"
         lines.append(
-            f"lab evidence: {', '.join(r['strategy'] for r in kept)} kept tail coverage within "
-            f"10% of baseline; the cheapest of them is {best['strategy']} "
-            f"(${best['cost']:,.2f}, fidelity loss {best['fidelity_loss']:.3f})"
-        )
-    for r in lost:
-        lines.append(
-            f"lab evidence: {r['strategy']} lost its tails (coverage "
-            f"{r['coverage_vs_baseline']:.0%} of baseline"
-            + (", did not recover" if r.get("recovered_share", 1) < 1 else "")
-            + ")"
+            f"lab evidence: {r['strategy']} {verdict} (coverage "
+            f"{r['coverage_vs_baseline']:.0%} of baseline{recovered}; fidelity loss "
+            f"{r['fidelity_loss']:.3f}; ${r['cost_per_generation']:,.2f} per generation)"
         )
     advice.evidence = [*advice.evidence, *lines]
     return advice

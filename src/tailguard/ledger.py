@@ -571,6 +571,31 @@ class Ledger:
         sql = "SELECT * FROM verdicts" + (" WHERE " + " AND ".join(where) if where else "")
         return self.con.sql(sql + " ORDER BY round, id, verifier", params=params).to_arrow_table()
 
+    def gate_summary(self) -> pa.Table:
+        """Per round and verifier: records seen and passed (the report's pass rates)."""
+        return self.con.sql(
+            "SELECT round, verifier, count(*) AS records, count(*) FILTER (WHERE passed) AS passed "
+            "FROM verdicts GROUP BY ALL ORDER BY round, verifier"
+        ).to_arrow_table()
+
+    def rejection_reasons(self, *, top: int | None = None) -> pa.Table:
+        """Failed verdicts counted by verifier and reason stem, most frequent first.
+
+        The stem drops record-specific detail (a matched id, a similarity, a count in
+        parentheses) so that one cause is one row.
+        """
+        limit = "" if top is None else f" LIMIT {int(top)}"
+        return self.con.sql(
+            f"""
+            SELECT verifier, trim(regexp_replace(regexp_replace(reason,
+                       '\\b[0-9a-f]{{32}}\\b', '<id>', 'g'),
+                       '\\s*\\([^()]*[0-9][^()]*\\)', '', 'g')) AS reason,
+                   count(*) AS count
+            FROM verdicts WHERE NOT passed GROUP BY ALL ORDER BY count DESC, verifier, reason
+            {limit}
+            """
+        ).to_arrow_table()
+
     # ------------------------------------------------------------------ manifests
     def write_manifest(self, manifest: Manifest) -> str:
         """Store a round's manifest after checking every slot may be trained on.

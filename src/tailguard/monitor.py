@@ -452,6 +452,20 @@ class Monitor:
         return {"preset": self.preset.to_dict(), "run": self.run, "seed": self.seed}
 
 
+def alerts_table(alerts: list[Alert]) -> pa.Table:
+    """Alerts as rows (run, sample, round, rule, metrics, message), for reports and files."""
+    return pa.table(
+        {
+            "run": pa.array([a.run for a in alerts], pa.string()),
+            "sample": pa.array([a.sample for a in alerts], pa.string()),
+            "round": pa.array([a.round for a in alerts], pa.int32()),
+            "rule": pa.array([a.rule for a in alerts], pa.string()),
+            "metrics": pa.array([", ".join(a.metrics) for a in alerts], pa.string()),
+            "message": pa.array([a.message for a in alerts], pa.string()),
+        }
+    )
+
+
 def _past(kind: str, t: float, value: float, baseline: float, hib: bool) -> bool:
     worse_by = (baseline - value) if hib else (value - baseline)
     if kind == "relative":

@@ -48,7 +48,7 @@ def lab_run(
         real_fraction=real_fraction, n_generate=n_generate, recovery_rounds=recovery_rounds,
         costs=CostModel.parse(costs), workers=workers, out=out, seed=seed,
     )  # fmt: skip
-    _print_result(result)
+    print_lab_result(result)
     console.print(f"\nsaved to [bold]{result.path}[/] ({result.elapsed:.1f} s)")
 
 
@@ -61,7 +61,7 @@ def lab_show(
     """Print a saved run's axes table and its primary curve."""
     from tailguard.lab import LabResult
 
-    _print_result(LabResult.load(run_dir), metric)
+    print_lab_result(LabResult.load(run_dir), metric)
 
 
 @lab_app.command("validate")
@@ -112,7 +112,7 @@ def lab_list() -> None:
         console.print(f"  {s.name:<22} {s.description}")
 
 
-def _print_result(result, metric: str | None = None) -> None:  # noqa: ANN001
+def print_lab_result(result, metric: str | None = None) -> None:  # noqa: ANN001
     from rich.table import Table
 
     c = result.config

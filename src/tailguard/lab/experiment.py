@@ -39,6 +39,8 @@ from tailguard.lab.strategies import StrategyParts, StrategySettings, parse_stra
 
 #: Rounds a collapsed run may take, once switched to anchoring, to come back.
 RECOVERY_TOLERANCE = 0.05
+#: The report's per-run tables, collected from every job's ledger.
+LINEAGE_TABLES = ("mix", "gate", "reasons", "decisions", "alerts")
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class JobResult:
     metrics: pa.Table  # the ledger's metric rows
     rounds: pa.Table  # per round: provenance and cost counts
     recovery: dict[str, Any]
+    lineage: dict[str, pa.Table]  # what the report shows: mix, gate, reasons, decisions, alerts
 
 
 class _Job:
@@ -184,9 +187,24 @@ class _Job:
         cfg, parts = self.config, self.parts
         loop = self.loop(parts.policy, gate=parts.gate, dial=parts.dial)
         results = loop.run(cfg.generations, on_stage=self._on_stage)
+        lineage = self._lineage()
         recovery = self._recover(loop.model, results[0].metrics, results[-1].metrics)
         metrics = self.ledger.metrics(self.run_name)
-        return JobResult(self.strategy, self.seed, metrics, self._rounds_table(), recovery)
+        return JobResult(self.strategy, self.seed, metrics, self._rounds_table(), recovery, lineage)
+
+    def _lineage(self) -> dict[str, pa.Table]:
+        """The report's tables of this run (before any recovery rounds), tagged."""
+        from tailguard.report import lineage_tables
+
+        tables = lineage_tables(self.ledger, self.run_name)
+        out = {}
+        for name in LINEAGE_TABLES:
+            t = tables[name]
+            n = t.num_rows
+            out[name] = t.append_column(
+                "strategy", pa.array([self.strategy] * n, pa.string())
+            ).append_column("seed", pa.array([self.seed] * n, pa.int32()))
+        return out
 
     def _recover(
         self, model: Any, baseline: dict[str, float], values: dict[str, float]
@@ -401,10 +419,15 @@ class LabResult:
     run_id: str
     elapsed: float
     path: Path | None = None
+    mix: pa.Table | None = None
+    gate: pa.Table | None = None
+    reasons: pa.Table | None = None
+    decisions: pa.Table | None = None
+    alerts: pa.Table | None = None
 
     TABLES = (
         "metrics", "floor", "summary", "rounds", "recovery", "recovery_metrics", "axes",
-        "ledger_metrics",
+        "ledger_metrics", *LINEAGE_TABLES,
     )  # fmt: skip
 
     @property
@@ -423,7 +446,8 @@ class LabResult:
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
         for name in self.TABLES:
-            pq.write_table(getattr(self, name), path / f"{name}.parquet")
+            if getattr(self, name) is not None:
+                pq.write_table(getattr(self, name), path / f"{name}.parquet")
         write_json(
             path / "config.json",
             {"run_id": self.run_id, "elapsed_s": self.elapsed, **self.config.params()},
@@ -444,7 +468,11 @@ class LabResult:
         meta["costs"] = CostModel(**meta["costs"])
         meta["strategies"] = tuple(meta["strategies"])
         config = LabConfig(**meta)
-        tables = {name: pq.read_table(path / f"{name}.parquet") for name in cls.TABLES}
+        tables = {
+            name: pq.read_table(path / f"{name}.parquet")
+            for name in cls.TABLES
+            if (path / f"{name}.parquet").exists()
+        }
         return cls(config=config, run_id=run_id, elapsed=elapsed, path=path, **tables)
 
     def plot(self, path: Path | str | None = None, metrics: list[str] | None = None) -> Path:
@@ -525,12 +553,18 @@ def run(
         config=config, metrics=metrics, floor=floor, summary=summarise(metrics), rounds=rounds,
         recovery=recovery, recovery_metrics=recovery_metrics.drop_columns(["sample"]),
         axes=axes, ledger_metrics=ledger_metrics, run_id=new_run_id(config),
+        **{name: _concat([j.lineage[name] for j in jobs]) for name in LINEAGE_TABLES},
         elapsed=elapsed,
     )  # fmt: skip
     if out is not None:
         result.save(Path(out) / result.run_id)
         result.plot()
     return result
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    """Concatenate per-job tables whose types may differ where one job's column is all null."""
+    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def _label(metrics: pa.Table, strategy: str, seed: int) -> pa.Table:
