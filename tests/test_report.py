@@ -118,3 +118,14 @@ def test_report_from_a_lab_comparison_has_axes_and_every_strategy(tmp_path):
     for chart in ("axes", "metric-tail_recall", "mix-replace", "mix-anchored-gated", "gate"):
         assert f'data-chart="{chart}"' in page
     assert "exact copy" in page or "near-duplicate" in page  # rejection reasons are listed
+
+
+def test_report_command_writes_a_project_report(project, tmp_path):
+    from typer.testing import CliRunner
+
+    from tailguard.cli import app
+
+    out = tmp_path / "r.html"
+    result = CliRunner().invoke(app, ["report", "--ledger", str(project), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert 'data-chart="mix-main"' in out.read_text()
