@@ -98,11 +98,14 @@ class Loop:
         *,
         resume: bool = False,
         on_stage: Callable[[int, str], None] | None = None,
+        on_round: Callable[[RoundResult], None] | None = None,
     ) -> list[RoundResult]:
         """Run rounds ``0..rounds`` (round 0 is the human-only baseline).
 
         With ``resume=True`` continue after the last finished stage of this run;
-        without it, a run name that already has stages is refused.
+        without it, a run name that already has stages is refused. ``on_stage(round,
+        stage)`` is called after every stage, ``on_round(result)`` after every round
+        (e.g. a :class:`~tailguard.tracking.MlflowTracker`).
         """
         if rounds < 0:
             raise ConfigError("rounds must be >= 0")
@@ -120,6 +123,8 @@ class Loop:
         for r in range(start_round, rounds + 1):
             first = start_stage if r == start_round else STAGES[0]
             results.append(self.run_round(r, from_stage=first, on_stage=on_stage))
+            if on_round is not None:
+                on_round(results[-1])
         return results
 
     def run_round(

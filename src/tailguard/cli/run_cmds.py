@@ -18,6 +18,9 @@ def run_loop(
     rounds: int | None = typer.Option(None, help="Rounds to run (default: [loop] rounds)."),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed or finished run."),
     ledger: Path | None = typer.Option(None, "--ledger", help="Ledger file (default: config)."),
+    mlflow: Path | None = typer.Option(
+        None, "--mlflow", help="Log each round's metrics and digest to this MLflow directory."
+    ),
 ) -> None:
     """Run the retraining loop: generate, gate, dial, plan, train, evaluate, every round."""
     from tailguard.ledger import Ledger
@@ -46,7 +49,12 @@ def run_loop(
             def step(rnd: int, stage: str) -> None:
                 bar.update(task, advance=1, description=f"round {rnd}: {stage}")
 
-            results = loop.run(n_rounds, resume=resume, on_stage=step)
+            tracker = None
+            if mlflow is not None:
+                from tailguard.tracking import MlflowTracker
+
+                tracker = MlflowTracker(mlflow, run=cfg.loop.run)
+            results = loop.run(n_rounds, resume=resume, on_stage=step, on_round=tracker)
         table = Table(
             "round",
             "generated",
