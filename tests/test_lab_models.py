@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -199,16 +197,11 @@ def test_ngram_refuses_bad_settings() -> None:
         NGram().fit(_tiny_corpus().slice(0, 0))
 
 
-def test_ngram_on_fortunes_is_fast(fortunes_records: pa.Table) -> None:
-    train = fortunes_records.slice(0, 14_000)
-    times = []
-    for _ in range(2):  # the better of two, so a busy machine does not decide the test
-        start = time.perf_counter()
-        model = NGram().fit(train)
-        out = model.sample(2000, seed=0, generation=1, round=1)
-        times.append(time.perf_counter() - start)
+def test_ngram_on_fortunes_samples_like_the_corpus(fortunes_records: pa.Table) -> None:
+    # Speed is measured in bench/lab.py; this checks what the samples look like.
+    model = NGram().fit(fortunes_records.slice(0, 14_000))
+    out = model.sample(2000, seed=0, generation=1, round=1)
     assert out.num_rows == 2000
-    assert min(times) < 1.0, f"fit 14k + sample 2k took {min(times):.2f}s"
     # Sampled texts look like the corpus: a realistic spread of lengths and many categories.
     lengths = np.array([len(t.split()) for t in out.column("content").to_pylist()])
     assert 5 < np.median(lengths) < 60
