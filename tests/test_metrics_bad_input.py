@@ -22,6 +22,7 @@ X = rng.standard_normal((20, 4))
         (lambda: M.prdc(np.where(X > 2, np.inf, X), X), "real contains an infinite value"),
         (lambda: M.prdc(X, X[:, :3]), "real has 4 dimensions but fake has 3"),
         (lambda: M.prdc(X, X, k=0), "k must be an integer >= 1"),
+        (lambda: M.prdc(X, X, threads=0), "threads must be an integer >= 1"),
         (lambda: M.prdc(X[0], X), "real must be a 2-D array"),
         (lambda: M.prdc([["a"]], X), "real must be numeric"),
         (lambda: M.vendi(np.zeros((0, 3))), "X is empty"),

@@ -75,7 +75,9 @@ def test_prdc_chunking_does_not_change_the_answer(monkeypatch):
     whole = M.prdc(real, fake, k=4)
     monkeypatch.setattr(_knn, "CHUNK_ELEMENTS", 1000)
     monkeypatch.setattr(_knn, "PAIR_BATCH", 7)
-    assert M.prdc(real, fake, k=4) == whole
+    assert M.prdc(real, fake, k=4, threads=1) == whole
+    assert M.prdc(real, fake, k=4, threads=3) == whole  # many chunks, finishing out of order
+    assert_same(whole, reference_prdc(real, fake, 4))
 
 
 @pytest.mark.parametrize("q", [0.0, 0.5, 1.0, 2.0, float("inf")])

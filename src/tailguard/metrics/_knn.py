@@ -9,13 +9,24 @@ recomputed exactly in float64 from the original points. The result is the exact
 answer, rounded the way ``prdc``/scikit-learn round it: squared distances in
 float64, cast to float32 and square-rooted in float32 when both inputs are
 float32, plain float64 otherwise. Memory is O(chunk x n), never n x n.
+
+Chunks are independent, so ``threads`` workers each take whole chunks with a
+single-threaded BLAS: the selection and exact re-checks between products, which
+numpy runs on one core, then overlap with another chunk's product.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
+from threadpoolctl import threadpool_limits
+
+T = TypeVar("T")
 
 _U32 = 2.0**-24
 #: Elements of one chunk's distance block (float32): 2**23 is 32 MiB.
@@ -80,24 +91,53 @@ def chunk_rows(n_cols: int) -> int:
     return int(max(8, min(4096, CHUNK_ELEMENTS // max(n_cols, 1))))
 
 
-def kth_radius(side: Side, k: int, rnd: Rounding, c: float) -> np.ndarray:
+def default_threads() -> int:
+    """Cores this process may use (chunk workers)."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+def map_chunks(
+    n: int, step: int, work: Callable[[int, int], T], threads: int
+) -> Iterator[tuple[int, int, T]]:
+    """``(start, stop, work(start, stop))`` for row chunks, ``threads`` chunks at a time."""
+    bounds = [(s, min(n, s + step)) for s in range(0, n, step)]
+    if threads <= 1 or len(bounds) == 1:
+        for s, e in bounds:
+            yield s, e, work(s, e)
+        return
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+        # at most 2 x threads chunks in flight, so memory stays O(threads x chunk x n)
+        pending: list = []
+        for s, e in bounds:
+            pending.append((s, e, pool.submit(work, s, e)))
+            if len(pending) >= 2 * threads:
+                s0, e0, fut = pending.pop(0)
+                yield s0, e0, fut.result()
+        for s0, e0, fut in pending:
+            yield s0, e0, fut.result()
+
+
+def kth_radius(side: Side, k: int, rnd: Rounding, c: float, *, threads: int = 1) -> np.ndarray:
     """Distance from each point to its k-th nearest *other* point (the (k+1)-th incl. itself)."""
     n = len(side.points)
     radii = np.empty(n, rnd.dtype)
     max_sq = side.sq_norm.max()
-    step = chunk_rows(n)
-    for s in range(0, n, step):
-        e = min(n, s + step)
+
+    def work(s: int, e: int) -> np.ndarray:
         d2 = side.lifted[s:e] @ side.lifted_t
         kth = np.partition(d2, k, axis=1)[:, k].astype(np.float64)
         margin = c * (side.sq_norm[s:e] + max_sq)
         bound = (kth + 2 * margin + rnd.slack(np.abs(kth) + margin)).astype(np.float32)
         rows, cols = _positions(d2 <= bound[:, None])
+        del d2
         exact = rnd(exact_sq_dist(side.points, side.points, rows + s, cols))
         exact[rows + s == cols] = 0  # a point is at distance 0 from itself
         order = np.lexsort((exact, rows))
         starts = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=e - s))[:-1]])
-        radii[s:e] = exact[order][starts + k]
+        return exact[order][starts + k]
+
+    for s, e, part in map_chunks(n, chunk_rows(n), work, threads):
+        radii[s:e] = part
     return radii
 
 
@@ -108,6 +148,8 @@ def ball_tests(
     fake_radii: np.ndarray,
     rnd: Rounding,
     c: float,
+    *,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For PRDC: per fake, how many real balls hold it; per real, whether any fake
     lies in its ball (coverage) and whether it lies in any fake's ball (recall)."""
@@ -122,9 +164,8 @@ def ball_tests(
     f_margin = f_margin + rnd.slack(f2 + f_margin)
     f_lo = (f2 - f_margin).astype(np.float32)[None, :]
     f_hi = (f2 + f_margin).astype(np.float32)[None, :]
-    step = chunk_rows(n_fake)
-    for s in range(0, n_real, step):
-        e = min(n_real, s + step)
+
+    def work(s: int, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         d2 = real.lifted[s:e] @ fake.lifted_t
         margin = c * (real.sq_norm[s:e] + max_fake)
         margin = margin + rnd.slack(r2[s:e] + margin)
@@ -132,11 +173,16 @@ def ball_tests(
         hi = (r2[s:e] + margin).astype(np.float32)[:, None]
         inside = d2 < lo
         _settle(inside, d2 <= hi, real, fake, s, real_radii, rnd, by_row=True)
-        in_real_balls += np.count_nonzero(inside, axis=0)
-        covered[s:e] = inside.any(axis=1)
+        counts = np.count_nonzero(inside, axis=0)
+        any_in = inside.any(axis=1)
         inside = d2 < f_lo
         _settle(inside, d2 <= f_hi, real, fake, s, fake_radii, rnd, by_row=False)
-        recalled[s:e] = inside.any(axis=1)
+        return counts, any_in, inside.any(axis=1)
+
+    for s, e, (counts, any_in, in_fake) in map_chunks(n_real, chunk_rows(n_fake), work, threads):
+        in_real_balls += counts
+        covered[s:e] = any_in
+        recalled[s:e] = in_fake
     return in_real_balls, covered, recalled
 
 

@@ -14,15 +14,19 @@ from tailguard.errors import InputError
 from tailguard.metrics import _checks, _knn
 
 
-def prdc(real, fake, k: int = 5) -> dict[str, float]:  # noqa: ANN001
+def prdc(real, fake, k: int = 5, *, threads: int | None = None) -> dict[str, float]:  # noqa: ANN001
     """Precision, recall, density and coverage (Naeem et al. 2020), as ``prdc`` computes them.
 
     The k-th nearest neighbour excludes the point itself, ball membership is
     strict (``<``), and distances are rounded exactly as the ``prdc`` package
     rounds them (float32 when both inputs are float32). Exact, but chunked: a
-    100,000-point set needs no n x n matrix.
+    100,000-point set needs no n x n matrix. ``threads`` chunk workers (default:
+    the cores this process may use) share the work; the answer does not depend on it.
     """
     k = _checks.positive_int(k, "k")
+    threads = (
+        _knn.default_threads() if threads is None else _checks.positive_int(threads, "threads")
+    )
     real = _checks.points(real, "real")
     fake = _checks.points(fake, "fake")
     _checks.same_dim(real, fake, "real", "fake")
@@ -36,9 +40,11 @@ def prdc(real, fake, k: int = 5) -> dict[str, float]:  # noqa: ANN001
     rnd = _knn.Rounding(real.dtype == np.float32 and fake.dtype == np.float32)
     c = _knn.error_scale(real.shape[1])
     r_side, f_side = _knn.prepare(real, mu), _knn.prepare(fake, mu)
-    real_radii = _knn.kth_radius(r_side, k, rnd, c)
-    fake_radii = _knn.kth_radius(f_side, k, rnd, c)
-    in_real, covered, recalled = _knn.ball_tests(r_side, f_side, real_radii, fake_radii, rnd, c)
+    real_radii = _knn.kth_radius(r_side, k, rnd, c, threads=threads)
+    fake_radii = _knn.kth_radius(f_side, k, rnd, c, threads=threads)
+    in_real, covered, recalled = _knn.ball_tests(
+        r_side, f_side, real_radii, fake_radii, rnd, c, threads=threads
+    )
     return {
         "precision": float(np.mean(in_real > 0)),
         "recall": float(np.mean(recalled)),
