@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+from hypothesis import settings
 
 from tailguard.ledger import Ledger
 from tailguard.records import make_records
+
+# Property tests check invariants, not speed: no per-example deadline on a busy machine.
+settings.register_profile("tailguard", deadline=None)
+settings.load_profile("tailguard")
 
 
 @pytest.fixture(scope="session")

@@ -21,8 +21,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-# Logs and pipes get 120 columns rather than 80, so the tables stay readable.
-console = Console(width=None if sys.stdout.isatty() else 120)
+# Logs and pipes get 150 columns rather than 80, so the tables stay readable.
+console = Console(width=None if sys.stdout.isatty() else 150)
 err_console = Console(stderr=True, soft_wrap=True)
 
 LEDGER_FILE = Path(".tailguard") / "ledger.duckdb"

@@ -130,6 +130,15 @@ def _hidden_ancestors(paths: list[str]) -> tuple[tuple[str, tuple[str, ...]], ..
     return tuple((a, tuple(sorted(p))) for a, p in sorted(cover.items()))
 
 
+def base_interpreter() -> str:
+    """The real interpreter behind this one (a virtualenv's python is a link to it).
+
+    Generated code needs the standard library only, and a virtualenv may live in a
+    directory the sandbox hides (``/tmp`` is emptied inside it).
+    """
+    return os.path.realpath(sys.executable)
+
+
 @lru_cache(maxsize=4)
 def _plan(python: str) -> _Plan:
     root = os.geteuid() == 0
@@ -290,7 +299,7 @@ def run_python(
     substituted for ``{report_fd}`` in ``args``.
     """
     limits = limits or Limits()
-    python = python or sys.executable
+    python = python or base_interpreter()
     plan = _plan(python)
     base = Path(tempfile.mkdtemp(prefix="tailguard-sandbox-"))
     uid = UID_BASE + secrets.randbelow(UID_SPAN) if plan.root else None
@@ -439,7 +448,7 @@ def run_tests(code: str, tests: str, *, limits: Limits | None = None) -> Sandbox
 
 def isolation() -> dict[str, bool]:
     """What the sandbox can enforce on this machine (for logs and docs)."""
-    plan = _plan(sys.executable)
+    plan = _plan(base_interpreter())
     return {
         "separate_user": plan.root,
         "network_namespace": plan.net_ns or plan.user_ns,
