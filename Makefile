@@ -24,6 +24,10 @@ $(STAMP): pyproject.toml
 	  $(SUDO) apt-get install -y -qq python3-venv && python3 -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,hf,ray]'
+	@# The PyTorch adapters are tested with the CPU build when this machine carries its wheel
+	@# (a plain `pip install torch` would fetch a multi-GB CUDA build).
+	@w=$$(ls /opt/wheels/torch-2.13.0+cpu-*.whl 2>/dev/null | head -1); \
+	if [ -n "$$w" ]; then $(PY) -m pip install -q "$$w"; fi
 	@touch $(STAMP)
 
 lint: setup
