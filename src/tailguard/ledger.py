@@ -23,7 +23,9 @@ from tailguard.errors import InputError, ReservoirError, TailguardError
 from tailguard.readers import read_table
 from tailguard.records import (
     MANIFEST_SLOTS,
+    METRIC_ROWS,
     SCHEMA,
+    VERDICT_ROWS,
     Manifest,
     Origin,
     Status,
@@ -78,29 +80,8 @@ CREATE TABLE IF NOT EXISTS stages (
 #: How content ids are recomputed inside DuckDB (content is stored normalised).
 _SQL_CONTENT_ID = "md5(regexp_replace(content, '\\s+', ' ', 'g'))"
 
-VERDICT_SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.string()),
-        pa.field("round", pa.int32()),
-        pa.field("verifier", pa.string()),
-        pa.field("params", pa.string()),
-        pa.field("version", pa.string()),
-        pa.field("passed", pa.bool_()),
-        pa.field("reason", pa.string()),
-        pa.field("score", pa.float64()),
-        pa.field("matched_id", pa.string()),
-    ]
-)
-METRIC_SCHEMA = pa.schema(
-    [
-        pa.field("run", pa.string()),
-        pa.field("round", pa.int32()),
-        pa.field("sample", pa.string()),
-        pa.field("metric", pa.string()),
-        pa.field("value", pa.float64()),
-        pa.field("higher_is_better", pa.bool_()),
-    ]
-)
+VERDICT_SCHEMA = VERDICT_ROWS
+METRIC_SCHEMA = METRIC_ROWS
 
 
 @dataclass(frozen=True)

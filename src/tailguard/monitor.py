@@ -20,18 +20,10 @@ import pyarrow.compute as pc
 
 from tailguard.errors import InputError
 from tailguard.metrics import REGISTRY, Embedder, Preset, Reference, evaluate, get_preset
+from tailguard.records import METRIC_ROWS
 
 #: The ledger's metric columns, in order.
-HISTORY_SCHEMA = pa.schema(
-    [
-        pa.field("run", pa.string()),
-        pa.field("round", pa.int32()),
-        pa.field("sample", pa.string()),
-        pa.field("metric", pa.string()),
-        pa.field("value", pa.float64()),
-        pa.field("higher_is_better", pa.bool_()),
-    ]
-)
+HISTORY_SCHEMA = METRIC_ROWS
 #: Sample name of the noise floor: human holdout vs human training reservoir.
 FLOOR_SAMPLE = "noise_floor"
 _TINY = 1e-12

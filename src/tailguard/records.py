@@ -65,6 +65,33 @@ SCHEMA = pa.schema(
     ]
 )
 
+#: One row per record x verifier, as the ledger stores the gate's verdicts.
+VERDICT_ROWS = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("verifier", pa.string(), nullable=False),
+        pa.field("params", pa.string(), nullable=False),
+        pa.field("version", pa.string(), nullable=False),
+        pa.field("passed", pa.bool_(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("score", pa.float64()),
+        pa.field("matched_id", pa.string()),
+    ]
+)
+
+#: One row per run, round, sample and metric: the monitor's history as the ledger keeps it.
+METRIC_ROWS = pa.schema(
+    [
+        pa.field("run", pa.string()),
+        pa.field("round", pa.int32()),
+        pa.field("sample", pa.string()),
+        pa.field("metric", pa.string()),
+        pa.field("value", pa.float64()),
+        pa.field("higher_is_better", pa.bool_()),
+    ]
+)
+
 #: Columns that, with ``id``, identify one occurrence: same content, same provenance.
 PROVENANCE_KEY = ("id", "origin", "source", "generator", "generation")
 

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tailguard.errors import InputError
+from tailguard.records import VERDICT_ROWS
 
 #: What :meth:`Verifier.verify` returns: one row per record, in input order.
 VERDICT_SCHEMA = pa.schema(
@@ -33,16 +34,7 @@ VERDICT_SCHEMA = pa.schema(
 )
 
 #: One row per record x verifier, as the ledger stores them (``Ledger.write_verdicts``).
-LEDGER_VERDICT_SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("round", pa.int32(), nullable=False),
-        pa.field("verifier", pa.string(), nullable=False),
-        pa.field("params", pa.string(), nullable=False),
-        pa.field("version", pa.string(), nullable=False),
-        *VERDICT_SCHEMA,
-    ]
-)
+LEDGER_VERDICT_SCHEMA = VERDICT_ROWS
 
 #: The verdict table of a gate run before it has a round (ledger columns minus ``round``).
 RESULT_VERDICT_SCHEMA = pa.schema([f for f in LEDGER_VERDICT_SCHEMA if f.name != "round"])
