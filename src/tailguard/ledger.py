@@ -36,7 +36,8 @@ from tailguard.records import (
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS records (
-    id VARCHAR NOT NULL, content VARCHAR NOT NULL, origin VARCHAR NOT NULL,
+    id VARCHAR NOT NULL USING COMPRESSION uncompressed, content VARCHAR NOT NULL,
+    origin VARCHAR NOT NULL,
     source VARCHAR NOT NULL, generator VARCHAR, generation INTEGER NOT NULL,
     parent_id VARCHAR, label VARCHAR, round INTEGER NOT NULL, status VARCHAR NOT NULL,
     created_at TIMESTAMPTZ NOT NULL, meta VARCHAR

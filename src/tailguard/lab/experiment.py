@@ -23,7 +23,7 @@ import os
 import secrets
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +141,9 @@ class _Job:
         self.ledger = Ledger.open(":memory:")
         self.ledger.add_records(human.take(pa.array(order[n_stream:])))
         self.ledger.freeze_reservoir("main", holdout=config.holdout, seed=seed)
+        if self.parts.gate is not None:  # gate candidates against this job's reservoir
+            settings = replace(settings, reference=self.ledger.reservoir_records("all"))
+            self.parts = lookup(strategy).parts(settings)
         self.monitor = monitor_for(data.kind, run=self.run_name, seed=seed)
         self.primary = PRIMARY[data.kind]
         model_cls = MODELS[config.model]

@@ -84,6 +84,9 @@ class StrategySettings:
     real_fraction: float = 0.2
     n_generate: int = 1000
     fresh_per_round: int | None = None  # default: n_generate // 4
+    #: Human records the duplicate verifiers compare candidates with (the reservoir):
+    #: a model that regurgitates its training data adds no new data.
+    reference: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.real_fraction <= 1.0:
@@ -112,12 +115,14 @@ def _anchored(s: StrategySettings) -> Policy:
     return Anchored(real_fraction=s.real_fraction, synthetic="accumulate")
 
 
-def _gate() -> Any:
+def _gate(s: StrategySettings) -> Any:
     from tailguard.gate import ExactDuplicate, Gate, NearDuplicate
 
-    return Gate(
-        [ExactDuplicate(), NearDuplicate(threshold=0.8)], progress=False, parallel_min=1 << 30
-    )
+    verifiers = [
+        ExactDuplicate(reference=s.reference),
+        NearDuplicate(reference=s.reference, threshold=0.8),
+    ]
+    return Gate(verifiers, progress=False, parallel_min=1 << 30)
 
 
 def _dial(s: StrategySettings) -> Any:
@@ -162,8 +167,8 @@ STRATEGIES: dict[str, Strategy] = {
         ),
         Strategy(
             "anchored-gated",
-            "anchored, with synthetic duplicates gated out",
-            lambda s: StrategyParts(_anchored(s), gate=_gate()),
+            "anchored, with copies of the reservoir and duplicates gated out",
+            lambda s: StrategyParts(_anchored(s), gate=_gate(s)),
             uses_real_fraction=True,
         ),
         Strategy("fresh", "new human data each round instead of the reservoir", _fresh),
