@@ -180,3 +180,16 @@ def test_cli_eval_and_monitor(tmp_path, monkeypatch):
     assert table.exit_code == 1 and "tail_recall" in table.output
     bad = runner.invoke(app, ["eval", "--round", "3", "--samples", str(f), "--ledger", str(path)])
     assert bad.exit_code == 2 and "field 'text'" in bad.output
+
+
+def test_an_all_null_label_column_is_read_as_unlabelled_data():
+    import pyarrow as pa
+
+    from tailguard.monitor import Monitor
+
+    texts = [f"the quick brown fox number {i} jumps" for i in range(40)]
+    nulls = pa.nulls(40, pa.string())
+    mon = Monitor().set_reference(texts, nulls)
+    rows = mon.record(1, texts, nulls)
+    names = set(rows["metric"].to_pylist())
+    assert "distinct_2" in names and "tail_recall" not in names

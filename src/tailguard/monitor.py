@@ -186,7 +186,7 @@ class Monitor:
 
     def set_reference(self, texts: Any, labels: Any = None) -> Monitor:
         """The human reference every sample is compared with (normally the reservoir holdout)."""
-        self.reference = Reference(texts, labels, embedder=self.embedder)
+        self.reference = Reference(texts, _labels_or_none(labels), embedder=self.embedder)
         return self
 
     def _require_reference(self) -> Reference:
@@ -205,7 +205,11 @@ class Monitor:
     ) -> pa.Table:
         """Evaluate a sample against the reference and record it as ``round``; returns the rows."""
         values = evaluate(
-            texts, labels, self._require_reference(), preset=self.preset, seed=self.seed
+            texts,
+            _labels_or_none(labels),
+            self._require_reference(),
+            preset=self.preset,
+            seed=self.seed,
         )
         return self.record_values(round, values, sample=sample, run=run)
 
@@ -220,9 +224,14 @@ class Monitor:
     ) -> pa.Table:
         """The noise floor: the human holdout measured against the human training reservoir."""
         values = evaluate(
-            holdout_texts, holdout_labels, train_texts, train_labels,
-            preset=self.preset, embedder=self.embedder, seed=self.seed,
-        )  # fmt: skip
+            holdout_texts,
+            _labels_or_none(holdout_labels),
+            train_texts,
+            _labels_or_none(train_labels),
+            preset=self.preset,
+            embedder=self.embedder,
+            seed=self.seed,
+        )
         return self.record_values(0, values, sample=FLOOR_SAMPLE, run=run)
 
     def record_values(
@@ -442,6 +451,14 @@ class Monitor:
 
     def params(self) -> dict[str, Any]:
         return {"preset": self.preset.to_dict(), "run": self.run, "seed": self.seed}
+
+
+def _labels_or_none(labels: Any) -> Any:
+    """A label column that is entirely null means unlabelled data: no label metrics."""
+    if labels is None:
+        return None
+    n_null = labels.null_count if hasattr(labels, "null_count") else sum(x is None for x in labels)
+    return None if n_null == len(labels) else labels
 
 
 def alerts_table(alerts: list[Alert]) -> pa.Table:

@@ -123,41 +123,8 @@ PRESETS: dict[str, Preset | str] = {
 }
 
 
-def _labels_or_none(labels: Any) -> Any:
-    """Unlabelled data (every label null) is measured without label metrics."""
-    if labels is None:
-        return None
-    n_null = labels.null_count if hasattr(labels, "null_count") else sum(x is None for x in labels)
-    return None if n_null == len(labels) else labels
-
-
 def monitor_for(kind: str, *, run: str, seed: int = 0) -> Any:
     """A monitor with the data kind's preset (the loop sets its reference and history)."""
     from tailguard.monitor import Monitor
 
-    class LabMonitor(Monitor):
-        """The monitor, reading unlabelled lab data (numbers, token documents) as such."""
-
-        def set_reference(self, texts: Any, labels: Any = None) -> Monitor:
-            return super().set_reference(texts, _labels_or_none(labels))
-
-        def record(self, round: int, texts: Any, labels: Any = None, **kw: Any) -> Any:  # noqa: A002
-            return super().record(round, texts, _labels_or_none(labels), **kw)
-
-        def record_floor(
-            self,
-            holdout_texts: Any,
-            holdout_labels: Any,
-            train_texts: Any,
-            train_labels: Any,
-            **kw: Any,
-        ) -> Any:
-            return super().record_floor(
-                holdout_texts,
-                _labels_or_none(holdout_labels),
-                train_texts,
-                _labels_or_none(train_labels),
-                **kw,
-            )
-
-    return LabMonitor(preset=PRESETS[kind], run=run, seed=seed)
+    return Monitor(preset=PRESETS[kind], run=run, seed=seed)
