@@ -19,6 +19,11 @@ def test_walkthrough_init_ingest_freeze_show(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert runner.invoke(app, ["init"]).exit_code == 0
     assert (tmp_path / "tailguard.toml").exists()
+    from tailguard.gate import Gate
+    from tailguard.project import load_config
+
+    config = load_config(tmp_path / "tailguard.toml")  # the starter config is valid
+    assert config.policy.name == "anchored" and len(Gate.from_config(config.gate).verifiers) == 3
     assert (tmp_path / ".tailguard" / "ledger.duckdb").exists()
     (tmp_path / "d.jsonl").write_text(
         "\n".join(json.dumps({"text": f"t{i}", "c": "x" if i % 4 else "y"}) for i in range(40))
@@ -80,3 +85,11 @@ def test_audit_exit_code_and_export(tmp_path, small_human):
     assert table["id"].to_pylist() == ids and "origin" in table.column_names
     flagged = runner.invoke(app, ["audit", "--ledger", str(led_path), "--floor", "1.01"])
     assert flagged.exit_code == 1 and "below" in flagged.output.lower()
+
+
+def test_the_configured_ledger_path_is_used(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tailguard.toml").write_text('[project]\nledger = "elsewhere/l.duckdb"\n')
+    Ledger.open(tmp_path / "elsewhere" / "l.duckdb").close()
+    result = runner.invoke(app, ["audit"])
+    assert result.exit_code == 0 and "no manifests yet" in result.output

@@ -39,10 +39,26 @@ def ledger_path(path: Path | None) -> Path:
     """The ledger to use: ``--ledger`` if given, else the project's, which must exist."""
     if path is not None:
         return path
-    if not LEDGER_FILE.exists():
+    project = _configured_ledger()
+    if not project.exists():
         raise TailguardError(
-            f"no ledger at {LEDGER_FILE}: run `tailguard init` here or pass --ledger PATH"
+            f"no ledger at {project}: run `tailguard init` here or pass --ledger PATH"
         )
+    return project
+
+
+def _configured_ledger() -> Path:
+    """``[project] ledger`` of ./tailguard.toml, else the default location."""
+    import tomllib
+
+    if CONFIG_FILE.exists():
+        try:
+            with CONFIG_FILE.open("rb") as fh:
+                configured = tomllib.load(fh).get("project", {}).get("ledger")
+        except tomllib.TOMLDecodeError as exc:
+            raise TailguardError(f"{CONFIG_FILE}: not valid TOML: {exc}") from None
+        if configured:
+            return Path(configured)
     return LEDGER_FILE
 
 

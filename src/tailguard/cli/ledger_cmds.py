@@ -23,13 +23,42 @@ reservoir_app = typer.Typer(help="Freeze and inspect the human reservoir.", no_a
 app.add_typer(reservoir_app, name="reservoir")
 
 DEFAULT_CONFIG = """\
-# tailguard project settings. Every command reads this file from the current directory.
+# tailguard project settings; every command reads this file from the current directory.
 [project]
 ledger = ".tailguard/ledger.duckdb"
 
 [audit]
-# a round whose human share of training slots falls below this is flagged
-human_floor = 0.15
+human_floor = 0.15               # a round whose human share is below this is flagged
+
+# The verifiers `tailguard gate` and `tailguard run` apply to synthetic candidates.
+[[gate.verifiers]]
+kind = "quality"
+min_words = 3
+
+[[gate.verifiers]]
+kind = "exact_duplicate"         # a copy of the frozen reservoir is memorisation
+
+[[gate.verifiers]]
+kind = "near_duplicate"
+threshold = 0.8
+
+[policy]
+name = "anchored"                # hybrid: a fixed human share in every batch
+real_fraction = 0.2
+
+[dial]
+enabled = true
+watch = ["tail_recall", "distinct_2"]
+
+[monitor]
+preset = "default"
+
+# For `tailguard run`: the human data and the model (a lab model, or your own
+# `module:function` returning train and generate).
+# [data]
+# builtin = "fortunes"
+# [model]
+# kind = "ngram"
 """
 
 
