@@ -296,3 +296,15 @@ def test_audit_flags_rounds_below_the_human_floor(frozen):
     ]
     assert json.loads(rows[1]["by_generation"]) == {"1": 9}
     assert rows[0]["reservoir_share"] == 0.25
+
+
+def test_reservoir_digest_is_sha256_of_sorted_split_id_lines(frozen):
+    import hashlib
+
+    res = frozen.reservoir()
+    lines = sorted(
+        [(i, "train") for i in res.train_ids.to_pylist()]
+        + [(i, "holdout") for i in res.holdout_ids.to_pylist()]
+    )
+    expected = hashlib.sha256("\n".join(f"{s}:{i}" for i, s in lines).encode()).hexdigest()
+    assert res.digest == expected

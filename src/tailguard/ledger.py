@@ -9,7 +9,6 @@ transaction: a write lands whole or not at all.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -839,10 +838,10 @@ class _Transaction:
 
 
 def _reservoir_digest(members: pa.Table) -> str:
-    """sha256 over the sorted member ids, each tagged with its split."""
-    h = hashlib.sha256()
-    order = np.argsort(members.column("id").to_numpy(zero_copy_only=False), kind="stable")
-    ids = members.column("id").take(order).to_pylist()
-    splits = members.column("split").take(order).to_pylist()
-    h.update("\n".join(f"{s}:{i}" for i, s in zip(ids, splits, strict=True)).encode())
-    return h.hexdigest()
+    """sha256 over the member ids in sorted order, one ``split:id`` line each (in SQL)."""
+    con = duckdb.connect()
+    con.register("members", members.select(["id", "split"]))
+    return con.sql(
+        "SELECT sha256(coalesce(string_agg(split || ':' || id, chr(10) ORDER BY id), '')) "
+        "FROM members"
+    ).fetchall()[0][0]
