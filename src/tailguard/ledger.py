@@ -220,10 +220,7 @@ class Ledger:
     def add_records(self, records: pa.Table) -> IngestResult:
         """Add records already in :data:`~tailguard.records.SCHEMA` (one transaction)."""
         if records.schema != SCHEMA:
-            try:
-                records = records.select(SCHEMA.names).cast(SCHEMA)
-            except (KeyError, pa.ArrowInvalid, ValueError) as exc:
-                raise InputError(f"records do not match the record schema: {exc}") from exc
+            records = _conform(records, SCHEMA, "records")
         n = records.num_rows
         with self._transaction() as con:
             con.register("incoming", records)
@@ -506,17 +503,6 @@ class Ledger:
         ).to_arrow_table()
 
     # ------------------------------------------------------------------ verdicts
-    def write_verdicts(self, verdicts: pa.Table) -> None:
-        """Store the gate's verdicts (one row per record and verifier)."""
-        try:
-            table = verdicts.select(VERDICT_SCHEMA.names).cast(VERDICT_SCHEMA)
-        except (KeyError, pa.ArrowInvalid) as exc:
-            raise InputError(f"verdicts do not match the verdict schema: {exc}") from exc
-        with self._transaction() as con:
-            con.register("v", table)
-            _do(con, "INSERT INTO verdicts SELECT * FROM v")
-            con.unregister("v")
-
     def record_gate(
         self,
         round: int,
@@ -530,7 +516,7 @@ class Ledger:
         Re-recording a round's verdicts for the same records replaces them, so a
         gate step that is run again after a crash leaves no duplicates.
         """
-        table = verdicts.select(VERDICT_SCHEMA.names).cast(VERDICT_SCHEMA)
+        table = _conform(verdicts, VERDICT_SCHEMA, "verdicts")
         with self._transaction() as con:
             con.register("v", table)
             con.register("ok", pa.table({"id": pa.array(accepted, pa.string())}))
@@ -738,10 +724,7 @@ class Ledger:
     # ------------------------------------------------------------------ metrics, dial, stages
     def write_metrics(self, table: pa.Table) -> None:
         """Store metric rows (replacing the same run, round and sample): see METRIC_SCHEMA."""
-        try:
-            rows = table.select(METRIC_SCHEMA.names).cast(METRIC_SCHEMA)
-        except (KeyError, pa.ArrowInvalid) as exc:
-            raise InputError(f"metric rows do not match the metric schema: {exc}") from exc
+        rows = _conform(table, METRIC_SCHEMA, "metric rows")
         with self._transaction() as con:
             con.register("m", rows)
             _do(
@@ -835,6 +818,14 @@ class _Transaction:
             self.con.commit()
         else:
             self.con.rollback()
+
+
+def _conform(table: pa.Table, schema: pa.Schema, what: str) -> pa.Table:
+    """``table``'s columns of ``schema``, in order and type, or a clear error saying why not."""
+    try:
+        return table.select(schema.names).cast(schema)
+    except (KeyError, pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
+        raise InputError(f"{what} do not match the expected columns {schema.names}: {exc}") from exc
 
 
 def _reservoir_digest(members: pa.Table) -> str:

@@ -33,7 +33,7 @@ VERDICT_SCHEMA = pa.schema(
     ]
 )
 
-#: One row per record x verifier, as the ledger stores them (``Ledger.write_verdicts``).
+#: One row per record x verifier, as the ledger stores them (``Ledger.record_gate``).
 LEDGER_VERDICT_SCHEMA = VERDICT_ROWS
 
 #: The verdict table of a gate run before it has a round (ledger columns minus ``round``).
