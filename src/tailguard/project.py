@@ -35,7 +35,7 @@ class FileSource(_Strict):
 
 
 class DataSection(_Strict):
-    builtin: Literal["fortunes"] | None = None
+    builtin: Literal["fortunes", "wordnet"] | None = None
     files: list[FileSource] = Field(default_factory=list)
     holdout: float = Field(0.1, ge=0, lt=1)
     seed: int = Field(0, ge=0)

@@ -88,7 +88,7 @@ def ingest(
     text_field: str = typer.Option("text", help="Field holding the example's text."),
     label_field: str | None = typer.Option(None, help="Field holding the class or slice."),
     parent_field: str | None = typer.Option(None, help="Field holding the human seed's id."),
-    builtin: str | None = typer.Option(None, help="Ingest a built-in dataset: fortunes."),
+    builtin: str | None = typer.Option(None, help="Ingest a built-in dataset: fortunes, wordnet."),
     ledger: Path | None = LedgerOption,
 ) -> None:
     """Ingest examples with their provenance (all or nothing; duplicates are skipped)."""
