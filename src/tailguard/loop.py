@@ -216,14 +216,14 @@ class Loop:
         if r == 0:
             human = self.ledger.reservoir_records("train")
             holdout = self.ledger.reservoir_records("holdout")
-            floor = monitor.record_floor(
+            noise_floor = monitor.record_noise_floor(
                 holdout["content"],
                 holdout["label"],
                 human["content"],
                 human["label"],
                 run=self.run_name,
             )
-            rows = pa.concat_tables([rows, floor])
+            rows = pa.concat_tables([rows, noise_floor])
         self.ledger.write_metrics(rows)
         own = rows.filter(pc.equal(rows["sample"], "model"))
         result.metrics = dict(zip(own["metric"].to_pylist(), own["value"].to_pylist(), strict=True))
