@@ -12,7 +12,7 @@ from test_metrics_stats import make_corpus
 from typer.testing import CliRunner
 
 from tailguard.errors import InputError
-from tailguard.monitor import NOISE_FLOOR_SAMPLE, HISTORY_SCHEMA, Evidence, Monitor
+from tailguard.monitor import HISTORY_SCHEMA, NOISE_FLOOR_SAMPLE, Evidence, Monitor
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ The rule, from what is known about model collapse:
 - **high stakes or open-ended** tasks anchor heavily on human data (real fraction
   0.5) and use synthetic data only to fill under-represented classes: an error that
   compounds is expensive, and open-ended outputs have no checker to catch it;
-- **narrow, verifiable** tasks lean synthetic (real fraction at the 0.15 floor)
+- **narrow, verifiable** tasks lean synthetic (real fraction at the dial's minimum, 0.15)
   with every generation gated by the task's own checker: a verifier that cannot be
   fooled stops errors from compounding;
 - **general assistants** (and narrow tasks with no checker) go hybrid: anchored at
@@ -23,10 +23,13 @@ from typing import Any, Literal
 
 from tailguard.errors import ConfigError
 from tailguard.lab.costs import CostModel
+from tailguard.mix.dial import Dial
+from tailguard.mix.policies import Anchored
 
 Stakes = Literal["low", "high"]
 Task = Literal["open-ended", "narrow", "general"]
-FLOOR = 0.15
+#: The lowest human share advised: the Dial's minimum.
+FLOOR = Dial.MINIMUM
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ def advise(profile: TaskProfile, *, costs: CostModel | None = None) -> Advice:
             "gate every generation; an unverified synthetic example never enters training",
         ]
     else:
-        strategy, fraction = "hybrid (anchored)", 0.2
+        strategy, fraction = "hybrid (anchored)", Anchored.REAL_FRACTION
         gate = ["near_duplicate", "quality", "rules"]
         why = (
             "a general assistant"

@@ -147,10 +147,13 @@ def empty_history() -> pa.Table:
 class Monitor:
     """Records each round's metrics and turns the history into trends, alerts and evidence."""
 
+    #: The metric preset a monitor measures unless told otherwise.
+    PRESET: str = "default"
+
     def __init__(
         self,
         *,
-        preset: str | Preset = "default",
+        preset: str | Preset = PRESET,
         run: str = "main",
         reference: Reference | None = None,
         embedder: Embedder | None = None,

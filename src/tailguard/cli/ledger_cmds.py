@@ -16,19 +16,20 @@ from tailguard.cli.app import (
     console,
     handles_errors,
     open_ledger,
+    project_config,
 )
 from tailguard.errors import InputError
 
 reservoir_app = typer.Typer(help="Freeze and inspect the human reservoir.", no_args_is_help=True)
 app.add_typer(reservoir_app, name="reservoir")
 
-DEFAULT_CONFIG = """\
+STARTER_CONFIG = """\
 # tailguard project settings; every command reads this file from the current directory.
 [project]
-ledger = ".tailguard/ledger.duckdb"
+ledger = "{ledger}"
 
 [audit]
-human_floor = 0.15               # a round whose human share is below this is flagged
+human_floor = {human_floor}               # a round whose human share is below this is flagged
 
 # The verifiers `tailguard gate` and `tailguard run` apply to synthetic candidates.
 [[gate.verifiers]]
@@ -44,7 +45,7 @@ threshold = 0.8
 
 [policy]
 name = "anchored"                # hybrid: a fixed human share in every batch
-real_fraction = 0.2
+real_fraction = {real_fraction}
 
 [dial]
 enabled = true
@@ -66,10 +67,15 @@ preset = "default"
 @handles_errors
 def init() -> None:
     """Create tailguard.toml and an empty ledger in the current directory."""
+    from tailguard.config import validate
     from tailguard.ledger import Ledger
 
     if not CONFIG_FILE.exists():
-        CONFIG_FILE.write_text(DEFAULT_CONFIG)
+        import tomllib
+
+        text = starter_config()
+        validate(tomllib.loads(text), source="the starter tailguard.toml")
+        CONFIG_FILE.write_text(text)
         console.print(f"wrote {CONFIG_FILE}")
     existed = LEDGER_FILE.exists()
     Ledger.open(LEDGER_FILE).close()
@@ -184,7 +190,9 @@ def audit(
     ledger: Path | None = LedgerOption,
 ) -> None:
     """Per round: human and synthetic shares by generation; flags invisible substitution."""
-    floor = _configured_floor() if floor is None else floor
+    if floor is None:
+        config = project_config()
+        floor = config.audit.human_floor if config is not None else _audit_floor()
     with open_ledger(ledger, read_only=True) as led:
         rows = led.audit(floor=floor, run=run).to_pylist()
     for row in rows:
@@ -250,10 +258,17 @@ def export(
     console.print(f"wrote {table.num_rows:,} training slots of round {round_} to {output}")
 
 
-def _configured_floor() -> float:
-    import tomllib
+def _audit_floor() -> float:
+    from tailguard.ledger import Ledger
 
-    if CONFIG_FILE.exists():
-        with CONFIG_FILE.open("rb") as fh:
-            return float(tomllib.load(fh).get("audit", {}).get("human_floor", 0.15))
-    return 0.15
+    return Ledger.AUDIT_FLOOR
+
+
+def starter_config() -> str:
+    """The tailguard.toml `tailguard init` writes, with today's defaults filled in."""
+    from tailguard.config import LEDGER_FILE
+    from tailguard.mix.policies import Anchored
+
+    return STARTER_CONFIG.format(
+        ledger=LEDGER_FILE, human_floor=_audit_floor(), real_fraction=Anchored.REAL_FRACTION
+    )

@@ -99,7 +99,10 @@ class Dial:
         start, minimum, maximum, step = (
             check_fraction(value, f"Dial {name}")
             for name, value in (
-                ("start", start), ("minimum", minimum), ("maximum", maximum), ("step", step)
+                ("start", start),
+                ("minimum", minimum),
+                ("maximum", maximum),
+                ("step", step),
             )
         )
         if not minimum <= start <= maximum:
