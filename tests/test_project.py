@@ -19,7 +19,7 @@ kind = "ngram"
 @pytest.mark.parametrize(
     ("text", "key", "words"),
     [
-        (GOOD + "\n[policy]\nreal_fraction = 1.5\n", "policy.real_fraction", "must be a number in (0, 1]"),
+        (GOOD + "\n[policy]\nreal_fraction = 1.5\n", "policy.real_fraction", "must be a number in"),
         (GOOD + "\n[loop]\nrounds = 0\n", "loop.rounds", "greater than or equal"),
         (GOOD + "\n[loop]\nround = 3\n", "loop.round", "unknown key"),
         ("[model]\nkind = 'ngram'\n[data]\n", "data", "name the human data"),

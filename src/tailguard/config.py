@@ -350,14 +350,18 @@ def load_config(path: str | Path = CONFIG_FILE) -> ProjectConfig:
         raise InputError(f"not UTF-8 text (byte {exc.start})", file=str(p)) from None
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read the config file: {exc.strerror}") from None
+    return validate(parse_toml(text, file=str(p)), source=str(p), base_dir=p.parent)
+
+
+def parse_toml(text: str, *, file: str) -> dict[str, Any]:
+    """TOML text as a dict; a syntax error is refused with its file and line."""
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"line (\d+)", str(exc))
         raise InputError(
-            f"not valid TOML: {exc}", file=str(p), line=int(m.group(1)) if m else None
+            f"not valid TOML: {exc}", file=file, line=int(m.group(1)) if m else None
         ) from None
-    return validate(raw, source=str(p), base_dir=p.parent)
 
 
 def validate(
