@@ -19,6 +19,7 @@ from tailguard.cli.app import (
     project_config,
 )
 from tailguard.errors import InputError
+from tailguard.ledger import Ledger
 
 reservoir_app = typer.Typer(help="Freeze and inspect the human reservoir.", no_args_is_help=True)
 app.add_typer(reservoir_app, name="reservoir")
@@ -67,14 +68,12 @@ preset = "default"
 @handles_errors
 def init() -> None:
     """Create tailguard.toml and an empty ledger in the current directory."""
-    from tailguard.config import validate
-    from tailguard.ledger import Ledger
+    from tailguard.config import parse_toml, validate
 
     if not CONFIG_FILE.exists():
-        import tomllib
-
         text = starter_config()
-        validate(tomllib.loads(text), source="the starter tailguard.toml")
+        source = "the starter tailguard.toml"
+        validate(parse_toml(text, file=source), source=source)
         CONFIG_FILE.write_text(text)
         console.print(f"wrote {CONFIG_FILE}")
     existed = LEDGER_FILE.exists()
@@ -127,7 +126,9 @@ def ingest(
 @handles_errors
 def reservoir_freeze(
     name: str = typer.Option("main", help="Reservoir name."),
-    holdout: float = typer.Option(0.1, help="Share held out as the evaluation reference."),
+    holdout: float = typer.Option(
+        Ledger.HOLDOUT, help="Share held out as the evaluation reference."
+    ),
     seed: int = typer.Option(0, help="Seed of the stratified holdout split."),
     ledger: Path | None = LedgerOption,
 ) -> None:
@@ -259,8 +260,6 @@ def export(
 
 
 def _audit_floor() -> float:
-    from tailguard.ledger import Ledger
-
     return Ledger.AUDIT_FLOOR
 
 
