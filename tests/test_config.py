@@ -160,3 +160,13 @@ def test_old_dial_history_still_replays():
     resumed = Dial.resume([row])
     assert (resumed.minimum, resumed.maximum) == (0.2, 0.5)
     assert Dial.from_state(params, dial.state).params() == dial.params()
+
+
+def test_gate_refuses_a_missing_configured_ledger_instead_of_creating_one(tmp_path, monkeypatch):
+    (tmp_path / "tailguard.toml").write_text(
+        '[project]\nledger = "none/l.duckdb"\n' + _gate('kind = "quality"')
+    )
+    monkeypatch.chdir(tmp_path.parent)
+    result = runner.invoke(app, ["gate", "-r", "1", "--config", str(tmp_path / "tailguard.toml")])
+    assert result.exit_code == 2 and "no ledger at" in result.output
+    assert not (tmp_path / "none").exists()

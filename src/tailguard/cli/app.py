@@ -35,11 +35,14 @@ LedgerOption = typer.Option(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def ledger_path(path: Path | None) -> Path:
-    """The ledger to use: ``--ledger`` if given, else the project's, which must exist."""
+def ledger_path(path: Path | None, config: Any = None) -> Path:
+    """The ledger to use: ``--ledger`` if given, else the project's, which must exist.
+
+    The project's is ``config``'s (a loaded tailguard.toml) or ./tailguard.toml's.
+    """
     if path is not None:
         return path
-    project = _configured_ledger()
+    project = _configured_ledger() if config is None else config.ledger_path
     if not project.exists():
         raise TailguardError(
             f"no ledger at {project}: run `tailguard init` here or pass --ledger PATH"
@@ -67,11 +70,11 @@ def _configured_ledger() -> Path:
     return LEDGER_FILE if config is None else config.ledger_path
 
 
-def open_ledger(path: Path | None, *, read_only: bool = False):  # noqa: ANN201
+def open_ledger(path: Path | None, *, read_only: bool = False, config: Any = None):  # noqa: ANN201
     """Open the command's ledger (imported lazily so `--help` stays fast)."""
     from tailguard.ledger import Ledger
 
-    return Ledger.open(ledger_path(path), read_only=read_only)
+    return Ledger.open(ledger_path(path, config), read_only=read_only)
 
 
 def handles_errors(fn: F) -> F:

@@ -31,7 +31,7 @@ def gate(
     cfg = project_config(config)
     if cfg.gate is None:
         raise TailguardError(f"{config}: no [gate] table (see docs/gate.md for the format)")
-    with open_ledger(ledger if ledger is not None else cfg.ledger_path) as led:
+    with open_ledger(ledger, config=cfg) as led:
         reference = None
         if cfg.gate.needs_reference:
             if not led.has_reservoir():
