@@ -29,7 +29,7 @@ from tailguard.mix.policies import Anchored
 Stakes = Literal["low", "high"]
 Task = Literal["open-ended", "narrow", "general"]
 #: The lowest human share advised: the Dial's minimum.
-FLOOR = Dial.MINIMUM
+MINIMUM = Dial.MINIMUM
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def advise(profile: TaskProfile, *, costs: CostModel | None = None) -> Advice:
             "human examples",
         ]
     elif profile.task == "narrow" and profile.verifiable:
-        strategy, fraction = "synthetic-leaning, gated", FLOOR
+        strategy, fraction = "synthetic-leaning, gated", MINIMUM
         gate = ["the task's verifier (code_tests or math_answer)", "near_duplicate", "quality"]
         reasons += [
             "a narrow task whose outputs can be checked: lean synthetic, because the "
@@ -114,7 +114,7 @@ def advise(profile: TaskProfile, *, costs: CostModel | None = None) -> Advice:
             f"{why}: hybrid anchoring keeps the tails while synthetic data adds volume",
         ]
     reasons.append(
-        f"keep a fixed human reservoir and re-inject it every round; never below {FLOOR:.0%}"
+        f"keep a fixed human reservoir and re-inject it every round; never below {MINIMUM:.0%}"
     )
     cost = _round_cost(profile, fraction, costs)
     if profile.budget is not None and cost > profile.budget:
@@ -124,12 +124,12 @@ def advise(profile: TaskProfile, *, costs: CostModel | None = None) -> Advice:
             f"{profile.examples_per_round:,} examples per round (${cost:,.2f}); "
             + (
                 f"it covers {affordable:.0%}"
-                if affordable >= FLOOR
-                else f"even the {FLOOR:.0%} floor costs more: train on fewer examples per round "
-                "rather than dropping the anchor"
+                if affordable >= MINIMUM
+                else f"even the {MINIMUM:.0%} minimum costs more: train on fewer examples per "
+                "round rather than dropping the anchor"
             )
         )
-        if affordable >= FLOOR:
+        if affordable >= MINIMUM:
             fraction = affordable
             cost = _round_cost(profile, fraction, costs)
     return Advice(
