@@ -31,8 +31,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tailguard.costs import CostModel
 from tailguard.errors import ConfigError
-from tailguard.lab.costs import CostModel
 from tailguard.lab.data import LabData, resolve
 from tailguard.lab.evaluation import PRIMARY, monitor_for
 from tailguard.lab.strategies import StrategyParts, StrategySettings, parse_strategies
