@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from conftest import make_pool
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,42 +32,6 @@ from tailguard.mix import (
 from tailguard.mix.planner import as_fraction, id_fingerprints
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def make_pool(
-    n_human: int,
-    n_synthetic: int,
-    *,
-    generations: int = 3,
-    labels: tuple[str, ...] = ("a", "b", "c"),
-    label_p: tuple[float, ...] | None = None,
-    seed: int = 0,
-    status: bool = False,
-    round_of_human: int = 0,
-) -> pa.Table:
-    """A training pool with content-id-like ids (32 hex digits)."""
-    rng = np.random.default_rng(seed)
-    n = n_human + n_synthetic
-    ids = [f"{x:032x}" for x in rng.choice(2**62, size=n, replace=False) * 7919]
-    generation = np.concatenate(
-        [np.zeros(n_human, np.int32), rng.integers(1, generations + 1, n_synthetic)]
-    ).astype(np.int32)
-    human_labels = rng.choice(len(labels), n_human, p=label_p)
-    columns = {
-        "id": pa.array(ids, pa.string()),
-        "origin": pa.array(["human"] * n_human + ["synthetic"] * n_synthetic),
-        "generation": pa.array(generation, pa.int32()),
-        "label": pa.array([labels[i] for i in human_labels] + [None] * n_synthetic, pa.string()),
-        "round": pa.array(
-            np.concatenate([np.full(n_human, round_of_human), generation[n_human:]]), pa.int32()
-        ),
-    }
-    if status:
-        states = np.array(["accepted", "rejected", "candidate"])
-        columns["status"] = pa.array(
-            ["accepted"] * n_human + list(states[rng.choice(3, n_synthetic, p=[0.6, 0.2, 0.2])])
-        )
-    return pa.table(columns)
 
 
 def human_per_batch(manifest) -> np.ndarray:
