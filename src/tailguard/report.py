@@ -176,8 +176,11 @@ def metric_charts(data: ReportData) -> list[str]:
             q = g.quantile([0.0, 0.5, 1.0]).unstack()
             ax.plot(q.index, q[0.5], color=colors[s], label=s, lw=2)
             ax.fill_between(q.index, q[0.0], q[1.0], color=colors[s], alpha=0.18, lw=0)
-        hib = bool(sub["higher_is_better"].iloc[0]) if "higher_is_better" in sub else True
-        ax.set_title(f"{metric} ({'higher' if hib else 'lower'} is better)", fontsize=11)
+        hib = sub["higher_is_better"].iloc[0] if "higher_is_better" in sub else True
+        better = (
+            "closer to the start" if hib is None or hib != hib else ("higher" if hib else "lower")
+        )
+        ax.set_title(f"{metric} ({better} is better)", fontsize=11)
         _rounds_axis(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, frameon=False)

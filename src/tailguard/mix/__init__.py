@@ -18,18 +18,21 @@ from tailguard.mix.planner import human_quota, plan
 from tailguard.mix.policies import (
     POLICIES,
     Accumulate,
+    AccumulateSubsample,
     Anchored,
     Fresh,
     HumanOnly,
     Policy,
     Replace,
     eligible_rows,
+    policy_from_manifest,
     policy_from_name,
 )
 
 __all__ = [
     "POLICIES",
     "Accumulate",
+    "AccumulateSubsample",
     "Anchored",
     "Decision",
     "Dial",
@@ -48,5 +51,6 @@ __all__ = [
     "manifest_indices",
     "manifest_sampler",
     "plan",
+    "policy_from_manifest",
     "policy_from_name",
 ]
