@@ -308,3 +308,51 @@ def test_reservoir_digest_is_sha256_of_sorted_split_id_lines(frozen):
     )
     expected = hashlib.sha256("\n".join(f"{s}:{i}" for i, s in lines).encode()).hexdigest()
     assert res.digest == expected
+
+
+def test_a_ledger_written_before_reason_codes_still_opens_and_counts_by_code(tmp_path):
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))  # the verdicts table as the previous version made it
+    con.execute(
+        "CREATE TABLE verdicts (id VARCHAR NOT NULL, round INTEGER NOT NULL, "
+        "verifier VARCHAR NOT NULL, params VARCHAR, version VARCHAR, passed BOOLEAN NOT NULL, "
+        "reason VARCHAR, score DOUBLE, matched_id VARCHAR)"
+    )
+    con.execute(
+        "INSERT INTO verdicts VALUES ('a', 1, 'quality', '{}', '1', false, 'too short (2 < 9 chars)',"
+        " NULL, NULL), ('b', 1, 'quality', '{}', '1', true, 'ok', NULL, NULL)"
+    )
+    from tailguard.ledger import _DDL
+
+    con.execute(_DDL)  # the other tables (verdicts exists already, so it stays as it was)
+    con.close()
+    with Ledger.open(path, read_only=True) as led:
+        rows = led.verdicts().to_pylist()
+        assert [(r["code"], r["detail"]) for r in rows] == [
+            ("unclassified", "too short (2 < 9 chars)"),
+            ("ok", "ok"),
+        ]
+        assert led.rejection_reasons().to_pylist() == [
+            {"verifier": "quality", "code": "unclassified", "count": 1}
+        ]
+    with Ledger.open(path) as led:  # opened for writing: migrated, and new verdicts carry codes
+        new = pa.table(
+            {
+                "id": ["c"],
+                "round": pa.array([2], pa.int32()),
+                "verifier": ["quality"],
+                "params": ["{}"],
+                "version": ["1"],
+                "passed": [False],
+                "code": ["too_short"],
+                "detail": ["3 < 9 chars"],
+                "score": pa.array([None], pa.float64()),
+                "matched_id": pa.array([None], pa.string()),
+            }
+        )
+        led.record_gate(2, new, accepted=[], rejected=["c"])
+        codes = led.rejection_reasons().to_pylist()
+        assert {(r["code"], r["count"]) for r in codes} == {("unclassified", 1), ("too_short", 1)}
+        assert led.verdicts(id="a").to_pylist()[0]["detail"] == "too short (2 < 9 chars)"

@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS reservoir_members (
 );
 CREATE TABLE IF NOT EXISTS verdicts (
     id VARCHAR NOT NULL, round INTEGER NOT NULL, verifier VARCHAR NOT NULL,
-    params VARCHAR, version VARCHAR, passed BOOLEAN NOT NULL, reason VARCHAR,
+    params VARCHAR, version VARCHAR, passed BOOLEAN NOT NULL, code VARCHAR, detail VARCHAR,
     score DOUBLE, matched_id VARCHAR
 );
 CREATE TABLE IF NOT EXISTS manifests (
@@ -81,6 +81,35 @@ CREATE TABLE IF NOT EXISTS stages (
 _SQL_CONTENT_ID = "md5(regexp_replace(content, '\\s+', ' ', 'g'))"
 
 VERDICT_SCHEMA = VERDICT_ROWS
+
+#: A verdict row of a ledger written before reason codes: its ``reason`` is the detail,
+#: and its code is ``ok`` or ``unclassified`` (the old text carried no stable cause).
+_LEGACY_CODE = "CASE WHEN passed THEN 'ok' ELSE 'unclassified' END"
+
+
+def _verdict_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
+    sql = "SELECT column_name FROM duckdb_columns() WHERE table_name = 'verdicts'"
+    return {r[0] for r in con.execute(sql).fetchall()}
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Bring a ledger of an earlier version to the current columns (adds, never drops)."""
+    cols = _verdict_columns(con)
+    if "reason" in cols and "code" not in cols:
+        _do(con, "ALTER TABLE verdicts RENAME COLUMN reason TO detail")
+        _do(con, "ALTER TABLE verdicts ADD COLUMN code VARCHAR")
+
+
+def _verdict_rows(con: duckdb.DuckDBPyConnection) -> str:
+    """The verdicts as SQL in the current columns, whatever version wrote the ledger."""
+    cols = _verdict_columns(con)
+    detail = "reason" if "code" not in cols and "reason" in cols else "detail"
+    code = f"coalesce(code, {_LEGACY_CODE})" if "code" in cols else _LEGACY_CODE
+    names = ", ".join(
+        f"{code} AS code" if n == "code" else f"{detail} AS detail" if n == "detail" else n
+        for n in VERDICT_SCHEMA.names
+    )
+    return f"(SELECT {names} FROM verdicts)"
 METRIC_SCHEMA = METRIC_ROWS
 
 
@@ -137,6 +166,7 @@ class Ledger:
             raise TailguardError(f"cannot open ledger {target}: {exc}") from exc
         if not read_only:
             _do(con, _DDL)
+            _migrate(con)
         # Row order is kept by explicit ORDER BY everywhere, so let inserts run in parallel.
         _do(con, "SET preserve_insertion_order = false")
         return cls(con, target)
@@ -522,7 +552,8 @@ class Ledger:
             con.register("ok", pa.table({"id": pa.array(accepted, pa.string())}))
             con.register("no", pa.table({"id": pa.array(rejected, pa.string())}))
             _do(con, "DELETE FROM verdicts WHERE round = ? AND id IN (SELECT id FROM v)", [round])
-            _do(con, "INSERT INTO verdicts SELECT * FROM v")
+            cols = ", ".join(VERDICT_SCHEMA.names)
+            _do(con, f"INSERT INTO verdicts ({cols}) SELECT {cols} FROM v")
             for name, status in (("ok", Status.ACCEPTED), ("no", Status.REJECTED)):
                 _do(
                     con,
@@ -535,7 +566,9 @@ class Ledger:
 
     def verdicts(self, *, id: str | None = None, round: int | None = None) -> pa.Table:  # noqa: A002
         where, params = self._filters(id=id, round=round)
-        sql = "SELECT * FROM verdicts" + (" WHERE " + " AND ".join(where) if where else "")
+        sql = f"SELECT * FROM {_verdict_rows(self.con)}" + (
+            " WHERE " + " AND ".join(where) if where else ""
+        )
         return self.con.sql(sql + " ORDER BY round, id, verifier", params=params).to_arrow_table()
 
     def gate_summary(self) -> pa.Table:
@@ -546,19 +579,17 @@ class Ledger:
         ).to_arrow_table()
 
     def rejection_reasons(self, *, top: int | None = None) -> pa.Table:
-        """Failed verdicts counted by verifier and reason stem, most frequent first.
+        """Failed verdicts counted by verifier and reason code, most frequent first.
 
-        The stem drops record-specific detail (a matched id, a similarity, a count in
-        parentheses) so that one cause is one row.
+        The same grouping as :meth:`GateResult.reasons`, so the ``tailguard gate``
+        summary and the report count one ledger's rejections alike.
         """
         limit = "" if top is None else f" LIMIT {int(top)}"
         return self.con.sql(
             f"""
-            SELECT verifier, trim(regexp_replace(regexp_replace(reason,
-                       '\\b[0-9a-f]{{32}}\\b', '<id>', 'g'),
-                       '\\s*\\([^()]*[0-9][^()]*\\)', '', 'g')) AS reason,
-                   count(*) AS count
-            FROM verdicts WHERE NOT passed GROUP BY ALL ORDER BY count DESC, verifier, reason
+            SELECT verifier, code, count(*) AS count
+            FROM {_verdict_rows(self.con)} WHERE NOT passed
+            GROUP BY ALL ORDER BY count DESC, verifier, code
             {limit}
             """
         ).to_arrow_table()

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from tailguard.errors import ConfigError
 from tailguard.ledger import Ledger
 from tailguard.mix import HumanOnly, Policy, plan
-from tailguard.records import SCHEMA, Manifest, Origin, make_records
+from tailguard.records import NO_GATE_CODE, SCHEMA, Manifest, Origin, make_records
 from tailguard.stages import STAGES, next_stage
 
 TrainFn = Callable[[Manifest, pa.Table], Any]
@@ -158,18 +158,17 @@ class Loop:
         result.generated = records.num_rows
 
     def _gate(self, r: int, result: RoundResult) -> None:
+        if self.gate is not None:  # the gate's own round step: the same as `tailguard gate`
+            outcome = self.gate.run_round(self.ledger, r)
+            result.accepted, result.rejected = len(outcome.accepted_ids), len(outcome.rejected_ids)
+            return
         candidates = self.ledger.records(round=r, origin=Origin.SYNTHETIC, status="candidate")
         if candidates.num_rows == 0:
             return
-        if self.gate is None:
-            verdicts = _open_gate_verdicts(candidates["id"], r)
-            accepted, rejected = candidates["id"], pa.array([], pa.string())
-        else:
-            outcome = self.gate.run(candidates)
-            verdicts = outcome.for_ledger(r)
-            accepted, rejected = outcome.accepted_ids, outcome.rejected_ids
-        self.ledger.record_gate(r, verdicts, accepted=accepted, rejected=rejected)
-        result.accepted, result.rejected = len(accepted), len(rejected)
+        verdicts = _open_gate_verdicts(candidates["id"], r)
+        none = pa.array([], pa.string())
+        self.ledger.record_gate(r, verdicts, accepted=candidates["id"], rejected=none)
+        result.accepted, result.rejected = candidates.num_rows, 0
 
     def _dial(self, r: int, result: RoundResult) -> None:
         if self.dial is None:
@@ -289,7 +288,8 @@ def _open_gate_verdicts(ids: pa.ChunkedArray, r: int) -> pa.Table:
             "params": pa.repeat(pa.scalar("{}"), n),
             "version": pa.repeat(pa.scalar("0"), n),
             "passed": pa.repeat(pa.scalar(True), n),
-            "reason": pa.repeat(pa.scalar("no gate configured: accepted unchecked"), n),
+            "code": pa.repeat(pa.scalar(NO_GATE_CODE), n),
+            "detail": pa.repeat(pa.scalar("no gate configured: accepted unchecked"), n),
             "score": pa.nulls(n, pa.float64()),
             "matched_id": pa.nulls(n, pa.string()),
         }

@@ -50,7 +50,7 @@ class ReportData:
     - ``metrics``: strategy, seed, round, metric, value, higher_is_better
     - ``mix``: strategy, seed, round, human, synthetic, by_generation (JSON)
     - ``gate``: strategy, seed, round, verifier, records, passed
-    - ``reasons``: strategy, verifier, reason, count
+    - ``reasons``: strategy, verifier, code, count
     - ``decisions``: strategy, seed, round, real_fraction, reason, evidence
     - ``alerts``: strategy, seed, round, rule, metrics, message
     - ``axes``: one row per strategy, one column per axis
@@ -358,7 +358,7 @@ def render(data: ReportData) -> str:
         )
     reasons = data.frame("reasons")
     if not reasons.empty:
-        keys = [c for c in ("strategy", "verifier", "reason") if c in reasons]
+        keys = [c for c in ("strategy", "verifier", "code") if c in reasons]
         reasons = reasons.groupby(keys, as_index=False)["count"].sum()
         reasons = reasons.sort_values("count", ascending=False)
     sections = [
