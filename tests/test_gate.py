@@ -246,7 +246,13 @@ def test_quality_measures_against_closed_form():
     assert m["non_letters"][2] == pytest.approx(5 / 9)
     out = q.verify(pa.table({"content": texts}))
     assert out["passed"].to_pylist() == [False, True, False, False, True]
-    assert out["code"].to_pylist() == ["repeated_ngrams", "ok", "non_letter_share", "too_short", "ok"]
+    assert out["code"].to_pylist() == [
+        "repeated_ngrams",
+        "ok",
+        "non_letter_share",
+        "too_short",
+        "ok",
+    ]
     assert out["detail"].to_pylist()[3] == "0 < 3 chars"
     assert out["detail"].to_pylist()[2] == "0.56 > 0.3"
 

@@ -321,8 +321,9 @@ def test_a_ledger_written_before_reason_codes_still_opens_and_counts_by_code(tmp
         "reason VARCHAR, score DOUBLE, matched_id VARCHAR)"
     )
     con.execute(
-        "INSERT INTO verdicts VALUES ('a', 1, 'quality', '{}', '1', false, 'too short (2 < 9 chars)',"
-        " NULL, NULL), ('b', 1, 'quality', '{}', '1', true, 'ok', NULL, NULL)"
+        "INSERT INTO verdicts VALUES "
+        "('a', 1, 'quality', '{}', '1', false, 'too short (2 < 9 chars)', NULL, NULL), "
+        "('b', 1, 'quality', '{}', '1', true, 'ok', NULL, NULL)"
     )
     from tailguard.ledger import _DDL
 

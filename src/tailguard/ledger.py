@@ -110,6 +110,8 @@ def _verdict_rows(con: duckdb.DuckDBPyConnection) -> str:
         for n in VERDICT_SCHEMA.names
     )
     return f"(SELECT {names} FROM verdicts)"
+
+
 METRIC_SCHEMA = METRIC_ROWS
 
 

@@ -45,7 +45,6 @@ LEDGER_VERDICT_SCHEMA = VERDICT_ROWS
 RESULT_VERDICT_SCHEMA = pa.schema([f for f in LEDGER_VERDICT_SCHEMA if f.name != "round"])
 
 
-
 class Reason(NamedTuple):
     """A stable cause ``code`` and the human ``detail`` (what a user function may return)."""
 

@@ -90,7 +90,10 @@ class GateResult:
         )
 
     def reasons(self, *, failed_only: bool = True, top: int | None = None) -> pa.Table:
-        """Counts by verifier and reason code, most frequent first (``Ledger.rejection_reasons``'s twin)."""
+        """Counts by verifier and reason code, most frequent first.
+
+        The same grouping as ``Ledger.rejection_reasons``, so the CLI and the report agree.
+        """
         v = (
             self.verdicts.filter(pc.invert(self.verdicts["passed"]))
             if failed_only

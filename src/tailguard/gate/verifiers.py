@@ -327,8 +327,7 @@ class Quality(Verifier):
                 "repeated_ngrams",
                 m["repeated_ngrams"] > self.max_repeated_ngrams,
                 lambda i: (
-                    f"{self.ngram}-grams {m['repeated_ngrams'][i]:.2f} > "
-                    f"{self.max_repeated_ngrams}"
+                    f"{self.ngram}-grams {m['repeated_ngrams'][i]:.2f} > {self.max_repeated_ngrams}"
                 ),
             ),
             (
