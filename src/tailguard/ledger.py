@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tailguard.errors import InputError, ReservoirError, TailguardError
 from tailguard.readers import read_table
@@ -719,29 +720,68 @@ class Ledger:
             params=[run, round],
         ).to_arrow_table()
 
+    def round_summary(self, run: str | None = "main") -> pa.Table:
+        """Per run and round: the one definition of a round's composition.
+
+        ``total``, ``human`` and ``synthetic`` slots of the manifest, ``human_share``,
+        ``reservoir_share`` (slots from the reservoir's train split), ``traceable``
+        (slots whose id, origin and generation are in ``records``), ``new_human``
+        (human ids used for the first time in this run), ``generated`` (synthetic
+        records of the round) and ``verified`` (ids the gate ruled on). ``audit``, the
+        report and the lab all read it; ``run=None`` covers every run.
+        """
+        reservoir_name = self.reservoir().name if self.has_reservoir() else ""
+        return self.con.sql(
+            f"""
+            WITH slots AS (SELECT * FROM manifest_slots WHERE ? IS NULL OR run = ?),
+            traced AS (
+                SELECT s.run, s.round, count(*) AS total,
+                       count(*) FILTER (WHERE s.origin = 'human') AS human,
+                       count(*) FILTER (WHERE s.origin = 'synthetic') AS synthetic,
+                       human / total AS human_share,
+                       count(m.id) / total AS reservoir_share,
+                       count(r.id) AS traceable
+                FROM slots s
+                LEFT JOIN (SELECT id FROM reservoir_members WHERE name = ? AND split = 'train') m
+                  ON m.id = s.id AND s.origin = 'human'
+                LEFT JOIN (
+                    SELECT DISTINCT id, origin, generation FROM records
+                    WHERE source IS NOT NULL AND origin IS NOT NULL) r
+                  ON r.id = s.id AND r.origin = s.origin AND r.generation = s.generation
+                GROUP BY s.run, s.round),
+            first_use AS (
+                SELECT run, id, min(round) AS round FROM slots WHERE origin = 'human'
+                GROUP BY run, id),
+            new_human AS (SELECT run, round, count(*) AS new_human FROM first_use GROUP BY ALL),
+            generated AS (
+                SELECT round, count(*) AS generated FROM records
+                WHERE origin = 'synthetic' GROUP BY round),
+            verified AS (
+                SELECT round, count(DISTINCT id) AS verified FROM {_verdict_rows(self.con)}
+                WHERE verifier <> 'none' GROUP BY round)
+            SELECT t.run, t.round, t.total, t.human, t.synthetic, t.human_share,
+                   t.reservoir_share, t.traceable,
+                   coalesce(n.new_human, 0) AS new_human,
+                   coalesce(g.generated, 0) AS generated,
+                   coalesce(v.verified, 0) AS verified
+            FROM traced t LEFT JOIN new_human n USING (run, round)
+            LEFT JOIN generated g USING (round) LEFT JOIN verified v USING (round)
+            ORDER BY t.run, t.round
+            """,
+            params=[run, run, reservoir_name],
+        ).to_arrow_table()
+
     def audit(self, *, floor: float = 0.15, run: str | None = None) -> pa.Table:
         """Per round: human and synthetic counts and shares, by generation, and the alarm.
 
         ``flagged`` marks a round whose human share is below ``floor``: real data was
-        silently substituted by synthetic data.
+        silently substituted by synthetic data. The counts are :meth:`round_summary`'s.
         """
-        reservoir_name = self.reservoir().name if self.has_reservoir() else ""
-        table = self.con.sql(
-            """
-            SELECT s.run, s.round, count(*) AS total,
-                count(*) FILTER (WHERE s.origin = 'human') AS human,
-                count(*) FILTER (WHERE s.origin = 'synthetic') AS synthetic,
-                human / total AS human_share,
-                count(m.id) / total AS reservoir_share,
-                human_share < ? AS flagged
-            FROM manifest_slots s
-            LEFT JOIN (SELECT id FROM reservoir_members WHERE name = ? AND split = 'train') m
-              ON m.id = s.id AND s.origin = 'human'
-            WHERE ? IS NULL OR s.run = ?
-            GROUP BY s.run, s.round ORDER BY s.run, s.round
-            """,
-            params=[floor, reservoir_name, run, run],
-        ).to_arrow_table()
+        summary = self.round_summary(run)
+        cols = ["run", "round", "total", "human", "synthetic", "human_share", "reservoir_share"]
+        table = summary.select(cols).append_column(
+            "flagged", pc.less(summary["human_share"], floor)
+        )
         by_gen: dict[tuple[str, int], dict[str, int]] = {}
         for r, rnd, gen, n in self.con.execute(
             "SELECT run, round, generation, count(*) FROM manifest_slots "

@@ -28,6 +28,7 @@ import pyarrow as pa  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from tailguard import __version__  # noqa: E402
+from tailguard.lineage import lineage_tables  # noqa: E402
 
 #: The metrics drawn first when present: the tails and diversity collapse first.
 WATCHED = (
@@ -81,26 +82,6 @@ def from_ledger(ledger: Any, *, run: str = "main", title: str | None = None) -> 
         title=title or f"tailguard report: {run}",
         **{name: _tag(t, tag) for name, t in tables.items()},
     )
-
-
-def lineage_tables(ledger: Any, run: str) -> dict[str, pa.Table]:
-    """What the report shows of one lineage: metrics, mix, gate, reasons, decisions, alerts.
-
-    The lab collects the same tables from each of its runs.
-    """
-    from tailguard.monitor import Monitor, alerts_table
-
-    history = ledger.metrics(run)
-    alerts = Monitor.from_history(history).alerts(run) if history.num_rows else []
-    audit = ledger.audit(run=run)
-    return {
-        "metrics": history.drop_columns(["run"]),
-        "mix": audit.select(["round", "human", "synthetic", "by_generation"]),
-        "gate": ledger.gate_summary(),
-        "reasons": ledger.rejection_reasons(),
-        "decisions": ledger.decisions(run).drop_columns(["run"]),
-        "alerts": alerts_table(alerts).drop_columns(["run"]),
-    }
 
 
 def from_lab(result: Any, *, title: str | None = None) -> ReportData:
