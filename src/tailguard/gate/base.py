@@ -62,8 +62,9 @@ def verdicts(
 ) -> pa.Table:
     """Build a verdict table from columns (arrays, lists or scalars broadcast to ``passed``).
 
-    ``code`` defaults to ``"ok"`` where a record passed and ``"rejected"`` where not;
-    ``detail`` defaults to the code, so a verifier only has to name what went wrong.
+    A passed record's code is always ``"ok"``, so a verifier may give one code for
+    all; a failed record's defaults to ``"rejected"``. ``detail`` defaults to the
+    code, so a verifier only has to name what went wrong.
     """
     ok = pa.array(np.asarray(passed, dtype=bool))
     n = len(ok)
@@ -84,7 +85,8 @@ def verdicts(
             raise ValueError(f"verdict column has {len(arr)} values for {n} records")
         return arr.cast(kind)
 
-    codes = pc.coalesce(column(code, pa.string()), pc.if_else(ok, PASS_CODE, FAIL_CODE))
+    given = pc.if_else(ok, pa.scalar(None, pa.string()), column(code, pa.string()))
+    codes = pc.coalesce(given, pc.if_else(ok, PASS_CODE, FAIL_CODE))
     details = pc.coalesce(column(detail, pa.string()), codes)
     return pa.table(
         [ok, codes, details, column(score, pa.float64()), column(matched_id, pa.string())],
