@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from tailguard.cli import app
 from tailguard.ledger import Ledger
-from tailguard.mix import Anchored, Dial, MetricEvidence, plan
+from tailguard.mix import Anchored, Dial, Evidence, plan
 from tailguard.records import make_records
 
 runner = CliRunner()
@@ -115,11 +115,11 @@ def test_dial_show_prints_the_stored_history(ledger_path):
             d = dial.decide(
                 r,
                 [
-                    MetricEvidence(
+                    Evidence(
                         metric="tail_coverage",
                         value=0.7,
                         baseline=0.8,
-                        change=-0.125,
+                        relative_change=-0.125,
                         threshold=0.1,
                         degraded=degraded,
                     )
