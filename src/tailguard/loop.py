@@ -209,22 +209,9 @@ class Loop:
         monitor = self._synced_monitor()
         fn = self.sample_fn or (lambda m, rnd, s: self.generate_fn(m, self.n_sample, rnd, s))
         sample = self._as_records(fn(self.model, r, self._seed(r, 3)), r)
-        rows = monitor.record(
-            r, sample["content"], sample["label"], sample="model", run=self.run_name
+        own = evaluate_sample(
+            self.ledger, monitor, r, sample["content"], sample["label"], run=self.run_name
         )
-        if r == 0:
-            human = self.ledger.reservoir_records("train")
-            holdout = self.ledger.reservoir_records("holdout")
-            floor = monitor.record_floor(
-                holdout["content"],
-                holdout["label"],
-                human["content"],
-                human["label"],
-                run=self.run_name,
-            )
-            rows = pa.concat_tables([rows, floor])
-        self.ledger.write_metrics(rows)
-        own = rows.filter(pc.equal(rows["sample"], "model"))
         result.metrics = dict(zip(own["metric"].to_pylist(), own["value"].to_pylist(), strict=True))
 
     def _synced_monitor(self) -> Any:
@@ -275,6 +262,48 @@ class Loop:
             round=r,
             label=labels,
         )
+
+
+def evaluate_sample(
+    ledger: Ledger,
+    monitor: Any,
+    round: int,  # noqa: A002
+    texts: Any,
+    labels: Any = None,
+    *,
+    sample: str = "model",
+    run: str = "main",
+) -> pa.Table:
+    """The evaluate step: measure a sample against the monitor's reference and store it.
+
+    A run's first evaluation also stores the noise floor (the reservoir's holdout
+    against its training split), with labels when both the sample and the
+    reservoir have them. Used by :class:`Loop` and ``tailguard eval``; returns the
+    sample's metric rows.
+    """
+    from tailguard.monitor import FLOOR_SAMPLE
+
+    rows = monitor.record(round, texts, labels, sample=sample, run=run)
+    stored = ledger.metrics(run)
+    if FLOOR_SAMPLE not in set(stored["sample"].to_pylist()):
+        holdout = ledger.reservoir_records("holdout")
+        train = ledger.reservoir_records("train")
+        with_labels = _labelled(labels) and _labelled(holdout["label"])
+        floor = monitor.record_floor(
+            holdout["content"],
+            holdout["label"] if with_labels else None,
+            train["content"],
+            train["label"] if with_labels else None,
+            run=run,
+        )
+        ledger.write_metrics(pa.concat_tables([rows, floor]))
+    else:
+        ledger.write_metrics(rows)
+    return rows
+
+
+def _labelled(labels: Any) -> bool:
+    return labels is not None and labels.null_count < len(labels)
 
 
 def _open_gate_verdicts(ids: pa.ChunkedArray, r: int) -> pa.Table:
