@@ -44,39 +44,43 @@ def test_correct_code_passes_and_a_failing_test_is_named():
         "def test_two():\n    assert add(2, 2) == 5, 'arithmetic'\n",
     )
     assert not bad["passed"] and "failing test in test_two" in bad["detail"]
-    assert "arithmetic" in bad["detail"]
+    assert "arithmetic" in bad["detail"] and bad["code"] == "tests_failed" and ok["code"] == "ok"
 
 
 def test_an_exception_in_the_code_is_reported_with_its_line():
     v = verdict("x = 1\ny = x / 0\n")
     assert not v["passed"] and "ZeroDivisionError" in v["detail"] and "solution.py:2" in v["detail"]
+    assert v["code"] == "exception"
 
 
 def test_malformed_content_is_a_failed_verdict():
     v = CodeTests().verify(pa.table({"content": ['{"code": "x=1"}', "not json"]})).to_pylist()
     assert "lacks key(s) ['tests']" in v[0]["detail"] and "not JSON" in v[1]["detail"]
+    assert [x["code"] for x in v] == ["bad_content", "bad_content"]
 
 
 def test_infinite_loop_times_out():
     t0 = time.monotonic()
     v = verdict("while True:\n    pass\n", wall_seconds=1.5, cpu_seconds=5)
-    assert not v["passed"] and v["detail"].startswith("timeout")
+    assert not v["passed"] and v["code"] == "timeout"
+    assert v["detail"].startswith("still running after 1.5s")
     assert time.monotonic() - t0 < 5
 
 
 def test_cpu_limit_stops_a_busy_loop_before_the_wall_clock():
     v = verdict("while True:\n    pass\n", wall_seconds=10, cpu_seconds=1)
-    assert not v["passed"] and "resource limit: CPU time" in v["detail"]
+    assert not v["passed"] and v["code"] == "cpu_limit" and "CPU time" in v["detail"]
 
 
 def test_allocating_10_gb_hits_the_memory_limit():
     v = verdict("block = bytearray(10 * 1024 ** 3)\n")
-    assert not v["passed"] and v["detail"].startswith("resource limit: memory")
+    assert not v["passed"] and v["code"] == "memory_limit"
+    assert v["detail"].startswith("memory (")
 
 
 def test_writing_a_huge_file_hits_the_file_size_limit():
     v = verdict("with open('big', 'wb') as f:\n    f.write(b'x' * (8 << 20))\n", file_size_mb=1)
-    assert not v["passed"] and "file size" in v["detail"]
+    assert not v["passed"] and v["code"] == "file_size_limit" and "file size" in v["detail"]
 
 
 def test_too_many_open_files_is_contained():
