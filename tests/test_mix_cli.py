@@ -70,6 +70,11 @@ def test_mix_plans_stores_and_prints(ledger_path):
         manifest = led.manifest(1)
         holdout = set(led.reservoir().holdout_ids.to_pylist())
         pool = led.training_pool(1)
+        (row,) = led.round_summary().to_pylist()
+    # the printed composition is the ledger's round summary
+    assert f"{row['human']:,} human ({row['human_share']:.1%}" in result.output
+    assert f"{row['synthetic']:,} synthetic slots" in result.output
+    assert row["human"] == manifest.slots.num_rows - row["synthetic"] and row["new_human"] > 0
     slots = manifest.slots
     human = pc.equal(slots["origin"], "human").to_numpy(zero_copy_only=False)
     assert (np.bincount(slots["batch"].to_numpy(), weights=human) == 8).all()
