@@ -21,6 +21,7 @@ from tailguard.gate import (
     MathAnswer,
     NearDuplicate,
     Quality,
+    Reason,
     Rules,
     Schema,
     Verifier,
@@ -393,3 +394,33 @@ def test_config_errors_say_where(tmp_path):
             {"gate": {"verifiers": [{"kind": "rules", "rules": "missing.toml"}]}}, base_dir=tmp_path
         )
     assert "missing.toml" in str(exc.value)
+
+
+def spicy(text):
+    if "chilli" in text:
+        return False, Reason("too_spicy", f"{text.count('chilli')} chillies")
+    return True
+
+
+def test_a_function_may_name_its_own_code_or_give_a_bare_reason():
+    out = FunctionVerifier(spicy).verify(pa.table({"content": ["mild", "chilli chilli"]}))
+    assert out["code"].to_pylist() == ["ok", "too_spicy"]
+    assert out["detail"].to_pylist() == ["ok", "2 chillies"]
+    legacy = FunctionVerifier(
+        lambda b: pa.table({"passed": [False, True], "reason": ["too salty", None]}),
+        name="salt",
+        vectorised=True,
+    )
+    r = Gate([legacy], progress=False).run(synth(["a", "b"]))
+    assert r.verdicts["code"].to_pylist() == ["rejected", "ok"]
+    assert r.verdicts["detail"].to_pylist() == ["too salty", "ok"]
+    assert r.reasons().to_pylist() == [{"verifier": "salt", "code": "rejected", "count": 1}]
+
+
+def test_every_failed_builtin_verdict_carries_a_declared_code():
+    texts = ["", "x" * 50, "a b a b a b a b", "fine words here and there", "1234 5678"]
+    texts.append(texts[3])  # a copy: the duplicate verifiers fail it
+    for v in (Quality(min_chars=3, max_chars=40), ExactDuplicate(), NearDuplicate()):
+        out = v.verify(pa.table({"id": [str(i) for i in range(6)], "content": texts}))
+        failed = set(out.filter(pa.compute.invert(out["passed"]))["code"].to_pylist())
+        assert failed and failed <= set(v.codes), (v.kind, failed)
