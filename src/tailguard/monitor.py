@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from tailguard.errors import InputError
 from tailguard.metrics import REGISTRY, Embedder, Preset, Reference, evaluate, get_preset
+from tailguard.mix.dial import Evidence
 from tailguard.records import METRIC_ROWS
 
 #: The ledger's metric columns, in order.
@@ -27,40 +28,6 @@ HISTORY_SCHEMA = METRIC_ROWS
 #: Sample name of the noise floor: human holdout vs human training reservoir.
 NOISE_FLOOR_SAMPLE = "noise_floor"
 _TINY = 1e-12
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """One watched metric of one sample at its latest round, against its baselines.
-
-    ``relative_change`` is signed, ``(value - baseline) / |baseline|``;
-    ``degraded`` is True when the metric is past its threshold in its bad
-    direction and also worse than the noise floor (when one is recorded).
-    """
-
-    run: str
-    sample: str
-    metric: str
-    kind: str
-    #: None: two-sided, the distance from the metric's ideal (or the baseline) is bad.
-    higher_is_better: bool | None
-    round: int
-    value: float
-    baseline: float
-    baseline_round: int
-    noise_floor: float | None
-    relative_change: float
-    threshold: float
-    threshold_kind: str
-    degraded: bool
-
-    @property
-    def change(self) -> float:
-        """The relative change under the name the Dial's evidence protocol reads."""
-        return self.relative_change
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -396,21 +363,21 @@ class Monitor:
                     degraded &= bool(falling)
                 out.append(
                     Evidence(
-                        run,
-                        smp,
-                        metric,
-                        REGISTRY[metric].kind if metric in REGISTRY else "mean",
-                        hib,
-                        latest,
-                        value,
-                        baseline,
-                        first,
-                        fl,
-                        (value - baseline) / max(abs(baseline), _TINY),
-                        thr.value,
-                        thr.kind,
-                        bool(degraded),
-                    )  # fmt: skip
+                        run=run,
+                        sample=smp,
+                        metric=metric,
+                        kind=REGISTRY[metric].kind if metric in REGISTRY else "mean",
+                        higher_is_better=hib,
+                        round=latest,
+                        value=value,
+                        baseline=baseline,
+                        baseline_round=first,
+                        noise_floor=fl,
+                        relative_change=(value - baseline) / max(abs(baseline), _TINY),
+                        threshold=thr.value,
+                        threshold_kind=thr.kind,
+                        degraded=bool(degraded),
+                    )
                 )
         return out
 

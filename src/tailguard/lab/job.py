@@ -113,7 +113,7 @@ class _Job:
 
     def _lineage(self) -> dict[str, pa.Table]:
         """The report's tables of this run (before any recovery rounds), tagged."""
-        from tailguard.report import lineage_tables
+        from tailguard.lineage import lineage_tables
 
         tables = lineage_tables(self.ledger, self.run_name)
         out = {}
@@ -146,39 +146,18 @@ class _Job:
 
     def _rounds_table(self) -> pa.Table:
         """Per round: slots by origin, traceable share, new human examples, generated, verified."""
-        con, run = self.ledger.con, self.run_name
-        rounds = con.sql(
-            """
-            WITH slots AS (SELECT * FROM manifest_slots WHERE run = ?),
-            traced AS (
-                SELECT s.round, count(*) AS total,
-                       count(*) FILTER (WHERE s.origin = 'human') AS human,
-                       count(*) FILTER (WHERE s.origin = 'synthetic') AS synthetic,
-                       count(r.id) AS traceable
-                FROM slots s LEFT JOIN (
-                    SELECT DISTINCT id, origin, generation FROM records
-                    WHERE source IS NOT NULL AND origin IS NOT NULL) r
-                  ON r.id = s.id AND r.origin = s.origin AND r.generation = s.generation
-                GROUP BY s.round),
-            first_use AS (
-                SELECT id, min(round) AS round FROM slots WHERE origin = 'human' GROUP BY id),
-            new_human AS (SELECT round, count(*) AS new_human FROM first_use GROUP BY round),
-            generated AS (
-                SELECT round, count(*) AS generated FROM records
-                WHERE origin = 'synthetic' GROUP BY round),
-            verified AS (
-                SELECT round, count(DISTINCT id) AS verified FROM verdicts
-                WHERE verifier <> 'none' GROUP BY round)
-            SELECT t.round, t.total, t.human, t.synthetic, t.traceable,
-                   coalesce(n.new_human, 0) AS new_human,
-                   coalesce(g.generated, 0) AS generated,
-                   coalesce(v.verified, 0) AS verified
-            FROM traced t LEFT JOIN new_human n USING (round)
-            LEFT JOIN generated g USING (round) LEFT JOIN verified v USING (round)
-            ORDER BY t.round
-            """,
-            params=[run],
-        ).to_arrow_table()
+        rounds = self.ledger.round_summary(self.run_name).select(
+            [
+                "round",
+                "total",
+                "human",
+                "synthetic",
+                "traceable",
+                "new_human",
+                "generated",
+                "verified",
+            ]
+        )
         n = rounds.num_rows
         costs = self.config.costs
         cost = costs.cost(

@@ -13,7 +13,7 @@ from tailguard.mix.adapters import (
     manifest_indices,
     manifest_sampler,
 )
-from tailguard.mix.dial import Decision, Dial, Evidence, MetricEvidence
+from tailguard.mix.dial import Decision, Dial, Evidence
 from tailguard.mix.planner import human_quota, plan
 from tailguard.mix.policies import (
     POLICIES,
@@ -39,7 +39,6 @@ __all__ = [
     "Evidence",
     "Fresh",
     "HumanOnly",
-    "MetricEvidence",
     "Policy",
     "Replace",
     "eligible_rows",
