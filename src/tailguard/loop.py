@@ -121,7 +121,8 @@ class Loop:
         """
         if rounds < 0:
             raise ConfigError("rounds must be >= 0")
-        self.ledger.reservoir()  # fails early, with the reason, if unfrozen or tampered
+        # Fails early, with the reason, if unfrozen, tampered with or not the one pinned.
+        self.ledger.pin_reservoir(self.run_name)
         last = self.ledger.last_stage(self.run_name)
         if last is not None and not resume:
             raise ConfigError(
@@ -161,9 +162,13 @@ class Loop:
 
     def _mark(self, r: int, stage: str) -> None:
         self.ledger.mark_stage(self.run_name, r, stage)
+        # Hold the ledger file only while writing, so readers (monitor, audit, report)
+        # can open it between stages.
+        self.ledger.release()
 
     # ------------------------------------------------------------------ stages
     def _generate(self, r: int, result: RoundResult) -> None:
+        self.ledger.release()
         out = self.generate_fn(self.model, self.n_generate, r, self._seed(r, 1))
         records = self._as_records(out, r)
         self.ledger.add_records(records)
@@ -213,7 +218,9 @@ class Loop:
 
     def _train(self, r: int, result: RoundResult) -> None:
         manifest = self.ledger.manifest(r, self.run_name)
-        self.model = self.train_fn(manifest, self.ledger.manifest_records(r, self.run_name))
+        records = self.ledger.manifest_records(r, self.run_name)
+        self.ledger.release()
+        self.model = self.train_fn(manifest, records)
 
     def _evaluate(self, r: int, result: RoundResult) -> None:
         if self.monitor is None:
