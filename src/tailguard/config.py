@@ -145,10 +145,10 @@ class RulesSpec(VerifierSpec):
 
 class QualitySpec(VerifierSpec):
     kind: Literal["quality"]
-    min_chars: int | None = None
-    max_chars: int | None = None
-    min_words: int | None = None
-    ngram: int | None = None
+    min_chars: Annotated[int, Field(ge=0)] | None = None
+    max_chars: Annotated[int, Field(ge=1)] | None = None
+    min_words: Annotated[int, Field(ge=0)] | None = None
+    ngram: Annotated[int, Field(ge=1, le=64)] | None = None
     max_repeated_ngrams: float | None = None
     max_non_letters: float | None = None
 
@@ -163,11 +163,11 @@ class NearDuplicateSpec(VerifierSpec):
     kind: Literal["near_duplicate"]
     reference: Literal["reservoir", "none"] = "reservoir"
     threshold: float | None = None
-    num_perm: int | None = None
-    shingle: int | None = None
-    seed: int | None = None
+    num_perm: Annotated[int, Field(ge=2, le=4096)] | None = None
+    shingle: Annotated[int, Field(ge=1, le=64)] | None = None
+    seed: Annotated[int, Field(ge=0, lt=2**63)] | None = None
     within_pool: bool | None = None
-    max_bucket: int | None = None
+    max_bucket: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     weights: Annotated[list[float], Field(min_length=2, max_length=2)] | None = None
 
     def params(self, base_dir: Path | None = None) -> dict[str, Any]:
@@ -310,6 +310,12 @@ class AuditSection(_Strict):
     )
 
 
+class ReservoirSection(_Strict):
+    """A digest pinned outside the ledger: every command that reads the reservoir checks it."""
+
+    digest: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")] | None = None
+
+
 class ProjectConfig(_Strict):
     """All of ``tailguard.toml``. ``base_dir`` is the folder relative paths resolve against."""
 
@@ -322,6 +328,7 @@ class ProjectConfig(_Strict):
     monitor: MonitorSection = Field(default_factory=MonitorSection)
     loop: LoopSection = Field(default_factory=LoopSection)
     audit: AuditSection = Field(default_factory=AuditSection)
+    reservoir: ReservoirSection | None = None
     _base_dir: Path = PrivateAttr(default=Path("."))
 
     @property
@@ -415,6 +422,7 @@ __all__ = [
     "PolicySection",
     "ProjectConfig",
     "ProjectSection",
+    "ReservoirSection",
     "VERIFIER_SPECS",
     "VerifierSpec",
     "config_error",

@@ -1261,7 +1261,8 @@ class Ledger:
         later = con.execute(
             """
             SELECT 'stage ' || stage || ' of round ' || round FROM stages
-             WHERE run = $run AND (round > $round OR (round = $round AND list_contains($train, stage)))
+             WHERE run = $run
+               AND (round > $round OR (round = $round AND list_contains($train, stage)))
             UNION ALL SELECT 'the manifest of round ' || round FROM manifests
              WHERE run = $run AND round > $round
             UNION ALL SELECT 'metrics of round ' || round FROM metrics

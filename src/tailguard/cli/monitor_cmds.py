@@ -112,6 +112,7 @@ def monitor_cmd(
     from tailguard.monitor import Monitor
 
     with open_ledger(ledger, read_only=True) as led:
+        led.check_run(run)
         history = led.metrics(run=run)
     runs = sorted(set(history["run"].to_pylist()))
     if not runs:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tailguard.cli.app import app, console, handles_errors, open_ledger
+from tailguard.cli.app import app, console, handles_errors, open_ledger, writable_output
 
 
 @app.command()
@@ -24,6 +24,7 @@ def report(
     from tailguard.advise import TaskProfile, advise, advise_from_lab
     from tailguard.report import from_lab, from_ledger, write
 
+    writable_output(output)
     advice = advise(TaskProfile(stakes=stakes, task=task, verifiable=verifiable))
     if lab is not None:
         from tailguard.lab import LabResult
@@ -33,6 +34,7 @@ def report(
         advise_from_lab(advice, result.axes)
     else:
         with open_ledger(ledger, read_only=True) as led:
+            led.check_run(run)
             data = from_ledger(led, run=run)
     data.recommendation = advice.lines()
     console.print(f"wrote {write(data, output)}")
