@@ -93,7 +93,5 @@ def test_ctrl_c_ends_a_run_with_130_and_resume_finishes(tmp_path):
     )
     assert resumed.returncode == 0, resumed.stderr
     whole = tmp_path / "whole.duckdb"
-    subprocess.run(
-        [*CLI, "run", str(cfg), "--ledger", str(whole)], check=True, capture_output=True
-    )
+    subprocess.run([*CLI, "run", str(cfg), "--ledger", str(whole)], check=True, capture_output=True)
     assert fingerprint(ledger) == fingerprint(whole)
