@@ -162,6 +162,7 @@ def _check_lines(data: bytes, line0: int, path: Path, json_depth: bool) -> None:
         )
     if not json_depth:
         return
+    _check_objects(buf, starts, stops, line0, path)
     opens = np.cumsum((buf == ord("{")) | (buf == ord("[")), dtype=np.int64)
     before = np.concatenate(([0], opens))
     per_line = before[stops] - before[starts]
@@ -173,6 +174,31 @@ def _check_lines(data: bytes, line0: int, path: Path, json_depth: bool) -> None:
                 file=str(path),
                 line=line0 + int(i),
             )
+
+
+def _check_objects(
+    buf: np.ndarray, starts: np.ndarray, stops: np.ndarray, line0: int, path: Path
+) -> None:
+    """Every non-blank JSONL line must be one object: ``{`` first and ``}`` last.
+
+    Checked before parsing because pyarrow's JSON reader can crash (not fail) on
+    lines of bare values such as ``null,null :null``.
+    """
+    blank = np.isin(buf, np.frombuffer(b" \t\r\n\f\v", np.uint8))
+    n = len(buf)
+    idx = np.arange(n)
+    # Next and previous non-blank byte of every position (n / -1 when none).
+    nxt = np.minimum.accumulate(np.where(blank, n, idx)[::-1])[::-1]
+    prv = np.maximum.accumulate(np.where(blank, -1, idx))
+    first = np.append(nxt, n)[starts]
+    last = np.concatenate(([-1], prv))[stops]
+    used = first < stops
+    ok = (buf[np.minimum(first, n - 1)] == ord("{")) & (buf[np.maximum(last, 0)] == ord("}"))
+    bad = np.flatnonzero(used & ~ok)
+    if bad.size:
+        raise InputError(
+            "expected one JSON object per line ({...})", file=str(path), line=line0 + int(bad[0])
+        )
 
 
 def _json_depth(line: np.ndarray) -> int:
