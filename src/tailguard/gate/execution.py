@@ -47,6 +47,11 @@ def describe(result: sandbox.SandboxResult, limits: sandbox.Limits) -> tuple[boo
         where = f" at {'solution.py' if rep.get('stage') == 'code' else 'tests.py'}:{rep['line']}"
     if result.status == "timeout":
         return False, f"timeout: still running after {limits.wall_seconds:g}s (wall clock)"
+    if result.oom_kills:
+        return False, (
+            f"resource limit: memory ({limits.memory_mb} MiB over all its processes): "
+            f"{result.oom_kills} process(es) killed"
+        )
     if result.signal in ("SIGXCPU", "SIGKILL") and outcome is None:
         return False, f"resource limit: CPU time ({limits.cpu_seconds}s), {result.signal}"
     if result.signal == "SIGXFSZ":
@@ -59,6 +64,9 @@ def describe(result: sandbox.SandboxResult, limits: sandbox.Limits) -> tuple[boo
         return False, f"resource limit: memory ({limits.memory_mb} MiB){where}"
     if outcome == "file_size":
         return False, f"resource limit: file size ({limits.file_size_mb} MiB){where}"
+    if outcome == "disk":
+        quota = f"{limits.disk_mb} MiB, {limits.inodes} files"
+        return False, f"resource limit: working directory full ({quota}){where}: {rep.get('error')}"
     if outcome == "exception":
         return False, f"exception{where}: {rep.get('error')}"
     if outcome == "exit":
@@ -80,7 +88,7 @@ class CodeTests(Verifier):
     """
 
     kind = "code_tests"
-    version = "1"
+    version = "2"
 
     def __init__(
         self,
@@ -91,9 +99,12 @@ class CodeTests(Verifier):
         file_size_mb: int = 16,
         open_files: int = 64,
         processes: int = 32,
+        disk_mb: int = 64,
+        inodes: int = 8192,
     ) -> None:
         self.wall_seconds, self.cpu_seconds, self.memory_mb = wall_seconds, cpu_seconds, memory_mb
         self.file_size_mb, self.open_files, self.processes = file_size_mb, open_files, processes
+        self.disk_mb, self.inodes = disk_mb, inodes
 
     @property
     def limits(self) -> sandbox.Limits:
@@ -114,6 +125,9 @@ class CodeTests(Verifier):
             missing = [k for k, v in result.isolation.items() if not v]
             if missing:
                 why += f" [not isolated here: {', '.join(missing)}]"
+            if result.cleanup_errors:  # logged too; a run that left something never passes
+                ok = False
+                why += f" [sandbox cleanup failed: {'; '.join(result.cleanup_errors)[:300]}]"
             passed.append(ok)
             reasons.append(why)
             scores.append(result.seconds)
