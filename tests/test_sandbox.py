@@ -11,15 +11,21 @@ import contextlib
 import json
 import os
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
+from dataclasses import replace
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
+import tailguard
 from tailguard.gate import CodeTests, Gate, Limits, run_tests
-from tailguard.gate.sandbox import _processes_of, isolation
+from tailguard.gate.sandbox import _processes_of, isolation, remove_tree
 from tailguard.ledger import Ledger
 from tailguard.records import make_records
 
@@ -221,3 +227,281 @@ def test_hostile_code_through_the_gate_leaves_the_ledger_intact():
         assert len(result.accepted_ids) == 1 and len(result.rejected_ids) == 3
         assert led.count(round=1) == 4  # nothing deleted
         assert led.verdicts(round=1).num_rows == 4
+
+
+# --- Attacks on the host: disk, memory, processes, files, namespaces -------------------
+# Each test below is one attack; it skips only when this kernel lacks the feature that
+# contains it (checked here, independently of the sandbox's own detection).
+
+
+def _kernel_lacks(feature: str) -> str | None:
+    """Why this kernel cannot contain an attack (None: it can, so the test must run)."""
+    if not ROOT:
+        return "full isolation needs root (as in CI)"
+    if feature in ("pid", "mnt", "net", "user") and not os.path.exists(f"/proc/self/ns/{feature}"):
+        return f"this kernel has no {feature} namespaces"
+    if feature == "cgroup":
+        with open("/proc/self/mountinfo") as f:
+            mounts = f.read()
+        v1 = any(" - cgroup " in m and "memory" in m.split()[-1] for m in mounts.splitlines())
+        controllers = Path("/sys/fs/cgroup/cgroup.controllers")
+        v2 = controllers.exists() and "memory" in controllers.read_text()
+        if not (v1 or v2):
+            return "this kernel offers no memory cgroup (v2 memory.max or v1 memory controller)"
+    if feature == "seccomp":
+        with open("/proc/self/status") as f:
+            if "Seccomp:" not in f.read():
+                return "this kernel has no seccomp"
+    return None
+
+
+def needs(*features: str):
+    reasons = [r for r in map(_kernel_lacks, features) if r]
+    return pytest.mark.skipif(bool(reasons), reason="; ".join(reasons))
+
+
+def _sandbox_cgroups() -> list[str]:
+    from tailguard.gate.cgroup import PREFIX, _mounts
+
+    found = []
+    for mount, _, _, _ in _mounts():
+        for dirpath, dirnames, _ in os.walk(mount):
+            found += [os.path.join(dirpath, d) for d in dirnames if d.startswith(PREFIX)]
+    return found
+
+
+def _host_leftovers() -> dict[str, list]:
+    tmp = tempfile.gettempdir()
+    return {
+        "dirs": sorted(e for e in os.listdir(tmp) if e.startswith("tailguard-sandbox-")),
+        "cgroups": _sandbox_cgroups(),
+        "processes": _processes_of_sandbox_uids() if ROOT else [],
+        "mounts": [m for m in open("/proc/self/mountinfo") if m.split()[4] == "/sandbox"],
+    }
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind():
+    """After every test: no sandbox directory, cgroup, mount or process remains."""
+    before = _host_leftovers()
+    yield
+    after = _host_leftovers()
+    assert after["dirs"] == before["dirs"]
+    assert after["cgroups"] == [] and after["processes"] == [] and after["mounts"] == []
+
+
+DEEP_TREE = (
+    "import os\npath = '.'\nfor i in range(1200):\n    path += '/d'\n    os.mkdir(path)\n"
+    "    with open(path + '/f', 'wb') as f:\n        f.write(b'x' * 1024)\n"
+)
+
+
+@needs("mnt", "pid")
+def test_a_1200_deep_tree_is_freed_with_the_run():
+    v = verdict(DEEP_TREE, "assert os.path.isfile('/'.join(['d'] * 1200) + '/f')\n")
+    assert v["passed"], v["reason"]
+    # the fixture asserts that nothing of it is left on the host
+
+
+def test_cleanup_removes_trees_deeper_than_recursion_and_path_limits(tmp_path):
+    """The fallback (no mount namespace) removes the host directory at any depth."""
+    top = tmp_path / "run"
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY)
+    for depth in range(1200):  # 'dddd/' * 1200 is 6,000 characters: past PATH_MAX
+        os.mkdir("dddd", dir_fd=fd)
+        with open(os.open("f", os.O_WRONLY | os.O_CREAT, dir_fd=fd), "w") as f:
+            f.write("x")
+        child = os.open("dddd", os.O_RDONLY, dir_fd=fd)
+        if depth == 600:
+            os.fchmod(fd, 0o500)  # the code made a directory read-only ...
+        os.close(fd)
+        fd = child
+    os.fchmod(fd, 0)  # ... and one unreadable
+    os.close(fd)
+    assert remove_tree(top) == []
+    assert not top.exists()
+
+
+def test_cleanup_failure_is_reported_and_never_a_pass(monkeypatch, caplog):
+    from tailguard.gate import sandbox
+
+    def failing(path):
+        remove_tree(path)
+        return [f"{path}: Device or resource busy"]
+
+    monkeypatch.setattr(sandbox, "remove_tree", failing)
+    plan = sandbox._plan(sandbox.base_interpreter())
+    basic = sandbox._Plan(plan.root, "basic", False, None, plan.seccomp)
+    monkeypatch.setattr(sandbox, "_plan", lambda python: basic)
+    v = verdict("x = 1\n")
+    assert not v["passed"] and "sandbox cleanup failed" in v["reason"]
+    assert "Device or resource busy" in caplog.text
+
+
+@needs("mnt", "pid")
+def test_a_record_retried_alone_leaves_no_tree(monkeypatch):
+    """A failing batch is retried record by record: each run still leaves nothing."""
+    from tailguard.gate import sandbox
+
+    runs = []
+    real = sandbox.run_tests
+
+    def counting(code, tests, *, limits=None):
+        res = real(code, tests, limits=limits)
+        runs.append(res.cleanup_errors)
+        return res
+
+    monkeypatch.setattr(sandbox, "run_tests", counting)
+
+    class FlakyOnBatches(CodeTests):
+        def verify(self, batch):
+            out = super().verify(batch)
+            if batch.num_rows > 1:
+                raise RuntimeError("the batch failed after running")
+            return out
+
+    table = pa.table(
+        {
+            "id": ["deep", "ok"],
+            "content": [
+                json.dumps({"code": DEEP_TREE, "tests": ""}),
+                json.dumps({"code": "x = 1", "tests": "assert x == 1"}),
+            ],
+        }
+    )
+    result = Gate([FlakyOnBatches(**FAST.to_dict())], progress=False).run(table)
+    assert len(runs) == 4 and all(errors == () for errors in runs)  # twice each, clean
+    assert len(result.accepted_ids) == 2
+
+
+@needs("mnt")
+def test_writing_past_the_disk_quota_fails_the_verdict():
+    code = (
+        "import os\nst = os.statvfs('.')\nassert st.f_blocks * st.f_frsize <= 8 << 20\n"
+        "for i in range(64):\n    with open(f'part{i}', 'wb') as f:\n"
+        "        f.write(b'x' * (1 << 20))\n"
+    )
+    v = verdict(code, disk_mb=8, file_size_mb=4)
+    assert not v["passed"] and "working directory full (8 MiB" in v["reason"]
+    assert "No space left on device" in v["reason"]
+
+
+@needs("mnt")
+def test_creating_files_past_the_inode_quota_fails_the_verdict():
+    code = "for i in range(5000):\n    open(f'f{i}', 'w').close()\n"
+    v = verdict(code, inodes=1000)
+    assert not v["passed"] and "1000 files" in v["reason"]
+
+
+MEMORY_HOGS = (
+    "import os, time\nkids = []\n"
+    "for _ in range(4):\n    pid = os.fork()\n    if pid == 0:\n"
+    "        block = b'x' * (160 << 20)\n        time.sleep(1)\n        os._exit(0)\n"
+    "    kids.append(pid)\n"
+    "for pid in kids:\n    os.waitpid(pid, 0)\n"
+)
+
+
+@needs("cgroup")
+def test_processes_together_cannot_exceed_the_memory_limit():
+    """Four processes of 160 MiB each (each under the 256 MiB limit; 640 MiB together)."""
+    limits = Limits(wall_seconds=15, cpu_seconds=8, memory_mb=256, disk_mb=8)
+    r = run_tests(MEMORY_HOGS, "", limits=limits)
+    assert r.isolation["tree_memory_limit"]
+    assert r.oom_kills >= 1
+    assert r.memory_peak_mb is not None and r.memory_peak_mb <= 256 + 8 + 32
+    v = verdict(MEMORY_HOGS, **limits.to_dict())
+    assert not v["passed"] and "over all its processes" in v["reason"]
+
+
+@needs_root
+def test_without_a_cgroup_the_process_count_is_lowered(monkeypatch):
+    from tailguard.gate import sandbox
+
+    plan = sandbox._plan(sandbox.base_interpreter())
+    monkeypatch.setattr(sandbox, "_plan", lambda python: replace(plan, cgroup=None))
+    code = (
+        "import os, time\nn = 0\nfor _ in range(10):\n    try:\n        pid = os.fork()\n"
+        "    except OSError:\n        break\n    if pid == 0:\n        time.sleep(5)\n"
+        "        os._exit(0)\n    n += 1\n"
+    )
+    v = verdict(code, f"assert n < {sandbox.FALLBACK_PROCESSES}, n\n", processes=32)
+    assert v["passed"], v["reason"]
+    assert "tree_memory_limit" in v["reason"]  # and the verdict says it was per process
+
+
+@needs("pid")
+def test_host_processes_are_invisible():
+    marker = f"tailguard-host-{uuid.uuid4().hex}"
+    host = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker])
+    try:
+        code = (
+            "import os\nseen = {}\nfor p in os.listdir('/proc'):\n    if p.isdigit():\n"
+            "        try:\n            seen[int(p)] = open(f'/proc/{p}/cmdline', 'rb').read()\n"
+            "        except OSError:\n            pass\n"
+            f"assert not any({marker.encode()!r} in c for c in seen.values()), seen\n"
+            "assert os.getpid() in seen and len(seen) <= 3, seen\n"
+        )
+        v = verdict(code)
+        assert v["passed"], v["reason"]
+    finally:
+        host.kill()
+        host.wait()
+
+
+@needs("mnt")
+def test_files_outside_the_sandbox_are_unreadable(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    ledger = project / "tailguard.duckdb"
+    ledger.write_text("holdout: the reservoir's secret rows")
+    for p in (tmp_path, project):
+        os.chmod(p, 0o755)
+    os.chmod(ledger, 0o644)  # world-readable, as a ledger usually is
+    targets = [str(ledger), tailguard.__file__, "/etc/passwd", "/work", "/home"]
+    code = (
+        "found = {}\n"
+        f"for path in {targets!r}:\n"
+        "    try:\n        found[path] = open(path).read(100)\n"
+        "    except OSError as e:\n        pass\n"
+        "assert not found, found\n"
+        "import os\nassert set(os.listdir('/')) <= {'sandbox', 'proc', 'tmp', 'dev', 'lib',"
+        " 'lib64', 'usr', 'root', 'bin', 'opt'}, os.listdir('/')\n"
+    )
+    v = verdict(code)
+    assert v["passed"], v["reason"]
+
+
+NAMESPACES = (
+    "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nrefused = []\n"
+    "for name, call in [\n"
+    "    ('unshare user', lambda: libc.unshare(0x10000000)),\n"
+    "    ('unshare user+net', lambda: libc.unshare(0x10000000 | 0x40000000)),\n"
+    "    ('clone user', lambda: libc.syscall(56, 0x10000000 | 17, 0, 0, 0, 0)),\n"
+    "    ('setns', lambda: libc.setns(os.open('/proc/self/ns/net', os.O_RDONLY), 0)),\n"
+    "]:\n"
+    "    if call() == -1 and ctypes.get_errno() == 1:\n        refused.append(name)\n"
+    "pid = os.fork()\nif pid == 0:\n    os._exit(7)\n"
+    "forked = os.waitpid(pid, 0)[1] >> 8 == 7\n"
+)
+
+
+@needs("user", "seccomp")
+def test_namespaces_cannot_be_created_inside(monkeypatch):
+    all_four = "assert len(refused) == 4, refused\nassert forked\n"
+    v = verdict(NAMESPACES, all_four)
+    assert v["passed"], v["reason"]
+    # Control: without the filter this kernel would let the code create a user namespace.
+    from tailguard.gate import sandbox
+
+    plan = sandbox._plan(sandbox.base_interpreter())
+    monkeypatch.setattr(sandbox, "_plan", lambda python: replace(plan, seccomp=False))
+    v = verdict(NAMESPACES, "assert 'unshare user' not in refused, refused\n")
+    assert v["passed"], v["reason"]
+
+
+@needs("mnt", "pid", "net", "cgroup", "seccomp")
+def test_this_machine_gets_every_protection():
+    """As root on a kernel with these features (CI), nothing is silently missing."""
+    assert all(isolation().values()), isolation()

@@ -45,13 +45,13 @@ def describe(result: sandbox.SandboxResult, limits: sandbox.Limits) -> tuple[boo
         where = f" in {rep['test']}"
     elif rep.get("line"):
         where = f" at {'solution.py' if rep.get('stage') == 'code' else 'tests.py'}:{rep['line']}"
-    if result.status == "timeout":
-        return False, f"timeout: still running after {limits.wall_seconds:g}s (wall clock)"
     if result.oom_kills:
         return False, (
             f"resource limit: memory ({limits.memory_mb} MiB over all its processes): "
             f"{result.oom_kills} process(es) killed"
         )
+    if result.status == "timeout":
+        return False, f"timeout: still running after {limits.wall_seconds:g}s (wall clock)"
     if result.signal in ("SIGXCPU", "SIGKILL") and outcome is None:
         return False, f"resource limit: CPU time ({limits.cpu_seconds}s), {result.signal}"
     if result.signal == "SIGXFSZ":
