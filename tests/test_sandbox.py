@@ -167,7 +167,8 @@ def test_parent_environment_secrets_are_unreadable(monkeypatch):
     v = verdict(code)
     assert not v["passed"] and secret not in v["reason"]
     assert "TAILGUARD_TEST_SECRET" not in v["reason"]  # the environment is empty
-    assert "Permission denied" in v["reason"]  # and the parent's is out of reach
+    # and the parent's is out of reach: not even listed in the sandbox's /proc
+    assert "No such file or directory" in v["reason"] or "Permission denied" in v["reason"]
 
 
 @needs_root
@@ -441,7 +442,7 @@ def test_host_processes_are_invisible():
             "        try:\n            seen[int(p)] = open(f'/proc/{p}/cmdline', 'rb').read()\n"
             "        except OSError:\n            pass\n"
             f"assert not any({marker.encode()!r} in c for c in seen.values()), seen\n"
-            "assert os.getpid() in seen and len(seen) <= 3, seen\n"
+            "assert os.getpid() in seen and len(seen) <= 2, seen\n"
         )
         v = verdict(code)
         assert v["passed"], v["reason"]

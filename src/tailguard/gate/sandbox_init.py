@@ -5,9 +5,10 @@ of tailguard's, only the standard library and ``pyseccomp``). What it does, in o
 
 ``full`` mode (root):
 
-1. joins the run's cgroups (memory and process count over the whole tree), then
-   leaves the caller's mount, PID, network, IPC and UTS namespaces;
-2. forks PID 1 of the new PID namespace, which builds a minimal root on a small
+1. leaves the caller's mount, PID, network, IPC and UTS namespaces;
+2. forks PID 1 of the new PID namespace, which joins the run's cgroups (memory
+   and process count over the whole tree, its own cgroup namespace), builds a
+   minimal root on a small
    tmpfs: read-only bind mounts of the interpreter and its libraries, ``/dev/null``
    and friends, a fresh ``/proc`` (only the sandbox's processes), and the working
    directory ``/sandbox``: a tmpfs with ``size=`` and ``nr_inodes=``, owned by the
@@ -30,6 +31,7 @@ import errno
 import json
 import os
 import resource
+import select
 import signal
 import sys
 
@@ -207,10 +209,15 @@ def _build_root(cfg: dict, exposed: dict) -> str:
     os.symlink("/proc/self/fd/2", f"{root}/dev/stderr")
     os.makedirs(root + "/tmp", exist_ok=True)  # present, read-only: writes fail
     os.makedirs(root + "/proc", exist_ok=True)
-    try:
-        _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "subset=pid")
-    except OSError:  # kernels before 5.8
-        _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    # Only the run's own processes, and of those only the untrusted uid's (not PID 1);
+    # no /proc/meminfo, /proc/sys, ... where the kernel allows (5.8+).
+    for options in ("hidepid=invisible,subset=pid", "hidepid=2", None):
+        try:
+            _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, options)
+            break
+        except OSError:
+            if options is None:
+                raise
     work = root + WORKDIR
     os.makedirs(work)
     lim = cfg["limits"]
@@ -244,11 +251,19 @@ def _write_oom_adj(value: int) -> None:
         pass
 
 
-def _init(cfg: dict, filt: object) -> None:
+def _init(cfg: dict, filt: object, lifeline: int) -> None:
     """PID 1 of the sandbox: build the root, run the worker, reap, report its status."""
     status = {"returncode": None, "signal": None, "error": None}
     try:
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if select.select([lifeline], [], [], 0)[0]:  # the launcher died before the prctl
+            os._exit(125)
+        os.close(lifeline)
+        for procs in cfg["cgroups"]:  # from here on, all the run's processes are counted
+            with open(procs, "w") as f:
+                f.write("0")
+        if cfg["cgroups"]:
+            _libc.unshare(CLONE_NEWCGROUP)  # its own cgroup looks like the root inside
         _write_oom_adj(-1000)  # the OOM killer picks the untrusted processes, not PID 1
         exposed = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in cfg["expose"]}
         root = _build_root(cfg, exposed)
@@ -293,16 +308,15 @@ def main() -> None:
             _check(_libc.unshare(CLONE_NEWUSER | CLONE_NEWNET), "unshare")
         _write_files(cfg, cfg["workdir"])
         _exec_worker(cfg, cfg["workdir"], filt)
-    for procs in cfg["cgroups"]:
-        with open(procs, "w") as f:
-            f.write("0")
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
     _check(_libc.unshare(flags), "unshare")
     _mount("none", "/", None, MS_REC | MS_PRIVATE, None)
     _write_oom_adj(-1000)
+    lifeline, keep = os.pipe()  # PID 1 reads EOF here if this process is gone
     pid = os.fork()
     if pid == 0:
-        _init(cfg, filt)
+        os.close(keep)
+        _init(cfg, filt, lifeline)
     _, st = os.waitpid(pid, 0)
     os._exit(os.waitstatus_to_exitcode(st) & 0xFF if os.WIFEXITED(st) else 125)
 
