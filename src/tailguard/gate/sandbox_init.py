@@ -42,7 +42,9 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 0x4000, 1 << 18
 MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
-SYS_PIVOT_ROOT = 155  # x86_64; other architectures fall back to chroot
+#: pivot_root's number; elsewhere the launcher falls back to chroot (the code cannot
+#: undo either: it has no capabilities, and seccomp refuses chroot and mounts).
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, -1)
 WORKDIR = "/sandbox"
 DEVICES = ("null", "zero", "full", "random", "urandom")
 
