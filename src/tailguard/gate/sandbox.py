@@ -168,7 +168,7 @@ def _prefix(python: str) -> str:
 
 def _view(python: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
     """The directories to bind read-only and the symlinks leading to them."""
-    dirs = {_prefix(python), os.path.realpath(sys.base_prefix)}
+    dirs = {_prefix(python)}  # its standard library; a system Python's prefix is /usr
     links: dict[str, str] = {}
     for path in [python, *_libraries(python)]:
         cur = "/"
