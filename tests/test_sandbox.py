@@ -299,7 +299,8 @@ DEEP_TREE = (
 
 @needs("mnt", "pid")
 def test_a_1200_deep_tree_is_freed_with_the_run():
-    v = verdict(DEEP_TREE, "assert os.path.isfile('/'.join(['d'] * 1200) + '/f')\n")
+    deepest = "assert os.path.isfile('/'.join(['d'] * 1200) + '/f')\n"
+    v = verdict(DEEP_TREE, deepest, wall_seconds=30, cpu_seconds=20)
     assert v["passed"], v["reason"]
     # the fixture asserts that nothing of it is left on the host
 
@@ -371,7 +372,8 @@ def test_a_record_retried_alone_leaves_no_tree(monkeypatch):
             ],
         }
     )
-    result = Gate([FlakyOnBatches(**FAST.to_dict())], progress=False).run(table)
+    slow_machine = {**FAST.to_dict(), "wall_seconds": 30, "cpu_seconds": 20}
+    result = Gate([FlakyOnBatches(**slow_machine)], progress=False).run(table)
     assert len(runs) == 4 and all(errors == () for errors in runs)  # twice each, clean
     assert len(result.accepted_ids) == 2
 
