@@ -24,6 +24,7 @@ import pyarrow as pa
 import pytest
 
 import tailguard
+from tailguard.errors import InputError
 from tailguard.gate import CodeTests, Gate, Limits, run_tests
 from tailguard.gate.sandbox import _processes_of, isolation, remove_tree
 from tailguard.ledger import Ledger
@@ -111,7 +112,7 @@ def test_fork_bomb_is_contained_and_leaves_nothing_behind():
 
 
 def _processes_of_sandbox_uids() -> list[int]:
-    from tailguard.gate.sandbox import UID_BASE, UID_SPAN
+    from tailguard.gate.sandbox import UID_BASE, UID_SPAN  # this test's range (fixture)
 
     out = []
     for entry in os.listdir("/proc"):
@@ -262,33 +263,38 @@ def needs(*features: str):
 
 
 def _sandbox_cgroups() -> list[str]:
-    from tailguard.gate.cgroup import PREFIX, _mounts
+    from tailguard.gate.cgroup import PREFIX, _v1_parents, _v2_parent
 
-    found = []
-    for mount, _, _, _ in _mounts():
-        for dirpath, dirnames, _ in os.walk(mount):
-            found += [os.path.join(dirpath, d) for d in dirnames if d.startswith(PREFIX)]
-    return found
-
-
-def _host_leftovers() -> dict[str, list]:
-    tmp = tempfile.gettempdir()
-    return {
-        "dirs": sorted(e for e in os.listdir(tmp) if e.startswith("tailguard-sandbox-")),
-        "cgroups": _sandbox_cgroups(),
-        "processes": _processes_of_sandbox_uids() if ROOT else [],
-        "mounts": [m for m in open("/proc/self/mountinfo") if m.split()[4] == "/sandbox"],
-    }
+    parents = [*(_v1_parents() or ()), _v2_parent()]
+    return [str(c) for p in parents if p is not None for c in p.glob(PREFIX + "*")]
 
 
 @pytest.fixture(autouse=True)
-def nothing_left_behind():
-    """After every test: no sandbox directory, cgroup, mount or process remains."""
-    before = _host_leftovers()
+def nothing_left_behind(tmp_path_factory, monkeypatch):
+    """After every test: no sandbox directory, cgroup, mount or process remains.
+
+    Other programs on this machine may run sandboxes at the same time: this test's
+    runs get a private temporary directory and a uid range of their own.
+    """
+    from tailguard.gate import sandbox
+
+    private = tmp_path_factory.mktemp("sandbox-tmp")
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    monkeypatch.setattr(sandbox, "UID_BASE", 2_100_000_000 + (os.getpid() % 100_000) * 1000)
+    monkeypatch.setattr(sandbox, "UID_SPAN", 1000)
+    mounts_before = _sandbox_mounts()
+    cgroups_before = _sandbox_cgroups() if ROOT else []
     yield
-    after = _host_leftovers()
-    assert after["dirs"] == before["dirs"]
-    assert after["cgroups"] == [] and after["processes"] == [] and after["mounts"] == []
+    assert list(private.iterdir()) == []
+    assert _sandbox_mounts() == mounts_before
+    if ROOT:
+        assert _sandbox_cgroups() == cgroups_before == []
+        assert _processes_of_sandbox_uids() == []
+
+
+def _sandbox_mounts() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [m for m in f if m.split()[4] == "/sandbox" or "tailguard-sandbox" in m]
 
 
 DEEP_TREE = (
@@ -388,6 +394,12 @@ def test_writing_past_the_disk_quota_fails_the_verdict():
     v = verdict(code, disk_mb=8, file_size_mb=4)
     assert not v["passed"] and "working directory full (8 MiB" in v["reason"]
     assert "No space left on device" in v["reason"]
+
+
+def test_a_zero_quota_is_refused_not_unlimited():
+    for name in ("disk_mb", "inodes", "memory_mb"):
+        with pytest.raises(InputError, match=f"{name}.*positive"):
+            CodeTests(**{name: 0})
 
 
 @needs("mnt")

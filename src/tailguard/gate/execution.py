@@ -105,6 +105,7 @@ class CodeTests(Verifier):
         self.wall_seconds, self.cpu_seconds, self.memory_mb = wall_seconds, cpu_seconds, memory_mb
         self.file_size_mb, self.open_files, self.processes = file_size_mb, open_files, processes
         self.disk_mb, self.inodes = disk_mb, inodes
+        sandbox.Limits(**self.params())  # a bad limit is refused here, not at run time
 
     @property
     def limits(self) -> sandbox.Limits:

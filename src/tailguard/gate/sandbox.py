@@ -46,6 +46,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from tailguard.errors import InputError
 from tailguard.gate import cgroup
 
 UID_BASE, UID_SPAN = 1_900_000_000, 200_000_000  # uids no account uses
@@ -77,6 +78,12 @@ class Limits:
     processes: int = 32
     disk_mb: int = 64
     inodes: int = 8192
+
+    def __post_init__(self) -> None:
+        # A zero would not mean "nothing": tmpfs reads size=0 and nr_inodes=0 as unlimited.
+        for name, value in asdict(self).items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise InputError(f"must be a positive number, not {value!r}", field=name)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
