@@ -339,11 +339,12 @@ def test_cleanup_failure_is_reported_and_never_a_pass(monkeypatch, caplog):
         return [f"{path}: Device or resource busy"]
 
     monkeypatch.setattr(sandbox, "remove_tree", failing)
-    plan = sandbox._plan(sandbox.base_interpreter())
-    basic = sandbox._Plan(plan.root, "basic", False, None, plan.seccomp)
+    # the fallback's host directory, run as the caller (the interpreter may be in /root)
+    basic = sandbox._Plan(False, "basic", False, None, sandbox._seccomp_available())
     monkeypatch.setattr(sandbox, "_plan", lambda python: basic)
-    v = verdict("x = 1\n")
-    assert not v["passed"] and "sandbox cleanup failed" in v["reason"]
+    v = verdict("x = 1\n", "assert x == 1\n")
+    assert not v["passed"] and v["reason"].startswith("passed")  # the code did pass ...
+    assert "sandbox cleanup failed" in v["reason"]  # ... but a leftover fails the record
     assert "Device or resource busy" in caplog.text
 
 
