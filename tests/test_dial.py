@@ -44,7 +44,7 @@ def test_degradation_raises_the_real_fraction():
 
 
 def test_lowering_waits_for_patience():
-    dial = Dial(start=0.5, floor=0.15, step=0.1, patience=3)
+    dial = Dial(start=0.5, minimum=0.15, step=0.1, patience=3)
     fractions = [d.real_fraction for d in run(dial, history([False] * 7))]
     assert fractions == [0.5, 0.5, 0.4, 0.4, 0.4, 0.3, 0.3]
 
@@ -75,7 +75,7 @@ def test_the_degraded_flag_is_the_truth_not_the_sign():
     patience=st.integers(1, 4),
 )
 def test_the_dial_never_leaves_its_bounds(flags, start, step, patience):
-    dial = Dial(start=start, floor=0.15, ceiling=0.9, step=step, patience=patience)
+    dial = Dial(start=start, minimum=0.15, maximum=0.9, step=step, patience=patience)
     for d in run(dial, history(flags)):
         assert 0.15 <= d.real_fraction <= 0.9
 
@@ -142,9 +142,9 @@ def test_resume_with_other_parameters_is_refused():
 @pytest.mark.parametrize(
     "params",
     [
-        dict(floor=0.0),
-        dict(start=0.1, floor=0.15),
-        dict(ceiling=1.5),
+        dict(minimum=0.0),
+        dict(start=0.1, minimum=0.15),
+        dict(maximum=1.5),
         dict(step=0),
         dict(patience=0),
         dict(start=0.95),

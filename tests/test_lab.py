@@ -27,7 +27,7 @@ from tailguard.mix import Anchored, Policy
         ({"model": "ngram", "data": "digits"}, "cannot learn from 'digits'"),
         ({"generations": 0}, "zero generations"),
         ({"real_fraction": 0.0}, "anchoring with no human data"),
-        ({"real_fraction": 1.5}, "real_fraction must be in"),
+        ({"real_fraction": 1.5}, "real_fraction must be a number in"),
         ({"seeds": 0}, "seeds must be >= 1"),
         ({"strategies": ()}, "no strategies given"),
         (

@@ -12,7 +12,7 @@ from test_metrics_stats import make_corpus
 from typer.testing import CliRunner
 
 from tailguard.errors import InputError
-from tailguard.monitor import FLOOR_SAMPLE, HISTORY_SCHEMA, Evidence, Monitor
+from tailguard.monitor import HISTORY_SCHEMA, NOISE_FLOOR_SAMPLE, Evidence, Monitor
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def human():
 def _monitor(human, **kw) -> Monitor:
     texts, labels = human
     mon = Monitor(**kw).set_reference(texts[:1500], labels[:1500])
-    mon.record_floor(texts[:1500], labels[:1500], texts[1500:], labels[1500:])
+    mon.record_noise_floor(texts[:1500], labels[:1500], texts[1500:], labels[1500:])
     return mon
 
 
@@ -33,7 +33,7 @@ def test_samples_from_the_reference_stay_within_the_noise_floor(human):
         mon.record(r, *make_corpus(1500, seed=200 + r))
     status = mon.status()
     assert status.round == 3 and not status.alerts and not status.degraded
-    floor = {e.metric: e.floor for e in status.evidence}
+    floor = {e.metric: e.noise_floor for e in status.evidence}
     for e in status.evidence:
         assert e.value == pytest.approx(floor[e.metric], rel=0.15, abs=0.03), e.metric
 
@@ -69,13 +69,13 @@ def test_early_warning_fires_only_while_the_mean_metrics_hold():
 
 def test_noise_floor_vetoes_a_drop_that_is_still_human_level():
     mon = Monitor()
-    mon.record_values(0, {"tail_recall": 0.9}, sample=FLOOR_SAMPLE)
+    mon.record_values(0, {"tail_recall": 0.9}, sample=NOISE_FLOOR_SAMPLE)
     mon.record_values(0, {"tail_recall": 1.0})
     mon.record_values(1, {"tail_recall": 0.85})  # -15 %, below the floor: degraded
     assert mon.evidence()[0].degraded
     mon.record_values(1, {"tail_recall": 0.92})  # -8 %: within threshold anyway
     assert not mon.evidence()[0].degraded
-    mon.record_values(0, {"tail_recall": 0.8}, sample=FLOOR_SAMPLE)
+    mon.record_values(0, {"tail_recall": 0.8}, sample=NOISE_FLOOR_SAMPLE)
     mon.record_values(1, {"tail_recall": 0.85})  # -15 % but still above the human floor
     assert not mon.evidence()[0].degraded
 
@@ -100,7 +100,7 @@ def test_evidence_dataclass_fields():
         "r1", "gen", "distinct_2", "diversity", 3, 0,
     )  # fmt: skip
     assert e.relative_change == pytest.approx(-0.25) and e.degraded
-    assert (e.threshold, e.threshold_kind, e.floor) == (0.10, "relative", None)
+    assert (e.threshold, e.threshold_kind, e.noise_floor) == (0.10, "relative", None)
     assert json.loads(json.dumps(mon.status("r1").to_dict()))["degraded"] is True
 
 
@@ -171,7 +171,7 @@ def test_cli_eval_and_monitor(tmp_path, monkeypatch):
         assert res.exit_code == 0, res.output
     with Ledger.open(path, read_only=True) as led:
         hist = led.metrics()
-    assert set(hist["sample"].to_pylist()) == {"model", FLOOR_SAMPLE}
+    assert set(hist["sample"].to_pylist()) == {"model", NOISE_FLOOR_SAMPLE}
     res = runner.invoke(app, ["monitor", "--json", "--ledger", str(path)])
     assert res.exit_code == 1, res.output  # collapse at round 2 is an active alert
     report = json.loads(res.stdout)

@@ -18,7 +18,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from tailguard.errors import InputError, ReservoirError, TailguardError
+from tailguard.errors import InputError, ReservoirError, TailguardError, check_fraction
 from tailguard.readers import read_table
 from tailguard.records import (
     MANIFEST_SLOTS,
@@ -115,6 +115,11 @@ class Reservoir:
 
 class Ledger:
     """The provenance store. Open with :meth:`Ledger.open`; use as a context manager."""
+
+    #: The audit's floor: a round whose human share is below it is flagged.
+    AUDIT_FLOOR: float = 0.15
+    #: The share of each label :meth:`freeze_reservoir` holds out for evaluation.
+    HOLDOUT: float = 0.1
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: str) -> None:
         self.con = con
@@ -325,7 +330,7 @@ class Ledger:
 
     # ------------------------------------------------------------------ reservoir
     def freeze_reservoir(
-        self, name: str = "main", *, holdout: float = 0.1, seed: int = 0
+        self, name: str = "main", *, holdout: float = HOLDOUT, seed: int = 0
     ) -> Reservoir:
         """Freeze every human record into reservoir ``name``; split a stratified holdout.
 
@@ -686,12 +691,13 @@ class Ledger:
             params=[run, round],
         ).to_arrow_table()
 
-    def audit(self, *, floor: float = 0.15, run: str | None = None) -> pa.Table:
+    def audit(self, *, floor: float = AUDIT_FLOOR, run: str | None = None) -> pa.Table:
         """Per round: human and synthetic counts and shares, by generation, and the alarm.
 
         ``flagged`` marks a round whose human share is below ``floor``: real data was
         silently substituted by synthetic data.
         """
+        floor = check_fraction(floor, "the audit floor", zero=True)
         reservoir_name = self.reservoir().name if self.has_reservoir() else ""
         table = self.con.sql(
             """

@@ -61,6 +61,12 @@ class Loop:
     (default: ``generate`` with ``n_sample`` examples).
     """
 
+    #: Defaults (the config reads them here).
+    N_GENERATE: int = 1000
+    BATCH_SIZE: int = 64
+    RUN: str = "main"
+    SEED: int = 0
+
     def __init__(
         self,
         ledger: Ledger,
@@ -72,17 +78,23 @@ class Loop:
         dial: Any = None,
         monitor: Any = None,
         sample: SampleFn | None = None,
-        n_generate: int = 1000,
+        n_generate: int = N_GENERATE,
         n_sample: int | None = None,
-        batch_size: int = 64,
-        run: str = "main",
-        seed: int = 0,
+        batch_size: int = BATCH_SIZE,
+        run: str = RUN,
+        seed: int = SEED,
         generator: str = "model",
     ) -> None:
         if n_generate < 1 or batch_size < 1:
             raise ConfigError("n_generate and batch_size must be at least 1")
         if dial is not None and monitor is None:
             raise ConfigError("a dial needs a monitor: it turns on the monitor's evidence")
+        if dial is not None and not getattr(policy, "anchored", False):
+            raise ConfigError(
+                f"a dial turns the human share of an anchored policy, but the policy is "
+                f"{getattr(policy, 'name', type(policy).__name__)!r}: use policy 'anchored' "
+                "or drop the dial"
+            )
         self.ledger, self.policy, self.gate, self.dial = ledger, policy, gate, dial
         self.train_fn, self.generate_fn, self.sample_fn = train, generate, sample
         self.monitor = monitor
@@ -216,14 +228,14 @@ class Loop:
         if r == 0:
             human = self.ledger.reservoir_records("train")
             holdout = self.ledger.reservoir_records("holdout")
-            floor = monitor.record_floor(
+            noise_floor = monitor.record_noise_floor(
                 holdout["content"],
                 holdout["label"],
                 human["content"],
                 human["label"],
                 run=self.run_name,
             )
-            rows = pa.concat_tables([rows, floor])
+            rows = pa.concat_tables([rows, noise_floor])
         self.ledger.write_metrics(rows)
         own = rows.filter(pc.equal(rows["sample"], "model"))
         result.metrics = dict(zip(own["metric"].to_pylist(), own["value"].to_pylist(), strict=True))

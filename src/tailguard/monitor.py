@@ -25,7 +25,7 @@ from tailguard.records import METRIC_ROWS
 #: The ledger's metric columns, in order.
 HISTORY_SCHEMA = METRIC_ROWS
 #: Sample name of the noise floor: human holdout vs human training reservoir.
-FLOOR_SAMPLE = "noise_floor"
+NOISE_FLOOR_SAMPLE = "noise_floor"
 _TINY = 1e-12
 
 
@@ -47,7 +47,7 @@ class Evidence:
     value: float
     baseline: float
     baseline_round: int
-    floor: float | None
+    noise_floor: float | None
     relative_change: float
     threshold: float
     threshold_kind: str
@@ -147,10 +147,13 @@ def empty_history() -> pa.Table:
 class Monitor:
     """Records each round's metrics and turns the history into trends, alerts and evidence."""
 
+    #: The metric preset a monitor measures unless told otherwise.
+    PRESET: str = "default"
+
     def __init__(
         self,
         *,
-        preset: str | Preset = "default",
+        preset: str | Preset = PRESET,
         run: str = "main",
         reference: Reference | None = None,
         embedder: Embedder | None = None,
@@ -213,7 +216,7 @@ class Monitor:
         )
         return self.record_values(round, values, sample=sample, run=run)
 
-    def record_floor(
+    def record_noise_floor(
         self,
         holdout_texts: Any,
         holdout_labels: Any,
@@ -232,7 +235,7 @@ class Monitor:
             embedder=self.embedder,
             seed=self.seed,
         )
-        return self.record_values(0, values, sample=FLOOR_SAMPLE, run=run)
+        return self.record_values(0, values, sample=NOISE_FLOOR_SAMPLE, run=run)
 
     def record_values(
         self,
@@ -291,7 +294,7 @@ class Monitor:
 
     def samples(self, run: str | None = None) -> list[str]:
         df = self._frame(run)
-        return sorted(s for s in set(df["sample"]) if s != FLOOR_SAMPLE)
+        return sorted(s for s in set(df["sample"]) if s != NOISE_FLOOR_SAMPLE)
 
     def series(self, metric: str, *, sample: str = "model", run: str | None = None):  # noqa: ANN201
         """(rounds, values) of one metric of one sample, by round."""
@@ -352,10 +355,10 @@ class Monitor:
         """Per watched metric and sample: latest value vs baseline, threshold and verdict."""
         run = self.run if run is None else run
         df = self._frame(run)
-        floor = df[df["sample"] == FLOOR_SAMPLE]
-        floor_values = (
-            floor.sort_values("round").groupby("metric")["value"].last().to_dict()
-            if len(floor)
+        noise_floor = df[df["sample"] == NOISE_FLOOR_SAMPLE]
+        noise_floor_values = (
+            noise_floor.sort_values("round").groupby("metric")["value"].last().to_dict()
+            if len(noise_floor)
             else {}
         )
         out: list[Evidence] = []
@@ -373,7 +376,7 @@ class Monitor:
                 value = float(now.at[metric, "value"])
                 baseline = float(base.at[metric, "value"])
                 hib = bool(now.at[metric, "higher_is_better"])
-                fl = floor_values.get(metric)
+                fl = noise_floor_values.get(metric)
                 degraded = _past(thr.kind, thr.value, value, baseline, hib)
                 if thr.kind in ("relative", "change") and fl is not None:
                     degraded &= (value < fl) if hib else (value > fl)

@@ -10,6 +10,8 @@ from rich.table import Table
 
 from tailguard.cli.app import LedgerOption, app, console, handles_errors, open_ledger
 from tailguard.errors import ReservoirError
+from tailguard.loop import Loop
+from tailguard.mix.policies import Anchored
 
 dial_app = typer.Typer(
     help="The Dial's decisions: the real fraction, round by round.", no_args_is_help=True
@@ -25,9 +27,9 @@ def mix(
         "anchored", help="human_only, replace, accumulate, anchored or fresh."
     ),
     real_fraction: float | None = typer.Option(
-        None, help="Human share of every batch (anchored; default 0.2)."
+        None, help=f"Human share of every batch (anchored; default {Anchored.REAL_FRACTION})."
     ),
-    batch_size: int = typer.Option(64, help="Examples per batch."),
+    batch_size: int = typer.Option(Loop.BATCH_SIZE, help="Examples per batch."),
     seed: int = typer.Option(0, help="Seed of the plan (same seed, same digest)."),
     epochs: int = typer.Option(1, help="Passes over the selected examples."),
     synthetic: str | None = typer.Option(

@@ -67,23 +67,23 @@ def eval_cmd(
     ledger: Path | None = LedgerOption,
 ) -> None:
     """Evaluate model outputs against the reservoir holdout and record them as a round."""
-    from tailguard.monitor import FLOOR_SAMPLE, Monitor
+    from tailguard.monitor import NOISE_FLOOR_SAMPLE, Monitor
 
     texts, labels = _read_samples(samples, text_field, label_field)
     with open_ledger(ledger) as led:
         ref_texts, ref_labels = _reference(led, "holdout")
         mon = Monitor.from_history(led.metrics(run=run), preset=preset, run=run)
         mon.set_reference(ref_texts, ref_labels if labels is not None else None)
-        if FLOOR_SAMPLE not in set(mon.history["sample"].to_pylist()):
+        if NOISE_FLOOR_SAMPLE not in set(mon.history["sample"].to_pylist()):
             train_texts, train_labels = _reference(led, "train")
             with_labels = labels is not None and ref_labels is not None
-            floor = mon.record_floor(
+            noise_floor = mon.record_noise_floor(
                 ref_texts,
                 ref_labels if with_labels else None,
                 train_texts,
                 train_labels if with_labels else None,
             )
-            led.write_metrics(floor)
+            led.write_metrics(noise_floor)
         rows = mon.record(round, texts, labels, sample=sample)
         led.write_metrics(rows)
     console.print(

@@ -11,10 +11,10 @@ from tailguard.gate.base import (
     safe_verify,
     verdicts,
 )
-from tailguard.gate.config import KINDS, gate_from_config, load_config
+from tailguard.gate.config import KINDS, load_config
 from tailguard.gate.dedup import ExactDuplicate, NearDuplicate
 from tailguard.gate.execution import CodeTests, MathAnswer, answers_equal
-from tailguard.gate.gate import Gate, GateResult
+from tailguard.gate.gate import Gate, GateResult, gate_from_config
 from tailguard.gate.sandbox import Limits, SandboxResult, run_python, run_tests
 from tailguard.gate.verifiers import FunctionVerifier, Quality, Rule, Rules, Schema, load_rules
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,13 +157,9 @@ def load_rules(path: str | Path) -> list[Rule]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise InputError("rules file not found", file=str(path)) from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"line (\d+)", str(exc))
-        raise InputError(
-            f"not valid TOML: {exc}", file=str(path), line=int(m.group(1)) if m else None
-        ) from exc
+    from tailguard.config import parse_toml
+
+    data = parse_toml(text, file=str(path))
     return rules_from_dicts(data.get("rule", []), file=str(path), text=text)
 
 

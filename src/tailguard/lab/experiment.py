@@ -52,7 +52,7 @@ class LabConfig:
     strategies: tuple[str, ...] = ("replace", "accumulate", "anchored")
     generations: int = 10
     seeds: int = 3
-    real_fraction: float = 0.2
+    real_fraction: float = StrategySettings.real_fraction
     n_generate: int | None = None
     eval_size: int | None = None
     batch_size: int = 64
@@ -493,7 +493,7 @@ def run(
     strategies: str | list[str] | tuple[str, ...] = ("replace", "accumulate", "anchored"),
     generations: int = 10,
     seeds: int = 3,
-    real_fraction: float = 0.2,
+    real_fraction: float = StrategySettings.real_fraction,
     n_generate: int | None = None,
     eval_size: int | None = None,
     batch_size: int = 64,

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from tailguard.errors import ConfigError, InputError
+from tailguard.errors import ConfigError, InputError, check_fraction
 from tailguard.mix import Accumulate, Anchored, Fresh, HumanOnly, Policy, Replace, eligible_rows
 
 
@@ -81,7 +81,7 @@ class StrategyParts:
 class StrategySettings:
     """The experiment-wide settings a strategy may read."""
 
-    real_fraction: float = 0.2
+    real_fraction: float = Anchored.REAL_FRACTION
     n_generate: int = 1000
     fresh_per_round: int | None = None  # default: n_generate // 4
     #: Human records the duplicate verifiers compare candidates with (the reservoir):
@@ -89,11 +89,13 @@ class StrategySettings:
     reference: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.real_fraction <= 1.0:
+        try:
+            check_fraction(self.real_fraction, "real_fraction")
+        except ConfigError as exc:
             raise ConfigError(
-                f"real_fraction must be in (0, 1], got {self.real_fraction}: anchoring with "
-                "no human data is not anchoring (use the 'replace' strategy for that)"
-            )
+                f"{exc}: anchoring with no human data is not anchoring "
+                "(use the 'replace' strategy for that)"
+            ) from None
         if self.n_generate < 1:
             raise ConfigError(f"n_generate must be >= 1, got {self.n_generate}")
 
@@ -128,7 +130,7 @@ def _gate(s: StrategySettings) -> Any:
 def _dial(s: StrategySettings) -> Any:
     from tailguard.mix import Dial
 
-    return Dial(start=s.real_fraction, floor=min(0.15, s.real_fraction))
+    return Dial(start=s.real_fraction, minimum=min(Dial.MINIMUM, s.real_fraction))
 
 
 def _fresh(s: StrategySettings) -> StrategyParts:

@@ -4,9 +4,9 @@ The rule is deliberately simple and auditable:
 
 - a watched metric *degraded* (the monitor's ``degraded`` flag is the truth;
   the sign of ``change`` is not interpreted) -> raise the real fraction by one
-  ``step`` (never above ``ceiling``);
+  ``step`` (never above ``maximum``);
 - every watched metric *held* for ``patience`` rounds in a row -> lower it by one
-  ``step`` (more synthetic, cheaper; never below ``floor``);
+  ``step`` (more synthetic, cheaper; never below ``minimum``);
 - otherwise, or when a watched metric has no evidence this round -> hold.
 
 Every :class:`Decision` carries its reason and the evidence it read, plus the
@@ -24,7 +24,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
-from tailguard.errors import ConfigError, InputError
+from tailguard.errors import ConfigError, InputError, check_fraction
+from tailguard.mix.policies import Anchored
+
+#: Parameter names older runs stored (``floor``/``ceiling``), read when replaying history.
+_OLD_PARAM_NAMES = {"floor": "minimum", "ceiling": "maximum"}
 
 
 @runtime_checkable
@@ -74,30 +78,42 @@ class Decision:
 class Dial:
     """Decide each round's real fraction from evidence (see the module docstring)."""
 
+    #: Defaults (the config and the lab read them here): the anchored policy's
+    #: share to start from, the range the dial keeps to, its step and patience.
+    START: float = Anchored.REAL_FRACTION
+    MINIMUM: float = 0.15
+    MAXIMUM: float = 0.9
+    STEP: float = 0.05
+    PATIENCE: int = 2
+
     def __init__(
         self,
         *,
-        start: float = 0.2,
-        floor: float = 0.15,
-        ceiling: float = 0.9,
-        step: float = 0.05,
+        start: float = START,
+        minimum: float = MINIMUM,
+        maximum: float = MAXIMUM,
+        step: float = STEP,
         watch: Sequence[str] = (),
-        patience: int = 2,
+        patience: int = PATIENCE,
     ) -> None:
-        for name, value in (("start", start), ("floor", floor), ("ceiling", ceiling)):
-            if not isinstance(value, int | float) or not 0.0 < float(value) <= 1.0:
-                raise ConfigError(f"Dial {name} must be in (0, 1], got {value!r}")
-        if not floor <= start <= ceiling:
-            raise ConfigError(
-                f"Dial needs floor <= start <= ceiling, got {floor} <= {start} <= {ceiling}"
+        start, minimum, maximum, step = (
+            check_fraction(value, f"Dial {name}")
+            for name, value in (
+                ("start", start),
+                ("minimum", minimum),
+                ("maximum", maximum),
+                ("step", step),
             )
-        if not isinstance(step, int | float) or not 0.0 < float(step) <= 1.0:
-            raise ConfigError(f"Dial step must be in (0, 1], got {step!r}")
+        )
+        if not minimum <= start <= maximum:
+            raise ConfigError(
+                f"Dial needs minimum <= start <= maximum, got {minimum} <= {start} <= {maximum}"
+            )
         if not isinstance(patience, int) or isinstance(patience, bool) or patience < 1:
             raise ConfigError(f"Dial patience must be a positive integer, got {patience!r}")
         if isinstance(watch, str):
             watch = [watch]
-        self.start, self.floor, self.ceiling = float(start), float(floor), float(ceiling)
+        self.start, self.minimum, self.maximum = start, minimum, maximum
         self.step, self.patience = float(step), int(patience)
         self.watch = tuple(str(w) for w in watch)
         self.real_fraction = self.start
@@ -109,8 +125,8 @@ class Dial:
         """The Dial's parameters, JSON-able (``Dial(**params)`` rebuilds it)."""
         return {
             "start": self.start,
-            "floor": self.floor,
-            "ceiling": self.ceiling,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
             "step": self.step,
             "watch": list(self.watch),
             "patience": self.patience,
@@ -127,8 +143,8 @@ class Dial:
 
     @classmethod
     def from_state(cls, params: dict[str, Any], state: dict[str, Any]) -> Dial:
-        """Rebuild a Dial from :meth:`params` and :attr:`state`."""
-        dial = cls(**params)
+        """Rebuild a Dial from :meth:`params` and :attr:`state` (old key names accepted)."""
+        dial = cls(**_current_names(params))
         dial.real_fraction = float(state["real_fraction"])
         dial.steady_rounds = int(state["steady_rounds"])
         dial.last_round = None if state["last_round"] is None else int(state["last_round"])
@@ -150,7 +166,7 @@ class Dial:
         stored = [_evidence_dict(r.get("evidence")) for r in rows]
         if not params:
             params = next((e["dial"] for e in stored if "dial" in e), {})
-        dial = cls(**params)
+        dial = cls(**_current_names(params))
         for row, evidence in zip(rows, stored, strict=True):
             metrics = [MetricEvidence.from_dict(m) for m in evidence.get("metrics", [])]
             replayed = dial.decide(int(row["round"]), metrics)
@@ -182,9 +198,9 @@ class Dial:
 
         if degraded:
             self.steady_rounds = 0
-            self.real_fraction = _clip(before + self.step, self.floor, self.ceiling)
+            self.real_fraction = _clip(before + self.step, self.minimum, self.maximum)
             what = "; ".join(_describe(e) for e in degraded)
-            verb = "raised" if self.real_fraction > before else "held at the ceiling"
+            verb = "raised" if self.real_fraction > before else "held at the maximum"
             reason = f"{verb} {before:.3g} -> {self.real_fraction:.3g}: {what}"
         elif missing or not watched:
             gap = ", ".join(missing) if missing else "any metric"
@@ -194,8 +210,8 @@ class Dial:
             names = ", ".join(sorted({e.metric for e in watched}))
             if self.steady_rounds >= self.patience:
                 self.steady_rounds = 0
-                self.real_fraction = _clip(before - self.step, self.floor, self.ceiling)
-                verb = "lowered" if self.real_fraction < before else "held at the floor"
+                self.real_fraction = _clip(before - self.step, self.minimum, self.maximum)
+                verb = "lowered" if self.real_fraction < before else "held at the minimum"
                 reason = (
                     f"{verb} {before:.3g} -> {self.real_fraction:.3g}: {names} held for "
                     f"{self.patience} round(s)"
@@ -216,6 +232,11 @@ class Dial:
         return Decision(
             round=int(round), real_fraction=self.real_fraction, reason=reason, evidence=record
         )
+
+
+def _current_names(params: dict[str, Any]) -> dict[str, Any]:
+    """Stored Dial parameters with the names of older runs mapped to today's."""
+    return {_OLD_PARAM_NAMES.get(k, k): v for k, v in params.items()}
 
 
 def _clip(value: float, low: float, high: float) -> float:

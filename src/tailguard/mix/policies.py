@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tailguard.errors import ConfigError, InputError, ReservoirError
+from tailguard.errors import check_fraction as _check_fraction
 from tailguard.records import Origin, Status
 
 REQUIRED_COLUMNS = ("id", "origin", "generation")
@@ -178,9 +179,15 @@ class Anchored(_MaskPolicy):
 
     name = "anchored"
     anchored = True
+    #: The default human share of every batch (the config, CLI and lab read it here).
+    REAL_FRACTION: ClassVar[float] = 0.2
 
     def __init__(
-        self, *, real_fraction: float = 0.2, synthetic: str = "accumulate", size: int | None = None
+        self,
+        *,
+        real_fraction: float = REAL_FRACTION,
+        synthetic: str = "accumulate",
+        size: int | None = None,
     ) -> None:
         self.real_fraction = check_fraction(real_fraction)
         if synthetic not in SYNTHETIC_MODES:
@@ -281,13 +288,7 @@ def policy_from_name(name: str, **params: Any) -> Policy:
 
 def check_fraction(value: float, name: str = "real_fraction") -> float:
     """A real fraction must lie in (0, 1]: zero human data is not anchoring."""
-    try:
-        f = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name} must be a number in (0, 1], got {value!r}") from exc
-    if not (0.0 < f <= 1.0):
-        raise ConfigError(f"{name} must be in (0, 1], got {value!r}")
-    return f
+    return _check_fraction(value, name)
 
 
 def eligible_rows(pool: pa.Table, round: int) -> pa.Table:  # noqa: A002
