@@ -1,8 +1,8 @@
 import pytest
 
 from tailguard.advise import MINIMUM, TaskProfile, advise
+from tailguard.costs import CostModel
 from tailguard.errors import ConfigError
-from tailguard.lab.costs import CostModel
 
 
 @pytest.mark.parametrize(

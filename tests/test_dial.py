@@ -10,28 +10,41 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tailguard.errors import ConfigError, InputError
-from tailguard.mix import Decision, Dial, Evidence, MetricEvidence
+from tailguard.mix import Decision, Dial, Evidence
 
 SETTINGS = settings(max_examples=80, deadline=None)
 
 
-def ev(metric: str, degraded: bool, change: float = -0.12) -> MetricEvidence:
-    return MetricEvidence(
-        metric=metric, value=0.8, baseline=0.9, change=change, threshold=0.1, degraded=degraded
+def ev(metric: str, degraded: bool, change: float = -0.12) -> Evidence:
+    return Evidence(
+        metric=metric,
+        value=0.8,
+        baseline=0.9,
+        relative_change=change,
+        threshold=0.1,
+        degraded=degraded,
     )
 
 
-def history(flags: list[bool], metric: str = "tail_coverage") -> list[list[MetricEvidence]]:
+def history(flags: list[bool], metric: str = "tail_coverage") -> list[list[Evidence]]:
     return [[ev(metric, flag)] for flag in flags]
 
 
-def run(dial: Dial, rounds: list[list[MetricEvidence]]) -> list[Decision]:
+def run(dial: Dial, rounds: list[list[Evidence]]) -> list[Decision]:
     return [dial.decide(r + 1, evidence) for r, evidence in enumerate(rounds)]
 
 
-def test_metric_evidence_satisfies_the_protocol():
-    assert isinstance(ev("x", True), Evidence)
-    assert MetricEvidence.from_dict(ev("x", True).to_dict()) == ev("x", True)
+def test_one_evidence_type_round_trips_and_reads_stored_decisions():
+    assert Evidence.from_dict(ev("x", True).to_dict()) == ev("x", True)
+    stored = {"metric": "x", "value": 0.8, "baseline": 0.9, "change": -0.12}
+    assert Evidence.from_dict({**stored, "threshold": 0.1, "degraded": True}) == ev("x", True)
+    assert ev("x", True).change == -0.12
+
+
+def test_the_monitor_reports_the_dials_evidence_type():
+    from tailguard import monitor
+
+    assert monitor.Evidence is Evidence
 
 
 def test_degradation_raises_the_real_fraction():

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import scipy.stats
-from test_metrics_stats import make_corpus
+from conftest import make_corpus
 from typer.testing import CliRunner
 
 from tailguard.errors import InputError
@@ -193,3 +193,30 @@ def test_an_all_null_label_column_is_read_as_unlabelled_data():
     rows = mon.record(1, texts, nulls)
     names = set(rows["metric"].to_pylist())
     assert "distinct_2" in names and "tail_recall" not in names
+
+
+@pytest.mark.parametrize(
+    ("latest", "degraded"), [(1.0, False), (1.05, False), (1.3, True), (0.7, True)]
+)
+def test_two_sided_metric_degrades_by_distance_from_its_ideal(latest, degraded):
+    # vector_variance_ratio declares higher_is_better=None and ideal 1: a ratio that
+    # grows is as much a change as one that shrinks.
+    mon = Monitor(preset="lab-vectors", run="r")
+    mon.record_values(0, {"vector_variance_ratio": 1.0})
+    mon.record_values(1, {"vector_variance_ratio": latest})
+    (ev,) = [e for e in mon.evidence() if e.metric == "vector_variance_ratio"]
+    assert ev.higher_is_better is None
+    assert ev.degraded is degraded
+    assert mon.history["higher_is_better"].null_count == 2
+
+
+def test_two_sided_trend_is_the_distance_from_the_ideal():
+    mon = Monitor(preset="lab-vectors", run="r")
+    for r, v in enumerate([1.0, 0.8, 1.3, 0.6, 1.5]):  # swinging ever farther from 1
+        mon.record_values(r, {"vector_variance_ratio": v})
+    t = mon.trend("vector_variance_ratio")
+    assert t.higher_is_better is None and t.slope > 0 and t.worsening
+    steady = Monitor(preset="lab-vectors", run="r")
+    for r, v in enumerate([1.0, 0.99, 1.01, 1.0, 0.99]):
+        steady.record_values(r, {"vector_variance_ratio": v})
+    assert not steady.trend("vector_variance_ratio").worsening

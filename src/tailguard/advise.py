@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from tailguard.costs import CostModel
 from tailguard.errors import ConfigError
-from tailguard.lab.costs import CostModel
 from tailguard.mix.dial import Dial
 from tailguard.mix.policies import Anchored
 

@@ -89,22 +89,12 @@ def _model_functions(model: ModelSection) -> tuple[Any, Any, Any]:
     seed)`` and optionally ``sample(model, round, seed)``.
     """
     if model.kind is not None:
-        from tailguard.lab.models import MODELS
+        from tailguard.lab.callables import loop_callables
 
-        if model.kind not in MODELS:
-            raise ConfigError(
-                f"key 'model.kind': unknown model {model.kind!r}; choose one of {sorted(MODELS)}"
-            )
-        cls = MODELS[model.kind]
-        params = dict(model.params)
-
-        def train(manifest: Any, records: Any) -> Any:
-            return cls(**params).fit(records)
-
-        def generate(fitted: Any, n: int, rnd: int, seed: int) -> Any:
-            return fitted.sample(n, seed, generation=max(rnd, 1), round=rnd)
-
-        return train, generate, None
+        try:
+            return loop_callables(model.kind, model.params)
+        except ConfigError as exc:
+            raise ConfigError(f"key 'model.kind': {exc}") from None
     module_name, _, func_name = (model.entry or "").partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), func_name)

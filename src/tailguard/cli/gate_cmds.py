@@ -72,11 +72,11 @@ def _print_result(result, round: int) -> None:  # noqa: A002, ANN001
     console.print(rates)
     reasons = result.reasons(top=20)
     if reasons.num_rows:
-        table = Table(title="rejections by reason")
-        for col in ("verifier", "reason", "records"):
+        table = Table(title="rejections by reason code")
+        for col in ("verifier", "code", "records"):
             table.add_column(col, justify="right" if col == "records" else "left")
         for row in reasons.to_pylist():
-            table.add_row(row["verifier"], row["reason"], str(row["count"]))
+            table.add_row(row["verifier"], row["code"], str(row["count"]))
         console.print(table)
 
 
@@ -94,7 +94,8 @@ def _explain(record_id: str, ledger: Path | None, round: int | None) -> None:  #
     for v in rows:
         mark = "[green]passed[/]" if v.passed else "[red]failed[/]"
         console.print(
-            f"round {v.round}  [bold]{v.verifier}[/] (version {v.version})  {mark}  {v.reason}",
+            f"round {v.round}  [bold]{v.verifier}[/] (version {v.version})  {mark}  "
+            f"[bold]{v.code}[/]: {v.detail}",
             highlight=False,
             soft_wrap=True,
         )

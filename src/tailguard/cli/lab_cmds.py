@@ -44,7 +44,8 @@ def lab_run(
     seed: int = typer.Option(0, "--seed", help="Base seed."),
 ) -> None:
     """Run every strategy x seed through the retraining loop and print the axes."""
-    from tailguard.lab import CostModel, run
+    from tailguard.costs import CostModel
+    from tailguard.lab import run
 
     result = run(
         model=model, data=data, strategies=strategies, generations=generations, seeds=seeds,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.compute as pc
 import typer
 from rich.table import Table
 
@@ -68,14 +69,19 @@ def mix(
             pool, chosen, round=round_, batch_size=batch_size, seed=seed, epochs=epochs, run=run
         )
         led.write_manifest(manifest)
-    summary = composition(manifest)
+        rounds = led.round_summary(run)
+        (row,) = rounds.filter(pc.equal(rounds["round"], round_)).to_pylist()
+    summary = {**composition(manifest), "round_summary": row}
     if as_json:
         console.print_json(json.dumps(summary))
         return
     console.print(
         f"round {manifest.round} ({run}): [bold]{summary['batches']:,}[/] batches of "
         f"{batch_size} under {manifest.policy} {json.dumps(chosen.params())}\n"
-        f"human per batch {summary['human_per_batch']}, digest {summary['digest']}"
+        f"human per batch {summary['human_per_batch']}, digest {summary['digest']}\n"
+        f"{row['human']:,} human ({row['human_share']:.1%}, {row['new_human']:,} new this run) "
+        f"and {row['synthetic']:,} synthetic slots, {row['traceable']:,} of {row['total']:,} "
+        "traceable"
     )
     table = Table("origin", "generation", "slots", "distinct", "share", title="composition")
     for row in summary["rows"]:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from tailguard.gate.base import (
+    ERROR_CODE,
+    FAIL_CODE,
     LEDGER_VERDICT_SCHEMA,
+    NO_GATE_CODE,
+    PASS_CODE,
     RESULT_VERDICT_SCHEMA,
     VERDICT_SCHEMA,
+    Reason,
     Verdict,
     Verifier,
     safe_verify,
@@ -19,7 +24,11 @@ from tailguard.gate.sandbox import Limits, SandboxResult, run_python, run_tests
 from tailguard.gate.verifiers import FunctionVerifier, Quality, Rule, Rules, Schema, load_rules
 
 __all__ = [
+    "ERROR_CODE",
+    "FAIL_CODE",
     "KINDS",
+    "NO_GATE_CODE",
+    "PASS_CODE",
     "LEDGER_VERDICT_SCHEMA",
     "RESULT_VERDICT_SCHEMA",
     "VERDICT_SCHEMA",
@@ -32,6 +41,7 @@ __all__ = [
     "MathAnswer",
     "NearDuplicate",
     "Quality",
+    "Reason",
     "Rule",
     "Rules",
     "SandboxResult",

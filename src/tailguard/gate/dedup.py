@@ -93,6 +93,7 @@ class ExactDuplicate(Verifier):
 
     kind = "exact_duplicate"
     version = "1"
+    codes = ("exact_duplicate",)
     row_independent = False
 
     def __init__(self, *, reference: Reference = None, within_pool: bool = True) -> None:
@@ -107,23 +108,24 @@ class ExactDuplicate(Verifier):
         n = batch.num_rows
         keys = exact_keys(_texts(batch))
         matched = np.full(n, None, dtype=object)
-        reasons = np.full(n, "ok", dtype=object)
+        reasons = np.full(n, None, dtype=object)
         if len(self._ref_keys):
             sorted_keys = self._ref_keys[self._ref_order]
             pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
             hit = sorted_keys[pos] == keys
             matched[hit] = self._ref_ids[self._ref_order[pos[hit]]]
-            reasons[hit] = "exact copy of reservoir record " + matched[hit].astype(str)
+            reasons[hit] = "copy of reservoir record " + matched[hit].astype(str)
         if self.within_pool and n:
             _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
             earlier = first[inverse]
             dup = (earlier != np.arange(n)) & (matched == None)  # noqa: E711 - numpy mask
             ids = _ids(batch)
             matched[dup] = ids[earlier[dup]]
-            reasons[dup] = "exact copy of candidate " + matched[dup].astype(str)
+            reasons[dup] = "copy of candidate " + matched[dup].astype(str)
         passed = matched == None  # noqa: E711
         return verdicts(
             passed,
+            np.where(passed, None, "exact_duplicate").tolist(),
             reasons.tolist(),
             score=np.where(passed, np.nan, 1.0),
             matched_id=matched.tolist(),
@@ -144,6 +146,7 @@ class NearDuplicate(Verifier):
 
     kind = "near_duplicate"
     version = "1"
+    codes = ("near_duplicate",)
     row_independent = False
 
     def __init__(
@@ -181,7 +184,7 @@ class NearDuplicate(Verifier):
         sig = self.signatures(_texts(batch))
         kw = {"bands": self.bands, "rows": self.rows, "cap": self.max_bucket}
         matched = np.full(n, None, dtype=object)
-        reasons = np.full(n, "ok", dtype=object)
+        reasons = np.full(n, None, dtype=object)
         score = np.full(n, np.nan)
         if len(self._ref_ids):
             m, s = minhash.best_matches(sig, self._ref_sig, self.threshold, **kw)
@@ -197,9 +200,11 @@ class NearDuplicate(Verifier):
             score[hit] = s[hit]
             reasons[hit] = _near_reason("candidate", matched[hit], s[hit])
         empty = sig[:, 0] == minhash.EMPTY if n else np.zeros(0, bool)
-        reasons[empty] = "ok (no words: not compared)"
+        reasons[empty] = "no words: not compared"
+        passed = matched == None  # noqa: E711
         return verdicts(
-            matched == None,  # noqa: E711
+            passed,
+            np.where(passed, None, "near_duplicate").tolist(),
             reasons.tolist(),
             score=score,
             matched_id=matched.tolist(),
@@ -209,6 +214,5 @@ class NearDuplicate(Verifier):
 def _near_reason(what: str, ids: np.ndarray, sims: np.ndarray) -> np.ndarray:
     sims_txt = np.char.mod("%.2f", sims)
     return np.char.add(
-        np.char.add(f"near-duplicate of {what} ", ids.astype(str)),
-        np.char.add(" (J~", np.char.add(sims_txt, ")")),
+        np.char.add("J~", sims_txt), np.char.add(f" with {what} ", ids.astype(str))
     ).astype(object)

@@ -92,20 +92,18 @@ class GateResult:
         )
 
     def reasons(self, *, failed_only: bool = True, top: int | None = None) -> pa.Table:
-        """Counts by verifier and reason, most frequent first."""
+        """Counts by verifier and reason code, most frequent first.
+
+        The same grouping as ``Ledger.rejection_reasons``, so the CLI and the report agree.
+        """
         v = (
             self.verdicts.filter(pc.invert(self.verdicts["passed"]))
             if failed_only
             else self.verdicts
         )
-        # Group by the reason's stem: ids, numbers and bracketed details are per record.
-        stem = pc.replace_substring_regex(v["reason"], r"\b[0-9a-f]{32}\b", "<id>")
-        stem = pc.replace_substring_regex(stem, r"\s*\([^()]*\d[^()]*\)", "")
-        stem = pc.replace_substring_regex(stem, r"\d+\.\d+", "#")
-        t = pa.table({"verifier": v["verifier"], "reason": stem})
-        g = t.group_by(["verifier", "reason"], use_threads=False).aggregate([("reason", "count")])
-        g = g.rename_columns(["verifier", "reason", "count"]).sort_by(
-            [("count", "descending"), ("verifier", "ascending"), ("reason", "ascending")]
+        g = v.group_by(["verifier", "code"], use_threads=False).aggregate([("code", "count")])
+        g = g.rename_columns(["verifier", "code", "count"]).sort_by(
+            [("count", "descending"), ("verifier", "ascending"), ("code", "ascending")]
         )
         return g.slice(0, top) if top is not None else g
 

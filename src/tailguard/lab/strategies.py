@@ -26,44 +26,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-
-from tailguard.errors import ConfigError, InputError, check_fraction
-from tailguard.mix import Accumulate, Anchored, Fresh, HumanOnly, Policy, Replace, eligible_rows
-
-
-class AccumulateSubsample(Policy):
-    """Accumulate everything, then train on a fixed-size seeded sample of it.
-
-    ``size`` slots per round (by default the number of human rows in the pool),
-    so the training set does not grow while the pool does: the human share
-    shrinks as generations accumulate, unlike anchoring, which fixes it.
-    """
-
-    name = "accumulate_subsample"
-
-    def __init__(self, *, size: int | None = None) -> None:
-        if size is not None and (not isinstance(size, int | np.integer) or size < 1):
-            raise ConfigError(f"size must be a positive integer, got {size!r}")
-        self.size = None if size is None else int(size)
-
-    def params(self) -> dict[str, Any]:
-        return {"size": self.size}
-
-    def select(self, pool: pa.Table, round: int, seed: int = 0) -> pa.Table:  # noqa: A002
-        from tailguard.mix.planner import row_keys
-
-        pool = eligible_rows(pool, round)
-        if pool.num_rows == 0:
-            raise InputError(f"round {round} has no eligible examples to train on")
-        size = self.size
-        if size is None:
-            size = int(np.count_nonzero(pool["origin"].to_numpy(zero_copy_only=False) == "human"))
-        if pool.num_rows <= size:
-            return pool
-        keys = row_keys(pool, seed=seed, salt=0xA5C5)
-        return pool.take(pa.array(np.sort(np.argsort(keys, kind="stable")[:size])))
+from tailguard.errors import ConfigError, check_fraction
+from tailguard.mix import (
+    Accumulate,
+    AccumulateSubsample,
+    Anchored,
+    Fresh,
+    HumanOnly,
+    Policy,
+    Replace,
+)
 
 
 @dataclass(frozen=True)

@@ -13,30 +13,32 @@ from tailguard.mix.adapters import (
     manifest_indices,
     manifest_sampler,
 )
-from tailguard.mix.dial import Decision, Dial, Evidence, MetricEvidence
+from tailguard.mix.dial import Decision, Dial, Evidence
 from tailguard.mix.planner import human_quota, plan
 from tailguard.mix.policies import (
     POLICIES,
     Accumulate,
+    AccumulateSubsample,
     Anchored,
     Fresh,
     HumanOnly,
     Policy,
     Replace,
     eligible_rows,
+    policy_from_manifest,
     policy_from_name,
 )
 
 __all__ = [
     "POLICIES",
     "Accumulate",
+    "AccumulateSubsample",
     "Anchored",
     "Decision",
     "Dial",
     "Evidence",
     "Fresh",
     "HumanOnly",
-    "MetricEvidence",
     "Policy",
     "Replace",
     "eligible_rows",
@@ -48,5 +50,6 @@ __all__ = [
     "manifest_indices",
     "manifest_sampler",
     "plan",
+    "policy_from_manifest",
     "policy_from_name",
 ]

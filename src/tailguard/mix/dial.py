@@ -20,7 +20,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import pyarrow as pa
 
@@ -30,36 +30,52 @@ from tailguard.mix.policies import Anchored
 #: Parameter names older runs stored (``floor``/``ceiling``), read when replaying history.
 _OLD_PARAM_NAMES = {"floor": "minimum", "ceiling": "maximum"}
 
+#: The attributes the Dial reads from each evidence item.
+EVIDENCE_FIELDS = ("metric", "value", "baseline", "change", "threshold", "degraded")
 
-@runtime_checkable
-class Evidence(Protocol):
-    """One metric's verdict for a round, as the monitor reports it."""
 
+@dataclass(frozen=True, kw_only=True)
+class Evidence:
+    """One watched metric at a round against its baseline: what the monitor reports
+    (``Monitor.evidence``) and the Dial turns on.
+
+    ``relative_change`` is signed, ``(value - baseline) / |baseline|`` (``change`` is
+    the same number); ``degraded`` is True when the metric is past its threshold in
+    its bad direction and also worse than the noise floor (when one is recorded).
+    The fields after the six the Dial reads say where the number comes from; a
+    caller feeding the Dial by hand may leave them out.
+    """
+
+    run: str = ""
+    sample: str = ""
     metric: str
+    kind: str = ""
+    higher_is_better: bool | None = None
+    round: int = -1
     value: float
     baseline: float
-    change: float
+    baseline_round: int = -1
+    noise_floor: float | None = None
+    relative_change: float
     threshold: float
+    threshold_kind: str = ""
     degraded: bool
 
-
-@dataclass(frozen=True)
-class MetricEvidence:
-    """A plain :class:`Evidence` record (for callers and tests; the monitor may use its own)."""
-
-    metric: str
-    value: float
-    baseline: float
-    change: float
-    threshold: float
-    degraded: bool
+    @property
+    def change(self) -> float:
+        """The relative change (the name stored in the Dial's decisions)."""
+        return self.relative_change
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MetricEvidence:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+    def from_dict(cls, data: dict[str, Any]) -> Evidence:
+        """From :meth:`to_dict` or a stored decision's item (which names it ``change``)."""
+        data = dict(data)
+        if "relative_change" not in data and "change" in data:
+            data["relative_change"] = data["change"]
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
 @dataclass(frozen=True)
@@ -168,7 +184,7 @@ class Dial:
             params = next((e["dial"] for e in stored if "dial" in e), {})
         dial = cls(**_current_names(params))
         for row, evidence in zip(rows, stored, strict=True):
-            metrics = [MetricEvidence.from_dict(m) for m in evidence.get("metrics", [])]
+            metrics = [Evidence.from_dict(m) for m in evidence.get("metrics", [])]
             replayed = dial.decide(int(row["round"]), metrics)
             if not math.isclose(replayed.real_fraction, float(row["real_fraction"]), abs_tol=1e-9):
                 raise ConfigError(
@@ -187,7 +203,7 @@ class Dial:
             )
         items = list(evidence)
         for item in items:
-            if not isinstance(item, Evidence):
+            if not all(hasattr(item, name) for name in EVIDENCE_FIELDS):
                 raise InputError(
                     f"evidence item {item!r} lacks metric/value/baseline/change/threshold/degraded"
                 )
