@@ -362,9 +362,8 @@ def test_a_ledger_written_before_reason_codes_still_opens_and_counts_by_code(tmp
 def test_round_summary_is_the_one_composition_audit_lab_and_report_read(frozen):
     from types import SimpleNamespace
 
-    from tailguard.lab.costs import CostModel
-
-    from tailguard.lab.experiment import _Job
+    from tailguard.costs import CostModel
+    from tailguard.lab.job import _Job
     from tailguard.report import from_ledger
 
     human = frozen.reservoir().train_ids.to_pylist()
