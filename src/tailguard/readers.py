@@ -197,7 +197,9 @@ def _check_objects(
     bad = np.flatnonzero(used & ~ok)
     if bad.size:
         raise InputError(
-            "expected one JSON object per line ({...})", file=str(path), line=line0 + int(bad[0])
+            "malformed JSON: expected one object per line ({...})",
+            file=str(path),
+            line=line0 + int(bad[0]),
         )
 
 
