@@ -9,6 +9,7 @@ import pytest
 from tailguard.engines import InProcess, ProcessPool, RayEngine, engine_from_name
 from tailguard.gate import Gate, NearDuplicate, Quality
 from tailguard.gate.gate import _SafeVerify
+from tailguard.ledger import Ledger
 from tailguard.records import make_records
 
 
@@ -62,3 +63,84 @@ def test_a_real_verifier_on_ray_equals_in_process(ray_engine, texts):
     gate_local = Gate([Quality(), NearDuplicate()], progress=False).run(texts)
     assert gate_ray.verdicts.equals(gate_local.verdicts)
     assert gate_ray.accepted.tolist() == gate_local.accepted.tolist()
+
+
+def _round_with_copies(fortunes_records: pa.Table) -> Ledger:
+    """A frozen reservoir of real fortunes and a round of candidates that copy it:
+    exact copies in other case, near copies (a word changed), copies of earlier
+    candidates, empty and punctuation-only texts, and new text."""
+    human = fortunes_records.slice(0, 240)
+    texts = human["content"].to_pylist()
+    rng = np.random.default_rng(3)
+    syn = []
+    for i in range(420):
+        src = texts[rng.integers(len(texts))]
+        kind = i % 6
+        if kind == 0:
+            syn.append(src.upper())
+        elif kind == 1:
+            words = src.split()
+            words[rng.integers(len(words))] = "zebra"
+            syn.append(" ".join(words))
+        elif kind == 2 and syn:
+            syn.append(syn[-2] + " indeed")
+        else:
+            words = texts[rng.integers(len(texts))].split() + src.split()
+            syn.append(" ".join(rng.permutation(words)))
+    syn += ["", "!!! ???", "short"]
+    led = Ledger.open(":memory:")
+    led.add_records(human)
+    led.freeze_reservoir("main", holdout=0.0, seed=0)
+    led.add_records(
+        make_records(syn, origin="synthetic", source="m", generator="g", generation=1, round=1)
+    )
+    return led
+
+
+@pytest.mark.slow
+def test_gate_on_ray_over_parquet_equals_in_process_record_for_record(
+    ray_engine, fortunes_records, tmp_path
+):
+    from tailguard.gate import ExactDuplicate
+    from tailguard.gate.distributed import gate_parquet
+
+    led = _round_with_copies(fortunes_records)
+    reservoir = led.reservoir_records("train")
+
+    def verifiers(ref):
+        return [
+            Quality(),
+            ExactDuplicate(reference=ref),
+            NearDuplicate(reference=ref, threshold=0.7, max_bucket=2),
+        ]
+
+    local = Gate(verifiers(reservoir), progress=False).run(
+        led.records(round=1, status="candidate", origin="synthetic")
+    )
+    paths = led.export_round(1, tmp_path)
+    out = gate_parquet(
+        Gate(verifiers(None), progress=False, batch_size=100),
+        paths["candidates"],
+        tmp_path / "verdicts",
+        engine=ray_engine,
+        reservoir=paths["reservoir"],
+    )
+    import pyarrow.dataset as pads
+
+    cols = ["id", "verifier", "passed", "reason", "score", "matched_id"]
+    order = [("id", "ascending"), ("verifier", "ascending")]
+    want = local.verdicts.select(cols).sort_by(order)
+    got = pads.dataset(str(out)).to_table().select(cols).sort_by(order).cast(want.schema)
+    assert got.equals(want)
+    r = local.reasons()
+    failed = dict(zip(r["reason"].to_pylist(), r["count"].to_pylist(), strict=True))
+    for kind in ("exact copy of reservoir record <id>", "near-duplicate of reservoir record <id>"):
+        assert failed.get(kind, 0) > 10  # every path of the search was exercised
+    assert any("candidate" in r for r in failed)
+    counts = led.record_gate_parquet(1, out)
+    assert counts["accepted"] == int(local.accepted.sum())
+    assert sorted(led.records(round=1, status="accepted")["id"].to_pylist()) == sorted(
+        local.accepted_ids.to_pylist()
+    )
+    assert led.verdicts(round=1).num_rows == local.verdicts.num_rows
+    led.close()
