@@ -144,3 +144,35 @@ def test_gate_on_ray_over_parquet_equals_in_process_record_for_record(
     )
     assert led.verdicts(round=1).num_rows == local.verdicts.num_rows
     led.close()
+
+
+@pytest.mark.slow
+def test_embeddings_and_record_metrics_on_ray_equal_in_process(
+    ray_engine, fortunes_records, tmp_path
+):
+    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
+
+    from tailguard.metrics.distributed import embed_parquet, record_metrics, record_metrics_parquet
+    from tailguard.metrics.embedders import HashingEmbedder
+
+    table = fortunes_records.slice(0, 300).select(["id", "content"])
+    (tmp_path / "in").mkdir()
+    pq.write_table(table.slice(0, 150), tmp_path / "in" / "a.parquet")
+    pq.write_table(table.slice(150), tmp_path / "in" / "b.parquet")
+    embedder = HashingEmbedder(dim=32).fit(table["content"])
+    embed_parquet(embedder, tmp_path / "in", tmp_path / "emb", engine=ray_engine, batch_size=64)
+    record_metrics_parquet(tmp_path / "in", tmp_path / "stats", engine=ray_engine)
+
+    def read(name: str) -> pa.Table:
+        return pads.dataset(str(tmp_path / name)).to_table().sort_by("id")
+
+    emb = read("emb")
+    order = pa.compute.sort_indices(table, [("id", "ascending")])
+    want = embedder.embed(table["content"].take(order))
+    got = np.stack(emb["embedding"].to_numpy(zero_copy_only=False))
+    assert emb["id"].to_pylist() == table["id"].take(order).to_pylist()
+    np.testing.assert_array_equal(got, want)
+    assert read("stats").equals(record_metrics(table).sort_by("id"))
+    words = [len(t.split()) for t in table["content"].take(order).to_pylist()]
+    assert read("stats")["words"].to_pylist() == words
