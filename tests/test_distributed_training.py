@@ -162,10 +162,16 @@ def test_trainer_trains_in_the_planned_batches_despite_its_own_shuffle(tmp_path)
 def test_training_pool_and_manifest_records_carry_the_text(frozen):
     pool = frozen.training_pool(0)
     by_id = dict(
-        zip(*frozen.records(origin="human").select(["id", "content"]).to_pydict().values())
+        zip(
+            *frozen.records(origin="human").select(["id", "content"]).to_pydict().values(),
+            strict=True,
+        )
     )
     assert pool.num_rows > 0
-    assert all(by_id[i] == c for i, c in zip(pool["id"].to_pylist(), pool["content"].to_pylist()))
+    assert all(
+        by_id[i] == c
+        for i, c in zip(pool["id"].to_pylist(), pool["content"].to_pylist(), strict=True)
+    )
     manifest = plan(pool, Anchored(real_fraction=1.0), round=0, batch_size=8, seed=0)
     frozen.write_manifest(manifest)
     rows = frozen.manifest_records(0)
