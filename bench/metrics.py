@@ -69,8 +69,8 @@ def run_case(case: str, n: int, threads: int) -> dict:
     if case.startswith("prdc"):
         real, fake = _points(n, 1), _points(n, 2) * np.float32(0.9)
         if case == "prdc_ours":
-            M.prdc(real[:500], fake[:500], threads=threads)
-            fn = lambda: M.prdc(real, fake, k=5, threads=threads)  # noqa: E731
+            M.prdc(fake[:500], real[:500], threads=threads)
+            fn = lambda: M.prdc(fake, real, k=5, threads=threads)  # noqa: E731
         else:
             import prdc
 

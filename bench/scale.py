@@ -201,7 +201,7 @@ def compare(work: Path) -> tuple[int, int]:
     """Verdict rows, and rows that differ between the arms (DuckDB, out of core)."""
     import duckdb
 
-    cols = "passed, reason, score, matched_id"
+    cols = "passed, code, detail, score, matched_id"
     a = f"read_parquet('{work / 'verdicts_in_process.parquet'}')"
     b = f"read_parquet('{work / 'verdicts_ray'}/**/*.parquet')"
     con = duckdb.connect()
@@ -209,7 +209,8 @@ def compare(work: Path) -> tuple[int, int]:
     differ = con.execute(
         f"""SELECT count(*) FROM (SELECT id, verifier, {cols} FROM {a}) x
             FULL OUTER JOIN (SELECT id, verifier, {cols} FROM {b}) y USING (id, verifier)
-            WHERE x.passed IS DISTINCT FROM y.passed OR x.reason IS DISTINCT FROM y.reason
+            WHERE x.passed IS DISTINCT FROM y.passed OR x.code IS DISTINCT FROM y.code
+               OR x.detail IS DISTINCT FROM y.detail
                OR x.score IS DISTINCT FROM y.score OR x.matched_id IS DISTINCT FROM y.matched_id
                OR x.passed IS NULL OR y.passed IS NULL"""
     ).fetchone()[0]

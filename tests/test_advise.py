@@ -1,8 +1,8 @@
 import pytest
 
-from tailguard.advise import FLOOR, TaskProfile, advise
+from tailguard.advise import MINIMUM, TaskProfile, advise
+from tailguard.costs import CostModel
 from tailguard.errors import ConfigError
-from tailguard.lab.costs import CostModel
 
 
 @pytest.mark.parametrize(
@@ -23,7 +23,7 @@ def test_decision_rule(profile, strategy, fraction):
     advice = advise(profile)
     assert advice.strategy == strategy
     assert advice.real_fraction == fraction
-    assert advice.real_fraction >= FLOOR
+    assert advice.real_fraction >= MINIMUM
     assert any("reservoir" in r for r in advice.reasons)
 
 
@@ -40,13 +40,13 @@ def test_cost_follows_the_cost_model():
     assert advice.cost_per_round == pytest.approx(200.0)
 
 
-def test_a_tight_budget_lowers_the_fraction_but_never_below_the_floor():
+def test_a_tight_budget_lowers_the_fraction_but_never_below_the_minimum():
     costs = CostModel(human=1.0, synthetic=0.0, verification=0.0)
     tight = advise(TaskProfile(task="general", budget=170, examples_per_round=1000), costs=costs)
     assert tight.real_fraction == pytest.approx(0.17)
     broke = advise(TaskProfile(task="general", budget=10, examples_per_round=1000), costs=costs)
     assert broke.real_fraction == 0.2
-    assert any("floor" in r for r in broke.reasons)
+    assert any("minimum" in r for r in broke.reasons)
 
 
 @pytest.mark.parametrize(

@@ -83,8 +83,10 @@ def test_audit_exit_code_and_export(tmp_path, small_human):
 
     table = pq.read_table(out)
     assert table["id"].to_pylist() == ids and "origin" in table.column_names
-    flagged = runner.invoke(app, ["audit", "--ledger", str(led_path), "--floor", "1.01"])
-    assert flagged.exit_code == 1 and "below" in flagged.output.lower()
+    refused = runner.invoke(app, ["audit", "--ledger", str(led_path), "--floor", "1.01"])
+    assert refused.exit_code == 2 and "must be a number in [0, 1]" in refused.output
+    flagged = runner.invoke(app, ["audit", "--ledger", str(led_path), "--floor", "1"])
+    assert flagged.exit_code == 0  # a share equal to the floor is not below it
 
 
 def test_the_configured_ledger_path_is_used(tmp_path, monkeypatch):

@@ -10,28 +10,41 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tailguard.errors import ConfigError, InputError
-from tailguard.mix import Decision, Dial, Evidence, MetricEvidence
+from tailguard.mix import Decision, Dial, Evidence
 
 SETTINGS = settings(max_examples=80, deadline=None)
 
 
-def ev(metric: str, degraded: bool, change: float = -0.12) -> MetricEvidence:
-    return MetricEvidence(
-        metric=metric, value=0.8, baseline=0.9, change=change, threshold=0.1, degraded=degraded
+def ev(metric: str, degraded: bool, change: float = -0.12) -> Evidence:
+    return Evidence(
+        metric=metric,
+        value=0.8,
+        baseline=0.9,
+        relative_change=change,
+        threshold=0.1,
+        degraded=degraded,
     )
 
 
-def history(flags: list[bool], metric: str = "tail_coverage") -> list[list[MetricEvidence]]:
+def history(flags: list[bool], metric: str = "tail_coverage") -> list[list[Evidence]]:
     return [[ev(metric, flag)] for flag in flags]
 
 
-def run(dial: Dial, rounds: list[list[MetricEvidence]]) -> list[Decision]:
+def run(dial: Dial, rounds: list[list[Evidence]]) -> list[Decision]:
     return [dial.decide(r + 1, evidence) for r, evidence in enumerate(rounds)]
 
 
-def test_metric_evidence_satisfies_the_protocol():
-    assert isinstance(ev("x", True), Evidence)
-    assert MetricEvidence.from_dict(ev("x", True).to_dict()) == ev("x", True)
+def test_one_evidence_type_round_trips_and_reads_stored_decisions():
+    assert Evidence.from_dict(ev("x", True).to_dict()) == ev("x", True)
+    stored = {"metric": "x", "value": 0.8, "baseline": 0.9, "change": -0.12}
+    assert Evidence.from_dict({**stored, "threshold": 0.1, "degraded": True}) == ev("x", True)
+    assert ev("x", True).change == -0.12
+
+
+def test_the_monitor_reports_the_dials_evidence_type():
+    from tailguard import monitor
+
+    assert monitor.Evidence is Evidence
 
 
 def test_degradation_raises_the_real_fraction():
@@ -44,7 +57,7 @@ def test_degradation_raises_the_real_fraction():
 
 
 def test_lowering_waits_for_patience():
-    dial = Dial(start=0.5, floor=0.15, step=0.1, patience=3)
+    dial = Dial(start=0.5, minimum=0.15, step=0.1, patience=3)
     fractions = [d.real_fraction for d in run(dial, history([False] * 7))]
     assert fractions == [0.5, 0.5, 0.4, 0.4, 0.4, 0.3, 0.3]
 
@@ -75,7 +88,7 @@ def test_the_degraded_flag_is_the_truth_not_the_sign():
     patience=st.integers(1, 4),
 )
 def test_the_dial_never_leaves_its_bounds(flags, start, step, patience):
-    dial = Dial(start=start, floor=0.15, ceiling=0.9, step=step, patience=patience)
+    dial = Dial(start=start, minimum=0.15, maximum=0.9, step=step, patience=patience)
     for d in run(dial, history(flags)):
         assert 0.15 <= d.real_fraction <= 0.9
 
@@ -142,9 +155,9 @@ def test_resume_with_other_parameters_is_refused():
 @pytest.mark.parametrize(
     "params",
     [
-        dict(floor=0.0),
-        dict(start=0.1, floor=0.15),
-        dict(ceiling=1.5),
+        dict(minimum=0.0),
+        dict(start=0.1, minimum=0.15),
+        dict(maximum=1.5),
         dict(step=0),
         dict(patience=0),
         dict(start=0.95),

@@ -21,6 +21,7 @@ from tailguard.gate import (
     MathAnswer,
     NearDuplicate,
     Quality,
+    Reason,
     Rules,
     Schema,
     Verifier,
@@ -63,10 +64,13 @@ class Broken(Verifier):
 
 
 def test_verdict_table_is_columnar_with_default_reasons():
-    t = verdicts([True, False], [None, "bad"], score=[0.5, None], matched_id=[None, "x"])
+    t = verdicts(
+        [True, False], [None, "bad"], [None, "0.7 > 0.5"], score=[0.5, None], matched_id=[None, "x"]
+    )
     assert t.schema == VERDICT_SCHEMA
-    assert t["reason"].to_pylist() == ["ok", "bad"]
-    assert verdicts([False])["reason"].to_pylist() == ["failed"]
+    assert t["code"].to_pylist() == ["ok", "bad"]
+    assert t["detail"].to_pylist() == ["ok", "0.7 > 0.5"]
+    assert verdicts([False])["code"].to_pylist() == ["rejected"]
 
 
 def test_params_are_the_keyword_arguments_and_json():
@@ -85,7 +89,8 @@ def test_gate_runs_all_verifiers_and_a_record_must_pass_all():
     assert r.verdicts.num_rows == 6
     assert r.accepted.tolist() == [True, False, True]
     (failed,) = [v for v in r.explain(r.ids[1].as_py()) if not v.passed]
-    assert failed.verifier == "no_digits" and failed.reason == "has a digit"
+    assert failed.verifier == "no_digits" and failed.detail == "has a digit"
+    assert failed.code == "rejected"  # a bare reason is the detail of the generic code
     rates = dict(
         zip(*r.pass_rates().select(["verifier", "pass_rate"]).to_pydict().values(), strict=True)
     )
@@ -98,13 +103,15 @@ def test_a_raising_verifier_fails_only_its_records_with_the_exception_as_reason(
     r = Gate([FunctionVerifier(explode_on_seven)], progress=False).run(synth(texts))
     assert r.accepted.sum() == 9
     bad = r.verdicts.filter(pa.compute.invert(r.verdicts["passed"])).to_pylist()
-    assert len(bad) == 1 and "RuntimeError: seven is not allowed" in bad[0]["reason"]
+    assert len(bad) == 1 and "RuntimeError: seven is not allowed" in bad[0]["detail"]
+    assert bad[0]["code"] == "error"
 
 
 def test_a_malformed_verifier_answer_is_a_failed_verdict_not_a_crash():
     r = Gate([Broken()], progress=False).run(synth(["one", "two"]))
     assert not r.accepted.any()
-    assert "verdicts for" in r.verdicts["reason"][0].as_py()
+    assert "verdicts for" in r.verdicts["detail"][0].as_py()
+    assert set(r.verdicts["code"].to_pylist()) == {"error"}
 
 
 def test_parallel_gate_equals_in_process_gate():
@@ -148,7 +155,8 @@ def test_run_round_stores_verdicts_and_moves_candidates_nothing_deleted():
         assert led.count(round=2, status="accepted") == 2
         rejected = led.records(round=2, status="rejected")["id"][0].as_py()
         (v,) = led.verdicts(id=rejected).to_pylist()
-        assert v["reason"] == "has a digit" and v["round"] == 2 and v["verifier"] == "no_digits"
+        assert v["detail"] == "has a digit" and v["round"] == 2 and v["verifier"] == "no_digits"
+        assert v["code"] == "rejected"
         again = Gate([FunctionVerifier(no_digits)], progress=False).run_round(led, 2)
         assert again.empty  # nothing left to gate
 
@@ -178,9 +186,10 @@ def test_rules_first_broken_rule_wins_and_keywords_are_whole_words():
         )
     )
     assert out["passed"].to_pylist() == [True, False, True, False, False]
-    assert out["reason"].to_pylist()[1] == "rule no-email: contains an email"
-    assert out["reason"].to_pylist()[3] == "rule polite: insult"
-    assert out["reason"].to_pylist()[4] == "rule answer: no final answer"
+    assert out["code"].to_pylist() == ["ok", "rule:no-email", "ok", "rule:polite", "rule:answer"]
+    assert out["detail"].to_pylist()[1] == "contains an email"
+    assert out["detail"].to_pylist()[3] == "insult"
+    assert out["detail"].to_pylist()[4] == "no final answer"
 
 
 def test_rules_file_errors_name_file_and_line(tmp_path):
@@ -211,8 +220,9 @@ def test_schema_validates_and_refuses_bad_schema_files(tmp_path):
         )
     )
     assert out["passed"].to_pylist() == [True, False, False, False]
-    reasons = out["reason"].to_pylist()
+    reasons = out["detail"].to_pylist()
     assert "at a" in reasons[1] and reasons[2].startswith("not JSON") and "'q'" in reasons[3]
+    assert out["code"].to_pylist() == ["ok", "schema", "not_json", "schema"]
     f = tmp_path / "s.json"
     f.write_text('{\n  "type": "object",\n  "required": [\n}')
     with pytest.raises(InputError) as exc:
@@ -237,7 +247,15 @@ def test_quality_measures_against_closed_form():
     assert m["non_letters"][2] == pytest.approx(5 / 9)
     out = q.verify(pa.table({"content": texts}))
     assert out["passed"].to_pylist() == [False, True, False, False, True]
-    assert out["reason"].to_pylist()[3].startswith("too short")
+    assert out["code"].to_pylist() == [
+        "repeated_ngrams",
+        "ok",
+        "non_letter_share",
+        "too_short",
+        "ok",
+    ]
+    assert out["detail"].to_pylist()[3] == "0 < 3 chars"
+    assert out["detail"].to_pylist()[2] == "0.56 > 0.3"
 
 
 @settings(max_examples=30, deadline=None)
@@ -277,11 +295,12 @@ def test_math_answer_verifier_reads_json_or_a_reference_column():
         )
     )
     assert out["passed"].to_pylist() == [True, False, False]
-    assert "cannot compare" in out["reason"][1].as_py()
+    assert out["code"].to_pylist() == ["ok", "cannot_compare", "bad_content"]
     col = MathAnswer(reference_column="label").verify(
         pa.table({"content": ['{"answer": 7}', "7.0"], "label": ["7", "8"]})
     )
     assert col["passed"].to_pylist() == [True, False]
+    assert col["code"].to_pylist() == ["ok", "wrong_answer"]
 
 
 # --- duplicates -----------------------------------------------------------------------------
@@ -305,6 +324,7 @@ def test_exact_duplicate_names_the_reservoir_record_or_earlier_candidate():
     )
     assert out["passed"].to_pylist() == [False, True, False, True]
     assert out["matched_id"].to_pylist() == ["h1", None, "b", None]
+    assert out["code"].to_pylist() == ["exact_duplicate", "ok", "exact_duplicate", "ok"]
 
 
 def test_near_duplicate_finds_planted_copies_and_names_them():
@@ -322,7 +342,9 @@ def test_near_duplicate_finds_planted_copies_and_names_them():
     assert out["passed"].to_pylist() == [False, True, True, False]
     assert out["matched_id"].to_pylist() == ["h17", None, None, "q1"]
     assert out["score"][0].as_py() == pytest.approx(55 / 61, abs=0.1)
-    assert "reservoir record h17" in out["reason"][0].as_py()
+    assert "reservoir record h17" in out["detail"][0].as_py()
+    assert out["code"].to_pylist() == ["near_duplicate", "ok", "ok", "near_duplicate"]
+    assert out["detail"][2].as_py() == "no words: not compared"
 
 
 @settings(max_examples=20, deadline=None)
@@ -356,9 +378,9 @@ def test_config_builds_the_gate_and_resolves_paths(tmp_path):
 
 
 def test_config_errors_say_where(tmp_path):
-    with pytest.raises(ConfigError, match="unknown kind 'nope'"):
+    with pytest.raises(ConfigError, match=r"key 'gate.verifiers.0': Input tag 'nope'"):
         gate_from_config({"gate": {"verifiers": [{"kind": "nope"}]}})
-    with pytest.raises(ConfigError, match=r"#1 \(quality\).*unexpected keyword"):
+    with pytest.raises(ConfigError, match=r"key 'gate.verifiers.0.min_char': unknown key"):
         gate_from_config({"gate": {"verifiers": [{"kind": "quality", "min_char": 3}]}})
     with pytest.raises(ConfigError, match="no verifiers"):
         gate_from_config({"gate": {}})
@@ -372,3 +394,33 @@ def test_config_errors_say_where(tmp_path):
             {"gate": {"verifiers": [{"kind": "rules", "rules": "missing.toml"}]}}, base_dir=tmp_path
         )
     assert "missing.toml" in str(exc.value)
+
+
+def spicy(text):
+    if "chilli" in text:
+        return False, Reason("too_spicy", f"{text.count('chilli')} chillies")
+    return True
+
+
+def test_a_function_may_name_its_own_code_or_give_a_bare_reason():
+    out = FunctionVerifier(spicy).verify(pa.table({"content": ["mild", "chilli chilli"]}))
+    assert out["code"].to_pylist() == ["ok", "too_spicy"]
+    assert out["detail"].to_pylist() == ["ok", "2 chillies"]
+    legacy = FunctionVerifier(
+        lambda b: pa.table({"passed": [False, True], "reason": ["too salty", None]}),
+        name="salt",
+        vectorised=True,
+    )
+    r = Gate([legacy], progress=False).run(synth(["a", "b"]))
+    assert r.verdicts["code"].to_pylist() == ["rejected", "ok"]
+    assert r.verdicts["detail"].to_pylist() == ["too salty", "ok"]
+    assert r.reasons().to_pylist() == [{"verifier": "salt", "code": "rejected", "count": 1}]
+
+
+def test_every_failed_builtin_verdict_carries_a_declared_code():
+    texts = ["", "x" * 50, "a b a b a b a b", "fine words here and there", "1234 5678"]
+    texts.append(texts[3])  # a copy: the duplicate verifiers fail it
+    for v in (Quality(min_chars=3, max_chars=40), ExactDuplicate(), NearDuplicate()):
+        out = v.verify(pa.table({"id": [str(i) for i in range(6)], "content": texts}))
+        failed = set(out.filter(pa.compute.invert(out["passed"]))["code"].to_pylist())
+        assert failed and failed <= set(v.codes), (v.kind, failed)

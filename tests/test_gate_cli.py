@@ -61,7 +61,8 @@ def test_gate_round_explain_and_nothing_left(tmp_path):
     )
     assert out.exit_code == 0, out.output
     assert "1 accepted" in out.output and "3 rejected" in out.output
-    assert "near-duplicate of reservoir record" in out.output and "no-spam" in out.output
+    assert "near_duplicate" in out.output and "rule:no-spam" in out.output
+    assert "too_short" in out.output
     with Ledger.open(path, read_only=True) as led:
         copied = led.records(round=1, status="rejected")
         assert copied.num_rows == 3
@@ -69,7 +70,8 @@ def test_gate_round_explain_and_nothing_left(tmp_path):
     explain = runner.invoke(
         app, ["gate", "--explain", copy_id, "--ledger", str(path)], terminal_width=250
     )
-    assert explain.exit_code == 0 and "near_duplicate" in explain.output
+    assert explain.exit_code == 0 and "near_duplicate: J~" in explain.output
+    assert "with reservoir record" in explain.output
     assert "quality" in explain.output and "rules" in explain.output
     again = runner.invoke(app, ["gate", "--round", "1", "--config", cfg, "--ledger", str(path)])
     assert again.exit_code == 1 and "nothing to gate" in again.output
@@ -102,3 +104,40 @@ def test_bad_config_is_refused_with_its_location_before_anything_runs(tmp_path):
     out = runner.invoke(app, ["gate", "--explain", "nope", "--ledger", str(path)])
     assert out.exit_code == 2 and "no verdicts" in out.output
     assert json.loads('{"ok": 1}')  # the ledger stayed readable after every refusal
+
+
+def _cli_counts(output: str) -> dict[tuple[str, str], int]:
+    """(verifier, code) -> count, read from the rich table of `tailguard gate`'s summary."""
+    rows = {}
+    table = output.split("rejections by reason code", 1)[1]
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip("│┃ ").split("│")]
+        if len(cells) == 3 and cells[2].isdigit():
+            rows[(cells[0], cells[1])] = int(cells[2])
+    return rows
+
+
+def test_cli_summary_and_report_count_rejections_by_the_same_codes(tmp_path):
+    from tailguard.report import from_ledger, render
+
+    path, _ = setup_project(tmp_path)
+    cfg = str(tmp_path / "tailguard.toml")
+    out = runner.invoke(
+        app,
+        ["gate", "--round", "1", "--config", cfg, "--ledger", str(path), "--quiet"],
+        terminal_width=200,
+    )
+    assert out.exit_code == 0, out.output
+    cli = _cli_counts(out.output)
+    assert cli == {
+        ("near_duplicate", "near_duplicate"): 1,
+        ("quality", "too_short"): 1,
+        ("rules", "rule:no-spam"): 1,
+    }
+    with Ledger.open(path, read_only=True) as led:
+        data = from_ledger(led)
+        html = render(data)
+    reasons = data.frame("reasons")
+    report = {(r.verifier, r.code): int(r.count) for r in reasons.itertuples()}
+    assert report == cli
+    assert all(code in html for _, code in cli)

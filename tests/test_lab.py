@@ -7,14 +7,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import make_pool, tiny_lab_run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tailguard import lab
 from tailguard.errors import ConfigError
-from tailguard.lab import AccumulateSubsample, CostModel, LabConfig, LabResult
+from tailguard.lab import CostModel, LabConfig, LabResult
 from tailguard.lab.axes import AXES_COLUMNS, score_axes
-from tailguard.mix import Anchored, Policy
+from tailguard.mix import AccumulateSubsample, Anchored, Policy
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -27,7 +28,7 @@ from tailguard.mix import Anchored, Policy
         ({"model": "ngram", "data": "digits"}, "cannot learn from 'digits'"),
         ({"generations": 0}, "zero generations"),
         ({"real_fraction": 0.0}, "anchoring with no human data"),
-        ({"real_fraction": 1.5}, "real_fraction must be in"),
+        ({"real_fraction": 1.5}, "real_fraction must be a number in"),
         ({"seeds": 0}, "seeds must be >= 1"),
         ({"strategies": ()}, "no strategies given"),
         (
@@ -75,19 +76,10 @@ def test_cost_model_defaults_and_parse() -> None:
 
 
 # ----------------------------------------------------------------------------- policies
-def _pool(n_human: int, n_synth: int) -> pa.Table:
-    ids = [f"h{i}" for i in range(n_human)] + [f"s{i}" for i in range(n_synth)]
-    return pa.table({
-        "id": ids,
-        "origin": ["human"] * n_human + ["synthetic"] * n_synth,
-        "generation": pa.array([0] * n_human + [1 + i % 3 for i in range(n_synth)], pa.int32()),
-    })  # fmt: skip
-
-
 @given(st.integers(1, 60), st.integers(0, 200), st.integers(0, 2**31 - 1))
 @settings(max_examples=40, deadline=None)
 def test_accumulate_subsample_is_a_fixed_size_order_free_sample(h: int, s: int, seed: int) -> None:
-    pool = _pool(h, s)
+    pool = make_pool(h, s, seed=seed)
     chosen = AccumulateSubsample().select(pool, round=3, seed=seed)
     assert chosen.num_rows == min(h, h + s)  # default size: the number of human rows
     assert set(chosen["id"].to_pylist()) <= set(pool["id"].to_pylist())
@@ -205,12 +197,12 @@ def test_replace_loses_rare_tokens_and_accumulate_keeps_them(token_run: LabResul
 
 
 def test_other_strategies_run_through_the_loop(tmp_path: Path) -> None:
-    result = lab.run(
+    result = tiny_lab_run(
         model="categorical",
         strategies="human-only,accumulate-subsample,anchored-gated,fresh,adaptive",
-        generations=2, seeds=1, n_generate=40, recovery_rounds=0, workers=1, out=None,
-        progress=False,
-    )  # fmt: skip
+        generations=2,
+        n_generate=40,
+    )
     r = result.rounds.to_pandas()
     fresh = r[(r.strategy == "fresh") & (r["round"] >= 1)]
     assert (fresh.new_human == 10).all()  # n_generate // 4 new human examples a round
@@ -227,17 +219,7 @@ def test_other_strategies_run_through_the_loop(tmp_path: Path) -> None:
 
 
 def test_numeric_model_runs_through_the_loop() -> None:
-    result = lab.run(
-        model="gaussian",
-        strategies=["replace"],
-        generations=3,
-        seeds=1,
-        n_generate=30,
-        recovery_rounds=0,
-        workers=1,
-        out=None,
-        progress=False,
-    )
+    result = tiny_lab_run(model="gaussian", strategies=["replace"], generations=3, n_generate=30)
     curve = result.curve().to_pandas()
     assert result.primary == "vector_variance_ratio"
     assert len(curve) == 4 and curve["median"].notna().all()
@@ -285,3 +267,29 @@ def test_cli_refuses_bad_input(args: list[str], message: str) -> None:
 def test_cli_show_refuses_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
     out = _cli("lab", "show", str(tmp_path))
     assert out.exit_code == 2 and "not a lab run directory" in out.output
+
+
+# ----------------------------------------------------------------------------- loop callables
+def test_one_builder_makes_the_loop_callables_for_lab_and_project(monkeypatch) -> None:
+    from tailguard.lab import callables
+    from tailguard.lab.models.base import human_vector_records
+    from tailguard.project import ModelSection, _model_functions
+
+    human = human_vector_records(np.random.default_rng(0).normal(size=(200, 2)), source="unit")
+    train, generate, sample = callables.loop_callables("gaussian", {}, eval_size=7)
+    model = train(None, human)
+    out = generate(model, 11, 2, 3)
+    assert out.num_rows == 11
+    assert set(out["generation"].to_pylist()) == {2} and set(out["round"].to_pylist()) == {2}
+    evaluation = sample(model, 2, 3)
+    assert evaluation.num_rows == 7  # the evaluation sample is its own seed stream
+    assert evaluation["content"].to_pylist() != generate(model, 7, 2, 3)["content"].to_pylist()
+    # A project's [model] kind = "gaussian" builds the very same callables.
+    p_train, p_generate, p_sample = _model_functions(ModelSection(kind="gaussian"))
+    assert p_sample is None
+    again = p_generate(p_train(None, human), 11, 2, 3)
+    assert again["content"].equals(out["content"]) and again["id"].equals(out["id"])
+    with pytest.raises(ConfigError, match="key 'model.kind': unknown model 'nope'"):
+        _model_functions(ModelSection(kind="nope"))
+    monkeypatch.setattr(callables, "loop_callables", lambda kind, params: ("built", kind))
+    assert _model_functions(ModelSection(kind="ngram")) == ("built", "ngram")

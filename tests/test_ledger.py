@@ -308,3 +308,117 @@ def test_reservoir_digest_is_sha256_of_sorted_split_id_lines(frozen):
     )
     expected = hashlib.sha256("\n".join(f"{s}:{i}" for i, s in lines).encode()).hexdigest()
     assert res.digest == expected
+
+
+def test_a_ledger_written_before_reason_codes_still_opens_and_counts_by_code(tmp_path):
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))  # the verdicts table as the previous version made it
+    con.execute(
+        "CREATE TABLE verdicts (id VARCHAR NOT NULL, round INTEGER NOT NULL, "
+        "verifier VARCHAR NOT NULL, params VARCHAR, version VARCHAR, passed BOOLEAN NOT NULL, "
+        "reason VARCHAR, score DOUBLE, matched_id VARCHAR)"
+    )
+    con.execute(
+        "INSERT INTO verdicts VALUES "
+        "('a', 1, 'quality', '{}', '1', false, 'too short (2 < 9 chars)', NULL, NULL), "
+        "('b', 1, 'quality', '{}', '1', true, 'ok', NULL, NULL)"
+    )
+    from tailguard.ledger import _DDL
+
+    con.execute(_DDL)  # the other tables (verdicts exists already, so it stays as it was)
+    con.close()
+    with Ledger.open(path, read_only=True) as led:
+        rows = led.verdicts().to_pylist()
+        assert [(r["code"], r["detail"]) for r in rows] == [
+            ("unclassified", "too short (2 < 9 chars)"),
+            ("ok", "ok"),
+        ]
+        assert led.rejection_reasons().to_pylist() == [
+            {"verifier": "quality", "code": "unclassified", "count": 1}
+        ]
+    with Ledger.open(path) as led:  # opened for writing: migrated, and new verdicts carry codes
+        new = pa.table(
+            {
+                "id": ["c"],
+                "round": pa.array([2], pa.int32()),
+                "verifier": ["quality"],
+                "params": ["{}"],
+                "version": ["1"],
+                "passed": [False],
+                "code": ["too_short"],
+                "detail": ["3 < 9 chars"],
+                "score": pa.array([None], pa.float64()),
+                "matched_id": pa.array([None], pa.string()),
+            }
+        )
+        led.record_gate(2, new, accepted=[], rejected=["c"])
+        codes = led.rejection_reasons().to_pylist()
+        assert {(r["code"], r["count"]) for r in codes} == {("unclassified", 1), ("too_short", 1)}
+        assert led.verdicts(id="a").to_pylist()[0]["detail"] == "too short (2 < 9 chars)"
+
+
+def test_round_summary_is_the_one_composition_audit_lab_and_report_read(frozen):
+    from types import SimpleNamespace
+
+    from tailguard.lab.costs import CostModel
+
+    from tailguard.lab.experiment import _Job
+    from tailguard.report import from_ledger
+
+    human = frozen.reservoir().train_ids.to_pylist()
+    syn = {r: add_synthetic(frozen, 8, rnd=r) for r in (1, 2, 3)}
+    plans = {  # round: (human ids, synthetic ids)
+        1: (human[:2], syn[1][:6]),
+        2: (human[1:4], syn[2][:5]),
+        3: (human[:1], syn[3][:7]),
+    }
+    for r, (h, s) in plans.items():
+        origins, gens = ["human"] * len(h) + ["synthetic"] * len(s), [0] * len(h) + [r] * len(s)
+        frozen.write_manifest(Manifest(round=r, slots=slots(h + s, origins, gens), policy="x"))
+    verdict_rows = pa.table(
+        {
+            "id": syn[2][:3],
+            "round": pa.array([2] * 3, pa.int32()),
+            "verifier": ["quality"] * 3,
+            "params": ["{}"] * 3,
+            "version": ["1"] * 3,
+            "passed": [True] * 3,
+            "code": ["ok"] * 3,
+            "detail": ["ok"] * 3,
+            "score": pa.nulls(3, pa.float64()),
+            "matched_id": pa.nulls(3, pa.string()),
+        }
+    )
+    frozen.record_gate(2, verdict_rows, accepted=syn[2][:3], rejected=[])
+    summary = frozen.round_summary("main").to_pylist()
+    seen: set[str] = set()
+    for row, (r, (h, s)) in zip(summary, plans.items(), strict=True):
+        new = len(set(h) - seen)
+        seen |= set(h)
+        assert (row["round"], row["human"], row["synthetic"], row["total"]) == (
+            r,
+            len(h),
+            len(s),
+            len(h) + len(s),
+        )
+        assert row["new_human"] == new and row["traceable"] == len(h) + len(s)
+        assert row["generated"] == 8 and row["verified"] == (3 if r == 2 else 0)
+        assert row["human_share"] == pytest.approx(len(h) / (len(h) + len(s)))
+    audit = frozen.audit(run="main")
+    for col in ("round", "total", "human", "synthetic", "human_share", "reservoir_share"):
+        assert audit[col].to_pylist() == [row[col] for row in summary]
+    mix = from_ledger(frozen).frame("mix")
+    assert mix["human"].tolist() == [row["human"] for row in summary]
+    assert mix["synthetic"].tolist() == [row["synthetic"] for row in summary]
+    job = SimpleNamespace(
+        ledger=frozen,
+        run_name="main",
+        config=SimpleNamespace(costs=CostModel()),
+        strategy="s",
+        seed=0,
+    )
+    lab = _Job._rounds_table(job)
+    for col in ("round", "human", "synthetic", "traceable", "new_human", "generated", "verified"):
+        assert lab[col].to_pylist() == [row[col] for row in summary]

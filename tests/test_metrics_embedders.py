@@ -53,7 +53,7 @@ def test_minilm_embedder_loads_offline_from_its_package():
 
 
 def test_default_preset_computes_every_metric_of_the_preset():
-    from test_metrics_stats import make_corpus
+    from conftest import make_corpus
 
     ref_t, ref_l = make_corpus(1500, seed=0)
     smp_t, smp_l = make_corpus(1500, seed=1)
@@ -63,7 +63,7 @@ def test_default_preset_computes_every_metric_of_the_preset():
 
 
 def test_rich_preset_with_a_prepared_reference():
-    from test_metrics_stats import make_corpus
+    from conftest import make_corpus
 
     ref_t, ref_l = make_corpus(300, seed=0)
     smp_t, smp_l = make_corpus(300, seed=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import re
 from collections import Counter
 
@@ -42,13 +43,13 @@ def test_prdc_matches_package(dtype, n_real, n_fake, dim, k):
     rng = np.random.default_rng(n_real + dim)
     real = rng.standard_normal((n_real, dim)).astype(dtype)
     fake = (0.7 * rng.standard_normal((n_fake, dim)) + 0.2).astype(dtype)
-    assert_same(M.prdc(real, fake, k=k), reference_prdc(real, fake, k))
+    assert_same(M.prdc(fake, real, k=k), reference_prdc(real, fake, k))
 
 
 def test_prdc_identical_sets_and_offset_data():
     rng = np.random.default_rng(1)
     real = (rng.standard_normal((200, 8)) + 1000.0).astype(np.float32)
-    ours = M.prdc(real, real.copy(), k=5)
+    ours = M.prdc(real.copy(), real, k=5)
     assert_same(ours, reference_prdc(real, real.copy(), 5))
     assert ours["precision"] == 1.0 and ours["recall"] == 1.0 and ours["coverage"] == 1.0
 
@@ -59,11 +60,11 @@ def test_prdc_tiny_sets_where_the_package_fails():
     # the package needs k + 2 points (it partitions at k + 1); k + 1 is enough by definition
     with pytest.raises(ValueError):
         reference_prdc(real, fake, 3)
-    ours = M.prdc(real, fake, k=3)
+    ours = M.prdc(fake, real, k=3)
     assert all(v >= 0 for v in ours.values())
     # with one more point both agree
     real5, fake5 = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
-    assert_same(M.prdc(real5, fake5, k=3), reference_prdc(real5, fake5, 3))
+    assert_same(M.prdc(fake5, real5, k=3), reference_prdc(real5, fake5, 3))
 
 
 def test_prdc_chunking_does_not_change_the_answer(monkeypatch):
@@ -72,11 +73,11 @@ def test_prdc_chunking_does_not_change_the_answer(monkeypatch):
     rng = np.random.default_rng(3)
     real = rng.standard_normal((500, 12)).astype(np.float32)
     fake = rng.standard_normal((400, 12)).astype(np.float32) * 0.9
-    whole = M.prdc(real, fake, k=4)
+    whole = M.prdc(fake, real, k=4)
     monkeypatch.setattr(_knn, "CHUNK_ELEMENTS", 1000)
     monkeypatch.setattr(_knn, "PAIR_BATCH", 7)
-    assert M.prdc(real, fake, k=4, threads=1) == whole
-    assert M.prdc(real, fake, k=4, threads=3) == whole  # many chunks, finishing out of order
+    assert M.prdc(fake, real, k=4, threads=1) == whole
+    assert M.prdc(fake, real, k=4, threads=3) == whole  # many chunks, finishing out of order
     assert_same(whole, reference_prdc(real, fake, 4))
 
 
@@ -123,14 +124,14 @@ def test_frechet_and_mmd_reference():
 
     covmean = scipy.linalg.sqrtm(ca @ cb).real
     ref = np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(ca + cb - 2 * covmean)
-    assert M.frechet_distance(a, b) == pytest.approx(ref, rel=1e-8)
+    assert M.frechet_distance(b, a) == pytest.approx(ref, rel=1e-8)
     assert M.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
     gamma = 0.1
     k = lambda x, y: np.exp(-gamma * scipy.spatial.distance.cdist(x, y, "sqeuclidean"))  # noqa: E731
     kaa, kbb, kab = k(a, a), k(b, b), k(a, b)
     m, n = len(a), len(b)
     ref = (kaa.sum() - m) / (m * (m - 1)) + (kbb.sum() - n) / (n * (n - 1)) - 2 * kab.mean()
-    assert M.mmd_rbf(a, b, gamma=gamma, chunk_rows=64) == pytest.approx(ref, rel=1e-9)
+    assert M.mmd_rbf(b, a, gamma=gamma, chunk_rows=64) == pytest.approx(ref, rel=1e-9)
 
 
 def test_label_metrics_reference_values():
@@ -276,9 +277,52 @@ def test_registry_directions_and_kinds():
     for name, metric in M.REGISTRY.items():
         assert metric.name == name
         assert metric.kind in M.KINDS
-        assert isinstance(metric.higher_is_better, bool)
+        assert metric.higher_is_better in (True, False, None)
+    assert M.REGISTRY["vector_variance_ratio"].higher_is_better is None
+    assert M.REGISTRY["vector_variance_ratio"].ideal == 1.0
     assert M.REGISTRY["tail_recall"].kind == "tail"
     assert M.REGISTRY["label_js"].kind == "mean" and not M.REGISTRY["label_js"].higher_is_better
     assert M.REGISTRY["distinct_2"]([" a b", "a c"], reference_texts=["a b"]) == pytest.approx(1.0)
     with pytest.raises(InputError):
         M.evaluate(["a"], reference_texts=None)
+
+
+def _twin_inputs(needs: tuple[str, ...]):
+    """Sample and reference inputs for a metric, as the Metric and as its plain function."""
+    rng = np.random.default_rng(5)
+    words = np.array("the a cat dog sat ran far near red blue tall old new sun rain".split())
+    if "vectors" in needs:
+        s, r = rng.standard_normal((300, 3)) * 0.8, rng.standard_normal((400, 3))
+        s_texts = pa.array([str(list(map(float, row))) for row in s])
+        r_texts = pa.array([str(list(map(float, row))) for row in r])
+        return (s_texts, None, r_texts, None), (s_texts, r_texts)
+    s_texts = [" ".join(rng.choice(words, rng.integers(2, 9))) for _ in range(120)]
+    r_texts = [" ".join(rng.choice(words, rng.integers(2, 9))) for _ in range(150)]
+    s_labels = list(rng.choice(["x", "y", "z", "w"], 120, p=[0.5, 0.3, 0.15, 0.05]))
+    r_labels = list(rng.choice(["x", "y", "z", "w"], 150, p=[0.4, 0.3, 0.2, 0.1]))
+    if "labels" in needs:
+        return (s_texts, s_labels, r_texts, r_labels), (s_labels, r_labels)
+    if "embeddings" in needs:
+        ref = M.Reference(r_texts)
+        return (s_texts, None, ref, None), (ref.embedder.embed(s_texts), ref.embeddings)
+    return (s_texts, None, r_texts, None), (s_texts, r_texts)
+
+
+@pytest.mark.parametrize("name", sorted(M.REGISTRY))
+def test_every_registered_metric_equals_its_functional_twin(name):
+    # Iterates the registry: a newly registered metric is covered (and must name its twin).
+    metric = M.REGISTRY[name]
+    assert metric.function is not None, f"{name} declares no functional twin"
+    as_metric, as_function = _twin_inputs(metric.needs)
+    value = metric(*as_metric)
+    assert math.isfinite(value)
+    assert value == pytest.approx(metric.function(*as_function), rel=1e-12, abs=1e-12)
+
+
+def test_two_sided_twins_take_sample_then_reference():
+    rng = np.random.default_rng(1)
+    wide, narrow = rng.standard_normal((500, 2)) * 2, rng.standard_normal((500, 2))
+    assert M.total_variance_ratio(wide, narrow) == pytest.approx(4.0, rel=0.2)
+    assert M.total_variance_ratio(narrow, wide) == pytest.approx(0.25, rel=0.2)
+    shrunk = M.prdc(0.3 * narrow, narrow, k=5)  # a collapsed sample: precise, low recall
+    assert shrunk["precision"] > 0.9 and shrunk["recall"] < 0.6

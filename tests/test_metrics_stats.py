@@ -4,26 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import make_corpus
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tailguard import metrics as M
-
-
-def make_corpus(
-    n: int, *, seed: int, temperature: float = 1.0, n_classes: int = 20, vocab: int = 2000
-) -> tuple[list[str], list[str]]:
-    """Long-tailed labelled texts: Zipf words, Zipf classes; temperature < 1 sharpens both."""
-    rng = np.random.default_rng(seed)
-    p_cls = (1.0 / np.arange(1, n_classes + 1) ** 1.3) ** (1 / temperature)
-    p_word = (1.0 / np.arange(1, vocab + 1) ** 1.1) ** (1 / temperature)
-    labels = rng.choice(n_classes, n, p=p_cls / p_cls.sum())
-    lengths = rng.integers(4, 16, n)
-    words = rng.choice(vocab, lengths.sum(), p=p_word / p_word.sum())
-    words = (words + np.repeat(labels, lengths) * 37) % vocab  # classes use shifted words
-    cuts = np.cumsum(lengths)[:-1]
-    texts = [" ".join(f"w{w}" for w in ws) for ws in np.split(words, cuts)]
-    return texts, [f"c{c}" for c in labels]
 
 
 @pytest.fixture
@@ -37,7 +22,7 @@ def test_coverage_of_identical_distributions_matches_closed_form():
     expected = 1 - np.prod([(n_real - j) / (n_fake + n_real - j) for j in range(1, k + 1)])
     rng = np.random.default_rng(0)
     cov = [
-        M.prdc(rng.standard_normal((n_real, 4)), rng.standard_normal((n_fake, 4)), k=k)["coverage"]
+        M.prdc(rng.standard_normal((n_fake, 4)), rng.standard_normal((n_real, 4)), k=k)["coverage"]
         for _ in range(40)
     ]
     assert np.mean(cov) == pytest.approx(expected, abs=0.01)
@@ -46,8 +31,8 @@ def test_coverage_of_identical_distributions_matches_closed_form():
 def test_shrinking_variance_lowers_recall_and_raises_density():
     rng = np.random.default_rng(1)
     real = rng.standard_normal((800, 8))
-    same = M.prdc(real, rng.standard_normal((800, 8)), k=5)
-    shrunk = M.prdc(real, 0.6 * rng.standard_normal((800, 8)), k=5)
+    same = M.prdc(rng.standard_normal((800, 8)), real, k=5)
+    shrunk = M.prdc(0.6 * rng.standard_normal((800, 8)), real, k=5)
     assert shrunk["recall"] < same["recall"] - 0.2
     assert shrunk["density"] > same["density"] + 0.3
 
@@ -60,8 +45,8 @@ def test_dropping_mixture_modes_lowers_coverage_and_recall():
         return modes[rng.integers(0, len(modes), n)] + rng.standard_normal((n, 8))
 
     real = mixture(800, centres)
-    full = M.prdc(real, mixture(800, centres), k=5)
-    half = M.prdc(real, mixture(800, centres[:2]), k=5)
+    full = M.prdc(mixture(800, centres), real, k=5)
+    half = M.prdc(mixture(800, centres[:2]), real, k=5)
     assert half["coverage"] < full["coverage"] - 0.3
     assert half["recall"] < full["recall"] - 0.3
     assert half["precision"] > 0.8  # what is left is still real-looking
@@ -128,10 +113,10 @@ def test_label_distances_are_bounded_and_symmetric(a, b):
 def test_prdc_bounds_and_row_order_invariance(n, m, k, seed):
     rng = np.random.default_rng(seed)
     real, fake = rng.standard_normal((n, 3)), rng.standard_normal((m, 3))
-    out = M.prdc(real, fake, k=k)
+    out = M.prdc(fake, real, k=k)
     assert all(0 <= out[key] <= 1 for key in ("precision", "recall", "coverage"))
     assert 0 <= out["density"] <= n / k
-    assert M.prdc(real[rng.permutation(n)], fake[rng.permutation(m)], k=k) == out
+    assert M.prdc(fake[rng.permutation(m)], real[rng.permutation(n)], k=k) == out
 
 
 @settings(max_examples=40, deadline=None)

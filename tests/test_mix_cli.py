@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from tailguard.cli import app
 from tailguard.ledger import Ledger
-from tailguard.mix import Anchored, Dial, MetricEvidence, plan
+from tailguard.mix import Anchored, Dial, Evidence, plan
 from tailguard.records import make_records
 
 runner = CliRunner()
@@ -70,6 +70,11 @@ def test_mix_plans_stores_and_prints(ledger_path):
         manifest = led.manifest(1)
         holdout = set(led.reservoir().holdout_ids.to_pylist())
         pool = led.training_pool(1)
+        (row,) = led.round_summary().to_pylist()
+    # the printed composition is the ledger's round summary
+    assert f"{row['human']:,} human ({row['human_share']:.1%}" in result.output
+    assert f"{row['synthetic']:,} synthetic slots" in result.output
+    assert row["human"] == manifest.slots.num_rows - row["synthetic"] and row["new_human"] > 0
     slots = manifest.slots
     human = pc.equal(slots["origin"], "human").to_numpy(zero_copy_only=False)
     assert (np.bincount(slots["batch"].to_numpy(), weights=human) == 8).all()
@@ -115,11 +120,11 @@ def test_dial_show_prints_the_stored_history(ledger_path):
             d = dial.decide(
                 r,
                 [
-                    MetricEvidence(
+                    Evidence(
                         metric="tail_coverage",
                         value=0.7,
                         baseline=0.8,
-                        change=-0.125,
+                        relative_change=-0.125,
                         threshold=0.1,
                         degraded=degraded,
                     )

@@ -9,12 +9,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from conftest import make_pool
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tailguard.errors import ConfigError, InputError, ReservoirError
 from tailguard.mix import (
+    POLICIES,
     Accumulate,
+    AccumulateSubsample,
     Anchored,
     Fresh,
     HumanOnly,
@@ -23,46 +26,12 @@ from tailguard.mix import (
     human_quota,
     plan,
     planner,
+    policy_from_manifest,
+    slots,
 )
 from tailguard.mix.planner import as_fraction, id_fingerprints
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def make_pool(
-    n_human: int,
-    n_synthetic: int,
-    *,
-    generations: int = 3,
-    labels: tuple[str, ...] = ("a", "b", "c"),
-    label_p: tuple[float, ...] | None = None,
-    seed: int = 0,
-    status: bool = False,
-    round_of_human: int = 0,
-) -> pa.Table:
-    """A training pool with content-id-like ids (32 hex digits)."""
-    rng = np.random.default_rng(seed)
-    n = n_human + n_synthetic
-    ids = [f"{x:032x}" for x in rng.choice(2**62, size=n, replace=False) * 7919]
-    generation = np.concatenate(
-        [np.zeros(n_human, np.int32), rng.integers(1, generations + 1, n_synthetic)]
-    ).astype(np.int32)
-    human_labels = rng.choice(len(labels), n_human, p=label_p)
-    columns = {
-        "id": pa.array(ids, pa.string()),
-        "origin": pa.array(["human"] * n_human + ["synthetic"] * n_synthetic),
-        "generation": pa.array(generation, pa.int32()),
-        "label": pa.array([labels[i] for i in human_labels] + [None] * n_synthetic, pa.string()),
-        "round": pa.array(
-            np.concatenate([np.full(n_human, round_of_human), generation[n_human:]]), pa.int32()
-        ),
-    }
-    if status:
-        states = np.array(["accepted", "rejected", "candidate"])
-        columns["status"] = pa.array(
-            ["accepted"] * n_human + list(states[rng.choice(3, n_synthetic, p=[0.6, 0.2, 0.2])])
-        )
-    return pa.table(columns)
 
 
 def human_per_batch(manifest) -> np.ndarray:
@@ -488,6 +457,76 @@ def test_two_threads_plan_what_one_does(monkeypatch):
 @FAST
 @given(flags=st.lists(st.booleans(), max_size=70))
 def test_origin_column_spells_every_slot(flags):
-    column = planner._origin_column(np.array(flags, dtype=bool))
+    column = slots._origin_column(np.array(flags, dtype=bool))
     column.validate(full=True)
     assert column.to_pylist() == ["human" if f else "synthetic" for f in flags]
+
+
+#: Digests of one pool planned under every built-in policy. A change here changes every
+#: stored manifest's digest: it must never happen by accident.
+PINNED_DIGESTS = {
+    "HumanOnly()": "ac405a24155f4298bb62e9f7c52b051e74fc18349af3442ea801250e9de39eec",
+    "Replace()": "f55f509b15817959bda2651fd47dfd0c42c5ca5fe67b84413b1bcfdca46dfb6b",
+    "Accumulate()": "4ad9bdc05d55d5fbdb92b8985c19387b09e9be970a21990814534130a65612ff",
+    "AccumulateSubsample()": "2ec2b88b911bf3499d7efb4d104e57d775f1115b010eee92a37537c9912d8bf9",
+    "AccumulateSubsample(size=50)": (
+        "9b8fec552d40e62bf5d9fc97ec22820218287077e3ea55f4d940f34c3601a0bf"
+    ),
+    "Anchored(real_fraction=0.25)": (
+        "7169906a0150a4dfd210f6dc68a14e73b8e0dbfa144bed061094785948a35daf"
+    ),
+    "Anchored(real_fraction=0.3, synthetic='latest')": (
+        "634e976950f692a69bacb3dba8662e3d3dbcf52645da2e73cda5adccd6a8e837"
+    ),
+    "Anchored(real_fraction=0.2, synthetic='subsample')": (
+        "b227bb6ef622376d23b1f9679d32630be89cc21a34e5a92f02af1657448e5229"
+    ),
+    "Fresh(new_human_per_round=10, synthetic='accumulate')": (
+        "79c823b2a74a092e8f54c3a5025fc0473442575258698ba65dcd88090c2f4b97"
+    ),
+}
+
+
+def _pinned_pool(policy: Policy) -> pa.Table:
+    return make_pool(40, 120, seed=11, round_of_human=3 if isinstance(policy, Fresh) else 0)
+
+
+@pytest.mark.parametrize("expr", sorted(PINNED_DIGESTS))
+def test_pinned_digests(expr):
+    policy = eval(expr)  # noqa: S307 - the table's keys are constructor calls
+    m = plan(_pinned_pool(policy), policy, round=3, batch_size=8, seed=7, epochs=2)
+    assert m.digest == PINNED_DIGESTS[expr]
+
+
+def test_every_registered_policy_is_pinned():
+    pinned = {eval(expr).name for expr in PINNED_DIGESTS}  # noqa: S307
+    assert pinned == set(POLICIES)
+
+
+@pytest.mark.parametrize("expr", sorted(PINNED_DIGESTS))
+def test_manifest_rebuilds_its_policy(expr):
+    # A stored manifest names its policy and params: rebuilding and replanning gives it back.
+    policy = eval(expr)  # noqa: S307
+    pool = _pinned_pool(policy)
+    m = plan(pool, policy, round=3, batch_size=8, seed=7, epochs=2)
+    rebuilt = policy_from_manifest(m)
+    assert type(rebuilt) is type(policy)
+    again = plan(
+        pool,
+        rebuilt,
+        round=m.round,
+        batch_size=m.params["batch_size"],
+        seed=m.seed,
+        epochs=m.params["epochs"],
+    )
+    assert again.digest == m.digest
+
+
+def test_accumulate_subsample_is_a_registered_mix_policy():
+    from tailguard.lab import AccumulateSubsample as FromLab
+    from tailguard.mix import policy_from_name
+
+    assert FromLab is AccumulateSubsample
+    assert policy_from_name("accumulate-subsample", size=5) == AccumulateSubsample(size=5)
+    with pytest.raises(ConfigError, match="size"):
+        policy_from_name("accumulate_subsample", size=0)

@@ -8,11 +8,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import scipy.stats
-from test_metrics_stats import make_corpus
+from conftest import make_corpus
 from typer.testing import CliRunner
 
 from tailguard.errors import InputError
-from tailguard.monitor import FLOOR_SAMPLE, HISTORY_SCHEMA, Evidence, Monitor
+from tailguard.monitor import HISTORY_SCHEMA, NOISE_FLOOR_SAMPLE, Evidence, Monitor
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def human():
 def _monitor(human, **kw) -> Monitor:
     texts, labels = human
     mon = Monitor(**kw).set_reference(texts[:1500], labels[:1500])
-    mon.record_floor(texts[:1500], labels[:1500], texts[1500:], labels[1500:])
+    mon.record_noise_floor(texts[:1500], labels[:1500], texts[1500:], labels[1500:])
     return mon
 
 
@@ -33,7 +33,7 @@ def test_samples_from_the_reference_stay_within_the_noise_floor(human):
         mon.record(r, *make_corpus(1500, seed=200 + r))
     status = mon.status()
     assert status.round == 3 and not status.alerts and not status.degraded
-    floor = {e.metric: e.floor for e in status.evidence}
+    floor = {e.metric: e.noise_floor for e in status.evidence}
     for e in status.evidence:
         assert e.value == pytest.approx(floor[e.metric], rel=0.15, abs=0.03), e.metric
 
@@ -69,13 +69,13 @@ def test_early_warning_fires_only_while_the_mean_metrics_hold():
 
 def test_noise_floor_vetoes_a_drop_that_is_still_human_level():
     mon = Monitor()
-    mon.record_values(0, {"tail_recall": 0.9}, sample=FLOOR_SAMPLE)
+    mon.record_values(0, {"tail_recall": 0.9}, sample=NOISE_FLOOR_SAMPLE)
     mon.record_values(0, {"tail_recall": 1.0})
     mon.record_values(1, {"tail_recall": 0.85})  # -15 %, below the floor: degraded
     assert mon.evidence()[0].degraded
     mon.record_values(1, {"tail_recall": 0.92})  # -8 %: within threshold anyway
     assert not mon.evidence()[0].degraded
-    mon.record_values(0, {"tail_recall": 0.8}, sample=FLOOR_SAMPLE)
+    mon.record_values(0, {"tail_recall": 0.8}, sample=NOISE_FLOOR_SAMPLE)
     mon.record_values(1, {"tail_recall": 0.85})  # -15 % but still above the human floor
     assert not mon.evidence()[0].degraded
 
@@ -100,7 +100,7 @@ def test_evidence_dataclass_fields():
         "r1", "gen", "distinct_2", "diversity", 3, 0,
     )  # fmt: skip
     assert e.relative_change == pytest.approx(-0.25) and e.degraded
-    assert (e.threshold, e.threshold_kind, e.floor) == (0.10, "relative", None)
+    assert (e.threshold, e.threshold_kind, e.noise_floor) == (0.10, "relative", None)
     assert json.loads(json.dumps(mon.status("r1").to_dict()))["degraded"] is True
 
 
@@ -171,7 +171,7 @@ def test_cli_eval_and_monitor(tmp_path, monkeypatch):
         assert res.exit_code == 0, res.output
     with Ledger.open(path, read_only=True) as led:
         hist = led.metrics()
-    assert set(hist["sample"].to_pylist()) == {"model", FLOOR_SAMPLE}
+    assert set(hist["sample"].to_pylist()) == {"model", NOISE_FLOOR_SAMPLE}
     res = runner.invoke(app, ["monitor", "--json", "--ledger", str(path)])
     assert res.exit_code == 1, res.output  # collapse at round 2 is an active alert
     report = json.loads(res.stdout)
@@ -193,3 +193,30 @@ def test_an_all_null_label_column_is_read_as_unlabelled_data():
     rows = mon.record(1, texts, nulls)
     names = set(rows["metric"].to_pylist())
     assert "distinct_2" in names and "tail_recall" not in names
+
+
+@pytest.mark.parametrize(
+    ("latest", "degraded"), [(1.0, False), (1.05, False), (1.3, True), (0.7, True)]
+)
+def test_two_sided_metric_degrades_by_distance_from_its_ideal(latest, degraded):
+    # vector_variance_ratio declares higher_is_better=None and ideal 1: a ratio that
+    # grows is as much a change as one that shrinks.
+    mon = Monitor(preset="lab-vectors", run="r")
+    mon.record_values(0, {"vector_variance_ratio": 1.0})
+    mon.record_values(1, {"vector_variance_ratio": latest})
+    (ev,) = [e for e in mon.evidence() if e.metric == "vector_variance_ratio"]
+    assert ev.higher_is_better is None
+    assert ev.degraded is degraded
+    assert mon.history["higher_is_better"].null_count == 2
+
+
+def test_two_sided_trend_is_the_distance_from_the_ideal():
+    mon = Monitor(preset="lab-vectors", run="r")
+    for r, v in enumerate([1.0, 0.8, 1.3, 0.6, 1.5]):  # swinging ever farther from 1
+        mon.record_values(r, {"vector_variance_ratio": v})
+    t = mon.trend("vector_variance_ratio")
+    assert t.higher_is_better is None and t.slope > 0 and t.worsening
+    steady = Monitor(preset="lab-vectors", run="r")
+    for r, v in enumerate([1.0, 0.99, 1.01, 1.0, 0.99]):
+        steady.record_values(r, {"vector_variance_ratio": v})
+    assert not steady.trend("vector_variance_ratio").worsening

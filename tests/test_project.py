@@ -4,7 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tailguard.cli import app
-from tailguard.errors import ConfigError
+from tailguard.errors import ConfigError, TailguardError
 from tailguard.project import load_config
 
 GOOD = """
@@ -19,12 +19,14 @@ kind = "ngram"
 @pytest.mark.parametrize(
     ("text", "key", "words"),
     [
-        (GOOD + "\n[policy]\nreal_fraction = 1.5\n", "policy.real_fraction", "less than or equal"),
+        (GOOD + "\n[policy]\nreal_fraction = 1.5\n", "policy.real_fraction", "must be a number in"),
         (GOOD + "\n[loop]\nrounds = 0\n", "loop.rounds", "greater than or equal"),
-        (GOOD + "\n[loop]\nround = 3\n", "loop.round", "Extra inputs"),
+        (GOOD + "\n[loop]\nround = 3\n", "loop.round", "unknown key"),
         ("[model]\nkind = 'ngram'\n[data]\n", "data", "name the human data"),
         ("[data]\nbuiltin = 'fortunes'\n[model]\nentry = 'nocolon'\n", "model", "module:function"),
-        (GOOD + "\n[dial]\nfloor = 0\n", "dial.floor", "greater than"),
+        (GOOD + "\n[dial]\nminimum = 0\n", "dial.minimum", "must be a number in (0, 1]"),
+        (GOOD + "\n[dial]\nfloor = 0.1\n", "dial", "`floor` is now called `minimum`"),
+        (GOOD + "\n[loop]\nrounds = '3'\n", "loop.rounds", "valid integer"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path, text, key, words):
@@ -39,7 +41,7 @@ def test_bad_config_names_the_key(tmp_path, text, key, words):
 def test_malformed_toml_and_missing_file(tmp_path):
     path = tmp_path / "tailguard.toml"
     path.write_text("[data\nbuiltin = 1")
-    with pytest.raises(ConfigError, match="not valid TOML"):
+    with pytest.raises(TailguardError, match="not valid TOML"):
         load_config(path)
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "absent.toml")

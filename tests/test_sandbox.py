@@ -37,51 +37,55 @@ def verdict(code: str, tests: str = "", **limits) -> dict:
 def test_correct_code_passes_and_a_failing_test_is_named():
     code = "def add(a, b):\n    return a + b\n"
     ok = verdict(code, "assert add(1, 2) == 3\ndef test_neg():\n    assert add(-1, 1) == 0\n")
-    assert ok["passed"] and "passed 1 test function" in ok["reason"]
+    assert ok["passed"] and "passed 1 test function" in ok["detail"]
     bad = verdict(
         code,
         "def test_one():\n    assert add(1, 1) == 2\n"
         "def test_two():\n    assert add(2, 2) == 5, 'arithmetic'\n",
     )
-    assert not bad["passed"] and "failing test in test_two" in bad["reason"]
-    assert "arithmetic" in bad["reason"]
+    assert not bad["passed"] and "failing test in test_two" in bad["detail"]
+    assert "arithmetic" in bad["detail"] and bad["code"] == "tests_failed" and ok["code"] == "ok"
 
 
 def test_an_exception_in_the_code_is_reported_with_its_line():
     v = verdict("x = 1\ny = x / 0\n")
-    assert not v["passed"] and "ZeroDivisionError" in v["reason"] and "solution.py:2" in v["reason"]
+    assert not v["passed"] and "ZeroDivisionError" in v["detail"] and "solution.py:2" in v["detail"]
+    assert v["code"] == "exception"
 
 
 def test_malformed_content_is_a_failed_verdict():
     v = CodeTests().verify(pa.table({"content": ['{"code": "x=1"}', "not json"]})).to_pylist()
-    assert "lacks key(s) ['tests']" in v[0]["reason"] and "not JSON" in v[1]["reason"]
+    assert "lacks key(s) ['tests']" in v[0]["detail"] and "not JSON" in v[1]["detail"]
+    assert [x["code"] for x in v] == ["bad_content", "bad_content"]
 
 
 def test_infinite_loop_times_out():
     t0 = time.monotonic()
     v = verdict("while True:\n    pass\n", wall_seconds=1.5, cpu_seconds=5)
-    assert not v["passed"] and v["reason"].startswith("timeout")
+    assert not v["passed"] and v["code"] == "timeout"
+    assert v["detail"].startswith("still running after 1.5s")
     assert time.monotonic() - t0 < 5
 
 
 def test_cpu_limit_stops_a_busy_loop_before_the_wall_clock():
     v = verdict("while True:\n    pass\n", wall_seconds=10, cpu_seconds=1)
-    assert not v["passed"] and "resource limit: CPU time" in v["reason"]
+    assert not v["passed"] and v["code"] == "cpu_limit" and "CPU time" in v["detail"]
 
 
 def test_allocating_10_gb_hits_the_memory_limit():
     v = verdict("block = bytearray(10 * 1024 ** 3)\n")
-    assert not v["passed"] and v["reason"].startswith("resource limit: memory")
+    assert not v["passed"] and v["code"] == "memory_limit"
+    assert v["detail"].startswith("memory (")
 
 
 def test_writing_a_huge_file_hits_the_file_size_limit():
     v = verdict("with open('big', 'wb') as f:\n    f.write(b'x' * (8 << 20))\n", file_size_mb=1)
-    assert not v["passed"] and "file size" in v["reason"]
+    assert not v["passed"] and v["code"] == "file_size_limit" and "file size" in v["detail"]
 
 
 def test_too_many_open_files_is_contained():
     v = verdict("fs = [open('f%d' % i, 'w') for i in range(500)]\n", open_files=32)
-    assert not v["passed"] and "Too many open files" in v["reason"]
+    assert not v["passed"] and "Too many open files" in v["detail"]
 
 
 @needs_root
@@ -142,7 +146,7 @@ def test_writes_outside_its_directory_do_not_reach_the_host(tmp_path):
         )
     code += f"assert len(errors) == {len(targets)}, errors\n"
     v = verdict(code)
-    assert v["passed"], v["reason"]
+    assert v["passed"], v["detail"]
     for t in targets:
         assert not os.path.exists(t.replace("../../", "/tmp/"))
     assert not (tmp_path / name).exists()
@@ -159,9 +163,9 @@ def test_parent_environment_secrets_are_unreadable(monkeypatch):
         "raise RuntimeError(repr(found))\n"
     )
     v = verdict(code)
-    assert not v["passed"] and secret not in v["reason"]
-    assert "TAILGUARD_TEST_SECRET" not in v["reason"]  # the environment is empty
-    assert "Permission denied" in v["reason"]  # and the parent's is out of reach
+    assert not v["passed"] and secret not in v["detail"]
+    assert "TAILGUARD_TEST_SECRET" not in v["detail"]  # the environment is empty
+    assert "Permission denied" in v["detail"]  # and the parent's is out of reach
 
 
 @needs_root
@@ -186,7 +190,7 @@ def test_network_connections_fail_and_reach_nothing():
     v = verdict(code)
     thread.join()
     server.close()
-    assert not v["passed"] and ("Connection refused" in v["reason"] or "unreachable" in v["reason"])
+    assert not v["passed"] and ("Connection refused" in v["detail"] or "unreachable" in v["detail"])
     assert accepted == []
     assert isolation()["network_namespace"]
 
@@ -196,7 +200,7 @@ def test_killing_its_parent_does_not_kill_the_gate():
     v = verdict(code)
     assert not v["passed"]  # reached here: this process is alive
     if ROOT:
-        assert "PermissionError" in v["reason"] or "Operation not permitted" in v["reason"]
+        assert "PermissionError" in v["detail"] or "Operation not permitted" in v["detail"]
 
 
 def test_hostile_code_through_the_gate_leaves_the_ledger_intact():

@@ -5,7 +5,7 @@ The rule, from what is known about model collapse:
 - **high stakes or open-ended** tasks anchor heavily on human data (real fraction
   0.5) and use synthetic data only to fill under-represented classes: an error that
   compounds is expensive, and open-ended outputs have no checker to catch it;
-- **narrow, verifiable** tasks lean synthetic (real fraction at the 0.15 floor)
+- **narrow, verifiable** tasks lean synthetic (real fraction at the dial's minimum, 0.15)
   with every generation gated by the task's own checker: a verifier that cannot be
   fooled stops errors from compounding;
 - **general assistants** (and narrow tasks with no checker) go hybrid: anchored at
@@ -21,12 +21,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from tailguard.costs import CostModel
 from tailguard.errors import ConfigError
-from tailguard.lab.costs import CostModel
+from tailguard.mix.dial import Dial
+from tailguard.mix.policies import Anchored
 
 Stakes = Literal["low", "high"]
 Task = Literal["open-ended", "narrow", "general"]
-FLOOR = 0.15
+#: The lowest human share advised: the Dial's minimum.
+MINIMUM = Dial.MINIMUM
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ def advise(profile: TaskProfile, *, costs: CostModel | None = None) -> Advice:
             "human examples",
         ]
     elif profile.task == "narrow" and profile.verifiable:
-        strategy, fraction = "synthetic-leaning, gated", FLOOR
+        strategy, fraction = "synthetic-leaning, gated", MINIMUM
         gate = ["the task's verifier (code_tests or math_answer)", "near_duplicate", "quality"]
         reasons += [
             "a narrow task whose outputs can be checked: lean synthetic, because the "
@@ -100,7 +103,7 @@ def advise(profile: TaskProfile, *, costs: CostModel | None = None) -> Advice:
             "gate every generation; an unverified synthetic example never enters training",
         ]
     else:
-        strategy, fraction = "hybrid (anchored)", 0.2
+        strategy, fraction = "hybrid (anchored)", Anchored.REAL_FRACTION
         gate = ["near_duplicate", "quality", "rules"]
         why = (
             "a general assistant"
@@ -111,7 +114,7 @@ def advise(profile: TaskProfile, *, costs: CostModel | None = None) -> Advice:
             f"{why}: hybrid anchoring keeps the tails while synthetic data adds volume",
         ]
     reasons.append(
-        f"keep a fixed human reservoir and re-inject it every round; never below {FLOOR:.0%}"
+        f"keep a fixed human reservoir and re-inject it every round; never below {MINIMUM:.0%}"
     )
     cost = _round_cost(profile, fraction, costs)
     if profile.budget is not None and cost > profile.budget:
@@ -121,12 +124,12 @@ def advise(profile: TaskProfile, *, costs: CostModel | None = None) -> Advice:
             f"{profile.examples_per_round:,} examples per round (${cost:,.2f}); "
             + (
                 f"it covers {affordable:.0%}"
-                if affordable >= FLOOR
-                else f"even the {FLOOR:.0%} floor costs more: train on fewer examples per round "
-                "rather than dropping the anchor"
+                if affordable >= MINIMUM
+                else f"even the {MINIMUM:.0%} minimum costs more: train on fewer examples per "
+                "round rather than dropping the anchor"
             )
         )
-        if affordable >= FLOOR:
+        if affordable >= MINIMUM:
             fraction = affordable
             cost = _round_cost(profile, fraction, costs)
     return Advice(

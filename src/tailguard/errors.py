@@ -35,3 +35,19 @@ class ReservoirError(TailguardError):
 
 class ConfigError(TailguardError, ValueError):
     """A setting is impossible or unknown; names the key and the reason."""
+
+
+def check_fraction(value: float, name: str, *, zero: bool = False, one: bool = True) -> float:
+    """``value`` as a float fraction, or a :class:`ConfigError` naming ``name``.
+
+    The one validator for shares and fractions: ``(0, 1]`` by default; ``zero=True``
+    admits 0, ``one=False`` excludes 1. Booleans and non-numbers are refused.
+    """
+    interval = f"{'[' if zero else '('}0, 1{']' if one else ')'}"
+    message = f"{name} must be a number in {interval}, got {value!r}".strip()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(message)
+    f = float(value)
+    if not ((f >= 0.0 if zero else f > 0.0) and (f <= 1.0 if one else f < 1.0)):
+        raise ConfigError(message)
+    return f

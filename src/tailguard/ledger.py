@@ -17,8 +17,9 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from tailguard.errors import InputError, ReservoirError, TailguardError
+from tailguard.errors import InputError, ReservoirError, TailguardError, check_fraction
 from tailguard.readers import read_table
 from tailguard.records import (
     MANIFEST_SLOTS,
@@ -51,7 +52,7 @@ CREATE TABLE IF NOT EXISTS reservoir_members (
 );
 CREATE TABLE IF NOT EXISTS verdicts (
     id VARCHAR NOT NULL, round INTEGER NOT NULL, verifier VARCHAR NOT NULL,
-    params VARCHAR, version VARCHAR, passed BOOLEAN NOT NULL, reason VARCHAR,
+    params VARCHAR, version VARCHAR, passed BOOLEAN NOT NULL, code VARCHAR, detail VARCHAR,
     score DOUBLE, matched_id VARCHAR
 );
 CREATE TABLE IF NOT EXISTS manifests (
@@ -81,6 +82,37 @@ CREATE TABLE IF NOT EXISTS stages (
 _SQL_CONTENT_ID = "md5(regexp_replace(content, '\\s+', ' ', 'g'))"
 
 VERDICT_SCHEMA = VERDICT_ROWS
+
+#: A verdict row of a ledger written before reason codes: its ``reason`` is the detail,
+#: and its code is ``ok`` or ``unclassified`` (the old text carried no stable cause).
+_LEGACY_CODE = "CASE WHEN passed THEN 'ok' ELSE 'unclassified' END"
+
+
+def _verdict_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
+    sql = "SELECT column_name FROM duckdb_columns() WHERE table_name = 'verdicts'"
+    return {r[0] for r in con.execute(sql).fetchall()}
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Bring a ledger of an earlier version to the current columns (adds, never drops)."""
+    cols = _verdict_columns(con)
+    if "reason" in cols and "code" not in cols:
+        _do(con, "ALTER TABLE verdicts RENAME COLUMN reason TO detail")
+        _do(con, "ALTER TABLE verdicts ADD COLUMN code VARCHAR")
+
+
+def _verdict_rows(con: duckdb.DuckDBPyConnection) -> str:
+    """The verdicts as SQL in the current columns, whatever version wrote the ledger."""
+    cols = _verdict_columns(con)
+    detail = "reason" if "code" not in cols and "reason" in cols else "detail"
+    code = f"coalesce(code, {_LEGACY_CODE})" if "code" in cols else _LEGACY_CODE
+    names = ", ".join(
+        f"{code} AS code" if n == "code" else f"{detail} AS detail" if n == "detail" else n
+        for n in VERDICT_SCHEMA.names
+    )
+    return f"(SELECT {names} FROM verdicts)"
+
+
 METRIC_SCHEMA = METRIC_ROWS
 
 
@@ -116,6 +148,11 @@ class Reservoir:
 class Ledger:
     """The provenance store. Open with :meth:`Ledger.open`; use as a context manager."""
 
+    #: The audit's floor: a round whose human share is below it is flagged.
+    AUDIT_FLOOR: float = 0.15
+    #: The share of each label :meth:`freeze_reservoir` holds out for evaluation.
+    HOLDOUT: float = 0.1
+
     def __init__(self, con: duckdb.DuckDBPyConnection, path: str) -> None:
         self.con = con
         self.path = path
@@ -137,6 +174,7 @@ class Ledger:
             raise TailguardError(f"cannot open ledger {target}: {exc}") from exc
         if not read_only:
             _do(con, _DDL)
+            _migrate(con)
         # Row order is kept by explicit ORDER BY everywhere, so let inserts run in parallel.
         _do(con, "SET preserve_insertion_order = false")
         return cls(con, target)
@@ -325,7 +363,7 @@ class Ledger:
 
     # ------------------------------------------------------------------ reservoir
     def freeze_reservoir(
-        self, name: str = "main", *, holdout: float = 0.1, seed: int = 0
+        self, name: str = "main", *, holdout: float = HOLDOUT, seed: int = 0
     ) -> Reservoir:
         """Freeze every human record into reservoir ``name``; split a stratified holdout.
 
@@ -563,7 +601,8 @@ class Ledger:
             con.register("ok", pa.table({"id": pa.array(accepted, pa.string())}))
             con.register("no", pa.table({"id": pa.array(rejected, pa.string())}))
             _do(con, "DELETE FROM verdicts WHERE round = ? AND id IN (SELECT id FROM v)", [round])
-            _do(con, "INSERT INTO verdicts SELECT * FROM v")
+            cols = ", ".join(VERDICT_SCHEMA.names)
+            _do(con, f"INSERT INTO verdicts ({cols}) SELECT {cols} FROM v")
             for name, status in (("ok", Status.ACCEPTED), ("no", Status.REJECTED)):
                 _do(
                     con,
@@ -624,7 +663,9 @@ class Ledger:
 
     def verdicts(self, *, id: str | None = None, round: int | None = None) -> pa.Table:  # noqa: A002
         where, params = self._filters(id=id, round=round)
-        sql = "SELECT * FROM verdicts" + (" WHERE " + " AND ".join(where) if where else "")
+        sql = f"SELECT * FROM {_verdict_rows(self.con)}" + (
+            " WHERE " + " AND ".join(where) if where else ""
+        )
         return self.con.sql(sql + " ORDER BY round, id, verifier", params=params).to_arrow_table()
 
     def gate_summary(self) -> pa.Table:
@@ -635,19 +676,17 @@ class Ledger:
         ).to_arrow_table()
 
     def rejection_reasons(self, *, top: int | None = None) -> pa.Table:
-        """Failed verdicts counted by verifier and reason stem, most frequent first.
+        """Failed verdicts counted by verifier and reason code, most frequent first.
 
-        The stem drops record-specific detail (a matched id, a similarity, a count in
-        parentheses) so that one cause is one row.
+        The same grouping as :meth:`GateResult.reasons`, so the ``tailguard gate``
+        summary and the report count one ledger's rejections alike.
         """
         limit = "" if top is None else f" LIMIT {int(top)}"
         return self.con.sql(
             f"""
-            SELECT verifier, trim(regexp_replace(regexp_replace(reason,
-                       '\\b[0-9a-f]{{32}}\\b', '<id>', 'g'),
-                       '\\s*\\([^()]*[0-9][^()]*\\)', '', 'g')) AS reason,
-                   count(*) AS count
-            FROM verdicts WHERE NOT passed GROUP BY ALL ORDER BY count DESC, verifier, reason
+            SELECT verifier, code, count(*) AS count
+            FROM {_verdict_rows(self.con)} WHERE NOT passed
+            GROUP BY ALL ORDER BY count DESC, verifier, code
             {limit}
             """
         ).to_arrow_table()
@@ -775,29 +814,69 @@ class Ledger:
             params=[run, round],
         ).to_arrow_table()
 
-    def audit(self, *, floor: float = 0.15, run: str | None = None) -> pa.Table:
+    def round_summary(self, run: str | None = "main") -> pa.Table:
+        """Per run and round: the one definition of a round's composition.
+
+        ``total``, ``human`` and ``synthetic`` slots of the manifest, ``human_share``,
+        ``reservoir_share`` (slots from the reservoir's train split), ``traceable``
+        (slots whose id, origin and generation are in ``records``), ``new_human``
+        (human ids used for the first time in this run), ``generated`` (synthetic
+        records of the round) and ``verified`` (ids the gate ruled on). ``audit``, the
+        report and the lab all read it; ``run=None`` covers every run.
+        """
+        reservoir_name = self.reservoir().name if self.has_reservoir() else ""
+        return self.con.sql(
+            f"""
+            WITH slots AS (SELECT * FROM manifest_slots WHERE ? IS NULL OR run = ?),
+            traced AS (
+                SELECT s.run, s.round, count(*) AS total,
+                       count(*) FILTER (WHERE s.origin = 'human') AS human,
+                       count(*) FILTER (WHERE s.origin = 'synthetic') AS synthetic,
+                       human / total AS human_share,
+                       count(m.id) / total AS reservoir_share,
+                       count(r.id) AS traceable
+                FROM slots s
+                LEFT JOIN (SELECT id FROM reservoir_members WHERE name = ? AND split = 'train') m
+                  ON m.id = s.id AND s.origin = 'human'
+                LEFT JOIN (
+                    SELECT DISTINCT id, origin, generation FROM records
+                    WHERE source IS NOT NULL AND origin IS NOT NULL) r
+                  ON r.id = s.id AND r.origin = s.origin AND r.generation = s.generation
+                GROUP BY s.run, s.round),
+            first_use AS (
+                SELECT run, id, min(round) AS round FROM slots WHERE origin = 'human'
+                GROUP BY run, id),
+            new_human AS (SELECT run, round, count(*) AS new_human FROM first_use GROUP BY ALL),
+            generated AS (
+                SELECT round, count(*) AS generated FROM records
+                WHERE origin = 'synthetic' GROUP BY round),
+            verified AS (
+                SELECT round, count(DISTINCT id) AS verified FROM {_verdict_rows(self.con)}
+                WHERE verifier <> 'none' GROUP BY round)
+            SELECT t.run, t.round, t.total, t.human, t.synthetic, t.human_share,
+                   t.reservoir_share, t.traceable,
+                   coalesce(n.new_human, 0) AS new_human,
+                   coalesce(g.generated, 0) AS generated,
+                   coalesce(v.verified, 0) AS verified
+            FROM traced t LEFT JOIN new_human n USING (run, round)
+            LEFT JOIN generated g USING (round) LEFT JOIN verified v USING (round)
+            ORDER BY t.run, t.round
+            """,
+            params=[run, run, reservoir_name],
+        ).to_arrow_table()
+
+    def audit(self, *, floor: float = AUDIT_FLOOR, run: str | None = None) -> pa.Table:
         """Per round: human and synthetic counts and shares, by generation, and the alarm.
 
         ``flagged`` marks a round whose human share is below ``floor``: real data was
-        silently substituted by synthetic data.
+        silently substituted by synthetic data. The counts are :meth:`round_summary`'s.
         """
-        reservoir_name = self.reservoir().name if self.has_reservoir() else ""
-        table = self.con.sql(
-            """
-            SELECT s.run, s.round, count(*) AS total,
-                count(*) FILTER (WHERE s.origin = 'human') AS human,
-                count(*) FILTER (WHERE s.origin = 'synthetic') AS synthetic,
-                human / total AS human_share,
-                count(m.id) / total AS reservoir_share,
-                human_share < ? AS flagged
-            FROM manifest_slots s
-            LEFT JOIN (SELECT id FROM reservoir_members WHERE name = ? AND split = 'train') m
-              ON m.id = s.id AND s.origin = 'human'
-            WHERE ? IS NULL OR s.run = ?
-            GROUP BY s.run, s.round ORDER BY s.run, s.round
-            """,
-            params=[floor, reservoir_name, run, run],
-        ).to_arrow_table()
+        floor = check_fraction(floor, "the audit floor", zero=True)
+        summary = self.round_summary(run)
+        cols = ["run", "round", "total", "human", "synthetic", "human_share", "reservoir_share"]
+        table = summary.select(cols).append_column(
+            "flagged", pc.less(summary["human_share"], floor)
+        )
         by_gen: dict[tuple[str, int], dict[str, int]] = {}
         for r, rnd, gen, n in self.con.execute(
             "SELECT run, round, generation, count(*) FROM manifest_slots "

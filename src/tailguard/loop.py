@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from tailguard.errors import ConfigError
 from tailguard.ledger import Ledger
 from tailguard.mix import HumanOnly, Policy, plan
-from tailguard.records import SCHEMA, Manifest, Origin, make_records
+from tailguard.records import NO_GATE_CODE, SCHEMA, Manifest, Origin, make_records
 from tailguard.stages import STAGES, next_stage
 
 TrainFn = Callable[[Manifest, pa.Table], Any]
@@ -61,6 +61,12 @@ class Loop:
     (default: ``generate`` with ``n_sample`` examples).
     """
 
+    #: Defaults (the config reads them here).
+    N_GENERATE: int = 1000
+    BATCH_SIZE: int = 64
+    RUN: str = "main"
+    SEED: int = 0
+
     def __init__(
         self,
         ledger: Ledger,
@@ -72,17 +78,23 @@ class Loop:
         dial: Any = None,
         monitor: Any = None,
         sample: SampleFn | None = None,
-        n_generate: int = 1000,
+        n_generate: int = N_GENERATE,
         n_sample: int | None = None,
-        batch_size: int = 64,
-        run: str = "main",
-        seed: int = 0,
+        batch_size: int = BATCH_SIZE,
+        run: str = RUN,
+        seed: int = SEED,
         generator: str = "model",
     ) -> None:
         if n_generate < 1 or batch_size < 1:
             raise ConfigError("n_generate and batch_size must be at least 1")
         if dial is not None and monitor is None:
             raise ConfigError("a dial needs a monitor: it turns on the monitor's evidence")
+        if dial is not None and not getattr(policy, "anchored", False):
+            raise ConfigError(
+                f"a dial turns the human share of an anchored policy, but the policy is "
+                f"{getattr(policy, 'name', type(policy).__name__)!r}: use policy 'anchored' "
+                "or drop the dial"
+            )
         self.ledger, self.policy, self.gate, self.dial = ledger, policy, gate, dial
         self.train_fn, self.generate_fn, self.sample_fn = train, generate, sample
         self.monitor = monitor
@@ -158,18 +170,17 @@ class Loop:
         result.generated = records.num_rows
 
     def _gate(self, r: int, result: RoundResult) -> None:
+        if self.gate is not None:  # the gate's own round step: the same as `tailguard gate`
+            outcome = self.gate.run_round(self.ledger, r)
+            result.accepted, result.rejected = len(outcome.accepted_ids), len(outcome.rejected_ids)
+            return
         candidates = self.ledger.records(round=r, origin=Origin.SYNTHETIC, status="candidate")
         if candidates.num_rows == 0:
             return
-        if self.gate is None:
-            verdicts = _open_gate_verdicts(candidates["id"], r)
-            accepted, rejected = candidates["id"], pa.array([], pa.string())
-        else:
-            outcome = self.gate.run(candidates)
-            verdicts = outcome.for_ledger(r)
-            accepted, rejected = outcome.accepted_ids, outcome.rejected_ids
-        self.ledger.record_gate(r, verdicts, accepted=accepted, rejected=rejected)
-        result.accepted, result.rejected = len(accepted), len(rejected)
+        verdicts = _open_gate_verdicts(candidates["id"], r)
+        none = pa.array([], pa.string())
+        self.ledger.record_gate(r, verdicts, accepted=candidates["id"], rejected=none)
+        result.accepted, result.rejected = candidates.num_rows, 0
 
     def _dial(self, r: int, result: RoundResult) -> None:
         if self.dial is None:
@@ -210,22 +221,9 @@ class Loop:
         monitor = self._synced_monitor()
         fn = self.sample_fn or (lambda m, rnd, s: self.generate_fn(m, self.n_sample, rnd, s))
         sample = self._as_records(fn(self.model, r, self._seed(r, 3)), r)
-        rows = monitor.record(
-            r, sample["content"], sample["label"], sample="model", run=self.run_name
+        own = evaluate_sample(
+            self.ledger, monitor, r, sample["content"], sample["label"], run=self.run_name
         )
-        if r == 0:
-            human = self.ledger.reservoir_records("train")
-            holdout = self.ledger.reservoir_records("holdout")
-            floor = monitor.record_floor(
-                holdout["content"],
-                holdout["label"],
-                human["content"],
-                human["label"],
-                run=self.run_name,
-            )
-            rows = pa.concat_tables([rows, floor])
-        self.ledger.write_metrics(rows)
-        own = rows.filter(pc.equal(rows["sample"], "model"))
         result.metrics = dict(zip(own["metric"].to_pylist(), own["value"].to_pylist(), strict=True))
 
     def _synced_monitor(self) -> Any:
@@ -278,6 +276,48 @@ class Loop:
         )
 
 
+def evaluate_sample(
+    ledger: Ledger,
+    monitor: Any,
+    round: int,  # noqa: A002
+    texts: Any,
+    labels: Any = None,
+    *,
+    sample: str = "model",
+    run: str = "main",
+) -> pa.Table:
+    """The evaluate step: measure a sample against the monitor's reference and store it.
+
+    A run's first evaluation also stores the noise floor (the reservoir's holdout
+    against its training split), with labels when both the sample and the
+    reservoir have them. Used by :class:`Loop` and ``tailguard eval``; returns the
+    sample's metric rows.
+    """
+    from tailguard.monitor import NOISE_FLOOR_SAMPLE
+
+    rows = monitor.record(round, texts, labels, sample=sample, run=run)
+    stored = ledger.metrics(run)
+    if NOISE_FLOOR_SAMPLE not in set(stored["sample"].to_pylist()):
+        holdout = ledger.reservoir_records("holdout")
+        train = ledger.reservoir_records("train")
+        with_labels = _labelled(labels) and _labelled(holdout["label"])
+        floor = monitor.record_noise_floor(
+            holdout["content"],
+            holdout["label"] if with_labels else None,
+            train["content"],
+            train["label"] if with_labels else None,
+            run=run,
+        )
+        ledger.write_metrics(pa.concat_tables([rows, floor]))
+    else:
+        ledger.write_metrics(rows)
+    return rows
+
+
+def _labelled(labels: Any) -> bool:
+    return labels is not None and labels.null_count < len(labels)
+
+
 def _open_gate_verdicts(ids: pa.ChunkedArray, r: int) -> pa.Table:
     """With no gate configured, say so in the ledger rather than accept silently."""
     n = len(ids)
@@ -289,7 +329,8 @@ def _open_gate_verdicts(ids: pa.ChunkedArray, r: int) -> pa.Table:
             "params": pa.repeat(pa.scalar("{}"), n),
             "version": pa.repeat(pa.scalar("0"), n),
             "passed": pa.repeat(pa.scalar(True), n),
-            "reason": pa.repeat(pa.scalar("no gate configured: accepted unchecked"), n),
+            "code": pa.repeat(pa.scalar(NO_GATE_CODE), n),
+            "detail": pa.repeat(pa.scalar("no gate configured: accepted unchecked"), n),
             "score": pa.nulls(n, pa.float64()),
             "matched_id": pa.nulls(n, pa.string()),
         }

@@ -20,46 +20,14 @@ import pyarrow.compute as pc
 
 from tailguard.errors import InputError
 from tailguard.metrics import REGISTRY, Embedder, Preset, Reference, evaluate, get_preset
+from tailguard.mix.dial import Evidence
 from tailguard.records import METRIC_ROWS
 
 #: The ledger's metric columns, in order.
 HISTORY_SCHEMA = METRIC_ROWS
 #: Sample name of the noise floor: human holdout vs human training reservoir.
-FLOOR_SAMPLE = "noise_floor"
+NOISE_FLOOR_SAMPLE = "noise_floor"
 _TINY = 1e-12
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """One watched metric of one sample at its latest round, against its baselines.
-
-    ``relative_change`` is signed, ``(value - baseline) / |baseline|``;
-    ``degraded`` is True when the metric is past its threshold in its bad
-    direction and also worse than the noise floor (when one is recorded).
-    """
-
-    run: str
-    sample: str
-    metric: str
-    kind: str
-    higher_is_better: bool
-    round: int
-    value: float
-    baseline: float
-    baseline_round: int
-    floor: float | None
-    relative_change: float
-    threshold: float
-    threshold_kind: str
-    degraded: bool
-
-    @property
-    def change(self) -> float:
-        """The relative change under the name the Dial's evidence protocol reads."""
-        return self.relative_change
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -76,14 +44,15 @@ class Trend:
     ci_low: float | None
     ci_high: float | None
     pvalue: float | None
-    higher_is_better: bool
+    #: None: a two-sided metric, whose slope is that of its distance from the ideal.
+    higher_is_better: bool | None
 
     @property
     def worsening(self) -> bool:
         """True when the whole confidence interval lies on the bad side of zero."""
         if self.ci_low is None or self.ci_high is None:
             return False
-        return self.ci_high < 0 if self.higher_is_better else self.ci_low > 0
+        return self.ci_high < 0 if self.higher_is_better is True else self.ci_low > 0
 
     @property
     def arrow(self) -> str:
@@ -147,10 +116,13 @@ def empty_history() -> pa.Table:
 class Monitor:
     """Records each round's metrics and turns the history into trends, alerts and evidence."""
 
+    #: The metric preset a monitor measures unless told otherwise.
+    PRESET: str = "default"
+
     def __init__(
         self,
         *,
-        preset: str | Preset = "default",
+        preset: str | Preset = PRESET,
         run: str = "main",
         reference: Reference | None = None,
         embedder: Embedder | None = None,
@@ -213,7 +185,7 @@ class Monitor:
         )
         return self.record_values(round, values, sample=sample, run=run)
 
-    def record_floor(
+    def record_noise_floor(
         self,
         holdout_texts: Any,
         holdout_labels: Any,
@@ -232,7 +204,7 @@ class Monitor:
             embedder=self.embedder,
             seed=self.seed,
         )
-        return self.record_values(0, values, sample=FLOOR_SAMPLE, run=run)
+        return self.record_values(0, values, sample=NOISE_FLOOR_SAMPLE, run=run)
 
     def record_values(
         self,
@@ -241,7 +213,7 @@ class Monitor:
         *,
         sample: str = "model",
         run: str | None = None,
-        higher_is_better: dict[str, bool] | None = None,
+        higher_is_better: dict[str, bool | None] | None = None,
     ) -> pa.Table:
         """Record already-computed figures; replaces an earlier record of the same round."""
         if isinstance(round, bool) or not isinstance(round, int | np.integer) or round < 0:
@@ -256,7 +228,8 @@ class Monitor:
             if not isinstance(v, int | float | np.floating) or not math.isfinite(v):
                 raise InputError(f"metric {name!r} has a non-finite value {v!r}")
             if higher_is_better and name in higher_is_better:
-                directions.append(bool(higher_is_better[name]))
+                hib = higher_is_better[name]
+                directions.append(None if hib is None else bool(hib))
             elif name in REGISTRY:
                 directions.append(REGISTRY[name].higher_is_better)
             else:
@@ -291,7 +264,7 @@ class Monitor:
 
     def samples(self, run: str | None = None) -> list[str]:
         df = self._frame(run)
-        return sorted(s for s in set(df["sample"]) if s != FLOOR_SAMPLE)
+        return sorted(s for s in set(df["sample"]) if s != NOISE_FLOOR_SAMPLE)
 
     def series(self, metric: str, *, sample: str = "model", run: str | None = None):  # noqa: ANN201
         """(rounds, values) of one metric of one sample, by round."""
@@ -314,6 +287,8 @@ class Monitor:
         if rounds.size < 2:
             return None
         hib = self._direction(metric, run)
+        if hib is None:  # two-sided: the trend is the distance's
+            vals = np.abs(vals - _ideal(metric, float(vals[0])))
         if np.ptp(vals) == 0:
             slope, intercept, stderr, p = 0.0, float(vals[0]), 0.0, 1.0
         else:
@@ -336,11 +311,11 @@ class Monitor:
         out = [self.trend(m, sample=sample, run=run) for m in names]
         return [t for t in out if t is not None]
 
-    def _direction(self, metric: str, run: str | None) -> bool:
+    def _direction(self, metric: str, run: str | None) -> bool | None:
         df = self._frame(run)
         rows = df[df["metric"] == metric]
         if len(rows):
-            return bool(rows["higher_is_better"].iloc[-1])
+            return _as_direction(rows["higher_is_better"].iloc[-1])
         return REGISTRY[metric].higher_is_better
 
     def latest_round(self, *, sample: str = "model", run: str | None = None) -> int | None:
@@ -352,10 +327,10 @@ class Monitor:
         """Per watched metric and sample: latest value vs baseline, threshold and verdict."""
         run = self.run if run is None else run
         df = self._frame(run)
-        floor = df[df["sample"] == FLOOR_SAMPLE]
-        floor_values = (
-            floor.sort_values("round").groupby("metric")["value"].last().to_dict()
-            if len(floor)
+        noise_floor = df[df["sample"] == NOISE_FLOOR_SAMPLE]
+        noise_floor_values = (
+            noise_floor.sort_values("round").groupby("metric")["value"].last().to_dict()
+            if len(noise_floor)
             else {}
         )
         out: list[Evidence] = []
@@ -372,11 +347,12 @@ class Monitor:
                     continue
                 value = float(now.at[metric, "value"])
                 baseline = float(base.at[metric, "value"])
-                hib = bool(now.at[metric, "higher_is_better"])
-                fl = floor_values.get(metric)
-                degraded = _past(thr.kind, thr.value, value, baseline, hib)
+                hib = _as_direction(now.at[metric, "higher_is_better"])
+                ideal = _ideal(metric, baseline)
+                fl = noise_floor_values.get(metric)
+                degraded = _past(thr.kind, thr.value, value, baseline, hib, ideal)
                 if thr.kind in ("relative", "change") and fl is not None:
-                    degraded &= (value < fl) if hib else (value > fl)
+                    degraded &= _worse_by(value, fl, hib, ideal) > 0
                 if self.preset.shrinkage and metric == self.preset.shrinkage[0]:
                     recall = self.preset.shrinkage[2]
                     falling = (
@@ -387,21 +363,21 @@ class Monitor:
                     degraded &= bool(falling)
                 out.append(
                     Evidence(
-                        run,
-                        smp,
-                        metric,
-                        REGISTRY[metric].kind if metric in REGISTRY else "mean",
-                        hib,
-                        latest,
-                        value,
-                        baseline,
-                        first,
-                        fl,
-                        (value - baseline) / max(abs(baseline), _TINY),
-                        thr.value,
-                        thr.kind,
-                        bool(degraded),
-                    )  # fmt: skip
+                        run=run,
+                        sample=smp,
+                        metric=metric,
+                        kind=REGISTRY[metric].kind if metric in REGISTRY else "mean",
+                        higher_is_better=hib,
+                        round=latest,
+                        value=value,
+                        baseline=baseline,
+                        baseline_round=first,
+                        noise_floor=fl,
+                        relative_change=(value - baseline) / max(abs(baseline), _TINY),
+                        threshold=thr.value,
+                        threshold_kind=thr.kind,
+                        degraded=bool(degraded),
+                    )
                 )
         return out
 
@@ -475,8 +451,30 @@ def alerts_table(alerts: list[Alert]) -> pa.Table:
     )
 
 
-def _past(kind: str, t: float, value: float, baseline: float, hib: bool) -> bool:
-    worse_by = (baseline - value) if hib else (value - baseline)
+def _as_direction(value: Any) -> bool | None:
+    """A stored direction: True, False, or None (two-sided; null in the history)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return None if type(value).__name__ == "NAType" else bool(value)
+
+
+def _ideal(metric: str, baseline: float) -> float:
+    """Where a two-sided metric means "no change": its declared ideal, else the baseline."""
+    declared = REGISTRY[metric].ideal if metric in REGISTRY else None
+    return baseline if declared is None else float(declared)
+
+
+def _worse_by(value: float, baseline: float, hib: bool | None, ideal: float) -> float:
+    """How much worse ``value`` is than ``baseline``; two-sided: farther from the ideal."""
+    if hib is None:
+        return abs(value - ideal) - abs(baseline - ideal)
+    return (baseline - value) if hib else (value - baseline)
+
+
+def _past(
+    kind: str, t: float, value: float, baseline: float, hib: bool | None, ideal: float
+) -> bool:
+    worse_by = _worse_by(value, baseline, hib, ideal)
     if kind == "relative":
         return worse_by > t * max(abs(baseline), _TINY)
     if kind == "change":

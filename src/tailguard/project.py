@@ -1,128 +1,20 @@
-"""A project's retraining loop described in ``tailguard.toml``, validated up front.
+"""A project's retraining loop described in ``tailguard.toml``: config in, :class:`Loop` out.
 
 The file names the human data, the model (a lab model or the user's own
-``module:function``), the gate, the policy, the dial and the metric preset.
-Pydantic checks every key before anything runs; an error names the key and the
-reason. :func:`build_loop` turns a valid config into a :class:`~tailguard.loop.Loop`.
+``module:function``), the gate, the policy, the dial and the metric preset;
+:mod:`tailguard.config` validates it (:func:`load_config`), and
+:func:`build_loop` turns a valid config into a :class:`~tailguard.loop.Loop`.
 """
 
 from __future__ import annotations
 
 import importlib
-import tomllib
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
+from tailguard.config import ModelSection, ProjectConfig, load_config
 from tailguard.errors import ConfigError
 from tailguard.ledger import Ledger
 from tailguard.loop import Loop
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ProjectSection(_Strict):
-    ledger: str = ".tailguard/ledger.duckdb"
-
-
-class FileSource(_Strict):
-    path: str
-    text_field: str = "text"
-    label_field: str | None = None
-
-
-class DataSection(_Strict):
-    builtin: Literal["fortunes", "wordnet"] | None = None
-    files: list[FileSource] = Field(default_factory=list)
-    holdout: float = Field(0.1, ge=0, lt=1)
-    seed: int = Field(0, ge=0)
-
-    @model_validator(mode="after")
-    def _one_source(self) -> DataSection:
-        if self.builtin is None and not self.files:
-            raise ValueError('name the human data: `builtin = "fortunes"` or `files = [...]`')
-        return self
-
-
-class ModelSection(_Strict):
-    kind: str | None = None
-    entry: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _one_model(self) -> ModelSection:
-        if (self.kind is None) == (self.entry is None):
-            raise ValueError(
-                "give exactly one of `kind` (a lab model) or `entry` (module:function)"
-            )
-        if self.entry is not None and ":" not in self.entry:
-            raise ValueError(f"entry must look like module:function, got {self.entry!r}")
-        return self
-
-
-class PolicySection(_Strict):
-    name: str = "anchored"
-    real_fraction: float | None = Field(0.2, gt=0, le=1)
-    synthetic: Literal["accumulate", "latest", "subsample"] | None = None
-    new_human_per_round: int | None = Field(None, ge=1)
-
-
-class DialSection(_Strict):
-    enabled: bool = False
-    start: float = Field(0.2, gt=0, le=1)
-    floor: float = Field(0.15, gt=0, le=1)
-    ceiling: float = Field(0.9, gt=0, le=1)
-    step: float = Field(0.05, gt=0, le=1)
-    patience: int = Field(2, ge=1)
-    watch: list[str] | None = None
-
-
-class MonitorSection(_Strict):
-    preset: str = "default"
-
-
-class LoopSection(_Strict):
-    rounds: int = Field(5, ge=1)
-    n_generate: int = Field(1000, ge=1)
-    batch_size: int = Field(64, ge=1)
-    seed: int = Field(0, ge=0)
-    run: str = "main"
-
-
-class AuditSection(_Strict):
-    human_floor: float = Field(0.15, ge=0, le=1)
-
-
-class ProjectConfig(_Strict):
-    project: ProjectSection = Field(default_factory=ProjectSection)
-    data: DataSection | None = None
-    model: ModelSection | None = None
-    gate: dict[str, Any] | None = None
-    policy: PolicySection = Field(default_factory=PolicySection)
-    dial: DialSection = Field(default_factory=DialSection)
-    monitor: MonitorSection = Field(default_factory=MonitorSection)
-    loop: LoopSection = Field(default_factory=LoopSection)
-    audit: AuditSection = Field(default_factory=AuditSection)
-
-
-def load_config(path: str | Path) -> ProjectConfig:
-    """Read and validate ``tailguard.toml``; errors name the file, the key and the reason."""
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"{p}: no such config file (run `tailguard init`)")
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-    try:
-        return ProjectConfig.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise ConfigError(f"{p}: key {key!r}: {first['msg']}") from None
 
 
 def build_loop(config: ProjectConfig, ledger: Ledger, *, progress: bool = False) -> Loop:
@@ -148,12 +40,16 @@ def build_loop(config: ProjectConfig, ledger: Ledger, *, progress: bool = False)
         policy = policy_from_name(config.policy.name, **params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"key 'policy': {exc}") from None
+
     gate = None
     if config.gate:
         from tailguard.gate import Gate
 
         gate = Gate.from_config(
-            config.gate, reference=ledger.reservoir_records("all"), source="tailguard.toml [gate]"
+            config.gate,
+            reference=ledger.reservoir_records("all"),
+            source="tailguard.toml [gate]",
+            base_dir=config.base_dir,
         )
         gate.progress = progress
     dial = None
@@ -162,7 +58,7 @@ def build_loop(config: ProjectConfig, ledger: Ledger, *, progress: bool = False)
 
         d = config.dial
         kwargs = dict(
-            start=d.start, floor=d.floor, ceiling=d.ceiling, step=d.step, patience=d.patience
+            start=d.start, minimum=d.minimum, maximum=d.maximum, step=d.step, patience=d.patience
         )
         if d.watch is not None:
             kwargs["watch"] = d.watch
@@ -193,22 +89,12 @@ def _model_functions(model: ModelSection) -> tuple[Any, Any, Any]:
     seed)`` and optionally ``sample(model, round, seed)``.
     """
     if model.kind is not None:
-        from tailguard.lab.models import MODELS
+        from tailguard.lab.callables import loop_callables
 
-        if model.kind not in MODELS:
-            raise ConfigError(
-                f"key 'model.kind': unknown model {model.kind!r}; choose one of {sorted(MODELS)}"
-            )
-        cls = MODELS[model.kind]
-        params = dict(model.params)
-
-        def train(manifest: Any, records: Any) -> Any:
-            return cls(**params).fit(records)
-
-        def generate(fitted: Any, n: int, rnd: int, seed: int) -> Any:
-            return fitted.sample(n, seed, generation=max(rnd, 1), round=rnd)
-
-        return train, generate, None
+        try:
+            return loop_callables(model.kind, model.params)
+        except ConfigError as exc:
+            raise ConfigError(f"key 'model.kind': {exc}") from None
     module_name, _, func_name = (model.entry or "").partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), func_name)
@@ -232,5 +118,13 @@ def prepare_ledger(config: ProjectConfig, ledger: Ledger) -> None:
     if config.data.builtin:
         ledger.add_records(builtin(config.data.builtin))
     for f in config.data.files:
-        ledger.ingest(f.path, origin="human", text_field=f.text_field, label_field=f.label_field)
+        ledger.ingest(
+            config.resolve(f.path),
+            origin="human",
+            text_field=f.text_field,
+            label_field=f.label_field,
+        )
     ledger.freeze_reservoir("main", holdout=config.data.holdout, seed=config.data.seed)
+
+
+__all__ = ["ProjectConfig", "build_loop", "load_config", "prepare_ledger"]

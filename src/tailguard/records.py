@@ -65,7 +65,17 @@ SCHEMA = pa.schema(
     ]
 )
 
-#: One row per record x verifier, as the ledger stores the gate's verdicts.
+#: The code of a passed verdict.
+PASS_CODE = "ok"
+#: The code of a failed verdict whose verifier named no cause (e.g. a bare ``False``).
+FAIL_CODE = "rejected"
+#: The code of a verdict whose verifier raised or answered malformed.
+ERROR_CODE = "error"
+#: The code the loop records when no gate is configured (every candidate accepted).
+NO_GATE_CODE = "no_gate"
+
+#: One row per record x verifier, as the ledger stores the gate's verdicts: a stable
+#: reason ``code`` (what the CLI, ledger and report count by) and the human ``detail``.
 VERDICT_ROWS = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),
@@ -74,7 +84,8 @@ VERDICT_ROWS = pa.schema(
         pa.field("params", pa.string(), nullable=False),
         pa.field("version", pa.string(), nullable=False),
         pa.field("passed", pa.bool_(), nullable=False),
-        pa.field("reason", pa.string(), nullable=False),
+        pa.field("code", pa.string(), nullable=False),
+        pa.field("detail", pa.string(), nullable=False),
         pa.field("score", pa.float64()),
         pa.field("matched_id", pa.string()),
     ]

@@ -28,6 +28,7 @@ import pyarrow as pa  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from tailguard import __version__  # noqa: E402
+from tailguard.lineage import lineage_tables  # noqa: E402
 
 #: The metrics drawn first when present: the tails and diversity collapse first.
 WATCHED = (
@@ -50,7 +51,7 @@ class ReportData:
     - ``metrics``: strategy, seed, round, metric, value, higher_is_better
     - ``mix``: strategy, seed, round, human, synthetic, by_generation (JSON)
     - ``gate``: strategy, seed, round, verifier, records, passed
-    - ``reasons``: strategy, verifier, reason, count
+    - ``reasons``: strategy, verifier, code, count
     - ``decisions``: strategy, seed, round, real_fraction, reason, evidence
     - ``alerts``: strategy, seed, round, rule, metrics, message
     - ``axes``: one row per strategy, one column per axis
@@ -81,26 +82,6 @@ def from_ledger(ledger: Any, *, run: str = "main", title: str | None = None) -> 
         title=title or f"tailguard report: {run}",
         **{name: _tag(t, tag) for name, t in tables.items()},
     )
-
-
-def lineage_tables(ledger: Any, run: str) -> dict[str, pa.Table]:
-    """What the report shows of one lineage: metrics, mix, gate, reasons, decisions, alerts.
-
-    The lab collects the same tables from each of its runs.
-    """
-    from tailguard.monitor import Monitor, alerts_table
-
-    history = ledger.metrics(run)
-    alerts = Monitor.from_history(history).alerts(run) if history.num_rows else []
-    audit = ledger.audit(run=run)
-    return {
-        "metrics": history.drop_columns(["run"]),
-        "mix": audit.select(["round", "human", "synthetic", "by_generation"]),
-        "gate": ledger.gate_summary(),
-        "reasons": ledger.rejection_reasons(),
-        "decisions": ledger.decisions(run).drop_columns(["run"]),
-        "alerts": alerts_table(alerts).drop_columns(["run"]),
-    }
 
 
 def from_lab(result: Any, *, title: str | None = None) -> ReportData:
@@ -176,8 +157,11 @@ def metric_charts(data: ReportData) -> list[str]:
             q = g.quantile([0.0, 0.5, 1.0]).unstack()
             ax.plot(q.index, q[0.5], color=colors[s], label=s, lw=2)
             ax.fill_between(q.index, q[0.0], q[1.0], color=colors[s], alpha=0.18, lw=0)
-        hib = bool(sub["higher_is_better"].iloc[0]) if "higher_is_better" in sub else True
-        ax.set_title(f"{metric} ({'higher' if hib else 'lower'} is better)", fontsize=11)
+        hib = sub["higher_is_better"].iloc[0] if "higher_is_better" in sub else True
+        better = (
+            "closer to the start" if hib is None or hib != hib else ("higher" if hib else "lower")
+        )
+        ax.set_title(f"{metric} ({better} is better)", fontsize=11)
         _rounds_axis(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, frameon=False)
@@ -358,7 +342,7 @@ def render(data: ReportData) -> str:
         )
     reasons = data.frame("reasons")
     if not reasons.empty:
-        keys = [c for c in ("strategy", "verifier", "reason") if c in reasons]
+        keys = [c for c in ("strategy", "verifier", "code") if c in reasons]
         reasons = reasons.groupby(keys, as_index=False)["count"].sum()
         reasons = reasons.sort_values("count", ascending=False)
     sections = [

@@ -25,8 +25,8 @@ app = typer.Typer(
 console = Console(width=None if sys.stdout.isatty() else 150)
 err_console = Console(stderr=True, soft_wrap=True)
 
+CONFIG_FILE = Path("tailguard.toml")  # tailguard.config.CONFIG_FILE, without importing pydantic
 LEDGER_FILE = Path(".tailguard") / "ledger.duckdb"
-CONFIG_FILE = Path("tailguard.toml")
 
 LedgerOption = typer.Option(
     None, "--ledger", help="Ledger file (default: .tailguard/ledger.duckdb here)."
@@ -35,11 +35,14 @@ LedgerOption = typer.Option(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def ledger_path(path: Path | None) -> Path:
-    """The ledger to use: ``--ledger`` if given, else the project's, which must exist."""
+def ledger_path(path: Path | None, config: Any = None) -> Path:
+    """The ledger to use: ``--ledger`` if given, else the project's, which must exist.
+
+    The project's is ``config``'s (a loaded tailguard.toml) or ./tailguard.toml's.
+    """
     if path is not None:
         return path
-    project = _configured_ledger()
+    project = _configured_ledger() if config is None else config.ledger_path
     if not project.exists():
         raise TailguardError(
             f"no ledger at {project}: run `tailguard init` here or pass --ledger PATH"
@@ -47,26 +50,31 @@ def ledger_path(path: Path | None) -> Path:
     return project
 
 
+def project_config(path: Path | None = None):  # noqa: ANN201
+    """The validated tailguard.toml every command reads (``path``, else ./tailguard.toml).
+
+    ``None`` when no path is given and there is no ./tailguard.toml.
+    """
+    from tailguard.config import load_config
+
+    if path is None:
+        if not CONFIG_FILE.exists():
+            return None
+        path = CONFIG_FILE
+    return load_config(path)
+
+
 def _configured_ledger() -> Path:
-    """``[project] ledger`` of ./tailguard.toml, else the default location."""
-    import tomllib
-
-    if CONFIG_FILE.exists():
-        try:
-            with CONFIG_FILE.open("rb") as fh:
-                configured = tomllib.load(fh).get("project", {}).get("ledger")
-        except tomllib.TOMLDecodeError as exc:
-            raise TailguardError(f"{CONFIG_FILE}: not valid TOML: {exc}") from None
-        if configured:
-            return Path(configured)
-    return LEDGER_FILE
+    """``[project] ledger`` of ./tailguard.toml (relative to its folder), else the default."""
+    config = project_config()
+    return LEDGER_FILE if config is None else config.ledger_path
 
 
-def open_ledger(path: Path | None, *, read_only: bool = False):  # noqa: ANN201
+def open_ledger(path: Path | None, *, read_only: bool = False, config: Any = None):  # noqa: ANN201
     """Open the command's ledger (imported lazily so `--help` stays fast)."""
     from tailguard.ledger import Ledger
 
-    return Ledger.open(ledger_path(path), read_only=read_only)
+    return Ledger.open(ledger_path(path, config), read_only=read_only)
 
 
 def handles_errors(fn: F) -> F:

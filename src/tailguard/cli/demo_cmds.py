@@ -31,6 +31,7 @@ def demo(
     from tailguard.advise import TaskProfile, advise, advise_from_lab
     from tailguard.cli.lab_cmds import print_lab_result
     from tailguard.lab import run
+    from tailguard.mix.policies import Anchored
     from tailguard.report import from_lab, write
 
     console.print(
@@ -44,7 +45,7 @@ def demo(
     )
     result = run(
         model="ngram", data="fortunes", strategies=STRATEGIES, generations=generations,
-        seeds=seeds, real_fraction=0.2, workers=workers, out=out,
+        seeds=seeds, real_fraction=Anchored.REAL_FRACTION, workers=workers, out=out,
     )  # fmt: skip
     print_lab_result(result)
     advice = advise_from_lab(advise(TaskProfile(task="general")), result.axes)

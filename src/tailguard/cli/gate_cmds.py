@@ -25,23 +25,22 @@ def gate(
         return
     if round is None:
         raise TailguardError("give --round R to gate a round, or --explain ID")
-    from tailguard.gate.config import gate_from_config, load_config, needs_reference
+    from tailguard.cli.app import project_config
+    from tailguard.gate import gate_from_config
 
-    cfg = load_config(config)
-    if "gate" not in cfg:
+    cfg = project_config(config)
+    if cfg.gate is None:
         raise TailguardError(f"{config}: no [gate] table (see docs/gate.md for the format)")
-    with open_ledger(ledger) as led:
+    with open_ledger(ledger, config=cfg) as led:
         reference = None
-        if needs_reference(cfg):
+        if cfg.gate.needs_reference:
             if not led.has_reservoir():
                 raise TailguardError(
                     "a duplicate verifier compares with the reservoir, but none is frozen: "
                     'run `tailguard reservoir freeze` or set reference = "none"'
                 )
             reference = led.reservoir_records("all").select(["id", "content"])
-        gate_ = gate_from_config(
-            cfg, reference=reference, source=str(config), base_dir=config.parent, progress=not quiet
-        )
+        gate_ = gate_from_config(cfg, reference=reference, source=str(config), progress=not quiet)
         result = gate_.run_round(led, round)
     if result.empty:
         console.print(
@@ -73,11 +72,11 @@ def _print_result(result, round: int) -> None:  # noqa: A002, ANN001
     console.print(rates)
     reasons = result.reasons(top=20)
     if reasons.num_rows:
-        table = Table(title="rejections by reason")
-        for col in ("verifier", "reason", "records"):
+        table = Table(title="rejections by reason code")
+        for col in ("verifier", "code", "records"):
             table.add_column(col, justify="right" if col == "records" else "left")
         for row in reasons.to_pylist():
-            table.add_row(row["verifier"], row["reason"], str(row["count"]))
+            table.add_row(row["verifier"], row["code"], str(row["count"]))
         console.print(table)
 
 
@@ -95,7 +94,8 @@ def _explain(record_id: str, ledger: Path | None, round: int | None) -> None:  #
     for v in rows:
         mark = "[green]passed[/]" if v.passed else "[red]failed[/]"
         console.print(
-            f"round {v.round}  [bold]{v.verifier}[/] (version {v.version})  {mark}  {v.reason}",
+            f"round {v.round}  [bold]{v.verifier}[/] (version {v.version})  {mark}  "
+            f"[bold]{v.code}[/]: {v.detail}",
             highlight=False,
             soft_wrap=True,
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from tailguard.cli.app import app, console, handles_errors
+from tailguard.mix.policies import Anchored
 
 lab_app = typer.Typer(
     help="Compare retraining strategies over many generations with small real models.",
@@ -27,7 +28,9 @@ def lab_run(
     generations: int = typer.Option(10, "--generations", help="Synthetic generations per run."),
     seeds: int = typer.Option(3, "--seeds", help="Seeds per strategy."),
     real_fraction: float = typer.Option(
-        0.2, "--real-fraction", help="Human share per batch for anchoring (0 < f <= 1)."
+        Anchored.REAL_FRACTION,
+        "--real-fraction",
+        help="Human share per batch for anchoring (0 < f <= 1).",
     ),
     n_generate: int = typer.Option(None, "--n-generate", help="Candidates per generation."),
     recovery_rounds: int = typer.Option(
@@ -41,7 +44,8 @@ def lab_run(
     seed: int = typer.Option(0, "--seed", help="Base seed."),
 ) -> None:
     """Run every strategy x seed through the retraining loop and print the axes."""
-    from tailguard.lab import CostModel, run
+    from tailguard.costs import CostModel
+    from tailguard.lab import run
 
     result = run(
         model=model, data=data, strategies=strategies, generations=generations, seeds=seeds,

@@ -16,19 +16,21 @@ from tailguard.cli.app import (
     console,
     handles_errors,
     open_ledger,
+    project_config,
 )
 from tailguard.errors import InputError
+from tailguard.ledger import Ledger
 
 reservoir_app = typer.Typer(help="Freeze and inspect the human reservoir.", no_args_is_help=True)
 app.add_typer(reservoir_app, name="reservoir")
 
-DEFAULT_CONFIG = """\
+STARTER_CONFIG = """\
 # tailguard project settings; every command reads this file from the current directory.
 [project]
-ledger = ".tailguard/ledger.duckdb"
+ledger = "{ledger}"
 
 [audit]
-human_floor = 0.15               # a round whose human share is below this is flagged
+human_floor = {human_floor}               # a round whose human share is below this is flagged
 
 # The verifiers `tailguard gate` and `tailguard run` apply to synthetic candidates.
 [[gate.verifiers]]
@@ -44,7 +46,7 @@ threshold = 0.8
 
 [policy]
 name = "anchored"                # hybrid: a fixed human share in every batch
-real_fraction = 0.2
+real_fraction = {real_fraction}
 
 [dial]
 enabled = true
@@ -66,10 +68,13 @@ preset = "default"
 @handles_errors
 def init() -> None:
     """Create tailguard.toml and an empty ledger in the current directory."""
-    from tailguard.ledger import Ledger
+    from tailguard.config import parse_toml, validate
 
     if not CONFIG_FILE.exists():
-        CONFIG_FILE.write_text(DEFAULT_CONFIG)
+        text = starter_config()
+        source = "the starter tailguard.toml"
+        validate(parse_toml(text, file=source), source=source)
+        CONFIG_FILE.write_text(text)
         console.print(f"wrote {CONFIG_FILE}")
     existed = LEDGER_FILE.exists()
     Ledger.open(LEDGER_FILE).close()
@@ -121,7 +126,9 @@ def ingest(
 @handles_errors
 def reservoir_freeze(
     name: str = typer.Option("main", help="Reservoir name."),
-    holdout: float = typer.Option(0.1, help="Share held out as the evaluation reference."),
+    holdout: float = typer.Option(
+        Ledger.HOLDOUT, help="Share held out as the evaluation reference."
+    ),
     seed: int = typer.Option(0, help="Seed of the stratified holdout split."),
     ledger: Path | None = LedgerOption,
 ) -> None:
@@ -184,7 +191,9 @@ def audit(
     ledger: Path | None = LedgerOption,
 ) -> None:
     """Per round: human and synthetic shares by generation; flags invisible substitution."""
-    floor = _configured_floor() if floor is None else floor
+    if floor is None:
+        config = project_config()
+        floor = config.audit.human_floor if config is not None else _audit_floor()
     with open_ledger(ledger, read_only=True) as led:
         rows = led.audit(floor=floor, run=run).to_pylist()
     for row in rows:
@@ -250,10 +259,15 @@ def export(
     console.print(f"wrote {table.num_rows:,} training slots of round {round_} to {output}")
 
 
-def _configured_floor() -> float:
-    import tomllib
+def _audit_floor() -> float:
+    return Ledger.AUDIT_FLOOR
 
-    if CONFIG_FILE.exists():
-        with CONFIG_FILE.open("rb") as fh:
-            return float(tomllib.load(fh).get("audit", {}).get("human_floor", 0.15))
-    return 0.15
+
+def starter_config() -> str:
+    """The tailguard.toml `tailguard init` writes, with today's defaults filled in."""
+    from tailguard.config import LEDGER_FILE
+    from tailguard.mix.policies import Anchored
+
+    return STARTER_CONFIG.format(
+        ledger=LEDGER_FILE, human_floor=_audit_floor(), real_fraction=Anchored.REAL_FRACTION
+    )

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.compute as pc
 import typer
 from rich.table import Table
 
 from tailguard.cli.app import LedgerOption, app, console, handles_errors, open_ledger
 from tailguard.errors import ReservoirError
+from tailguard.loop import Loop
+from tailguard.mix.policies import Anchored
 
 dial_app = typer.Typer(
     help="The Dial's decisions: the real fraction, round by round.", no_args_is_help=True
@@ -25,9 +28,9 @@ def mix(
         "anchored", help="human_only, replace, accumulate, anchored or fresh."
     ),
     real_fraction: float | None = typer.Option(
-        None, help="Human share of every batch (anchored; default 0.2)."
+        None, help=f"Human share of every batch (anchored; default {Anchored.REAL_FRACTION})."
     ),
-    batch_size: int = typer.Option(64, help="Examples per batch."),
+    batch_size: int = typer.Option(Loop.BATCH_SIZE, help="Examples per batch."),
     seed: int = typer.Option(0, help="Seed of the plan (same seed, same digest)."),
     epochs: int = typer.Option(1, help="Passes over the selected examples."),
     synthetic: str | None = typer.Option(
@@ -66,14 +69,19 @@ def mix(
             pool, chosen, round=round_, batch_size=batch_size, seed=seed, epochs=epochs, run=run
         )
         led.write_manifest(manifest)
-    summary = composition(manifest)
+        rounds = led.round_summary(run)
+        (row,) = rounds.filter(pc.equal(rounds["round"], round_)).to_pylist()
+    summary = {**composition(manifest), "round_summary": row}
     if as_json:
         console.print_json(json.dumps(summary))
         return
     console.print(
         f"round {manifest.round} ({run}): [bold]{summary['batches']:,}[/] batches of "
         f"{batch_size} under {manifest.policy} {json.dumps(chosen.params())}\n"
-        f"human per batch {summary['human_per_batch']}, digest {summary['digest']}"
+        f"human per batch {summary['human_per_batch']}, digest {summary['digest']}\n"
+        f"{row['human']:,} human ({row['human_share']:.1%}, {row['new_human']:,} new this run) "
+        f"and {row['synthetic']:,} synthetic slots, {row['traceable']:,} of {row['total']:,} "
+        "traceable"
     )
     table = Table("origin", "generation", "slots", "distinct", "share", title="composition")
     for row in summary["rows"]:

@@ -9,43 +9,8 @@ from typing import Any
 import typer
 
 from tailguard.cli.app import LedgerOption, app, console, handles_errors, open_ledger
-from tailguard.errors import InputError
 
 _SPARK = "▁▂▃▄▅▆▇█"
-
-
-def _read_samples(path: Path, text_field: str, label_field: str | None) -> tuple[Any, Any]:
-    """Texts (and labels) from a JSONL or Parquet file of model outputs."""
-    import pyarrow as pa
-    import pyarrow.json as pj
-    import pyarrow.parquet as pq
-
-    if not path.exists():
-        raise InputError("no such file", file=str(path))
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".jsonl", ".json", ".ndjson"):
-            table = pj.read_json(path)
-        elif suffix in (".parquet", ".pq"):
-            table = pq.read_table(path)
-        else:
-            raise InputError("expected a .jsonl or .parquet file", file=str(path))
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"cannot read: {exc}", file=str(path)) from exc
-    for field in [text_field] + ([label_field] if label_field else []):
-        if field not in table.column_names:
-            raise InputError(
-                f"no such column (columns: {', '.join(table.column_names)})",
-                file=str(path),
-                field=field,
-            )
-    texts = table[text_field]
-    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
-        raise InputError(f"must hold strings, got {texts.type}", file=str(path), field=text_field)
-    if texts.null_count:
-        raise InputError("has missing texts (null)", file=str(path), field=text_field)
-    labels = table[label_field] if label_field else None
-    return texts, labels
 
 
 def _reference(led: Any, split: str) -> tuple[Any, Any]:
@@ -67,25 +32,18 @@ def eval_cmd(
     ledger: Path | None = LedgerOption,
 ) -> None:
     """Evaluate model outputs against the reservoir holdout and record them as a round."""
-    from tailguard.monitor import FLOOR_SAMPLE, Monitor
+    from tailguard.loop import evaluate_sample
+    from tailguard.monitor import Monitor
+    from tailguard.readers import read_table
 
-    texts, labels = _read_samples(samples, text_field, label_field)
+    table, _ = read_table(samples, text_field=text_field, label_field=label_field)
+    texts = table[text_field]
+    labels = table[label_field] if label_field else None
     with open_ledger(ledger) as led:
         ref_texts, ref_labels = _reference(led, "holdout")
         mon = Monitor.from_history(led.metrics(run=run), preset=preset, run=run)
         mon.set_reference(ref_texts, ref_labels if labels is not None else None)
-        if FLOOR_SAMPLE not in set(mon.history["sample"].to_pylist()):
-            train_texts, train_labels = _reference(led, "train")
-            with_labels = labels is not None and ref_labels is not None
-            floor = mon.record_floor(
-                ref_texts,
-                ref_labels if with_labels else None,
-                train_texts,
-                train_labels if with_labels else None,
-            )
-            led.write_metrics(floor)
-        rows = mon.record(round, texts, labels, sample=sample)
-        led.write_metrics(rows)
+        rows = evaluate_sample(led, mon, round, texts, labels, sample=sample, run=run)
     console.print(
         f"recorded round {round} of sample [bold]{sample}[/] ({len(texts)} texts, "
         f"{rows.num_rows} metrics) in run {run}"

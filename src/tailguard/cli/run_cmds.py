@@ -24,13 +24,14 @@ def run_loop(
     ),
 ) -> None:
     """Run the retraining loop: generate, gate, dial, plan, train, evaluate, every round."""
+    from tailguard.cli.app import project_config
     from tailguard.ledger import Ledger
-    from tailguard.project import build_loop, load_config, prepare_ledger
+    from tailguard.project import build_loop, prepare_ledger
     from tailguard.stages import STAGES
 
-    cfg = load_config(config)
+    cfg = project_config(config)
     n_rounds = rounds if rounds is not None else cfg.loop.rounds
-    path = ledger or Path(cfg.project.ledger)
+    path = ledger or cfg.ledger_path
     with Ledger.open(path) as led:
         prepare_ledger(cfg, led)
         loop = build_loop(cfg, led)

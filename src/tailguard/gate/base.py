@@ -1,10 +1,13 @@
 """The verifier contract, the columnar verdict table, and the gate that runs verifiers.
 
 A verifier rules on a whole batch at once and answers with a *verdict table*
-(:data:`VERDICT_SCHEMA`: ``passed``, ``reason``, ``score``, ``matched_id``), one
-row per input record, in input order. Columns instead of a list of objects keep
-the hot path vectorised; :class:`Verdict` is the one-record view used by
-``--explain`` and reports.
+(:data:`VERDICT_SCHEMA`: ``passed``, ``code``, ``detail``, ``score``,
+``matched_id``), one row per input record, in input order. ``code`` is a stable
+name for the cause (``near_duplicate``, ``too_short``, ...) that the CLI, the
+ledger and the report count by; ``detail`` is the human sentence for this record
+(``J~0.91 with reservoir record ...``), as datatrove's filters do. Columns
+instead of a list of objects keep the hot path vectorised; :class:`Verdict` is
+the one-record view used by ``--explain`` and reports.
 """
 
 from __future__ import annotations
@@ -14,20 +17,22 @@ import json
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from tailguard.errors import InputError
-from tailguard.records import VERDICT_ROWS
+from tailguard.records import ERROR_CODE, FAIL_CODE, PASS_CODE, VERDICT_ROWS
+from tailguard.records import NO_GATE_CODE as NO_GATE_CODE  # re-exported with the others
 
 #: What :meth:`Verifier.verify` returns: one row per record, in input order.
 VERDICT_SCHEMA = pa.schema(
     [
         pa.field("passed", pa.bool_(), nullable=False),
-        pa.field("reason", pa.string(), nullable=False),
+        pa.field("code", pa.string(), nullable=False),
+        pa.field("detail", pa.string(), nullable=False),
         pa.field("score", pa.float64()),
         pa.field("matched_id", pa.string()),
     ]
@@ -39,20 +44,27 @@ LEDGER_VERDICT_SCHEMA = VERDICT_ROWS
 #: The verdict table of a gate run before it has a round (ledger columns minus ``round``).
 RESULT_VERDICT_SCHEMA = pa.schema([f for f in LEDGER_VERDICT_SCHEMA if f.name != "round"])
 
-PASS_REASON = "ok"
+
+class Reason(NamedTuple):
+    """A stable cause ``code`` and the human ``detail`` (what a user function may return)."""
+
+    code: str
+    detail: str = ""
 
 
 def verdicts(
     passed: Any,
-    reason: Any = None,
+    code: Any = None,
+    detail: Any = None,
     *,
     score: Any = None,
     matched_id: Any = None,
 ) -> pa.Table:
     """Build a verdict table from columns (arrays, lists or scalars broadcast to ``passed``).
 
-    ``reason`` defaults to ``"ok"`` where a record passed and ``"failed"`` where not,
-    so a verifier only has to name what went wrong.
+    A passed record's code is always ``"ok"``, so a verifier may give one code for
+    all; a failed record's defaults to ``"rejected"``. ``detail`` defaults to the
+    code, so a verifier only has to name what went wrong.
     """
     ok = pa.array(np.asarray(passed, dtype=bool))
     n = len(ok)
@@ -73,11 +85,11 @@ def verdicts(
             raise ValueError(f"verdict column has {len(arr)} values for {n} records")
         return arr.cast(kind)
 
-    reasons = column(reason, pa.string())
-    default = pc.if_else(ok, PASS_REASON, "failed")
-    reasons = pc.coalesce(reasons, default)
+    given = pc.if_else(ok, pa.scalar(None, pa.string()), column(code, pa.string()))
+    codes = pc.coalesce(given, pc.if_else(ok, PASS_CODE, FAIL_CODE))
+    details = pc.coalesce(column(detail, pa.string()), codes)
     return pa.table(
-        [ok, reasons, column(score, pa.float64()), column(matched_id, pa.string())],
+        [ok, codes, details, column(score, pa.float64()), column(matched_id, pa.string())],
         schema=VERDICT_SCHEMA,
     )
 
@@ -89,7 +101,8 @@ class Verdict:
     id: str
     verifier: str
     passed: bool
-    reason: str
+    code: str
+    detail: str
     score: float | None = None
     matched_id: str | None = None
     params: str = "{}"
@@ -120,6 +133,8 @@ class Verifier:
     kind: ClassVar[str] = "verifier"
     version: ClassVar[str] = "1"
     row_independent: ClassVar[bool] = True
+    #: The codes a failed verdict of this verifier can carry (besides ``error``).
+    codes: ClassVar[tuple[str, ...]] = (FAIL_CODE,)
     #: Columns of the record table the verifier reads (beyond ``id`` and ``content``).
     columns: ClassVar[tuple[str, ...]] = ()
 
@@ -148,7 +163,11 @@ class Verifier:
         return json.dumps(self.params(), sort_keys=True, default=str)
 
     def verify(self, batch: pa.Table) -> pa.Table:  # pragma: no cover - abstract
-        """Rule on every record of ``batch`` (columns ``id``, ``content``, ...)."""
+        """Rule on every record of ``batch`` (columns ``id``, ``content``, ...).
+
+        Answer with :func:`verdicts`: a stable ``code`` per cause (one per distinct
+        way a record fails, listed in the class's ``codes``) and a human ``detail``.
+        """
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -172,7 +191,7 @@ def safe_verify(verifier: Verifier, batch: pa.Table) -> pa.Table:
     """Run a verifier so that whatever it does, each record gets a verdict.
 
     An exception (or a malformed answer) fails the records it concerns with the
-    exception as the reason; it never stops the gate. For a row-independent
+    exception as the detail (code ``error``); it never stops the gate. For a row-independent
     verifier a failing batch is retried record by record, so one poisonous
     record does not fail its neighbours.
     """
@@ -195,18 +214,20 @@ def _checked(out: Any, n: int) -> pa.Table:
         raise TypeError(f"verify returned {type(out).__name__}, not a pyarrow.Table")
     if out.num_rows != n:
         raise ValueError(f"verify returned {out.num_rows} verdicts for {n} records")
-    missing = {"passed", "reason"} - set(out.column_names)
-    if missing:
-        raise ValueError(f"verify's table lacks column(s) {sorted(missing)}")
+    if "passed" not in out.column_names:
+        raise ValueError("verify's table lacks column 'passed'")
     cols = {
         name: out.column(name) if name in out.column_names else pa.nulls(n, f.type)
         for name, f in zip(VERDICT_SCHEMA.names, VERDICT_SCHEMA, strict=True)
     }
+    if "detail" not in out.column_names and "reason" in out.column_names:
+        cols["detail"] = out.column("reason")  # a bare reason: the detail of a generic code
     if out.column("passed").null_count:
         raise ValueError("verify returned a null 'passed'")
     return verdicts(
         cols["passed"].to_numpy(zero_copy_only=False),
-        cols["reason"],
+        cols["code"],
+        cols["detail"],
         score=cols["score"],
         matched_id=cols["matched_id"],
     )
@@ -215,8 +236,8 @@ def _checked(out: Any, n: int) -> pa.Table:
 def _error_verdicts(exc: BaseException, n: int) -> pa.Table:
     frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     where = f" (at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})" if frame else ""
-    reason = f"error: {type(exc).__name__}: {exc}{where}"
-    return verdicts(np.zeros(n, bool), reason)
+    detail = f"{type(exc).__name__}: {exc}{where}"
+    return verdicts(np.zeros(n, bool), ERROR_CODE, detail)
 
 
 def require_columns(batch: pa.Table, names: Sequence[str], verifier: str) -> None:

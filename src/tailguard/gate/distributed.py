@@ -32,8 +32,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tailguard.gate import minhash
-from tailguard.gate.base import RESULT_VERDICT_SCHEMA, Verifier, verdicts
-from tailguard.gate.dedup import ExactDuplicate, NearDuplicate, _near_reason, exact_keys
+from tailguard.gate.base import RESULT_VERDICT_SCHEMA, Verifier
+from tailguard.gate.dedup import (
+    ExactDuplicate,
+    NearDuplicate,
+    exact_keys,
+    exact_verdicts,
+    near_verdicts,
+)
 from tailguard.gate.gate import Gate, _SafeVerify, label_verdicts
 
 if TYPE_CHECKING:
@@ -91,13 +97,11 @@ class _Verify(_Task):
         return out.add_column(0, "pos", batch.column("pos")).cast(PARQUET_VERDICT_SCHEMA)
 
 
-def _finish(rows: dict[str, Any], verifier: Verifier, params: str) -> pa.Table:
-    out = verdicts(
-        rows["passed"], rows["reason"], score=rows["score"], matched_id=rows["matched_id"]
-    )
-    out = out.add_column(0, "id", pa.array(rows["id"], pa.string()))
+def _finish(out: pa.Table, pos: np.ndarray, ids: np.ndarray, verifier: Verifier, params: str):  # noqa: ANN202
+    """Verdicts of one grouping task with their ids, labels and ``pos``."""
+    out = out.add_column(0, "id", pa.array(ids.tolist(), pa.string()))
     out = label_verdicts(out, verifier, params)
-    return out.add_column(0, "pos", pa.array(rows["pos"], pa.int64())).cast(PARQUET_VERDICT_SCHEMA)
+    return out.add_column(0, "pos", pa.array(pos, pa.int64())).cast(PARQUET_VERDICT_SCHEMA)
 
 
 # ---------------------------------------------------------------- exact duplicates
@@ -137,26 +141,14 @@ class _ExactGroup(_Task):
         cand = np.flatnonzero(side == _CAND)
         g = gid[cand]
         matched = np.full(len(cand), None, dtype=object)
-        reasons = np.full(len(cand), "ok", dtype=object)
-        hit = n_ref[g] > 0
-        if self.has_ref and hit.any():
-            matched[hit] = ids[gstart[g[hit]]]
-            reasons[hit] = "exact copy of reservoir record " + matched[hit].astype(str)
+        in_reservoir = (n_ref[g] > 0) if self.has_ref else np.zeros(len(cand), bool)
+        matched[in_reservoir] = ids[gstart[g[in_reservoir]]]  # the first reservoir copy
         if self.verifier.within_pool:
             first = gstart[g] + n_ref[g]  # the group's first candidate
             dup = (first != cand) & (matched == None)  # noqa: E711 - numpy mask
             matched[dup] = ids[first[dup]]
-            reasons[dup] = "exact copy of candidate " + matched[dup].astype(str)
-        passed = matched == None  # noqa: E711
-        rows = {
-            "pos": pos[cand],
-            "id": ids[cand],
-            "passed": passed,
-            "reason": reasons.tolist(),
-            "score": np.where(passed, np.nan, 1.0),
-            "matched_id": matched.tolist(),
-        }
-        return _finish(rows, self.verifier, self.params)
+        out = exact_verdicts(matched, in_reservoir)
+        return _finish(out, pos[cand], ids[cand], self.verifier, self.params)
 
 
 # ---------------------------------------------------------------- near duplicates
@@ -322,32 +314,23 @@ class _NearVerdicts(_Task):
         rpos = pairs.column("pos").to_numpy()
         rid = np.asarray(pairs.column("id").to_numpy(zero_copy_only=False), dtype=object)
         matched = np.full(n, None, dtype=object)
-        reasons = np.full(n, "ok", dtype=object)
+        in_reservoir = np.zeros(n, bool)
         score = np.full(n, np.nan)
-        for which, what in ((_REF, "reservoir record"), (_CAND, "candidate")):
+        for which in (_REF, _CAND):  # reservoir matches first, as in-process
             sel = np.flatnonzero((side == which) & (s >= self.v.threshold))
             if not len(sel):
                 continue
-            sel = sel[np.lexsort((rpos[sel], -s[sel], q[sel]))]
+            sel = sel[np.lexsort((rpos[sel], -s[sel], q[sel]))]  # best: highest J, first record
             first = np.ones(len(sel), bool)
             first[1:] = q[sel][1:] != q[sel][:-1]
             best = sel[first]
-            best = best[matched[q[best]] == None]  # noqa: E711 - reservoir matches win
-            hit = q[best]
-            matched[hit] = rid[best]
-            score[hit] = s[best]
-            reasons[hit] = _near_reason(what, rid[best], s[best])
+            best = best[matched[q[best]] == None]  # noqa: E711 - a reservoir match wins
+            matched[q[best]] = rid[best]
+            score[q[best]] = s[best]
+            in_reservoir[q[best]] = which == _REF
         empty = sig[:, 0] == minhash.EMPTY if n else np.zeros(0, bool)
-        reasons[empty] = "ok (no words: not compared)"
-        rows = {
-            "pos": pos,
-            "id": ids,
-            "passed": matched == None,  # noqa: E711
-            "reason": reasons.tolist(),
-            "score": score,
-            "matched_id": matched.tolist(),
-        }
-        return _finish(rows, self.v, self.params)
+        out = near_verdicts(matched, in_reservoir, score, empty)
+        return _finish(out, pos, ids, self.v, self.params)
 
 
 # ---------------------------------------------------------------- the stages

@@ -36,8 +36,8 @@ def _json_object(text: str, keys: tuple[str, ...]) -> tuple[dict[str, Any] | Non
     return value, None
 
 
-def describe(result: sandbox.SandboxResult, limits: sandbox.Limits) -> tuple[bool, str]:
-    """A sandbox result in one line: passed, which test failed, what limit was hit."""
+def describe(result: sandbox.SandboxResult, limits: sandbox.Limits) -> tuple[bool, str, str]:
+    """A sandbox result as (passed, code, detail): which test failed, what limit was hit."""
     rep = result.report or {}
     outcome = rep.get("outcome")
     where = ""
@@ -46,27 +46,27 @@ def describe(result: sandbox.SandboxResult, limits: sandbox.Limits) -> tuple[boo
     elif rep.get("line"):
         where = f" at {'solution.py' if rep.get('stage') == 'code' else 'tests.py'}:{rep['line']}"
     if result.status == "timeout":
-        return False, f"timeout: still running after {limits.wall_seconds:g}s (wall clock)"
+        return False, "timeout", f"still running after {limits.wall_seconds:g}s (wall clock)"
     if result.signal in ("SIGXCPU", "SIGKILL") and outcome is None:
-        return False, f"resource limit: CPU time ({limits.cpu_seconds}s), {result.signal}"
+        return False, "cpu_limit", f"CPU time ({limits.cpu_seconds}s), {result.signal}"
     if result.signal == "SIGXFSZ":
-        return False, f"resource limit: file size ({limits.file_size_mb} MiB)"
+        return False, "file_size_limit", f"file size ({limits.file_size_mb} MiB)"
     if outcome == "passed":
-        return True, f"passed {rep.get('tests', 0)} test function(s) and all asserts"
+        return True, "ok", f"passed {rep.get('tests', 0)} test function(s) and all asserts"
     if outcome == "failed":
-        return False, f"failing test{where}: {rep.get('error')}"
+        return False, "tests_failed", f"failing test{where}: {rep.get('error')}"
     if outcome == "memory":
-        return False, f"resource limit: memory ({limits.memory_mb} MiB){where}"
+        return False, "memory_limit", f"memory ({limits.memory_mb} MiB){where}"
     if outcome == "file_size":
-        return False, f"resource limit: file size ({limits.file_size_mb} MiB){where}"
+        return False, "file_size_limit", f"file size ({limits.file_size_mb} MiB){where}"
     if outcome == "exception":
-        return False, f"exception{where}: {rep.get('error')}"
+        return False, "exception", f"exception{where}: {rep.get('error')}"
     if outcome == "exit":
-        return False, f"exited before the tests finished ({rep.get('error')})"
+        return False, "exited", f"exited before the tests finished ({rep.get('error')})"
     if result.signal:
-        return False, f"killed by {result.signal}"
+        return False, "killed", f"killed by {result.signal}"
     tail = result.stderr.strip().splitlines()[-1:] or [""]
-    return False, f"no result (exit status {result.returncode}) {tail[0][:200]}".strip()
+    return False, "no_result", f"exit status {result.returncode} {tail[0][:200]}".strip()
 
 
 class CodeTests(Verifier):
@@ -81,6 +81,18 @@ class CodeTests(Verifier):
 
     kind = "code_tests"
     version = "1"
+    codes = (
+        "bad_content",
+        "tests_failed",
+        "exception",
+        "timeout",
+        "cpu_limit",
+        "memory_limit",
+        "file_size_limit",
+        "exited",
+        "killed",
+        "no_result",
+    )
 
     def __init__(
         self,
@@ -101,27 +113,30 @@ class CodeTests(Verifier):
 
     def verify(self, batch: pa.Table) -> pa.Table:
         limits = self.limits
-        passed, reasons, scores = [], [], []
+        passed, codes, details, scores = [], [], [], []
         for text in batch.column("content").to_pylist():  # one process per record
             value, err = _json_object(text, ("code", "tests"))
             if err:
                 passed.append(False)
-                reasons.append(err)
+                codes.append("bad_content")
+                details.append(err)
                 scores.append(None)
                 continue
             result = sandbox.run_tests(str(value["code"]), str(value["tests"]), limits=limits)
-            ok, why = describe(result, limits)
+            ok, code, why = describe(result, limits)
             missing = [k for k, v in result.isolation.items() if not v]
             if missing:
                 why += f" [not isolated here: {', '.join(missing)}]"
             passed.append(ok)
-            reasons.append(why)
+            codes.append(code)
+            details.append(why)
             scores.append(result.seconds)
-        return verdicts(passed, reasons, score=scores)
+        return verdicts(passed, codes, details, score=scores)
 
 
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _EXPR_OK = re.compile(r"^[\d\s+\-*/^().,a-z]*$")
+_NO_ANSWER = "no answer"
 _FUNCS = {"sqrt", "pi", "e", "log", "ln", "exp", "sin", "cos", "tan", "i"}
 
 
@@ -198,7 +213,7 @@ def answers_equal(
     """Compare two answers by value: exact rationals first, then sympy, within a timeout."""
     a, r = _clean(answer), _clean(reference)
     if not a:
-        return False, "no answer"
+        return False, _NO_ANSWER
     ea, er = _exact(a), _exact(r)
     if ea is not None and er is not None:
         return (ea == er), ("equal" if ea == er else f"{a} != {r}")
@@ -231,6 +246,7 @@ class MathAnswer(Verifier):
 
     kind = "math_answer"
     version = "1"
+    codes = ("bad_content", "no_answer", "wrong_answer", "timeout", "cannot_compare")
 
     def __init__(
         self, *, reference_column: str | None = None, tolerance: float = 1e-9, timeout: float = 2.0
@@ -251,6 +267,7 @@ class MathAnswer(Verifier):
         else:
             refs = [None] * len(texts)
         passed = np.zeros(len(texts), bool)
+        codes: list[str | None] = []
         reasons: list[str] = []
         for i, (text, ref) in enumerate(zip(texts, refs, strict=True)):
             if ref is None:
@@ -265,6 +282,7 @@ class MathAnswer(Verifier):
                 if value is not None:
                     value = {**value, "reference": ref}
             if err:
+                codes.append("bad_content")
                 reasons.append(err)
                 continue
             try:
@@ -274,10 +292,12 @@ class MathAnswer(Verifier):
                     tolerance=self.tolerance,
                     timeout=self.timeout,
                 )
+                code = None if ok else ("no_answer" if why == _NO_ANSWER else "wrong_answer")
             except TimeoutError as exc:
-                ok, why = False, f"timeout: {exc}"
+                ok, code, why = False, "timeout", str(exc)
             except Exception as exc:  # noqa: BLE001 - an unparsable answer is a wrong answer
-                ok, why = False, f"cannot compare: {type(exc).__name__}: {exc}"[:300]
+                ok, code, why = False, "cannot_compare", f"{type(exc).__name__}: {exc}"[:300]
             passed[i] = ok
+            codes.append(code)
             reasons.append(why)
-        return verdicts(passed, reasons)
+        return verdicts(passed, codes, reasons)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from tailguard.gate.base import (
     Verifier,
     safe_verify,
 )
+from tailguard.gate.config import build_verifier, gate_section
 from tailguard.records import Origin, Status
 
 if TYPE_CHECKING:
@@ -100,20 +102,18 @@ class GateResult:
         )
 
     def reasons(self, *, failed_only: bool = True, top: int | None = None) -> pa.Table:
-        """Counts by verifier and reason, most frequent first."""
+        """Counts by verifier and reason code, most frequent first.
+
+        The same grouping as ``Ledger.rejection_reasons``, so the CLI and the report agree.
+        """
         v = (
             self.verdicts.filter(pc.invert(self.verdicts["passed"]))
             if failed_only
             else self.verdicts
         )
-        # Group by the reason's stem: ids, numbers and bracketed details are per record.
-        stem = pc.replace_substring_regex(v["reason"], r"\b[0-9a-f]{32}\b", "<id>")
-        stem = pc.replace_substring_regex(stem, r"\s*\([^()]*\d[^()]*\)", "")
-        stem = pc.replace_substring_regex(stem, r"\d+\.\d+", "#")
-        t = pa.table({"verifier": v["verifier"], "reason": stem})
-        g = t.group_by(["verifier", "reason"], use_threads=False).aggregate([("reason", "count")])
-        g = g.rename_columns(["verifier", "reason", "count"]).sort_by(
-            [("count", "descending"), ("verifier", "ascending"), ("reason", "ascending")]
+        g = v.group_by(["verifier", "code"], use_threads=False).aggregate([("code", "count")])
+        g = g.rename_columns(["verifier", "code", "count"]).sort_by(
+            [("count", "descending"), ("verifier", "ascending"), ("code", "ascending")]
         )
         return g.slice(0, top) if top is not None else g
 
@@ -142,13 +142,18 @@ class Gate:
     larger than one machine see :mod:`tailguard.gate.distributed`.
     """
 
+    #: Defaults (the config reads them here): records per worker batch, and the
+    #: table size from which a process pool is used (``None``: never by default).
+    BATCH_SIZE: int = 2048
+    PARALLEL_MIN: int | None = None
+
     def __init__(
         self,
         verifiers: Sequence[Verifier],
         *,
         engine: Engine | None = None,
-        batch_size: int = 2048,
-        parallel_min: int | None = None,
+        batch_size: int = BATCH_SIZE,
+        parallel_min: int | None = PARALLEL_MIN,
         progress: bool = True,
     ) -> None:
         verifiers = list(verifiers)
@@ -168,15 +173,13 @@ class Gate:
         self.progress = progress
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], **kwargs: Any) -> Gate:
+    def from_config(cls, config: Any, **kwargs: Any) -> Gate:
         """Build a gate from the ``[gate]`` table of ``tailguard.toml`` (see docs/gate.md).
 
         Keywords: ``reference`` (the reservoir table for duplicate verifiers),
         ``source`` (the file name for messages), ``base_dir`` (for relative paths),
         ``progress``.
         """
-        from tailguard.gate.config import gate_from_config
-
         return gate_from_config(config, **kwargs)
 
     def params(self) -> dict[str, Any]:
@@ -290,4 +293,45 @@ def _progress_bar(enabled: bool) -> Any:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         transient=True,
+    )
+
+
+def gate_from_config(
+    config: Any,
+    *,
+    reference: pa.Table | None = None,
+    source: str = "config",
+    base_dir: str | Path | None = None,
+    progress: bool = True,
+) -> Gate:
+    """Build a :class:`Gate` from a config: a loaded ``tailguard.toml``
+    (:func:`tailguard.config.load_config`), its ``[gate]`` section, or a plain dict.
+
+    ``reference`` is the reservoir (``id``, ``content``) given to duplicate verifiers
+    whose ``reference`` is ``"reservoir"`` (the default). Every entry is checked before
+    anything runs; an error names the key. Relative paths resolve against ``base_dir``,
+    by default the loaded config file's folder.
+    """
+    from tailguard.config import ProjectConfig
+    from tailguard.engines import engine_from_name
+
+    section = gate_section(config, source=source)
+    if base_dir is None and isinstance(config, ProjectConfig):
+        base_dir = config.base_dir
+    verifiers = [
+        build_verifier(
+            spec,
+            reference=reference,
+            base_dir=base_dir,
+            where=f"{source}: gate.verifiers.{i}",
+        )
+        for i, spec in enumerate(section.verifiers)
+    ]
+    engine = None if section.engine is None else engine_from_name(section.engine)
+    return Gate(
+        verifiers,
+        engine=engine,
+        batch_size=section.batch_size,
+        parallel_min=section.parallel_min,
+        progress=progress,
     )

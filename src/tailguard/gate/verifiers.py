@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import pyarrow.compute as pc
 
 from tailguard.errors import InputError
 from tailguard.gate import minhash
-from tailguard.gate.base import Verifier, verdicts
+from tailguard.gate.base import FAIL_CODE, Reason, Verifier, verdicts
 
 
 def _parse_json(texts: pa.ChunkedArray | pa.Array) -> list[tuple[Any, str | None]]:
@@ -41,6 +40,7 @@ class Schema(Verifier):
 
     kind = "schema"
     version = "1"
+    codes = ("not_json", "schema")
 
     def __init__(self, *, schema: Mapping[str, Any] | str | Path) -> None:
         import jsonschema
@@ -80,8 +80,9 @@ class Schema(Verifier):
         self._validator = cls(schema)
 
     def verify(self, batch: pa.Table) -> pa.Table:
-        passed, reasons = [], []
+        passed, codes, details = [], [], []
         for value, err in _parse_json(batch.column("content")):
+            code = None if err is None else "not_json"
             if err is None:
                 error = next(
                     iter(sorted(self._validator.iter_errors(value), key=lambda e: list(e.path))),
@@ -89,10 +90,11 @@ class Schema(Verifier):
                 )
                 if error is not None:
                     at = "/".join(str(p) for p in error.absolute_path) or "(root)"
-                    err = f"schema: {error.message} at {at}"
+                    code, err = "schema", f"{error.message} at {at}"
             passed.append(err is None)
-            reasons.append(err)
-        return verdicts(passed, reasons)
+            codes.append(code)
+            details.append(err)
+        return verdicts(passed, codes, details)
 
 
 @dataclass(frozen=True)
@@ -158,13 +160,9 @@ def load_rules(path: str | Path) -> list[Rule]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise InputError("rules file not found", file=str(path)) from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"line (\d+)", str(exc))
-        raise InputError(
-            f"not valid TOML: {exc}", file=str(path), line=int(m.group(1)) if m else None
-        ) from exc
+    from tailguard.config import parse_toml
+
+    data = parse_toml(text, file=str(path))
     return rules_from_dicts(data.get("rule", []), file=str(path), text=text)
 
 
@@ -231,6 +229,7 @@ class Rules(Verifier):
 
     kind = "rules"
     version = "1"
+    codes = ("rule:<name>",)  # one code per rule: ``rule:`` and the rule's name
 
     def __init__(self, *, rules: Sequence[Rule | Mapping[str, Any]] | str | Path) -> None:
         if isinstance(rules, str | Path):
@@ -244,12 +243,14 @@ class Rules(Verifier):
     def verify(self, batch: pa.Table) -> pa.Table:
         text = batch.column("content")
         n = batch.num_rows
-        reason = pa.nulls(n, pa.string())
+        code = pa.nulls(n, pa.string())
+        detail = pa.nulls(n, pa.string())
         for rule in reversed(self._rules):  # so the first broken rule wins
             hit = pc.match_substring_regex(text, rule.pattern())
             broken = hit if rule.forbid is not None else pc.invert(hit)
-            reason = pc.if_else(broken, f"rule {rule.name}: {rule.reason}", reason)
-        return verdicts(pc.is_null(reason).to_numpy(zero_copy_only=False), reason)
+            code = pc.if_else(broken, f"rule:{rule.name}", code)
+            detail = pc.if_else(broken, rule.reason, detail)
+        return verdicts(pc.is_null(code).to_numpy(zero_copy_only=False), code, detail)
 
 
 class Quality(Verifier):
@@ -263,6 +264,7 @@ class Quality(Verifier):
 
     kind = "quality"
     version = "1"
+    codes = ("non_letter_share", "repeated_ngrams", "too_few_words", "too_long", "too_short")
 
     def __init__(
         self,
@@ -308,51 +310,62 @@ class Quality(Verifier):
     def verify(self, batch: pa.Table) -> pa.Table:
         m = self.measures(batch.column("content"))
         n = batch.num_rows
-        reason = np.full(n, None, dtype=object)
+        code = np.full(n, None, dtype=object)
+        detail = np.full(n, None, dtype=object)
         checks = [
             (
+                "non_letter_share",
                 m["non_letters"] > self.max_non_letters,
-                lambda i: f"non-letter share {m['non_letters'][i]:.2f} > {self.max_non_letters}",
+                lambda i: f"{m['non_letters'][i]:.2f} > {self.max_non_letters}",
             ),
             (
+                "repeated_ngrams",
                 m["repeated_ngrams"] > self.max_repeated_ngrams,
                 lambda i: (
-                    f"repeated {self.ngram}-grams {m['repeated_ngrams'][i]:.2f} > "
-                    f"{self.max_repeated_ngrams}"
+                    f"{self.ngram}-grams {m['repeated_ngrams'][i]:.2f} > {self.max_repeated_ngrams}"
                 ),
             ),
             (
+                "too_few_words",
                 m["words"] < self.min_words,
-                lambda i: f"too few words ({m['words'][i]} < {self.min_words})",
+                lambda i: f"{m['words'][i]} < {self.min_words} words",
             ),
             (
+                "too_long",
                 m["chars"] > self.max_chars,
-                lambda i: f"too long ({m['chars'][i]} > {self.max_chars} chars)",
+                lambda i: f"{m['chars'][i]} > {self.max_chars} chars",
             ),
             (
+                "too_short",
                 m["chars"] < self.min_chars,
-                lambda i: f"too short ({m['chars'][i]} < {self.min_chars} chars)",
+                lambda i: f"{m['chars'][i]} < {self.min_chars} chars",
             ),
         ]
-        for mask, why in checks:  # last assignment wins: the list runs from least to most basic
-            for i in np.flatnonzero(mask):  # only failing records get a worded reason
-                reason[i] = why(i)
+        for name, mask, why in checks:  # last assignment wins: least to most basic
+            hit = np.flatnonzero(mask)
+            code[hit] = name
+            for i in hit:  # only failing records get a worded detail
+                detail[i] = why(i)
         score = 1.0 - np.maximum(m["repeated_ngrams"], m["non_letters"])
-        return verdicts(reason == None, reason.tolist(), score=score)  # noqa: E711
+        return verdicts(code == None, code.tolist(), detail.tolist(), score=score)  # noqa: E711
 
 
 class FunctionVerifier(Verifier):
     """Any Python callable as a verifier.
 
     Row-wise (default): ``fn(text) -> bool | (bool, reason) | (bool, reason, score)``,
-    datatrove-style. With ``vectorised=True``: ``fn(batch: pa.Table)`` returns a verdict
-    table, or a boolean array. ``name`` names it in verdicts; ``params`` (JSON-able)
+    datatrove-style, where ``reason`` is a :class:`~tailguard.gate.Reason` (a code and
+    a detail) or a bare string: the detail of the generic code ``rejected``. With
+    ``vectorised=True``: ``fn(batch: pa.Table)`` returns a verdict table (``passed``
+    and optionally ``code``, ``detail`` -- or ``reason``, read as the detail), or a
+    boolean array. ``name`` names it in verdicts; ``params`` (JSON-able)
     are stored with them. A module-level function runs in worker processes; a
     lambda runs in the gate's own process.
     """
 
     kind = "function"
     version = "1"
+    codes = (FAIL_CODE, "<the function's own codes>")
 
     def __init__(
         self,
@@ -379,16 +392,23 @@ class FunctionVerifier(Verifier):
             if isinstance(out, pa.Table):
                 return out
             return verdicts(np.asarray(out, dtype=bool))
-        passed, reasons, scores = [], [], []
+        passed, codes, details, scores = [], [], [], []
         for text in batch.column("content").to_pylist():
             out = self.fn(text)
-            if isinstance(out, tuple):
+            if isinstance(out, tuple) and not isinstance(out, Reason):
                 ok = bool(out[0])
-                why = str(out[1]) if len(out) > 1 and out[1] is not None else None
+                why = out[1] if len(out) > 1 else None
                 score = float(out[2]) if len(out) > 2 and out[2] is not None else None
             else:
                 ok, why, score = bool(out), None, None
+            if isinstance(why, Reason):
+                code, detail = why.code, why.detail or why.code
+            else:
+                code, detail = None, (str(why) if why is not None and why != "" else None)
+            if not ok and detail is None:
+                detail = f"{self.name} returned False"
             passed.append(ok)
-            reasons.append(why if why or ok else f"{self.name} returned False")
+            codes.append(code)
+            details.append(detail)
             scores.append(score)
-        return verdicts(passed, reasons, score=scores)
+        return verdicts(passed, codes, details, score=scores)

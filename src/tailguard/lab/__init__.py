@@ -8,12 +8,13 @@
 
 from __future__ import annotations
 
+from tailguard.costs import CostModel
 from tailguard.lab.axes import AXES_COLUMNS, score_axes, summarise
-from tailguard.lab.costs import CostModel
 from tailguard.lab.data import DATASETS, MODEL_DATA
 from tailguard.lab.experiment import LabConfig, LabResult, run, run_job
 from tailguard.lab.models import MODELS
-from tailguard.lab.strategies import STRATEGIES, AccumulateSubsample, parse_strategies, strategy
+from tailguard.lab.strategies import STRATEGIES, parse_strategies, strategy
+from tailguard.mix import AccumulateSubsample
 
 __all__ = [
     "AXES_COLUMNS",

@@ -64,7 +64,10 @@ def summarise(metrics: pa.Table) -> pa.Table:
         }
     ).reset_index()
     hib = df.groupby("metric")["higher_is_better"].first()
-    out["higher_is_better"] = out["metric"].map(hib).astype(bool)
+    # True, False, or None (two-sided, e.g. a variance ratio whose ideal is 1)
+    out["higher_is_better"] = (
+        out["metric"].map(hib).map(lambda v: None if v is None or v != v else bool(v))
+    )
     return pa.Table.from_pandas(out, preserve_index=False)
 
 

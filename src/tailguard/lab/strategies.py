@@ -26,44 +26,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-
-from tailguard.errors import ConfigError, InputError
-from tailguard.mix import Accumulate, Anchored, Fresh, HumanOnly, Policy, Replace, eligible_rows
-
-
-class AccumulateSubsample(Policy):
-    """Accumulate everything, then train on a fixed-size seeded sample of it.
-
-    ``size`` slots per round (by default the number of human rows in the pool),
-    so the training set does not grow while the pool does: the human share
-    shrinks as generations accumulate, unlike anchoring, which fixes it.
-    """
-
-    name = "accumulate_subsample"
-
-    def __init__(self, *, size: int | None = None) -> None:
-        if size is not None and (not isinstance(size, int | np.integer) or size < 1):
-            raise ConfigError(f"size must be a positive integer, got {size!r}")
-        self.size = None if size is None else int(size)
-
-    def params(self) -> dict[str, Any]:
-        return {"size": self.size}
-
-    def select(self, pool: pa.Table, round: int, seed: int = 0) -> pa.Table:  # noqa: A002
-        from tailguard.mix.planner import row_keys
-
-        pool = eligible_rows(pool, round)
-        if pool.num_rows == 0:
-            raise InputError(f"round {round} has no eligible examples to train on")
-        size = self.size
-        if size is None:
-            size = int(np.count_nonzero(pool["origin"].to_numpy(zero_copy_only=False) == "human"))
-        if pool.num_rows <= size:
-            return pool
-        keys = row_keys(pool, seed=seed, salt=0xA5C5)
-        return pool.take(pa.array(np.sort(np.argsort(keys, kind="stable")[:size])))
+from tailguard.errors import ConfigError, check_fraction
+from tailguard.mix import (
+    Accumulate,
+    AccumulateSubsample,
+    Anchored,
+    Fresh,
+    HumanOnly,
+    Policy,
+    Replace,
+)
 
 
 @dataclass(frozen=True)
@@ -81,7 +53,7 @@ class StrategyParts:
 class StrategySettings:
     """The experiment-wide settings a strategy may read."""
 
-    real_fraction: float = 0.2
+    real_fraction: float = Anchored.REAL_FRACTION
     n_generate: int = 1000
     fresh_per_round: int | None = None  # default: n_generate // 4
     #: Human records the duplicate verifiers compare candidates with (the reservoir):
@@ -89,11 +61,13 @@ class StrategySettings:
     reference: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.real_fraction <= 1.0:
+        try:
+            check_fraction(self.real_fraction, "real_fraction")
+        except ConfigError as exc:
             raise ConfigError(
-                f"real_fraction must be in (0, 1], got {self.real_fraction}: anchoring with "
-                "no human data is not anchoring (use the 'replace' strategy for that)"
-            )
+                f"{exc}: anchoring with no human data is not anchoring "
+                "(use the 'replace' strategy for that)"
+            ) from None
         if self.n_generate < 1:
             raise ConfigError(f"n_generate must be >= 1, got {self.n_generate}")
 
@@ -128,7 +102,7 @@ def _gate(s: StrategySettings) -> Any:
 def _dial(s: StrategySettings) -> Any:
     from tailguard.mix import Dial
 
-    return Dial(start=s.real_fraction, floor=min(0.15, s.real_fraction))
+    return Dial(start=s.real_fraction, minimum=min(Dial.MINIMUM, s.real_fraction))
 
 
 def _fresh(s: StrategySettings) -> StrategyParts:

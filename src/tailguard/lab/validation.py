@@ -17,6 +17,7 @@ import numpy as np
 
 from tailguard.lab.fastpath import gaussian_variance_path, regression_error_path
 from tailguard.lab.models.regression import expected_test_error
+from tailguard.mix.policies import Anchored
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,12 @@ def fortunes_runs(
         "progress": False,
     }
     replace = run(strategies=["replace"], generations=replace_generations, **common)
-    anchored = run(strategies=["anchored"], generations=generations, real_fraction=0.2, **common)
+    anchored = run(
+        strategies=["anchored"],
+        generations=generations,
+        real_fraction=Anchored.REAL_FRACTION,
+        **common,
+    )
     return replace, anchored
 
 

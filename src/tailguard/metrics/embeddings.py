@@ -14,8 +14,10 @@ from tailguard.errors import InputError
 from tailguard.metrics import _checks, _knn
 
 
-def prdc(real, fake, k: int = 5, *, threads: int | None = None) -> dict[str, float]:  # noqa: ANN001
+def prdc(sample, reference, k: int = 5, *, threads: int | None = None) -> dict[str, float]:  # noqa: ANN001
     """Precision, recall, density and coverage (Naeem et al. 2020), as ``prdc`` computes them.
+
+    ``prdc(sample, reference)`` is ``prdc.compute_prdc(real=reference, fake=sample)``.
 
     The k-th nearest neighbour excludes the point itself, ball membership is
     strict (``<``), and distances are rounded exactly as the ``prdc`` package
@@ -27,10 +29,10 @@ def prdc(real, fake, k: int = 5, *, threads: int | None = None) -> dict[str, flo
     threads = (
         _knn.default_threads() if threads is None else _checks.positive_int(threads, "threads")
     )
-    real = _checks.points(real, "real")
-    fake = _checks.points(fake, "fake")
-    _checks.same_dim(real, fake, "real", "fake")
-    for arr, name in ((real, "real"), (fake, "fake")):
+    real = _checks.points(reference, "reference")
+    fake = _checks.points(sample, "sample")
+    _checks.same_dim(real, fake, "reference", "sample")
+    for arr, name in ((real, "reference"), (fake, "sample")):
         if len(arr) <= k:
             raise InputError(
                 f"k={k} is too large for {name} with {len(arr)} point(s): "
@@ -100,15 +102,15 @@ def _renyi_entropy(p: np.ndarray, q: float) -> float:
     return float(np.log(np.sum(p**q)) / (1.0 - q))
 
 
-def frechet_distance(real, fake) -> float:  # noqa: ANN001
+def frechet_distance(sample, reference) -> float:  # noqa: ANN001
     """Fréchet distance between Gaussians fitted to the two sets (FID's formula); lower is better.
 
     ``|mu_r - mu_f|^2 + tr(S_r + S_f - 2 (S_r^1/2 S_f S_r^1/2)^1/2)``, the trace term
     through a symmetric eigendecomposition, which stays real and stable.
     """
-    real = _checks.points(real, "real", min_rows=2)
-    fake = _checks.points(fake, "fake", min_rows=2)
-    _checks.same_dim(real, fake, "real", "fake")
+    real = _checks.points(reference, "reference", min_rows=2)
+    fake = _checks.points(sample, "sample", min_rows=2)
+    _checks.same_dim(real, fake, "reference", "sample")
     mu_r, mu_f = real.mean(0, dtype=np.float64), fake.mean(0, dtype=np.float64)
     cov_r = np.cov(real, rowvar=False, dtype=np.float64).reshape(real.shape[1], -1)
     cov_f = np.cov(fake, rowvar=False, dtype=np.float64).reshape(fake.shape[1], -1)
@@ -118,6 +120,22 @@ def frechet_distance(real, fake) -> float:  # noqa: ANN001
     tr_sqrt = np.sqrt(np.clip(scipy.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
     value = float(np.sum((mu_r - mu_f) ** 2) + np.trace(cov_r) + np.trace(cov_f) - 2 * tr_sqrt)
     return max(0.0, value)
+
+
+def spread(sample, reference) -> float:  # noqa: ANN001
+    """Total variance of the sample's embeddings / the reference's (population variance)."""
+    sample = _checks.points(sample, "sample")
+    reference = _checks.points(reference, "reference")
+    return float(np.var(sample, axis=0).sum() / np.var(reference, axis=0).sum())
+
+
+def vendi_of_rows(X, q: float = 1.0) -> float:  # noqa: ANN001
+    """:func:`vendi` of the rows with a direction: a text with no tokens embeds to zero."""
+    X = np.asarray(X)
+    keep = np.any(X != 0, axis=1) if X.ndim == 2 else np.ones(len(X), dtype=bool)
+    if not keep.any():
+        raise InputError("every sample text embeds to zero (no tokens): Vendi is undefined")
+    return vendi(X[keep], q)
 
 
 def median_heuristic_gamma(X, *, max_points: int = 1000, seed: int = 0) -> float:  # noqa: ANN001
@@ -134,16 +152,16 @@ def median_heuristic_gamma(X, *, max_points: int = 1000, seed: int = 0) -> float
     return float(1.0 / (2.0 * med))
 
 
-def mmd_rbf(real, fake, *, gamma: float | None = None, chunk_rows: int = 2048) -> float:  # noqa: ANN001
+def mmd_rbf(sample, reference, *, gamma: float | None = None, chunk_rows: int = 2048) -> float:  # noqa: ANN001
     """Unbiased squared MMD with the kernel exp(-gamma |x - y|^2); lower is better.
 
-    ``gamma`` defaults to the median heuristic on ``real``. The unbiased
+    ``gamma`` defaults to the median heuristic on ``reference``. The unbiased
     estimator drops the diagonal terms, so it can be slightly negative when the
     sets come from one distribution.
     """
-    real = _checks.points(real, "real", min_rows=2)
-    fake = _checks.points(fake, "fake", min_rows=2)
-    _checks.same_dim(real, fake, "real", "fake")
+    real = _checks.points(reference, "reference", min_rows=2)
+    fake = _checks.points(sample, "sample", min_rows=2)
+    _checks.same_dim(real, fake, "reference", "sample")
     if gamma is None:
         gamma = median_heuristic_gamma(real)
     elif not (isinstance(gamma, int | float) and gamma > 0 and np.isfinite(gamma)):

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tailguard.errors import ConfigError, InputError
-from tailguard.metrics import _checks, embeddings, labels, scalars, text
+from tailguard.metrics import _checks, embeddings, labels, text, vectors
 from tailguard.metrics.embedders import Embedder, HashingEmbedder
 
 Kind = Literal["tail", "diversity", "mean", "fidelity"]
@@ -52,6 +52,11 @@ class Reference:
     @cached_property
     def embeddings(self) -> np.ndarray:
         return self.embedder.embed(self.texts)
+
+    @cached_property
+    def vectors(self) -> np.ndarray:
+        """The texts as numeric records (JSON arrays), decoded once."""
+        return vectors.decode_vectors(self.texts)
 
 
 class Comparison:
@@ -97,15 +102,12 @@ class Comparison:
         return self.reference.embedder.embed(self.texts)
 
     @cached_property
-    def prdc(self) -> dict[str, float]:
-        return embeddings.prdc(self.reference.embeddings, self.embeddings, k=5)
+    def vectors(self) -> np.ndarray:
+        return vectors.decode_vectors(self.texts, dim=self.reference.vectors.shape[1])
 
-    def length_shift(self) -> float:
-        s, r = self.tokens
-        mean_r = r.lengths.mean()
-        if mean_r == 0:
-            raise InputError("reference_texts contain no tokens")
-        return scalars.wasserstein1(s.lengths, r.lengths) / mean_r
+    @cached_property
+    def prdc(self) -> dict[str, float]:
+        return embeddings.prdc(self.embeddings, self.reference.embeddings, k=5)
 
 
 @dataclass(frozen=True)
@@ -113,11 +115,16 @@ class Metric:
     """A registered metric: what it is called, which way is better, and what it watches."""
 
     name: str
-    higher_is_better: bool
+    #: True, False, or None: two-sided, the distance from ``ideal`` (or the baseline) is bad.
+    higher_is_better: bool | None
     kind: Kind
     needs: tuple[str, ...]
     compute: Callable[[Comparison], float] = field(repr=False)
     description: str = ""
+    #: The plain function of ``(sample, reference)`` this metric computes (its functional twin).
+    function: Callable[[Any, Any], float] | None = field(default=None, repr=False)
+    #: The value that means "no change" for a two-sided metric (None: the baseline).
+    ideal: float | None = None
 
     def __call__(
         self,
@@ -140,6 +147,7 @@ class Metric:
             "kind": self.kind,
             "needs": list(self.needs),
             "description": self.description,
+            "ideal": self.ideal,
         }
 
 
@@ -148,6 +156,8 @@ REGISTRY: dict[str, Metric] = {}
 
 def register(metric: Metric) -> Metric:
     """Add a metric to the registry (names are unique)."""
+    if metric.higher_is_better not in (True, False, None):
+        raise ConfigError(f"metric {metric.name!r}: higher_is_better must be True, False or None")
     if metric.kind not in KINDS:
         raise ConfigError(f"metric {metric.name!r}: kind must be one of {KINDS}")
     if metric.name in REGISTRY:
@@ -162,10 +172,38 @@ def _or_zero(fn: Callable[[text.NGrams, int], float], c: Comparison, n: int) -> 
     return fn(c.ngrams, n) if total else 0.0
 
 
+def _sample_only(fn: Callable[..., float], **kwargs: Any) -> Callable[[Any, Any], float]:
+    """A one-sided function as a twin of ``(sample, reference)``: the reference is unused."""
+
+    def twin(sample: Any, reference: Any = None) -> float:
+        return fn(sample, **kwargs)
+
+    twin.__name__ = getattr(fn, "__name__", "twin")
+    return twin
+
+
+def _key(fn: Callable[..., dict[str, float]], key: str) -> Callable[[Any, Any], float]:
+    """One entry of a function returning several figures, as a twin."""
+
+    def twin(sample: Any, reference: Any) -> float:
+        return fn(sample, reference)[key]
+
+    twin.__name__ = f"{getattr(fn, '__name__', 'twin')}[{key}]"
+    return twin
+
+
 def _m(
-    name: str, hib: bool, kind: Kind, needs: str, fn: Callable[[Comparison], float], doc: str
+    name: str,
+    hib: bool | None,
+    kind: Kind,
+    needs: str,
+    fn: Callable[[Comparison], float],
+    doc: str,
+    twin: Callable[[Any, Any], float],
+    *,
+    ideal: float | None = None,
 ) -> None:
-    register(Metric(name, hib, kind, tuple(needs.split()), fn, doc))
+    register(Metric(name, hib, kind, tuple(needs.split()), fn, doc, twin, ideal))
 
 
 _m(
@@ -175,6 +213,7 @@ _m(
     "labels",
     lambda c: labels.total_variation(c.class_counts),
     "total variation between class distributions",
+    labels.total_variation,
 )
 _m(
     "label_js",
@@ -183,6 +222,7 @@ _m(
     "labels",
     lambda c: labels.js_divergence(c.class_counts),
     "Jensen-Shannon divergence (bits) between class distributions",
+    labels.js_divergence,
 )
 _m(
     "label_kl",
@@ -191,6 +231,7 @@ _m(
     "labels",
     lambda c: labels.kl_divergence(c.class_counts),
     "smoothed KL(reference || sample) in bits",
+    labels.kl_divergence,
 )
 _m(
     "label_entropy",
@@ -199,6 +240,7 @@ _m(
     "labels",
     lambda c: labels.label_entropy(c.labels),
     "entropy (bits) of the sample's labels",
+    _sample_only(labels.label_entropy),
 )
 _m(
     "tail_recall",
@@ -207,6 +249,7 @@ _m(
     "labels",
     lambda c: labels.tail_recall(c.class_counts),
     "share of the reference's rare classes present in the sample",
+    labels.tail_recall,
 )
 _m(
     "tail_mass_ratio",
@@ -215,6 +258,7 @@ _m(
     "labels",
     lambda c: labels.tail_mass_ratio(c.class_counts),
     "sample mass on the rare classes / reference mass on them",
+    labels.tail_mass_ratio,
 )
 for _n in (1, 2, 3, 4):
     _m(
@@ -224,6 +268,7 @@ for _n in (1, 2, 3, 4):
         "texts",
         lambda c, n=_n: _or_zero(text.distinct_n, c, n),
         f"distinct {_n}-grams / all {_n}-grams",
+        _sample_only(text.distinct_n, n=_n),
     )
 for _n in (1, 2):
     _m(
@@ -233,6 +278,7 @@ for _n in (1, 2):
         "texts",
         lambda c, n=_n: _or_zero(text.ngram_entropy, c, n),
         f"entropy (bits) of {_n}-gram frequencies",
+        _sample_only(text.ngram_entropy, n=_n),
     )
 _m(
     "vocab_coverage",
@@ -241,6 +287,7 @@ _m(
     "texts",
     lambda c: text.vocab_coverage(*c.tokens),
     "share of the reference vocabulary used by the sample",
+    text.vocab_coverage,
 )
 _m(
     "rare_vocab_coverage",
@@ -249,6 +296,7 @@ _m(
     "texts",
     lambda c: text.rare_vocab_coverage(*c.tokens),
     "share of the reference's rare tokens (bottom 20% of mass) used by the sample",
+    text.rare_vocab_coverage,
 )
 _m(
     "compression_ratio",
@@ -257,14 +305,16 @@ _m(
     "texts",
     lambda c: text.compression_ratio(c.texts),
     "raw / zlib-compressed size; repetition raises it",
+    _sample_only(text.compression_ratio),
 )
 _m(
     "length_shift",
     False,
     "mean",
     "texts",
-    lambda c: c.length_shift(),
+    lambda c: text.length_shift(*c.tokens),
     "Wasserstein-1 between token lengths / mean reference length",
+    text.length_shift,
 )
 _m(
     "self_bleu",
@@ -273,6 +323,7 @@ _m(
     "texts",
     lambda c: text.self_bleu(c.tokens[0], seed=c.seed),
     "mean BLEU-4 of each text vs the others",
+    _sample_only(text.self_bleu),
 )
 _m(
     "prdc_precision",
@@ -281,6 +332,7 @@ _m(
     "embeddings",
     lambda c: c.prdc["precision"],
     "share of samples inside some reference k-NN ball",
+    _key(embeddings.prdc, "precision"),
 )
 _m(
     "prdc_recall",
@@ -289,6 +341,7 @@ _m(
     "embeddings",
     lambda c: c.prdc["recall"],
     "share of reference points inside some sample k-NN ball",
+    _key(embeddings.prdc, "recall"),
 )
 _m(
     "prdc_density",
@@ -297,6 +350,7 @@ _m(
     "embeddings",
     lambda c: c.prdc["density"],
     "mean number of reference balls holding a sample, / k",
+    _key(embeddings.prdc, "density"),
 )
 _m(
     "prdc_coverage",
@@ -305,49 +359,83 @@ _m(
     "embeddings",
     lambda c: c.prdc["coverage"],
     "share of reference balls holding at least one sample",
+    _key(embeddings.prdc, "coverage"),
 )
 _m(
     "vendi",
     True,
     "diversity",
     "embeddings",
-    lambda c: embeddings.vendi(_with_norm(c.embeddings)),
+    lambda c: embeddings.vendi_of_rows(c.embeddings),
     "Vendi score (cosine kernel, q=1) of the sample's non-empty texts",
+    _sample_only(embeddings.vendi_of_rows),
 )
 _m(
     "embedding_spread",
     True,
     "diversity",
     "embeddings",
-    lambda c: float(
-        np.var(c.embeddings, axis=0).sum() / np.var(c.reference.embeddings, axis=0).sum()
-    ),
+    lambda c: embeddings.spread(c.embeddings, c.reference.embeddings),
     "total variance of sample embeddings / reference's",
+    embeddings.spread,
 )
 _m(
     "frechet",
     False,
     "fidelity",
     "embeddings",
-    lambda c: embeddings.frechet_distance(c.reference.embeddings, c.embeddings),
+    lambda c: embeddings.frechet_distance(c.embeddings, c.reference.embeddings),
     "Fréchet distance between Gaussian fits of the embeddings",
+    embeddings.frechet_distance,
 )
 _m(
     "mmd",
     False,
     "fidelity",
     "embeddings",
-    lambda c: embeddings.mmd_rbf(c.reference.embeddings, c.embeddings),
+    lambda c: embeddings.mmd_rbf(c.embeddings, c.reference.embeddings),
     "unbiased RBF MMD^2 (median-heuristic bandwidth)",
+    embeddings.mmd_rbf,
 )
 
 
-def _with_norm(X: np.ndarray) -> np.ndarray:
-    """Rows with a direction: a text with no tokens embeds to zero and has no cosine."""
-    keep = np.any(X != 0, axis=1)
-    if not keep.any():
-        raise InputError("every sample text embeds to zero (no tokens): Vendi is undefined")
-    return X[keep]
+_m(
+    "vector_variance_ratio",
+    None,
+    "diversity",
+    "vectors",
+    lambda c: vectors.total_variance_ratio(c.vectors, c.reference.vectors),
+    "total variance of numeric records / the reference's (1: no change)",
+    vectors.total_variance_ratio,
+    ideal=1.0,
+)
+_m(
+    "vector_tail_lower",
+    True,
+    "tail",
+    "vectors",
+    lambda c: vectors.tail_width_lower(c.vectors, c.reference.vectors),
+    "width of the last coordinate's lower 1% tail / the reference's",
+    vectors.tail_width_lower,
+)
+_m(
+    "vector_tail_upper",
+    True,
+    "tail",
+    "vectors",
+    lambda c: vectors.tail_width_upper(c.vectors, c.reference.vectors),
+    "width of the last coordinate's upper 1% tail / the reference's",
+    vectors.tail_width_upper,
+)
+_m(
+    "vector_w1",
+    False,
+    "fidelity",
+    "vectors",
+    lambda c: vectors.last_coordinate_w1(c.vectors, c.reference.vectors),
+    "Wasserstein-1 between the last coordinates",
+    vectors.last_coordinate_w1,
+)
 
 
 @dataclass(frozen=True)
@@ -429,6 +517,33 @@ PRESETS: dict[str, Preset] = {
         },
         shrinkage=("prdc_density", 1.5, "prdc_recall"),
     ),  # fmt: skip
+    # The lab's presets, one per data kind of its built-in models (tailguard.lab.evaluation).
+    "lab-tokens": Preset(
+        "lab-tokens",
+        ("rare_vocab_coverage", "vocab_coverage", "ngram_entropy_1", "distinct_1"),
+        {
+            "rare_vocab_coverage": Threshold("relative", 0.15),
+            "vocab_coverage": Threshold("relative", 0.10),
+        },
+    ),
+    "lab-labels": Preset(
+        "lab-labels",
+        ("tail_recall", "tail_mass_ratio", "label_js", "label_tv", "label_entropy"),
+        {
+            "tail_recall": Threshold("relative", 0.10),
+            "tail_mass_ratio": Threshold("relative", 0.25),
+            "label_js": Threshold("change", 0.05),
+        },
+    ),
+    "lab-vectors": Preset(
+        "lab-vectors",
+        ("vector_variance_ratio", "vector_tail_lower", "vector_tail_upper", "vector_w1"),
+        {
+            "vector_variance_ratio": Threshold("relative", 0.10),
+            "vector_tail_lower": Threshold("relative", 0.10),
+            "vector_tail_upper": Threshold("relative", 0.10),
+        },
+    ),
 }
 
 

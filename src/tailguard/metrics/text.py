@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from tailguard.errors import InputError
 from tailguard.metrics import _checks
 from tailguard.metrics.labels import tail_mask
+from tailguard.metrics.scalars import wasserstein1
 
 #: Characters that are not letters or digits separate tokens.
 TOKEN_SEPARATOR = r"[^\p{L}\p{N}]+"
@@ -362,6 +363,15 @@ def rare_vocab_coverage(sample, reference, *, q: float = 0.2) -> float:  # noqa:
     present = np.zeros(len(s.vocab), dtype=bool)
     present[s.ids] = True
     return float(present[tail_mask(counts, q)].mean())
+
+
+def length_shift(sample, reference) -> float:  # noqa: ANN001
+    """Wasserstein-1 between token counts per text / the reference's mean token count."""
+    s, r = _pair(sample, reference)
+    mean_r = r.lengths.mean()
+    if mean_r == 0:
+        raise InputError("reference_texts contain no tokens")
+    return wasserstein1(s.lengths, r.lengths) / mean_r
 
 
 def length_quantiles(

@@ -17,30 +17,32 @@ from tailguard.mix.adapters import (
     rank_batches,
     rank_quota,
 )
-from tailguard.mix.dial import Decision, Dial, Evidence, MetricEvidence
+from tailguard.mix.dial import Decision, Dial, Evidence
 from tailguard.mix.planner import human_quota, plan
 from tailguard.mix.policies import (
     POLICIES,
     Accumulate,
+    AccumulateSubsample,
     Anchored,
     Fresh,
     HumanOnly,
     Policy,
     Replace,
     eligible_rows,
+    policy_from_manifest,
     policy_from_name,
 )
 
 __all__ = [
     "POLICIES",
     "Accumulate",
+    "AccumulateSubsample",
     "Anchored",
     "Decision",
     "Dial",
     "Evidence",
     "Fresh",
     "HumanOnly",
-    "MetricEvidence",
     "Policy",
     "Replace",
     "distributed_batch_sampler",
@@ -54,6 +56,7 @@ __all__ = [
     "manifest_sampler",
     "manifest_trainer",
     "plan",
+    "policy_from_manifest",
     "policy_from_name",
     "rank_batches",
     "rank_quota",

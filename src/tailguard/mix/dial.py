@@ -4,9 +4,9 @@ The rule is deliberately simple and auditable:
 
 - a watched metric *degraded* (the monitor's ``degraded`` flag is the truth;
   the sign of ``change`` is not interpreted) -> raise the real fraction by one
-  ``step`` (never above ``ceiling``);
+  ``step`` (never above ``maximum``);
 - every watched metric *held* for ``patience`` rounds in a row -> lower it by one
-  ``step`` (more synthetic, cheaper; never below ``floor``);
+  ``step`` (more synthetic, cheaper; never below ``minimum``);
 - otherwise, or when a watched metric has no evidence this round -> hold.
 
 Every :class:`Decision` carries its reason and the evidence it read, plus the
@@ -20,42 +20,62 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import pyarrow as pa
 
-from tailguard.errors import ConfigError, InputError
+from tailguard.errors import ConfigError, InputError, check_fraction
+from tailguard.mix.policies import Anchored
+
+#: Parameter names older runs stored (``floor``/``ceiling``), read when replaying history.
+_OLD_PARAM_NAMES = {"floor": "minimum", "ceiling": "maximum"}
+
+#: The attributes the Dial reads from each evidence item.
+EVIDENCE_FIELDS = ("metric", "value", "baseline", "change", "threshold", "degraded")
 
 
-@runtime_checkable
-class Evidence(Protocol):
-    """One metric's verdict for a round, as the monitor reports it."""
+@dataclass(frozen=True, kw_only=True)
+class Evidence:
+    """One watched metric at a round against its baseline: what the monitor reports
+    (``Monitor.evidence``) and the Dial turns on.
 
+    ``relative_change`` is signed, ``(value - baseline) / |baseline|`` (``change`` is
+    the same number); ``degraded`` is True when the metric is past its threshold in
+    its bad direction and also worse than the noise floor (when one is recorded).
+    The fields after the six the Dial reads say where the number comes from; a
+    caller feeding the Dial by hand may leave them out.
+    """
+
+    run: str = ""
+    sample: str = ""
     metric: str
+    kind: str = ""
+    higher_is_better: bool | None = None
+    round: int = -1
     value: float
     baseline: float
-    change: float
+    baseline_round: int = -1
+    noise_floor: float | None = None
+    relative_change: float
     threshold: float
+    threshold_kind: str = ""
     degraded: bool
 
-
-@dataclass(frozen=True)
-class MetricEvidence:
-    """A plain :class:`Evidence` record (for callers and tests; the monitor may use its own)."""
-
-    metric: str
-    value: float
-    baseline: float
-    change: float
-    threshold: float
-    degraded: bool
+    @property
+    def change(self) -> float:
+        """The relative change (the name stored in the Dial's decisions)."""
+        return self.relative_change
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MetricEvidence:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+    def from_dict(cls, data: dict[str, Any]) -> Evidence:
+        """From :meth:`to_dict` or a stored decision's item (which names it ``change``)."""
+        data = dict(data)
+        if "relative_change" not in data and "change" in data:
+            data["relative_change"] = data["change"]
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
 @dataclass(frozen=True)
@@ -74,30 +94,42 @@ class Decision:
 class Dial:
     """Decide each round's real fraction from evidence (see the module docstring)."""
 
+    #: Defaults (the config and the lab read them here): the anchored policy's
+    #: share to start from, the range the dial keeps to, its step and patience.
+    START: float = Anchored.REAL_FRACTION
+    MINIMUM: float = 0.15
+    MAXIMUM: float = 0.9
+    STEP: float = 0.05
+    PATIENCE: int = 2
+
     def __init__(
         self,
         *,
-        start: float = 0.2,
-        floor: float = 0.15,
-        ceiling: float = 0.9,
-        step: float = 0.05,
+        start: float = START,
+        minimum: float = MINIMUM,
+        maximum: float = MAXIMUM,
+        step: float = STEP,
         watch: Sequence[str] = (),
-        patience: int = 2,
+        patience: int = PATIENCE,
     ) -> None:
-        for name, value in (("start", start), ("floor", floor), ("ceiling", ceiling)):
-            if not isinstance(value, int | float) or not 0.0 < float(value) <= 1.0:
-                raise ConfigError(f"Dial {name} must be in (0, 1], got {value!r}")
-        if not floor <= start <= ceiling:
-            raise ConfigError(
-                f"Dial needs floor <= start <= ceiling, got {floor} <= {start} <= {ceiling}"
+        start, minimum, maximum, step = (
+            check_fraction(value, f"Dial {name}")
+            for name, value in (
+                ("start", start),
+                ("minimum", minimum),
+                ("maximum", maximum),
+                ("step", step),
             )
-        if not isinstance(step, int | float) or not 0.0 < float(step) <= 1.0:
-            raise ConfigError(f"Dial step must be in (0, 1], got {step!r}")
+        )
+        if not minimum <= start <= maximum:
+            raise ConfigError(
+                f"Dial needs minimum <= start <= maximum, got {minimum} <= {start} <= {maximum}"
+            )
         if not isinstance(patience, int) or isinstance(patience, bool) or patience < 1:
             raise ConfigError(f"Dial patience must be a positive integer, got {patience!r}")
         if isinstance(watch, str):
             watch = [watch]
-        self.start, self.floor, self.ceiling = float(start), float(floor), float(ceiling)
+        self.start, self.minimum, self.maximum = start, minimum, maximum
         self.step, self.patience = float(step), int(patience)
         self.watch = tuple(str(w) for w in watch)
         self.real_fraction = self.start
@@ -109,8 +141,8 @@ class Dial:
         """The Dial's parameters, JSON-able (``Dial(**params)`` rebuilds it)."""
         return {
             "start": self.start,
-            "floor": self.floor,
-            "ceiling": self.ceiling,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
             "step": self.step,
             "watch": list(self.watch),
             "patience": self.patience,
@@ -127,8 +159,8 @@ class Dial:
 
     @classmethod
     def from_state(cls, params: dict[str, Any], state: dict[str, Any]) -> Dial:
-        """Rebuild a Dial from :meth:`params` and :attr:`state`."""
-        dial = cls(**params)
+        """Rebuild a Dial from :meth:`params` and :attr:`state` (old key names accepted)."""
+        dial = cls(**_current_names(params))
         dial.real_fraction = float(state["real_fraction"])
         dial.steady_rounds = int(state["steady_rounds"])
         dial.last_round = None if state["last_round"] is None else int(state["last_round"])
@@ -150,9 +182,9 @@ class Dial:
         stored = [_evidence_dict(r.get("evidence")) for r in rows]
         if not params:
             params = next((e["dial"] for e in stored if "dial" in e), {})
-        dial = cls(**params)
+        dial = cls(**_current_names(params))
         for row, evidence in zip(rows, stored, strict=True):
-            metrics = [MetricEvidence.from_dict(m) for m in evidence.get("metrics", [])]
+            metrics = [Evidence.from_dict(m) for m in evidence.get("metrics", [])]
             replayed = dial.decide(int(row["round"]), metrics)
             if not math.isclose(replayed.real_fraction, float(row["real_fraction"]), abs_tol=1e-9):
                 raise ConfigError(
@@ -171,7 +203,7 @@ class Dial:
             )
         items = list(evidence)
         for item in items:
-            if not isinstance(item, Evidence):
+            if not all(hasattr(item, name) for name in EVIDENCE_FIELDS):
                 raise InputError(
                     f"evidence item {item!r} lacks metric/value/baseline/change/threshold/degraded"
                 )
@@ -182,9 +214,9 @@ class Dial:
 
         if degraded:
             self.steady_rounds = 0
-            self.real_fraction = _clip(before + self.step, self.floor, self.ceiling)
+            self.real_fraction = _clip(before + self.step, self.minimum, self.maximum)
             what = "; ".join(_describe(e) for e in degraded)
-            verb = "raised" if self.real_fraction > before else "held at the ceiling"
+            verb = "raised" if self.real_fraction > before else "held at the maximum"
             reason = f"{verb} {before:.3g} -> {self.real_fraction:.3g}: {what}"
         elif missing or not watched:
             gap = ", ".join(missing) if missing else "any metric"
@@ -194,8 +226,8 @@ class Dial:
             names = ", ".join(sorted({e.metric for e in watched}))
             if self.steady_rounds >= self.patience:
                 self.steady_rounds = 0
-                self.real_fraction = _clip(before - self.step, self.floor, self.ceiling)
-                verb = "lowered" if self.real_fraction < before else "held at the floor"
+                self.real_fraction = _clip(before - self.step, self.minimum, self.maximum)
+                verb = "lowered" if self.real_fraction < before else "held at the minimum"
                 reason = (
                     f"{verb} {before:.3g} -> {self.real_fraction:.3g}: {names} held for "
                     f"{self.patience} round(s)"
@@ -216,6 +248,11 @@ class Dial:
         return Decision(
             round=int(round), real_fraction=self.real_fraction, reason=reason, evidence=record
         )
+
+
+def _current_names(params: dict[str, Any]) -> dict[str, Any]:
+    """Stored Dial parameters with the names of older runs mapped to today's."""
+    return {_OLD_PARAM_NAMES.get(k, k): v for k, v in params.items()}
 
 
 def _clip(value: float, low: float, high: float) -> float:

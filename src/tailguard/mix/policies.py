@@ -14,6 +14,7 @@ present, only ``accepted`` rows are ever eligible.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -23,6 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tailguard.errors import ConfigError, InputError, ReservoirError
+from tailguard.errors import check_fraction as _check_fraction
+from tailguard.mix.streams import row_keys
 from tailguard.records import Origin, Status
 
 REQUIRED_COLUMNS = ("id", "origin", "generation")
@@ -178,9 +181,15 @@ class Anchored(_MaskPolicy):
 
     name = "anchored"
     anchored = True
+    #: The default human share of every batch (the config, CLI and lab read it here).
+    REAL_FRACTION: ClassVar[float] = 0.2
 
     def __init__(
-        self, *, real_fraction: float = 0.2, synthetic: str = "accumulate", size: int | None = None
+        self,
+        *,
+        real_fraction: float = REAL_FRACTION,
+        synthetic: str = "accumulate",
+        size: int | None = None,
     ) -> None:
         self.real_fraction = check_fraction(real_fraction)
         if synthetic not in SYNTHETIC_MODES:
@@ -239,8 +248,6 @@ class Fresh(_MaskPolicy):
         return {"new_human_per_round": self.new_human_per_round, "synthetic": self.synthetic}
 
     def selection(self, pool: pa.Table, round: int, seed: int = 0) -> Selection:  # noqa: A002
-        from tailguard.mix.planner import row_keys
-
         pool, keep, human = _eligibility(pool, round)
         if "round" not in pool.column_names:
             raise InputError("the 'fresh' policy needs the pool's round column", field="round")
@@ -263,8 +270,39 @@ class Fresh(_MaskPolicy):
         return Selection(pool=pool, human=human, keep=keep, human_first=True)
 
 
+class AccumulateSubsample(Policy):
+    """Accumulate everything, then train on a fixed-size seeded sample of it.
+
+    ``size`` slots per round (by default the number of human rows in the pool),
+    so the training set does not grow while the pool does: the human share
+    shrinks as generations accumulate, unlike anchoring, which fixes it.
+    """
+
+    name = "accumulate_subsample"
+
+    def __init__(self, *, size: int | None = None) -> None:
+        if size is not None and (not _is_int(size) or size < 1):
+            raise ConfigError(f"size must be a positive integer, got {size!r}")
+        self.size = None if size is None else int(size)
+
+    def params(self) -> dict[str, Any]:
+        return {"size": self.size}
+
+    def select(self, pool: pa.Table, round: int, seed: int = 0) -> pa.Table:  # noqa: A002
+        pool = eligible_rows(pool, round)
+        if pool.num_rows == 0:
+            raise InputError(f"round {round} has no eligible examples to train on")
+        size = self.size
+        if size is None:
+            size = int(np.count_nonzero(pool["origin"].to_numpy(zero_copy_only=False) == "human"))
+        if pool.num_rows <= size:
+            return pool
+        keys = row_keys(pool, seed=seed, salt=0xA5C5)
+        return pool.take(pa.array(np.sort(np.argsort(keys, kind="stable")[:size])))
+
+
 POLICIES: dict[str, type[Policy]] = {
-    cls.name: cls for cls in (HumanOnly, Replace, Accumulate, Anchored, Fresh)
+    cls.name: cls for cls in (HumanOnly, Replace, Accumulate, AccumulateSubsample, Anchored, Fresh)
 }
 
 
@@ -279,15 +317,25 @@ def policy_from_name(name: str, **params: Any) -> Policy:
         raise ConfigError(f"bad parameters for policy {key!r}: {exc}") from exc
 
 
+def policy_from_manifest(manifest: Any) -> Policy:
+    """The policy a stored manifest was planned with, rebuilt from its name and params.
+
+    A manifest's params hold the policy's own parameters beside the planner's
+    (``batch_size``, ``epochs``, counts); only the ones the policy takes are passed.
+    """
+    key = str(manifest.policy).strip().lower().replace("-", "_")
+    if key not in POLICIES:
+        raise ConfigError(
+            f"unknown policy {manifest.policy!r}; valid policies: {', '.join(POLICIES)}"
+        )
+    accepted = inspect.signature(POLICIES[key]).parameters
+    params = {k: v for k, v in manifest.params.items() if k in accepted}
+    return policy_from_name(key, **params)
+
+
 def check_fraction(value: float, name: str = "real_fraction") -> float:
     """A real fraction must lie in (0, 1]: zero human data is not anchoring."""
-    try:
-        f = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name} must be a number in (0, 1], got {value!r}") from exc
-    if not (0.0 < f <= 1.0):
-        raise ConfigError(f"{name} must be in (0, 1], got {value!r}")
-    return f
+    return _check_fraction(value, name)
 
 
 def eligible_rows(pool: pa.Table, round: int) -> pa.Table:  # noqa: A002

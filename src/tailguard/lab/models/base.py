@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tailguard.errors import InputError
+from tailguard.metrics.vectors import decode_vectors  # noqa: F401 - the models read it here
 from tailguard.records import Origin, make_records
 
 
@@ -76,32 +77,6 @@ def encode_vectors(x: np.ndarray) -> pa.Array:
     lists = pa.FixedSizeListArray.from_arrays(texts, d).cast(pa.list_(pa.string()))
     joined = pc.binary_join(lists, ", ")
     return pc.binary_join_element_wise("[", joined, "]", "")
-
-
-def decode_vectors(content: pa.Array | pa.ChunkedArray, *, dim: int | None = None) -> np.ndarray:
-    """JSON array texts (all of one length) back to an ``(n, d)`` float matrix."""
-    if len(content) == 0:
-        return np.empty((0, dim or 0))
-    inner = pc.utf8_trim(content, "[] \n")
-    parts = pc.split_pattern_regex(inner, r"\s*,\s*")
-    lengths = pc.list_value_length(parts).to_numpy(zero_copy_only=False)
-    d = int(lengths[0])
-    if (lengths != d).any() or (dim is not None and d != dim):
-        want = dim if dim is not None else d
-        bad = int(np.flatnonzero(lengths != want)[0]) if (lengths != want).any() else 0
-        raise InputError(
-            f"numeric records must all be JSON arrays of {want} numbers; row {bad} is not",
-            line=bad,
-            field="content",
-        )
-    flat = pc.list_flatten(parts)
-    try:
-        values = pc.cast(flat, pa.float64()).to_numpy(zero_copy_only=False)
-    except pa.ArrowInvalid as exc:
-        raise InputError(
-            f"numeric content is not a JSON array of numbers ({exc})", field="content"
-        ) from None
-    return values.reshape(len(content), d)
 
 
 def vector_records(

@@ -1,0 +1,194 @@
+"""One lab job: one strategy with one seed, its in-memory ledger and its retraining loop.
+
+Round 0 trains on the reservoir; round ``r`` generates generation ``r`` from model
+``r - 1``, gates it (if the strategy gates), plans the round's manifest under the
+strategy's policy, trains model ``r`` on exactly the manifest's records, samples
+it and scores the sample against the reservoir's human holdout. A run that
+collapsed is then switched to anchoring to count the rounds it takes to recover.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from tailguard.lab.callables import loop_callables
+from tailguard.lab.config import LINEAGE_TABLES, LabConfig
+from tailguard.lab.data import LabData
+from tailguard.lab.evaluation import PRIMARY, monitor_for
+from tailguard.lab.strategies import StrategyParts, StrategySettings
+
+#: Rounds a collapsed run may take, once switched to anchoring, to come back.
+RECOVERY_TOLERANCE = 0.05
+
+
+@dataclass
+class JobResult:
+    """What one strategy x seed leaves behind (Arrow tables pickle across processes)."""
+
+    strategy: str
+    seed: int
+    metrics: pa.Table  # the ledger's metric rows
+    rounds: pa.Table  # per round: provenance and cost counts
+    recovery: dict[str, Any]
+    lineage: dict[str, pa.Table]  # what the report shows: mix, gate, reasons, decisions, alerts
+
+
+class _Job:
+    """One strategy with one seed: its ledger, its parts, and the model of each round."""
+
+    def __init__(
+        self, config: LabConfig, strategy: str, seed: int, tick: Callable[[int], None]
+    ) -> None:
+        from tailguard.lab.strategies import strategy as lookup
+        from tailguard.ledger import Ledger
+
+        self.config, self.strategy, self.seed, self.tick = config, strategy, seed, tick
+        self.run_name = f"{strategy}/seed{seed}"
+        data = config.dataset
+        human = data.load(config.model_params)
+        self.n_generate = config.n_generate or _default_n_generate(data, human.num_rows)
+        self.eval_size = config.eval_size or self.n_generate
+        settings = StrategySettings(real_fraction=config.real_fraction, n_generate=self.n_generate)
+        self.parts: StrategyParts = lookup(strategy).parts(settings)
+        all_fresh = set(config.strategies) & {"fresh"}
+        per_round = lookup("fresh").parts(settings).fresh_per_round if all_fresh else 0
+        # Every strategy of an experiment sees the same reservoir: when one of them needs a
+        # stream of new human data, it is held back from the reservoir for all of them.
+        order = np.random.default_rng([config.seed, seed]).permutation(human.num_rows)
+        n_stream = min(per_round * config.generations, human.num_rows // 2)
+        self.stream = human.take(pa.array(order[:n_stream]))
+        self.ledger = Ledger.open(":memory:")
+        self.ledger.add_records(human.take(pa.array(order[n_stream:])))
+        self.ledger.freeze_reservoir("main", holdout=config.holdout, seed=seed)
+        if self.parts.gate is not None:  # gate candidates against this job's reservoir
+            settings = replace(settings, reference=self.ledger.reservoir_records("all"))
+            self.parts = lookup(strategy).parts(settings)
+        self.monitor = monitor_for(data.kind, run=self.run_name, seed=seed)
+        self.primary = PRIMARY[data.kind]
+        self.real_fraction = config.real_fraction
+        # The loop's callables: train on the manifest's records, generate and sample records.
+        self.train, self.generate, self.sample = loop_callables(
+            config.model, config.model_params, eval_size=self.eval_size
+        )
+
+    def loop(self, policy: Any, *, gate: Any = None, dial: Any = None) -> Any:
+        """The retraining loop over this job's ledger, with the lab model as train/generate."""
+        from tailguard.loop import Loop
+
+        return Loop(
+            self.ledger, train=self.train, generate=self.generate, sample=self.sample,
+            policy=policy, gate=gate, dial=dial, monitor=self.monitor,
+            n_generate=self.n_generate, n_sample=self.eval_size,
+            batch_size=self.config.batch_size, run=self.run_name, seed=self.seed,
+            generator=self.config.model,
+        )  # fmt: skip
+
+    def _on_stage(self, round: int, stage: str) -> None:  # noqa: A002
+        """Bring fresh human data in after generating (fresh only), tick after evaluating."""
+        if stage == "generate" and self.parts.fresh_per_round and round >= 1:
+            from tailguard.records import make_records
+
+            k = self.parts.fresh_per_round
+            fresh = self.stream.slice((round - 1) * k, k)
+            self.ledger.add_records(make_records(
+                fresh.column("content"), origin="human", source="fresh", round=round,
+                label=fresh.column("label"),
+            ))  # fmt: skip
+        elif stage == "evaluate":
+            self.tick(1)
+
+    def run(self) -> JobResult:
+        cfg, parts = self.config, self.parts
+        loop = self.loop(parts.policy, gate=parts.gate, dial=parts.dial)
+        results = loop.run(cfg.generations, on_stage=self._on_stage)
+        lineage = self._lineage()
+        recovery = self._recover(loop.model, results[0].metrics, results[-1].metrics)
+        metrics = self.ledger.metrics(self.run_name)
+        return JobResult(self.strategy, self.seed, metrics, self._rounds_table(), recovery, lineage)
+
+    def _lineage(self) -> dict[str, pa.Table]:
+        """The report's tables of this run (before any recovery rounds), tagged."""
+        from tailguard.lineage import lineage_tables
+
+        tables = lineage_tables(self.ledger, self.run_name)
+        out = {}
+        for name in LINEAGE_TABLES:
+            t = tables[name]
+            n = t.num_rows
+            out[name] = t.append_column(
+                "strategy", pa.array([self.strategy] * n, pa.string())
+            ).append_column("seed", pa.array([self.seed] * n, pa.int32()))
+        return out
+
+    def _recover(
+        self, model: Any, baseline: dict[str, float], values: dict[str, float]
+    ) -> dict[str, Any]:
+        """Switch a collapsed run to anchoring; count rounds until within 5% of baseline."""
+        from tailguard.mix import Anchored
+
+        primary = self.primary
+        base = baseline[primary]
+        if _within(values[primary], base):
+            return {"collapsed": False, "rounds": 0, "recovered": True}
+        loop = self.loop(Anchored(real_fraction=self.real_fraction))
+        loop.model = model
+        start = self.config.generations + 1
+        for i in range(self.config.recovery_rounds):
+            result = loop.run_round(start + i)
+            if _within(result.metrics[primary], base):
+                return {"collapsed": True, "rounds": i + 1, "recovered": True}
+        return {"collapsed": True, "rounds": self.config.recovery_rounds, "recovered": False}
+
+    def _rounds_table(self) -> pa.Table:
+        """Per round: slots by origin, traceable share, new human examples, generated, verified."""
+        rounds = self.ledger.round_summary(self.run_name).select(
+            [
+                "round",
+                "total",
+                "human",
+                "synthetic",
+                "traceable",
+                "new_human",
+                "generated",
+                "verified",
+            ]
+        )
+        n = rounds.num_rows
+        costs = self.config.costs
+        cost = costs.cost(
+            human=rounds["new_human"].to_numpy(),
+            synthetic=rounds["generated"].to_numpy(),
+            verified=rounds["verified"].to_numpy(),
+        )
+        return (
+            rounds.append_column("cost", pa.array(np.asarray(cost, dtype=np.float64)))
+            .append_column("strategy", pa.array([self.strategy] * n))
+            .append_column("seed", pa.array([self.seed] * n, pa.int32()))
+        )
+
+
+def _within(value: float, base: float) -> bool:
+    return bool(abs(value - base) <= RECOVERY_TOLERANCE * abs(base))
+
+
+def _default_n_generate(data: LabData, n_human: int) -> int:
+    return 2000 if data.kind == "text" else max(2, min(2000, int(n_human * 0.9)))
+
+
+def run_job(config: LabConfig, strategy: str, seed: int, queue: Any = None) -> JobResult:
+    """Run one strategy with one seed (the unit of parallel work)."""
+
+    def tick(n: int) -> None:
+        if queue is not None:
+            queue.put(n)
+
+    job = _Job(config, strategy, seed, tick)
+    try:
+        return job.run()
+    finally:
+        job.ledger.close()

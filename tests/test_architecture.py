@@ -1,0 +1,124 @@
+"""The module map in docs/architecture.md holds in code: imports run one way, no cycles.
+
+Every ``import`` of a tailguard module is read from the source (function-level
+imports included, since a lazy import is still a dependency), so a core module that
+reaches up to a client, or two modules that need each other, fail here.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "tailguard"
+#: Clients of the core: they may import the core, never the reverse.
+CLIENTS = {"lab", "advise", "report", "project", "tracking", "cli"}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = {_module_name(p): p for p in SRC.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                    mod = f"{base}.{node.module}" if node.module else base
+                else:
+                    mod = node.module or ""
+                # `from pkg import submodule` depends on the submodule itself.
+                targets = [
+                    f"{mod}.{a.name}" if f"{mod}.{a.name}" in modules else mod for a in node.names
+                ]
+            for t in targets:
+                while t and t not in modules:
+                    t = t.rpartition(".")[0]
+                if t and t != name and t.startswith("tailguard"):
+                    graph[name].add(t)
+    return graph
+
+
+def _top(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+GRAPH = _graph()
+
+
+def test_the_graph_is_read() -> None:
+    assert "tailguard.ledger" in GRAPH["tailguard.loop"]
+    assert len(GRAPH) > 40
+
+
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH if _top(m) not in CLIENTS))
+def test_core_never_imports_a_client(module: str) -> None:
+    up = sorted(t for t in GRAPH[module] if _top(t) in CLIENTS)
+    assert not up, f"{module} (core) imports client modules {up}"
+
+
+def test_nothing_imports_the_cli() -> None:
+    for module, targets in GRAPH.items():
+        if _top(module) != "cli":
+            assert not [t for t in targets if _top(t) == "cli"], module
+
+
+def test_metrics_imports_only_errors() -> None:
+    for module, targets in GRAPH.items():
+        if _top(module) == "metrics":
+            foreign = {_top(t) for t in targets} - {"metrics", "errors"}
+            assert not foreign, f"{module} imports {sorted(foreign)}"
+
+
+def test_advise_does_not_import_the_lab() -> None:
+    assert not [t for t in GRAPH["tailguard.advise"] if _top(t) == "lab"]
+
+
+def test_no_import_cycles() -> None:
+    """Tarjan's strongly connected components: every one must be a single module."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+    counter = [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in GRAPH[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(GRAPH):
+        if v not in index:
+            visit(v)
+    assert not cycles, f"import cycles: {cycles}"
