@@ -2,21 +2,19 @@
 
 Both stages read shards with ``id`` and ``content`` and write shards with ``id``
 (and ``pos`` when the input has it) beside the result, out of core
-(:meth:`tailguard.engines.RayEngine.map_parquet`). The monitor's set-level
+(``engine.map_parquet``: a :class:`tailguard.engines.RayEngine`; metrics imports no
+other part of tailguard). The monitor's set-level
 metrics (PRDC, Vendi, MMD) then read the embedding shards they need.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-if TYPE_CHECKING:
-    from tailguard.engines import RayEngine
 
 
 def _keys(batch: pa.Table) -> dict[str, Any]:
@@ -71,7 +69,7 @@ def embed_parquet(
     source: str | Path,
     destination: str | Path,
     *,
-    engine: RayEngine,
+    engine: Any,
     batch_size: int = 4096,
 ) -> str:
     """Embed every record of the shards at ``source`` into shards at ``destination``.
@@ -86,7 +84,7 @@ def embed_parquet(
 
 
 def record_metrics_parquet(
-    source: str | Path, destination: str | Path, *, engine: RayEngine, batch_size: int = 65_536
+    source: str | Path, destination: str | Path, *, engine: Any, batch_size: int = 65_536
 ) -> str:
     """:func:`record_metrics` for every record of the shards at ``source``."""
     columns = ["id", "content"] + (["pos"] if _has_pos(source) else [])
