@@ -372,7 +372,6 @@ def gate_parquet(
     ref = ray.data.read_parquet(str(reservoir)) if reservoir is not None else None
     n_ref = ref.count() if ref is not None else 0
     res_name = str(reservoir) if reservoir is not None else None
-    parts_out = []
     bs = gate.batch_size
     try:
         for i, v in enumerate(gate.verifiers):
@@ -390,7 +389,6 @@ def gate_parquet(
                     f"verifier {v.name!r} needs the whole pool at once: it cannot run on shards"
                 )
             ds.write_parquet(str(out / v.name))
-            parts_out.append(out / v.name)
     finally:
         if work_dir is None:
             shutil.rmtree(tmp, ignore_errors=True)
