@@ -227,8 +227,8 @@ class GateSection(_Strict):
     batch_size: int = Field(
         default_factory=owner_default("tailguard.gate.gate:Gate", "BATCH_SIZE"), ge=1
     )
-    parallel_min: int = Field(
-        default_factory=owner_default("tailguard.gate.gate:Gate", "PARALLEL_MIN"), ge=1
+    parallel_min: Annotated[int, Field(ge=1)] | None = Field(
+        default_factory=owner_default("tailguard.gate.gate:Gate", "PARALLEL_MIN")
     )
     engine: Literal["in_process", "process_pool", "ray"] | None = None
 

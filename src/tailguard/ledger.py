@@ -897,25 +897,65 @@ class Ledger:
         """Human records of the reservoir: ``train``, ``holdout`` or ``all`` (one per id)."""
         if split not in {"train", "holdout", "all"}:
             raise InputError(f"split must be train, holdout or all, not {split!r}")
+        sql, params = self._reservoir_sql(split, name)
+        return self.con.sql(sql, params=params).to_arrow_table().cast(SCHEMA)
+
+    def _reservoir_sql(self, split: str, name: str | None) -> tuple[str, list[Any]]:
         res = self.reservoir(name)
         cond = "" if split == "all" else "AND m.split = ?"
         params = [res.name] + ([] if split == "all" else [split])
-        return (
-            self.con.sql(
-                f"""
+        sql = f"""
             SELECT r.* FROM (SELECT DISTINCT ON (id) * FROM records
                              WHERE origin = 'human' ORDER BY id, round, source) r
             JOIN reservoir_members m ON m.id = r.id AND m.name = ? {cond}
             ORDER BY r.id
-            """,
-                params=params,
+            """
+        return sql, params
+
+    def export_round(
+        self,
+        round: int,  # noqa: A002
+        directory: str | Path,
+        *,
+        reservoir: bool = True,
+        rows_per_file: int = 250_000,
+    ) -> dict[str, Path]:
+        """Write round ``round``'s candidates (and the reservoir's training split) as
+        Parquet shards for an out-of-core gate (``tailguard.gate.distributed``).
+
+        ``candidates/`` holds each synthetic candidate once (the gate's order: by id,
+        the lowest generation), ``reservoir/`` the reservoir by id; each row has its
+        ``pos`` in that order. DuckDB streams the shards: nothing passes through
+        Python. Returns the two directories.
+        """
+        directory = Path(directory)
+        out = {"candidates": directory / "candidates"}
+        candidates = """
+            SELECT * FROM (SELECT DISTINCT ON (id) * FROM records
+                           WHERE round = ? AND status = 'candidate' AND origin = 'synthetic'
+                           ORDER BY id, generation)
+            ORDER BY id"""
+        queries = [(out["candidates"], candidates, [round])]
+        if reservoir:
+            out["reservoir"] = directory / "reservoir"
+            queries.append((out["reservoir"], *self._reservoir_sql("train", None)))
+        for path, sql, params in queries:
+            if path.exists():
+                import shutil
+
+                shutil.rmtree(path)
+            path.mkdir(parents=True)
+            self.con.execute(
+                f"COPY (SELECT (row_number() OVER () - 1)::BIGINT AS pos, * FROM ({sql})) "
+                f"TO '{path}' (FORMAT parquet, ROW_GROUP_SIZE {int(rows_per_file)}, "
+                "ROW_GROUPS_PER_FILE 1, OVERWRITE_OR_IGNORE)",
+                params,
             )
-            .to_arrow_table()
-            .cast(SCHEMA)
-        )
+        return out
 
     def training_pool(self, round: int, *, reservoir: str | None = None) -> pa.Table:  # noqa: A002
-        """What round ``round`` may train on: id, origin, generation, label, round, source.
+        """What round ``round`` may train on: id, origin, generation, label, round, source,
+        content.
 
         The reservoir's training split; human records ingested after the freeze
         (fresh data) up to this round; every accepted synthetic record up to this
@@ -927,7 +967,8 @@ class Ledger:
             WITH holdout AS (SELECT id FROM reservoir_members WHERE name = ? AND split='holdout'),
                  anchored AS (SELECT id FROM reservoir_members WHERE name = ? AND split='train')
             SELECT * FROM (
-                SELECT DISTINCT ON (id, origin) id, origin, generation, label, round, source
+                SELECT DISTINCT ON (id, origin)
+                    id, origin, generation, label, round, source, content
                 FROM records r
                 WHERE id NOT IN (SELECT id FROM holdout) AND round <= ? AND (
                     (origin = 'human' AND (id IN (SELECT id FROM anchored) OR round >= 1))
@@ -969,6 +1010,54 @@ class Ledger:
                 )
             for name in ("v", "ok", "no"):
                 con.unregister(name)
+
+    def record_gate_parquet(self, round: int, path: str | Path) -> dict[str, int]:  # noqa: A002
+        """Store verdict shards (``tailguard.gate.distributed``) and move the candidates,
+        in one transaction, as :meth:`record_gate` does for an in-memory table.
+
+        A candidate is accepted when every verdict on it passed. DuckDB reads the
+        shards directly. Returns the verdicts, accepted and rejected counted.
+        """
+        files = sorted(str(p) for p in Path(path).rglob("*.parquet"))
+        if not files:
+            raise InputError("no verdict shards (*.parquet) found", file=str(path))
+        cols = [f.name for f in VERDICT_SCHEMA if f.name != "round"]
+        with self._transaction() as con:
+            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+            con.execute(
+                "CREATE OR REPLACE TEMP VIEW shard_verdicts AS "
+                f"SELECT {', '.join(cols)} FROM read_parquet([{listed}])"
+            )
+            _do(
+                con,
+                "DELETE FROM verdicts WHERE round = ? AND id IN (SELECT id FROM shard_verdicts)",
+                [round],
+            )
+            names = ", ".join(VERDICT_SCHEMA.names)
+            select = ", ".join("?::INTEGER" if c == "round" else c for c in VERDICT_SCHEMA.names)
+            _do(
+                con,
+                f"INSERT INTO verdicts ({names}) SELECT {select} FROM shard_verdicts",
+                [round],
+            )
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE shard_decisions AS SELECT id, bool_and(passed) "
+                "AS ok FROM shard_verdicts GROUP BY id"
+            )
+            _do(
+                con,
+                "UPDATE records SET status = CASE WHEN d.ok THEN 'accepted' ELSE 'rejected' END "
+                "FROM shard_decisions d WHERE records.id = d.id AND records.origin = 'synthetic' "
+                "AND records.round = ? AND records.status = 'candidate'",
+                [round],
+            )
+            counts = con.execute(
+                "SELECT (SELECT count(*) FROM shard_verdicts), count(*) FILTER (WHERE ok), "
+                "count(*) FILTER (WHERE NOT ok) FROM shard_decisions"
+            ).fetchall()[0]
+            con.execute("DROP TABLE shard_decisions")
+            con.execute("DROP VIEW shard_verdicts")
+        return {"verdicts": counts[0], "accepted": counts[1], "rejected": counts[2]}
 
     def verdicts(self, *, id: str | None = None, round: int | None = None) -> pa.Table:  # noqa: A002
         where, params = self._filters(id=id, round=round)

@@ -58,8 +58,9 @@ def run_loop(
             if mlflow is not None:
                 from tailguard.tracking import MlflowTracker
 
-                tracker = MlflowTracker(mlflow, run=cfg.loop.run)
-            results = loop.run(n_rounds, resume=resume, on_stage=step, on_round=tracker)
+                tracker = MlflowTracker(mlflow, run=cfg.loop.run, ledger=led, gate=loop.gate)
+            with tracker or contextlib.nullcontext():  # the MLflow run ends with its status
+                results = loop.run(n_rounds, resume=resume, on_stage=step, on_round=tracker)
         table = Table(
             "round",
             "generated",
