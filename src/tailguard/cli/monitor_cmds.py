@@ -60,12 +60,6 @@ def _spark(values: list[float]) -> str:
     return "".join(_SPARK[int(round((v - lo) / (hi - lo) * (len(_SPARK) - 1)))] for v in values)
 
 
-def _infer_preset(metrics: set[str]) -> str:
-    from tailguard.metrics import PRESETS
-
-    return "rich" if metrics - set(PRESETS["default"].metrics) else "default"
-
-
 def _print_status(mon: Any, run: str) -> None:
     from rich.table import Table
 
@@ -109,7 +103,7 @@ def monitor_cmd(
     ledger: Path | None = LedgerOption,
 ) -> None:
     """Show the metric history with trends; exit 1 when an alert is active."""
-    from tailguard.monitor import Monitor
+    from tailguard.monitor import Monitor, preset_for
 
     with open_ledger(ledger, read_only=True) as led:
         history = led.metrics(run=run)
@@ -120,7 +114,7 @@ def monitor_cmd(
         else:
             console.print("no metrics recorded yet: run `tailguard eval` first")
         return
-    chosen = preset or _infer_preset(set(history["metric"].to_pylist()))
+    chosen = preset or preset_for(history)
     active = False
     report = []
     for r in runs:
