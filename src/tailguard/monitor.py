@@ -67,6 +67,22 @@ class Trend:
 
 
 @dataclass(frozen=True)
+class Change:
+    """One metric's latest value against its baseline, and the arrow that says which way."""
+
+    metric: str
+    sample: str
+    baseline: float
+    value: float
+    relative_change: float
+    arrow: str
+    #: a degradation past the metric's threshold (beyond the noise floor's band)
+    degraded: bool
+    #: the baseline is the human noise floor (else the sample's first round)
+    human_baseline: bool
+
+
+@dataclass(frozen=True)
 class Alert:
     """A rule that fired at one round of a sample."""
 
@@ -393,6 +409,40 @@ class Monitor:
                 )
             )
         return out
+
+    #: How far (relative) an unthresholded metric must be from its baseline for its arrow
+    #: to follow the change rather than the slope's confidence interval.
+    ARROW_CHANGE: float = 0.10
+
+    def change(self, metric: str, *, sample: str = "model", run: str | None = None) -> Change:
+        """The latest value of one metric against its baseline (the human one when
+        recorded), with the arrow the monitor draws: the direction of the change
+        whenever it is a degradation past the threshold (or, for a metric without one,
+        ``ARROW_CHANGE``), else the slope's (``Trend.arrow``)."""
+        run = self.run if run is None else run
+        rounds, vals = self.series(metric, sample=sample, run=run)
+        if rounds.size == 0:
+            raise InputError(f"no history of {metric!r} for sample {sample!r} in run {run!r}")
+        floor = self._noise_floor(self._frame(run)).get(metric)
+        baseline = float(vals[0]) if floor is None else float(floor)
+        value = float(vals[-1])
+        hib = self._direction(metric, run)
+        thr = self.preset.thresholds.get(metric)
+        if thr is not None:
+            (e,) = [x for x in self.evidence(run, sample=sample) if x.metric == metric]
+            degraded = e.degraded
+        else:
+            rel = _worse_by(value, baseline, hib, _ideal(metric, baseline))
+            degraded = rel > self.ARROW_CHANGE * max(abs(baseline), _TINY)
+        trend = self.trend(metric, sample=sample, run=run)
+        if degraded or abs(value - baseline) > self.ARROW_CHANGE * max(abs(baseline), _TINY):
+            arrow = "↓" if value < baseline else "↑"
+        else:
+            arrow = "→" if trend is None else trend.arrow
+        relative = (value - baseline) / max(abs(baseline), _TINY)
+        return Change(
+            metric, sample, baseline, value, relative, arrow, bool(degraded), floor is not None
+        )
 
     def alerts(self, run: str | None = None, *, round: int | None = None) -> list[Alert]:
         """Threshold, variance-shrinkage and early-warning alerts at ``round`` (default:

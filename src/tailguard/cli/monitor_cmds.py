@@ -67,26 +67,23 @@ def _print_status(mon: Any, run: str) -> None:
 
     status = mon.status(run)
     watched = {(e.sample, e.metric): e for e in status.evidence}
-    table = Table(title=f"run {run}", show_lines=False)
-    for col in ("sample", "metric", "kind", "baseline", "latest", "change", "trend", "rounds", ""):
+    table = Table(title=f"run {run} (baseline: human noise floor when recorded)")
+    columns = ("sample", "metric", "kind", "baseline", "latest", "change", "trend", "history")
+    for col in (*columns, "status"):
         table.add_column(
             col, justify="right" if col in ("baseline", "latest", "change") else "left"
         )
     for smp in mon.samples(run):
-        for trend_metric in sorted(set(mon._frame(run).query("sample == @smp")["metric"])):
-            rounds, vals = mon.series(trend_metric, sample=smp, run=run)
-            trend = mon.trend(trend_metric, sample=smp, run=run)
-            e = watched.get((smp, trend_metric))
-            base = vals[0]
-            change = (vals[-1] - base) / max(abs(base), 1e-12)
+        for metric in sorted(set(mon._frame(run).query("sample == @smp")["metric"])):
+            _, vals = mon.series(metric, sample=smp, run=run)
+            c = mon.change(metric, sample=smp, run=run)
+            e = watched.get((smp, metric))
             mark = "" if e is None else ("[red]✖ degraded[/]" if e.degraded else "[green]✔[/]")
-            arrow = "" if trend is None else trend.arrow
-            if trend is not None and trend.worsening:
-                arrow = f"[red]{arrow}[/]"
-            kind = REGISTRY[trend_metric].kind if trend_metric in REGISTRY else ""
+            arrow = f"[red]{c.arrow}[/]" if c.degraded else c.arrow
+            kind = REGISTRY[metric].kind if metric in REGISTRY else ""
             table.add_row(
-                smp, trend_metric, kind, f"{base:.4g}", f"{vals[-1]:.4g}", f"{change:+.1%}",
-                arrow, _spark(list(vals)), mark,
+                smp, metric, kind, f"{c.baseline:.4g}", f"{c.value:.4g}",
+                f"{c.relative_change:+.1%}", arrow, _spark(list(vals)), mark,
             )  # fmt: skip
     console.print(table)
     for a in status.alerts:
