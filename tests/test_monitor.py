@@ -277,3 +277,41 @@ def test_every_monitor_column_has_a_header(tmp_path):
     ]  # fmt: skip
     row = next(line for line in out.output.splitlines() if "tail_recall" in line)
     assert "↓" in row and "-20.0%" in row and "degraded" in row
+
+
+def test_the_hashing_embedder_raises_no_alert_on_prdc():
+    from tailguard.metrics.embedders import HASHING_MEANINGLESS
+
+    values0 = {"prdc_recall": 0.5, "prdc_coverage": 0.9, "tail_recall": 1.0}
+    values1 = {"prdc_recall": 0.0, "prdc_coverage": 0.3, "tail_recall": 1.0}
+    for name, expect in (("hashing", set()), ("minilm", {"prdc_recall", "prdc_coverage"})):
+        mon = Monitor(preset="rich", embedder=name)
+        mon.record_values(0, values0)
+        mon.record_values(1, values1)
+        assert {e.metric for e in mon.evidence() if e.degraded} == expect
+        if name == "hashing":
+            assert not {e.metric for e in mon.evidence()} & set(HASHING_MEANINGLESS)
+
+
+def test_the_embedder_is_a_setting(tmp_path):
+    from tailguard.config import load_config
+    from tailguard.errors import ConfigError
+    from tailguard.metrics.embedders import CachedEmbedder, MiniLMEmbedder, make_embedder
+    from tailguard.project import project_monitor
+
+    cfg = tmp_path / "tailguard.toml"
+    cfg.write_text('[monitor]\npreset = "rich"\nembedder = "hashing"\n')
+    assert project_monitor(load_config(cfg)).embedder_name == "hashing"
+    cfg.write_text('[monitor]\npreset = "rich"\nembedder = "nope"\n')
+    with pytest.raises(ConfigError, match="monitor.embedder"):
+        load_config(cfg)
+    cfg.write_text('[monitor]\npreset = "rich"\n')
+    mon = project_monitor(load_config(cfg))
+    if MiniLMEmbedder.available():  # the sentence model by default when installed
+        assert mon.embedder_name == "minilm" and isinstance(mon.embedder, CachedEmbedder)
+        assert mon.embedder.root == tmp_path / ".tailguard" / "embeddings"
+    assert Monitor().embedder is None  # the default preset has no embedding metric
+    emb = make_embedder("tailguard.metrics.embedders:HashingEmbedder", dim=16)
+    assert emb.name == "hashing" and emb.dim == 16
+    with pytest.raises(ConfigError, match="cannot be loaded"):
+        make_embedder("no_such_module:f")

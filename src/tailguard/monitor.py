@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,12 @@ import pyarrow.compute as pc
 
 from tailguard.errors import InputError
 from tailguard.metrics import REGISTRY, Embedder, Preset, Reference, evaluate, get_preset
+from tailguard.metrics.embedders import (
+    EMBEDDING_METRICS,
+    HASHING_MEANINGLESS,
+    default_embedder_name,
+    make_embedder,
+)
 from tailguard.mix.dial import Evidence
 from tailguard.records import METRIC_ROWS
 
@@ -141,14 +148,25 @@ class Monitor:
         preset: str | Preset = PRESET,
         run: str = "main",
         reference: Reference | None = None,
-        embedder: Embedder | None = None,
+        embedder: Embedder | str | None = None,
         seed: int = 0,
         history: pa.Table | None = None,
+        cache_dir: str | Path | None = None,
     ) -> None:
         self.preset = get_preset(preset)
         self.run = run
         self.reference = reference
+        if embedder is None and set(self.preset.metrics) & set(EMBEDDING_METRICS):
+            embedder = "auto"
+        if embedder == "auto":
+            embedder = default_embedder_name()
+        if isinstance(embedder, str):  # the hashing embedder is cheaper than its cache
+            embedder = make_embedder(
+                embedder, cache_dir=None if embedder == "hashing" else cache_dir
+            )
         self.embedder = embedder
+        #: ``hashing`` unless a model embeds: then the embedding metrics are alerted on
+        self.embedder_name = "hashing" if embedder is None else embedder.name
         self.seed = seed
         self._history = empty_history() if history is None else _conform(history)
 
@@ -378,6 +396,8 @@ class Monitor:
         for metric, thr in self.preset.thresholds.items():
             if metric not in now.index or (metric not in floor and metric not in own.index):
                 continue
+            if self.embedder_name == "hashing" and metric in HASHING_MEANINGLESS:
+                continue  # meaningless numbers raise no alert and turn no dial
             value = float(now.at[metric, "value"])
             human = metric in floor
             baseline = float(floor[metric]) if human else float(own.at[metric, "value"])
