@@ -404,8 +404,9 @@ class Monitor:
                 else:
                     alerts.append(Alert(
                         run_name, smp, rnd, "threshold", (e.metric,),
-                        f"{e.metric} moved {e.relative_change:+.1%} from round {e.baseline_round} "
-                        f"({e.baseline:.4g} -> {e.value:.4g}), past its {e.threshold_kind} "
+                        f"{e.metric} moved {describe_change(e.value, e.baseline)} from round "
+                        f"{e.baseline_round} ({e.baseline:.4g} -> {e.value:.4g}), past its "
+                        f"{e.threshold_kind} "
                         f"threshold {e.threshold:g}",
                     ))  # fmt: skip
             tails = [e.metric for e in evs if e.degraded and e.kind in ("tail", "diversity")]
@@ -427,6 +428,17 @@ class Monitor:
 
     def params(self) -> dict[str, Any]:
         return {"preset": self.preset.to_dict(), "run": self.run, "seed": self.seed}
+
+
+#: Below this |baseline|, a change is said in absolute terms: +1,621% of 0.001 says nothing.
+TINY_BASE = 0.05
+
+
+def describe_change(value: float, baseline: float) -> str:
+    """A change as people read it: relative (``-12.5%``), absolute when the base is tiny."""
+    if abs(baseline) < TINY_BASE or abs(value - baseline) > abs(baseline):
+        return f"{value - baseline:+.3g} (absolute)"
+    return f"{(value - baseline) / abs(baseline):+.1%}"
 
 
 def _labels_or_none(labels: Any) -> Any:

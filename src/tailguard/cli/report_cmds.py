@@ -21,7 +21,8 @@ def report(
     ledger: Path | None = typer.Option(None, "--ledger", help="Ledger file."),
 ) -> None:
     """Write one HTML file (no network needed): metrics, mix, gate, dial, alerts, advice."""
-    from tailguard.advise import TaskProfile, advise, advise_from_lab
+    from tailguard.advise import TaskProfile, advise, advise_from_lab, fit_gate_to_data
+    from tailguard.cli.advise_cmds import _add_evidence
     from tailguard.report import from_lab, from_ledger, write
 
     advice = advise(TaskProfile(stakes=stakes, task=task, verifiable=verifiable))
@@ -30,9 +31,11 @@ def report(
 
         result = LabResult.load(lab)
         data = from_lab(result)
-        advise_from_lab(advice, result.axes)
+        advise_from_lab(fit_gate_to_data(advice, result.config.dataset.kind), result.axes)
     else:
         with open_ledger(ledger, read_only=True) as led:
             data = from_ledger(led, run=run)
+        # the words `tailguard advise --ledger` prints, from the same evidence
+        _add_evidence(advice, ledger, run)
     data.recommendation = advice.lines()
     console.print(f"wrote {write(data, output)}")
