@@ -67,17 +67,36 @@ def test_early_warning_fires_only_while_the_mean_metrics_hold():
     assert mon.history.num_rows == 8
 
 
-def test_noise_floor_vetoes_a_drop_that_is_still_human_level():
+def test_the_human_noise_floor_is_the_baseline_from_day_one():
     mon = Monitor()
     mon.record_values(0, {"tail_recall": 0.9}, sample=NOISE_FLOOR_SAMPLE)
-    mon.record_values(0, {"tail_recall": 1.0})
-    mon.record_values(1, {"tail_recall": 0.85})  # -15 %, below the floor: degraded
-    assert mon.evidence()[0].degraded
-    mon.record_values(1, {"tail_recall": 0.92})  # -8 %: within threshold anyway
+    mon.record_values(1, {"tail_recall": 0.8})  # the first eval: -11 % from the human baseline
+    (e,) = mon.evidence()
+    assert (e.baseline, e.baseline_round, e.noise_floor) == (0.9, 0, 0.9)
+    assert e.relative_change == pytest.approx(-1 / 9) and e.degraded
+    mon.record_values(1, {"tail_recall": 0.85})  # -5.6 %: within the threshold
     assert not mon.evidence()[0].degraded
-    mon.record_values(0, {"tail_recall": 0.8}, sample=NOISE_FLOOR_SAMPLE)
-    mon.record_values(1, {"tail_recall": 0.85})  # -15 % but still above the human floor
-    assert not mon.evidence()[0].degraded
+
+
+def test_without_a_noise_floor_the_baseline_is_the_first_round():
+    mon = Monitor()
+    mon.record_values(2, {"tail_recall": 1.0})
+    mon.record_values(3, {"tail_recall": 0.85})
+    (e,) = mon.evidence()
+    assert (e.baseline, e.baseline_round, e.noise_floor) == (1.0, 2, None) and e.degraded
+
+
+def test_alert_history_keeps_every_round_not_only_the_latest():
+    mon = Monitor()
+    mon.record_values(0, {"tail_recall": 1.0}, sample=NOISE_FLOOR_SAMPLE)
+    for r, v in enumerate([0.95, 0.8, 0.7, 0.97]):
+        mon.record_values(r, {"tail_recall": v})
+    assert mon.alerts() == []  # recovered at the latest round
+    hist = mon.alert_history()
+    assert hist.column_names == ["run", "round", "sample", "rule", "metrics", "message"]
+    rows = [(r["round"], r["rule"]) for r in hist.to_pylist()]
+    assert rows == [(1, "threshold"), (1, "early_warning"), (2, "threshold"), (2, "early_warning")]
+    assert [a.round for a in mon.alerts(round=2)] == [2, 2]
 
 
 def test_density_above_bound_alerts_only_while_recall_falls():

@@ -333,8 +333,8 @@ def test_a_vector_lab_report_has_metric_curves_and_numeric_verifiers():
 def test_alerts_are_kept_per_round_and_changes_on_a_tiny_base_are_absolute():
     import pyarrow as pa
 
-    from tailguard.lineage import alert_history
-    from tailguard.monitor import describe_change
+    from tailguard.monitor import Monitor
+    from tailguard.mix.dial import describe_change
 
     assert describe_change(0.9, 1.0) == "-10.0%"
     assert describe_change(0.0172, 0.001) == "+0.0162 (absolute)"  # not +1,620%
@@ -348,9 +348,10 @@ def test_alerts_are_kept_per_round_and_changes_on_a_tiny_base_are_absolute():
         "sample": [s for _, s, _ in rows], "metric": ["tail_recall"] * 5,
         "value": [v for _, _, v in rows], "higher_is_better": [True] * 5,
     })  # fmt: skip
-    alerts = alert_history(history, "main")
-    assert sorted({a.round for a in alerts}) == [1, 3]
-    assert all("%" in a.message or "absolute" in a.message for a in alerts if a.rule == "threshold")
+    alerts = Monitor.from_history(history).alert_history("main").to_pylist()
+    assert sorted({a["round"] for a in alerts}) == [1, 3]
+    threshold = [a["message"] for a in alerts if a["rule"] == "threshold"]
+    assert threshold and all("%" in m or "absolute" in m for m in threshold)
 
 
 def test_money_reads_as_money():

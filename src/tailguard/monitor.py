@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from tailguard.errors import InputError
 from tailguard.metrics import REGISTRY, Embedder, Preset, Reference, evaluate, get_preset
-from tailguard.mix.dial import Evidence
+from tailguard.mix.dial import Evidence, describe_change
 from tailguard.records import METRIC_ROWS
 
 #: The ledger's metric columns, in order.
@@ -68,7 +68,7 @@ class Trend:
 
 @dataclass(frozen=True)
 class Alert:
-    """A rule that fired at a sample's latest round."""
+    """A rule that fired at one round of a sample."""
 
     run: str
     sample: str
@@ -323,101 +323,92 @@ class Monitor:
         df = df[df["sample"] == sample]
         return None if df.empty else int(df["round"].max())
 
-    def evidence(self, run: str | None = None, *, sample: str | None = None) -> list[Evidence]:
-        """Per watched metric and sample: latest value vs baseline, threshold and verdict."""
+    def evidence(
+        self, run: str | None = None, *, sample: str | None = None, round: int | None = None
+    ) -> list[Evidence]:
+        """Per watched metric and sample: the value at ``round`` (default: each sample's
+        latest) against the baseline, with its threshold and verdict.
+
+        The baseline is the human one when it is recorded (the noise floor: the human
+        holdout against the reservoir's training split, stored when the reservoir is
+        frozen or on a run's first evaluation), else the sample's first round.
+        """
         run = self.run if run is None else run
         df = self._frame(run)
-        noise_floor = df[df["sample"] == NOISE_FLOOR_SAMPLE]
-        noise_floor_values = (
-            noise_floor.sort_values("round").groupby("metric")["value"].last().to_dict()
-            if len(noise_floor)
-            else {}
-        )
+        floor = self._noise_floor(df)
         out: list[Evidence] = []
         for smp in [sample] if sample is not None else self.samples(run):
             sdf = df[df["sample"] == smp]
+            if round is not None:
+                sdf = sdf[sdf["round"] <= round]
             if sdf.empty:
                 continue
-            latest = int(sdf["round"].max())
-            first = int(sdf["round"].min())
-            by_round = {r: g.set_index("metric") for r, g in sdf.groupby("round")}
-            now, base = by_round[latest], by_round[first]
-            for metric, thr in self.preset.thresholds.items():
-                if metric not in now.index or metric not in base.index:
-                    continue
-                value = float(now.at[metric, "value"])
-                baseline = float(base.at[metric, "value"])
-                hib = _as_direction(now.at[metric, "higher_is_better"])
-                ideal = _ideal(metric, baseline)
-                fl = noise_floor_values.get(metric)
-                degraded = _past(thr.kind, thr.value, value, baseline, hib, ideal)
-                if thr.kind in ("relative", "change") and fl is not None:
-                    degraded &= _worse_by(value, fl, hib, ideal) > 0
-                if self.preset.shrinkage and metric == self.preset.shrinkage[0]:
-                    recall = self.preset.shrinkage[2]
-                    falling = (
-                        recall in now.index
-                        and recall in base.index
-                        and now.at[recall, "value"] < base.at[recall, "value"]
-                    )
-                    degraded &= bool(falling)
-                out.append(
-                    Evidence(
-                        run=run,
-                        sample=smp,
-                        metric=metric,
-                        kind=REGISTRY[metric].kind if metric in REGISTRY else "mean",
-                        higher_is_better=hib,
-                        round=latest,
-                        value=value,
-                        baseline=baseline,
-                        baseline_round=first,
-                        noise_floor=fl,
-                        relative_change=(value - baseline) / max(abs(baseline), _TINY),
-                        threshold=thr.value,
-                        threshold_kind=thr.kind,
-                        degraded=bool(degraded),
-                    )
-                )
+            out += self._sample_evidence(run, smp, sdf, floor)
         return out
 
-    def alerts(self, run: str | None = None) -> list[Alert]:
-        """Threshold, variance-shrinkage and early-warning alerts at each sample's latest round."""
-        evidence = self.evidence(run)
+    def _noise_floor(self, df: Any) -> dict[str, float]:
+        rows = df[df["sample"] == NOISE_FLOOR_SAMPLE]
+        if rows.empty:
+            return {}
+        return rows.sort_values("round").groupby("metric")["value"].last().to_dict()
+
+    def _sample_evidence(
+        self, run: str, smp: str, sdf: Any, floor: dict[str, float]
+    ) -> list[Evidence]:
+        latest, first = int(sdf["round"].max()), int(sdf["round"].min())
+        by_round = {r: g.set_index("metric") for r, g in sdf.groupby("round")}
+        now, own = by_round[latest], by_round[first]
+        out = []
+        for metric, thr in self.preset.thresholds.items():
+            if metric not in now.index or (metric not in floor and metric not in own.index):
+                continue
+            value = float(now.at[metric, "value"])
+            human = metric in floor
+            baseline = float(floor[metric]) if human else float(own.at[metric, "value"])
+            hib = _as_direction(now.at[metric, "higher_is_better"])
+            degraded = _past(thr.kind, thr.value, value, baseline, hib, _ideal(metric, baseline))
+            if self.preset.shrinkage and metric == self.preset.shrinkage[0]:
+                recall = self.preset.shrinkage[2]
+                start = floor.get(recall, own.at[recall, "value"] if recall in own.index else None)
+                falling = (
+                    recall in now.index and start is not None and now.at[recall, "value"] < start
+                )
+                degraded &= bool(falling)
+            out.append(
+                Evidence(
+                    run=run,
+                    sample=smp,
+                    metric=metric,
+                    kind=REGISTRY[metric].kind if metric in REGISTRY else "mean",
+                    higher_is_better=hib,
+                    round=latest,
+                    value=value,
+                    baseline=baseline,
+                    baseline_round=0 if human else first,
+                    noise_floor=floor.get(metric),
+                    relative_change=(value - baseline) / max(abs(baseline), _TINY),
+                    threshold=thr.value,
+                    threshold_kind=thr.kind,
+                    degraded=bool(degraded),
+                )
+            )
+        return out
+
+    def alerts(self, run: str | None = None, *, round: int | None = None) -> list[Alert]:
+        """Threshold, variance-shrinkage and early-warning alerts at ``round`` (default:
+        each sample's latest round)."""
+        return _alerts(self.evidence(run, round=round), self.preset)
+
+    def alert_history(self, run: str | None = None) -> pa.Table:
+        """Every alert of every round, not only the latest: columns run, round, sample,
+        rule, metrics, message (one row per alert that fired at that round)."""
+        run = self.run if run is None else run
+        df = self._frame(run)
         alerts: list[Alert] = []
-        by_sample: dict[str, list[Evidence]] = {}
-        for e in evidence:
-            by_sample.setdefault(e.sample, []).append(e)
-        shrink = self.preset.shrinkage[0] if self.preset.shrinkage else None
-        for smp, evs in by_sample.items():
-            rnd, run_name = evs[0].round, evs[0].run
-            for e in evs:
-                if not e.degraded:
-                    continue
-                if e.metric == shrink:
-                    recall = self.preset.shrinkage[2]
-                    alerts.append(Alert(
-                        run_name, smp, rnd, "variance_shrinkage", (e.metric, recall),
-                        f"{e.metric} = {e.value:.3g} > {e.threshold:g} while {recall} "
-                        "falls: the sample is shrinking onto dense modes",
-                    ))  # fmt: skip
-                else:
-                    alerts.append(Alert(
-                        run_name, smp, rnd, "threshold", (e.metric,),
-                        f"{e.metric} moved {describe_change(e.value, e.baseline)} from round "
-                        f"{e.baseline_round} ({e.baseline:.4g} -> {e.value:.4g}), past its "
-                        f"{e.threshold_kind} "
-                        f"threshold {e.threshold:g}",
-                    ))  # fmt: skip
-            tails = [e.metric for e in evs if e.degraded and e.kind in ("tail", "diversity")]
-            means = [e for e in evs if e.kind == "mean"]
-            if tails and not any(e.degraded for e in means):
-                alerts.append(Alert(
-                    run_name, smp, rnd, "early_warning", tuple(tails),
-                    f"tail/diversity metrics degraded ({', '.join(tails)}) while the mean-level "
-                    "metrics have not moved: early sign of collapse",
-                ))  # fmt: skip
-        return alerts
+        for smp in self.samples(run):
+            for rnd in sorted(set(df[df["sample"] == smp]["round"])):
+                alerts += _alerts(self.evidence(run, sample=smp, round=int(rnd)), self.preset)
+        return alerts_table(alerts).select(["run", "round", "sample", "rule", "metrics", "message"])
 
     def status(self, run: str | None = None) -> Status:
         """Evidence and alerts of ``run`` (default: the monitor's run) at its latest rounds."""
@@ -430,15 +421,55 @@ class Monitor:
         return {"preset": self.preset.to_dict(), "run": self.run, "seed": self.seed}
 
 
-#: Below this |baseline|, a change is said in absolute terms: +1,621% of 0.001 says nothing.
-TINY_BASE = 0.05
+def _alerts(evidence: list[Evidence], preset: Preset) -> list[Alert]:
+    """The alerts a set of evidence raises, per sample (at the evidence's round)."""
+    alerts: list[Alert] = []
+    by_sample: dict[str, list[Evidence]] = {}
+    for e in evidence:
+        by_sample.setdefault(e.sample, []).append(e)
+    shrink = preset.shrinkage[0] if preset.shrinkage else None
+    for smp, evs in by_sample.items():
+        rnd, run_name = evs[0].round, evs[0].run
+        for e in evs:
+            if not e.degraded:
+                continue
+            if e.metric == shrink:
+                recall = preset.shrinkage[2]
+                alerts.append(Alert(
+                    run_name, smp, rnd, "variance_shrinkage", (e.metric, recall),
+                    f"{e.metric} = {e.value:.3g} > {e.threshold:g} while {recall} "
+                    "falls: the sample is shrinking onto dense modes",
+                ))  # fmt: skip
+            else:
+                since = (
+                    "the human baseline"
+                    if e.noise_floor is not None
+                    else (f"round {e.baseline_round}")
+                )
+                alerts.append(Alert(
+                    run_name, smp, rnd, "threshold", (e.metric,),
+                    f"{e.metric} moved {describe_change(e.value, e.baseline)} from {since} "
+                    f"({e.baseline:.4g} -> {e.value:.4g}), past its {e.threshold_kind} "
+                    f"threshold {e.threshold:g}",
+                ))  # fmt: skip
+        tails = [e.metric for e in evs if e.degraded and e.kind in ("tail", "diversity")]
+        means = [e for e in evs if e.kind == "mean"]
+        if tails and not any(e.degraded for e in means):
+            alerts.append(Alert(
+                run_name, smp, rnd, "early_warning", tuple(tails),
+                f"tail/diversity metrics degraded ({', '.join(tails)}) while the mean-level "
+                "metrics have not moved: early sign of collapse",
+            ))  # fmt: skip
+    return alerts
 
 
-def describe_change(value: float, baseline: float) -> str:
-    """A change as people read it: relative (``-12.5%``), absolute when the base is tiny."""
-    if abs(baseline) < TINY_BASE or abs(value - baseline) > abs(baseline):
-        return f"{value - baseline:+.3g} (absolute)"
-    return f"{(value - baseline) / abs(baseline):+.1%}"
+def preset_for(history: pa.Table) -> str:
+    """The preset that measured a stored history: ``rich`` when it holds metrics the
+    default preset lacks, else ``default``."""
+    from tailguard.metrics import PRESETS
+
+    names = set(history["metric"].to_pylist())
+    return "rich" if names - set(PRESETS["default"].metrics) else "default"
 
 
 def _labels_or_none(labels: Any) -> Any:

@@ -458,8 +458,11 @@ def _table(
     formats = formats or {}
     shown = df.head(limit)
     cols = list(shown.columns)
+    numeric = {c: pd.api.types.is_numeric_dtype(shown[c]) for c in cols}
+    align = {c: " class='num'" if numeric[c] else "" for c in cols}
     head = "".join(
-        f"<th>{html.escape(formats.get(c, (c.replace('_', ' '), None))[0])}</th>" for c in cols
+        f"<th{align[c]}>{html.escape(formats.get(c, (c.replace('_', ' '), None))[0])}</th>"
+        for c in cols
     )
     rows = []
     for record in shown.to_dict("records"):
@@ -469,7 +472,7 @@ def _table(
             text = html.escape(fmt(record[c]))
             if c == "strategy" and colors and record[c] in colors:
                 text = f"<span class='swatch' style='background:{colors[record[c]]}'></span>{text}"
-            cells.append(f"<td>{text}</td>")
+            cells.append(f"<td{align[c]}>{text}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     more = f"<p class='muted'>first {limit} of {len(df)} rows</p>" if len(df) > limit else ""
     attr = f" id='{table_id}'" if table_id else ""
@@ -492,9 +495,9 @@ figure.wide{flex:1 1 100%;max-width:100%}figcaption{font-size:.82rem;color:#555}
 table.data{border-collapse:collapse;font-size:.85rem;margin:.5rem 0;width:100%}
 table.data th{font-weight:600;vertical-align:bottom;white-space:normal;background:#f6f6f6}
 table.data td,table.data th{padding:.3rem .5rem;border-bottom:1px solid #e6e6e6;
-text-align:right}
+text-align:left}
 table.data td{white-space:nowrap;font-variant-numeric:tabular-nums}
-table.data td:first-child,table.data th:first-child{text-align:left}
+table.data .num{text-align:right}
 .swatch{display:inline-block;width:.75em;height:.75em;border-radius:2px;margin-right:.35em;
 vertical-align:baseline}
 .key{font-size:.85rem;color:#444}.key span.item{margin-right:1.1rem;white-space:nowrap}

@@ -60,16 +60,11 @@ def _spark(values: list[float]) -> str:
     return "".join(_SPARK[int(round((v - lo) / (hi - lo) * (len(_SPARK) - 1)))] for v in values)
 
 
-def _infer_preset(metrics: set[str]) -> str:
-    from tailguard.metrics import PRESETS
-
-    return "rich" if metrics - set(PRESETS["default"].metrics) else "default"
-
-
 def _print_status(mon: Any, run: str) -> None:
     from rich.table import Table
 
     from tailguard.metrics import REGISTRY
+    from tailguard.mix.dial import describe_change
 
     status = mon.status(run)
     watched = {(e.sample, e.metric): e for e in status.evidence}
@@ -84,14 +79,14 @@ def _print_status(mon: Any, run: str) -> None:
             trend = mon.trend(trend_metric, sample=smp, run=run)
             e = watched.get((smp, trend_metric))
             base = vals[0]
-            change = (vals[-1] - base) / max(abs(base), 1e-12)
             mark = "" if e is None else ("[red]✖ degraded[/]" if e.degraded else "[green]✔[/]")
             arrow = "" if trend is None else trend.arrow
             if trend is not None and trend.worsening:
                 arrow = f"[red]{arrow}[/]"
             kind = REGISTRY[trend_metric].kind if trend_metric in REGISTRY else ""
             table.add_row(
-                smp, trend_metric, kind, f"{base:.4g}", f"{vals[-1]:.4g}", f"{change:+.1%}",
+                smp, trend_metric, kind, f"{base:.4g}", f"{vals[-1]:.4g}",
+                describe_change(float(vals[-1]), float(base)),
                 arrow, _spark(list(vals)), mark,
             )  # fmt: skip
     console.print(table)
@@ -109,7 +104,7 @@ def monitor_cmd(
     ledger: Path | None = LedgerOption,
 ) -> None:
     """Show the metric history with trends; exit 1 when an alert is active."""
-    from tailguard.monitor import Monitor
+    from tailguard.monitor import Monitor, preset_for
 
     with open_ledger(ledger, read_only=True) as led:
         history = led.metrics(run=run)
@@ -120,7 +115,7 @@ def monitor_cmd(
         else:
             console.print("no metrics recorded yet: run `tailguard eval` first")
         return
-    chosen = preset or _infer_preset(set(history["metric"].to_pylist()))
+    chosen = preset or preset_for(history)
     active = False
     report = []
     for r in runs:

@@ -21,21 +21,25 @@ def report(
     ledger: Path | None = typer.Option(None, "--ledger", help="Ledger file."),
 ) -> None:
     """Write one HTML file (no network needed): metrics, mix, gate, dial, alerts, advice."""
-    from tailguard.advise import TaskProfile, advise, advise_from_lab, fit_gate_to_data
-    from tailguard.cli.advise_cmds import _add_evidence
+    from tailguard.advise import (
+        TaskProfile,
+        advise,
+        advise_from_lab,
+        fit_gate_to_data,
+        recommendation_lines,
+    )
     from tailguard.report import from_lab, from_ledger, write
 
-    advice = advise(TaskProfile(stakes=stakes, task=task, verifiable=verifiable))
+    profile = TaskProfile(stakes=stakes, task=task, verifiable=verifiable)
     if lab is not None:
         from tailguard.lab import LabResult
 
         result = LabResult.load(lab)
         data = from_lab(result)
-        advise_from_lab(fit_gate_to_data(advice, result.config.dataset.kind), result.axes)
+        advice = fit_gate_to_data(advise(profile), result.config.dataset.kind)
+        data.recommendation = advise_from_lab(advice, result.axes).lines()
     else:
         with open_ledger(ledger, read_only=True) as led:
             data = from_ledger(led, run=run)
-        # the words `tailguard advise --ledger` prints, from the same evidence
-        _add_evidence(advice, ledger, run)
-    data.recommendation = advice.lines()
+            data.recommendation = recommendation_lines(led, run=run, profile=profile)
     console.print(f"wrote {write(data, output)}")
