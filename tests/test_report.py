@@ -267,9 +267,11 @@ def test_a_one_round_project_report_reads_at_a_glance(one_round_project, tmp_pat
         assert c["markers"] == 1  # one round, one point
         assert c["xticks"] == ["1"]
     # the same words `tailguard advise --ledger` prints
-    cli = runner.invoke(app, ["advise", "--ledger", str(one_round_project)], terminal_width=400)
-    printed = [line.strip().lstrip("• ").strip() for line in cli.output.splitlines() if line]
-    assert [line.strip() for line in found["recommendation"]] == printed
+    cli = runner.invoke(app, ["advise", "--ledger", str(one_round_project)])
+    assert cli.exit_code == 0, cli.output
+    words = " ".join(cli.output.replace("•", " ").split())  # the terminal wraps long lines
+    assert " ".join(" ".join(found["recommendation"]).split()) == words
+    assert "active alert" in words  # after one round the tails already fell
 
 
 @pytest.fixture(scope="module")
@@ -333,8 +335,8 @@ def test_a_vector_lab_report_has_metric_curves_and_numeric_verifiers():
 def test_alerts_are_kept_per_round_and_changes_on_a_tiny_base_are_absolute():
     import pyarrow as pa
 
-    from tailguard.monitor import Monitor
     from tailguard.mix.dial import describe_change
+    from tailguard.monitor import Monitor
 
     assert describe_change(0.9, 1.0) == "-10.0%"
     assert describe_change(0.0172, 0.001) == "+0.0162 (absolute)"  # not +1,620%

@@ -262,18 +262,18 @@ def tolerance(metric: str, level: float) -> float:
 
 
 def _reference_lines(ax: plt.Axes, chart: str, sub: pd.DataFrame, floor: pd.DataFrame) -> None:
-    """The baseline (first measured round, median) and the noise-floor band.
+    """The baseline (dashed) and, around it, the band inside which the monitor stays quiet.
 
-    The band is what a human sample scores against the human reference (the noise
-    floor, its spread over seeds) widened by the metric's alert threshold: a point
-    inside it is as good as human data, within the monitor's tolerance.
+    As in the monitor, the baseline is the noise floor when it was measured (the human
+    holdout against the human training data, median over seeds), else the first
+    measured round. The band is the noise floor's spread over seeds widened by the
+    metric's alert threshold: a point outside it, on the bad side, is a degradation.
     """
     metric = str(sub["metric"].iloc[0])
-    first = int(sub["round"].min())
-    baseline = float(sub[sub["round"] == first]["value"].median())
     if len(floor):
-        level = float(floor["value"].median())
-        slack = tolerance(metric, level) or 0.004 * max(abs(level), 1e-9)
+        baseline = float(floor["value"].median())
+        label = "baseline: human holdout (noise floor)"
+        slack = tolerance(metric, baseline) or 0.004 * max(abs(baseline), 1e-9)
         lo, hi = float(floor["value"].min()) - slack, float(floor["value"].max()) + slack
         if min(floor["value"].min(), sub["value"].min()) >= 0:  # no band below an empty sample
             lo = max(lo, 0.0)
@@ -281,13 +281,13 @@ def _reference_lines(ax: plt.Axes, chart: str, sub: pd.DataFrame, floor: pd.Data
             hi = min(hi, 1.0)
         ax.axhspan(
             lo, hi, color=HUMAN, alpha=0.16, lw=0, gid=f"band-{chart}",
-            label="human level (noise floor)",
+            label="human baseline ± alert threshold",
         )  # fmt: skip
-        ax.axhline(level, color=HUMAN, lw=1, ls=":")
-    ax.axhline(
-        baseline, color=BASELINE, lw=1, ls="--", gid=f"baseline-{chart}",
-        label=f"baseline (round {first})",
-    )  # fmt: skip
+    else:
+        first = int(sub["round"].min())
+        baseline = float(sub[sub["round"] == first]["value"].median())
+        label = f"baseline: round {first}"
+    ax.axhline(baseline, color=BASELINE, lw=1, ls="--", gid=f"baseline-{chart}", label=label)
 
 
 def mix_charts(data: ReportData) -> list[str]:
@@ -483,8 +483,7 @@ def _table(
 
 
 # ---------------------------------------------------------------------------- page
-_CSS = (
-    """
+_CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1240px;
 color:#222;padding:0 1rem;line-height:1.4}
 h1{margin-bottom:.2rem}h2{border-bottom:2px solid #eee;padding-bottom:.2rem;margin-top:2.2rem}
@@ -496,27 +495,21 @@ table.data{border-collapse:collapse;font-size:.85rem;margin:.5rem 0;width:100%}
 table.data th{font-weight:600;vertical-align:bottom;white-space:normal;background:#f6f6f6}
 table.data td,table.data th{padding:.3rem .5rem;border-bottom:1px solid #e6e6e6;
 text-align:left}
-table.data td{white-space:nowrap;font-variant-numeric:tabular-nums}
-table.data .num{text-align:right}
+table.data td{font-variant-numeric:tabular-nums}
+table.data .num{text-align:right;white-space:nowrap}
 .swatch{display:inline-block;width:.75em;height:.75em;border-radius:2px;margin-right:.35em;
 vertical-align:baseline}
 .key{font-size:.85rem;color:#444}.key span.item{margin-right:1.1rem;white-space:nowrap}
-.advice{background:#f3f8f3;border-left:4px solid """
-    + HUMAN
-    + """;padding:.8rem 1.2rem}
+.advice{background:#f6f7f9;border-left:4px solid @BASELINE@;padding:.8rem 1.2rem}
+.advice.alerting{background:#fdf3f3;border-left-color:@ALERT@}
 .advice ul{margin:.4rem 0 0;padding-left:1.2rem}
-ol.timeline{list-style:none;padding:0;margin:.5rem 0;border-left:3px solid """
-    + ALERT
-    + """}
+ol.timeline{list-style:none;padding:0;margin:.5rem 0;border-left:3px solid @ALERT@}
 ol.timeline>li{padding:.3rem 0 .5rem 1rem;text-align:left}
 ol.timeline .when{font-weight:600}
 ol.timeline ul{margin:.2rem 0;padding-left:1.1rem;text-align:left}
-.rule{display:inline-block;font-size:.75rem;font-weight:600;color:#fff;background:"""
-    + ALERT
-    + """;
+.rule{display:inline-block;font-size:.75rem;font-weight:600;color:#fff;background:@ALERT@;
 border-radius:3px;padding:0 .35rem;margin-right:.4rem}
-"""
-)
+""".replace("@ALERT@", ALERT).replace("@BASELINE@", BASELINE)
 
 
 SECTION_TEXT = {
@@ -527,9 +520,9 @@ SECTION_TEXT = {
     "anchoring.",
     "metrics": "Collapse shows in the tails and in diversity first: watch these fall while "
     "the average still looks fine. Each point is a measured round (median over seeds, band = "
-    "min to max); the dashed line is the baseline. The green band is the human level: the "
-    "human holdout measured against the human training data (the noise floor), widened by "
-    "the metric's alert threshold; below it (above, for lower-is-better) is worse than human.",
+    "min to max). The dashed line is the baseline: the human holdout measured against the "
+    "human training data (the noise floor). The green band around it is that noise, widened "
+    "by the metric's alert threshold: a point outside it on the bad side is a degradation.",
     "mix": "Every training slot by origin: human (green) and synthetic by the generation "
     "that wrote it (orange). A shrinking green share is invisible substitution.",
     "gate": "Share of synthetic candidates that passed every verifier, and the most common "
@@ -572,9 +565,10 @@ def recommendation_section(data: ReportData) -> str:
     if not data.recommendation:
         return ""
     items = "".join(f"<li>{html.escape(line)}</li>" for line in data.recommendation[1:])
+    alerting = " alerting" if "alert" in data.recommendation[0] else ""
     return (
         f"<section id='recommendation-section'><h2>Recommendation</h2>"
-        f"<div class='advice' id='recommendation'>"
+        f"<div class='advice{alerting}' id='recommendation'>"
         f"<strong>{html.escape(data.recommendation[0])}</strong><ul>{items}</ul></div></section>"
     )
 
