@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -292,6 +293,16 @@ class DialSection(_Strict):
 
 class MonitorSection(_Strict):
     preset: str = Field(default_factory=owner_default("tailguard.monitor:Monitor", "PRESET"))
+    #: hashing | minilm | module:function; unset: the sentence model when installed
+    #: for a preset with embedding metrics, else hashing
+    embedder: str | None = None
+
+    @field_validator("embedder")
+    @classmethod
+    def _known_embedder(cls, value: str | None) -> str | None:
+        if value is not None and value not in ("hashing", "minilm", "auto") and ":" not in value:
+            raise ValueError(f"must be hashing, minilm or module:function, got {value!r}")
+        return value
 
 
 def _loop_default(attr: str) -> Callable[[], Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,12 @@ import pyarrow.compute as pc
 
 from tailguard.errors import InputError
 from tailguard.metrics import REGISTRY, Embedder, Preset, Reference, evaluate, get_preset
+from tailguard.metrics.embedders import (
+    EMBEDDING_METRICS,
+    HASHING_MEANINGLESS,
+    default_embedder_name,
+    make_embedder,
+)
 from tailguard.mix.dial import Evidence, describe_change
 from tailguard.records import METRIC_ROWS
 
@@ -64,6 +71,22 @@ class Trend:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "worsening": self.worsening}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One metric's latest value against its baseline, and the arrow that says which way."""
+
+    metric: str
+    sample: str
+    baseline: float
+    value: float
+    relative_change: float
+    arrow: str
+    #: a degradation past the metric's threshold (beyond the noise floor's band)
+    degraded: bool
+    #: the baseline is the human noise floor (else the sample's first round)
+    human_baseline: bool
 
 
 @dataclass(frozen=True)
@@ -125,14 +148,25 @@ class Monitor:
         preset: str | Preset = PRESET,
         run: str = "main",
         reference: Reference | None = None,
-        embedder: Embedder | None = None,
+        embedder: Embedder | str | None = None,
         seed: int = 0,
         history: pa.Table | None = None,
+        cache_dir: str | Path | None = None,
     ) -> None:
         self.preset = get_preset(preset)
         self.run = run
         self.reference = reference
+        if embedder is None and set(self.preset.metrics) & set(EMBEDDING_METRICS):
+            embedder = "auto"
+        if embedder == "auto":
+            embedder = default_embedder_name()
+        if isinstance(embedder, str):  # the hashing embedder is cheaper than its cache
+            embedder = make_embedder(
+                embedder, cache_dir=None if embedder == "hashing" else cache_dir
+            )
         self.embedder = embedder
+        #: ``hashing`` unless a model embeds: then the embedding metrics are alerted on
+        self.embedder_name = "hashing" if embedder is None else embedder.name
         self.seed = seed
         self._history = empty_history() if history is None else _conform(history)
 
@@ -362,6 +396,8 @@ class Monitor:
         for metric, thr in self.preset.thresholds.items():
             if metric not in now.index or (metric not in floor and metric not in own.index):
                 continue
+            if self.embedder_name == "hashing" and metric in HASHING_MEANINGLESS:
+                continue  # meaningless numbers raise no alert and turn no dial
             value = float(now.at[metric, "value"])
             human = metric in floor
             baseline = float(floor[metric]) if human else float(own.at[metric, "value"])
@@ -393,6 +429,40 @@ class Monitor:
                 )
             )
         return out
+
+    #: How far (relative) an unthresholded metric must be from its baseline for its arrow
+    #: to follow the change rather than the slope's confidence interval.
+    ARROW_CHANGE: float = 0.10
+
+    def change(self, metric: str, *, sample: str = "model", run: str | None = None) -> Change:
+        """The latest value of one metric against its baseline (the human one when
+        recorded), with the arrow the monitor draws: the direction of the change
+        whenever it is a degradation past the threshold (or, for a metric without one,
+        ``ARROW_CHANGE``), else the slope's (``Trend.arrow``)."""
+        run = self.run if run is None else run
+        rounds, vals = self.series(metric, sample=sample, run=run)
+        if rounds.size == 0:
+            raise InputError(f"no history of {metric!r} for sample {sample!r} in run {run!r}")
+        floor = self._noise_floor(self._frame(run)).get(metric)
+        baseline = float(vals[0]) if floor is None else float(floor)
+        value = float(vals[-1])
+        hib = self._direction(metric, run)
+        thr = self.preset.thresholds.get(metric)
+        if thr is not None:
+            (e,) = [x for x in self.evidence(run, sample=sample) if x.metric == metric]
+            degraded = e.degraded
+        else:
+            rel = _worse_by(value, baseline, hib, _ideal(metric, baseline))
+            degraded = rel > self.ARROW_CHANGE * max(abs(baseline), _TINY)
+        trend = self.trend(metric, sample=sample, run=run)
+        if degraded or abs(value - baseline) > self.ARROW_CHANGE * max(abs(baseline), _TINY):
+            arrow = "↓" if value < baseline else "↑"
+        else:
+            arrow = "→" if trend is None else trend.arrow
+        relative = (value - baseline) / max(abs(baseline), _TINY)
+        return Change(
+            metric, sample, baseline, value, relative, arrow, bool(degraded), floor is not None
+        )
 
     def alerts(self, run: str | None = None, *, round: int | None = None) -> list[Alert]:
         """Threshold, variance-shrinkage and early-warning alerts at ``round`` (default:

@@ -132,13 +132,27 @@ def reservoir_freeze(
     seed: int = typer.Option(0, help="Seed of the stratified holdout split."),
     ledger: Path | None = LedgerOption,
 ) -> None:
-    """Freeze all human records into a named, immutable reservoir."""
+    """Freeze all human records into a named, immutable reservoir, and measure the human
+    baseline (the holdout against the training split) with the configured preset."""
+    from tailguard.cli.app import project_config
+    from tailguard.loop import human_baseline
+    from tailguard.project import project_monitor
+
+    config = project_config() if ledger is None else None
+    monitor = project_monitor(config)
+    preset, run = monitor.preset.name, monitor.run
     with open_ledger(ledger) as led:
         res = led.freeze_reservoir(name, holdout=holdout, seed=seed)
-    console.print(
-        f"froze reservoir [bold]{res.name}[/]: {len(res.train_ids):,} training anchors, "
-        f"{len(res.holdout_ids):,} held out; digest {res.digest}"
-    )
+        console.print(
+            f"froze reservoir [bold]{res.name}[/]: {len(res.train_ids):,} training anchors, "
+            f"{len(res.holdout_ids):,} held out; digest {res.digest}"
+        )
+        floor = human_baseline(led, monitor, run=run)
+    if floor is not None:
+        console.print(
+            f"human baseline of run {run} ({preset} preset, holdout vs training split): "
+            f"{floor.num_rows} metrics; every later change is measured from it"
+        )
 
 
 @reservoir_app.command("show")

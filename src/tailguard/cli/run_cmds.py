@@ -21,6 +21,9 @@ def run_loop(
     mlflow: Path | None = typer.Option(
         None, "--mlflow", help="Log each round's metrics and digest to this MLflow directory."
     ),
+    embedder: str | None = typer.Option(
+        None, "--embedder", help="hashing, minilm or module:function (default: [monitor])."
+    ),
 ) -> None:
     """Run the retraining loop: generate, gate, dial, plan, train, evaluate, every round."""
     from tailguard.cli.app import project_config
@@ -33,7 +36,7 @@ def run_loop(
     path = ledger or cfg.ledger_path
     with Ledger.open(path) as led:
         prepare_ledger(cfg, led)
-        loop = build_loop(cfg, led)
+        loop = build_loop(cfg, led, embedder=embedder)
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),
