@@ -3,6 +3,7 @@ with every chart present. A screenshot is saved next to the report."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -122,3 +123,258 @@ def test_report_command_writes_a_project_report(project, tmp_path):
     result = CliRunner().invoke(app, ["report", "--ledger", str(project), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert 'data-chart="mix-main"' in out.read_text()
+
+
+# ------------------------------------------------------------------ reads at a glance
+SHOTS = Path(__file__).resolve().parents[1] / "build" / "report-screenshots"
+
+#: What the browser measures on a page: per chart its markers, x tick labels, band,
+#: y label and line colours; the axes table's widths; the alert timeline; the key.
+MEASURE = """() => {
+  const rgb = c => getComputedStyle(c);
+  const charts = [...document.querySelectorAll('figure.chart')].map(f => ({
+    chart: f.dataset.chart,
+    width: f.querySelector('svg').getBoundingClientRect().width,
+    markers: f.querySelectorAll('g[id^="series-"] use').length,
+    xticks: [...f.querySelectorAll('g[id^="xtick_"] text')].map(t => t.textContent.trim()),
+    band: [...f.querySelectorAll('g[id^="band-"] path')].map(p => rgb(p).fill),
+    baseline: f.querySelectorAll('g[id^="baseline-"]').length,
+    ylabel: [...f.querySelectorAll('g[id^="ylabel-"] text')].map(t => t.textContent),
+    lines: [...f.querySelectorAll('g[id^="series-"]')].map(g => [g.id,
+      rgb(g.querySelector('path')).stroke]),
+    human: [...f.querySelectorAll('g[id^="human-"] path')].map(p => rgb(p).fill),
+    caption: f.querySelector('figcaption').textContent,
+  }));
+  const t = document.querySelector('#axes-table');
+  const tl = document.querySelector('#alert-timeline');
+  return {
+    charts,
+    table: t && {scroll: t.scrollWidth, client: t.clientWidth,
+      headers: [...t.querySelectorAll('th')].map(h => h.textContent),
+      cells: [...t.querySelectorAll('td')].map(c => c.textContent)},
+    timeline: tl && [...tl.children].map(li => ({round: +li.dataset.round,
+      align: getComputedStyle(li.querySelector('li')).textAlign,
+      text: li.textContent})),
+    recommendation: [...document.querySelectorAll('#recommendation strong, #recommendation li')]
+      .map(e => e.textContent),
+  };
+}"""
+
+
+def _rgb(hex_colour: str) -> str:
+    h = hex_colour.lstrip("#")
+    return "rgb({}, {}, {})".format(*(int(h[i : i + 2], 16) for i in (0, 2, 4)))
+
+
+def _measure(html_path: Path, shot: Path) -> dict:
+    """Open the report in Chromium at 1,400 px, measure it, save a full-page PNG."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    errors: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(html_path.as_uri())
+        found = page.evaluate(MEASURE)
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert errors == []
+    assert shot.stat().st_size > 10_000
+    return found
+
+
+def _check_glance(found: dict, *, strategies: list[str]) -> list[dict]:
+    """What every report must show: returns the metric charts for further checks."""
+    from tailguard.palette import HUMAN, strategy_colors
+
+    colours = {s: _rgb(c) for s, c in strategy_colors(strategies).items()}
+    metric_charts = [c for c in found["charts"] if c["chart"].startswith("metric-")]
+    assert metric_charts, "no metric chart"
+    for c in metric_charts:
+        name = c["chart"].removeprefix("metric-")
+        assert c["width"] > 300, c["chart"]
+        assert c["markers"] >= len(strategies), (c["chart"], c["markers"])  # points, not only lines
+        assert c["xticks"] and all(re.fullmatch(r"−?\d+", t) for t in c["xticks"]), c["xticks"]
+        assert c["ylabel"] == [name]
+        assert c["band"] and set(c["band"]) == {_rgb(HUMAN)}, (c["chart"], c["band"])
+        assert c["baseline"] == 1
+        assert re.search(r"(higher is better|lower is better|two-sided)", c["caption"])
+    for c in found["charts"]:  # one colour per strategy, never the human green
+        for gid, stroke in c["lines"]:
+            strategy = next(
+                s for s in strategies if gid.endswith("-" + re.sub(r"[^a-z0-9]+", "-", s))
+            )
+            assert stroke == colours[strategy], (gid, stroke)
+            assert stroke != _rgb(HUMAN)
+        assert set(c["human"]) <= {_rgb(HUMAN)}
+    return metric_charts
+
+
+@pytest.fixture(scope="module")
+def one_round_project(fortunes_records, tmp_path_factory) -> Path:
+    """The quickstart: a frozen reservoir and a single `tailguard eval --round 1`."""
+    import pyarrow.json  # noqa: F401
+    from typer.testing import CliRunner
+
+    from tailguard.cli import app
+
+    root = tmp_path_factory.mktemp("one-round")
+    path = root / "ledger.duckdb"
+    with Ledger.open(path) as led:
+        led.add_records(fortunes_records)
+        led.freeze_reservoir("main", holdout=0.1, seed=0)
+    model = NGram(order=3).fit(fortunes_records)
+    sample = model.sample(400, 1, generation=1, round=1)
+    samples = root / "outputs1.jsonl"
+    samples.write_text(
+        "".join(
+            json.dumps({"text": t, "topic": lab})
+            for t, lab in zip(
+                sample["content"].to_pylist(), sample["label"].to_pylist(), strict=True
+            )
+        ).replace("}{", "}\n{")
+        + "\n"
+    )
+    result = CliRunner().invoke(
+        app,
+        ["eval", "--round", "1", "--samples", str(samples), "--label-field", "topic",
+         "--ledger", str(path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return path
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+def test_a_one_round_project_report_reads_at_a_glance(one_round_project, tmp_path):
+    """One evaluated round: every metric chart shows its point, whole-number rounds, the
+    baseline and the noise-floor band, the direction; the recommendation is the CLI's."""
+    from typer.testing import CliRunner
+
+    from tailguard.cli import app
+
+    out = tmp_path / "report.html"
+    runner = CliRunner()
+    result = runner.invoke(app, ["report", "--ledger", str(one_round_project), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    found = _measure(out, SHOTS / "one-round-project.png")
+    charts = _check_glance(found, strategies=["main"])
+    assert len(charts) >= 6
+    for c in charts:
+        assert c["markers"] == 1  # one round, one point
+        assert c["xticks"] == ["1"]
+    # the same words `tailguard advise --ledger` prints
+    cli = runner.invoke(app, ["advise", "--ledger", str(one_round_project)])
+    assert cli.exit_code == 0, cli.output
+    words = " ".join(cli.output.replace("•", " ").split())  # the terminal wraps long lines
+    assert " ".join(" ".join(found["recommendation"]).split()) == words
+    assert "active alert" in words  # after one round the tails already fell
+
+
+@pytest.fixture(scope="module")
+def lab_report(tmp_path_factory) -> tuple[Path, list[str]]:
+    from tailguard.report import from_lab
+
+    result = tiny_lab_run(
+        model="ngram",
+        strategies=("replace", "anchored_gated"),
+        generations=4,
+        n_generate=300,
+        seeds=2,
+    )
+    data = from_lab(result)
+    data.recommendation = advise(TaskProfile(task="general")).lines()
+    path = write(data, tmp_path_factory.mktemp("lab") / "report.html")
+    return path, sorted(result.axes["strategy"].to_pylist())
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+def test_a_lab_report_reads_at_a_glance(lab_report):
+    """Several strategies and seeds: a point per strategy and round, each strategy in its
+    palette colour, the axes table inside 1,400 px with money as money, alerts by round."""
+    path, strategies = lab_report
+    found = _measure(path, SHOTS / "lab.png")
+    charts = _check_glance(found, strategies=strategies)
+    for c in charts:
+        assert c["markers"] == len(strategies) * 5  # rounds 0..4
+        assert c["xticks"] == [str(r) for r in range(5)]
+    table = found["table"]
+    assert table["scroll"] <= table["client"], table
+    assert "data cost" in table["headers"] and "fidelity_loss" not in table["headers"]
+    assert any(re.fullmatch(r"\$\d{1,3}(,\d{3})*(\.\d\d)?", cell) for cell in table["cells"])
+    timeline = found["timeline"]
+    if timeline:  # alerts, earliest round first, left-aligned
+        rounds = [t["round"] for t in timeline]
+        assert rounds == sorted(set(rounds))
+        assert {t["align"] for t in timeline} <= {"left", "start"}
+        assert not any(
+            re.search(r"[+-]\d{4,}(,\d{3})*\.\d%|\d{4,}\.\d%", t["text"]) for t in timeline
+        )
+
+
+def test_a_vector_lab_report_has_metric_curves_and_numeric_verifiers():
+    """A Gaussian lab has vector metrics: each gets a chart; no text verifier is suggested."""
+    from tailguard.advise import NUMERIC_GATE, fit_gate_to_data
+    from tailguard.report import from_lab
+
+    result = tiny_lab_run(model="gaussian", strategies=("replace", "anchored"), generations=2)
+    page = render(from_lab(result))
+    for metric in ("vector_tail_lower", "vector_tail_upper", "vector_variance_ratio"):
+        assert f'data-chart="metric-{metric}"' in page
+    assert "closer to 1 is better" in page  # the two-sided variance ratio
+    advice = fit_gate_to_data(advise(TaskProfile()), result.config.dataset.kind)
+    assert advice.gate == NUMERIC_GATE
+    assert not {"near_duplicate", "rules", "quality"} & set(advice.gate)
+    text = fit_gate_to_data(advise(TaskProfile()), "text")
+    assert "near_duplicate" in text.gate
+
+
+def test_alerts_are_kept_per_round_and_changes_on_a_tiny_base_are_absolute():
+    import pyarrow as pa
+
+    from tailguard.mix.dial import describe_change
+    from tailguard.monitor import Monitor
+
+    assert describe_change(0.9, 1.0) == "-10.0%"
+    assert describe_change(0.0172, 0.001) == "+0.0162 (absolute)"  # not +1,620%
+    assert describe_change(3.0, 1.0) == "+2 (absolute)"
+    rows = [  # tail_recall falls at round 1, recovers at 2, falls again at 3
+        (0, "noise_floor", 0.95), (0, "model", 0.95), (1, "model", 0.5), (2, "model", 0.95),
+        (3, "model", 0.4),
+    ]  # fmt: skip
+    history = pa.table({
+        "run": ["main"] * 4 + ["main"], "round": pa.array([r for r, _, _ in rows], pa.int32()),
+        "sample": [s for _, s, _ in rows], "metric": ["tail_recall"] * 5,
+        "value": [v for _, _, v in rows], "higher_is_better": [True] * 5,
+    })  # fmt: skip
+    alerts = Monitor.from_history(history).alert_history("main").to_pylist()
+    assert sorted({a["round"] for a in alerts}) == [1, 3]
+    threshold = [a["message"] for a in alerts if a["rule"] == "threshold"]
+    assert threshold and all("%" in m or "absolute" in m for m in threshold)
+
+
+def test_money_reads_as_money():
+    from tailguard.report import money
+
+    assert money(1234.4) == "$1,234"
+    assert money(23.583) == "$23.58"
+    assert money(float("inf")) == "n/a"
+
+
+def test_the_terminal_table_uses_the_report_palette(monkeypatch):
+    from rich.console import Console
+
+    from tailguard.cli import lab_cmds
+    from tailguard.palette import strategy_colors
+
+    result = tiny_lab_run(model="gaussian", strategies=("replace", "anchored"), generations=1)
+    console = Console(record=True, force_terminal=True, color_system="truecolor", width=200)
+    monkeypatch.setattr(lab_cmds, "console", console)
+    lab_cmds.print_lab_result(result)
+    out = console.export_text(styles=True)
+    for strategy, colour in strategy_colors(result.axes["strategy"].to_pylist()).items():
+        r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+        assert f"38;2;{r};{g};{b}m{strategy}" in out

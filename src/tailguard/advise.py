@@ -292,3 +292,20 @@ def ledger_advice(
         next_round=max([last, *decisions["round"].to_pylist()]) + 1,
         costs=costs,
     )
+
+
+#: Data kinds whose records are prose, where text verifiers (near_duplicate, rules) apply.
+TEXT_KINDS = ("text", "tokens")
+#: The gate for numeric records (vectors, labelled vectors): no text verifier applies.
+NUMERIC_GATE = [
+    "exact_duplicate",
+    "schema (record length and value bounds)",
+    "a function verifier of the domain's constraints",
+]
+
+
+def fit_gate_to_data(advice: Advice, kind: str) -> Advice:
+    """Suggest verifiers that fit the data: text verifiers only for text."""
+    if kind not in TEXT_KINDS:
+        advice.gate = list(NUMERIC_GATE)
+    return advice

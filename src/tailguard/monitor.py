@@ -27,7 +27,7 @@ from tailguard.metrics.embedders import (
     default_embedder_name,
     make_embedder,
 )
-from tailguard.mix.dial import Evidence
+from tailguard.mix.dial import Evidence, describe_change
 from tailguard.records import METRIC_ROWS
 
 #: The ledger's metric columns, in order.
@@ -518,7 +518,7 @@ def _alerts(evidence: list[Evidence], preset: Preset) -> list[Alert]:
                 )
                 alerts.append(Alert(
                     run_name, smp, rnd, "threshold", (e.metric,),
-                    f"{e.metric} moved {e.relative_change:+.1%} from {since} "
+                    f"{e.metric} moved {describe_change(e.value, e.baseline)} from {since} "
                     f"({e.baseline:.4g} -> {e.value:.4g}), past its {e.threshold_kind} "
                     f"threshold {e.threshold:g}",
                 ))  # fmt: skip

@@ -3,8 +3,10 @@
 It is built from tidy Arrow tables (:class:`ReportData`), one row per strategy, seed,
 round and measurement, so the same page serves a lab comparison (many strategies and
 seeds) and a real project's ledger (one lineage: strategy = run name, seed 0).
-Charts are matplotlib SVG inlined into the page: no script, no network, no file
-beside it.
+Charts are matplotlib SVG inlined into the page (text kept as text, so the browser
+test reads the tick labels): no script, no network, no file beside it. The page is a
+list of sections (:data:`SECTIONS`), one function each, so a new section is one more
+function. Colours come from :mod:`tailguard.palette`, shared with the terminal.
 """
 
 from __future__ import annotations
@@ -25,10 +27,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
+from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
 from tailguard import __version__  # noqa: E402
 from tailguard.lineage import lineage_tables  # noqa: E402
+from tailguard.metrics import PRESETS, REGISTRY  # noqa: E402
+from tailguard.monitor import NOISE_FLOOR_SAMPLE  # noqa: E402
+from tailguard.palette import (  # noqa: E402
+    ALERT,
+    BASELINE,
+    HUMAN,
+    SYNTHETIC_CMAP,
+    strategy_colors,
+)
 
 #: The metrics drawn first when present: the tails and diversity collapse first.
 WATCHED = (
@@ -40,26 +52,38 @@ WATCHED = (
     "rare_vocab_coverage",
     "label_entropy",
     "ngram_entropy_2",
+    "vector_tail_lower",
+    "vector_tail_upper",
+    "vector_variance_ratio",
+    "vector_w1",
+    "prdc_recall",
+    "prdc_coverage",
+    "vendi",
 )
-PALETTE = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+#: After the watched ones, other metrics by what they watch; at most this many charts.
+KIND_ORDER = ("tail", "diversity", "fidelity", "mean")
+MAX_METRIC_CHARTS = 8
 
 
 @dataclass
 class ReportData:
     """Everything the report shows, as tidy tables (any may be empty).
 
-    - ``metrics``: strategy, seed, round, metric, value, higher_is_better
+    - ``metrics``: strategy, seed, round, metric, value, higher_is_better (the model's)
+    - ``floor``: strategy, seed, metric, value: the noise floor (human holdout vs the
+      human training reservoir)
     - ``mix``: strategy, seed, round, human, synthetic, by_generation (JSON)
     - ``gate``: strategy, seed, round, verifier, records, passed
     - ``reasons``: strategy, verifier, code, count
     - ``decisions``: strategy, seed, round, real_fraction, reason, evidence
-    - ``alerts``: strategy, seed, round, rule, metrics, message
+    - ``alerts``: strategy, seed, round, rule, metrics, message (every round's)
     - ``axes``: one row per strategy, one column per axis
-    - ``recommendation``: lines of text (strategy, fraction, gate, reasons)
+    - ``recommendation``: lines of text, the same the CLI prints
     """
 
     title: str = "tailguard report"
     metrics: pa.Table | None = None
+    floor: pa.Table | None = None
     mix: pa.Table | None = None
     gate: pa.Table | None = None
     reasons: pa.Table | None = None
@@ -73,13 +97,26 @@ class ReportData:
         table = getattr(self, name)
         return pd.DataFrame() if table is None else table.to_pandas()
 
+    def colors(self) -> dict[str, str]:
+        """Each strategy's colour: the palette over every strategy the report names."""
+        names: set[str] = set()
+        for name in ("metrics", "mix", "gate", "decisions", "alerts", "axes"):
+            table = getattr(self, name)
+            if table is not None and "strategy" in table.column_names:
+                names |= set(table["strategy"].to_pylist())
+        return strategy_colors(names)
+
 
 def from_ledger(ledger: Any, *, run: str = "main", title: str | None = None) -> ReportData:
     """A project's own lineage, read from its ledger."""
     tables = lineage_tables(ledger, run)
     tag = {"strategy": run, "seed": 0}
+    history = tables.pop("metrics")
+    is_floor = pc.equal(history["sample"], NOISE_FLOOR_SAMPLE)
     return ReportData(
         title=title or f"tailguard report: {run}",
+        metrics=_tag(history.filter(pc.invert(is_floor)), tag),
+        floor=_tag(history.filter(is_floor), tag),
         **{name: _tag(t, tag) for name, t in tables.items()},
     )
 
@@ -92,6 +129,7 @@ def from_lab(result: Any, *, title: str | None = None) -> ReportData:
         or f"tailguard lab: {cfg.model} on {cfg.dataset.name}, {cfg.generations} generations, "
         f"{cfg.seeds} seeds",
         metrics=result.metrics,
+        floor=result.floor,
         mix=getattr(result, "mix", None),
         gate=getattr(result, "gate", None),
         reasons=getattr(result, "reasons", None),
@@ -114,9 +152,14 @@ def _tag(table: pa.Table, tag: dict[str, Any]) -> pa.Table:
 
 
 # ---------------------------------------------------------------------------- charts
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", str(name).lower()).strip("-")
+
+
 def _svg(fig: plt.Figure, chart_id: str, caption: str, *, wide: bool = False) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": chart_id}):
+        fig.savefig(buf, format="svg", bbox_inches="tight")
     plt.close(fig)
     svg = buf.getvalue()
     svg = re.sub(r"<metadata>.*?</metadata>", "", svg[svg.index("<svg") :], flags=re.S)
@@ -126,51 +169,125 @@ def _svg(fig: plt.Figure, chart_id: str, caption: str, *, wide: bool = False) ->
     )
 
 
-def _colors(strategies: Any) -> dict[str, str]:
-    """One colour per strategy, the same in every chart (assigned in name order)."""
-    return {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(sorted(set(strategies)))}
-
-
-def _rounds_axis(ax: plt.Axes) -> None:
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+def _rounds_axis(ax: plt.Axes, rounds: Any) -> None:
+    """Whole-number rounds, half a round of margin, so one round is a visible point."""
+    values = [int(r) for r in rounds]
+    if values:
+        ax.set_xlim(min(values) - 0.5, max(values) + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.set_xlabel("round (generation)")
 
 
+def _legend(ax: plt.Axes) -> None:
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
+def direction(metric: str, stored: Any = None) -> str:
+    """Which way is better, in words, from the metric registry (else the stored flag)."""
+    known = REGISTRY.get(metric)
+    hib = known.higher_is_better if known is not None else stored
+    if hib is None or (isinstance(hib, float) and hib != hib):
+        ideal = known.ideal if known is not None else None
+        where = "the baseline" if ideal is None else f"{ideal:g}"
+        return f"two-sided: closer to {where} is better"
+    return "higher is better" if bool(hib) else "lower is better"
+
+
+def definition(metric: str) -> str:
+    """The metric's one-line definition from the registry."""
+    known = REGISTRY.get(metric)
+    return known.description if known is not None and known.description else metric
+
+
+def shown_metrics(names: Any) -> list[str]:
+    """The watched metrics first, then the others by kind: tails, diversity, fidelity, mean."""
+    names = set(names)
+
+    def key(name: str) -> tuple[int, int, str]:
+        watched = WATCHED.index(name) if name in WATCHED else len(WATCHED)
+        kind = REGISTRY[name].kind if name in REGISTRY else "mean"
+        return watched, KIND_ORDER.index(kind), name
+
+    return sorted(names, key=key)[:MAX_METRIC_CHARTS]
+
+
 def metric_charts(data: ReportData) -> list[str]:
-    """One chart per watched metric: median over seeds with a min-max band."""
+    """One chart per shown metric: per strategy the median over seeds (points and line)
+    with a min-max band, over the baseline (dashed) and the noise floor (green band)."""
     m = data.frame("metrics")
     if m.empty:
         return []
     if "sample" in m:
-        m = m[m["sample"].isin(["model"])]
-    present = [w for w in WATCHED if w in set(m["metric"])]
-    strategies = sorted(m["strategy"].unique())
-    colors = _colors(strategies)
+        m = m[m["sample"] == "model"]
+    floor = data.frame("floor")
+    colors = data.colors()
     out = []
-    for metric in present:
+    for metric in shown_metrics(m["metric"].unique()):
         sub = m[m["metric"] == metric]
-        fig, ax = plt.subplots(figsize=(6.2, 3.2))
-        for s in strategies:
-            g = sub[sub["strategy"] == s].groupby("round")["value"]
-            if g.ngroups == 0:
-                continue
-            q = g.quantile([0.0, 0.5, 1.0]).unstack()
-            ax.plot(q.index, q[0.5], color=colors[s], label=s, lw=2)
-            ax.fill_between(q.index, q[0.0], q[1.0], color=colors[s], alpha=0.18, lw=0)
-        hib = sub["higher_is_better"].iloc[0] if "higher_is_better" in sub else True
-        better = (
-            "closer to the start" if hib is None or hib != hib else ("higher" if hib else "lower")
-        )
-        ax.set_title(f"{metric} ({better} is better)", fontsize=11)
-        _rounds_axis(ax)
+        chart = f"metric-{metric}"
+        fig, ax = plt.subplots(figsize=(6.4, 3.2))
+        _reference_lines(ax, chart, sub, floor[floor["metric"] == metric] if len(floor) else floor)
+        for s in sorted(sub["strategy"].unique()):
+            q = sub[sub["strategy"] == s].groupby("round")["value"].quantile([0.0, 0.5, 1.0])
+            q = q.unstack()
+            if (q[1.0] > q[0.0]).any():
+                ax.fill_between(q.index, q[0.0], q[1.0], color=colors[s], alpha=0.15, lw=0)
+            ax.plot(
+                q.index, q[0.5], color=colors[s], label=s, lw=2, marker="o", ms=5,
+                gid=f"series-{chart}-{_slug(s)}",
+            )  # fmt: skip
+        hib = sub["higher_is_better"].iloc[0] if "higher_is_better" in sub else None
+        ax.set_title(f"{metric} ({direction(metric, hib)})", fontsize=10.5)
+        ax.set_ylabel(metric, fontsize=9).set_gid(f"ylabel-{chart}")
+        _rounds_axis(ax, sub["round"])
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, frameon=False)
-        out.append(
-            _svg(
-                fig, f"metric-{metric}", f"{metric} per round: median over seeds, band = min to max"
-            )
-        )
+        _legend(ax)
+        out.append(_svg(fig, chart, f"{metric}: {definition(metric)}. {direction(metric, hib)}."))
     return out
+
+
+def tolerance(metric: str, level: float) -> float:
+    """How far from ``level`` the monitor lets ``metric`` move before it alerts.
+
+    The metric's relative or absolute threshold in the presets (the same in every preset
+    that watches it); 0 for a metric no preset watches.
+    """
+    for preset in PRESETS.values():
+        t = preset.thresholds.get(metric)
+        if t is not None and t.kind == "relative":
+            return t.value * abs(level)
+        if t is not None and t.kind == "change":
+            return t.value
+    return 0.0
+
+
+def _reference_lines(ax: plt.Axes, chart: str, sub: pd.DataFrame, floor: pd.DataFrame) -> None:
+    """The baseline (dashed) and, around it, the band inside which the monitor stays quiet.
+
+    As in the monitor, the baseline is the noise floor when it was measured (the human
+    holdout against the human training data, median over seeds), else the first
+    measured round. The band is the noise floor's spread over seeds widened by the
+    metric's alert threshold: a point outside it, on the bad side, is a degradation.
+    """
+    metric = str(sub["metric"].iloc[0])
+    if len(floor):
+        baseline = float(floor["value"].median())
+        label = "baseline: human holdout (noise floor)"
+        slack = tolerance(metric, baseline) or 0.004 * max(abs(baseline), 1e-9)
+        lo, hi = float(floor["value"].min()) - slack, float(floor["value"].max()) + slack
+        if min(floor["value"].min(), sub["value"].min()) >= 0:  # no band below an empty sample
+            lo = max(lo, 0.0)
+        if definition(metric).startswith("share"):  # nor above all of the reference
+            hi = min(hi, 1.0)
+        ax.axhspan(
+            lo, hi, color=HUMAN, alpha=0.16, lw=0, gid=f"band-{chart}",
+            label="human baseline ± alert threshold",
+        )  # fmt: skip
+    else:
+        first = int(sub["round"].min())
+        baseline = float(sub[sub["round"] == first]["value"].median())
+        label = f"baseline: round {first}"
+    ax.axhline(baseline, color=BASELINE, lw=1, ls="--", gid=f"baseline-{chart}", label=label)
 
 
 def mix_charts(data: ReportData) -> list[str]:
@@ -183,11 +300,14 @@ def mix_charts(data: ReportData) -> list[str]:
         first_seed = sub["seed"].min()
         sub = sub[sub["seed"] == first_seed].sort_values("round")
         gens = sorted({int(g) for bg in sub["by_generation"] for g in json.loads(bg)})
-        fig, ax = plt.subplots(figsize=(6.2, 3.0))
+        chart = f"mix-{strategy}"
+        fig, ax = plt.subplots(figsize=(6.4, 3.0))
         rounds = sub["round"].to_numpy()
         bottom = sub["human"].to_numpy(dtype=float)
-        ax.bar(rounds, bottom, color="#2ca02c", label="human")
-        cmap = plt.get_cmap("Oranges")
+        bars = ax.bar(rounds, bottom, color=HUMAN, label="human")
+        for i, patch in enumerate(bars.patches):
+            patch.set_gid(f"human-{chart}-{i}")
+        cmap = plt.get_cmap(SYNTHETIC_CMAP)
         for i, g in enumerate(gens):
             vals = np.array([json.loads(bg).get(str(g), 0) for bg in sub["by_generation"]], float)
             ax.bar(
@@ -195,18 +315,18 @@ def mix_charts(data: ReportData) -> list[str]:
                 vals,
                 bottom=bottom,
                 color=cmap(0.3 + 0.6 * i / max(len(gens), 1)),
-                label=f"gen {g}" if len(gens) <= 8 or i in (0, len(gens) - 1) else None,
+                label=f"synthetic gen {g}" if len(gens) <= 8 or i in (0, len(gens) - 1) else None,
             )
             bottom = bottom + vals
-        ax.set_title(f"training mix per round: {strategy}", fontsize=11)
-        _rounds_axis(ax)
+        ax.set_title(f"training mix per round: {strategy}", fontsize=10.5)
+        _rounds_axis(ax, rounds)
         ax.set_ylabel("training slots")
-        ax.legend(fontsize=7, frameon=False, ncol=2)
+        _legend(ax)
         out.append(
             _svg(
                 fig,
-                f"mix-{strategy}",
-                f"{strategy}: human (green) and synthetic slots by generation",
+                chart,
+                f"{strategy}: human (green) and synthetic slots by generation (orange)",
             )
         )
     return out
@@ -219,15 +339,20 @@ def gate_chart(data: ReportData) -> list[str]:
     if gate.empty:
         return []
     g = gate.groupby(["strategy", "round"], as_index=False)[["records", "passed"]].sum()
-    fig, ax = plt.subplots(figsize=(6.2, 3.0))
-    colors = _colors(sorted(g["strategy"].unique()))
+    fig, ax = plt.subplots(figsize=(6.4, 3.0))
+    colors = data.colors()
     for s, sub in g.groupby("strategy"):
-        ax.plot(sub["round"], sub["passed"] / sub["records"], marker="o", color=colors[s], label=s)
+        ax.plot(
+            sub["round"], sub["passed"] / sub["records"], marker="o", color=colors[s], label=s,
+            gid=f"series-gate-{_slug(s)}",
+        )  # fmt: skip
     ax.set_ylim(0, 1.05)
-    ax.set_title("gate pass rate per round", fontsize=11)
-    _rounds_axis(ax)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_ylabel("passed")
+    ax.set_title("gate pass rate per round", fontsize=10.5)
+    _rounds_axis(ax, g["round"])
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
+    _legend(ax)
     return [_svg(fig, "gate", "share of synthetic candidates passing every verifier")]
 
 
@@ -235,17 +360,22 @@ def dial_chart(data: ReportData) -> list[str]:
     d = data.frame("decisions")
     if d.empty:
         return []
-    fig, ax = plt.subplots(figsize=(6.2, 3.0))
-    colors = _colors(sorted(d["strategy"].unique()))
+    fig, ax = plt.subplots(figsize=(6.4, 3.0))
+    colors = data.colors()
     for s, sub in d.groupby("strategy"):
         med = sub.groupby("round")["real_fraction"].median()
-        ax.step(med.index, med.values, where="post", color=colors[s], label=s, lw=2)
+        ax.step(
+            med.index, med.values, where="post", color=colors[s], label=s, lw=2, marker="o",
+            ms=5, gid=f"series-dial-{_slug(s)}",
+        )  # fmt: skip
     ax.set_ylim(0, 1)
-    ax.set_title("the dial: real (human) fraction per round", fontsize=11)
-    _rounds_axis(ax)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_ylabel("human share")
+    ax.set_title("the dial: human share per round", fontsize=10.5)
+    _rounds_axis(ax, d["round"])
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
-    return [_svg(fig, "dial", "the dial's real fraction, median over seeds")]
+    _legend(ax)
+    return [_svg(fig, "dial", "the dial's human (real) fraction, median over seeds")]
 
 
 #: The axes drawn as bars: (column, title, which way is better).
@@ -265,7 +395,7 @@ def axes_chart(data: ReportData) -> list[str]:
     if axes.empty or not shown:
         return []
     fig, panels = plt.subplots(1, len(shown), figsize=(2.6 * len(shown), 2.4), sharey=True)
-    colors = _colors(list(axes["strategy"]))
+    colors = data.colors()
     for ax, (col, title) in zip(np.atleast_1d(panels), shown, strict=True):
         values = axes[col].replace([np.inf], np.nan)
         ax.barh(axes["strategy"], values, color=[colors[s] for s in axes["strategy"]])
@@ -278,31 +408,108 @@ def axes_chart(data: ReportData) -> list[str]:
     return [_svg(fig, "axes", "the five axes per strategy, medians over seeds", wide=True)]
 
 
-# ---------------------------------------------------------------------------- page
-def _table(df: pd.DataFrame, *, limit: int = 40) -> str:
+# ---------------------------------------------------------------------------- tables
+def money(value: float) -> str:
+    """Money as money: $1,234 (cents below $100)."""
+    if value != value or np.isinf(value):
+        return "n/a"
+    return f"${value:,.0f}" if abs(value) >= 100 else f"${value:,.2f}"
+
+
+def _share(v: float) -> str:
+    return f"{v:.0%}"
+
+
+def _rounds(v: float) -> str:
+    return "never" if np.isinf(v) else f"{v:g}"
+
+
+#: The axes table's columns: header and format (others: the name in words, 3 decimals).
+AXES_COLUMNS: dict[str, tuple[str, Any]] = {
+    "strategy": ("strategy", str),
+    "fidelity_loss": ("fidelity loss", "{:.3f}".format),
+    "coverage": ("tail coverage", "{:.3f}".format),
+    "coverage_vs_baseline": ("coverage vs baseline", _share),
+    "cost": ("data cost", money),
+    "cost_per_generation": ("cost per generation", money),
+    "traceable_share": ("traceable slots", _share),
+    "real_share_mean": ("human share (mean)", _share),
+    "real_share_min": ("human share (lowest)", _share),
+    "recovery_rounds": ("rounds to recover", _rounds),
+    "recovery_cost": ("recovery cost", money),
+    "recovered_share": ("seeds recovered", _share),
+    "seeds": ("seeds", "{:g}".format),
+}
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float | np.floating):
+        return f"{v:,.3f}"
+    return str(v)
+
+
+def _table(
+    df: pd.DataFrame, *, limit: int = 40, formats: dict[str, tuple[str, Any]] | None = None,
+    table_id: str | None = None, colors: dict[str, str] | None = None,
+) -> str:  # fmt: skip
+    """A readable table: headers in words, numbers formatted, strategies in their colour."""
     if df.empty:
         return "<p class='muted'>none</p>"
-    shown = df.head(limit).copy()
-    for col in shown.columns:
-        if pd.api.types.is_float_dtype(shown[col]):
-            shown[col] = shown[col].map(lambda v: f"{v:,.3f}")
-    table = shown.to_html(index=False, escape=True, classes="data", border=0)
-    return f"<div class='scroll'>{table}</div>"
+    formats = formats or {}
+    shown = df.head(limit)
+    cols = list(shown.columns)
+    numeric = {c: pd.api.types.is_numeric_dtype(shown[c]) for c in cols}
+    align = {c: " class='num'" if numeric[c] else "" for c in cols}
+    head = "".join(
+        f"<th{align[c]}>{html.escape(formats.get(c, (c.replace('_', ' '), None))[0])}</th>"
+        for c in cols
+    )
+    rows = []
+    for record in shown.to_dict("records"):
+        cells = []
+        for c in cols:
+            fmt = formats.get(c, (None, _cell))[1] or _cell
+            text = html.escape(fmt(record[c]))
+            if c == "strategy" and colors and record[c] in colors:
+                text = f"<span class='swatch' style='background:{colors[record[c]]}'></span>{text}"
+            cells.append(f"<td{align[c]}>{text}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    more = f"<p class='muted'>first {limit} of {len(df)} rows</p>" if len(df) > limit else ""
+    attr = f" id='{table_id}'" if table_id else ""
+    return (
+        f"<div class='table'{attr}><table class='data'><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>{more}"
+    )
 
 
+# ---------------------------------------------------------------------------- page
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1180px;
-color:#222;padding:0 1rem}
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1240px;
+color:#222;padding:0 1rem;line-height:1.4}
 h1{margin-bottom:.2rem}h2{border-bottom:2px solid #eee;padding-bottom:.2rem;margin-top:2.2rem}
-.muted{color:#777}.scroll{overflow-x:auto}.grid{display:flex;flex-wrap:wrap;gap:1rem}
-figure.chart{margin:0;flex:1 1 540px;max-width:580px}figure.chart svg{width:100%;height:auto}
-figure.wide{flex:1 1 100%;max-width:100%}figcaption{font-size:.8rem;color:#666}
-table.data{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
-table.data td,table.data th{padding:.25rem .6rem;border-bottom:1px solid #eee;text-align:right}
-table.data td:first-child,table.data th:first-child{text-align:left}
-.advice{background:#f3f8f3;border-left:4px solid #2ca02c;padding:.8rem 1.2rem}
-.alert{background:#fdf2f2;border-left:4px solid #d62728;padding:.6rem 1rem}
-"""
+.muted{color:#666}.grid{display:flex;flex-wrap:wrap;gap:1rem}
+figure.chart{margin:0;flex:1 1 560px;max-width:610px}figure.chart svg{width:100%;height:auto}
+figure.wide{flex:1 1 100%;max-width:100%}figcaption{font-size:.82rem;color:#555}
+.table{overflow-x:auto}
+table.data{border-collapse:collapse;font-size:.85rem;margin:.5rem 0;width:100%}
+table.data th{font-weight:600;vertical-align:bottom;white-space:normal;background:#f6f6f6}
+table.data td,table.data th{padding:.3rem .5rem;border-bottom:1px solid #e6e6e6;
+text-align:left}
+table.data td{font-variant-numeric:tabular-nums}
+table.data .num{text-align:right;white-space:nowrap}
+.swatch{display:inline-block;width:.75em;height:.75em;border-radius:2px;margin-right:.35em;
+vertical-align:baseline}
+.key{font-size:.85rem;color:#444}.key span.item{margin-right:1.1rem;white-space:nowrap}
+.advice{background:#f6f7f9;border-left:4px solid @BASELINE@;padding:.8rem 1.2rem}
+.advice.alerting{background:#fdf3f3;border-left-color:@ALERT@}
+.advice ul{margin:.4rem 0 0;padding-left:1.2rem}
+ol.timeline{list-style:none;padding:0;margin:.5rem 0;border-left:3px solid @ALERT@}
+ol.timeline>li{padding:.3rem 0 .5rem 1rem;text-align:left}
+ol.timeline .when{font-weight:600}
+ol.timeline ul{margin:.2rem 0;padding-left:1.1rem;text-align:left}
+.rule{display:inline-block;font-size:.75rem;font-weight:600;color:#fff;background:@ALERT@;
+border-radius:3px;padding:0 .35rem;margin-right:.4rem}
+""".replace("@ALERT@", ALERT).replace("@BASELINE@", BASELINE)
 
 
 SECTION_TEXT = {
@@ -312,20 +519,143 @@ SECTION_TEXT = {
     "Recovery: rounds and money to come back within 5% of baseline after switching to "
     "anchoring.",
     "metrics": "Collapse shows in the tails and in diversity first: watch these fall while "
-    "the average still looks fine.",
+    "the average still looks fine. Each point is a measured round (median over seeds, band = "
+    "min to max). The dashed line is the baseline: the human holdout measured against the "
+    "human training data (the noise floor). The green band around it is that noise, widened "
+    "by the metric's alert threshold: a point outside it on the bad side is a degradation.",
     "mix": "Every training slot by origin: human (green) and synthetic by the generation "
-    "that wrote it. A shrinking green share is invisible substitution.",
+    "that wrote it (orange). A shrinking green share is invisible substitution.",
     "gate": "Share of synthetic candidates that passed every verifier, and the most common "
     "reasons for rejection. Strategies without a gate accept everything unchecked.",
-    "dial": "The real fraction the dial chose each round, with the reason and the evidence "
-    "it read.",
+    "dial": "The human share the dial chose each round, with the reason and the evidence it read.",
+    "alerts": "What the monitor raised, round by round, earliest first.",
 }
+
+
+def _section(title: str, text: str, charts: list[str], extra: str = "", *, sid: str = "") -> str:
+    if not charts and "<table" not in extra:
+        return ""
+    return (
+        f"<section id='{sid}'><h2>{title}</h2><p class='muted'>{html.escape(text)}</p>"
+        f"<div class='grid'>{''.join(charts)}</div>{extra}</section>"
+    )
+
+
+def colour_key(data: ReportData) -> str:
+    """What each colour means, once for the whole page."""
+    fixed = [
+        (HUMAN, "human data / noise floor"),
+        (plt.get_cmap(SYNTHETIC_CMAP)(0.6), "synthetic data"),
+        (ALERT, "alert"),
+        (BASELINE, "baseline"),
+    ]
+    items = [
+        (c if isinstance(c, str) else matplotlib.colors.to_hex(c), label) for c, label in fixed
+    ]
+    items += [(c, s) for s, c in data.colors().items()]
+    spans = "".join(
+        f"<span class='item'><span class='swatch' style='background:{c}'></span>"
+        f"{html.escape(label)}</span>"
+        for c, label in items
+    )
+    return f"<p class='key' id='colour-key'>{spans}</p>"
+
+
+def recommendation_section(data: ReportData) -> str:
+    if not data.recommendation:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in data.recommendation[1:])
+    alerting = " alerting" if "alert" in data.recommendation[0] else ""
+    return (
+        f"<section id='recommendation-section'><h2>Recommendation</h2>"
+        f"<div class='advice{alerting}' id='recommendation'>"
+        f"<strong>{html.escape(data.recommendation[0])}</strong><ul>{items}</ul></div></section>"
+    )
+
+
+def axes_section(data: ReportData) -> str:
+    table = _table(
+        data.frame("axes"), formats=AXES_COLUMNS, table_id="axes-table", colors=data.colors()
+    )
+    return _section("Five axes", SECTION_TEXT["axes"], axes_chart(data), table, sid="axes")
+
+
+def metrics_section(data: ReportData) -> str:
+    return _section(
+        "Tails and diversity over rounds", SECTION_TEXT["metrics"], metric_charts(data),
+        sid="metrics",
+    )  # fmt: skip
+
+
+def mix_section(data: ReportData) -> str:
+    return _section("Training mix per round", SECTION_TEXT["mix"], mix_charts(data), sid="mix")
+
+
+def gate_section(data: ReportData) -> str:
+    reasons = data.frame("reasons")
+    if not reasons.empty:
+        keys = [c for c in ("strategy", "verifier", "code") if c in reasons]
+        reasons = reasons.groupby(keys, as_index=False)["count"].sum()
+        reasons = reasons.sort_values("count", ascending=False)
+    table = _table(reasons, colors=data.colors())
+    return _section("Gate", SECTION_TEXT["gate"], gate_chart(data), table, sid="gate")
+
+
+def dial_section(data: ReportData) -> str:
+    decisions = data.frame("decisions").drop(columns=["evidence"], errors="ignore")
+    table = _table(
+        decisions, formats={"real_fraction": ("human share", _share)}, colors=data.colors()
+    )
+    return _section("The dial", SECTION_TEXT["dial"], dial_chart(data), table, sid="dial")
+
+
+def alerts_section(data: ReportData) -> str:
+    """The alerts as a timeline: one entry per round, each alert once per strategy."""
+    alerts = data.frame("alerts")
+    head = f"<section id='alerts'><h2>Alerts</h2><p class='muted'>{SECTION_TEXT['alerts']}</p>"
+    if alerts.empty:
+        return head + "<p class='muted'>no alerts</p></section>"
+    colors = data.colors()
+    several = alerts["strategy"].nunique() > 1
+    seeds = alerts.groupby("strategy")["seed"].nunique().to_dict()
+    rounds = []
+    for rnd, at in alerts.sort_values(["round", "strategy", "seed"]).groupby("round"):
+        items = []
+        for (s, rule, _metrics), g in at.groupby(["strategy", "rule", "metrics"], sort=False):
+            who = (
+                f"<span class='swatch' style='background:{colors.get(s, BASELINE)}'></span>"
+                f"{html.escape(str(s))}: "
+                if several
+                else ""
+            )
+            share = f" ({g['seed'].nunique()} of {seeds[s]} seeds)" if seeds[s] > 1 else ""
+            items.append(
+                f"<li class='alert-item' data-rule='{html.escape(rule)}'>{who}"
+                f"<span class='rule'>{html.escape(rule.replace('_', ' '))}</span>"
+                f"{html.escape(str(g['message'].iloc[0]))}{share}</li>"
+            )
+        rounds.append(
+            f"<li data-round='{int(rnd)}'><div class='when'>round {int(rnd)}</div>"
+            f"<ul>{''.join(items)}</ul></li>"
+        )
+    return head + f"<ol class='timeline' id='alert-timeline'>{''.join(rounds)}</ol></section>"
+
+
+#: The page, top to bottom: one function per section, each returning HTML (or "").
+SECTIONS = (
+    recommendation_section,
+    axes_section,
+    metrics_section,
+    mix_section,
+    gate_section,
+    dial_section,
+    alerts_section,
+)
 
 
 def render(data: ReportData) -> str:
     """The report as one HTML string (inline SVG and CSS only)."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    alerts = data.frame("alerts")
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{html.escape(data.title)}</title><style>{_CSS}</style></head><body>",
@@ -333,43 +663,8 @@ def render(data: ReportData) -> str:
         f"<p class='muted'>tailguard {__version__} · {stamp}</p>",
     ]
     parts += [f"<p>{html.escape(n)}</p>" for n in data.notes]
-    if data.recommendation:
-        items = "".join(f"<li>{html.escape(line)}</li>" for line in data.recommendation[1:])
-        parts.append(
-            f"<h2>Recommendation</h2><div class='advice' id='recommendation'>"
-            f"<strong>{html.escape(data.recommendation[0])}</strong><ul>{items}</ul>"
-            "</div>"
-        )
-    reasons = data.frame("reasons")
-    if not reasons.empty:
-        keys = [c for c in ("strategy", "verifier", "code") if c in reasons]
-        reasons = reasons.groupby(keys, as_index=False)["count"].sum()
-        reasons = reasons.sort_values("count", ascending=False)
-    sections = [
-        ("Five axes", SECTION_TEXT["axes"], axes_chart(data), _table(data.frame("axes"))),
-        ("Tails and diversity over rounds", SECTION_TEXT["metrics"], metric_charts(data), ""),
-        ("Training mix per round", SECTION_TEXT["mix"], mix_charts(data), ""),
-        ("Gate", SECTION_TEXT["gate"], gate_chart(data), _table(reasons)),
-        (
-            "The dial",
-            SECTION_TEXT["dial"],
-            dial_chart(data),
-            _table(data.frame("decisions").drop(columns=["evidence"], errors="ignore")),
-        ),
-    ]
-    for title, text, charts, extra in sections:
-        if not charts and "<table" not in extra:
-            continue
-        parts.append(
-            f"<h2>{title}</h2><p class='muted'>{html.escape(text)}</p>"
-            f"<div class='grid'>{''.join(charts)}</div>{extra}"
-        )
-    parts.append("<h2>Alerts</h2>")
-    parts.append(
-        f"<div class='alert'>{_table(alerts)}</div>"
-        if not alerts.empty
-        else "<p class='muted'>no alerts</p>"
-    )
+    parts.append(colour_key(data))
+    parts += [section(data) for section in SECTIONS]
     parts.append("</body></html>")
     return "".join(parts)
 

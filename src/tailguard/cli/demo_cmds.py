@@ -30,18 +30,21 @@ def demo(
     """Compare human-anchored, pure synthetic and gated hybrid retraining on fortunes."""
     from tailguard.advise import TaskProfile, advise, advise_from_lab
     from tailguard.cli.lab_cmds import print_lab_result
-    from tailguard.lab import run
+    from tailguard.lab import run, strategy
     from tailguard.mix.policies import Anchored
+    from tailguard.palette import strategy_colors
     from tailguard.report import from_lab, write
 
+    c = strategy_colors(strategy(name).name for name in STRATEGIES)
     console.print(
         "[bold]tailguard demo[/]: a trigram language model is trained on 15,000 human "
         "quotations (43 categories, long-tailed), then retrained on its own output "
         f"for {generations} generations, {seeds} seeds each:\n"
-        "  • [green]human-only[/]: the frozen human reservoir alone (human-anchored)\n"
-        "  • [red]replace[/]: only the newest synthetic generation (pure synthetic)\n"
-        "  • [blue]anchored-gated[/]: 20% human in every batch, synthetic data gated by "
-        "exact and near-duplicate checks (hybrid)\n"
+        f"  • [{c['human-only']}]human-only[/]: the frozen human reservoir alone "
+        "(human-anchored)\n"
+        f"  • [{c['replace']}]replace[/]: only the newest synthetic generation (pure synthetic)\n"
+        f"  • [{c['anchored-gated']}]anchored-gated[/]: 20% human in every batch, synthetic "
+        "data gated by exact and near-duplicate checks (hybrid)\n"
     )
     result = run(
         model="ngram", data="fortunes", strategies=STRATEGIES, generations=generations,

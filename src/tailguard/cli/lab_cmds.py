@@ -119,6 +119,8 @@ def lab_list() -> None:
 def print_lab_result(result, metric: str | None = None) -> None:  # noqa: ANN001
     from rich.table import Table
 
+    from tailguard.palette import strategy_colors
+
     c = result.config
     title = (
         f"{c.model} on {c.dataset.name}: {c.generations} generations, {c.seeds} seeds, "
@@ -134,11 +136,14 @@ def print_lab_result(result, metric: str | None = None) -> None:  # noqa: ANN001
     ]  # fmt: skip
     for header, _, _ in columns:
         table.add_column(header, justify="left" if header == "strategy" else "right")
+    colors = strategy_colors(result.axes["strategy"].to_pylist())
     for row in result.axes.to_pylist():
         cells = []
         for _, key, fmt in columns:
             v = row[key]
-            if key == "recovery_rounds":
+            if key == "strategy":
+                cells.append(f"[{colors[v]}]{v}[/]")
+            elif key == "recovery_rounds":
                 cells.append(f"> {c.recovery_rounds}" if math.isinf(v) else f"{v:g}")
             else:
                 cells.append(fmt.format(v))

@@ -76,6 +76,7 @@ def _print_status(mon: Any, run: str) -> None:
     from rich.table import Table
 
     from tailguard.metrics import REGISTRY
+    from tailguard.mix.dial import describe_change
 
     status = mon.status(run)
     watched = {(e.sample, e.metric): e for e in status.evidence}
@@ -95,7 +96,7 @@ def _print_status(mon: Any, run: str) -> None:
             kind = REGISTRY[metric].kind if metric in REGISTRY else ""
             table.add_row(
                 smp, metric, kind, f"{c.baseline:.4g}", f"{c.value:.4g}",
-                f"{c.relative_change:+.1%}", arrow, _spark(list(vals)), mark,
+                describe_change(c.value, c.baseline), arrow, _spark(list(vals)), mark,
             )  # fmt: skip
     console.print(table)
     for a in status.alerts:

@@ -21,7 +21,13 @@ def report(
     ledger: Path | None = typer.Option(None, "--ledger", help="Ledger file."),
 ) -> None:
     """Write one HTML file (no network needed): metrics, mix, gate, dial, alerts, advice."""
-    from tailguard.advise import TaskProfile, advise, advise_from_lab, recommendation_lines
+    from tailguard.advise import (
+        TaskProfile,
+        advise,
+        advise_from_lab,
+        fit_gate_to_data,
+        recommendation_lines,
+    )
     from tailguard.report import from_lab, from_ledger, write
 
     writable_output(output)
@@ -31,7 +37,8 @@ def report(
 
         result = LabResult.load(lab)
         data = from_lab(result)
-        data.recommendation = advise_from_lab(advise(profile), result.axes).lines()
+        advice = fit_gate_to_data(advise(profile), result.config.dataset.kind)
+        data.recommendation = advise_from_lab(advice, result.axes).lines()
     else:
         with open_ledger(ledger, read_only=True) as led:
             led.check_run(run)

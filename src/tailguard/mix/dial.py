@@ -265,10 +265,22 @@ def _clip(value: float, low: float, high: float) -> float:
     return round(min(max(value, low), high), 10)
 
 
+#: Below this |baseline|, a change is said in absolute terms: +1,621% of 0.001 says nothing.
+TINY_BASE = 0.05
+
+
+def describe_change(value: float, baseline: float) -> str:
+    """A change as people read it: relative (``-12.5%``), absolute when the base is tiny
+    or the change is larger than the base itself."""
+    if abs(baseline) < TINY_BASE or abs(value - baseline) > abs(baseline):
+        return f"{value - baseline:+.3g} (absolute)"
+    return f"{(value - baseline) / abs(baseline):+.1%}"
+
+
 def _describe(e: Evidence) -> str:
     return (
         f"{e.metric} degraded ({e.value:.4g} vs baseline {e.baseline:.4g}, change "
-        f"{e.change:+.1%}, threshold {e.threshold:.1%})"
+        f"{describe_change(e.value, e.baseline)}, threshold {e.threshold:.1%})"
     )
 
 
