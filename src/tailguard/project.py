@@ -64,6 +64,11 @@ def build_loop(config: ProjectConfig, ledger: Ledger, *, progress: bool = False)
             kwargs["watch"] = d.watch
         dial = Dial(**kwargs)
     loop_cfg = config.loop
+    preset = config.monitor.preset
+    if config.model.kind is not None and "preset" not in config.monitor.model_fields_set:
+        from tailguard.lab.evaluation import preset_for_model
+
+        preset = preset_for_model(config.model.kind)  # vectors or text, as the model's data
     return Loop(
         ledger,
         train=train,
@@ -72,7 +77,7 @@ def build_loop(config: ProjectConfig, ledger: Ledger, *, progress: bool = False)
         policy=policy,
         gate=gate,
         dial=dial,
-        monitor=Monitor(preset=config.monitor.preset, run=loop_cfg.run, seed=loop_cfg.seed),
+        monitor=Monitor(preset=preset, run=loop_cfg.run, seed=loop_cfg.seed),
         n_generate=loop_cfg.n_generate,
         batch_size=loop_cfg.batch_size,
         run=loop_cfg.run,

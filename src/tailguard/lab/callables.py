@@ -34,7 +34,11 @@ def loop_callables(
     cls = MODELS[kind]
     params = dict(params or {})
 
+    seeded = getattr(cls, "seeded_fit", False)  # e.g. a neural model: its init and batches
+
     def train(manifest: Any, records: pa.Table) -> Any:
+        if seeded:
+            return cls(**params).fit(records, seed=manifest.seed)
         return cls(**params).fit(records)
 
     def generate(model: Any, n: int, round: int, seed: int) -> pa.Table:  # noqa: A002

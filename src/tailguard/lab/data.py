@@ -96,6 +96,7 @@ DATASETS: dict[str, LabData] = {
 #: The data each model can learn from; the first is its default.
 MODEL_DATA: dict[str, tuple[str, ...]] = {
     "ngram": ("fortunes",),
+    "transformer": ("fortunes",),
     "categorical": ("zipf",),
     "digits": ("digits",),
     "gaussian": ("gaussian", "blobs"),

@@ -46,3 +46,10 @@ def monitor_for(kind: str, *, run: str, seed: int = 0) -> Any:
     from tailguard.monitor import Monitor
 
     return Monitor(preset=PRESETS[kind], run=run, seed=seed)
+
+
+def preset_for_model(model: str) -> str:
+    """The metrics preset of a built-in model's data kind (a project's default evaluation)."""
+    from tailguard.lab.data import resolve
+
+    return PRESETS[resolve(model, None).kind]
