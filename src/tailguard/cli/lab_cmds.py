@@ -61,7 +61,7 @@ def lab_run(
 
 
 def parse_params(items: list[str]) -> dict[str, object]:
-    """``key=value`` options as a dict; values read as TOML (numbers, booleans, lists), else text."""
+    """``key=value`` options as a dict; values read as TOML (numbers, lists), else as text."""
     import tomllib
 
     from tailguard.errors import ConfigError

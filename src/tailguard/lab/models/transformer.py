@@ -129,9 +129,12 @@ class Transformer(ModelBase):
             torch.manual_seed(int(gen.initial_seed()))  # weight init draws from the global RNG
             net = _GPT(self._n_vocab(), self.d_model, self.n_head, self.n_layer, seqs.shape[1])
             opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=0.01)
-            sched = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * s / self.steps))
-            )
+            steps = self.steps
+
+            def warm_cos(s: int) -> float:  # 20 steps of warm-up, then a cosine decay
+                return min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * s / steps))
+
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, warm_cos)
             x_all = torch.from_numpy(seqs)
             m_all = torch.from_numpy(target_mask)
             net.train()
