@@ -176,3 +176,23 @@ def test_categorical_support_and_weights_reach_the_data() -> None:
     docs = DATASETS["zipf"].load({"weights": [0.5, 0.5, 0.0], "n_docs": 50, "doc_length": 4})
     tokens = set(" ".join(docs.column("content").to_pylist()).split())
     assert tokens <= {"tok0", "tok1"} and len(tokens) == 2
+
+
+def test_evaluation_follows_the_model_data_kind() -> None:
+    from tailguard.lab.evaluation import PRIMARY, preset_for_model
+
+    assert preset_for_model("gaussian") == "lab-vectors"
+    assert preset_for_model("regression") == "lab-vectors"
+    assert preset_for_model("transformer") == "default"  # text, like the n-gram model
+    assert preset_for_model("digits") == "lab-labels"
+    assert PRIMARY["labels"] == "label_tv"  # does not saturate at 1.0 on ten balanced digits
+
+
+def test_lab_cli_params_parse_as_toml() -> None:
+    from tailguard.cli.lab_cmds import parse_params
+    from tailguard.errors import ConfigError
+
+    got = parse_params(["steps=150", "temperature=0.5", "weights=[0.5, 0.5]", "estimator=mle"])
+    assert got == {"steps": 150, "temperature": 0.5, "weights": [0.5, 0.5], "estimator": "mle"}
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_params(["steps"])
