@@ -126,7 +126,6 @@ def run(
     return result
 
 
-def _model_stats(jobs: list[JobResult]) -> pa.Table | None:
-    """Every job's model statistics in one table (None when the model has none)."""
-    tables = [j.model_stats for j in jobs if j.model_stats is not None and j.model_stats.num_rows]
-    return _concat(tables) if tables else None
+def _model_stats(jobs: list[JobResult]) -> pa.Table:
+    """Every job's model statistics in one table (no rows when the model has none)."""
+    return _concat([j.model_stats for j in jobs if j.model_stats is not None])
