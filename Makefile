@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	@# build of torch when this machine carries its wheel (a plain `pip install torch`
 	@# would fetch a multi-GB CUDA build).
 	@w=$$(ls /opt/wheels/torch-2.13.0+cpu-*.whl 2>/dev/null | head -1); \
-	if [ -n "$$w" ]; then $(PY) -m pip install -q "$$w" && $(PY) -m pip install -q -e '.[embed]'; fi
+	if [ -n "$$w" ]; then $(PY) -m pip install -q "$$w" && $(PY) -m pip install -q -e '.[embed,torch]'; fi
 	@touch $(STAMP)
 
 lint: setup

@@ -97,3 +97,60 @@ def test_lab_evidence_says_which_strategies_kept_their_tails():
     assert lines[-1].startswith(
         "lab evidence: replace lost its tails (coverage 55% of baseline, did not recover"
     )
+
+
+def test_a_verifiable_high_stakes_task_is_not_told_it_has_no_checker():
+    lines = advise(TaskProfile(stakes="high", task="narrow", verifiable=True)).lines()
+    assert not any("no checker" in line for line in lines)
+    assert any("checker misses" in line for line in lines)
+    assert any("no checker" in line for line in advise(TaskProfile(stakes="high")).lines())
+
+
+def _ledger_with_falling_tails(path):
+    from tailguard.ledger import Ledger
+    from tailguard.monitor import NOISE_FLOOR_SAMPLE, Monitor
+
+    mon = Monitor()
+    mon.record_values(0, {"tail_recall": 1.0, "distinct_2": 0.7}, sample=NOISE_FLOOR_SAMPLE)
+    for r, (t, d) in enumerate([(0.96, 0.75), (0.92, 0.7), (0.83, 0.69)]):
+        mon.record_values(r, {"tail_recall": t, "distinct_2": d})
+    with Ledger.open(path) as led:
+        led.write_metrics(mon.history)
+    return path
+
+
+def test_advise_ledger_and_the_report_say_the_same_words(tmp_path):
+    from typer.testing import CliRunner
+
+    from tailguard.advise import recommendation_lines
+    from tailguard.cli import app
+    from tailguard.ledger import Ledger
+
+    path = _ledger_with_falling_tails(tmp_path / "l.duckdb")
+    with Ledger.open(path, read_only=True) as led:
+        lines = recommendation_lines(led)
+    assert lines[0].startswith("2 active alert(s)")
+    assert "raise the human share 20% -> 25%" in lines[0]
+    assert "next round from the evidence: 25% human" in lines
+    out = CliRunner().invoke(app, ["advise", "--ledger", str(path)])
+    assert out.exit_code == 0, out.output
+    printed = [line.strip().removeprefix("• ") for line in out.output.splitlines()]
+    assert " ".join(printed) == " ".join(lines)
+    html = tmp_path / "r.html"
+    out = CliRunner().invoke(app, ["report", "--ledger", str(path), "-o", str(html)])
+    assert out.exit_code == 0, out.output
+    import html as html_lib
+
+    page = html_lib.unescape(html.read_text())
+    assert all(line in page for line in lines)
+
+
+def test_without_alerts_the_recommendation_follows_the_dial():
+    from tailguard.advise import recommend
+    from tailguard.mix import Dial, Evidence
+
+    e = Evidence(metric="tail_recall", value=0.99, baseline=1.0, relative_change=-0.01,
+                 threshold=0.1, degraded=False, round=3)  # fmt: skip
+    dial = Dial(start=0.3, patience=1)
+    advice = recommend([e], dial=dial)
+    assert advice.headline is None and advice.next_fraction == 0.25

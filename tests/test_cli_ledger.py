@@ -95,3 +95,31 @@ def test_the_configured_ledger_path_is_used(tmp_path, monkeypatch):
     Ledger.open(tmp_path / "elsewhere" / "l.duckdb").close()
     result = runner.invoke(app, ["audit"])
     assert result.exit_code == 0 and "no manifests yet" in result.output
+
+
+def test_freeze_measures_the_human_baseline_so_the_first_eval_is_not_zero(tmp_path, monkeypatch):
+    from tailguard.datasets import fortunes
+    from tailguard.monitor import NOISE_FLOOR_SAMPLE, Monitor
+
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(app, ["init"]).exit_code == 0
+    human = fortunes().slice(0, 600)
+    with Ledger.open(".tailguard/ledger.duckdb") as led:
+        led.add_records(human)
+    out = runner.invoke(app, ["reservoir", "freeze", "--holdout", "0.2"])
+    assert out.exit_code == 0 and "human baseline of run main" in out.output, out.output
+    with Ledger.open(".tailguard/ledger.duckdb", read_only=True) as led:
+        floor = led.metrics("main")
+    assert set(floor["sample"].to_pylist()) == {NOISE_FLOOR_SAMPLE}
+    assert "distinct_2" in floor["metric"].to_pylist()
+    # a model that repeats a handful of human texts: the first eval is measured from humans
+    rows = [{"text": t} for t in human["content"].to_pylist()[:20]] * 5
+    (tmp_path / "out.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    out = runner.invoke(app, ["eval", "--round", "1", "--samples", "out.jsonl"])
+    assert out.exit_code == 0, out.output
+    with Ledger.open(".tailguard/ledger.duckdb", read_only=True) as led:
+        history = led.metrics("main")
+    assert history.num_rows > floor.num_rows  # the floor was not measured twice
+    (e,) = [x for x in Monitor.from_history(history).evidence() if x.metric == "distinct_2"]
+    assert e.baseline_round == 0 and e.relative_change < -0.5 and e.degraded
+    assert "+0.0%" not in next(ln for ln in out.output.splitlines() if "distinct_2" in ln)

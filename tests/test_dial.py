@@ -175,3 +175,84 @@ def test_rounds_must_advance_and_evidence_must_fit_the_protocol():
         dial.decide(2, [])
     with pytest.raises(InputError, match="lacks"):
         dial.decide(3, [{"metric": "x"}])
+
+
+_METRICS = ("tail_recall", "rare_vocab_coverage", "distinct_2", "length_shift")
+
+
+@SETTINGS
+@given(
+    rounds=st.lists(
+        st.lists(st.tuples(st.sampled_from(_METRICS), st.booleans()), max_size=4),
+        min_size=1,
+        max_size=20,
+    ),
+    watch=st.lists(st.sampled_from(_METRICS), max_size=3, unique=True),
+    start=st.floats(0.15, 0.9),
+    patience=st.integers(1, 3),
+)
+def test_the_share_never_falls_while_a_watched_metric_is_degraded(rounds, watch, start, patience):
+    dial = Dial(start=start, watch=watch, patience=patience)
+    for r, items in enumerate(rounds, start=1):
+        evidence = [ev(m, flag) for m, flag in items]
+        before = dial.real_fraction
+        decision = dial.decide(r, evidence)
+        hit = [e.metric for e in evidence if e.degraded and (not watch or e.metric in watch)]
+        if hit:
+            assert decision.real_fraction >= before
+            assert decision.real_fraction > before or before == dial.maximum
+            assert set(hit) <= set(decision.evidence["degraded"])
+
+
+def test_the_default_watch_list_covers_the_tails_and_diversity():
+    from tailguard.metrics import PRESETS
+
+    for preset in ("default", "rich"):
+        watched = set(PRESETS[preset].thresholds)
+        assert {"tail_recall", "rare_vocab_coverage", "distinct_2"} <= watched
+    for metric in ("tail_recall", "rare_vocab_coverage", "distinct_2"):
+        assert Dial().decide(1, [ev(metric, True)]).real_fraction > Dial.START
+
+
+#: The README loop as first measured (the human noise floor, then rounds 0-5 of the
+#: trigram model): tail recall fell 0.958 -> 0.875 and rare-vocabulary coverage 45%
+#: while that dial moved 0.20 -> 0.15 -> 0.20 -> 0.20 -> 0.15.
+README_FLOOR = {"tail_recall": 1.0, "rare_vocab_coverage": 0.1818, "distinct_2": 0.6957}
+README_ROUNDS = [
+    {"tail_recall": 0.9583, "rare_vocab_coverage": 0.2342, "distinct_2": 0.7459},
+    {"tail_recall": 0.9167, "rare_vocab_coverage": 0.1276, "distinct_2": 0.6958},
+    {"tail_recall": 0.875, "rare_vocab_coverage": 0.1229, "distinct_2": 0.6698},
+    {"tail_recall": 0.875, "rare_vocab_coverage": 0.1292, "distinct_2": 0.6722},
+    {"tail_recall": 0.875, "rare_vocab_coverage": 0.1345, "distinct_2": 0.6742},
+    {"tail_recall": 0.9167, "rare_vocab_coverage": 0.1270, "distinct_2": 0.6456},
+]
+
+
+@pytest.mark.parametrize("watch", [(), ("tail_recall", "rare_vocab_coverage", "distinct_2")])
+def test_the_readme_loop_raises_the_share_while_its_tails_fall(watch):
+    from tailguard.monitor import NOISE_FLOOR_SAMPLE, Monitor
+
+    mon = Monitor()
+    mon.record_values(0, README_FLOOR, sample=NOISE_FLOOR_SAMPLE)
+    dial = Dial(start=0.2, watch=watch)
+    shares = []
+    for r, values in enumerate(README_ROUNDS):
+        mon.record_values(r, values)
+        shares.append(dial.decide(r + 1, mon.evidence()).real_fraction)
+    # round 0 is within every threshold of the human baseline (held); from round 1 the
+    # rare vocabulary is 30% below it and from round 2 tail recall 12.5%: up every round
+    assert shares == [0.2, 0.25, 0.3, 0.35, 0.4, 0.45]
+
+
+def test_a_decision_stores_all_the_evidence_it_read():
+    from tailguard.monitor import NOISE_FLOOR_SAMPLE, Monitor
+
+    mon = Monitor()
+    mon.record_values(0, README_FLOOR, sample=NOISE_FLOOR_SAMPLE)
+    mon.record_values(2, README_ROUNDS[2])
+    stored = Dial().decide(3, mon.evidence()).evidence
+    item = next(m for m in stored["metrics"] if m["metric"] == "tail_recall")
+    assert item["noise_floor"] == 1.0 and item["round"] == 2 and item["sample"] == "model"
+    assert item["change"] == pytest.approx(-0.125) and item["degraded"]
+    json.dumps(stored)
+    assert Evidence.from_dict(item).relative_change == pytest.approx(-0.125)

@@ -74,7 +74,11 @@ def test_gate_round_explain_and_nothing_left(tmp_path):
     assert "with reservoir record" in explain.output
     assert "quality" in explain.output and "rules" in explain.output
     again = runner.invoke(app, ["gate", "--round", "1", "--config", cfg, "--ledger", str(path)])
-    assert again.exit_code == 1 and "nothing to gate" in again.output
+    assert again.exit_code == 2 and "nothing to gate" in again.output
+    allowed = runner.invoke(
+        app, ["gate", "--round", "1", "--config", cfg, "--ledger", str(path), "--allow-empty"]
+    )
+    assert allowed.exit_code == 0 and "nothing to gate" in allowed.output
 
 
 def test_bad_config_is_refused_with_its_location_before_anything_runs(tmp_path):

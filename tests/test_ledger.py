@@ -298,15 +298,27 @@ def test_audit_flags_rounds_below_the_human_floor(frozen):
     assert rows[0]["reservoir_share"] == 0.25
 
 
-def test_reservoir_digest_is_sha256_of_sorted_split_id_lines(frozen):
+def test_reservoir_digest_covers_split_id_label_provenance_and_content(frozen):
+    """Digest version 2, recomputed in Python from its definition."""
     import hashlib
 
     res = frozen.reservoir()
-    lines = sorted(
-        [(i, "train") for i in res.train_ids.to_pylist()]
-        + [(i, "holdout") for i in res.holdout_ids.to_pylist()]
-    )
-    expected = hashlib.sha256("\n".join(f"{s}:{i}" for i, s in lines).encode()).hexdigest()
+    split = {i: "train" for i in res.train_ids.to_pylist()}
+    split |= {i: "holdout" for i in res.holdout_ids.to_pylist()}
+    rows = {r["id"]: r for r in frozen.reservoir_records("all").to_pylist()}
+    lines = [
+        json.dumps(
+            [
+                split[i], i, rows[i]["label"], rows[i]["label"], rows[i]["source"],
+                str(rows[i]["round"]), rows[i]["status"],
+                hashlib.sha256(rows[i]["content"].encode()).hexdigest(),
+            ],
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        for i in sorted(split)
+    ]  # fmt: skip
+    expected = hashlib.sha256("\n".join(lines).encode()).hexdigest()
     assert res.digest == expected
 
 

@@ -67,17 +67,36 @@ def test_early_warning_fires_only_while_the_mean_metrics_hold():
     assert mon.history.num_rows == 8
 
 
-def test_noise_floor_vetoes_a_drop_that_is_still_human_level():
+def test_the_human_noise_floor_is_the_baseline_from_day_one():
     mon = Monitor()
     mon.record_values(0, {"tail_recall": 0.9}, sample=NOISE_FLOOR_SAMPLE)
-    mon.record_values(0, {"tail_recall": 1.0})
-    mon.record_values(1, {"tail_recall": 0.85})  # -15 %, below the floor: degraded
-    assert mon.evidence()[0].degraded
-    mon.record_values(1, {"tail_recall": 0.92})  # -8 %: within threshold anyway
+    mon.record_values(1, {"tail_recall": 0.8})  # the first eval: -11 % from the human baseline
+    (e,) = mon.evidence()
+    assert (e.baseline, e.baseline_round, e.noise_floor) == (0.9, 0, 0.9)
+    assert e.relative_change == pytest.approx(-1 / 9) and e.degraded
+    mon.record_values(1, {"tail_recall": 0.85})  # -5.6 %: within the threshold
     assert not mon.evidence()[0].degraded
-    mon.record_values(0, {"tail_recall": 0.8}, sample=NOISE_FLOOR_SAMPLE)
-    mon.record_values(1, {"tail_recall": 0.85})  # -15 % but still above the human floor
-    assert not mon.evidence()[0].degraded
+
+
+def test_without_a_noise_floor_the_baseline_is_the_first_round():
+    mon = Monitor()
+    mon.record_values(2, {"tail_recall": 1.0})
+    mon.record_values(3, {"tail_recall": 0.85})
+    (e,) = mon.evidence()
+    assert (e.baseline, e.baseline_round, e.noise_floor) == (1.0, 2, None) and e.degraded
+
+
+def test_alert_history_keeps_every_round_not_only_the_latest():
+    mon = Monitor()
+    mon.record_values(0, {"tail_recall": 1.0}, sample=NOISE_FLOOR_SAMPLE)
+    for r, v in enumerate([0.95, 0.8, 0.7, 0.97]):
+        mon.record_values(r, {"tail_recall": v})
+    assert mon.alerts() == []  # recovered at the latest round
+    hist = mon.alert_history()
+    assert hist.column_names == ["run", "round", "sample", "rule", "metrics", "message"]
+    rows = [(r["round"], r["rule"]) for r in hist.to_pylist()]
+    assert rows == [(1, "threshold"), (1, "early_warning"), (2, "threshold"), (2, "early_warning")]
+    assert [a.round for a in mon.alerts(round=2)] == [2, 2]
 
 
 def test_density_above_bound_alerts_only_while_recall_falls():
@@ -220,3 +239,79 @@ def test_two_sided_trend_is_the_distance_from_the_ideal():
     for r, v in enumerate([1.0, 0.99, 1.01, 1.0, 0.99]):
         steady.record_values(r, {"vector_variance_ratio": v})
     assert not steady.trend("vector_variance_ratio").worsening
+
+
+def test_the_arrow_shows_a_fall_whenever_the_change_is_a_degradation():
+    mon = Monitor()
+    mon.record_values(0, {"distinct_1": 0.2, "tail_recall": 1.0}, sample=NOISE_FLOOR_SAMPLE)
+    # noisy values whose slope's interval spans zero, but far below the human baseline
+    for r, (d, t) in enumerate([(0.15, 0.8), (0.12, 0.9), (0.16, 0.7), (0.14, 0.85)]):
+        mon.record_values(r, {"distinct_1": d, "tail_recall": t})
+    assert mon.trend("distinct_1").arrow == "→"
+    c = mon.change("distinct_1")
+    assert (c.arrow, c.degraded, c.baseline, c.human_baseline) == ("↓", True, 0.2, True)
+    assert c.relative_change == pytest.approx(-0.3)
+    t = mon.change("tail_recall")
+    assert (t.arrow, t.degraded) == ("↓", True)
+    mon.record_values(4, {"distinct_1": 0.199, "tail_recall": 0.99})
+    assert not mon.change("tail_recall").degraded and mon.change("distinct_1").arrow != "↓"
+
+
+def test_every_monitor_column_has_a_header(tmp_path):
+    from tailguard.cli import app
+    from tailguard.ledger import Ledger
+
+    mon = Monitor()
+    mon.record_values(0, {"tail_recall": 1.0}, sample=NOISE_FLOOR_SAMPLE)
+    mon.record_values(1, {"tail_recall": 0.8})
+    with Ledger.open(tmp_path / "l.duckdb") as led:
+        led.write_metrics(mon.history)
+    out = CliRunner().invoke(
+        app, ["monitor", "--ledger", str(tmp_path / "l.duckdb")], env={"COLUMNS": "200"}
+    )
+    assert out.exit_code == 1  # an alert is active
+    header = next(line for line in out.output.splitlines() if "sample" in line and "metric" in line)
+    cells = [c.strip() for c in header.strip("┃│ ").split("┃")]
+    assert cells == [
+        "sample", "metric", "kind", "baseline", "latest", "change", "trend", "history", "status"
+    ]  # fmt: skip
+    row = next(line for line in out.output.splitlines() if "tail_recall" in line)
+    assert "↓" in row and "-20.0%" in row and "degraded" in row
+
+
+def test_the_hashing_embedder_raises_no_alert_on_prdc():
+    from tailguard.metrics.embedders import HASHING_MEANINGLESS
+
+    values0 = {"prdc_recall": 0.5, "prdc_coverage": 0.9, "tail_recall": 1.0}
+    values1 = {"prdc_recall": 0.0, "prdc_coverage": 0.3, "tail_recall": 1.0}
+    for name, expect in (("hashing", set()), ("minilm", {"prdc_recall", "prdc_coverage"})):
+        mon = Monitor(preset="rich", embedder=name)
+        mon.record_values(0, values0)
+        mon.record_values(1, values1)
+        assert {e.metric for e in mon.evidence() if e.degraded} == expect
+        if name == "hashing":
+            assert not {e.metric for e in mon.evidence()} & set(HASHING_MEANINGLESS)
+
+
+def test_the_embedder_is_a_setting(tmp_path):
+    from tailguard.config import load_config
+    from tailguard.errors import ConfigError
+    from tailguard.metrics.embedders import CachedEmbedder, MiniLMEmbedder, make_embedder
+    from tailguard.project import project_monitor
+
+    cfg = tmp_path / "tailguard.toml"
+    cfg.write_text('[monitor]\npreset = "rich"\nembedder = "hashing"\n')
+    assert project_monitor(load_config(cfg)).embedder_name == "hashing"
+    cfg.write_text('[monitor]\npreset = "rich"\nembedder = "nope"\n')
+    with pytest.raises(ConfigError, match="monitor.embedder"):
+        load_config(cfg)
+    cfg.write_text('[monitor]\npreset = "rich"\n')
+    mon = project_monitor(load_config(cfg))
+    if MiniLMEmbedder.available():  # the sentence model by default when installed
+        assert mon.embedder_name == "minilm" and isinstance(mon.embedder, CachedEmbedder)
+        assert mon.embedder.root == tmp_path / ".tailguard" / "embeddings"
+    assert Monitor().embedder is None  # the default preset has no embedding metric
+    emb = make_embedder("tailguard.metrics.embedders:HashingEmbedder", dim=16)
+    assert emb.name == "hashing" and emb.dim == 16
+    with pytest.raises(ConfigError, match="cannot be loaded"):
+        make_embedder("no_such_module:f")

@@ -64,6 +64,8 @@ class Advice:
     cost_per_round: float
     next_fraction: float | None = None
     evidence: list[str] = field(default_factory=list)
+    #: When set (active alerts), the first line: what to do now, before the strategy.
+    headline: str | None = None
 
     def lines(self) -> list[str]:
         """Headline first, then the reasons: what the CLI prints and the report shows."""
@@ -71,7 +73,8 @@ class Advice:
             f"{self.strategy}: start at {self.real_fraction:.0%} human per batch, "
             f"gate with {', '.join(self.gate)}"
         )
-        out = [head, *self.reasons, f"estimated data cost per round: ${self.cost_per_round:,.2f}"]
+        out = [self.headline] if self.headline else []
+        out += [head, *self.reasons, f"estimated data cost per round: ${self.cost_per_round:,.2f}"]
         if self.next_fraction is not None:
             out.append(f"next round from the evidence: {self.next_fraction:.0%} human")
         return out + self.evidence
@@ -87,10 +90,17 @@ def advise(profile: TaskProfile, *, costs: CostModel | None = None) -> Advice:
     if profile.stakes == "high" or profile.task == "open-ended":
         strategy, fraction = "human-anchored", 0.5
         gate = ["near_duplicate", "quality", "rules", "human review of the tail classes"]
-        why = "high stakes" if profile.stakes == "high" else "an open-ended task"
+        if profile.stakes == "high":
+            why = "high stakes: errors that compound are costly"
+            why += (
+                " and a checker misses what it was not written for"
+                if profile.verifiable
+                else " and there is no checker to catch them"
+            )
+        else:
+            why = "an open-ended task: there is no checker to catch errors that compound"
         reasons += [
-            f"{why}: errors that compound are costly and there is no checker to catch them, "
-            "so anchor heavily on human data",
+            f"{why}, so anchor heavily on human data",
             "use synthetic data only to fill under-represented classes, not to replace "
             "human examples",
         ]
@@ -188,3 +198,97 @@ def advise_from_evidence(advice: Advice, evidence: list[Any], decision: Any) -> 
         for e in evidence
     ]
     return advice
+
+
+def recommend(
+    evidence: list[Any],
+    profile: TaskProfile | None = None,
+    *,
+    dial: Dial | None = None,
+    alerts: list[Any] = (),
+    next_round: int | None = None,
+    costs: CostModel | None = None,
+) -> Advice:
+    """The one recommendation from a task profile and the measured evidence.
+
+    The advisor, ``tailguard advise --ledger``, the report and the dial all read
+    this: the next share is the dial's decision on ``evidence`` (a fresh Dial at the
+    profile's share when none is given). Active ``alerts`` are named in the
+    headline and the share rises by one step even when the dial does not watch the
+    alerted metric: a report never advises holding or cutting the human share while
+    it lists alerts.
+    """
+    advice = advise(profile or TaskProfile(), costs=costs)
+    if not evidence:
+        return advice
+    dial = dial or Dial(start=advice.real_fraction)
+    current = dial.real_fraction
+    rnd = next_round if next_round is not None else max(int(e.round) for e in evidence) + 1
+    decision = dial.decide(rnd, evidence)
+    advise_from_evidence(advice, evidence, decision)
+    if alerts:
+        named = sorted({m for a in alerts for m in a.metrics})
+        rules = sorted({a.rule for a in alerts})
+        raised = decision.real_fraction
+        if raised <= current:
+            raised = min(round(current + dial.step, 10), dial.maximum)
+            advice.evidence.append(
+                f"alerts on {', '.join(named)} the dial does not watch: raise the share anyway "
+                "(or add them to [dial] watch)"
+            )
+        advice.next_fraction = raised
+        verb = "raise" if raised > current else "hold"
+        advice.headline = (
+            f"{len(alerts)} active alert(s) ({', '.join(rules)}: {', '.join(named)}): "
+            f"{verb} the human share {current:.0%} -> {raised:.0%} next round"
+            + (
+                "; at the maximum, roll back to the last round without alerts"
+                if raised <= current
+                else ""
+            )
+        )
+    return advice
+
+
+def recommendation_lines(
+    ledger: Any,
+    *,
+    run: str = "main",
+    profile: TaskProfile | None = None,
+    preset: str | None = None,
+    costs: CostModel | None = None,
+) -> list[str]:
+    """The recommendation for ``run`` of an open ledger as lines of text: what
+    ``tailguard advise --ledger`` prints and the report shows, word for word."""
+    return ledger_advice(ledger, run=run, profile=profile, preset=preset, costs=costs).lines()
+
+
+def ledger_advice(
+    ledger: Any,
+    *,
+    run: str = "main",
+    profile: TaskProfile | None = None,
+    preset: str | None = None,
+    costs: CostModel | None = None,
+) -> Advice:
+    """:func:`recommend` on a ledger's stored history, decisions and alerts."""
+    from tailguard.monitor import Monitor, preset_for
+
+    history = ledger.metrics(run)
+    if history.num_rows == 0:
+        advice = advise(profile or TaskProfile(), costs=costs)
+        advice.evidence = ["the ledger has no metric history yet: run a round first"]
+        return advice
+    monitor = Monitor.from_history(history, run=run, preset=preset or preset_for(history))
+    evidence = monitor.evidence(run)
+    decisions = ledger.decisions(run)
+    dial = Dial.resume(decisions) if decisions.num_rows else None
+    last = max(history["round"].to_pylist())
+    return recommend(
+        evidence,
+        profile,
+        dial=dial,
+        alerts=monitor.alerts(run),
+        next_round=max([last, *decisions["round"].to_pylist()]) + 1,
+        costs=costs,
+    )

@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -145,10 +146,10 @@ class RulesSpec(VerifierSpec):
 
 class QualitySpec(VerifierSpec):
     kind: Literal["quality"]
-    min_chars: int | None = None
-    max_chars: int | None = None
-    min_words: int | None = None
-    ngram: int | None = None
+    min_chars: Annotated[int, Field(ge=0)] | None = None
+    max_chars: Annotated[int, Field(ge=1)] | None = None
+    min_words: Annotated[int, Field(ge=0)] | None = None
+    ngram: Annotated[int, Field(ge=1, le=64)] | None = None
     max_repeated_ngrams: float | None = None
     max_non_letters: float | None = None
 
@@ -163,11 +164,11 @@ class NearDuplicateSpec(VerifierSpec):
     kind: Literal["near_duplicate"]
     reference: Literal["reservoir", "none"] = "reservoir"
     threshold: float | None = None
-    num_perm: int | None = None
-    shingle: int | None = None
-    seed: int | None = None
+    num_perm: Annotated[int, Field(ge=2, le=4096)] | None = None
+    shingle: Annotated[int, Field(ge=1, le=64)] | None = None
+    seed: Annotated[int, Field(ge=0, lt=2**63)] | None = None
     within_pool: bool | None = None
-    max_bucket: int | None = None
+    max_bucket: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     weights: Annotated[list[float], Field(min_length=2, max_length=2)] | None = None
 
     def params(self, base_dir: Path | None = None) -> dict[str, Any]:
@@ -227,8 +228,8 @@ class GateSection(_Strict):
     batch_size: int = Field(
         default_factory=owner_default("tailguard.gate.gate:Gate", "BATCH_SIZE"), ge=1
     )
-    parallel_min: int = Field(
-        default_factory=owner_default("tailguard.gate.gate:Gate", "PARALLEL_MIN"), ge=1
+    parallel_min: Annotated[int, Field(ge=1)] | None = Field(
+        default_factory=owner_default("tailguard.gate.gate:Gate", "PARALLEL_MIN")
     )
     engine: Literal["in_process", "process_pool", "ray"] | None = None
 
@@ -292,6 +293,16 @@ class DialSection(_Strict):
 
 class MonitorSection(_Strict):
     preset: str = Field(default_factory=owner_default("tailguard.monitor:Monitor", "PRESET"))
+    #: hashing | minilm | module:function; unset: the sentence model when installed
+    #: for a preset with embedding metrics, else hashing
+    embedder: str | None = None
+
+    @field_validator("embedder")
+    @classmethod
+    def _known_embedder(cls, value: str | None) -> str | None:
+        if value is not None and value not in ("hashing", "minilm", "auto") and ":" not in value:
+            raise ValueError(f"must be hashing, minilm or module:function, got {value!r}")
+        return value
 
 
 def _loop_default(attr: str) -> Callable[[], Any]:
@@ -312,6 +323,12 @@ class AuditSection(_Strict):
     )
 
 
+class ReservoirSection(_Strict):
+    """A digest pinned outside the ledger: every command that reads the reservoir checks it."""
+
+    digest: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")] | None = None
+
+
 class ProjectConfig(_Strict):
     """All of ``tailguard.toml``. ``base_dir`` is the folder relative paths resolve against."""
 
@@ -324,6 +341,7 @@ class ProjectConfig(_Strict):
     monitor: MonitorSection = Field(default_factory=MonitorSection)
     loop: LoopSection = Field(default_factory=LoopSection)
     audit: AuditSection = Field(default_factory=AuditSection)
+    reservoir: ReservoirSection | None = None
     _base_dir: Path = PrivateAttr(default=Path("."))
 
     @property
@@ -417,6 +435,7 @@ __all__ = [
     "PolicySection",
     "ProjectConfig",
     "ProjectSection",
+    "ReservoirSection",
     "VERIFIER_SPECS",
     "VerifierSpec",
     "config_error",

@@ -9,7 +9,10 @@ transaction: a write lands whole or not at all.
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import json
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,7 +79,23 @@ CREATE TABLE IF NOT EXISTS stages (
     run VARCHAR NOT NULL, round INTEGER NOT NULL, stage VARCHAR NOT NULL,
     finished_at TIMESTAMPTZ NOT NULL
 );
+CREATE TABLE IF NOT EXISTS run_reservoirs (
+    run VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, digest VARCHAR NOT NULL,
+    pinned_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+    kind VARCHAR NOT NULL, run VARCHAR, round INTEGER, key VARCHAR,
+    old VARCHAR, new VARCHAR, reason VARCHAR, changed_at TIMESTAMPTZ NOT NULL,
+    changed_by VARCHAR NOT NULL
+);
 """
+
+#: DuckDB's file layout: a 4 KiB file header, two 4 KiB database headers, then 256 KiB
+#: blocks. A file of another size was cut short (or is not a DuckDB file at all).
+_DUCKDB_HEADER, _DUCKDB_BLOCK = 3 * 4096, 256 * 1024
+
+#: Never let a ledger path make DuckDB fetch or load an extension (a SQLite file would).
+_DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
 #: How content ids are recomputed inside DuckDB (content is stored normalised).
 _SQL_CONTENT_ID = "md5(regexp_replace(content, '\\s+', ' ', 'g'))"
@@ -99,6 +118,8 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
     if "reason" in cols and "code" not in cols:
         _do(con, "ALTER TABLE verdicts RENAME COLUMN reason TO detail")
         _do(con, "ALTER TABLE verdicts ADD COLUMN code VARCHAR")
+    # Reservoirs frozen before digest version 2 keep their ``split:id`` digest (NULL = 1).
+    _do(con, "ALTER TABLE reservoirs ADD COLUMN IF NOT EXISTS digest_version INTEGER")
 
 
 def _verdict_rows(con: duckdb.DuckDBPyConnection) -> str:
@@ -153,34 +174,103 @@ class Ledger:
     #: The share of each label :meth:`freeze_reservoir` holds out for evaluation.
     HOLDOUT: float = 0.1
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: str) -> None:
-        self.con = con
+    #: How long opening a ledger waits for another process's lock before giving up (s).
+    LOCK_WAIT: float = 10.0
+
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection | None, path: str, *, read_only: bool = False
+    ) -> None:
+        self._con = con
         self.path = path
+        self.read_only = read_only
         self._verified: dict[str, tuple[Any, ...]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
-    def open(cls, path: str | Path = ":memory:", *, read_only: bool = False) -> Ledger:
-        """Open (or create) a ledger; ``":memory:"`` keeps it in this process only."""
+    def open(
+        cls,
+        path: str | Path = ":memory:",
+        *,
+        read_only: bool = False,
+        wait: float | None = None,
+    ) -> Ledger:
+        """Open (or create) a ledger; ``":memory:"`` keeps it in this process only.
+
+        A file that is not a DuckDB database (a SQLite file, a text file, a ledger cut
+        short) is refused with what it is. While another process holds the file (a
+        ``tailguard run`` writing a stage), opening retries for ``wait`` seconds
+        (default :attr:`LOCK_WAIT`) before saying the ledger is busy.
+        """
         target = str(path)
         if target != ":memory:":
             p = Path(target)
             if read_only and not p.exists():
                 raise TailguardError(f"no ledger at {p}")
-            p.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise TailguardError(
+                    f"cannot create a ledger at {p}: {exc.strerror} ({p.parent})"
+                ) from None
+            check_ledger_file(p)
+        led = cls(None, target, read_only=read_only)
+        led._connect(cls.LOCK_WAIT if wait is None else wait, create=not read_only)
+        return led
+
+    def _connect(self, wait: float, *, create: bool = False) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + wait
+        delay = 0.02
+        while True:
+            try:
+                con = duckdb.connect(self.path, read_only=self.read_only, config=_DUCKDB_CONFIG)
+                break
+            except duckdb.Error as exc:
+                busy = "lock" in str(exc).lower()
+                if busy and time.monotonic() < deadline:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.5)
+                    continue
+                if busy:
+                    raise TailguardError(
+                        f"ledger {self.path} is busy: another process holds it (a running "
+                        f"`tailguard run`?) and did not let go within {wait:g}s; try again"
+                    ) from None
+                raise TailguardError(f"cannot open ledger {self.path}: {exc}") from None
         try:
-            con = duckdb.connect(target, read_only=read_only)
+            if create:
+                _do(con, _DDL)
+                _migrate(con)
+            # Row order is kept by explicit ORDER BY everywhere, so let inserts run in parallel.
+            _do(con, "SET preserve_insertion_order = false")
         except duckdb.Error as exc:
-            raise TailguardError(f"cannot open ledger {target}: {exc}") from exc
-        if not read_only:
-            _do(con, _DDL)
-            _migrate(con)
-        # Row order is kept by explicit ORDER BY everywhere, so let inserts run in parallel.
-        _do(con, "SET preserve_insertion_order = false")
-        return cls(con, target)
+            con.close()
+            raise TailguardError(
+                f"ledger {self.path} is damaged or not a tailguard ledger: {_first_line(exc)}"
+            ) from None
+        self._con = con
+        return con
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection, reopened (waiting for a reader's lock) after :meth:`release`."""
+        if self._con is None:
+            return self._connect(self.LOCK_WAIT * 6)
+        return self._con
+
+    def release(self) -> None:
+        """Let go of a ledger file between writes, so other processes can read it.
+
+        The next use reopens it. A ``:memory:`` ledger is kept: it lives in this
+        connection only.
+        """
+        if self._con is not None and self.path != ":memory:":
+            self._con.close()
+            self._con = None
 
     def close(self) -> None:
-        self.con.close()
+        if self._con is not None:
+            self._con.close()
+            self._con = None
 
     def __enter__(self) -> Ledger:
         return self
@@ -192,14 +282,17 @@ class Ledger:
         return _Transaction(self.con)
 
     # ------------------------------------------------------------------ records
+    #: Provenance columns an exported file carries; re-ingesting it keeps them.
+    PROVENANCE = ("origin", "generator", "generation")
+
     def ingest(
         self,
         data: str | Path | pa.Table | Any,
         *,
-        origin: Origin | str,
+        origin: Origin | str | None = None,
         source_name: str | None = None,
         generator: str | None = None,
-        generation: int = 0,
+        generation: int | None = None,
         round: int = 0,  # noqa: A002 - the schema's name
         text_field: str = "text",
         label_field: str | None = None,
@@ -210,37 +303,128 @@ class Ledger:
 
         Content-addressed: rows whose content and provenance are already in the
         ledger are counted as ``existing`` and not added again. All or nothing.
+        ``origin=None`` reads the provenance (``origin``, ``generator``, ``generation``)
+        from the data's own columns when it has them (an export), else ``human``; an
+        explicit ``origin`` overrides them. The same text with two labels, in the data
+        or against the ledger, is refused as a label conflict (see :meth:`relabel`).
         """
+        round = check_round(round)  # noqa: A001
         table, name = read_table(
             data, text_field=text_field, label_field=label_field, parent_field=parent_field
-        )
-        origin, status = resolve_provenance(
-            origin=origin, generator=generator, generation=generation, status=status
         )
         rows = record_rows(
             table.column(text_field),
             label=table.column(label_field) if label_field else None,
             parent_id=table.column(parent_field) if parent_field else None,
         )
-        provenance = {
-            "origin": origin.value,
-            "source": source_name or name,
-            "generator": generator,
-            "generation": generation,
-            "round": round,
-            "status": status.value,
-            "created_at": dt.datetime.now(dt.UTC),
-        }
+        groups = self._provenance_groups(table, origin, generator, generation, status)
         n = rows.num_rows
+        now = dt.datetime.now(dt.UTC)
+        added = 0
+        with self._transaction() as con:
+            rows = rows.append_column("row", pa.array(np.arange(1, n + 1), pa.int64()))
+            for where, (org, gen_name, gen, st) in groups:
+                part = rows if where is None else rows.filter(where)
+                provenance = {
+                    "origin": org.value,
+                    "source": source_name or name,
+                    "generator": gen_name,
+                    "generation": gen,
+                    "round": round,
+                    "status": st.value,
+                    "created_at": now,
+                }
+                added += self._ingest_rows(con, part, provenance, label_field is not None)
+        return IngestResult(read=n, added=added, existing=n - added)
+
+    def _provenance_groups(
+        self,
+        table: pa.Table,
+        origin: Origin | str | None,
+        generator: str | None,
+        generation: int | None,
+        status: Status | str | None,
+    ) -> list[tuple[Any, tuple[Origin, str | None, int, Status]]]:
+        """One provenance for the whole batch, or one per group of an export's own columns."""
+        if origin is not None or "origin" not in table.column_names:
+            resolved = resolve_provenance(
+                origin=origin or Origin.HUMAN,
+                generator=generator,
+                generation=check_round(generation or 0, "generation"),
+                status=status,
+            )
+            return [(None, (resolved[0], generator, generation or 0, resolved[1]))]
+        try:
+            cols = {
+                "origin": table.column("origin").cast(pa.string()),
+                "generator": (
+                    table.column("generator").cast(pa.string())
+                    if "generator" in table.column_names
+                    else pa.chunked_array([pa.nulls(table.num_rows, pa.string())])
+                ),
+                "generation": (
+                    table.column("generation").cast(pa.int64())
+                    if "generation" in table.column_names
+                    else pa.chunked_array([pa.array(np.zeros(table.num_rows, np.int64))])
+                ),
+            }
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            raise InputError(f"provenance columns unreadable: {exc}", field="origin") from None
+        keys = pa.table(cols)
+        groups = []
+        for org, gen_name, gen in sorted(
+            {tuple(r.values()) for r in keys.group_by(list(cols)).aggregate([]).to_pylist()},
+            key=str,
+        ):
+            if org is None or gen is None:
+                raise InputError("missing provenance (null origin or generation)", field="origin")
+            if generator is not None or generation is not None:
+                gen_name = generator if generator is not None else gen_name
+                gen = generation if generation is not None else gen
+            resolved = resolve_provenance(
+                origin=org,
+                generator=gen_name,
+                generation=check_round(int(gen), "generation"),
+                status=status,
+            )
+            mask = pc.and_(
+                pc.equal(keys["origin"], org),
+                pc.and_(
+                    pc.fill_null(pc.equal(keys["generator"], gen_name), gen_name is None)
+                    if gen_name is not None
+                    else pc.is_null(keys["generator"]),
+                    pc.equal(keys["generation"], int(gen)),
+                ),
+            )
+            groups.append((mask, (resolved[0], gen_name, int(gen), resolved[1])))
+        return groups
+
+    def _ingest_rows(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        rows: pa.Table,
+        provenance: dict[str, Any],
+        labelled: bool,
+    ) -> int:
+        """Insert one provenance group of :func:`record_rows` (with a ``row`` number)."""
+        n = rows.num_rows
+        if n == 0:
+            return 0
         # Ids are hashed inside the INSERT (in parallel, no id column in Python) and the
         # batch-wide provenance goes in as constants, which DuckDB stores almost for free.
-        with self._transaction() as con:
-            con.register("incoming", rows)
+        con.register("incoming", rows)
+        try:
+            if labelled:
+                self._check_label_conflicts(con, provenance["origin"])
             # One provenance for the whole batch: a repeated key is a repeated record.
             # Distinct hashes prove distinct keys; a collision only costs an exact dedupe.
             repeats = self._count_distinct(con, "hash(key)") < n
-            unique = "(SELECT DISTINCT ON (key) * FROM incoming)" if repeats else "incoming"
-            added = self._insert_absent(
+            unique = (
+                "(SELECT DISTINCT ON (key) * FROM incoming ORDER BY key, row)"
+                if repeats
+                else "incoming"
+            )
+            return self._insert_absent(
                 con,
                 f"""
                 SELECT {content_id_sql("key")} AS id, content, $origin AS origin,
@@ -252,8 +436,45 @@ class Ledger:
                 """,
                 provenance,
             )
+        finally:
             con.unregister("incoming")
-        return IngestResult(read=n, added=added, existing=n - added)
+
+    @staticmethod
+    def _check_label_conflicts(con: duckdb.DuckDBPyConnection, origin: str) -> None:
+        """Refuse a text labelled two ways, within the batch or against the ledger."""
+        inner = con.execute(
+            """
+            SELECT min(row), max(row), min(label), max(label) FROM incoming
+            WHERE label IS NOT NULL GROUP BY key HAVING count(DISTINCT label) > 1
+            ORDER BY 1 LIMIT 1
+            """
+        ).fetchall()
+        if inner:
+            first, second, a, b = inner[0]
+            raise InputError(
+                f"label conflict: the same text is labelled {a!r} and {b!r} "
+                f"(rows {first} and {second}); fix the file",
+                line=second,
+                field="label",
+            )
+        outer = con.execute(
+            f"""
+            WITH n AS (SELECT {content_id_sql("key")} AS id, label, row FROM incoming
+                       WHERE label IS NOT NULL)
+            SELECT n.row, n.id, r.label, n.label FROM n JOIN records r
+              ON r.id = n.id AND r.origin = ? AND r.label IS DISTINCT FROM n.label
+            ORDER BY n.row LIMIT 1
+            """,
+            [origin],
+        ).fetchall()
+        if outer:
+            row, rid, old, new = outer[0]
+            raise InputError(
+                f"label conflict: record {rid} is labelled {old!r} in the ledger and {new!r} "
+                f"here (row {row}); correct it with `tailguard relabel {rid} LABEL`",
+                line=row,
+                field="label",
+            )
 
     def add_records(self, records: pa.Table) -> IngestResult:
         """Add records already in :data:`~tailguard.records.SCHEMA` (one transaction)."""
@@ -262,6 +483,24 @@ class Ledger:
         n = records.num_rows
         with self._transaction() as con:
             con.register("incoming", records)
+            # An id is its content's hash: a row claiming an id with other content (a
+            # "shadow" of a reservoir record) would be read in its place, so it is refused.
+            bad = con.execute(
+                f"SELECT id, round, generation FROM incoming WHERE {_SQL_CONTENT_ID} <> id "
+                "OR round < 0 OR generation < 0 LIMIT 1"
+            ).fetchall()
+            if bad:
+                con.unregister("incoming")
+                rid, rnd, gen = bad[0]
+                raise InputError(
+                    f"record {rid} refused: "
+                    + (
+                        f"round {rnd} / generation {gen} must be >= 0"
+                        if min(rnd, gen) < 0
+                        else "its content does not hash to its id"
+                    ),
+                    field="id",
+                )
             # Distinct ids rule out repeated keys without hashing all five key columns.
             repeats = (
                 self._count_distinct(con, "hash(id)") < n
@@ -379,11 +618,18 @@ class Ledger:
                     f"reservoir {name!r} is already frozen and cannot be changed; "
                     "freeze a new one under another name"
                 )
+            runs = con.execute("SELECT DISTINCT run FROM stages ORDER BY 1").fetchall()
+            if runs:
+                raise ReservoirError(
+                    f"cannot freeze reservoir {name!r}: run(s) "
+                    f"{', '.join(repr(r[0]) for r in runs)} already have stages and are pinned "
+                    "to their reservoir; a new reservoir needs a new ledger"
+                )
             members = con.sql(
                 """
                 WITH human AS (
                     SELECT DISTINCT ON (id) id, label FROM records
-                    WHERE origin = 'human' ORDER BY id),
+                    WHERE origin = 'human' ORDER BY id, round, source),
                 ranked AS (
                     SELECT id, label,
                         row_number() OVER (PARTITION BY label ORDER BY md5(id || ?)) AS rk,
@@ -399,18 +645,18 @@ class Ledger:
             ).to_arrow_table()
             if members.num_rows == 0:
                 raise ReservoirError("there are no human records to freeze: ingest some first")
-            digest = _reservoir_digest(members)
-            n_hold = int(
-                np.sum(members.column("split").to_numpy(zero_copy_only=False) == "holdout")
-            )
             con.register("members", members)
             _do(
                 con, "INSERT INTO reservoir_members SELECT ?, id, split, label FROM members", [name]
             )
             con.unregister("members")
+            digest = _content_digest(con, name)
+            n_hold = int(
+                np.sum(members.column("split").to_numpy(zero_copy_only=False) == "holdout")
+            )
             _do(
                 con,
-                "INSERT INTO reservoirs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO reservoirs VALUES (?, ?, ?, ?, ?, ?, ?, 2)",
                 [
                     name,
                     digest,
@@ -427,10 +673,19 @@ class Ledger:
         sql = "SELECT count(*) FROM reservoirs" + (" WHERE name = ?" if name else "")
         return self.con.execute(sql, [name] if name else []).fetchall()[0][0] > 0
 
-    def reservoir(self, name: str | None = None) -> Reservoir:
-        """The frozen reservoir (the newest if unnamed), its digest checked on every read."""
+    def reservoir(self, name: str | None = None, *, expect: str | None = None) -> Reservoir:
+        """The frozen reservoir (the newest if unnamed), its digest checked on every read.
+
+        The digest (version 2) covers every member's id, split and label and its
+        record's label, source, round, status and normalised content; a second human
+        row under a member's id with other content is refused too. ``expect`` is a
+        digest pinned elsewhere (``reservoir show --expect``, ``[reservoir] digest``):
+        the only check that also catches a rewrite of the data *and* the stored digest.
+        """
         row = self.con.execute(
-            "SELECT name, digest, seed, holdout_fraction FROM reservoirs "
+            "SELECT name, digest, seed, holdout_fraction, "
+            + ("digest_version " if self._has_digest_version() else "NULL ")
+            + "FROM reservoirs "
             + ("WHERE name = ? " if name else "")
             + "ORDER BY created_at DESC LIMIT 1",
             [name] if name else [],
@@ -442,17 +697,22 @@ class Ledger:
                 + (f" named {name!r}" if name else "")
                 + ": run `tailguard reservoir freeze` first"
             )
-        rname, digest, seed, holdout = row
+        rname, digest, seed, holdout, version = row
         members = self.con.sql(
             "SELECT id, label, split FROM reservoir_members WHERE name = ? ORDER BY id",
             params=[rname],
         ).to_arrow_table()
-        if _reservoir_digest(members) != digest:
+        if (version or 1) == 1 and _reservoir_digest(members) != digest:
             raise ReservoirError(
                 f"reservoir {rname!r} was altered outside tailguard: its members no longer "
                 f"match the digest {digest[:12]}...; restore the ledger from a backup"
             )
-        self._check_reservoir_content(rname)
+        self._check_reservoir_content(rname, digest if (version or 1) >= 2 else None)
+        if expect is not None and expect.strip().lower() != digest:
+            raise ReservoirError(
+                f"reservoir {rname!r} has digest {digest}, not the expected {expect.strip()}: "
+                "the ledger was rewritten (data and digest) or is not the one you pinned"
+            )
         split = members.column("split").to_numpy(zero_copy_only=False)
         ids = members.column("id")
         return Reservoir(
@@ -464,60 +724,238 @@ class Ledger:
             holdout_ids=ids.filter(pa.array(split == "holdout")).combine_chunks(),
         )
 
-    def _check_reservoir_content(self, name: str) -> None:
-        """Re-hash the reservoir's records and compare with their ids.
+    def _has_digest_version(self) -> bool:
+        return bool(
+            self.con.execute(
+                "SELECT 1 FROM duckdb_columns() WHERE table_name = 'reservoirs' "
+                "AND column_name = 'digest_version'"
+            ).fetchall()
+        )
+
+    def _check_reservoir_content(self, name: str, digest: str | None) -> None:
+        """Re-hash the reservoir's records and compare with their ids (and the digest).
 
         The full re-hash runs once per ledger session and whenever a cheap
-        fingerprint (row count and a sum of fast 64-bit hashes of the members'
-        content) changes, so repeated reads in a loop stay cheap and any edit
-        still triggers the exact check.
+        fingerprint (row counts and sums of fast 64-bit hashes of the members and of
+        every human row under their ids) changes, so repeated reads in a loop stay
+        cheap and any edit still triggers the exact check.
         """
         fingerprint = self.con.execute(
-            "SELECT count(r.id), sum(hash(r.content) % 1000000007) FROM reservoir_members m "
-            "LEFT JOIN records r ON r.id = m.id AND r.origin = 'human' WHERE m.name = ?",
-            [name],
-        ).fetchall()[0]
+            """
+            SELECT count(r.id), sum(hash(r.content, r.label, r.round, r.source, r.status)
+                                    % 1000000007),
+                   (SELECT sum(hash(id, split, label) % 1000000007) FROM reservoir_members
+                    WHERE name = $name)
+            FROM reservoir_members m
+            LEFT JOIN records r ON r.id = m.id AND r.origin = 'human' WHERE m.name = $name
+            """,
+            {"name": name},
+        ).fetchall()[0] + (digest,)
         if self._verified.get(name) == fingerprint:
             return
-        broken = self.con.execute(
+        broken, shadows = self.con.execute(
             f"""
-            SELECT count(*) FROM reservoir_members m
-            LEFT JOIN (SELECT DISTINCT id FROM records
-                       WHERE origin = 'human' AND {_SQL_CONTENT_ID} = id) r USING (id)
-            WHERE m.name = ? AND r.id IS NULL
+            SELECT
+              (SELECT count(*) FROM reservoir_members m
+               LEFT JOIN (SELECT DISTINCT id FROM records
+                          WHERE origin = 'human' AND {_SQL_CONTENT_ID} = id) r USING (id)
+               WHERE m.name = $name AND r.id IS NULL),
+              (SELECT count(*) FROM records r JOIN reservoir_members m
+                 ON m.id = r.id AND m.name = $name
+               WHERE r.origin = 'human' AND {_SQL_CONTENT_ID} <> r.id)
             """,
-            [name],
-        ).fetchall()[0][0]
+            {"name": name},
+        ).fetchall()[0]
         if broken:
             raise ReservoirError(
                 f"reservoir {name!r} was altered outside tailguard: {broken} of its records "
                 "are missing or their content no longer matches their id"
             )
+        if shadows:
+            raise ReservoirError(
+                f"reservoir {name!r} was altered outside tailguard: {shadows} human row(s) "
+                "claim a reservoir id with other content (a shadow row)"
+            )
+        if digest is not None and _content_digest(self.con, name) != digest:
+            raise ReservoirError(
+                f"reservoir {name!r} was altered outside tailguard: its members, labels or "
+                f"content no longer match the digest {digest[:12]}...; restore the ledger "
+                "from a backup"
+            )
         self._verified[name] = fingerprint
+
+    # ------------------------------------------------------------------ pinning
+    def pin_reservoir(self, run: str = "main") -> Reservoir:
+        """The reservoir ``run`` is pinned to: recorded at its first stage, checked after.
+
+        Refused if the reservoir's name or digest changed since the run began (a
+        deleted and refrozen reservoir, a newer one taking over unnamed reads).
+        """
+        res = self.reservoir()
+        pinned = self.con.execute(
+            "SELECT name, digest FROM run_reservoirs WHERE run = ?", [run]
+        ).fetchall()
+        if not pinned:
+            if not self.read_only:
+                _do(
+                    self.con,
+                    "INSERT INTO run_reservoirs VALUES (?, ?, ?, ?)",
+                    [run, res.name, res.digest, dt.datetime.now(dt.UTC)],
+                )
+            return res
+        name, digest = pinned[0]
+        if (name, digest) != (res.name, res.digest):
+            raise ReservoirError(
+                f"run {run!r} is pinned to reservoir {name!r} (digest {digest[:12]}...), but "
+                f"the ledger's reservoir is now {res.name!r} (digest {res.digest[:12]}...): "
+                "the reservoir was replaced; restore the ledger from a backup"
+            )
+        return res
+
+    # ------------------------------------------------------------------ corrections
+    def relabel(self, id: str, label: str | None, *, reason: str = "") -> int:  # noqa: A002
+        """Correct the label of every record with ``id``; the old value stays in history.
+
+        A member of a frozen reservoir keeps its label (the reservoir's digest covers
+        it): freeze a new reservoir in a new ledger instead.
+        """
+        with self._transaction() as con:
+            if con.execute("SELECT 1 FROM reservoir_members WHERE id = ?", [id]).fetchall():
+                raise ReservoirError(
+                    f"record {id} is in a frozen reservoir; its label cannot change"
+                )
+            old = con.execute(
+                "SELECT DISTINCT label FROM records WHERE id = ? ORDER BY 1", [id]
+            ).fetchall()
+            if not old:
+                raise InputError(f"no record with id {id!r}", field="id")
+            n = con.execute("UPDATE records SET label = ? WHERE id = ?", [label, id]).fetchall()[0][
+                0
+            ]
+            self._log(
+                con,
+                "relabel",
+                key=id,
+                old=json.dumps([o[0] for o in old]),
+                new=json.dumps(label),
+                reason=reason,
+            )
+        return n
+
+    @staticmethod
+    def _log(
+        con: duckdb.DuckDBPyConnection,
+        kind: str,
+        *,
+        run: str | None = None,
+        round: int | None = None,  # noqa: A002
+        key: str | None = None,
+        old: str | None = None,
+        new: str | None = None,
+        reason: str = "",
+    ) -> None:
+        """Append one change to ``history`` (what, old and new value, when, by whom)."""
+        _do(
+            con,
+            "INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [kind, run, round, key, old, new, reason, dt.datetime.now(dt.UTC), _who()],
+        )
+
+    def history(self) -> pa.Table:
+        """Every replaced manifest or metric set and every label correction, oldest first."""
+        if not self._has_table("history"):
+            return pa.table({})
+        return self.con.sql("SELECT * FROM history ORDER BY changed_at").to_arrow_table()
+
+    def _has_table(self, name: str) -> bool:
+        return bool(
+            self.con.execute(
+                "SELECT 1 FROM duckdb_tables() WHERE table_name = ?", [name]
+            ).fetchall()
+        )
+
+    def runs(self) -> list[str]:
+        """Every run name with a manifest, a metric, a decision or a stage."""
+        rows = self.con.execute(
+            "SELECT run FROM manifests UNION SELECT run FROM metrics UNION "
+            "SELECT run FROM decisions UNION SELECT run FROM stages ORDER BY 1"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def check_run(self, run: str | None) -> None:
+        """Refuse a run name the ledger does not know, listing the ones it does."""
+        if run is None:
+            return
+        known = self.runs()
+        if run not in known:
+            raise InputError(
+                f"no run {run!r} in this ledger; runs: {', '.join(known) or '(none yet)'}",
+                field="run",
+            )
 
     def reservoir_records(self, split: str = "train", name: str | None = None) -> pa.Table:
         """Human records of the reservoir: ``train``, ``holdout`` or ``all`` (one per id)."""
         if split not in {"train", "holdout", "all"}:
             raise InputError(f"split must be train, holdout or all, not {split!r}")
+        sql, params = self._reservoir_sql(split, name)
+        return self.con.sql(sql, params=params).to_arrow_table().cast(SCHEMA)
+
+    def _reservoir_sql(self, split: str, name: str | None) -> tuple[str, list[Any]]:
         res = self.reservoir(name)
         cond = "" if split == "all" else "AND m.split = ?"
         params = [res.name] + ([] if split == "all" else [split])
-        return (
-            self.con.sql(
-                f"""
+        sql = f"""
             SELECT r.* FROM (SELECT DISTINCT ON (id) * FROM records
                              WHERE origin = 'human' ORDER BY id, round, source) r
             JOIN reservoir_members m ON m.id = r.id AND m.name = ? {cond}
             ORDER BY r.id
-            """,
-                params=params,
+            """
+        return sql, params
+
+    def export_round(
+        self,
+        round: int,  # noqa: A002
+        directory: str | Path,
+        *,
+        reservoir: bool = True,
+        rows_per_file: int = 250_000,
+    ) -> dict[str, Path]:
+        """Write round ``round``'s candidates (and the reservoir's training split) as
+        Parquet shards for an out-of-core gate (``tailguard.gate.distributed``).
+
+        ``candidates/`` holds each synthetic candidate once (the gate's order: by id,
+        the lowest generation), ``reservoir/`` the reservoir by id; each row has its
+        ``pos`` in that order. DuckDB streams the shards: nothing passes through
+        Python. Returns the two directories.
+        """
+        directory = Path(directory)
+        out = {"candidates": directory / "candidates"}
+        candidates = """
+            SELECT * FROM (SELECT DISTINCT ON (id) * FROM records
+                           WHERE round = ? AND status = 'candidate' AND origin = 'synthetic'
+                           ORDER BY id, generation)
+            ORDER BY id"""
+        queries = [(out["candidates"], candidates, [round])]
+        if reservoir:
+            out["reservoir"] = directory / "reservoir"
+            queries.append((out["reservoir"], *self._reservoir_sql("train", None)))
+        for path, sql, params in queries:
+            if path.exists():
+                import shutil
+
+                shutil.rmtree(path)
+            path.mkdir(parents=True)
+            self.con.execute(
+                f"COPY (SELECT (row_number() OVER () - 1)::BIGINT AS pos, * FROM ({sql})) "
+                f"TO '{path}' (FORMAT parquet, ROW_GROUP_SIZE {int(rows_per_file)}, "
+                "ROW_GROUPS_PER_FILE 1, OVERWRITE_OR_IGNORE)",
+                params,
             )
-            .to_arrow_table()
-            .cast(SCHEMA)
-        )
+        return out
 
     def training_pool(self, round: int, *, reservoir: str | None = None) -> pa.Table:  # noqa: A002
-        """What round ``round`` may train on: id, origin, generation, label, round, source.
+        """What round ``round`` may train on: id, origin, generation, label, round, source,
+        content.
 
         The reservoir's training split; human records ingested after the freeze
         (fresh data) up to this round; every accepted synthetic record up to this
@@ -529,7 +967,8 @@ class Ledger:
             WITH holdout AS (SELECT id FROM reservoir_members WHERE name = ? AND split='holdout'),
                  anchored AS (SELECT id FROM reservoir_members WHERE name = ? AND split='train')
             SELECT * FROM (
-                SELECT DISTINCT ON (id, origin) id, origin, generation, label, round, source
+                SELECT DISTINCT ON (id, origin)
+                    id, origin, generation, label, round, source, content
                 FROM records r
                 WHERE id NOT IN (SELECT id FROM holdout) AND round <= ? AND (
                     (origin = 'human' AND (id IN (SELECT id FROM anchored) OR round >= 1))
@@ -572,6 +1011,54 @@ class Ledger:
             for name in ("v", "ok", "no"):
                 con.unregister(name)
 
+    def record_gate_parquet(self, round: int, path: str | Path) -> dict[str, int]:  # noqa: A002
+        """Store verdict shards (``tailguard.gate.distributed``) and move the candidates,
+        in one transaction, as :meth:`record_gate` does for an in-memory table.
+
+        A candidate is accepted when every verdict on it passed. DuckDB reads the
+        shards directly. Returns the verdicts, accepted and rejected counted.
+        """
+        files = sorted(str(p) for p in Path(path).rglob("*.parquet"))
+        if not files:
+            raise InputError("no verdict shards (*.parquet) found", file=str(path))
+        cols = [f.name for f in VERDICT_SCHEMA if f.name != "round"]
+        with self._transaction() as con:
+            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+            con.execute(
+                "CREATE OR REPLACE TEMP VIEW shard_verdicts AS "
+                f"SELECT {', '.join(cols)} FROM read_parquet([{listed}])"
+            )
+            _do(
+                con,
+                "DELETE FROM verdicts WHERE round = ? AND id IN (SELECT id FROM shard_verdicts)",
+                [round],
+            )
+            names = ", ".join(VERDICT_SCHEMA.names)
+            select = ", ".join("?::INTEGER" if c == "round" else c for c in VERDICT_SCHEMA.names)
+            _do(
+                con,
+                f"INSERT INTO verdicts ({names}) SELECT {select} FROM shard_verdicts",
+                [round],
+            )
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE shard_decisions AS SELECT id, bool_and(passed) "
+                "AS ok FROM shard_verdicts GROUP BY id"
+            )
+            _do(
+                con,
+                "UPDATE records SET status = CASE WHEN d.ok THEN 'accepted' ELSE 'rejected' END "
+                "FROM shard_decisions d WHERE records.id = d.id AND records.origin = 'synthetic' "
+                "AND records.round = ? AND records.status = 'candidate'",
+                [round],
+            )
+            counts = con.execute(
+                "SELECT (SELECT count(*) FROM shard_verdicts), count(*) FILTER (WHERE ok), "
+                "count(*) FILTER (WHERE NOT ok) FROM shard_decisions"
+            ).fetchall()[0]
+            con.execute("DROP TABLE shard_decisions")
+            con.execute("DROP VIEW shard_verdicts")
+        return {"verdicts": counts[0], "accepted": counts[1], "rejected": counts[2]}
+
     def verdicts(self, *, id: str | None = None, round: int | None = None) -> pa.Table:  # noqa: A002
         where, params = self._filters(id=id, round=round)
         sql = f"SELECT * FROM {_verdict_rows(self.con)}" + (
@@ -608,8 +1095,11 @@ class Ledger:
 
         Refused (nothing written) if a slot holds a holdout id, a human id that is
         neither in the reservoir nor fresh human data, or a synthetic id that the
-        gate has not accepted. Replaces an earlier manifest of the same run and round.
+        gate has not accepted. Replaces an earlier manifest of the same run and round
+        only until the round is trained on (a later stage, metrics or a later round
+        exist); the replaced digest is kept in :meth:`history`.
         """
+        check_round(manifest.round)
         slots = manifest.slots.select(MANIFEST_SLOTS.names).cast(MANIFEST_SLOTS)
         res = self.reservoir()
         with self._transaction() as con:
@@ -638,6 +1128,23 @@ class Ledger:
                 raise InputError(
                     f"manifest for round {manifest.round} refused: {bad[1]} id {bad[0]} {bad[2]}"
                 )
+            digest = manifest.digest
+            previous = con.execute(
+                "SELECT digest FROM manifests WHERE run = ? AND round = ?",
+                [manifest.run, manifest.round],
+            ).fetchall()
+            if previous:
+                self._refuse_rewrite(con, "manifest", manifest.run, manifest.round)
+                if previous[0][0] != digest:
+                    self._log(
+                        con,
+                        "manifest",
+                        run=manifest.run,
+                        round=manifest.round,
+                        old=previous[0][0],
+                        new=digest,
+                        reason="re-planned before training",
+                    )
             _do(
                 con,
                 "DELETE FROM manifests WHERE run = ? AND round = ?",
@@ -654,7 +1161,6 @@ class Ledger:
                 "batch, id, origin, generation, label FROM slots",
                 [manifest.run, manifest.round],
             )
-            digest = manifest.digest
             _do(
                 con,
                 "INSERT INTO manifests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -802,10 +1308,28 @@ class Ledger:
 
     # ------------------------------------------------------------------ metrics, dial, stages
     def write_metrics(self, table: pa.Table) -> None:
-        """Store metric rows (replacing the same run, round and sample): see METRIC_SCHEMA."""
+        """Store metric rows: see METRIC_SCHEMA.
+
+        Rows of the same run, round and sample are replaced only until a later round
+        of the run exists (the replacement is logged in :meth:`history`); after that,
+        refused: evaluate under another ``sample`` name or in a new run.
+        """
         rows = _conform(table, METRIC_SCHEMA, "metric rows")
+        if rows.num_rows and pc.min(rows["round"]).as_py() < 0:
+            raise InputError("metric rows refused: rounds must be >= 0", field="round")
         with self._transaction() as con:
             con.register("m", rows)
+            replaced = con.execute(
+                "SELECT DISTINCT run, round, sample FROM metrics WHERE (run, round, sample) IN "
+                "(SELECT DISTINCT run, round, sample FROM m) ORDER BY ALL"
+            ).fetchall()
+            for run, rnd, sample in replaced:
+                try:
+                    self._refuse_rewrite(con, "metrics", run, rnd)
+                except InputError:
+                    con.unregister("m")
+                    raise
+                self._log(con, "metrics", run=run, round=rnd, key=sample, reason="re-evaluated")
             _do(
                 con,
                 "DELETE FROM metrics WHERE (run, round, sample) IN "
@@ -813,6 +1337,35 @@ class Ledger:
             )
             _do(con, "INSERT INTO metrics SELECT * FROM m")
             con.unregister("m")
+
+    @staticmethod
+    def _refuse_rewrite(
+        con: duckdb.DuckDBPyConnection,
+        what: str,
+        run: str,
+        rnd: int,
+    ) -> None:
+        """Refuse to replace ``what`` of a round once a later stage of the run exists."""
+        train = ("train", "evaluate") if what == "manifest" else ()
+        later = con.execute(
+            """
+            SELECT 'stage ' || stage || ' of round ' || round FROM stages
+             WHERE run = $run
+               AND (round > $round OR (round = $round AND list_contains($train, stage)))
+            UNION ALL SELECT 'the manifest of round ' || round FROM manifests
+             WHERE run = $run AND round > $round
+            UNION ALL SELECT 'metrics of round ' || round FROM metrics
+             WHERE run = $run AND (round > $round OR ($manifest AND round = $round))
+            LIMIT 1
+            """,
+            {"run": run, "round": rnd, "train": list(train), "manifest": what == "manifest"},
+        ).fetchall()
+        if later:
+            raise InputError(
+                f"the {what} of round {rnd} (run {run!r}) cannot be replaced: {later[0][0]} "
+                "already exists and history is append-only; use a new run name",
+                field="round",
+            )
 
     def metrics(self, run: str | None = None) -> pa.Table:
         where, params = self._filters(run=run)
@@ -914,4 +1467,74 @@ def _reservoir_digest(members: pa.Table) -> str:
     return con.sql(
         "SELECT sha256(coalesce(string_agg(split || ':' || id, chr(10) ORDER BY id), '')) "
         "FROM members"
+    ).fetchall()[0][0]
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+
+
+def check_ledger_file(path: Path) -> None:
+    """Refuse, with what it is, a file that is not a whole DuckDB database.
+
+    Checked before DuckDB opens it: a foreign file would otherwise open and fail in
+    the middle of a query, and a SQLite file would make DuckDB reach for an extension.
+    """
+    if not path.exists():
+        return
+    if path.is_dir():
+        raise TailguardError(f"{path} is a directory, not a ledger file")
+    size = path.stat().st_size
+    if size == 0:
+        raise TailguardError(f"{path} is an empty file, not a ledger: remove it to start one")
+    with path.open("rb") as fh:
+        head = fh.read(16)
+    if head.startswith(b"SQLite format 3"):
+        raise TailguardError(f"{path} is a SQLite database, not a tailguard ledger (DuckDB)")
+    if head[8:12] != b"DUCK":
+        raise TailguardError(
+            f"{path} is not a DuckDB database (it starts with {head[:12]!r}): "
+            "not a tailguard ledger"
+        )
+    if size < _DUCKDB_HEADER or (size - _DUCKDB_HEADER) % _DUCKDB_BLOCK:
+        raise TailguardError(
+            f"{path} is a truncated DuckDB database ({size:,} bytes is not a whole number "
+            "of blocks): restore the ledger from a backup"
+        )
+
+
+def _who() -> str:
+    """``user@host`` for the history table (who replaced or corrected something)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def check_round(value: int, what: str = "round") -> int:
+    """Rounds (and generations) are whole numbers >= 0 everywhere in the ledger."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise InputError(f"{what} must be a whole number >= 0, got {value!r}", field=what)
+    return int(value)
+
+
+def _content_digest(con: duckdb.DuckDBPyConnection, name: str) -> str:
+    """Digest version 2: sha256 over one JSON line per member, in id order.
+
+    A line holds the member's split, id and frozen label, and its record's label,
+    source, round, status and the sha256 of its normalised content (the record read
+    as the reservoir's, the first by round and source), so any edit of what the
+    reservoir stands for changes it, whitespace included.
+    """
+    return con.execute(
+        """
+        WITH r AS (SELECT DISTINCT ON (id) * FROM records WHERE origin = 'human'
+                   ORDER BY id, round, source)
+        SELECT sha256(coalesce(string_agg(
+            to_json([m.split, m.id, m.label, r.label, r.source, r.round::VARCHAR, r.status,
+                     sha256(r.content)]), chr(10) ORDER BY m.id), ''))
+        FROM reservoir_members m LEFT JOIN r ON r.id = m.id WHERE m.name = ?
+        """,
+        [name],
     ).fetchall()[0][0]

@@ -2,7 +2,7 @@
 
 Core-side, so that both clients (``report`` and ``lab``) read one definition: the
 metrics, the mix of every round (from :meth:`Ledger.round_summary`), the gate's pass
-counts and rejection codes, the dial's decisions and the monitor's alerts.
+counts and rejection codes, the dial's decisions and the monitor's alerts of every round.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from tailguard.monitor import Monitor, alerts_table
+from tailguard.monitor import Monitor, alerts_table, preset_for
 
 if TYPE_CHECKING:
     from tailguard.ledger import Ledger
@@ -20,7 +20,11 @@ if TYPE_CHECKING:
 def lineage_tables(ledger: Ledger, run: str) -> dict[str, pa.Table]:
     """Metrics, mix, gate, reasons, decisions and alerts of run ``run``."""
     history = ledger.metrics(run)
-    alerts = Monitor.from_history(history).alerts(run) if history.num_rows else []
+    alerts = (
+        Monitor.from_history(history, preset=preset_for(history)).alert_history(run)
+        if history.num_rows
+        else alerts_table([])
+    )
     audit = ledger.audit(run=run)
     return {
         "metrics": history.drop_columns(["run"]),
@@ -28,5 +32,5 @@ def lineage_tables(ledger: Ledger, run: str) -> dict[str, pa.Table]:
         "gate": ledger.gate_summary(),
         "reasons": ledger.rejection_reasons(),
         "decisions": ledger.decisions(run).drop_columns(["run"]),
-        "alerts": alerts_table(alerts).drop_columns(["run"]),
+        "alerts": alerts.drop_columns(["run"]),
     }

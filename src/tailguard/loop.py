@@ -121,7 +121,8 @@ class Loop:
         """
         if rounds < 0:
             raise ConfigError("rounds must be >= 0")
-        self.ledger.reservoir()  # fails early, with the reason, if unfrozen or tampered
+        # Fails early, with the reason, if unfrozen, tampered with or not the one pinned.
+        self.ledger.pin_reservoir(self.run_name)
         last = self.ledger.last_stage(self.run_name)
         if last is not None and not resume:
             raise ConfigError(
@@ -161,9 +162,13 @@ class Loop:
 
     def _mark(self, r: int, stage: str) -> None:
         self.ledger.mark_stage(self.run_name, r, stage)
+        # Hold the ledger file only while writing, so readers (monitor, audit, report)
+        # can open it between stages.
+        self.ledger.release()
 
     # ------------------------------------------------------------------ stages
     def _generate(self, r: int, result: RoundResult) -> None:
+        self.ledger.release()
         out = self.generate_fn(self.model, self.n_generate, r, self._seed(r, 1))
         records = self._as_records(out, r)
         self.ledger.add_records(records)
@@ -213,7 +218,9 @@ class Loop:
 
     def _train(self, r: int, result: RoundResult) -> None:
         manifest = self.ledger.manifest(r, self.run_name)
-        self.model = self.train_fn(manifest, self.ledger.manifest_records(r, self.run_name))
+        records = self.ledger.manifest_records(r, self.run_name)
+        self.ledger.release()
+        self.model = self.train_fn(manifest, records)
 
     def _evaluate(self, r: int, result: RoundResult) -> None:
         if self.monitor is None:
@@ -288,30 +295,42 @@ def evaluate_sample(
 ) -> pa.Table:
     """The evaluate step: measure a sample against the monitor's reference and store it.
 
-    A run's first evaluation also stores the noise floor (the reservoir's holdout
-    against its training split), with labels when both the sample and the
+    A run's first evaluation also stores the human baseline (:func:`human_baseline`)
+    unless ``reservoir freeze`` did, with labels when both the sample and the
     reservoir have them. Used by :class:`Loop` and ``tailguard eval``; returns the
     sample's metric rows.
     """
+    rows = monitor.record(round, texts, labels, sample=sample, run=run)
+    floor = human_baseline(ledger, monitor, run=run, labelled=_labelled(labels), write=False)
+    ledger.write_metrics(rows if floor is None else pa.concat_tables([rows, floor]))
+    return rows
+
+
+def human_baseline(
+    ledger: Ledger, monitor: Any, *, run: str = "main", labelled: bool = True, write: bool = True
+) -> pa.Table | None:
+    """The run's human baseline and noise floor: the reservoir's holdout measured against
+    its training split with the monitor's preset (and embedder), with labels when asked
+    for and the reservoir has them. Recorded once per run (``reservoir freeze`` or the
+    run's first evaluation); returns the new rows, or None when the run already has them.
+    """
     from tailguard.monitor import NOISE_FLOOR_SAMPLE
 
-    rows = monitor.record(round, texts, labels, sample=sample, run=run)
-    stored = ledger.metrics(run)
-    if NOISE_FLOOR_SAMPLE not in set(stored["sample"].to_pylist()):
-        holdout = ledger.reservoir_records("holdout")
-        train = ledger.reservoir_records("train")
-        with_labels = _labelled(labels) and _labelled(holdout["label"])
-        floor = monitor.record_noise_floor(
-            holdout["content"],
-            holdout["label"] if with_labels else None,
-            train["content"],
-            train["label"] if with_labels else None,
-            run=run,
-        )
-        ledger.write_metrics(pa.concat_tables([rows, floor]))
-    else:
-        ledger.write_metrics(rows)
-    return rows
+    if NOISE_FLOOR_SAMPLE in set(ledger.metrics(run)["sample"].to_pylist()):
+        return None
+    holdout = ledger.reservoir_records("holdout")
+    train = ledger.reservoir_records("train")
+    with_labels = labelled and _labelled(holdout["label"])
+    floor = monitor.record_noise_floor(
+        holdout["content"],
+        holdout["label"] if with_labels else None,
+        train["content"],
+        train["label"] if with_labels else None,
+        run=run,
+    )
+    if write:
+        ledger.write_metrics(floor)
+    return floor
 
 
 def _labelled(labels: Any) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,12 @@ import pyarrow.compute as pc
 
 from tailguard.errors import InputError
 from tailguard.metrics import REGISTRY, Embedder, Preset, Reference, evaluate, get_preset
+from tailguard.metrics.embedders import (
+    EMBEDDING_METRICS,
+    HASHING_MEANINGLESS,
+    default_embedder_name,
+    make_embedder,
+)
 from tailguard.mix.dial import Evidence
 from tailguard.records import METRIC_ROWS
 
@@ -67,8 +74,24 @@ class Trend:
 
 
 @dataclass(frozen=True)
+class Change:
+    """One metric's latest value against its baseline, and the arrow that says which way."""
+
+    metric: str
+    sample: str
+    baseline: float
+    value: float
+    relative_change: float
+    arrow: str
+    #: a degradation past the metric's threshold (beyond the noise floor's band)
+    degraded: bool
+    #: the baseline is the human noise floor (else the sample's first round)
+    human_baseline: bool
+
+
+@dataclass(frozen=True)
 class Alert:
-    """A rule that fired at a sample's latest round."""
+    """A rule that fired at one round of a sample."""
 
     run: str
     sample: str
@@ -125,14 +148,25 @@ class Monitor:
         preset: str | Preset = PRESET,
         run: str = "main",
         reference: Reference | None = None,
-        embedder: Embedder | None = None,
+        embedder: Embedder | str | None = None,
         seed: int = 0,
         history: pa.Table | None = None,
+        cache_dir: str | Path | None = None,
     ) -> None:
         self.preset = get_preset(preset)
         self.run = run
         self.reference = reference
+        if embedder is None and set(self.preset.metrics) & set(EMBEDDING_METRICS):
+            embedder = "auto"
+        if embedder == "auto":
+            embedder = default_embedder_name()
+        if isinstance(embedder, str):  # the hashing embedder is cheaper than its cache
+            embedder = make_embedder(
+                embedder, cache_dir=None if embedder == "hashing" else cache_dir
+            )
         self.embedder = embedder
+        #: ``hashing`` unless a model embeds: then the embedding metrics are alerted on
+        self.embedder_name = "hashing" if embedder is None else embedder.name
         self.seed = seed
         self._history = empty_history() if history is None else _conform(history)
 
@@ -323,100 +357,128 @@ class Monitor:
         df = df[df["sample"] == sample]
         return None if df.empty else int(df["round"].max())
 
-    def evidence(self, run: str | None = None, *, sample: str | None = None) -> list[Evidence]:
-        """Per watched metric and sample: latest value vs baseline, threshold and verdict."""
+    def evidence(
+        self, run: str | None = None, *, sample: str | None = None, round: int | None = None
+    ) -> list[Evidence]:
+        """Per watched metric and sample: the value at ``round`` (default: each sample's
+        latest) against the baseline, with its threshold and verdict.
+
+        The baseline is the human one when it is recorded (the noise floor: the human
+        holdout against the reservoir's training split, stored when the reservoir is
+        frozen or on a run's first evaluation), else the sample's first round.
+        """
         run = self.run if run is None else run
         df = self._frame(run)
-        noise_floor = df[df["sample"] == NOISE_FLOOR_SAMPLE]
-        noise_floor_values = (
-            noise_floor.sort_values("round").groupby("metric")["value"].last().to_dict()
-            if len(noise_floor)
-            else {}
-        )
+        floor = self._noise_floor(df)
         out: list[Evidence] = []
         for smp in [sample] if sample is not None else self.samples(run):
             sdf = df[df["sample"] == smp]
+            if round is not None:
+                sdf = sdf[sdf["round"] <= round]
             if sdf.empty:
                 continue
-            latest = int(sdf["round"].max())
-            first = int(sdf["round"].min())
-            by_round = {r: g.set_index("metric") for r, g in sdf.groupby("round")}
-            now, base = by_round[latest], by_round[first]
-            for metric, thr in self.preset.thresholds.items():
-                if metric not in now.index or metric not in base.index:
-                    continue
-                value = float(now.at[metric, "value"])
-                baseline = float(base.at[metric, "value"])
-                hib = _as_direction(now.at[metric, "higher_is_better"])
-                ideal = _ideal(metric, baseline)
-                fl = noise_floor_values.get(metric)
-                degraded = _past(thr.kind, thr.value, value, baseline, hib, ideal)
-                if thr.kind in ("relative", "change") and fl is not None:
-                    degraded &= _worse_by(value, fl, hib, ideal) > 0
-                if self.preset.shrinkage and metric == self.preset.shrinkage[0]:
-                    recall = self.preset.shrinkage[2]
-                    falling = (
-                        recall in now.index
-                        and recall in base.index
-                        and now.at[recall, "value"] < base.at[recall, "value"]
-                    )
-                    degraded &= bool(falling)
-                out.append(
-                    Evidence(
-                        run=run,
-                        sample=smp,
-                        metric=metric,
-                        kind=REGISTRY[metric].kind if metric in REGISTRY else "mean",
-                        higher_is_better=hib,
-                        round=latest,
-                        value=value,
-                        baseline=baseline,
-                        baseline_round=first,
-                        noise_floor=fl,
-                        relative_change=(value - baseline) / max(abs(baseline), _TINY),
-                        threshold=thr.value,
-                        threshold_kind=thr.kind,
-                        degraded=bool(degraded),
-                    )
-                )
+            out += self._sample_evidence(run, smp, sdf, floor)
         return out
 
-    def alerts(self, run: str | None = None) -> list[Alert]:
-        """Threshold, variance-shrinkage and early-warning alerts at each sample's latest round."""
-        evidence = self.evidence(run)
+    def _noise_floor(self, df: Any) -> dict[str, float]:
+        rows = df[df["sample"] == NOISE_FLOOR_SAMPLE]
+        if rows.empty:
+            return {}
+        return rows.sort_values("round").groupby("metric")["value"].last().to_dict()
+
+    def _sample_evidence(
+        self, run: str, smp: str, sdf: Any, floor: dict[str, float]
+    ) -> list[Evidence]:
+        latest, first = int(sdf["round"].max()), int(sdf["round"].min())
+        by_round = {r: g.set_index("metric") for r, g in sdf.groupby("round")}
+        now, own = by_round[latest], by_round[first]
+        out = []
+        for metric, thr in self.preset.thresholds.items():
+            if metric not in now.index or (metric not in floor and metric not in own.index):
+                continue
+            if self.embedder_name == "hashing" and metric in HASHING_MEANINGLESS:
+                continue  # meaningless numbers raise no alert and turn no dial
+            value = float(now.at[metric, "value"])
+            human = metric in floor
+            baseline = float(floor[metric]) if human else float(own.at[metric, "value"])
+            hib = _as_direction(now.at[metric, "higher_is_better"])
+            degraded = _past(thr.kind, thr.value, value, baseline, hib, _ideal(metric, baseline))
+            if self.preset.shrinkage and metric == self.preset.shrinkage[0]:
+                recall = self.preset.shrinkage[2]
+                start = floor.get(recall, own.at[recall, "value"] if recall in own.index else None)
+                falling = (
+                    recall in now.index and start is not None and now.at[recall, "value"] < start
+                )
+                degraded &= bool(falling)
+            out.append(
+                Evidence(
+                    run=run,
+                    sample=smp,
+                    metric=metric,
+                    kind=REGISTRY[metric].kind if metric in REGISTRY else "mean",
+                    higher_is_better=hib,
+                    round=latest,
+                    value=value,
+                    baseline=baseline,
+                    baseline_round=0 if human else first,
+                    noise_floor=floor.get(metric),
+                    relative_change=(value - baseline) / max(abs(baseline), _TINY),
+                    threshold=thr.value,
+                    threshold_kind=thr.kind,
+                    degraded=bool(degraded),
+                )
+            )
+        return out
+
+    #: How far (relative) an unthresholded metric must be from its baseline for its arrow
+    #: to follow the change rather than the slope's confidence interval.
+    ARROW_CHANGE: float = 0.10
+
+    def change(self, metric: str, *, sample: str = "model", run: str | None = None) -> Change:
+        """The latest value of one metric against its baseline (the human one when
+        recorded), with the arrow the monitor draws: the direction of the change
+        whenever it is a degradation past the threshold (or, for a metric without one,
+        ``ARROW_CHANGE``), else the slope's (``Trend.arrow``)."""
+        run = self.run if run is None else run
+        rounds, vals = self.series(metric, sample=sample, run=run)
+        if rounds.size == 0:
+            raise InputError(f"no history of {metric!r} for sample {sample!r} in run {run!r}")
+        floor = self._noise_floor(self._frame(run)).get(metric)
+        baseline = float(vals[0]) if floor is None else float(floor)
+        value = float(vals[-1])
+        hib = self._direction(metric, run)
+        thr = self.preset.thresholds.get(metric)
+        if thr is not None:
+            (e,) = [x for x in self.evidence(run, sample=sample) if x.metric == metric]
+            degraded = e.degraded
+        else:
+            rel = _worse_by(value, baseline, hib, _ideal(metric, baseline))
+            degraded = rel > self.ARROW_CHANGE * max(abs(baseline), _TINY)
+        trend = self.trend(metric, sample=sample, run=run)
+        if degraded or abs(value - baseline) > self.ARROW_CHANGE * max(abs(baseline), _TINY):
+            arrow = "↓" if value < baseline else "↑"
+        else:
+            arrow = "→" if trend is None else trend.arrow
+        relative = (value - baseline) / max(abs(baseline), _TINY)
+        return Change(
+            metric, sample, baseline, value, relative, arrow, bool(degraded), floor is not None
+        )
+
+    def alerts(self, run: str | None = None, *, round: int | None = None) -> list[Alert]:
+        """Threshold, variance-shrinkage and early-warning alerts at ``round`` (default:
+        each sample's latest round)."""
+        return _alerts(self.evidence(run, round=round), self.preset)
+
+    def alert_history(self, run: str | None = None) -> pa.Table:
+        """Every alert of every round, not only the latest: columns run, round, sample,
+        rule, metrics, message (one row per alert that fired at that round)."""
+        run = self.run if run is None else run
+        df = self._frame(run)
         alerts: list[Alert] = []
-        by_sample: dict[str, list[Evidence]] = {}
-        for e in evidence:
-            by_sample.setdefault(e.sample, []).append(e)
-        shrink = self.preset.shrinkage[0] if self.preset.shrinkage else None
-        for smp, evs in by_sample.items():
-            rnd, run_name = evs[0].round, evs[0].run
-            for e in evs:
-                if not e.degraded:
-                    continue
-                if e.metric == shrink:
-                    recall = self.preset.shrinkage[2]
-                    alerts.append(Alert(
-                        run_name, smp, rnd, "variance_shrinkage", (e.metric, recall),
-                        f"{e.metric} = {e.value:.3g} > {e.threshold:g} while {recall} "
-                        "falls: the sample is shrinking onto dense modes",
-                    ))  # fmt: skip
-                else:
-                    alerts.append(Alert(
-                        run_name, smp, rnd, "threshold", (e.metric,),
-                        f"{e.metric} moved {e.relative_change:+.1%} from round {e.baseline_round} "
-                        f"({e.baseline:.4g} -> {e.value:.4g}), past its {e.threshold_kind} "
-                        f"threshold {e.threshold:g}",
-                    ))  # fmt: skip
-            tails = [e.metric for e in evs if e.degraded and e.kind in ("tail", "diversity")]
-            means = [e for e in evs if e.kind == "mean"]
-            if tails and not any(e.degraded for e in means):
-                alerts.append(Alert(
-                    run_name, smp, rnd, "early_warning", tuple(tails),
-                    f"tail/diversity metrics degraded ({', '.join(tails)}) while the mean-level "
-                    "metrics have not moved: early sign of collapse",
-                ))  # fmt: skip
-        return alerts
+        for smp in self.samples(run):
+            for rnd in sorted(set(df[df["sample"] == smp]["round"])):
+                alerts += _alerts(self.evidence(run, sample=smp, round=int(rnd)), self.preset)
+        return alerts_table(alerts).select(["run", "round", "sample", "rule", "metrics", "message"])
 
     def status(self, run: str | None = None) -> Status:
         """Evidence and alerts of ``run`` (default: the monitor's run) at its latest rounds."""
@@ -427,6 +489,57 @@ class Monitor:
 
     def params(self) -> dict[str, Any]:
         return {"preset": self.preset.to_dict(), "run": self.run, "seed": self.seed}
+
+
+def _alerts(evidence: list[Evidence], preset: Preset) -> list[Alert]:
+    """The alerts a set of evidence raises, per sample (at the evidence's round)."""
+    alerts: list[Alert] = []
+    by_sample: dict[str, list[Evidence]] = {}
+    for e in evidence:
+        by_sample.setdefault(e.sample, []).append(e)
+    shrink = preset.shrinkage[0] if preset.shrinkage else None
+    for smp, evs in by_sample.items():
+        rnd, run_name = evs[0].round, evs[0].run
+        for e in evs:
+            if not e.degraded:
+                continue
+            if e.metric == shrink:
+                recall = preset.shrinkage[2]
+                alerts.append(Alert(
+                    run_name, smp, rnd, "variance_shrinkage", (e.metric, recall),
+                    f"{e.metric} = {e.value:.3g} > {e.threshold:g} while {recall} "
+                    "falls: the sample is shrinking onto dense modes",
+                ))  # fmt: skip
+            else:
+                since = (
+                    "the human baseline"
+                    if e.noise_floor is not None
+                    else (f"round {e.baseline_round}")
+                )
+                alerts.append(Alert(
+                    run_name, smp, rnd, "threshold", (e.metric,),
+                    f"{e.metric} moved {e.relative_change:+.1%} from {since} "
+                    f"({e.baseline:.4g} -> {e.value:.4g}), past its {e.threshold_kind} "
+                    f"threshold {e.threshold:g}",
+                ))  # fmt: skip
+        tails = [e.metric for e in evs if e.degraded and e.kind in ("tail", "diversity")]
+        means = [e for e in evs if e.kind == "mean"]
+        if tails and not any(e.degraded for e in means):
+            alerts.append(Alert(
+                run_name, smp, rnd, "early_warning", tuple(tails),
+                f"tail/diversity metrics degraded ({', '.join(tails)}) while the mean-level "
+                "metrics have not moved: early sign of collapse",
+            ))  # fmt: skip
+    return alerts
+
+
+def preset_for(history: pa.Table) -> str:
+    """The preset that measured a stored history: ``rich`` when it holds metrics the
+    default preset lacks, else ``default``."""
+    from tailguard.metrics import PRESETS
+
+    names = set(history["metric"].to_pylist())
+    return "rich" if names - set(PRESETS["default"].metrics) else "default"
 
 
 def _labels_or_none(labels: Any) -> Any:

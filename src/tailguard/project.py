@@ -17,10 +17,12 @@ from tailguard.ledger import Ledger
 from tailguard.loop import Loop
 
 
-def build_loop(config: ProjectConfig, ledger: Ledger, *, progress: bool = False) -> Loop:
-    """The loop a config describes, over ``ledger`` (whose human data must be frozen)."""
+def build_loop(
+    config: ProjectConfig, ledger: Ledger, *, progress: bool = False, embedder: str | None = None
+) -> Loop:
+    """The loop a config describes, over ``ledger`` (whose human data must be frozen);
+    ``embedder`` overrides ``[monitor] embedder``."""
     from tailguard.mix import policy_from_name
-    from tailguard.monitor import Monitor
 
     if config.model is None:
         raise ConfigError("key 'model': the loop needs a model (`kind` or `entry`)")
@@ -77,12 +79,39 @@ def build_loop(config: ProjectConfig, ledger: Ledger, *, progress: bool = False)
         policy=policy,
         gate=gate,
         dial=dial,
-        monitor=Monitor(preset=preset, run=loop_cfg.run, seed=loop_cfg.seed),
+        monitor=project_monitor(config, preset=preset, embedder=embedder),
         n_generate=loop_cfg.n_generate,
         batch_size=loop_cfg.batch_size,
         run=loop_cfg.run,
         seed=loop_cfg.seed,
         generator=config.model.kind or config.model.entry or "model",
+    )
+
+
+def project_monitor(
+    config: ProjectConfig | None,
+    *,
+    preset: str | None = None,
+    embedder: str | None = None,
+    run: str | None = None,
+    cache_dir: Any = None,
+) -> Any:
+    """The project's :class:`~tailguard.monitor.Monitor`: ``[monitor]`` preset and embedder
+    (each overridable), embeddings cached next to the ledger so each text is embedded
+    once per project."""
+    from tailguard.monitor import Monitor
+
+    if config is not None:
+        preset = preset or config.monitor.preset
+        embedder = embedder or config.monitor.embedder
+        run = run or config.loop.run
+        cache_dir = cache_dir or config.ledger_path.parent / "embeddings"
+    return Monitor(
+        preset=preset or Monitor.PRESET,
+        run=run or "main",
+        seed=config.loop.seed if config is not None else 0,
+        embedder=embedder,
+        cache_dir=cache_dir,
     )
 
 
@@ -132,4 +161,4 @@ def prepare_ledger(config: ProjectConfig, ledger: Ledger) -> None:
     ledger.freeze_reservoir("main", holdout=config.data.holdout, seed=config.data.seed)
 
 
-__all__ = ["ProjectConfig", "build_loop", "load_config", "prepare_ledger"]
+__all__ = ["ProjectConfig", "build_loop", "load_config", "prepare_ledger", "project_monitor"]

@@ -7,10 +7,12 @@ the file line by line, and only to say exactly where the problem is.
 
 from __future__ import annotations
 
+import codecs
 import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -27,6 +29,14 @@ FORMATS = {
     ".pq": "parquet",
     ".csv": "csv",
 }
+
+
+#: Longest line a JSONL or CSV file may have (bytes): refused, with its line, before parsing.
+MAX_LINE_BYTES = 16 << 20
+#: Deepest JSON nesting of a line: parsers recurse, and very deep input crashes them.
+MAX_JSON_DEPTH = 64
+#: Bytes scanned at once by the pre-parse checks (whole lines, so memory stays bounded).
+_SCAN_BLOCK = 32 << 20
 
 
 def read_table(
@@ -77,6 +87,8 @@ def _read_file(path: Path, text_field: str) -> pa.Table:
     fmt = _format(path)
     if path.stat().st_size == 0:
         raise InputError("file is empty", file=str(path))
+    if fmt in {"jsonl", "csv"}:
+        check_text_file(path, json_depth=fmt == "jsonl")
     try:
         if fmt == "parquet":
             table = pq.read_table(path)
@@ -90,7 +102,121 @@ def _read_file(path: Path, text_field: str) -> pa.Table:
         raise InputError(f"cannot read {fmt}: {_short(exc)}", file=str(path)) from exc
     if table.num_rows == 0:
         raise InputError("file has no records", file=str(path))
+    names = table.column_names
+    if len(set(names)) < len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise InputError(f"column {dup!r} appears more than once", file=str(path), line=1)
     return table
+
+
+def check_text_file(path: Path, *, json_depth: bool) -> None:
+    """Refuse, before any parser sees it, a file with invalid UTF-8, a line longer than
+    :data:`MAX_LINE_BYTES` or (JSONL) nesting deeper than :data:`MAX_JSON_DEPTH`.
+
+    Vectorised: newlines and brackets are found with numpy, block by block; only a
+    line with more opening brackets than the limit is scanned exactly (brackets inside
+    strings do not count).
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line0, carry, offset = 1, b"", 0
+    with path.open("rb") as fh:
+        while True:
+            block = fh.read(_SCAN_BLOCK)
+            final = not block
+            data = carry + block
+            try:
+                decoder.decode(block, final=final)
+            except UnicodeDecodeError as exc:
+                bad = len(carry) + exc.start
+                raise InputError(
+                    f"invalid UTF-8 at byte {offset + exc.start}",
+                    file=str(path),
+                    line=line0 + data.count(b"\n", 0, bad),
+                ) from None
+            cut = len(data) if final else data.rfind(b"\n") + 1
+            whole, carry = data[:cut], data[cut:]
+            _check_lines(whole, line0, path, json_depth)
+            if len(carry) > MAX_LINE_BYTES:
+                raise InputError(
+                    f"line longer than {MAX_LINE_BYTES:,} bytes",
+                    file=str(path),
+                    line=line0 + whole.count(b"\n"),
+                )
+            line0 += whole.count(b"\n")
+            offset += len(block)
+            if final:
+                return
+
+
+def _check_lines(data: bytes, line0: int, path: Path, json_depth: bool) -> None:
+    if not data:
+        return
+    buf = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(buf == 10)
+    starts = np.concatenate(([0], ends + 1))
+    stops = np.concatenate((ends, [len(buf)]))
+    long = np.flatnonzero(stops - starts > MAX_LINE_BYTES)
+    if long.size:
+        raise InputError(
+            f"line longer than {MAX_LINE_BYTES:,} bytes", file=str(path), line=line0 + long[0]
+        )
+    if not json_depth:
+        return
+    _check_objects(buf, starts, stops, line0, path)
+    opens = np.cumsum((buf == ord("{")) | (buf == ord("[")), dtype=np.int64)
+    before = np.concatenate(([0], opens))
+    per_line = before[stops] - before[starts]
+    for i in np.flatnonzero(per_line > MAX_JSON_DEPTH):
+        depth = _json_depth(buf[starts[i] : stops[i]])
+        if depth > MAX_JSON_DEPTH:
+            raise InputError(
+                f"JSON nested {depth:,} deep (the limit is {MAX_JSON_DEPTH})",
+                file=str(path),
+                line=line0 + int(i),
+            )
+
+
+def _check_objects(
+    buf: np.ndarray, starts: np.ndarray, stops: np.ndarray, line0: int, path: Path
+) -> None:
+    """Every non-blank JSONL line must be one object: ``{`` first and ``}`` last.
+
+    Checked before parsing because pyarrow's JSON reader can crash (not fail) on
+    lines of bare values such as ``null,null :null``.
+    """
+    blank = np.isin(buf, np.frombuffer(b" \t\r\n\f\v", np.uint8))
+    n = len(buf)
+    idx = np.arange(n)
+    # Next and previous non-blank byte of every position (n / -1 when none).
+    nxt = np.minimum.accumulate(np.where(blank, n, idx)[::-1])[::-1]
+    prv = np.maximum.accumulate(np.where(blank, -1, idx))
+    first = np.append(nxt, n)[starts]
+    last = np.concatenate(([-1], prv))[stops]
+    used = first < stops
+    ok = (buf[np.minimum(first, n - 1)] == ord("{")) & (buf[np.maximum(last, 0)] == ord("}"))
+    bad = np.flatnonzero(used & ~ok)
+    if bad.size:
+        raise InputError(
+            "malformed JSON: expected one object per line ({...})",
+            file=str(path),
+            line=line0 + int(bad[0]),
+        )
+
+
+def _json_depth(line: np.ndarray) -> int:
+    """Deepest bracket nesting of one JSON line, ignoring brackets inside strings."""
+    quote = line == ord('"')
+    backslash = line == ord("\\")
+    idx = np.arange(len(line))
+    last_plain = np.maximum.accumulate(np.where(backslash, -1, idx))
+    # A quote is escaped when an odd run of backslashes precedes it.
+    run = np.concatenate(([0], idx[:-1] - last_plain[:-1]))
+    real = quote & (run % 2 == 0)
+    inside = (np.cumsum(real) % 2 == 1) & ~real
+    step = np.zeros(len(line), np.int64)
+    step[((line == ord("{")) | (line == ord("["))) & ~inside] = 1
+    step[((line == ord("}")) | (line == ord("]"))) & ~inside] = -1
+    return int(np.cumsum(step).max(initial=0))
 
 
 def _locate_jsonl_error(path: Path, text_field: str) -> None:
@@ -201,6 +327,31 @@ def _check_fields(
             line=_position(first, jsonl, where),
             field=text_field,
         )
+    blank = pc.equal(pc.utf8_trim_whitespace(text), "")
+    if pc.any(blank).as_py():
+        first = pc.index(blank, True).as_py() + 1
+        raise InputError(
+            "empty text (nothing but whitespace)",
+            file=where,
+            line=_position(first, jsonl, where if jsonl else None),
+            field=text_field,
+        )
+    for field in (label_field, parent_field):
+        if field is None:
+            continue
+        column = table.column(field)
+        kind = column.type
+        if pa.types.is_nested(kind) or pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+            valid = pc.is_valid(column)
+            first = pc.index(valid, True).as_py() + 1 if pc.any(valid).as_py() else 1
+            raise InputError(
+                f"expected text or a number, got {kind}",
+                file=where,
+                line=_position(first, jsonl, where if jsonl else None),
+                field=field,
+            )
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            _check_utf8(column, where, field, jsonl=jsonl)
 
 
 def _check_utf8(text: pa.ChunkedArray, where: str, field: str, *, jsonl: bool) -> None:

@@ -243,7 +243,21 @@ def resolve_provenance(
     Human records are ``accepted`` by default (people are the reference);
     synthetic records start as ``candidate`` until the gate rules on them.
     """
-    origin = Origin(origin)
+    try:
+        origin = Origin(origin)
+    except ValueError:
+        raise InputError(
+            f"unknown origin {origin!r}: use {' or '.join(o.value for o in Origin)}",
+            field="origin",
+        ) from None
+    if status is not None:
+        try:
+            status = Status(status)
+        except ValueError:
+            raise InputError(
+                f"unknown status {status!r}: use {', '.join(s.value for s in Status)}",
+                field="status",
+            ) from None
     if origin is Origin.HUMAN and (generator is not None or generation != 0):
         raise InputError("human records have no generator and generation 0", field="origin")
     if origin is Origin.SYNTHETIC and generation < 1:

@@ -38,9 +38,14 @@ def advise(
         budget=budget,
         examples_per_round=examples,
     )
-    advice = decide(profile)
-    if ledger is not None:
-        _add_evidence(advice, ledger, run)
+    if ledger is None:
+        advice = decide(profile)
+    else:
+        from tailguard.advise import ledger_advice
+        from tailguard.ledger import Ledger
+
+        with Ledger.open(ledger_path(ledger), read_only=True) as led:
+            advice = ledger_advice(led, run=run, profile=profile)
     if as_json:
         console.print_json(json.dumps(advice.to_dict()))
         return
@@ -48,22 +53,3 @@ def advise(
     console.print(f"[bold green]{lines[0]}[/]")
     for line in lines[1:]:
         console.print(f"  • {line}")
-
-
-def _add_evidence(advice, ledger: Path, run: str) -> None:  # noqa: ANN001
-    """What the dial would do next, from the ledger's measured history."""
-    from tailguard.advise import advise_from_evidence
-    from tailguard.ledger import Ledger
-    from tailguard.mix import Dial
-    from tailguard.monitor import Monitor
-
-    with Ledger.open(ledger_path(ledger), read_only=True) as led:
-        history = led.metrics(run)
-        decisions = led.decisions(run)
-    if history.num_rows == 0:
-        advice.evidence = ["the ledger has no metric history yet: run a round first"]
-        return
-    evidence = Monitor.from_history(history).evidence(run)
-    dial = Dial.resume(decisions) if decisions.num_rows else Dial(start=advice.real_fraction)
-    last = max(history["round"].to_pylist())
-    advise_from_evidence(advice, evidence, dial.decide(last + 1, evidence))

@@ -85,10 +85,46 @@ def handles_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except TailguardError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-            sys.exit(2)
+            fail(str(exc))
+        except OSError as exc:
+            # A file the command writes or reads: a directory, a missing parent,
+            # a read-only or full file system.
+            where = exc.filename if exc.filename is not None else "file"
+            fail(f"{where}: {exc.strerror or exc}")
+        except Exception as exc:
+            if type(exc).__module__.split(".")[0] not in {"duckdb", "_duckdb"}:
+                raise
+            # DuckDB's own errors (a damaged ledger, a full disk while writing).
+            fail(f"ledger error: {str(exc).strip().splitlines()[0][:300]}")
 
     return wrapper  # type: ignore[return-value]
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print ``message`` as an error and exit with ``code`` (no traceback)."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    sys.exit(code)
+
+
+def writable_output(path: Path) -> Path:
+    """Refuse, before any work, an output path that cannot be a new or replaced file."""
+    from tailguard.errors import InputError
+
+    if path.is_dir():
+        raise InputError("is a directory; give a file name", file=str(path))
+    if not path.parent.is_dir():
+        raise InputError(f"folder {path.parent} does not exist", file=str(path))
+    return path
+
+
+def check_expected_digest(led: Any, config: Any, expect: str | None = None) -> None:
+    """Check the reservoir against a digest pinned outside the ledger, if one is given:
+    ``--expect`` or ``[reservoir] digest`` of tailguard.toml."""
+    pinned = expect or (
+        config.reservoir.digest if config is not None and config.reservoir is not None else None
+    )
+    if pinned and led.has_reservoir():
+        led.reservoir(expect=pinned)
 
 
 def _version(value: bool) -> None:

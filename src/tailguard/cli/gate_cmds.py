@@ -13,7 +13,12 @@ from tailguard.errors import TailguardError
 @app.command("gate")
 @handles_errors
 def gate(
-    round: int | None = typer.Option(None, "--round", "-r", help="Round whose candidates to gate."),  # noqa: A002
+    round: int | None = typer.Option(  # noqa: A002
+        None, "--round", "-r", min=0, help="Round whose candidates to gate."
+    ),
+    allow_empty: bool = typer.Option(
+        False, "--allow-empty", help="A round with no candidates is not an error."
+    ),
     explain: str | None = typer.Option(None, "--explain", help="Show every verdict of one id."),
     config: Path = typer.Option(CONFIG_FILE, "--config", help="tailguard.toml with a [gate]."),
     ledger: Path | None = LedgerOption,
@@ -43,11 +48,14 @@ def gate(
         gate_ = gate_from_config(cfg, reference=reference, source=str(config), progress=not quiet)
         result = gate_.run_round(led, round)
     if result.empty:
-        console.print(
-            f"[yellow]round {round} has nothing to gate:[/] no synthetic candidates "
+        message = (
+            f"round {round} has nothing to gate: no synthetic candidates "
             "(already gated, or none ingested for this round)"
         )
-        raise typer.Exit(1)
+        if not allow_empty:
+            raise TailguardError(message + "; pass --allow-empty to accept that")
+        console.print(f"[yellow]{message}[/]")
+        return
     _print_result(result, round)
 
 

@@ -13,10 +13,12 @@ from tailguard.cli.app import (
     LEDGER_FILE,
     LedgerOption,
     app,
+    check_expected_digest,
     console,
     handles_errors,
     open_ledger,
     project_config,
+    writable_output,
 )
 from tailguard.errors import InputError
 from tailguard.ledger import Ledger
@@ -85,11 +87,15 @@ def init() -> None:
 @handles_errors
 def ingest(
     file: Path | None = typer.Argument(None, help="JSONL, Parquet or CSV file."),
-    origin: str = typer.Option("human", help="human or synthetic."),
+    origin: str | None = typer.Option(
+        None, help="human or synthetic (default: the file's origin column, else human)."
+    ),
     source: str | None = typer.Option(None, help="Dataset or generator name (default: file)."),
     generator: str | None = typer.Option(None, help="Model id that wrote synthetic data."),
-    generation: int = typer.Option(0, help="0 for human data; k for the model of round k-1."),
-    round_: int = typer.Option(0, "--round", help="Round the records enter."),
+    generation: int | None = typer.Option(
+        None, min=0, help="0 for human data; k for the model of round k-1 (default: file, else 0)."
+    ),
+    round_: int = typer.Option(0, "--round", min=0, help="Round the records enter."),
     text_field: str = typer.Option("text", help="Field holding the example's text."),
     label_field: str | None = typer.Option(None, help="Field holding the class or slice."),
     parent_field: str | None = typer.Option(None, help="Field holding the human seed's id."),
@@ -132,25 +138,44 @@ def reservoir_freeze(
     seed: int = typer.Option(0, help="Seed of the stratified holdout split."),
     ledger: Path | None = LedgerOption,
 ) -> None:
-    """Freeze all human records into a named, immutable reservoir."""
+    """Freeze all human records into a named, immutable reservoir, and measure the human
+    baseline (the holdout against the training split) with the configured preset."""
+    from tailguard.cli.app import project_config
+    from tailguard.loop import human_baseline
+    from tailguard.project import project_monitor
+
+    config = project_config() if ledger is None else None
+    monitor = project_monitor(config)
+    preset, run = monitor.preset.name, monitor.run
     with open_ledger(ledger) as led:
         res = led.freeze_reservoir(name, holdout=holdout, seed=seed)
-    console.print(
-        f"froze reservoir [bold]{res.name}[/]: {len(res.train_ids):,} training anchors, "
-        f"{len(res.holdout_ids):,} held out; digest {res.digest}"
-    )
+        console.print(
+            f"froze reservoir [bold]{res.name}[/]: {len(res.train_ids):,} training anchors, "
+            f"{len(res.holdout_ids):,} held out; digest {res.digest}"
+        )
+        floor = human_baseline(led, monitor, run=run)
+    if floor is not None:
+        console.print(
+            f"human baseline of run {run} ({preset} preset, holdout vs training split): "
+            f"{floor.num_rows} metrics; every later change is measured from it"
+        )
 
 
 @reservoir_app.command("show")
 @handles_errors
 def reservoir_show(
     name: str | None = typer.Option(None, help="Reservoir name (default: newest)."),
+    expect: str | None = typer.Option(
+        None, "--expect", help="Refuse unless the digest is this one (pinned elsewhere)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ledger: Path | None = LedgerOption,
 ) -> None:
     """Size, digest (verified), label distribution and holdout size of the reservoir."""
+    config = project_config() if ledger is None else None
     with open_ledger(ledger, read_only=True) as led:
-        res = led.reservoir(name)
+        res = led.reservoir(name, expect=expect)
+        check_expected_digest(led, config)
         labels = led.con.sql(
             "SELECT coalesce(label, '(none)') AS label, count(*) FILTER (WHERE split='train'), "
             "count(*) FILTER (WHERE split='holdout') FROM reservoir_members WHERE name = ? "
@@ -195,7 +220,12 @@ def audit(
         config = project_config()
         floor = config.audit.human_floor if config is not None else _audit_floor()
     with open_ledger(ledger, read_only=True) as led:
+        led.check_run(run)
+        check_expected_digest(led, project_config() if ledger is None else None)
         rows = led.audit(floor=floor, run=run).to_pylist()
+        revisions = _revisions(led)
+    for row in rows:
+        row["revisions"] = revisions.get((row["run"], row["round"]), [])
     for row in rows:
         row["by_generation"] = json.loads(row["by_generation"])
     flagged = [r for r in rows if r["flagged"]]
@@ -228,6 +258,14 @@ def audit(
                 "[bold red]BELOW FLOOR[/]" if r["flagged"] else "[green]ok[/]",
             )
         console.print(table if rows else "no manifests yet")
+        for r in rows:
+            for v in r["revisions"]:
+                console.print(
+                    f"round {r['round']} ({r['run']}): {v['kind']} replaced at {v['at']} "
+                    f"by {v['by']}"
+                    + (f" ({v['old'][:12]} -> {v['new'][:12]})" if v["old"] else ""),
+                    highlight=False,
+                )
     if flagged:
         console.print(
             f"[bold red]{len(flagged)} round(s) below the human floor of {floor:.0%}: "
@@ -239,7 +277,7 @@ def audit(
 @app.command()
 @handles_errors
 def export(
-    round_: int = typer.Option(..., "--round", help="Round whose training set to export."),
+    round_: int = typer.Option(..., "--round", min=0, help="Round whose training set to export."),
     output: Path = typer.Option(..., "-o", "--output", help=".parquet or .jsonl file."),
     run: str = typer.Option("main", help="Run name."),
     ledger: Path | None = LedgerOption,
@@ -248,7 +286,11 @@ def export(
     import pyarrow.json  # noqa: F401  (ensures the writer below has pyarrow loaded)
     import pyarrow.parquet as pq
 
+    writable_output(output)
+    if output.suffix not in {".parquet", ".jsonl"}:
+        raise InputError("output must end in .parquet or .jsonl", file=str(output))
     with open_ledger(ledger, read_only=True) as led:
+        led.check_run(run)
         table = led.manifest_records(round_, run)
     if output.suffix == ".parquet":
         pq.write_table(table, output)
@@ -257,6 +299,40 @@ def export(
     else:
         raise InputError("output must end in .parquet or .jsonl", file=str(output))
     console.print(f"wrote {table.num_rows:,} training slots of round {round_} to {output}")
+
+
+def _revisions(led: Ledger) -> dict[tuple[str, int], list[dict]]:
+    """Replaced manifests and metric sets per run and round: what, when and by whom."""
+    hist = led.history()
+    out: dict[tuple[str, int], list[dict]] = {}
+    if hist.num_rows == 0:
+        return out
+    for h in hist.to_pylist():
+        if h["kind"] in {"manifest", "metrics"}:
+            out.setdefault((h["run"], h["round"]), []).append(
+                {
+                    "kind": h["kind"],
+                    "old": h["old"],
+                    "new": h["new"],
+                    "at": h["changed_at"].isoformat(),
+                    "by": h["changed_by"],
+                }
+            )
+    return out
+
+
+@app.command()
+@handles_errors
+def relabel(
+    record_id: str = typer.Argument(..., help="The record's content id."),
+    label: str = typer.Argument(..., help="The corrected label."),
+    reason: str = typer.Option("", help="Why (kept in the ledger's history)."),
+    ledger: Path | None = LedgerOption,
+) -> None:
+    """Correct a record's label; the old value stays in the ledger's history."""
+    with open_ledger(ledger) as led:
+        n = led.relabel(record_id, label, reason=reason)
+    console.print(f"relabelled {n} row(s) of {record_id} as {label!r}")
 
 
 def _audit_floor() -> float:

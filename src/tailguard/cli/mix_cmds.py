@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from tailguard.cli.app import LedgerOption, app, console, handles_errors, open_ledger
-from tailguard.errors import ReservoirError
+from tailguard.errors import InputError, ReservoirError
 from tailguard.loop import Loop
 from tailguard.mix.policies import Anchored
 
@@ -23,7 +23,7 @@ app.add_typer(dial_app, name="dial")
 @app.command("mix")
 @handles_errors
 def mix(
-    round_: int = typer.Option(..., "--round", help="Round to plan."),
+    round_: int = typer.Option(..., "--round", min=0, help="Round to plan."),
     policy: str = typer.Option(
         "anchored", help="human_only, replace, accumulate, anchored or fresh."
     ),
@@ -41,6 +41,9 @@ def mix(
         None, help="fresh: new human records each round."
     ),
     run: str = typer.Option("main", help="Run the manifest belongs to."),
+    allow_empty: bool = typer.Option(
+        False, "--allow-empty", help="Plan a round that has no records of its own."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ledger: Path | None = LedgerOption,
 ) -> None:
@@ -65,6 +68,14 @@ def mix(
                 "the reservoir is not frozen: run `tailguard reservoir freeze` before mixing"
             )
         pool = led.training_pool(round_)
+        if pool.num_rows == 0:
+            raise InputError(f"round {round_}: the training pool is empty", field="round")
+        if round_ > 0 and not allow_empty and not led.count(round=round_):
+            raise InputError(
+                f"round {round_} has no records of its own (nothing generated, gated or "
+                "ingested for it); pass --allow-empty to plan it anyway",
+                field="round",
+            )
         manifest = make_plan(
             pool, chosen, round=round_, batch_size=batch_size, seed=seed, epochs=epochs, run=run
         )
@@ -141,6 +152,7 @@ def dial_show(
 ) -> None:
     """Every stored decision: round, real fraction, reason and the metrics it read."""
     with open_ledger(ledger, read_only=True) as led:
+        led.check_run(run)
         rows = led.decisions(run=run).to_pylist()
     if as_json:
         console.print_json(json.dumps(rows, default=str))

@@ -11,6 +11,12 @@ import typer
 from tailguard.cli.app import LedgerOption, app, console, handles_errors, open_ledger
 
 _SPARK = "▁▂▃▄▅▆▇█"
+EmbedderOption = typer.Option(
+    None,
+    "--embedder",
+    help="hashing, minilm or module:function (default: [monitor] embedder, else the "
+    "sentence model when installed and the preset has embedding metrics).",
+)
 
 
 def _reference(led: Any, split: str) -> tuple[Any, Any]:
@@ -27,13 +33,17 @@ def eval_cmd(
     text_field: str = typer.Option("text", "--text-field", help="Column holding the text."),
     label_field: str | None = typer.Option(None, "--label-field", help="Column holding labels."),
     sample: str = typer.Option("model", "--sample", help="Name of this sample in the history."),
-    preset: str = typer.Option("default", "--preset", help="Metric preset: default or rich."),
+    preset: str | None = typer.Option(
+        None, "--preset", help="Metric preset: default or rich (default: [monitor] preset)."
+    ),
+    embedder: str | None = EmbedderOption,
     run: str = typer.Option("main", "--run", help="Run name in the ledger."),
     ledger: Path | None = LedgerOption,
 ) -> None:
     """Evaluate model outputs against the reservoir holdout and record them as a round."""
+    from tailguard.cli.app import project_config
     from tailguard.loop import evaluate_sample
-    from tailguard.monitor import Monitor
+    from tailguard.project import project_monitor
     from tailguard.readers import read_table
 
     table, _ = read_table(samples, text_field=text_field, label_field=label_field)
@@ -41,7 +51,9 @@ def eval_cmd(
     labels = table[label_field] if label_field else None
     with open_ledger(ledger) as led:
         ref_texts, ref_labels = _reference(led, "holdout")
-        mon = Monitor.from_history(led.metrics(run=run), preset=preset, run=run)
+        config = project_config() if ledger is None else None
+        mon = project_monitor(config, preset=preset, embedder=embedder, run=run)
+        mon.load(led.metrics(run=run))
         mon.set_reference(ref_texts, ref_labels if labels is not None else None)
         rows = evaluate_sample(led, mon, round, texts, labels, sample=sample, run=run)
     console.print(
@@ -60,12 +72,6 @@ def _spark(values: list[float]) -> str:
     return "".join(_SPARK[int(round((v - lo) / (hi - lo) * (len(_SPARK) - 1)))] for v in values)
 
 
-def _infer_preset(metrics: set[str]) -> str:
-    from tailguard.metrics import PRESETS
-
-    return "rich" if metrics - set(PRESETS["default"].metrics) else "default"
-
-
 def _print_status(mon: Any, run: str) -> None:
     from rich.table import Table
 
@@ -73,26 +79,23 @@ def _print_status(mon: Any, run: str) -> None:
 
     status = mon.status(run)
     watched = {(e.sample, e.metric): e for e in status.evidence}
-    table = Table(title=f"run {run}", show_lines=False)
-    for col in ("sample", "metric", "kind", "baseline", "latest", "change", "trend", "rounds", ""):
+    table = Table(title=f"run {run} (baseline: human noise floor when recorded)")
+    columns = ("sample", "metric", "kind", "baseline", "latest", "change", "trend", "history")
+    for col in (*columns, "status"):
         table.add_column(
             col, justify="right" if col in ("baseline", "latest", "change") else "left"
         )
     for smp in mon.samples(run):
-        for trend_metric in sorted(set(mon._frame(run).query("sample == @smp")["metric"])):
-            rounds, vals = mon.series(trend_metric, sample=smp, run=run)
-            trend = mon.trend(trend_metric, sample=smp, run=run)
-            e = watched.get((smp, trend_metric))
-            base = vals[0]
-            change = (vals[-1] - base) / max(abs(base), 1e-12)
+        for metric in sorted(set(mon._frame(run).query("sample == @smp")["metric"])):
+            _, vals = mon.series(metric, sample=smp, run=run)
+            c = mon.change(metric, sample=smp, run=run)
+            e = watched.get((smp, metric))
             mark = "" if e is None else ("[red]✖ degraded[/]" if e.degraded else "[green]✔[/]")
-            arrow = "" if trend is None else trend.arrow
-            if trend is not None and trend.worsening:
-                arrow = f"[red]{arrow}[/]"
-            kind = REGISTRY[trend_metric].kind if trend_metric in REGISTRY else ""
+            arrow = f"[red]{c.arrow}[/]" if c.degraded else c.arrow
+            kind = REGISTRY[metric].kind if metric in REGISTRY else ""
             table.add_row(
-                smp, trend_metric, kind, f"{base:.4g}", f"{vals[-1]:.4g}", f"{change:+.1%}",
-                arrow, _spark(list(vals)), mark,
+                smp, metric, kind, f"{c.baseline:.4g}", f"{c.value:.4g}",
+                f"{c.relative_change:+.1%}", arrow, _spark(list(vals)), mark,
             )  # fmt: skip
     console.print(table)
     for a in status.alerts:
@@ -106,12 +109,14 @@ def monitor_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print status, trends and alerts as JSON."),
     run: str | None = typer.Option(None, "--run", help="Only this run (default: every run)."),
     preset: str | None = typer.Option(None, "--preset", help="Thresholds of this preset."),
+    embedder: str | None = EmbedderOption,
     ledger: Path | None = LedgerOption,
 ) -> None:
     """Show the metric history with trends; exit 1 when an alert is active."""
-    from tailguard.monitor import Monitor
+    from tailguard.monitor import Monitor, preset_for
 
     with open_ledger(ledger, read_only=True) as led:
+        led.check_run(run)
         history = led.metrics(run=run)
     runs = sorted(set(history["run"].to_pylist()))
     if not runs:
@@ -120,11 +125,11 @@ def monitor_cmd(
         else:
             console.print("no metrics recorded yet: run `tailguard eval` first")
         return
-    chosen = preset or _infer_preset(set(history["metric"].to_pylist()))
+    chosen = preset or preset_for(history)
     active = False
     report = []
     for r in runs:
-        mon = Monitor.from_history(history, preset=chosen, run=r)
+        mon = Monitor.from_history(history, preset=chosen, run=r, embedder=embedder)
         status = mon.status(r)
         active |= bool(status.alerts)
         if as_json:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tailguard.cli.app import app, console, handles_errors, open_ledger
+from tailguard.cli.app import app, console, handles_errors, open_ledger, writable_output
 
 
 @app.command()
@@ -21,18 +21,20 @@ def report(
     ledger: Path | None = typer.Option(None, "--ledger", help="Ledger file."),
 ) -> None:
     """Write one HTML file (no network needed): metrics, mix, gate, dial, alerts, advice."""
-    from tailguard.advise import TaskProfile, advise, advise_from_lab
+    from tailguard.advise import TaskProfile, advise, advise_from_lab, recommendation_lines
     from tailguard.report import from_lab, from_ledger, write
 
-    advice = advise(TaskProfile(stakes=stakes, task=task, verifiable=verifiable))
+    writable_output(output)
+    profile = TaskProfile(stakes=stakes, task=task, verifiable=verifiable)
     if lab is not None:
         from tailguard.lab import LabResult
 
         result = LabResult.load(lab)
         data = from_lab(result)
-        advise_from_lab(advice, result.axes)
+        data.recommendation = advise_from_lab(advise(profile), result.axes).lines()
     else:
         with open_ledger(ledger, read_only=True) as led:
+            led.check_run(run)
             data = from_ledger(led, run=run)
-    data.recommendation = advice.lines()
+            data.recommendation = recommendation_lines(led, run=run, profile=profile)
     console.print(f"wrote {write(data, output)}")

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tailguard.cli.app import CONFIG_FILE, app, console, handles_errors
+from tailguard.cli.app import CONFIG_FILE, app, check_expected_digest, console, fail, handles_errors
 
 
 @app.command("run")
 @handles_errors
 def run_loop(
     config: Path = typer.Argument(CONFIG_FILE, help="The project's tailguard.toml."),
-    rounds: int | None = typer.Option(None, help="Rounds to run (default: [loop] rounds)."),
+    rounds: int | None = typer.Option(None, min=0, help="Rounds to run (default: [loop] rounds)."),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed or finished run."),
     ledger: Path | None = typer.Option(None, "--ledger", help="Ledger file (default: config)."),
     mlflow: Path | None = typer.Option(
         None, "--mlflow", help="Log each round's metrics and digest to this MLflow directory."
+    ),
+    embedder: str | None = typer.Option(
+        None, "--embedder", help="hashing, minilm or module:function (default: [monitor])."
     ),
 ) -> None:
     """Run the retraining loop: generate, gate, dial, plan, train, evaluate, every round."""
@@ -31,9 +37,10 @@ def run_loop(
     cfg = project_config(config)
     n_rounds = rounds if rounds is not None else cfg.loop.rounds
     path = ledger or cfg.ledger_path
-    with Ledger.open(path) as led:
+    with interrupted_as_exit(), Ledger.open(path) as led:
         prepare_ledger(cfg, led)
-        loop = build_loop(cfg, led)
+        check_expected_digest(led, cfg)
+        loop = build_loop(cfg, led, embedder=embedder)
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),
@@ -54,8 +61,9 @@ def run_loop(
             if mlflow is not None:
                 from tailguard.tracking import MlflowTracker
 
-                tracker = MlflowTracker(mlflow, run=cfg.loop.run)
-            results = loop.run(n_rounds, resume=resume, on_stage=step, on_round=tracker)
+                tracker = MlflowTracker(mlflow, run=cfg.loop.run, ledger=led, gate=loop.gate)
+            with tracker or contextlib.nullcontext():  # the MLflow run ends with its status
+                results = loop.run(n_rounds, resume=resume, on_stage=step, on_round=tracker)
         table = Table(
             "round",
             "generated",
@@ -77,3 +85,32 @@ def run_loop(
             )
         console.print(table if results else "nothing to do: the run is complete")
         console.print(f"ledger: {path}  (see `tailguard monitor`, `tailguard audit`)")
+
+
+#: The exit code of a command ended by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
+
+
+@contextlib.contextmanager
+def interrupted_as_exit() -> Iterator[None]:
+    """End on Ctrl-C with one line and exit 130 instead of a traceback.
+
+    DuckDB turns a Ctrl-C during a query into its own error, so a flag set by the
+    signal handler tells an interruption apart from a real failure. Every stage is
+    written in one transaction, so ``--resume`` continues after the last whole one.
+    """
+    seen = []
+
+    def on_sigint(signum: int, frame: object) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    except (KeyboardInterrupt, Exception) as exc:
+        if not seen and not isinstance(exc, KeyboardInterrupt):
+            raise
+        fail("interrupted: run again with --resume", INTERRUPTED)
+    finally:
+        signal.signal(signal.SIGINT, previous)

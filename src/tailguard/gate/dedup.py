@@ -108,28 +108,18 @@ class ExactDuplicate(Verifier):
         n = batch.num_rows
         keys = exact_keys(_texts(batch))
         matched = np.full(n, None, dtype=object)
-        reasons = np.full(n, None, dtype=object)
+        in_reservoir = np.zeros(n, bool)
         if len(self._ref_keys):
             sorted_keys = self._ref_keys[self._ref_order]
             pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-            hit = sorted_keys[pos] == keys
-            matched[hit] = self._ref_ids[self._ref_order[pos[hit]]]
-            reasons[hit] = "copy of reservoir record " + matched[hit].astype(str)
+            in_reservoir = sorted_keys[pos] == keys
+            matched[in_reservoir] = self._ref_ids[self._ref_order[pos[in_reservoir]]]
         if self.within_pool and n:
             _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
             earlier = first[inverse]
             dup = (earlier != np.arange(n)) & (matched == None)  # noqa: E711 - numpy mask
-            ids = _ids(batch)
-            matched[dup] = ids[earlier[dup]]
-            reasons[dup] = "copy of candidate " + matched[dup].astype(str)
-        passed = matched == None  # noqa: E711
-        return verdicts(
-            passed,
-            np.where(passed, None, "exact_duplicate").tolist(),
-            reasons.tolist(),
-            score=np.where(passed, np.nan, 1.0),
-            matched_id=matched.tolist(),
-        )
+            matched[dup] = _ids(batch)[earlier[dup]]
+        return exact_verdicts(matched, in_reservoir)
 
 
 class NearDuplicate(Verifier):
@@ -184,31 +174,56 @@ class NearDuplicate(Verifier):
         sig = self.signatures(_texts(batch))
         kw = {"bands": self.bands, "rows": self.rows, "cap": self.max_bucket}
         matched = np.full(n, None, dtype=object)
-        reasons = np.full(n, None, dtype=object)
+        in_reservoir = np.zeros(n, bool)
         score = np.full(n, np.nan)
         if len(self._ref_ids):
             m, s = minhash.best_matches(sig, self._ref_sig, self.threshold, **kw)
-            hit = m >= 0
-            matched[hit] = self._ref_ids[m[hit]]
-            score[hit] = s[hit]
-            reasons[hit] = _near_reason("reservoir record", matched[hit], s[hit])
+            in_reservoir = m >= 0
+            matched[in_reservoir] = self._ref_ids[m[in_reservoir]]
+            score[in_reservoir] = s[in_reservoir]
         if self.within_pool and n:
             m, s = minhash.best_matches(sig, None, self.threshold, **kw)
             hit = (m >= 0) & (matched == None)  # noqa: E711
-            ids = _ids(batch)
-            matched[hit] = ids[m[hit]]
+            matched[hit] = _ids(batch)[m[hit]]
             score[hit] = s[hit]
-            reasons[hit] = _near_reason("candidate", matched[hit], s[hit])
         empty = sig[:, 0] == minhash.EMPTY if n else np.zeros(0, bool)
-        reasons[empty] = "no words: not compared"
-        passed = matched == None  # noqa: E711
-        return verdicts(
-            passed,
-            np.where(passed, None, "near_duplicate").tolist(),
-            reasons.tolist(),
-            score=score,
-            matched_id=matched.tolist(),
-        )
+        return near_verdicts(matched, in_reservoir, score, empty)
+
+
+def exact_verdicts(matched: np.ndarray, in_reservoir: np.ndarray) -> pa.Table:
+    """Exact-duplicate verdicts from each record's match (``None``: unique) and
+    whether it is a reservoir record (else an earlier candidate)."""
+    passed = matched == None  # noqa: E711 - numpy mask
+    details = np.full(len(matched), None, dtype=object)
+    what = np.where(in_reservoir, "copy of reservoir record ", "copy of candidate ")
+    details[~passed] = np.char.add(what[~passed], matched[~passed].astype(str)).astype(object)
+    return verdicts(
+        passed,
+        np.where(passed, None, "exact_duplicate").tolist(),
+        details.tolist(),
+        score=np.where(passed, np.nan, 1.0),
+        matched_id=matched.tolist(),
+    )
+
+
+def near_verdicts(
+    matched: np.ndarray, in_reservoir: np.ndarray, score: np.ndarray, empty: np.ndarray
+) -> pa.Table:
+    """Near-duplicate verdicts from each record's best match (``None``: none), whether
+    it is a reservoir record, its estimated Jaccard, and which records had no words."""
+    passed = matched == None  # noqa: E711 - numpy mask
+    details = np.full(len(matched), None, dtype=object)
+    for where, what in ((in_reservoir, "reservoir record"), (~in_reservoir, "candidate")):
+        hit = where & ~passed
+        details[hit] = _near_reason(what, matched[hit], score[hit])
+    details[empty] = "no words: not compared"
+    return verdicts(
+        passed,
+        np.where(passed, None, "near_duplicate").tolist(),
+        details.tolist(),
+        score=score,
+        matched_id=matched.tolist(),
+    )
 
 
 def _near_reason(what: str, ids: np.ndarray, sims: np.ndarray) -> np.ndarray:

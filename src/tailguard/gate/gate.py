@@ -34,6 +34,16 @@ if TYPE_CHECKING:
     from tailguard.ledger import Ledger
 
 
+def label_verdicts(out: pa.Table, verifier: Verifier, params: str | None = None) -> pa.Table:
+    """A verifier's verdicts (with ids) labelled with its name, parameters and version."""
+    m = out.num_rows
+    params = verifier.params_json() if params is None else params
+    out = out.append_column("verifier", pa.repeat(pa.scalar(verifier.name), m))
+    out = out.append_column("params", pa.repeat(pa.scalar(params), m))
+    out = out.append_column("version", pa.repeat(pa.scalar(str(verifier.version)), m))
+    return out.select(RESULT_VERDICT_SCHEMA.names).cast(RESULT_VERDICT_SCHEMA)
+
+
 class _SafeVerify:
     """A picklable batch function: one verifier's verdicts with ids, never raising."""
 
@@ -121,16 +131,21 @@ class GateResult:
 class Gate:
     """Run a list of verifiers over candidates; a record must pass them all.
 
-    ``engine`` decides where row-independent verifiers run: ``None`` picks a
-    local process pool for tables of at least ``parallel_min`` records (and
-    in-process below that, or when a verifier does not pickle). Verifiers that
-    need the whole pool (duplicate search) always see it at once, in-process.
+    ``engine`` decides where row-independent verifiers run. ``None`` runs them
+    in-process: measured on this project's verifiers (``bench/scale.py``), a local
+    process pool pays more to pickle batches than it saves (300k records: 9.7 s
+    in-process against 161 s in a pool), so a pool is used only when asked for,
+    with ``engine=ProcessPool()`` or ``parallel_min`` (records from which a pool
+    is started; for slow per-record verifiers such as code execution). A
+    verifier that does not pickle always runs in-process. Verifiers that need
+    the whole pool (duplicate search) see it at once, in-process; for data
+    larger than one machine see :mod:`tailguard.gate.distributed`.
     """
 
     #: Defaults (the config reads them here): records per worker batch, and the
-    #: table size from which a process pool is used.
+    #: table size from which a process pool is used (``None``: never by default).
     BATCH_SIZE: int = 2048
-    PARALLEL_MIN: int = 4096
+    PARALLEL_MIN: int | None = None
 
     def __init__(
         self,
@@ -138,7 +153,7 @@ class Gate:
         *,
         engine: Engine | None = None,
         batch_size: int = BATCH_SIZE,
-        parallel_min: int = PARALLEL_MIN,
+        parallel_min: int | None = PARALLEL_MIN,
         progress: bool = True,
     ) -> None:
         verifiers = list(verifiers)
@@ -175,7 +190,7 @@ class Gate:
     def _engine_for(self, verifier: Verifier, n: int) -> Engine:
         if self.engine is not None:
             engine = self.engine
-        elif n >= self.parallel_min:
+        elif self.parallel_min is not None and n >= self.parallel_min:
             engine = ProcessPool()
         else:
             return InProcess()
@@ -216,11 +231,7 @@ class Gate:
                     out = fn(table)
                     if advance:
                         advance(n)
-                m = out.num_rows
-                out = out.append_column("verifier", pa.repeat(pa.scalar(v.name), m))
-                out = out.append_column("params", pa.repeat(pa.scalar(v.params_json()), m))
-                out = out.append_column("version", pa.repeat(pa.scalar(str(v.version)), m))
-                parts.append(out.select(RESULT_VERDICT_SCHEMA.names).cast(RESULT_VERDICT_SCHEMA))
+                parts.append(label_verdicts(out, v))
         verdict_table = pa.concat_tables(parts)
         passed = np.ones(n, bool)
         for part in parts:

@@ -230,14 +230,51 @@ def _digest(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
 
 
+#: Metrics whose numbers mean nothing with the hashing embedder: its TF-IDF vectors of
+#: short texts barely share a word, so every k-nearest-neighbour radius is degenerate
+#: (on fortunes PRDC recall is 0.0 and coverage 1.0 every round). The monitor does not
+#: alert on them when it measures with hashing.
+HASHING_MEANINGLESS = ("prdc_precision", "prdc_recall", "prdc_density", "prdc_coverage")
+#: Metrics computed on embeddings (the presets holding one default to the sentence model).
+EMBEDDING_METRICS = (*HASHING_MEANINGLESS, "vendi", "embedding_spread", "frechet", "mmd")
+
+
+def default_embedder_name() -> str:
+    """``minilm`` when the sentence model is installed (``tailguard[embed]``), else ``hashing``."""
+    return "minilm" if MiniLMEmbedder.available() else "hashing"
+
+
 def make_embedder(
-    name: str = "hashing", *, cache_dir: str | None = None, **kwargs: Any
+    name: str = "hashing", *, cache_dir: str | os.PathLike[str] | None = None, **kwargs: Any
 ) -> Embedder:
-    """An embedder by name (``hashing`` or ``minilm``), cached on disk if ``cache_dir``."""
+    """An embedder by name: ``hashing``, ``minilm``, ``auto`` (:func:`default_embedder_name`)
+    or ``module:function`` (called with ``kwargs``, returns an :class:`Embedder`); kept
+    in an on-disk cache under ``cache_dir`` when given (each text embedded once)."""
+    if name == "auto":
+        name = default_embedder_name()
     if name == "hashing":
         emb: Any = HashingEmbedder(**kwargs)
     elif name == "minilm":
         emb = MiniLMEmbedder(**kwargs)
+    elif ":" in name:
+        emb = _load_embedder(name, kwargs)
     else:
-        raise ConfigError(f"unknown embedder {name!r}: choose hashing or minilm")
+        raise ConfigError(
+            f"unknown embedder {name!r}: choose hashing, minilm, auto or module:function"
+        )
     return CachedEmbedder(emb, cache_dir) if cache_dir else emb
+
+
+def _load_embedder(spec: str, kwargs: dict[str, Any]) -> Embedder:
+    import importlib
+
+    module_name, _, func_name = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), func_name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"embedder {spec!r} cannot be loaded: {exc}") from None
+    emb = factory(**kwargs)
+    missing = [a for a in ("name", "dim", "embed", "params") if not hasattr(emb, a)]
+    if missing:
+        raise ConfigError(f"embedder {spec!r} returned an object without {', '.join(missing)}")
+    return emb

@@ -6,12 +6,16 @@ Depends only on :mod:`tailguard.records` and :mod:`tailguard.errors`.
 from __future__ import annotations
 
 from tailguard.mix.adapters import (
+    distributed_batch_sampler,
     export_manifest,
     join_records,
     manifest_batch_sampler,
     manifest_dataset,
     manifest_indices,
     manifest_sampler,
+    manifest_trainer,
+    rank_batches,
+    rank_quota,
 )
 from tailguard.mix.dial import Decision, Dial, Evidence
 from tailguard.mix.planner import human_quota, plan
@@ -41,6 +45,7 @@ __all__ = [
     "HumanOnly",
     "Policy",
     "Replace",
+    "distributed_batch_sampler",
     "eligible_rows",
     "export_manifest",
     "human_quota",
@@ -49,7 +54,10 @@ __all__ = [
     "manifest_dataset",
     "manifest_indices",
     "manifest_sampler",
+    "manifest_trainer",
     "plan",
     "policy_from_manifest",
     "policy_from_name",
+    "rank_batches",
+    "rank_quota",
 ]

@@ -9,6 +9,12 @@ The rule is deliberately simple and auditable:
   ``step`` (more synthetic, cheaper; never below ``minimum``);
 - otherwise, or when a watched metric has no evidence this round -> hold.
 
+So the share never falls in a round where a watched metric is degraded. With no
+``watch`` list the Dial watches every metric the monitor has a threshold for: with
+the default preset, the tails (``tail_recall``, ``tail_mass_ratio``,
+``rare_vocab_coverage``), diversity (``distinct_2``) and the label and length
+shifts; the ``rich`` preset adds PRDC recall and coverage, Vendi and self-BLEU.
+
 Every :class:`Decision` carries its reason and the evidence it read, plus the
 Dial's parameters and state, so a loop stores it with ``Ledger.write_decision``
 and a resumed loop rebuilds the same Dial with :meth:`Dial.resume`.
@@ -267,7 +273,10 @@ def _describe(e: Evidence) -> str:
 
 
 def _as_dict(e: Evidence) -> dict[str, Any]:
-    return {
+    """Everything the item says (all of an :class:`Evidence`), JSON-able: what was read."""
+    full = e.to_dict() if isinstance(e, Evidence) else {}
+    out = {
+        **{k: (_json_float(v) if isinstance(v, float) else v) for k, v in full.items()},
         "metric": str(e.metric),
         "value": _json_float(e.value),
         "baseline": _json_float(e.baseline),
@@ -275,6 +284,8 @@ def _as_dict(e: Evidence) -> dict[str, Any]:
         "threshold": _json_float(e.threshold),
         "degraded": bool(e.degraded),
     }
+    out.pop("relative_change", None)
+    return out
 
 
 def _json_float(x: Any) -> float | None:

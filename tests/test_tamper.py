@@ -1,0 +1,154 @@
+"""Edits made to a ledger outside tailguard, one class at a time: each must be caught
+by the next reservoir read (or, for a rewrite of data *and* digest, by a digest pinned
+outside the ledger), and a run must stay on the reservoir it started with."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from tailguard.cli import app
+from tailguard.errors import InputError, ReservoirError
+from tailguard.ledger import Ledger, _content_digest
+from tailguard.records import make_records
+
+runner = CliRunner()
+
+
+def _member(led: Ledger, split: str = "holdout") -> str:
+    return (
+        led.reservoir().holdout_ids[0].as_py()
+        if split == "holdout"
+        else (led.reservoir().train_ids[0].as_py())
+    )
+
+
+def _fresh(path) -> Ledger:
+    led = Ledger.open(path)
+    led._verified.clear()
+    return led
+
+
+#: (name, SQL run against the ledger file behind tailguard's back, with {id} a member)
+TAMPERS = [
+    ("member deleted", "DELETE FROM reservoir_members WHERE id = '{id}'"),
+    (
+        "split moved",
+        "UPDATE reservoir_members SET split = CASE split WHEN 'train' THEN 'holdout'"
+        " ELSE 'train' END WHERE id = '{id}'",
+    ),
+    ("member label", "UPDATE reservoir_members SET label = 'zzz' WHERE id = '{id}'"),
+    ("record label", "UPDATE records SET label = 'zzz' WHERE id = '{id}'"),
+    ("content edited", "UPDATE records SET content = 'something else' WHERE id = '{id}'"),
+    ("whitespace only", "UPDATE records SET content = content || '  ' WHERE id = '{id}'"),
+    ("status", "UPDATE records SET status = 'rejected' WHERE id = '{id}'"),
+    ("round", "UPDATE records SET round = 3 WHERE id = '{id}'"),
+    ("source", "UPDATE records SET source = 'elsewhere' WHERE id = '{id}'"),
+    ("record deleted", "DELETE FROM records WHERE id = '{id}'"),
+    (
+        "shadow row",
+        "INSERT INTO records SELECT id, 'shadow content', origin, 'aaa', generator, generation,"
+        " parent_id, label, round, status, created_at, meta FROM records WHERE id = '{id}'",
+    ),
+    (
+        "whitespace twin wins",
+        "INSERT INTO records SELECT id, content || ' ', origin, 'aaa', generator, generation,"
+        " parent_id, label, round, status, created_at, meta FROM records WHERE id = '{id}'",
+    ),
+    (
+        "another reservoir takes over",
+        "INSERT INTO reservoirs SELECT 'other', digest, seed, holdout_fraction, n_train,"
+        " n_holdout, created_at + INTERVAL 1 DAY, digest_version FROM reservoirs",
+    ),
+]
+
+
+@pytest.fixture
+def frozen_file(tmp_path, small_human):
+    path = tmp_path / "ledger.duckdb"
+    with Ledger.open(path) as led:
+        led.add_records(small_human)
+        led.freeze_reservoir("main", holdout=0.2, seed=7)
+        led.pin_reservoir("main")
+        led.mark_stage("main", 0, "generate")
+    return path
+
+
+@pytest.mark.parametrize(("name", "sql"), TAMPERS, ids=[t[0] for t in TAMPERS])
+@pytest.mark.parametrize("split", ["holdout", "train"])
+def test_every_tamper_class_is_detected(frozen_file, name, sql, split):
+    with Ledger.open(frozen_file) as led:
+        member = _member(led, split)
+        led.con.execute(sql.format(id=member))
+    with _fresh(frozen_file) as led, pytest.raises(ReservoirError):
+        led.pin_reservoir("main")
+        led.reservoir_records("holdout")
+    shown = runner.invoke(app, ["reservoir", "show", "--ledger", str(frozen_file)])
+    if name != "another reservoir takes over":  # unnamed show reads the newest, verified
+        assert shown.exit_code == 2 and "altered outside tailguard" in shown.output
+
+
+def test_rewriting_data_and_digest_is_caught_only_by_a_pinned_digest(frozen_file, tmp_path):
+    with Ledger.open(frozen_file) as led:
+        pinned = led.reservoir().digest
+        member = _member(led)
+        led.con.execute(f"UPDATE records SET label = 'zzz' WHERE id = '{member}'")
+        led.con.execute("UPDATE reservoir_members SET label = 'zzz' WHERE id = ?", [member])
+        forged = _content_digest(led.con, "main")
+        led.con.execute("UPDATE reservoirs SET digest = ?", [forged])
+        led.con.execute("UPDATE run_reservoirs SET digest = ?", [forged])
+    with _fresh(frozen_file) as led:
+        assert led.reservoir().digest == forged  # the ledger alone cannot tell
+        with pytest.raises(ReservoirError, match="not the expected"):
+            led.reservoir(expect=pinned)
+    show = runner.invoke(
+        app, ["reservoir", "show", "--ledger", str(frozen_file), "--expect", pinned]
+    )
+    assert show.exit_code == 2 and "not the expected" in show.output
+    (tmp_path / "tailguard.toml").write_text(
+        f'[project]\nledger = "{frozen_file.name}"\n[reservoir]\ndigest = "{pinned}"\n'
+    )
+    import os
+
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        for cmd in (["reservoir", "show"], ["audit"]):
+            out = runner.invoke(app, cmd)
+            assert out.exit_code == 2 and "not the expected" in out.output, cmd
+    finally:
+        os.chdir(here)
+
+
+def test_a_run_is_pinned_no_refreeze_no_switch(frozen_file):
+    with Ledger.open(frozen_file) as led:
+        with pytest.raises(ReservoirError, match="already have stages"):
+            led.freeze_reservoir("other")
+        led.con.execute("DELETE FROM reservoir_members")
+        led.con.execute("DELETE FROM reservoirs")
+        with pytest.raises(ReservoirError, match="already have stages"):
+            led.freeze_reservoir("main", holdout=0.5, seed=1)
+
+
+def test_a_shadow_row_is_refused_at_ingest(frozen):
+    member = frozen.reservoir().holdout_ids[0].as_py()
+    shadow = make_records(["other content here"], origin="human", source="aaa")
+    shadow = shadow.set_column(0, "id", [[member]])
+    before = frozen.count()
+    with pytest.raises(InputError, match="does not hash to its id"):
+        frozen.add_records(shadow)
+    assert frozen.count() == before
+
+
+def test_an_old_digest_version_still_reads(frozen):
+    """A reservoir frozen before digest version 2 (``split:id`` lines) stays readable."""
+    from tailguard.ledger import _reservoir_digest
+
+    members = frozen.con.sql(
+        "SELECT id, label, split FROM reservoir_members ORDER BY id"
+    ).to_arrow_table()
+    frozen.con.execute(
+        "UPDATE reservoirs SET digest = ?, digest_version = NULL", [_reservoir_digest(members)]
+    )
+    frozen._verified.clear()
+    assert frozen.reservoir().size == members.num_rows
