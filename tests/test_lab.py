@@ -22,7 +22,7 @@ from tailguard.mix import AccumulateSubsample, Anchored, Policy
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"model": "transformer"}, "valid models: gaussian, mixture, kde, categorical"),
+        ({"model": "lstm"}, "valid models: gaussian, mixture, kde, categorical"),
         ({"strategies": ("replace", "yolo")}, "valid strategies: human-only, replace"),
         ({"data": "wikipedia"}, "valid data sets: fortunes"),
         ({"model": "ngram", "data": "digits"}, "cannot learn from 'digits'"),

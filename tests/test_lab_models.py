@@ -217,4 +217,5 @@ def test_model_registry_lists_every_model() -> None:
         "regression",
         "ngram",
         "digits",
+        "transformer",
     }

@@ -66,6 +66,11 @@ def build_loop(
             kwargs["watch"] = d.watch
         dial = Dial(**kwargs)
     loop_cfg = config.loop
+    preset = config.monitor.preset
+    if config.model.kind is not None and "preset" not in config.monitor.model_fields_set:
+        from tailguard.lab.evaluation import preset_for_model
+
+        preset = preset_for_model(config.model.kind)  # vectors or text, as the model's data
     return Loop(
         ledger,
         train=train,
@@ -74,7 +79,7 @@ def build_loop(
         policy=policy,
         gate=gate,
         dial=dial,
-        monitor=project_monitor(config, embedder=embedder),
+        monitor=project_monitor(config, preset=preset, embedder=embedder),
         n_generate=loop_cfg.n_generate,
         batch_size=loop_cfg.batch_size,
         run=loop_cfg.run,

@@ -33,6 +33,9 @@ def lab_run(
         help="Human share per batch for anchoring (0 < f <= 1).",
     ),
     n_generate: int = typer.Option(None, "--n-generate", help="Candidates per generation."),
+    params: list[str] = typer.Option(
+        None, "--param", help="A model or data parameter, key=value (repeatable), e.g. steps=150."
+    ),
     recovery_rounds: int = typer.Option(
         5, "--recovery-rounds", help="Anchored rounds allowed to recover a collapsed run."
     ),
@@ -50,10 +53,29 @@ def lab_run(
     result = run(
         model=model, data=data, strategies=strategies, generations=generations, seeds=seeds,
         real_fraction=real_fraction, n_generate=n_generate, recovery_rounds=recovery_rounds,
-        costs=CostModel.parse(costs), workers=workers, out=out, seed=seed,
+        model_params=parse_params(params or []), costs=CostModel.parse(costs), workers=workers,
+        out=out, seed=seed,
     )  # fmt: skip
     print_lab_result(result)
     console.print(f"\nsaved to [bold]{result.path}[/] ({result.elapsed:.1f} s)")
+
+
+def parse_params(items: list[str]) -> dict[str, object]:
+    """``key=value`` options as a dict; values read as TOML (numbers, lists), else as text."""
+    import tomllib
+
+    from tailguard.errors import ConfigError
+
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param {item!r}: expected key=value, e.g. steps=150")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 @lab_app.command("show")

@@ -31,10 +31,17 @@ def loop_callables(
 
     if kind not in MODELS:
         raise ConfigError(f"unknown model {kind!r}; choose one of {sorted(MODELS)}")
+    from tailguard.lab.data import data_only_params
+
     cls = MODELS[kind]
-    params = dict(params or {})
+    skip = data_only_params(kind)  # the data set reads these, the model does not
+    params = {k: v for k, v in (params or {}).items() if k not in skip}
+
+    seeded = getattr(cls, "seeded_fit", False)  # e.g. a neural model: its init and batches
 
     def train(manifest: Any, records: pa.Table) -> Any:
+        if seeded:
+            return cls(**params).fit(records, seed=manifest.seed)
         return cls(**params).fit(records)
 
     def generate(model: Any, n: int, round: int, seed: int) -> pa.Table:  # noqa: A002

@@ -7,7 +7,7 @@ from typing import Any
 
 from tailguard.costs import CostModel
 from tailguard.errors import ConfigError
-from tailguard.lab.data import LabData, resolve
+from tailguard.lab.data import LabData, check_params, resolve
 from tailguard.lab.strategies import StrategySettings, parse_strategies
 
 #: The report's per-run tables, collected from every job's ledger.
@@ -54,10 +54,7 @@ class LabConfig:
             raise ConfigError(f"holdout must be in (0, 1), got {self.holdout}")
         if self.recovery_rounds < 0:
             raise ConfigError(f"recovery_rounds must be >= 0, got {self.recovery_rounds}")
-        if self.model == "regression":
-            from tailguard.lab.models.regression import LinearRegression
-
-            LinearRegression(**self.model_params)  # refuses T <= d + 1
+        check_params(self.model, self.data, self.model_params)  # e.g. refuses T <= d + 1
 
     @property
     def dataset(self) -> LabData:

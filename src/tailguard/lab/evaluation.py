@@ -9,7 +9,9 @@ the one a real run would have. Each data kind reads a preset of
 - ``text`` (n-gram on fortunes): ``default`` (``tail_recall`` is the primary);
 - ``tokens`` (Zipf documents, categorical model): ``lab-tokens``
   (``rare_vocab_coverage`` is the primary);
-- ``labels`` (digits): ``lab-labels`` (``tail_recall``);
+- ``labels`` (digits): ``lab-labels`` (``label_tv``, the total variation between the
+  sample's and the holdout's digit frequencies as the fixed classifier reads them:
+  ``tail_recall`` saturates at 1.0 on ten balanced digits and hides a drift);
 - ``vectors`` (Gaussian, mixture, KDE, regression): ``lab-vectors``
   (``vector_variance_ratio``, two-sided with its ideal at 1).
 """
@@ -29,7 +31,7 @@ PRESETS: dict[str, str] = {
 PRIMARY = {
     "text": "tail_recall",
     "tokens": "rare_vocab_coverage",
-    "labels": "tail_recall",
+    "labels": "label_tv",
     "vectors": "vector_variance_ratio",
 }
 #: The tail metric whose last-generation value is the coverage axis.
@@ -46,3 +48,10 @@ def monitor_for(kind: str, *, run: str, seed: int = 0) -> Any:
     from tailguard.monitor import Monitor
 
     return Monitor(preset=PRESETS[kind], run=run, seed=seed)
+
+
+def preset_for_model(model: str) -> str:
+    """The metrics preset of a built-in model's data kind (a project's default evaluation)."""
+    from tailguard.lab.data import resolve
+
+    return PRESETS[resolve(model, None).kind]

@@ -118,9 +118,14 @@ def run(
         recovery=recovery, recovery_metrics=recovery_metrics.drop_columns(["sample"]),
         axes=axes, ledger_metrics=ledger_metrics, run_id=new_run_id(config),
         **{name: _concat([j.lineage[name] for j in jobs]) for name in LINEAGE_TABLES},
-        elapsed=elapsed,
+        elapsed=elapsed, model_stats=_model_stats(jobs),
     )  # fmt: skip
     if out is not None:
         result.save(Path(out) / result.run_id)
         result.plot()
     return result
+
+
+def _model_stats(jobs: list[JobResult]) -> pa.Table:
+    """Every job's model statistics in one table (no rows when the model has none)."""
+    return _concat([j.model_stats for j in jobs if j.model_stats is not None])

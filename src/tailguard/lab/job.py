@@ -36,6 +36,7 @@ class JobResult:
     rounds: pa.Table  # per round: provenance and cost counts
     recovery: dict[str, Any]
     lineage: dict[str, pa.Table]  # what the report shows: mix, gate, reasons, decisions, alerts
+    model_stats: pa.Table | None = None  # per round: the model's own statistics, if it has any
 
 
 class _Job:
@@ -100,16 +101,40 @@ class _Job:
                 label=fresh.column("label"),
             ))  # fmt: skip
         elif stage == "evaluate":
+            self._collect_model_stats(round)
             self.tick(1)
+
+    def _collect_model_stats(self, round: int) -> None:  # noqa: A002
+        """The round's model statistics (``model.statistics()``: e.g. variance, test error)."""
+        stats = getattr(getattr(self, "_loop", None), "model", None)
+        if stats is None or not hasattr(stats, "statistics"):
+            return
+        for name, value in stats.statistics().items():
+            self._stats.append((round, name, float(value)))
+
+    def model_stats(self) -> pa.Table:
+        r, name, value = zip(*self._stats, strict=True) if self._stats else ((), (), ())
+        n = len(r)
+        return pa.table({
+            "strategy": pa.array([self.strategy] * n, pa.string()),
+            "seed": pa.array([self.seed] * n, pa.int32()),
+            "round": pa.array(r, pa.int32()),
+            "statistic": pa.array(name, pa.string()),
+            "value": pa.array(value, pa.float64()),
+        })  # fmt: skip
 
     def run(self) -> JobResult:
         cfg, parts = self.config, self.parts
         loop = self.loop(parts.policy, gate=parts.gate, dial=parts.dial)
+        self._loop, self._stats = loop, []
         results = loop.run(cfg.generations, on_stage=self._on_stage)
         lineage = self._lineage()
         recovery = self._recover(loop.model, results[0].metrics, results[-1].metrics)
         metrics = self.ledger.metrics(self.run_name)
-        return JobResult(self.strategy, self.seed, metrics, self._rounds_table(), recovery, lineage)
+        return JobResult(
+            self.strategy, self.seed, metrics, self._rounds_table(), recovery, lineage,
+            self.model_stats(),
+        )  # fmt: skip
 
     def _lineage(self) -> dict[str, pa.Table]:
         """The report's tables of this run (before any recovery rounds), tagged."""

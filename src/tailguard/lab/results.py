@@ -42,7 +42,10 @@ class LabResult:
     ``recovery_metrics``: the metrics of the rounds after the last generation, where
     a collapsed run trains anchored. ``ledger_metrics``: every job's ledger metric
     rows as stored (run = ``<strategy>/seed<k>``). ``axes``: one row per strategy
-    (see :mod:`tailguard.lab.axes`).
+    (see :mod:`tailguard.lab.axes`). ``model_stats``: per strategy, seed and round, the
+    statistics of models that have them (``statistic``, ``value``): the Gaussian's fitted
+    ``variance`` and ``w2_to_truth``, the regression's ``test_error``, the
+    transformer's ``train_loss``.
     """
 
     config: LabConfig
@@ -62,10 +65,11 @@ class LabResult:
     reasons: pa.Table | None = None
     decisions: pa.Table | None = None
     alerts: pa.Table | None = None
+    model_stats: pa.Table | None = None
 
     TABLES = (
         "metrics", "floor", "summary", "rounds", "recovery", "recovery_metrics", "axes",
-        "ledger_metrics", *LINEAGE_TABLES,
+        "ledger_metrics", *LINEAGE_TABLES, "model_stats",
     )  # fmt: skip
 
     @property

@@ -9,6 +9,7 @@ from tailguard.lab.models.gaussian import Gaussian
 from tailguard.lab.models.mixture import GaussianMixture, KernelDensity
 from tailguard.lab.models.ngram import NGram
 from tailguard.lab.models.regression import LinearRegression, expected_test_error
+from tailguard.lab.models.transformer import Transformer
 
 #: Model names accepted by ``tailguard.lab.run(model=...)`` and ``tailguard lab run --model``.
 MODELS: dict[str, type] = {
@@ -19,6 +20,7 @@ MODELS: dict[str, type] = {
     "regression": LinearRegression,
     "ngram": NGram,
     "digits": DigitsMixture,
+    "transformer": Transformer,  # needs the optional [torch] extra
 }
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "KernelDensity",
     "LinearRegression",
     "NGram",
+    "Transformer",
     "decode_vectors",
     "digits_labeller",
     "digits_records",

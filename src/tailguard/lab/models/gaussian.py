@@ -24,16 +24,21 @@ class Gaussian(ModelBase):
     """A Gaussian in ``d`` dimensions (``d = 1`` for scalars).
 
     ``estimator="mle"`` divides the scatter by ``M`` (the collapse setting);
-    ``"unbiased"`` divides by ``M - 1``.
+    ``"unbiased"`` divides by ``M - 1``. ``sample_scale`` multiplies the covariance
+    it samples with (the sampling-bias knob: below 1 a model that under-disperses,
+    as truncated or low-temperature sampling does).
     """
 
     name = "gaussian"
-    _param_names = ("estimator",)
+    _param_names = ("estimator", "sample_scale")
 
-    def __init__(self, *, estimator: Estimator = "mle") -> None:
+    def __init__(self, *, estimator: Estimator = "mle", sample_scale: float = 1.0) -> None:
         if estimator not in ("mle", "unbiased"):
             raise ConfigError(f"estimator must be 'mle' or 'unbiased', not {estimator!r}")
+        if not sample_scale > 0:
+            raise ConfigError(f"sample_scale must be > 0, got {sample_scale}")
         self.estimator: Estimator = estimator
+        self.sample_scale = sample_scale
         self.mean_: np.ndarray | None = None
         self.cov_: np.ndarray | None = None
 
@@ -59,7 +64,7 @@ class Gaussian(ModelBase):
         d = self.mean_.shape[-1]
         # eigh rather than Cholesky: a collapsed covariance is singular, and must still sample.
         vals, vecs = np.linalg.eigh(self.cov_)
-        root = vecs * np.sqrt(np.clip(vals, 0.0, None))[..., None, :]
+        root = vecs * np.sqrt(np.clip(vals, 0.0, None) * self.sample_scale)[..., None, :]
         z = rng.standard_normal((*self.mean_.shape[:-1], n, d))
         return self.mean_[..., None, :] + z @ np.swapaxes(root, -1, -2)
 
@@ -69,6 +74,18 @@ class Gaussian(ModelBase):
         self._require_fitted("cov_")
         assert self.cov_ is not None
         return np.trace(self.cov_, axis1=-2, axis2=-1)
+
+    def statistics(self) -> dict[str, float]:
+        """The fitted total variance and the 2-Wasserstein distance to ``N(0, I)``.
+
+        ``N(0, I)`` is the truth of the ``gaussian`` data set (variance ``d``):
+        ``W2^2 = |mu|^2 + tr(S + I - 2 S^(1/2))``.
+        """
+        self._require_fitted("cov_")
+        assert self.mean_ is not None and self.cov_ is not None
+        vals = np.clip(np.linalg.eigvalsh(self.cov_), 0.0, None)
+        w2 = float(self.mean_ @ self.mean_ + np.sum(vals + 1.0 - 2.0 * np.sqrt(vals)))
+        return {"variance": float(vals.sum()), "w2_to_truth": float(np.sqrt(max(w2, 0.0)))}
 
     # -- records (the loop's protocol) -----------------------------------------------------
     def fit(self, records: pa.Table) -> Self:

@@ -88,19 +88,25 @@ class NGram(ModelBase):
     """Class-conditional word n-gram model (``order`` 2 to 4) with interpolated Kneser-Ney.
 
     ``max_tokens`` caps a sampled text's length (the fortunes' 99th percentile
-    is about 235 tokens).
+    is about 235 tokens). ``temperature`` is the sampling-bias knob: the category
+    frequencies and every level's discounted counts are raised to ``1 / temperature``
+    before sampling (the back-off probabilities are kept), so below 1 the frequent
+    words and categories win more often and the tails go faster.
     """
 
     name = "ngram"
-    _param_names = ("order", "max_tokens")
+    _param_names = ("order", "max_tokens", "temperature")
 
-    def __init__(self, *, order: int = 3, max_tokens: int = 256) -> None:
+    def __init__(self, *, order: int = 3, max_tokens: int = 256, temperature: float = 1.0) -> None:
         if not 2 <= order <= 4:
             raise ConfigError(f"order must be 2, 3 or 4, got {order}")
         if max_tokens < 1:
             raise ConfigError(f"max_tokens must be >= 1, got {max_tokens}")
+        if not temperature > 0:
+            raise ConfigError(f"temperature must be > 0, got {temperature}")
         self.order = order
         self.max_tokens = max_tokens
+        self.temperature = temperature
         self.vocab_: pa.Array | None = None
         self.labels_: pa.Array | None = None
         self.label_cum_: np.ndarray | None = None
@@ -122,7 +128,9 @@ class NGram(ModelBase):
         n_labels = len(self.labels_)
         if n_labels * float(v) ** (self.order - 1) >= 2.0**62:
             raise ConfigError(f"vocabulary of {v} words is too large for order {self.order}")
-        self.label_cum_ = np.cumsum(np.bincount(label_ids, minlength=n_labels)).astype(float)
+        inv_t = 1.0 / self.temperature
+        label_counts = np.bincount(label_ids, minlength=n_labels).astype(float)
+        self.label_cum_ = np.cumsum(label_counts**inv_t)
 
         # Flat training stream: each text's words followed by EOS, with its history.
         words = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64) + _FIRST_WORD
@@ -144,14 +152,14 @@ class NGram(ModelBase):
         ctx = _pack(token_label, history[:k_top][::-1], v)
         levels: list[_Level] = []
         pair_ctx, pair_word, counts = _count_pairs(ctx, stream, v)
-        levels.append(_make_level(pair_ctx, pair_word, counts))
+        levels.append(_make_level(pair_ctx, pair_word, counts, inv_t))
         # Lower category levels: continuation counts of the distinct longer contexts.
         for k in range(k_top - 1, -1, -1):
             lower = _drop_oldest(pair_ctx, k + 1, v)
             pair_ctx, pair_word, counts = _count_pairs(lower, pair_word, v)
-            levels.append(_make_level(pair_ctx, pair_word, counts))
+            levels.append(_make_level(pair_ctx, pair_word, counts, inv_t))
         self.levels_ = levels
-        self.unigram_cum_ = np.cumsum(np.bincount(stream, minlength=v)).astype(float)
+        self.unigram_cum_ = np.cumsum(np.bincount(stream, minlength=v).astype(float) ** inv_t)
         return self
 
     # -- sampling ---------------------------------------------------------------------------
@@ -256,7 +264,9 @@ def _count_pairs(
     return ctx_keys[pair // v], pair % v, counts
 
 
-def _make_level(pair_ctx: np.ndarray, pair_word: np.ndarray, counts: np.ndarray) -> _Level:
+def _make_level(
+    pair_ctx: np.ndarray, pair_word: np.ndarray, counts: np.ndarray, inv_t: float = 1.0
+) -> _Level:
     n1, n2 = np.count_nonzero(counts == 1), np.count_nonzero(counts == 2)
     d = float(np.clip(n1 / (n1 + 2 * n2), 0.1, 0.9)) if n1 + n2 else 0.5
     keys, start, n_types = np.unique(pair_ctx, return_index=True, return_counts=True)
@@ -267,7 +277,7 @@ def _make_level(pair_ctx: np.ndarray, pair_word: np.ndarray, counts: np.ndarray)
         stop=(start + n_types).astype(np.int64),
         backoff=d * n_types / totals,
         words=pair_word.astype(np.int32),
-        cum=np.cumsum(counts - d),
+        cum=np.cumsum((counts - d) ** inv_t),
     )
 
 

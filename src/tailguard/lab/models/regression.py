@@ -7,7 +7,10 @@ labels only ("replace"), the test error grows linearly,
 ``n sigma^2 d / (T - d - 1)``; refit on all labels so far ("accumulate"), it
 stays below ``(pi^2 / 6) sigma^2 d / (T - d - 1)``.
 
-One record is one row: ``content`` is the JSON array ``[x_1, ..., x_d, y]``.
+One record is one row: ``content`` is the JSON array ``[x_1, ..., x_d, y]``. A model
+fit on records remembers their distinct ``x`` rows (its *training design*) and
+relabels exactly those when it samples, so in the loop every generation relabels
+the reservoir's training rows, never a holdout row.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class LinearRegression(ModelBase):
         self.noise = noise
         self.design_seed = design_seed
         self.coef_: np.ndarray | None = None
+        self.design_: np.ndarray | None = None  # the distinct x rows of the last fit
 
     def design(self) -> np.ndarray:
         """The fixed design ``X`` (``T x d``, standard Gaussian rows)."""
@@ -82,6 +86,10 @@ class LinearRegression(ModelBase):
         assert self.coef_ is not None
         return ((self.coef_ - coef_true) ** 2).sum(axis=-1)
 
+    def statistics(self) -> dict[str, float]:
+        """Model-level statistics: the excess test error against the true weights."""
+        return {"test_error": float(self.test_error(self.true_coef()))}
+
     # -- records (the loop's protocol) -----------------------------------------------------
     def fit(self, records: pa.Table) -> Self:
         rows = decode_vectors(records.column("content"), dim=self.n_features + 1)
@@ -90,11 +98,20 @@ class LinearRegression(ModelBase):
                 f"need more than {self.n_features} rows to fit {self.n_features} "
                 f"weights, got {len(rows)}"
             )
-        return self.fit_array(rows[:, :-1], rows[:, -1])
+        x = rows[:, :-1]
+        _, first = np.unique(x, axis=0, return_index=True)
+        self.fit_array(x, rows[:, -1])
+        self.design_ = x[np.sort(first)]  # in the order the records gave them
+        return self
 
     def sample(self, n: int, seed: int, *, generation: int = 1, round: int = 1) -> pa.Table:  # noqa: A002
-        """Relabel ``n`` design rows (the design repeats if ``n > T``) with this fit."""
-        x = np.resize(self.design(), (n, self.n_features))
+        """Relabel the training design with this fit: ``n`` rows cycling through it.
+
+        With ``n`` equal to the design's size (the lab's default), every training row
+        is relabelled once; a model fit on arrays relabels the full fixed design.
+        """
+        design = self.design_ if self.design_ is not None else self.design()
+        x = np.resize(design, (n, self.n_features))
         y = self.label_array(x, np.random.default_rng(seed))
         return vector_records(
             np.column_stack([x, y]), generator=self.name, generation=generation, round=round
