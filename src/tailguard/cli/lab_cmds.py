@@ -33,6 +33,15 @@ def lab_run(
         help="Human share per batch for anchoring (0 < f <= 1).",
     ),
     n_generate: int = typer.Option(None, "--n-generate", help="Candidates per generation."),
+    volume: int = typer.Option(
+        None, "--volume", help="Training examples per round for every strategy (equal volume)."
+    ),
+    reservoir_size: int = typer.Option(
+        None, "--reservoir-size", help="With --volume: human records frozen (default volume/2)."
+    ),
+    fresh_per_round: int = typer.Option(
+        None, "--fresh-per-round", help="fresh: new human records per round."
+    ),
     recovery_rounds: int = typer.Option(
         5, "--recovery-rounds", help="Anchored rounds allowed to recover a collapsed run."
     ),
@@ -50,6 +59,7 @@ def lab_run(
     result = run(
         model=model, data=data, strategies=strategies, generations=generations, seeds=seeds,
         real_fraction=real_fraction, n_generate=n_generate, recovery_rounds=recovery_rounds,
+        volume=volume, reservoir_size=reservoir_size, fresh_per_round=fresh_per_round,
         costs=CostModel.parse(costs), workers=workers, out=out, seed=seed,
     )  # fmt: skip
     print_lab_result(result)
