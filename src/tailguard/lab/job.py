@@ -73,7 +73,9 @@ class _Job:
             self.buy = max(0, config.volume - self.n_reservoir_train) * (strategy == "human-only")
             if self.parts.policy.anchored:  # the reservoir + synthetic data fill the volume
                 f = config.real_fraction
-                human_slots = max(self.n_reservoir_train, int(np.ceil(f * config.volume)))
+                human_slots = int(np.ceil(f * config.volume))
+                if self.parts.policy.reservoir == "whole":
+                    human_slots = max(self.n_reservoir_train, human_slots)
                 self.n_generate = max(2, config.volume - human_slots)
         if self.parts.gate is not None:  # gate candidates against this job's reservoir
             settings = replace(settings, reference=self.ledger.reservoir_records("all"))

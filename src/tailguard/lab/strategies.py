@@ -17,6 +17,8 @@ strategy                  parts
                           the newest generation)
 ``anchored-gated``        ``anchored`` + ``Gate([ExactDuplicate(), NearDuplicate()])``
 ``fresh``                 ``Fresh(new_human_per_round)``: new human data each round
+``anchored-share``        ``Anchored(real_fraction, synthetic="latest",
+                          reservoir="share")``: exactly the fraction (the frontier)
 ``anchored-latest``       ``Anchored(real_fraction, synthetic="latest")``: fixed real
                           data + the newest synthetic generation only
 ``adaptive``              ``anchored`` with a Dial turning ``real_fraction`` from the evidence
@@ -153,6 +155,14 @@ STRATEGIES: dict[str, Strategy] = {
             uses_real_fraction=True,
         ),
         Strategy("fresh", "new human data each round instead of the reservoir", _fresh),
+        Strategy(
+            "anchored-share",
+            "exactly the real fraction of every batch from the reservoir + the newest generation",
+            lambda s: StrategyParts(
+                Anchored(real_fraction=s.real_fraction, synthetic="latest", reservoir="share")
+            ),
+            uses_real_fraction=True,
+        ),
         Strategy(
             "anchored-latest",
             "fixed real data + the newest synthetic generation only",
