@@ -114,6 +114,7 @@ def frontier(
     volume: int | None = None,
     reservoir_size: int | None = None,
     batch_size: int = 64,
+    eval_size: int | None = None,
     model_params: dict[str, Any] | None = None,
     costs: CostModel | None = None,
     seed: int = 0,
@@ -134,8 +135,9 @@ def frontier(
         result = run(
             model=model, data=data, strategies=[name], generations=generations, seeds=seeds,
             real_fraction=f if 0 < f < 1 else 0.5, volume=volume, reservoir_size=reservoir_size,
-            batch_size=batch_size, recovery_rounds=0, model_params=model_params, costs=costs,
-            seed=seed, workers=workers, out=None, progress=progress,
+            batch_size=batch_size, eval_size=eval_size, recovery_rounds=0,
+            model_params=model_params, costs=costs, seed=seed, workers=workers, out=None,
+            progress=progress,
         )  # fmt: skip
         volume = result.config.volume
         rows.append(_row(result, f, name, generations, costs))
