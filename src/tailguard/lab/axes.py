@@ -72,6 +72,16 @@ def summarise(metrics: pa.Table) -> pa.Table:
     return pa.Table.from_pandas(out, preserve_index=False)
 
 
+def with_coverage(m: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """The metric rows plus, for vectors, the coverage metric: the narrower 1% tail width."""
+    if kind != "vectors":
+        return m
+    tails = m[m.metric.isin(["vector_tail_lower", "vector_tail_upper"])]
+    tw = tails.groupby(["strategy", "seed", "round"], as_index=False)["value"].min()
+    tw["metric"] = COVERAGE[kind]
+    return pd.concat([m, tw], ignore_index=True)
+
+
 def score_axes(
     metrics: pa.Table,
     rounds: pa.Table,
@@ -87,11 +97,7 @@ def score_axes(
     r = rounds.to_pandas()
     rec = recovery.to_pandas()
     cov_name = COVERAGE[kind]
-    if kind == "vectors":
-        tails = m[m.metric.isin(["vector_tail_lower", "vector_tail_upper"])]
-        tw = tails.groupby(["strategy", "seed", "round"], as_index=False)["value"].min()
-        tw["metric"] = cov_name
-        m = pd.concat([m, tw], ignore_index=True)
+    m = with_coverage(m, kind)
     rows = []
     for s in strategies:
         ms = m[m.strategy == s]

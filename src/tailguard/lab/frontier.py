@@ -35,6 +35,7 @@ import pyarrow as pa
 
 from tailguard.costs import CostModel
 from tailguard.errors import ConfigError
+from tailguard.lab.axes import with_coverage
 from tailguard.lab.evaluation import COVERAGE, PRIMARY
 
 #: The fractions swept by default.
@@ -150,12 +151,7 @@ def frontier(
 
 def _row(result: Any, f: float, name: str, generations: int, costs: CostModel) -> dict[str, Any]:
     kind = result.config.dataset.kind
-    m = result.metrics.to_pandas()
-    if kind == "vectors":
-        tails = m[m.metric.isin(["vector_tail_lower", "vector_tail_upper"])]
-        tw = tails.groupby(["strategy", "seed", "round"], as_index=False)["value"].min()
-        tw["metric"] = COVERAGE[kind]
-        m = pd.concat([m, tw], ignore_index=True)
+    m = with_coverage(result.metrics.to_pandas(), kind)
     ratios, floors = {}, []
     for key, metric in (("tail", PRIMARY[kind]), ("coverage", COVERAGE[kind])):
         v = m[m.metric == metric].pivot_table(index="seed", columns="round", values="value")
