@@ -128,7 +128,8 @@ def test_axes_reference_values() -> None:
     assert axes["cost"] == pytest.approx(100.2)
     assert axes["cost_per_generation"] == pytest.approx(0.1)
     assert axes["traceable_share"] == 1.0
-    assert axes["real_share_mean"] == pytest.approx((1.0 + 0.2 + 0.0) / 3)
+    # over the synthetic rounds of the run only (1 and 2): round 0 is human by construction
+    assert axes["real_share_mean"] == pytest.approx((0.2 + 0.0) / 2)
     assert axes["real_share_min"] == 0.0
     assert axes["recovery_rounds"] == 1.0 and axes["recovery_cost"] == pytest.approx(0.1)
 
@@ -178,13 +179,15 @@ def test_run_provenance_and_costs(token_run: LabResult) -> None:
     rep = r[(r.strategy == "replace") & (r["round"].between(1, 4))]
     assert (rep.human == 0).all()  # pure synthetic
     anc = r[(r.strategy == "anchored") & (r["round"].between(1, 4))]
-    assert np.allclose(anc.human / anc.total, 0.2, atol=0.02)
+    # the whole reservoir every round: at least the 20% share, and every training example
+    reservoir = r[(r.strategy == "anchored") & (r["round"] == 0)].human.iloc[0]
+    assert (anc.human / anc.total >= 0.2 - 0.02).all() and (anc.human >= reservoir).all()
     costs = token_run.config.costs
     expected = r.new_human * costs.human + r.generated * costs.synthetic
     assert np.allclose(r.cost, expected)
     axes = {row["strategy"]: row for row in token_run.axes.to_pylist()}
     assert axes["replace"]["real_share_min"] == 0.0
-    assert axes["anchored"]["real_share_min"] == pytest.approx(0.2, abs=0.02)
+    assert axes["anchored"]["real_share_min"] >= 0.2 - 0.02
 
 
 def test_replace_loses_rare_tokens_and_accumulate_keeps_them(token_run: LabResult) -> None:

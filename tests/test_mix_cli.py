@@ -56,6 +56,8 @@ def test_mix_plans_stores_and_prints(ledger_path):
             "anchored",
             "--real-fraction",
             "0.25",
+            "--reservoir",
+            "share",
             "--batch-size",
             "32",
             "--seed",
@@ -81,7 +83,8 @@ def test_mix_plans_stores_and_prints(ledger_path):
     assert not holdout & set(slots["id"].to_pylist())
     assert slots.filter(pc.equal(slots["origin"], "synthetic")).num_rows >= 500
     # the CLI's plan is the library's plan
-    again = plan(pool, Anchored(real_fraction=0.25), round=1, batch_size=32, seed=3)
+    share = Anchored(real_fraction=0.25, reservoir="share")
+    again = plan(pool, share, round=1, batch_size=32, seed=3)
     assert again.digest == manifest.digest
 
 

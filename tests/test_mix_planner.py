@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import math
 from fractions import Fraction
 
@@ -56,7 +57,8 @@ def test_every_batch_holds_its_exact_human_share(batch_size, fraction, n_human, 
         with pytest.raises(ConfigError, match="rounds to zero"):
             plan(pool, Anchored(real_fraction=fraction), round=9, batch_size=batch_size)
         return
-    m = plan(pool, Anchored(real_fraction=fraction), round=9, batch_size=batch_size, seed=seed)
+    exact = Anchored(real_fraction=fraction, reservoir="share")
+    m = plan(pool, exact, round=9, batch_size=batch_size, seed=seed)
     sizes = np.bincount(m.slots["batch"].to_numpy())
     assert (sizes == batch_size).all()  # anchored batches are always full
     humans = human_per_batch(m)
@@ -73,6 +75,97 @@ def test_every_batch_holds_its_exact_human_share(batch_size, fraction, n_human, 
     assert set(planned) == (syn_ids if f < 1 else set())
     assert m.params["batch_size"] == batch_size
     assert m.params["real_fraction_used"] == pytest.approx(humans.sum() / m.slots.num_rows)
+
+
+@FAST
+@given(
+    batch_size=st.integers(2, 200),
+    fraction=st.floats(0.05, 0.95),
+    n_human=st.integers(1, 150),
+    n_synthetic=st.integers(1, 700),
+    epochs=st.integers(1, 2),
+    mode=st.sampled_from(["accumulate", "latest", "subsample"]),
+    seed=st.integers(0, 2**32),
+)
+def test_whole_reservoir_every_id_every_round_and_the_floor_per_batch(
+    batch_size, fraction, n_human, n_synthetic, epochs, mode, seed
+):
+    pool = make_pool(n_human, n_synthetic, seed=seed % 1000)
+    f = as_fraction(fraction)
+    if f * batch_size < 1:
+        return  # refused: the quota rounds to zero (tested above)
+    m = plan(
+        pool,
+        Anchored(real_fraction=fraction, synthetic=mode),
+        round=9,
+        batch_size=batch_size,
+        seed=seed,
+        epochs=epochs,
+    )
+    assert (np.bincount(m.slots["batch"].to_numpy()) == batch_size).all()
+    reservoir = pool.filter(pc.equal(pool["origin"], "human"))["id"].to_pylist()
+    human = m.slots.filter(pc.equal(m.slots["origin"], "human"))["id"].to_pylist()
+    counts = collections.Counter(human)
+    assert set(counts) == set(reservoir) and min(counts.values()) >= epochs
+    # every batch holds at least its planned share quota (largest remainder)
+    assert (human_per_batch(m) >= human_quota(fraction, batch_size, m.n_batches)).all()
+    if mode == "accumulate":  # and every selected synthetic example is in the epoch
+        syn = set(pool.filter(pc.equal(pool["origin"], "synthetic"))["id"].to_pylist())
+        assert (
+            set(m.slots.filter(pc.equal(m.slots["origin"], "synthetic"))["id"].to_pylist()) == syn
+        )
+    again = plan(
+        pool,
+        Anchored(real_fraction=fraction, synthetic=mode),
+        round=9,
+        batch_size=batch_size,
+        seed=seed,
+        epochs=epochs,
+    )
+    assert again.digest == m.digest
+
+
+@pytest.mark.parametrize(
+    ("fraction", "n_human", "ratio", "batch_size"),
+    [
+        (0.2, 200, 4, 50),
+        (0.2, 20_000, 5, 256),
+        (0.25, 40, 3, 8),
+        (0.5, 30, 1, 10),
+        (0.1, 50, 9.5, 20),
+    ],
+)
+def test_whole_and_share_coincide_with_enough_synthetic_data(fraction, n_human, ratio, batch_size):
+    # synthetic >= (1 - f) / f x reservoir: the exact share already holds the whole reservoir
+    assert ratio >= (1 - fraction) / fraction
+    pool = make_pool(n_human, int(ratio * n_human), seed=2)
+    whole = plan(pool, Anchored(real_fraction=fraction), round=3, batch_size=batch_size, seed=1)
+    share = plan(
+        pool,
+        Anchored(real_fraction=fraction, reservoir="share"),
+        round=3,
+        batch_size=batch_size,
+        seed=1,
+    )
+    assert whole.slots.equals(share.slots)
+    assert whole.params["human_slots"] >= n_human
+    # with less synthetic data they differ: the share plan leaves part of the reservoir out
+    small = make_pool(n_human, max(1, n_human // 10), seed=2)
+    share = plan(
+        small, Anchored(real_fraction=fraction, reservoir="share"), round=3, batch_size=batch_size
+    )
+    whole = plan(small, Anchored(real_fraction=fraction), round=3, batch_size=batch_size)
+    assert share.params["human_slots"] < n_human <= whole.params["human_slots"]
+
+
+def test_a_stored_manifest_without_the_choice_reads_back_as_the_exact_share():
+    m = plan(make_pool(20, 100), Anchored(reservoir="share"), round=1, batch_size=10)
+    assert "reservoir" not in m.params
+    assert policy_from_manifest(m) == Anchored(reservoir="share")
+    m = plan(make_pool(20, 100), Anchored(), round=1, batch_size=10)
+    assert policy_from_manifest(m) == Anchored()
+    with pytest.raises(ConfigError, match="reservoir="):
+        Anchored(reservoir="most")
 
 
 def test_human_quota_reference_values():
@@ -148,13 +241,13 @@ def test_subsample_keeps_the_epoch_size_across_rounds():
     sizes = set()
     for n_synthetic in (50, 400, 3000):
         pool = make_pool(200, n_synthetic, generations=1)
-        m = plan(pool, Anchored(real_fraction=0.2, synthetic="subsample"), round=1, batch_size=50)
+        subsample = Anchored(real_fraction=0.2, synthetic="subsample", reservoir="share")
+        m = plan(pool, subsample, round=1, batch_size=50)
         sizes.add(m.slots.num_rows)
         assert (human_per_batch(m) == 10).all()
     assert sizes == {200}
-    m = plan(
-        pool, Anchored(real_fraction=0.2, synthetic="subsample", size=1000), round=1, batch_size=50
-    )
+    sized = Anchored(real_fraction=0.2, synthetic="subsample", size=1000, reservoir="share")
+    m = plan(pool, sized, round=1, batch_size=50)
     assert m.slots.num_rows == 1000
     assert len(set(m.slots["id"].to_pylist())) == 1000  # no repeats when there is enough
 
@@ -225,7 +318,7 @@ def partial_round(pool: pa.Table, n_human_slots: int, seed: int):
     )
     m = plan(
         pa.concat_tables([pool, synthetic]),
-        Anchored(real_fraction=0.5),
+        Anchored(real_fraction=0.5, reservoir="share"),
         round=1,
         batch_size=2,
         seed=seed,
@@ -277,22 +370,17 @@ def test_digest_is_independent_of_pool_order(seed, n_human, n_synthetic):
     assert a.slots.equals(b.slots)
 
 
+SHARE_20 = Anchored(real_fraction=0.2, reservoir="share")
+
+
 def test_digest_is_independent_of_chunking_and_large_pools():
     pool = make_pool(70_000, 80_000, seed=5)  # past the packed-sort threshold
     rechunked = pa.Table.from_batches(pool.to_batches(max_chunksize=9_999))
     shuffled = pool.take(pa.array(np.random.default_rng(1).permutation(pool.num_rows)))
-    a = plan(pool, Anchored(real_fraction=0.2), round=5, batch_size=256, seed=3)
-    assert (
-        a.digest
-        == plan(rechunked, Anchored(real_fraction=0.2), round=5, batch_size=256, seed=3).digest
-    )
-    assert (
-        a.digest
-        == plan(shuffled, Anchored(real_fraction=0.2), round=5, batch_size=256, seed=3).digest
-    )
-    assert (
-        a.digest != plan(pool, Anchored(real_fraction=0.2), round=5, batch_size=256, seed=4).digest
-    )
+    a = plan(pool, SHARE_20, round=5, batch_size=256, seed=3)
+    assert a.digest == plan(rechunked, SHARE_20, round=5, batch_size=256, seed=3).digest
+    assert a.digest == plan(shuffled, SHARE_20, round=5, batch_size=256, seed=3).digest
+    assert a.digest != plan(pool, SHARE_20, round=5, batch_size=256, seed=4).digest
     assert set(human_per_batch(a).tolist()) == {51, 52}
 
 
@@ -472,14 +560,24 @@ PINNED_DIGESTS = {
     "AccumulateSubsample(size=50)": (
         "9b8fec552d40e62bf5d9fc97ec22820218287077e3ea55f4d940f34c3601a0bf"
     ),
-    "Anchored(real_fraction=0.25)": (
+    "Anchored(real_fraction=0.25, reservoir='share')": (
         "7169906a0150a4dfd210f6dc68a14e73b8e0dbfa144bed061094785948a35daf"
     ),
-    "Anchored(real_fraction=0.3, synthetic='latest')": (
+    "Anchored(real_fraction=0.3, synthetic='latest', reservoir='share')": (
         "634e976950f692a69bacb3dba8662e3d3dbcf52645da2e73cda5adccd6a8e837"
     ),
-    "Anchored(real_fraction=0.2, synthetic='subsample')": (
+    "Anchored(real_fraction=0.2, synthetic='subsample', reservoir='share')": (
         "b227bb6ef622376d23b1f9679d32630be89cc21a34e5a92f02af1657448e5229"
+    ),
+    # The whole-reservoir reading (the default) got new digests when it was introduced.
+    "Anchored(real_fraction=0.25)": (
+        "bf6bb145d9ac713e1ec17a87ad86ee82ffe812d5773563f3724eda4b566c634f"
+    ),
+    "Anchored(real_fraction=0.3, synthetic='latest')": (
+        "88b4fd6f82cc3361e6ef2abd39da0cd07c67940a98be14c826fde77112ee971f"
+    ),
+    "Anchored(real_fraction=0.2, synthetic='subsample')": (
+        "1372378bd4f1c31ab7dfa1cef81290b989472550db20f33092d5b305dfcf1105"
     ),
     "Fresh(new_human_per_round=10, synthetic='accumulate')": (
         "79c823b2a74a092e8f54c3a5025fc0473442575258698ba65dcd88090c2f4b97"

@@ -309,3 +309,52 @@ def fit_gate_to_data(advice: Advice, kind: str) -> Advice:
     if kind not in TEXT_KINDS:
         advice.gate = list(NUMERIC_GATE)
     return advice
+
+
+#: Added to a frontier's lowest safe fraction: the frontier is measured on a few seeds.
+FRONTIER_MARGIN = 0.05
+
+
+def advise_from_frontier(
+    advice: Advice, frontier: Any, *, margin: float = FRONTIER_MARGIN
+) -> Advice:
+    """Recommend the frontier's lowest safe real fraction plus ``margin``, with its cost.
+
+    ``frontier`` is a :class:`tailguard.lab.Frontier` (read by its ``table`` and
+    ``lowest_safe``). When no swept fraction held its tails, the advice keeps the
+    rule's fraction and says so.
+    """
+    rows = frontier.table.to_pandas().sort_values("real_fraction")
+    lowest = frontier.lowest_safe
+    evidence = [
+        f"frontier ({frontier.model}, volume {frontier.volume}/round, {frontier.generations} "
+        "generations): "
+        + ", ".join(
+            f"{r.real_fraction:g}: tails x{r.tail_ratio:.2f} {'held' if r.held else 'lost'}"
+            for r in rows.itertuples()
+        )
+    ]
+    if lowest is None:
+        evidence.append("no swept real fraction kept its tails: the rule's fraction stands")
+        return _with(advice, evidence=[*advice.evidence, *evidence])
+    fraction = min(1.0, max(lowest + margin, Dial.MINIMUM))
+    row = rows[rows["real_fraction"] == lowest].iloc[0]
+    cost = float(row["cost_per_round"])
+    evidence.append(
+        f"lowest real fraction whose tails held: {lowest:g} (noise floor "
+        f"{row['noise_floor']:.0%}); recommended {fraction:.0%} = that + a {margin:.0%} margin"
+    )
+    evidence.append(
+        f"its measured cost: ${cost:,.2f} per round, {int(row['human_per_round']):,} human "
+        f"examples per round (${row['human_cost']:,.2f} to own)"
+    )
+    return _with(
+        advice, real_fraction=fraction, cost_per_round=cost,
+        evidence=[*advice.evidence, *evidence],
+    )  # fmt: skip
+
+
+def _with(advice: Advice, **changes: Any) -> Advice:
+    from dataclasses import replace
+
+    return replace(advice, **changes)

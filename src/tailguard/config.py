@@ -256,6 +256,7 @@ class PolicySection(_Strict):
         default_factory=owner_default("tailguard.mix.policies:Anchored", "REAL_FRACTION")
     )
     synthetic: Literal["accumulate", "latest", "subsample"] | None = None
+    reservoir: Literal["whole", "share"] | None = None
     new_human_per_round: int | None = Field(None, ge=1)
 
 

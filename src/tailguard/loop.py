@@ -168,6 +168,8 @@ class Loop:
 
     # ------------------------------------------------------------------ stages
     def _generate(self, r: int, result: RoundResult) -> None:
+        if isinstance(self.policy, HumanOnly):
+            return  # it never trains on synthetic data: generating some would only cost
         self.ledger.release()
         out = self.generate_fn(self.model, self.n_generate, r, self._seed(r, 1))
         records = self._as_records(out, r)

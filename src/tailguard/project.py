@@ -34,6 +34,7 @@ def build_loop(
             if config.policy.name == "anchored"
             else None,
             "synthetic": config.policy.synthetic,
+            "reservoir": config.policy.reservoir,
             "new_human_per_round": config.policy.new_human_per_round,
         }.items()
         if v is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -36,6 +37,15 @@ def lab_run(
     params: list[str] = typer.Option(
         None, "--param", help="A model or data parameter, key=value (repeatable), e.g. steps=150."
     ),
+    volume: int = typer.Option(
+        None, "--volume", help="Training examples per round for every strategy (equal volume)."
+    ),
+    reservoir_size: int = typer.Option(
+        None, "--reservoir-size", help="With --volume: human records frozen (default volume/2)."
+    ),
+    fresh_per_round: int = typer.Option(
+        None, "--fresh-per-round", help="fresh: new human records per round."
+    ),
     recovery_rounds: int = typer.Option(
         5, "--recovery-rounds", help="Anchored rounds allowed to recover a collapsed run."
     ),
@@ -53,8 +63,9 @@ def lab_run(
     result = run(
         model=model, data=data, strategies=strategies, generations=generations, seeds=seeds,
         real_fraction=real_fraction, n_generate=n_generate, recovery_rounds=recovery_rounds,
-        model_params=parse_params(params or []), costs=CostModel.parse(costs), workers=workers,
-        out=out, seed=seed,
+        model_params=parse_params(params or []),
+        volume=volume, reservoir_size=reservoir_size, fresh_per_round=fresh_per_round,
+        costs=CostModel.parse(costs), workers=workers, out=out, seed=seed,
     )  # fmt: skip
     print_lab_result(result)
     console.print(f"\nsaved to [bold]{result.path}[/] ({result.elapsed:.1f} s)")
@@ -180,3 +191,63 @@ def print_lab_result(result, metric: str | None = None) -> None:  # noqa: ANN001
     pivot = curve.pivot(index="strategy", columns="round", values="median")
     console.print(f"\n[bold]{name}[/], median over seeds, by generation")
     console.print(pivot.round(3).to_string())
+
+
+@lab_app.command("frontier")
+@handles_errors
+def lab_frontier(
+    model: str = typer.Option("gaussian", "--model", help="Built-in lab model."),
+    data: str = typer.Option(None, "--data", help="Data set (default: the model's)."),
+    fractions: str = typer.Option(
+        "0,0.05,0.1,0.2,0.3,0.5,1", "--fractions", help="Real fractions to sweep."
+    ),
+    generations: int = typer.Option(10, "--generations", help="Synthetic generations per run."),
+    seeds: int = typer.Option(3, "--seeds", help="Seeds per fraction."),
+    volume: int = typer.Option(None, "--volume", help="Training examples per round."),
+    reservoir_size: int = typer.Option(None, "--reservoir-size", help="Human records frozen."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Examples per batch."),
+    costs: str = typer.Option(None, "--costs", help="Prices per example, e.g. human=0.5"),
+    workers: int = typer.Option(None, "--workers", help="Processes (default: all cores)."),
+    out: Path = typer.Option(Path("runs/frontier"), "--out", help="Where the table and plot go."),
+) -> None:
+    """Sweep the real fraction at equal volume; name the lowest one whose tails held."""
+    from tailguard.advise import TaskProfile, advise, advise_from_frontier
+    from tailguard.costs import CostModel
+    from tailguard.errors import ConfigError
+    from tailguard.lab import frontier
+
+    try:
+        values = [float(x) for x in fractions.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--fractions: {fractions!r} is not a list of numbers") from None
+    result = frontier(
+        model=model, data=data, fractions=values, generations=generations, seeds=seeds,
+        volume=volume, reservoir_size=reservoir_size, batch_size=batch_size,
+        costs=CostModel.parse(costs), workers=workers, out=out,
+    )  # fmt: skip
+    print_frontier(result)
+    advice = advise_from_frontier(advise(TaskProfile(task="general")), result)
+    for line in advice.evidence[-2:]:
+        console.print(f"  • {line}")
+    console.print(f"\nsaved to [bold]{out}[/] (frontier.parquet, frontier.png)")
+
+
+def print_frontier(result: Any) -> None:
+    """The frontier as a table: one row per real fraction, and its lowest safe fraction."""
+    from rich.table import Table
+
+    t = Table(title=f"cost-fidelity frontier ({result.model}, volume {result.volume}/round)")
+    for col in ("real fraction", "cost/round", "human/round", "tails (10-90%)", "coverage", "held"):
+        t.add_column(col, justify="right")
+    for r in result.table.to_pandas().itertuples():
+        t.add_row(
+            f"{r.real_fraction:g}", f"${r.cost_per_round:,.2f}", f"{r.human_per_round:,}",
+            f"x{r.tail_ratio:.2f} ({r.tail_low:.2f}-{r.tail_high:.2f})",
+            f"x{r.coverage_ratio:.2f}", "yes" if r.held else "no",
+        )  # fmt: skip
+    console.print(t)
+    lowest = result.lowest_safe
+    console.print(
+        "lowest real fraction whose tails held: "
+        + (f"[bold green]{lowest:g}[/]" if lowest is not None else "[red]none[/]")
+    )

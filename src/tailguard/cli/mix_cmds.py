@@ -37,6 +37,11 @@ def mix(
         None, help="anchored: accumulate, latest or subsample; fresh: accumulate or latest."
     ),
     size: int | None = typer.Option(None, help="anchored/subsample: slots per epoch."),
+    reservoir: str | None = typer.Option(
+        None,
+        help="anchored: whole (every reservoir example each round, the share a minimum; "
+        "default) or share (exactly the share per batch).",
+    ),
     new_human_per_round: int | None = typer.Option(
         None, help="fresh: new human records each round."
     ),
@@ -57,6 +62,7 @@ def mix(
             "real_fraction": real_fraction,
             "synthetic": synthetic,
             "size": size,
+            "reservoir": reservoir,
             "new_human_per_round": new_human_per_round,
         }.items()
         if v is not None

@@ -12,6 +12,7 @@ from tailguard.costs import CostModel
 from tailguard.lab.axes import AXES_COLUMNS, score_axes, summarise
 from tailguard.lab.data import DATASETS, MODEL_DATA
 from tailguard.lab.experiment import LabConfig, LabResult, run, run_job
+from tailguard.lab.frontier import Frontier, frontier
 from tailguard.lab.models import MODELS
 from tailguard.lab.strategies import STRATEGIES, parse_strategies, strategy
 from tailguard.mix import AccumulateSubsample
@@ -24,8 +25,10 @@ __all__ = [
     "STRATEGIES",
     "AccumulateSubsample",
     "CostModel",
+    "Frontier",
     "LabConfig",
     "LabResult",
+    "frontier",
     "parse_strategies",
     "run",
     "run_job",

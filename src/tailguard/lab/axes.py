@@ -13,8 +13,9 @@ The five axes (one row per strategy, each a median over seeds):
   generated and verified synthetic examples), and ``cost_per_generation``.
 - **provenance** ``traceable_share``: the share of training slots whose record
   is in the ledger with its origin and source, over all rounds;
-  ``real_share_mean`` / ``real_share_min``: the human share of the rounds'
-  training slots (per round in ``LabResult.rounds``).
+  ``real_share_mean`` / ``real_share_min``: the human share of the training
+  slots of the synthetic rounds (``round >= 1``; round 0 is all human by
+  construction), per round in ``LabResult.rounds``.
 - **recovery** ``recovery_rounds`` / ``recovery_cost``: after the last
   generation, a run whose primary metric is more than 5% off its baseline
   switches to anchoring; the rounds and money it takes to come back within 5%
@@ -71,6 +72,16 @@ def summarise(metrics: pa.Table) -> pa.Table:
     return pa.Table.from_pandas(out, preserve_index=False)
 
 
+def with_coverage(m: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """The metric rows plus, for vectors, the coverage metric: the narrower 1% tail width."""
+    if kind != "vectors":
+        return m
+    tails = m[m.metric.isin(["vector_tail_lower", "vector_tail_upper"])]
+    tw = tails.groupby(["strategy", "seed", "round"], as_index=False)["value"].min()
+    tw["metric"] = COVERAGE[kind]
+    return pd.concat([m, tw], ignore_index=True)
+
+
 def score_axes(
     metrics: pa.Table,
     rounds: pa.Table,
@@ -86,11 +97,7 @@ def score_axes(
     r = rounds.to_pandas()
     rec = recovery.to_pandas()
     cov_name = COVERAGE[kind]
-    if kind == "vectors":
-        tails = m[m.metric.isin(["vector_tail_lower", "vector_tail_upper"])]
-        tw = tails.groupby(["strategy", "seed", "round"], as_index=False)["value"].min()
-        tw["metric"] = cov_name
-        m = pd.concat([m, tw], ignore_index=True)
+    m = with_coverage(m, kind)
     rows = []
     for s in strategies:
         ms = m[m.strategy == s]
@@ -105,6 +112,7 @@ def score_axes(
             cov_base = cov.get(0, np.nan)
             rs = r[(r.strategy == s) & (r.seed == seed)]
             in_run = rs[rs["round"] <= generations]
+            synthetic_rounds = in_run[in_run["round"] >= 1]
             after = rs[rs["round"] > generations]
             rr = rec[(rec.strategy == s) & (rec.seed == seed)].iloc[0]
             per_seed.append(
@@ -115,8 +123,11 @@ def score_axes(
                     "cost": in_run["cost"].sum(),
                     "cost_per_generation": in_run[in_run["round"] >= 1]["cost"].mean(),
                     "traceable_share": in_run["traceable"].sum() / in_run["total"].sum(),
-                    "real_share_mean": (in_run["human"] / in_run["total"]).mean(),
-                    "real_share_min": (in_run["human"] / in_run["total"]).min(),
+                    # over the synthetic rounds only: round 0 is human by construction
+                    "real_share_mean": (
+                        synthetic_rounds["human"] / synthetic_rounds["total"]
+                    ).mean(),
+                    "real_share_min": (synthetic_rounds["human"] / synthetic_rounds["total"]).min(),
                     "recovery_rounds": float(rr["rounds"]) if rr["recovered"] else np.inf,
                     "recovery_cost": after["cost"].sum(),
                     "recovered": float(bool(rr["recovered"])),

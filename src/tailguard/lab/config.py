@@ -25,6 +25,15 @@ class LabConfig:
     seeds: int = 3
     real_fraction: float = StrategySettings.real_fraction
     n_generate: int | None = None
+    #: Training examples per round, the same for every strategy (``None``: each strategy
+    #: trains on what its policy selects). Human-only buys fresh human examples to reach
+    #: it, pure synthetic generates it, anchoring is the reservoir plus synthetic data.
+    volume: int | None = None
+    #: Reservoir size (human examples frozen, holdout included) when ``volume`` is set;
+    #: default ``volume // 2``, so the volume is larger than the reservoir.
+    reservoir_size: int | None = None
+    #: New human records per round for ``fresh`` (default ``n_generate // 4``).
+    fresh_per_round: int | None = None
     eval_size: int | None = None
     batch_size: int = 64
     holdout: float = 0.1
@@ -46,7 +55,7 @@ class LabConfig:
             raise ConfigError(f"seeds must be >= 1, got {self.seeds}")
         # Anchoring strategies, and every recovery, need a real fraction in (0, 1].
         StrategySettings(real_fraction=self.real_fraction)
-        for name in ("n_generate", "eval_size"):
+        for name in ("n_generate", "eval_size", "volume", "reservoir_size"):
             value = getattr(self, name)
             if value is not None and value < 2:
                 raise ConfigError(f"{name} must be >= 2, got {value}")
@@ -54,6 +63,10 @@ class LabConfig:
             raise ConfigError(f"holdout must be in (0, 1), got {self.holdout}")
         if self.recovery_rounds < 0:
             raise ConfigError(f"recovery_rounds must be >= 0, got {self.recovery_rounds}")
+        if self.fresh_per_round is not None and self.fresh_per_round < 1:
+            raise ConfigError(f"fresh_per_round must be >= 1, got {self.fresh_per_round}")
+        if self.reservoir_size is not None and self.volume is None:
+            raise ConfigError("reservoir_size only applies with volume= (an equal-volume run)")
         check_params(self.model, self.data, self.model_params)  # e.g. refuses T <= d + 1
 
     @property
@@ -66,3 +79,46 @@ class LabConfig:
         out["strategies"] = list(self.strategies)
         out["costs"] = self.costs.params()
         return out
+
+
+def human_budget(config: LabConfig, n_human: int, n_generate: int) -> tuple[int, int]:
+    """``(reservoir, stream)``: human records frozen, and held back to buy or stream in.
+
+    The stream serves ``fresh`` (``generations x fresh_per_round``) and, with a
+    ``volume``, human-only's purchase (``volume`` minus the reservoir's training
+    split). A setting the data set cannot supply is refused here, before anything
+    runs, with the numbers.
+    """
+    from tailguard.lab.strategies import STRATEGIES, StrategySettings
+
+    per_round = 0
+    if "fresh" in config.strategies:
+        settings = StrategySettings(
+            real_fraction=config.real_fraction, n_generate=n_generate,
+            fresh_per_round=config.fresh_per_round,
+        )  # fmt: skip
+        per_round = STRATEGIES["fresh"].parts(settings).fresh_per_round
+    fresh = per_round * config.generations
+    data = config.dataset.name
+    if config.volume is None:
+        reservoir = n_human - fresh
+        if fresh > n_human // 2:
+            raise ConfigError(
+                f"the 'fresh' strategy needs {per_round} new human records per round x "
+                f"{config.generations} generations = {fresh:,}, but {data} holds {n_human:,} "
+                f"human records and at least half of them ({n_human - n_human // 2:,}) stay "
+                "in the reservoir: lower fresh_per_round or generations"
+            )
+        return reservoir, fresh
+    reservoir = config.reservoir_size or config.volume // 2
+    train = reservoir - round(config.holdout * reservoir)
+    buy = max(0, config.volume - train) if "human-only" in config.strategies else 0
+    stream = max(fresh, buy)
+    if reservoir + stream > n_human:
+        raise ConfigError(
+            f"{data} runs out of human data: {n_human:,} human records, but the reservoir "
+            f"takes {reservoir:,} and {stream:,} more are needed (human-only buys "
+            f"{buy:,} to reach volume {config.volume:,}; fresh streams {fresh:,}): lower "
+            "volume, reservoir_size, fresh_per_round or generations"
+        )
+    return reservoir, stream

@@ -28,9 +28,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tailguard.costs import CostModel
-from tailguard.lab.config import LINEAGE_TABLES, LabConfig
+from tailguard.lab.config import LINEAGE_TABLES, LabConfig, human_budget
 from tailguard.lab.evaluation import PRIMARY
-from tailguard.lab.job import RECOVERY_TOLERANCE, JobResult, run_job
+from tailguard.lab.job import RECOVERY_TOLERANCE, JobResult, _n_generate, run_job
 from tailguard.lab.pool import run_jobs
 from tailguard.lab.results import LabResult, _concat, _label, new_run_id, write_json
 from tailguard.mix import Anchored
@@ -58,6 +58,9 @@ def run(
     seeds: int = 3,
     real_fraction: float = Anchored.REAL_FRACTION,
     n_generate: int | None = None,
+    volume: int | None = None,
+    reservoir_size: int | None = None,
+    fresh_per_round: int | None = None,
     eval_size: int | None = None,
     batch_size: int = 64,
     holdout: float = 0.1,
@@ -71,6 +74,13 @@ def run(
 ) -> LabResult:
     """Run every strategy x seed for ``generations`` rounds and score them.
 
+    ``volume`` fixes the training examples per round for every strategy (an
+    equal-volume comparison: human-only buys fresh human data at the cost model's
+    human price, pure synthetic generates, anchoring adds synthetic data to the
+    reservoir of ``reservoir_size`` records); ``fresh_per_round`` is the
+    ``fresh`` strategy's new human records per round. Settings the data set
+    cannot supply are refused before anything runs.
+
     Saves the run under ``out/<run-id>/`` (Parquet tables, ``config.json`` and
     ``curves.png``) unless ``out`` is None.
     """
@@ -81,9 +91,11 @@ def run(
     config = LabConfig(
         model=model, data=data, strategies=tuple(strategies), generations=generations,
         seeds=seeds, real_fraction=real_fraction, n_generate=n_generate, eval_size=eval_size,
+        volume=volume, reservoir_size=reservoir_size, fresh_per_round=fresh_per_round,
         batch_size=batch_size, holdout=holdout, recovery_rounds=recovery_rounds,
         model_params=dict(model_params or {}), costs=costs or CostModel(), seed=seed,
     )  # fmt: skip
+    human_budget(config, config.dataset.load(config.model_params).num_rows, _n_generate(config))
     start = time.perf_counter()
     jobs = run_jobs(config, workers=workers, progress=progress)
     elapsed = time.perf_counter() - start

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from tailguard.lab.callables import loop_callables
-from tailguard.lab.config import LINEAGE_TABLES, LabConfig
+from tailguard.lab.config import LINEAGE_TABLES, LabConfig, human_budget
 from tailguard.lab.data import LabData
 from tailguard.lab.evaluation import PRIMARY, monitor_for
 from tailguard.lab.strategies import StrategyParts, StrategySettings
@@ -52,20 +52,32 @@ class _Job:
         self.run_name = f"{strategy}/seed{seed}"
         data = config.dataset
         human = data.load(config.model_params)
-        self.n_generate = config.n_generate or _default_n_generate(data, human.num_rows)
-        self.eval_size = config.eval_size or self.n_generate
-        settings = StrategySettings(real_fraction=config.real_fraction, n_generate=self.n_generate)
+        self.n_generate = _n_generate(config, human.num_rows)
+        self.eval_size = config.eval_size or config.n_generate or self.n_generate
+        settings = StrategySettings(
+            real_fraction=config.real_fraction, n_generate=self.n_generate,
+            fresh_per_round=config.fresh_per_round, volume=config.volume,
+        )  # fmt: skip
         self.parts: StrategyParts = lookup(strategy).parts(settings)
-        all_fresh = set(config.strategies) & {"fresh"}
-        per_round = lookup("fresh").parts(settings).fresh_per_round if all_fresh else 0
-        # Every strategy of an experiment sees the same reservoir: when one of them needs a
-        # stream of new human data, it is held back from the reservoir for all of them.
+        # Every strategy of an experiment sees the same reservoir: the human data some of
+        # them buy or stream in (human-only at equal volume, fresh) is held back for all.
+        n_reservoir, n_stream = human_budget(config, human.num_rows, self.n_generate)
         order = np.random.default_rng([config.seed, seed]).permutation(human.num_rows)
-        n_stream = min(per_round * config.generations, human.num_rows // 2)
         self.stream = human.take(pa.array(order[:n_stream]))
         self.ledger = Ledger.open(":memory:")
-        self.ledger.add_records(human.take(pa.array(order[n_stream:])))
+        self.ledger.add_records(human.take(pa.array(order[n_stream : n_stream + n_reservoir])))
         self.ledger.freeze_reservoir("main", holdout=config.holdout, seed=seed)
+        self.n_reservoir_train = self.ledger.reservoir_records("train").num_rows
+        #: Human examples human-only buys at round 1 to train on ``volume`` examples.
+        self.buy = 0
+        if config.volume is not None:
+            self.buy = max(0, config.volume - self.n_reservoir_train) * (strategy == "human-only")
+            if self.parts.policy.anchored:  # the reservoir + synthetic data fill the volume
+                f = config.real_fraction
+                human_slots = int(np.ceil(f * config.volume))
+                if self.parts.policy.reservoir == "whole":
+                    human_slots = max(self.n_reservoir_train, human_slots)
+                self.n_generate = max(2, config.volume - human_slots)
         if self.parts.gate is not None:  # gate candidates against this job's reservoir
             settings = replace(settings, reference=self.ledger.reservoir_records("all"))
             self.parts = lookup(strategy).parts(settings)
@@ -90,16 +102,13 @@ class _Job:
         )  # fmt: skip
 
     def _on_stage(self, round: int, stage: str) -> None:  # noqa: A002
-        """Bring fresh human data in after generating (fresh only), tick after evaluating."""
-        if stage == "generate" and self.parts.fresh_per_round and round >= 1:
-            from tailguard.records import make_records
-
+        """Bring fresh or bought human data in after generating, tick after evaluating."""
+        if stage == "generate" and round >= 1:
             k = self.parts.fresh_per_round
-            fresh = self.stream.slice((round - 1) * k, k)
-            self.ledger.add_records(make_records(
-                fresh.column("content"), origin="human", source="fresh", round=round,
-                label=fresh.column("label"),
-            ))  # fmt: skip
+            if k:
+                self._add_human(self.stream.slice((round - 1) * k, k), round, "fresh")
+            elif self.buy and round == 1:  # bought once, trained on every round after
+                self._add_human(self.stream.slice(0, self.buy), round, "bought")
         elif stage == "evaluate":
             self._collect_model_stats(round)
             self.tick(1)
@@ -122,6 +131,14 @@ class _Job:
             "statistic": pa.array(name, pa.string()),
             "value": pa.array(value, pa.float64()),
         })  # fmt: skip
+
+    def _add_human(self, rows: pa.Table, round: int, source: str) -> None:  # noqa: A002
+        from tailguard.records import make_records
+
+        self.ledger.add_records(make_records(
+            rows.column("content"), origin="human", source=source, round=round,
+            label=rows.column("label"),
+        ))  # fmt: skip
 
     def run(self) -> JobResult:
         cfg, parts = self.config, self.parts
@@ -203,6 +220,17 @@ def _within(value: float, base: float) -> bool:
 
 def _default_n_generate(data: LabData, n_human: int) -> int:
     return 2000 if data.kind == "text" else max(2, min(2000, int(n_human * 0.9)))
+
+
+def _n_generate(config: LabConfig, n_human: int | None = None) -> int:
+    """Candidates per generation: ``volume`` at equal volume, else ``n_generate`` or a default."""
+    if config.volume is not None:
+        return config.volume
+    if config.n_generate:
+        return config.n_generate
+    if n_human is None:
+        n_human = config.dataset.load(config.model_params).num_rows
+    return _default_n_generate(config.dataset, n_human)
 
 
 def run_job(config: LabConfig, strategy: str, seed: int, queue: Any = None) -> JobResult:

@@ -11,11 +11,16 @@ strategy                  parts
 ``replace``               ``Replace()``: only the newest generation (pure synthetic)
 ``accumulate``            ``Accumulate()``: the reservoir and every generation so far
 ``accumulate-subsample``  ``AccumulateSubsample()``: a fixed-size seeded sample of all of it
-``anchored``              ``Anchored(real_fraction)``: every batch holds exactly
-                          ``real_fraction`` reservoir examples, the rest synthetic
-                          examples of every generation so far (the mix default)
+``anchored``              ``Anchored(real_fraction)``: the whole reservoir every round,
+                          at least ``real_fraction`` of every batch, the rest synthetic
+                          examples of every generation so far (at equal volume: of
+                          the newest generation)
 ``anchored-gated``        ``anchored`` + ``Gate([ExactDuplicate(), NearDuplicate()])``
 ``fresh``                 ``Fresh(new_human_per_round)``: new human data each round
+``anchored-share``        ``Anchored(real_fraction, synthetic="latest",
+                          reservoir="share")``: exactly the fraction (the frontier)
+``anchored-latest``       ``Anchored(real_fraction, synthetic="latest")``: fixed real
+                          data + the newest synthetic generation only
 ``adaptive``              ``anchored`` with a Dial turning ``real_fraction`` from the evidence
 ========================  ==================================================================
 """
@@ -56,6 +61,8 @@ class StrategySettings:
     real_fraction: float = Anchored.REAL_FRACTION
     n_generate: int = 1000
     fresh_per_round: int | None = None  # default: n_generate // 4
+    #: The lab's equal training volume per round, if any.
+    volume: int | None = None
     #: Human records the duplicate verifiers compare candidates with (the reservoir):
     #: a model that regurgitates its training data adds no new data.
     reference: Any = field(default=None, repr=False, compare=False)
@@ -86,7 +93,9 @@ class Strategy:
 
 
 def _anchored(s: StrategySettings) -> Policy:
-    return Anchored(real_fraction=s.real_fraction, synthetic="accumulate")
+    # At equal volume the round trains on the reservoir + the newest generation, so the
+    # volume stays the same every round; otherwise on every generation so far.
+    return Anchored(real_fraction=s.real_fraction, synthetic="latest" if s.volume else "accumulate")
 
 
 def _gate(s: StrategySettings) -> Any:
@@ -146,6 +155,20 @@ STRATEGIES: dict[str, Strategy] = {
             uses_real_fraction=True,
         ),
         Strategy("fresh", "new human data each round instead of the reservoir", _fresh),
+        Strategy(
+            "anchored-share",
+            "exactly the real fraction of every batch from the reservoir + the newest generation",
+            lambda s: StrategyParts(
+                Anchored(real_fraction=s.real_fraction, synthetic="latest", reservoir="share")
+            ),
+            uses_real_fraction=True,
+        ),
+        Strategy(
+            "anchored-latest",
+            "fixed real data + the newest synthetic generation only",
+            lambda s: StrategyParts(Anchored(real_fraction=s.real_fraction, synthetic="latest")),
+            uses_real_fraction=True,
+        ),
         Strategy(
             "adaptive",
             "anchored, with the Dial turning the real fraction",

@@ -81,6 +81,17 @@ def _anchored_layout(
     else:
         n_batches = _batches_to_hold(f, batch_size, epochs * n_synthetic_rows)
     quota = human_quota(f, batch_size, n_batches)
+    if policy.reservoir == "whole" and f < 1.0 and int(quota.sum()) < epochs * n_human_rows:
+        n_batches, quota = _whole_reservoir_quota(
+            f,
+            batch_size,
+            n_batches,
+            quota,
+            epochs * n_human_rows,
+            epochs * n_synthetic_rows,
+            subsample=policy.synthetic == "subsample",
+        )
+        info["reservoir_whole"] = True
     n_human_slots = int(quota.sum())
     n_slots = n_batches * batch_size
 
@@ -110,6 +121,34 @@ def _anchored_layout(
         src[~human_slot] = _positions(synthetic_rows, synthetic_order)
     info["real_fraction"] = policy.real_fraction
     return src, human_slot, info
+
+
+def _whole_reservoir_quota(
+    f: float,
+    batch_size: int,
+    n_batches: int,
+    quota: np.ndarray,
+    n_human: int,
+    n_synthetic: int,
+    *,
+    subsample: bool,
+) -> tuple[int, np.ndarray]:
+    """Batches and human slots per batch that hold the whole reservoir at least once.
+
+    The synthetic examples (``n_synthetic`` slots; under ``subsample`` the share
+    plan's synthetic slots) are spread over the batches in proportion to each
+    batch's room ``batch_size - quota_b`` (cumulative rounding), so no batch
+    falls below its share quota and the rest of every batch is human.
+    """
+    if subsample:
+        n_synthetic = n_batches * batch_size - int(quota.sum())
+    n_batches = max(n_batches, math.ceil((n_human + n_synthetic) / batch_size))
+    quota = human_quota(f, batch_size, n_batches)
+    room = batch_size - quota
+    cumulative = np.concatenate([[0], np.cumsum(room)]).astype(np.int64)
+    total = int(cumulative[-1])
+    synthetic = np.diff((2 * n_synthetic * cumulative + total) // (2 * total))
+    return n_batches, batch_size - synthetic
 
 
 def _row_positions(selection: Selection, human: bool | None = None) -> np.ndarray | range:

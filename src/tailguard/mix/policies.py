@@ -30,6 +30,11 @@ from tailguard.records import Origin, Status
 
 REQUIRED_COLUMNS = ("id", "origin", "generation")
 SYNTHETIC_MODES = ("accumulate", "latest", "subsample")
+#: How an anchored plan treats the reservoir: ``"whole"`` (every reservoir example at
+#: least once per epoch, ``real_fraction`` the minimum share of every batch) or
+#: ``"share"`` (exactly ``real_fraction`` of every batch, however little of the
+#: reservoir that covers).
+RESERVOIR_MODES = ("whole", "share")
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,7 +175,15 @@ class Accumulate(_MaskPolicy):
 
 
 class Anchored(_MaskPolicy):
-    """Hybrid anchoring: every batch holds exactly its share of reservoir examples.
+    """Hybrid anchoring: the reservoir re-injected every round, at least its share per batch.
+
+    ``reservoir`` names the reading of the anchor. ``"whole"`` (the default):
+    every reservoir training example is trained on at least once per epoch and
+    every batch holds at least its planned human quota (``real_fraction`` of
+    the batch, by largest remainder); synthetic examples fill the rest.
+    ``"share"``: every batch holds exactly its quota, so with little synthetic
+    data only part of the reservoir is seen. The two give the same plan once
+    the synthetic rows are at least ``(1 - f) / f`` times the reservoir.
 
     ``synthetic`` picks the synthetic side: ``"accumulate"`` (every accepted
     synthetic example so far), ``"latest"`` (the newest generation only) or
@@ -190,8 +203,12 @@ class Anchored(_MaskPolicy):
         real_fraction: float = REAL_FRACTION,
         synthetic: str = "accumulate",
         size: int | None = None,
+        reservoir: str = "whole",
     ) -> None:
         self.real_fraction = check_fraction(real_fraction)
+        if reservoir not in RESERVOIR_MODES:
+            raise ConfigError(f"reservoir={reservoir!r} is not one of {', '.join(RESERVOIR_MODES)}")
+        self.reservoir = reservoir
         if synthetic not in SYNTHETIC_MODES:
             raise ConfigError(f"synthetic={synthetic!r} is not one of {', '.join(SYNTHETIC_MODES)}")
         if size is not None and (not _is_int(size) or size < 1):
@@ -202,11 +219,32 @@ class Anchored(_MaskPolicy):
         self.size = None if size is None else int(size)
 
     def params(self) -> dict[str, Any]:
-        return {"real_fraction": self.real_fraction, "synthetic": self.synthetic, "size": self.size}
+        # The exact-share reading stores no ``reservoir`` key: its manifests keep the
+        # digests they had before the choice existed (a stored manifest without the
+        # key is read back as ``"share"``, see :func:`policy_from_manifest`).
+        params: dict[str, Any] = {
+            "real_fraction": self.real_fraction,
+            "synthetic": self.synthetic,
+            "size": self.size,
+        }
+        if self.reservoir != "share":
+            params["reservoir"] = self.reservoir
+        return params
+
+    def __repr__(self) -> str:
+        args = ", ".join(
+            f"{k}={v!r}" for k, v in {**self.params(), "reservoir": self.reservoir}.items()
+        )
+        return f"Anchored({args})"
 
     def with_real_fraction(self, real_fraction: float) -> Anchored:
         """The same policy at another real fraction (what the Dial turns)."""
-        return Anchored(real_fraction=real_fraction, synthetic=self.synthetic, size=self.size)
+        return Anchored(
+            real_fraction=real_fraction,
+            synthetic=self.synthetic,
+            size=self.size,
+            reservoir=self.reservoir,
+        )
 
     def selection(self, pool: pa.Table, round: int, seed: int = 0) -> Selection:  # noqa: A002
         pool, keep, human = _eligibility(pool, round)
@@ -330,6 +368,8 @@ def policy_from_manifest(manifest: Any) -> Policy:
         )
     accepted = inspect.signature(POLICIES[key]).parameters
     params = {k: v for k, v in manifest.params.items() if k in accepted}
+    if key == Anchored.name:
+        params.setdefault("reservoir", "share")  # manifests from before the choice existed
     return policy_from_name(key, **params)
 
 

@@ -1,0 +1,114 @@
+"""The lab's fair test of the trade-off: equal volume, a real price for human data, fresh."""
+
+from __future__ import annotations
+
+import pyarrow.compute as pc
+import pytest
+from conftest import tiny_lab_run
+
+from tailguard.errors import ConfigError
+from tailguard.lab.config import LabConfig, human_budget
+from tailguard.lab.job import _n_generate
+from tailguard.lab.models import MODELS
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_fresh_for_20_generations_runs_or_is_refused_up_front_with_the_reason(model):
+    config = LabConfig(model=model, strategies=("fresh",), generations=20, seeds=1)
+    n_human = config.dataset.load(config.model_params).num_rows
+    n_generate = _n_generate(config, n_human)
+    per_round = max(1, n_generate // 4)
+    if per_round * 20 > n_human // 2:
+        with pytest.raises(ConfigError, match=r"needs \d+ new human records per round x 20"):
+            human_budget(config, n_human, n_generate)
+    else:
+        reservoir, stream = human_budget(config, n_human, n_generate)
+        assert stream == per_round * 20 and reservoir + stream == n_human
+    # a per-round count the data set can supply always runs: the stream is sized for it
+    k = max(1, n_human // 50)
+    small = LabConfig(model=model, strategies=("fresh",), generations=20, fresh_per_round=k)
+    reservoir, stream = human_budget(small, n_human, n_generate)
+    assert stream == 20 * k and reservoir == n_human - 20 * k
+
+
+def test_fresh_per_round_passes_through_and_is_refused_before_running():
+    result = tiny_lab_run(
+        model="gaussian", strategies="fresh", generations=3, fresh_per_round=30, n_generate=120
+    )
+    rounds = result.rounds.filter(pc.greater_equal(result.rounds["round"], 1))
+    assert rounds["new_human"].to_pylist() == [30, 30, 30]
+    with pytest.raises(ConfigError, match="'fresh' strategy needs 450 new human records"):
+        tiny_lab_run(model="gaussian", strategies="fresh", generations=4)  # was a crash at round 3
+
+
+def test_equal_volume_prices_human_data_and_fills_every_strategy_to_the_volume():
+    volume = 300
+    result = tiny_lab_run(
+        model="gaussian", strategies="human-only,replace,anchored", generations=2,
+        volume=volume, reservoir_size=100, batch_size=20,
+    )  # fmt: skip
+    r = result.rounds.to_pandas().set_index(["strategy", "round"])
+    train = r.loc[("human-only", 0), "human"]  # the reservoir's training split
+    assert train == 90
+    # human-only buys the difference once, at the human price, and trains on the volume
+    assert r.loc[("human-only", 1), "new_human"] == volume - train
+    assert (r.loc["human-only"].loc[1:, "total"] == volume).all()
+    assert (r.loc["human-only"].loc[1:, "generated"] == 0).all()
+    # pure synthetic generates the volume every round
+    assert (r.loc["replace"].loc[1:, "generated"] == volume).all()
+    assert (r.loc["replace"].loc[1:, "synthetic"] == volume).all()
+    # hybrid: the whole reservoir plus synthetic data, at least the volume in full batches
+    anchored = r.loc["anchored"].loc[1:]
+    assert (anchored["generated"] == volume - train).all()
+    assert (anchored["total"] >= volume).all() and (anchored["total"] < volume + 20).all()
+    assert (anchored["human"] >= train).all()
+    axes = result.axes.to_pandas().set_index("strategy")
+    costs = result.config.costs
+    assert axes.loc["human-only", "cost"] == pytest.approx(costs.human * (train + volume - train))
+    assert axes.loc["replace", "cost"] == pytest.approx(
+        costs.human * train + 2 * volume * costs.synthetic
+    )
+    assert axes.loc["human-only", "cost"] > axes.loc["anchored", "cost"]
+    # the real share is over the synthetic rounds only: pure synthetic shows 0, not 1/3
+    assert axes.loc["replace", "real_share_mean"] == 0
+    assert axes.loc["human-only", "real_share_mean"] == 1
+    share = (anchored["human"] / anchored["total"]).mean()
+    assert axes.loc["anchored", "real_share_mean"] == pytest.approx(share)
+
+
+def test_a_volume_the_data_set_cannot_supply_is_refused_up_front():
+    with pytest.raises(ConfigError, match="runs out of human data"):
+        tiny_lab_run(model="gaussian", strategies="human-only,replace", volume=5000, generations=1)
+    with pytest.raises(ConfigError, match="reservoir_size only applies"):
+        LabConfig(model="gaussian", reservoir_size=100)
+
+
+def test_the_gaussian_frontier_agrees_with_the_closed_form():
+    from tailguard import lab
+    from tailguard.advise import TaskProfile, advise, advise_from_frontier
+
+    volume, generations, fractions = 20, 12, (0.0, 0.5, 1.0)
+    fr = lab.frontier(
+        model="gaussian", fractions=fractions, generations=generations, seeds=3, volume=volume,
+        reservoir_size=400, batch_size=10, eval_size=2000, workers=1, progress=False,
+    )  # fmt: skip
+    noise = fr.row(0.0)["noise_floor"]
+    # closed form: an MLE refit on M examples keeps (1 - 1/M) of the variance; with a share
+    # f drawn from the (fixed, true) reservoir, v_g = (1 - 1/M) (f + (1 - f) v_{g-1}), v_0 = 1
+    a = 1 - 1 / volume
+
+    def closed(f: float) -> float:
+        if f == 1:
+            return 1.0  # human-only retrains on human data alone: nothing compounds
+        v = 1.0
+        for _ in range(generations):
+            v = a * (f + (1 - f) * v)
+        return v
+
+    safe = [f for f in fractions if abs(closed(f) - 1) <= noise]
+    assert closed(0.0) < 1 - noise  # pure synthetic loses its tails: 0.54 at M=20, G=12
+    assert fr.lowest_safe == min(safe)
+    assert not fr.row(0.0)["held"]
+    advice = advise_from_frontier(advise(TaskProfile(task="general")), fr)
+    assert advice.real_fraction == pytest.approx(min(1.0, min(safe) + 0.05))
+    assert any(f"held: {min(safe):g}" in e for e in advice.evidence)
