@@ -82,8 +82,8 @@ def _round_with_copies(fortunes_records: pa.Table) -> Ledger:
             words = src.split()
             words[rng.integers(len(words))] = "zebra"
             syn.append(" ".join(words))
-        elif kind == 2 and syn:
-            syn.append(syn[-2] + " indeed")
+        elif kind == 2 and len(syn) >= 3:
+            syn.append(syn[-3] + " indeed")
         else:
             words = texts[rng.integers(len(texts))].split() + src.split()
             syn.append(" ".join(rng.permutation(words)))
