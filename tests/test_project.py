@@ -49,11 +49,11 @@ def test_malformed_toml_and_missing_file(tmp_path):
 
 def test_run_refuses_a_bad_config_before_touching_the_ledger(tmp_path):
     path = tmp_path / "tailguard.toml"
-    path.write_text(GOOD.replace('kind = "ngram"', 'kind = "transformer"'))
+    path.write_text(GOOD.replace('kind = "ngram"', 'kind = "lstm"'))
     ledger = tmp_path / "l.duckdb"
     result = CliRunner().invoke(app, ["run", str(path), "--ledger", str(ledger)])
     assert result.exit_code == 2
-    assert "unknown model 'transformer'" in result.output and "ngram" in result.output
+    assert "unknown model 'lstm'" in result.output and "ngram" in result.output
 
 
 def test_run_with_a_users_entry_point(tmp_path, monkeypatch):

@@ -45,11 +45,14 @@ def read_table(
     text_field: str = "text",
     label_field: str | None = None,
     parent_field: str | None = None,
+    allow_empty: bool = False,
 ) -> tuple[pa.Table, str]:
     """Return ``(table, name)`` for a path, Arrow table, pandas DataFrame or HF Dataset.
 
     Checks that ``text_field`` is present, a string and never null, and that the
-    optional fields are present.
+    optional fields are present. Empty texts are refused (a record must say
+    something) unless ``allow_empty``: a model's sample may be empty, and that is
+    a measurement.
     """
     if isinstance(data, str | Path):
         path = Path(data)
@@ -65,6 +68,7 @@ def read_table(
         label_field,
         parent_field,
         jsonl=isinstance(data, str | Path) and _format(Path(data)) == "jsonl",
+        allow_empty=allow_empty,
     )
     return table, name
 
@@ -297,6 +301,7 @@ def _check_fields(
     parent_field: str | None,
     *,
     jsonl: bool,
+    allow_empty: bool = False,
 ) -> None:
     if table.num_rows == 0:
         raise InputError("no records", file=where)
@@ -328,7 +333,7 @@ def _check_fields(
             field=text_field,
         )
     blank = pc.equal(pc.utf8_trim_whitespace(text), "")
-    if pc.any(blank).as_py():
+    if not allow_empty and pc.any(blank).as_py():
         first = pc.index(blank, True).as_py() + 1
         raise InputError(
             "empty text (nothing but whitespace)",

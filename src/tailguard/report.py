@@ -492,6 +492,8 @@ figure.chart{margin:0;flex:1 1 560px;max-width:610px}figure.chart svg{width:100%
 figure.wide{flex:1 1 100%;max-width:100%}figcaption{font-size:.82rem;color:#555}
 .table{overflow-x:auto}
 table.data{border-collapse:collapse;font-size:.85rem;margin:.5rem 0;width:100%}
+#axes-table{table-layout:fixed}#axes-table td,#axes-table th{overflow-wrap:anywhere}
+#axes-table .num{white-space:normal}
 table.data th{font-weight:600;vertical-align:bottom;white-space:normal;background:#f6f6f6}
 table.data td,table.data th{padding:.3rem .5rem;border-bottom:1px solid #e6e6e6;
 text-align:left}

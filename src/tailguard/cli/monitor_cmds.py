@@ -46,7 +46,7 @@ def eval_cmd(
     from tailguard.project import project_monitor
     from tailguard.readers import read_table
 
-    table, _ = read_table(samples, text_field=text_field, label_field=label_field)
+    table, _ = read_table(samples, text_field=text_field, label_field=label_field, allow_empty=True)
     texts = table[text_field]
     labels = table[label_field] if label_field else None
     with open_ledger(ledger) as led:
