@@ -254,6 +254,8 @@ class PolicySection(_Strict):
     )
     synthetic: Literal["accumulate", "latest", "subsample"] | None = None
     new_human_per_round: int | None = Field(None, ge=1)
+    #: ``fill_gaps``: each label's target count ("median", a floor, or {label = count}).
+    target: Literal["median"] | Annotated[int, Field(ge=0)] | dict[str, int] | None = None
 
 
 def _dial_default(attr: str) -> Callable[[], Any]:

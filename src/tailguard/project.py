@@ -33,6 +33,7 @@ def build_loop(config: ProjectConfig, ledger: Ledger, *, progress: bool = False)
             else None,
             "synthetic": config.policy.synthetic,
             "new_human_per_round": config.policy.new_human_per_round,
+            "target": config.policy.target,
         }.items()
         if v is not None
     }

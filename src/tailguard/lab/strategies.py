@@ -147,6 +147,11 @@ STRATEGIES: dict[str, Strategy] = {
         ),
         Strategy("fresh", "new human data each round instead of the reservoir", _fresh),
         Strategy(
+            "fill-gaps",
+            "every human example, synthetic ones only up to each thin label's median gap",
+            lambda s: StrategyParts(__import__("tailguard.mix", fromlist=["FillGaps"]).FillGaps()),
+        ),
+        Strategy(
             "adaptive",
             "anchored, with the Dial turning the real fraction",
             lambda s: StrategyParts(_anchored(s), dial=_dial(s)),

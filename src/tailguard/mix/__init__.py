@@ -14,6 +14,7 @@ from tailguard.mix.adapters import (
     manifest_sampler,
 )
 from tailguard.mix.dial import Decision, Dial, Evidence
+from tailguard.mix.gaps import FillGaps
 from tailguard.mix.planner import human_quota, plan
 from tailguard.mix.policies import (
     POLICIES,
@@ -37,6 +38,7 @@ __all__ = [
     "Decision",
     "Dial",
     "Evidence",
+    "FillGaps",
     "Fresh",
     "HumanOnly",
     "Policy",
