@@ -109,7 +109,10 @@ def test_fill_never_exceeds_a_gap_and_every_batch_keeps_its_human_share(
     is_human = np.asarray(m.slots["origin"].to_pylist()) == "human"
     per_batch = np.bincount(batches, weights=is_human).astype(int)
     if sum(got.values()):
-        quota = human_quota(sum(human.values()) / (sum(human.values()) + sum(got.values())),
-                            batch_size, len(per_batch))
+        quota = human_quota(
+            sum(human.values()) / (sum(human.values()) + sum(got.values())),
+            batch_size,
+            len(per_batch),
+        )
         assert per_batch.tolist() == quota.tolist()
     assert 0 < f <= 1

@@ -134,7 +134,9 @@ class FillGaps(Anchored):
             cap = np.array([gaps.get(n, 0) for n in names.tolist()], dtype=np.int64)
             take = rank < np.repeat(cap, counts)
             admitted[candidates[take]] = True
-            filled = {n: int(min(c, g)) for n, c, g in zip(names.tolist(), counts, cap, strict=True)}
+            filled = {
+                n: int(min(c, g)) for n, c, g in zip(names.tolist(), counts, cap, strict=True)
+            }
         info = {
             "real_fraction": self.real_fraction,  # None: the natural share (real_fraction_used)
             "gaps": gaps,
