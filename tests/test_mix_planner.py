@@ -19,6 +19,7 @@ from tailguard.mix import (
     Accumulate,
     AccumulateSubsample,
     Anchored,
+    FillGaps,
     Fresh,
     HumanOnly,
     Policy,
@@ -480,6 +481,10 @@ PINNED_DIGESTS = {
     ),
     "Anchored(real_fraction=0.2, synthetic='subsample')": (
         "b227bb6ef622376d23b1f9679d32630be89cc21a34e5a92f02af1657448e5229"
+    ),
+    "FillGaps()": "25e5f1e0cec86b3a8ca0482fee63a72c6164107e94411f3838277f4a311d16f9",
+    "FillGaps(target=25, real_fraction=0.5)": (
+        "7930d06fbe1c6cbd6ee2a63e07867a1126b53f098ed170010911b1324f0fb018"
     ),
     "Fresh(new_human_per_round=10, synthetic='accumulate')": (
         "79c823b2a74a092e8f54c3a5025fc0473442575258698ba65dcd88090c2f4b97"
