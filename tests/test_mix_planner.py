@@ -19,7 +19,6 @@ from tailguard.mix import (
     Accumulate,
     AccumulateSubsample,
     Anchored,
-    FillGaps,
     Fresh,
     HumanOnly,
     Policy,
