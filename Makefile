@@ -4,8 +4,9 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages: the human corpus, and the browser the report test opens.
-DEBS  := fortunes wordnet-base chromium
+# Debian packages: the human corpus, the browser the report test opens, and the
+# seccomp library the code sandbox filters system calls with.
+DEBS  := fortunes wordnet-base chromium libseccomp2
 
 .PHONY: setup sysdeps test lint demo bench clean
 

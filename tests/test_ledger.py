@@ -362,9 +362,8 @@ def test_a_ledger_written_before_reason_codes_still_opens_and_counts_by_code(tmp
 def test_round_summary_is_the_one_composition_audit_lab_and_report_read(frozen):
     from types import SimpleNamespace
 
-    from tailguard.lab.costs import CostModel
-
-    from tailguard.lab.experiment import _Job
+    from tailguard.costs import CostModel
+    from tailguard.lab.job import _Job
     from tailguard.report import from_ledger
 
     human = frozen.reservoir().train_ids.to_pylist()
@@ -422,3 +421,26 @@ def test_round_summary_is_the_one_composition_audit_lab_and_report_read(frozen):
     lab = _Job._rounds_table(job)
     for col in ("round", "human", "synthetic", "traceable", "new_human", "generated", "verified"):
         assert lab[col].to_pylist() == [row[col] for row in summary]
+
+
+def test_a_manifest_counts_what_the_round_summary_reads(frozen):
+    """Manifest.counts (in memory) and Ledger.round_summary (stored) agree on a round."""
+    human = frozen.reservoir().train_ids.to_pylist()[:3]
+    syn = add_synthetic(frozen, 5, rnd=1)
+    manifest = Manifest(
+        round=1,
+        slots=slots(human + syn, ["human"] * 3 + ["synthetic"] * 5, [0] * 3 + [1] * 5),
+        policy="x",
+    )
+    frozen.write_manifest(manifest)
+    row = frozen.round_summary("main").to_pylist()[0]
+    counts = manifest.counts()
+    assert (
+        (counts["total"], counts["human"], counts["synthetic"])
+        == (
+            row["total"],
+            row["human"],
+            row["synthetic"],
+        )
+        == (8, 3, 5)
+    )

@@ -11,21 +11,30 @@ import contextlib
 import json
 import os
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
+from dataclasses import replace
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
+import tailguard
+from tailguard.errors import InputError
 from tailguard.gate import CodeTests, Gate, Limits, run_tests
-from tailguard.gate.sandbox import _processes_of, isolation
+from tailguard.gate.sandbox import _processes_of, isolation, remove_tree
 from tailguard.ledger import Ledger
 from tailguard.records import make_records
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="full isolation needs root (as in CI)")
 FAST = Limits(wall_seconds=3, cpu_seconds=2, memory_mb=512, processes=16)
+#: For attacks that are not about time: room for a loaded machine.
+ROOMY = {"wall_seconds": 30, "cpu_seconds": 20}
 
 
 def verdict(code: str, tests: str = "", **limits) -> dict:
@@ -109,7 +118,7 @@ def test_fork_bomb_is_contained_and_leaves_nothing_behind():
 
 
 def _processes_of_sandbox_uids() -> list[int]:
-    from tailguard.gate.sandbox import UID_BASE, UID_SPAN
+    from tailguard.gate.sandbox import UID_BASE, UID_SPAN  # this test's range (fixture)
 
     out = []
     for entry in os.listdir("/proc"):
@@ -165,7 +174,8 @@ def test_parent_environment_secrets_are_unreadable(monkeypatch):
     v = verdict(code)
     assert not v["passed"] and secret not in v["detail"]
     assert "TAILGUARD_TEST_SECRET" not in v["detail"]  # the environment is empty
-    assert "Permission denied" in v["detail"]  # and the parent's is out of reach
+    # and the parent's is out of reach: not even listed in the sandbox's /proc
+    assert "No such file or directory" in v["detail"] or "Permission denied" in v["detail"]
 
 
 @needs_root
@@ -225,3 +235,297 @@ def test_hostile_code_through_the_gate_leaves_the_ledger_intact():
         assert len(result.accepted_ids) == 1 and len(result.rejected_ids) == 3
         assert led.count(round=1) == 4  # nothing deleted
         assert led.verdicts(round=1).num_rows == 4
+
+
+# --- Attacks on the host: disk, memory, processes, files, namespaces -------------------
+# Each test below is one attack; it skips only when this kernel lacks the feature that
+# contains it (checked here, independently of the sandbox's own detection).
+
+
+def _kernel_lacks(feature: str) -> str | None:
+    """Why this kernel cannot contain an attack (None: it can, so the test must run)."""
+    if not ROOT:
+        return "full isolation needs root (as in CI)"
+    if feature in ("pid", "mnt", "net", "user") and not os.path.exists(f"/proc/self/ns/{feature}"):
+        return f"this kernel has no {feature} namespaces"
+    if feature == "cgroup":
+        with open("/proc/self/mountinfo") as f:
+            mounts = f.read()
+        v1 = any(" - cgroup " in m and "memory" in m.split()[-1] for m in mounts.splitlines())
+        controllers = Path("/sys/fs/cgroup/cgroup.controllers")
+        v2 = controllers.exists() and "memory" in controllers.read_text()
+        if not (v1 or v2):
+            return "this kernel offers no memory cgroup (v2 memory.max or v1 memory controller)"
+    if feature == "seccomp":
+        with open("/proc/self/status") as f:
+            if "Seccomp:" not in f.read():
+                return "this kernel has no seccomp"
+    return None
+
+
+def needs(*features: str):
+    reasons = [r for r in map(_kernel_lacks, features) if r]
+    return pytest.mark.skipif(bool(reasons), reason="; ".join(reasons))
+
+
+def _sandbox_cgroups() -> list[str]:
+    from tailguard.gate.cgroup import PREFIX, _v1_parents, _v2_parent
+
+    parents = [*(_v1_parents() or ()), _v2_parent()]
+    return [str(c) for p in parents if p is not None for c in p.glob(PREFIX + "*")]
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(tmp_path_factory, monkeypatch):
+    """After every test: no sandbox directory, cgroup, mount or process remains.
+
+    Other programs on this machine may run sandboxes at the same time: this test's
+    runs get a private temporary directory and a uid range of their own.
+    """
+    from tailguard.gate import sandbox
+
+    private = tmp_path_factory.mktemp("sandbox-tmp")
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    monkeypatch.setattr(sandbox, "UID_BASE", 2_100_000_000 + (os.getpid() % 100_000) * 1000)
+    monkeypatch.setattr(sandbox, "UID_SPAN", 1000)
+    mounts_before = _sandbox_mounts()
+    cgroups_before = _sandbox_cgroups() if ROOT else []
+    yield
+    assert list(private.iterdir()) == []
+    assert _sandbox_mounts() == mounts_before
+    if ROOT:
+        assert _sandbox_cgroups() == cgroups_before == []
+        assert _processes_of_sandbox_uids() == []
+
+
+def _sandbox_mounts() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [m for m in f if m.split()[4] == "/sandbox" or "tailguard-sandbox" in m]
+
+
+DEEP_TREE = (
+    "import os\npath = '.'\nfor i in range(1200):\n    path += '/d'\n    os.mkdir(path)\n"
+    "    with open(path + '/f', 'wb') as f:\n        f.write(b'x' * 1024)\n"
+)
+
+
+@needs("mnt", "pid")
+def test_a_1200_deep_tree_is_freed_with_the_run():
+    deepest = "assert os.path.isfile('/'.join(['d'] * 1200) + '/f')\n"
+    v = verdict(DEEP_TREE, deepest, **ROOMY)
+    assert v["passed"], v["detail"]
+    # the fixture asserts that nothing of it is left on the host
+
+
+def test_cleanup_removes_trees_deeper_than_recursion_and_path_limits(tmp_path):
+    """The fallback (no mount namespace) removes the host directory at any depth."""
+    top = tmp_path / "run"
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY)
+    for depth in range(1200):  # 'dddd/' * 1200 is 6,000 characters: past PATH_MAX
+        os.mkdir("dddd", dir_fd=fd)
+        with open(os.open("f", os.O_WRONLY | os.O_CREAT, dir_fd=fd), "w") as f:
+            f.write("x")
+        child = os.open("dddd", os.O_RDONLY, dir_fd=fd)
+        if depth == 600:
+            os.fchmod(fd, 0o500)  # the code made a directory read-only ...
+        os.close(fd)
+        fd = child
+    os.fchmod(fd, 0)  # ... and one unreadable
+    os.close(fd)
+    assert remove_tree(top) == []
+    assert not top.exists()
+
+
+def test_cleanup_failure_is_reported_and_never_a_pass(monkeypatch, caplog):
+    from tailguard.gate import sandbox
+
+    def failing(path):
+        remove_tree(path)
+        return [f"{path}: Device or resource busy"]
+
+    monkeypatch.setattr(sandbox, "remove_tree", failing)
+    # the fallback's host directory, run as the caller (the interpreter may be in /root)
+    basic = sandbox._Plan(False, "basic", False, None, sandbox._seccomp_available())
+    monkeypatch.setattr(sandbox, "_plan", lambda python: basic)
+    v = verdict("x = 1\n", "assert x == 1\n")
+    assert not v["passed"] and v["detail"].startswith("passed")  # the code did pass ...
+    assert "sandbox cleanup failed" in v["detail"]  # ... but a leftover fails the record
+    assert v["code"] == "cleanup_failed"
+    assert "Device or resource busy" in caplog.text
+
+
+@needs("mnt", "pid")
+def test_a_record_retried_alone_leaves_no_tree(monkeypatch):
+    """A failing batch is retried record by record: each run still leaves nothing."""
+    from tailguard.gate import sandbox
+
+    runs = []
+    real = sandbox.run_tests
+
+    def counting(code, tests, *, limits=None):
+        res = real(code, tests, limits=limits)
+        runs.append(res.cleanup_errors)
+        return res
+
+    monkeypatch.setattr(sandbox, "run_tests", counting)
+
+    class FlakyOnBatches(CodeTests):
+        def verify(self, batch):
+            out = super().verify(batch)
+            if batch.num_rows > 1:
+                raise RuntimeError("the batch failed after running")
+            return out
+
+    table = pa.table(
+        {
+            "id": ["deep", "ok"],
+            "content": [
+                json.dumps({"code": DEEP_TREE, "tests": ""}),
+                json.dumps({"code": "x = 1", "tests": "assert x == 1"}),
+            ],
+        }
+    )
+    result = Gate([FlakyOnBatches(**{**FAST.to_dict(), **ROOMY})], progress=False).run(table)
+    assert len(runs) == 4 and all(errors == () for errors in runs)  # twice each, clean
+    assert len(result.accepted_ids) == 2
+
+
+@needs("mnt")
+def test_writing_past_the_disk_quota_fails_the_verdict():
+    code = (
+        "import os\nst = os.statvfs('.')\nassert st.f_blocks * st.f_frsize <= 8 << 20\n"
+        "for i in range(64):\n    with open(f'part{i}', 'wb') as f:\n"
+        "        f.write(b'x' * (1 << 20))\n"
+    )
+    v = verdict(code, disk_mb=8, file_size_mb=4, **ROOMY)
+    assert not v["passed"] and v["code"] == "disk_limit"
+    assert "working directory full (8 MiB" in v["detail"]
+    assert "No space left on device" in v["detail"]
+
+
+def test_a_zero_quota_is_refused_not_unlimited():
+    for name in ("disk_mb", "inodes", "memory_mb"):
+        with pytest.raises(InputError, match=f"{name}.*positive"):
+            CodeTests(**{name: 0})
+
+
+@needs("mnt")
+def test_creating_files_past_the_inode_quota_fails_the_verdict():
+    code = "for i in range(5000):\n    open(f'f{i}', 'w').close()\n"
+    v = verdict(code, inodes=1000, **ROOMY)
+    assert not v["passed"] and v["code"] == "disk_limit" and "1000 files" in v["detail"]
+
+
+MEMORY_HOGS = (
+    "import os, time\nkids = []\n"
+    "for _ in range(4):\n    pid = os.fork()\n    if pid == 0:\n"
+    "        block = b'x' * (160 << 20)\n        time.sleep(1)\n        os._exit(0)\n"
+    "    kids.append(pid)\n"
+    "for pid in kids:\n    os.waitpid(pid, 0)\n"
+)
+
+
+@needs("cgroup")
+def test_processes_together_cannot_exceed_the_memory_limit():
+    """Four processes of 160 MiB each (each under the 256 MiB limit; 640 MiB together)."""
+    limits = Limits(wall_seconds=15, cpu_seconds=8, memory_mb=256, disk_mb=8)
+    r = run_tests(MEMORY_HOGS, "", limits=limits)
+    assert r.isolation["tree_memory_limit"]
+    assert r.oom_kills >= 1
+    assert r.memory_peak_mb is not None and r.memory_peak_mb <= 256 + 8 + 32
+    v = verdict(MEMORY_HOGS, **limits.to_dict())
+    assert not v["passed"] and v["code"] == "memory_limit"
+    assert "over all its processes" in v["detail"]
+
+
+@needs_root
+def test_without_a_cgroup_the_process_count_is_lowered(monkeypatch):
+    from tailguard.gate import sandbox
+
+    plan = sandbox._plan(sandbox.base_interpreter())
+    monkeypatch.setattr(sandbox, "_plan", lambda python: replace(plan, cgroup=None))
+    code = (
+        "import os, time\nn = 0\nfor _ in range(10):\n    try:\n        pid = os.fork()\n"
+        "    except OSError:\n        break\n    if pid == 0:\n        time.sleep(5)\n"
+        "        os._exit(0)\n    n += 1\n"
+    )
+    v = verdict(code, f"assert n < {sandbox.FALLBACK_PROCESSES}, n\n", processes=32, **ROOMY)
+    assert v["passed"], v["detail"]
+    assert "tree_memory_limit" in v["detail"]  # and the verdict says it was per process
+
+
+@needs("pid")
+def test_host_processes_are_invisible():
+    marker = f"tailguard-host-{uuid.uuid4().hex}"
+    host = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker])
+    try:
+        code = (
+            "import os\nseen = {}\nfor p in os.listdir('/proc'):\n    if p.isdigit():\n"
+            "        try:\n            seen[int(p)] = open(f'/proc/{p}/cmdline', 'rb').read()\n"
+            "        except OSError:\n            pass\n"
+            f"assert not any({marker.encode()!r} in c for c in seen.values()), seen\n"
+            "assert os.getpid() in seen and len(seen) <= 2, seen\n"
+        )
+        v = verdict(code, **ROOMY)
+        assert v["passed"], v["detail"]
+    finally:
+        host.kill()
+        host.wait()
+
+
+@needs("mnt")
+def test_files_outside_the_sandbox_are_unreadable(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    ledger = project / "tailguard.duckdb"
+    ledger.write_text("holdout: the reservoir's secret rows")
+    for p in (tmp_path, project):
+        os.chmod(p, 0o755)
+    os.chmod(ledger, 0o644)  # world-readable, as a ledger usually is
+    targets = [str(ledger), tailguard.__file__, "/etc/passwd", "/work", "/home"]
+    code = (
+        "found = {}\n"
+        f"for path in {targets!r}:\n"
+        "    try:\n        found[path] = open(path).read(100)\n"
+        "    except OSError as e:\n        pass\n"
+        "assert not found, found\n"
+        "import os\nassert set(os.listdir('/')) <= {'sandbox', 'proc', 'tmp', 'dev', 'lib',"
+        " 'lib64', 'usr', 'root', 'bin', 'opt'}, os.listdir('/')\n"
+    )
+    v = verdict(code, **ROOMY)
+    assert v["passed"], v["detail"]
+
+
+NAMESPACES = (
+    "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nrefused = []\n"
+    "for name, call in [\n"
+    "    ('unshare user', lambda: libc.unshare(0x10000000)),\n"
+    "    ('unshare user+net', lambda: libc.unshare(0x10000000 | 0x40000000)),\n"
+    "    ('clone user', lambda: libc.syscall(56, 0x10000000 | 17, 0, 0, 0, 0)),\n"
+    "    ('setns', lambda: libc.setns(os.open('/proc/self/ns/net', os.O_RDONLY), 0)),\n"
+    "]:\n"
+    "    if call() == -1 and ctypes.get_errno() == 1:\n        refused.append(name)\n"
+    "pid = os.fork()\nif pid == 0:\n    os._exit(7)\n"
+    "forked = os.waitpid(pid, 0)[1] >> 8 == 7\n"
+)
+
+
+@needs("user", "seccomp")
+def test_namespaces_cannot_be_created_inside(monkeypatch):
+    all_four = "assert len(refused) == 4, refused\nassert forked\n"
+    v = verdict(NAMESPACES, all_four, **ROOMY)
+    assert v["passed"], v["detail"]
+    # Control: without the filter this kernel would let the code create a user namespace.
+    from tailguard.gate import sandbox
+
+    plan = sandbox._plan(sandbox.base_interpreter())
+    monkeypatch.setattr(sandbox, "_plan", lambda python: replace(plan, seccomp=False))
+    v = verdict(NAMESPACES, "assert 'unshare user' not in refused, refused\n", **ROOMY)
+    assert v["passed"], v["detail"]
+
+
+@needs("mnt", "pid", "net", "cgroup", "seccomp")
+def test_this_machine_gets_every_protection():
+    """As root on a kernel with these features (CI), nothing is silently missing."""
+    assert all(isolation().values()), isolation()

@@ -185,6 +185,8 @@ class CodeTestsSpec(VerifierSpec):
     file_size_mb: int | None = None
     open_files: int | None = None
     processes: int | None = None
+    disk_mb: int | None = None
+    inodes: int | None = None
 
 
 class MathAnswerSpec(VerifierSpec):

@@ -45,6 +45,9 @@ def describe(result: sandbox.SandboxResult, limits: sandbox.Limits) -> tuple[boo
         where = f" in {rep['test']}"
     elif rep.get("line"):
         where = f" at {'solution.py' if rep.get('stage') == 'code' else 'tests.py'}:{rep['line']}"
+    if result.oom_kills:
+        why = f"memory ({limits.memory_mb} MiB over all its processes)"
+        return False, "memory_limit", f"{why}: {result.oom_kills} process(es) killed"
     if result.status == "timeout":
         return False, "timeout", f"still running after {limits.wall_seconds:g}s (wall clock)"
     if result.signal in ("SIGXCPU", "SIGKILL") and outcome is None:
@@ -59,6 +62,9 @@ def describe(result: sandbox.SandboxResult, limits: sandbox.Limits) -> tuple[boo
         return False, "memory_limit", f"memory ({limits.memory_mb} MiB){where}"
     if outcome == "file_size":
         return False, "file_size_limit", f"file size ({limits.file_size_mb} MiB){where}"
+    if outcome == "disk":
+        quota = f"{limits.disk_mb} MiB, {limits.inodes} files"
+        return False, "disk_limit", f"working directory full ({quota}){where}: {rep.get('error')}"
     if outcome == "exception":
         return False, "exception", f"exception{where}: {rep.get('error')}"
     if outcome == "exit":
@@ -80,7 +86,7 @@ class CodeTests(Verifier):
     """
 
     kind = "code_tests"
-    version = "1"
+    version = "2"
     codes = (
         "bad_content",
         "tests_failed",
@@ -89,9 +95,11 @@ class CodeTests(Verifier):
         "cpu_limit",
         "memory_limit",
         "file_size_limit",
+        "disk_limit",
         "exited",
         "killed",
         "no_result",
+        "cleanup_failed",
     )
 
     def __init__(
@@ -103,9 +111,13 @@ class CodeTests(Verifier):
         file_size_mb: int = 16,
         open_files: int = 64,
         processes: int = 32,
+        disk_mb: int = 64,
+        inodes: int = 8192,
     ) -> None:
         self.wall_seconds, self.cpu_seconds, self.memory_mb = wall_seconds, cpu_seconds, memory_mb
         self.file_size_mb, self.open_files, self.processes = file_size_mb, open_files, processes
+        self.disk_mb, self.inodes = disk_mb, inodes
+        sandbox.Limits(**self.params())  # a bad limit is refused here, not at run time
 
     @property
     def limits(self) -> sandbox.Limits:
@@ -127,6 +139,9 @@ class CodeTests(Verifier):
             missing = [k for k, v in result.isolation.items() if not v]
             if missing:
                 why += f" [not isolated here: {', '.join(missing)}]"
+            if result.cleanup_errors:  # logged too; a run that left something never passes
+                ok, code = False, "cleanup_failed"
+                why += f" [sandbox cleanup failed: {'; '.join(result.cleanup_errors)[:300]}]"
             passed.append(ok)
             codes.append(code)
             details.append(why)

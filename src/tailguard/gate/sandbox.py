@@ -1,59 +1,74 @@
-"""Run untrusted Python in a sandbox: its own process, directory, user and network.
+"""Run untrusted Python in a sandbox: its own processes, files, user, memory and network.
 
-What the sandbox does (as root, which is how CI runs; each step is reported):
+As root (how CI runs) every run gets, and :attr:`SandboxResult.isolation` reports:
 
-* a fresh directory, owned by a fresh unprivileged uid used by nothing else, so
-  ``RLIMIT_NPROC`` counts only the sandbox's own processes (root would ignore it)
-  and every process it leaves behind can be killed at once with ``kill(-1)``
-  from that uid;
-* an empty environment, ``python -I``, ``no_new_privs`` (setuid binaries do not
-  escalate) and its own session, so it cannot signal or read the caller;
-* a private mount namespace in which the world-writable directories (``/tmp``,
-  ``/var/tmp``, ``/dev/shm``, ``/run/lock``) are empty and read-only, so it can
-  write only inside its directory; a directory hiding the interpreter (such as a
-  ``/root`` holding pyenv) is replaced by one exposing only the interpreter;
-* a new network namespace with no interface up: no network at all;
-* rlimits on CPU time, address space, file size, open files and processes,
-  plus a wall-clock timeout enforced from outside.
+* a fresh unprivileged uid used by nothing else (``RLIMIT_NPROC`` counts only the
+  run's processes; ``kill(-1)`` from that uid reaches exactly them);
+* a cgroup (v2, else v1) bounding memory and process count over the whole tree,
+  so processes cannot add up their per-process limits (``tailguard.gate.cgroup``);
+* new mount, PID, network, IPC and UTS namespaces: a minimal read-only root
+  holding only the interpreter, its libraries and a few devices (a project's
+  ledger, the host's ``/tmp`` or ``/work`` do not exist inside), a fresh ``/proc``
+  showing only the run's processes, no network interface;
+* the working directory ``/sandbox``: a tmpfs with ``size=`` and ``nr_inodes=``
+  (``Limits.disk_mb``, ``Limits.inodes``), entered after it is mounted, so nothing
+  the code writes reaches the host's disk; it lives in the run's mount namespace
+  and is freed by the kernel with the run's last process, however deep the tree;
+* an empty environment, ``python -I``, ``no_new_privs`` and a seccomp filter that
+  refuses namespace creation (``unshare``, ``setns``, ``clone(CLONE_NEW*)``) and
+  mounting;
+* rlimits on CPU time, address space, file size, open files and processes, and
+  a wall-clock timeout enforced from outside.
 
-Without root, only the rlimits, the directory, the environment and the timeout
-apply (plus a network namespace if unprivileged user namespaces are allowed);
-:attr:`SandboxResult.isolation` says what was in force.
+Without root only the rlimits, a host directory (removed afterwards, at any
+depth), the environment, seccomp, the timeout and, where unprivileged user
+namespaces are allowed, a network namespace apply; without a cgroup the memory
+limit is per process and the process count is capped at ``FALLBACK_PROCESSES``.
+The launcher that sets all this up is ``sandbox_init.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
+import logging
 import os
-import resource
 import secrets
-import shutil
+import selectors
 import signal
-import stat
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWUSER = 0x00020000, 0x40000000, 0x10000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_BIND, MS_REC, MS_PRIVATE = 4096, 0x4000, 1 << 18
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
-WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")
-UID_BASE, UID_SPAN = 1_900_000_000, 200_000_000  # uids no account uses
+from tailguard.errors import InputError
+from tailguard.gate import cgroup
 
-_libc = ctypes.CDLL(None, use_errno=True)
+UID_BASE, UID_SPAN = 1_900_000_000, 200_000_000  # uids no account uses
+SUPERVISOR_MB = 32  # the sandbox's PID 1, counted in its cgroup
+FALLBACK_PROCESSES = 4  # without a cgroup, memory_mb holds per process: keep few
+INIT = str(Path(__file__).with_name("sandbox_init.py"))
+TAIL = 4000
+
+log = logging.getLogger(__name__)
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not be set up (not the code's fault)."""
 
 
 @dataclass(frozen=True)
 class Limits:
-    """What a sandboxed run may use. Sizes in MiB, times in seconds."""
+    """What a sandboxed run may use. Sizes in MiB, times in seconds.
+
+    ``memory_mb`` bounds each process (address space) and, with a cgroup, the whole
+    tree together; ``disk_mb`` and ``inodes`` bound the working directory.
+    """
 
     wall_seconds: float = 10.0
     cpu_seconds: int = 10
@@ -61,6 +76,14 @@ class Limits:
     file_size_mb: int = 16
     open_files: int = 64
     processes: int = 32
+    disk_mb: int = 64
+    inodes: int = 8192
+
+    def __post_init__(self) -> None:
+        # A zero would not mean "nothing": tmpfs reads size=0 and nr_inodes=0 as unlimited.
+        for name, value in asdict(self).items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise InputError(f"must be a positive number, not {value!r}", field=name)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,7 +96,10 @@ class SandboxResult:
     ``status``: ``"exited"`` (it ended by itself; see ``returncode`` and
     ``report``), ``"timeout"`` (wall clock), ``"killed"`` (a signal, e.g. the CPU
     limit's SIGKILL/SIGXCPU or a crash). ``report`` is what the harness wrote, if
-    anything. ``isolation`` lists what protection was in force.
+    anything. ``isolation`` lists what protection was in force. ``oom_kills``
+    counts processes the kernel killed for the tree's memory; ``memory_peak_mb``
+    is the tree's peak (with a cgroup). ``cleanup_errors`` lists anything the
+    run left that could not be removed (empty: nothing is left).
     """
 
     status: str
@@ -84,6 +110,9 @@ class SandboxResult:
     stderr: str
     report: dict[str, Any] | None
     isolation: dict[str, bool] = field(default_factory=dict)
+    oom_kills: int = 0
+    memory_peak_mb: float | None = None
+    cleanup_errors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,132 +120,117 @@ class _Plan:
     """What this machine lets the sandbox do, decided once per process."""
 
     root: bool
-    mount_ns: bool
-    net_ns: bool
-    user_ns: bool
-    writable_dirs: tuple[str, ...]
-    hidden: tuple[tuple[str, tuple[str, ...]], ...]  # (ancestor to cover, paths to re-expose)
+    mode: str  # "full" (namespaces, minimal root) or "basic"
+    user_net_ns: bool
+    cgroup: int | None  # 2, 1 or None
+    seccomp: bool
+    expose: tuple[str, ...] = ()
+    links: tuple[tuple[str, str], ...] = ()
 
-
-def _check(rc: int, what: str) -> None:
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _interpreter_paths(python: str) -> list[str]:
-    real = os.path.realpath(python)
-    paths = {
-        os.path.dirname(os.path.dirname(real)),
-        os.path.realpath(sys.base_prefix),
-        os.path.realpath(sys.prefix),
-        os.path.dirname(os.path.abspath(python)),
-    }
-    return sorted(paths)
-
-
-def _hidden_ancestors(paths: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """Directories that others cannot traverse but that lie above the interpreter."""
-    cover: dict[str, set[str]] = {}
-    for path in paths:
-        parts = Path(path).parts
-        for i in range(1, len(parts)):
-            anc = str(Path(*parts[:i]))
-            if anc == "/":
-                continue
-            if not os.stat(anc).st_mode & stat.S_IXOTH:
-                cover.setdefault(anc, set()).add(str(Path(*parts[: i + 1])))
-                break
-    return tuple((a, tuple(sorted(p))) for a, p in sorted(cover.items()))
+    def isolation(self) -> dict[str, bool]:
+        full = self.mode == "full"
+        return {
+            "separate_user": self.root,
+            "network_namespace": full or self.user_net_ns,
+            "private_root": full,
+            "private_proc": full,
+            "disk_quota": full,
+            "tree_memory_limit": self.cgroup is not None,
+            "seccomp": self.seccomp,
+        }
 
 
 def base_interpreter() -> str:
     """The real interpreter behind this one (a virtualenv's python is a link to it).
 
     Generated code needs the standard library only, and a virtualenv may live in a
-    directory the sandbox hides (``/tmp`` is emptied inside it).
+    directory the sandbox hides.
     """
     return os.path.realpath(sys.executable)
+
+
+def _libraries(python: str) -> list[str]:
+    """Shared objects the interpreter and its extension modules load (from ``ldd``)."""
+    dynload = Path(sysconfig.get_path("stdlib", vars={"installed_base": _prefix(python)}))
+    files = [python, *map(str, sorted((dynload / "lib-dynload").glob("*.so")))]
+    try:
+        out = subprocess.run(
+            ["ldd", *files], capture_output=True, text=True, timeout=60, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    libs = []
+    for line in out.splitlines():
+        words = line.split()
+        if "=>" in words and len(words) > words.index("=>") + 1:
+            libs.append(words[words.index("=>") + 1])
+        elif words and words[0].startswith("/"):
+            libs.append(words[0])  # the ELF interpreter
+    return [lib for lib in libs if lib.startswith("/")]
+
+
+def _prefix(python: str) -> str:
+    return os.path.dirname(os.path.dirname(os.path.realpath(python)))
+
+
+def _view(python: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The directories to bind read-only and the symlinks leading to them."""
+    dirs = {_prefix(python)}  # its standard library; a system Python's prefix is /usr
+    links: dict[str, str] = {}
+    for path in [python, *_libraries(python)]:
+        cur = "/"
+        for part in Path(path).parts[1:]:
+            nxt = os.path.join(cur, part)
+            if os.path.islink(nxt):
+                links[nxt] = os.readlink(nxt)
+                nxt = os.path.realpath(nxt)
+            cur = nxt
+        dirs.add(os.path.dirname(cur))
+    kept = sorted(d for d in dirs if not any(d.startswith(o + "/") for o in dirs if o != d))
+    inside = [p for p in links if any(p.startswith(d + "/") for d in kept)]
+    for p in inside:
+        del links[p]
+    return tuple(kept), tuple(sorted(links.items()))
+
+
+def _seccomp_available() -> bool:
+    try:
+        from tailguard.gate.sandbox_init import seccomp_filter
+
+        seccomp_filter()
+    except Exception:  # noqa: BLE001 - no libseccomp, no pyseccomp: reported, not fatal
+        return False
+    return True
 
 
 @lru_cache(maxsize=4)
 def _plan(python: str) -> _Plan:
     root = os.geteuid() == 0
-    writable = tuple(
-        d for d in WORLD_WRITABLE if os.path.isdir(d) and os.stat(d).st_mode & stat.S_IWOTH
-    )
-    hidden = _hidden_ancestors(_interpreter_paths(python)) if root else ()
-    plan = _Plan(root, root, root, not root, writable, hidden)
-    # Try it once: a kernel or container may refuse namespaces even to root.
-    for candidate in (
-        plan,
-        _Plan(root, False, True, not root, writable, ()),
-        _Plan(root, False, False, False, writable, ()),
-    ):
+    seccomp = _seccomp_available()
+    candidates = []
+    if root:
+        expose, links = _view(python)
+        version = cgroup.probe()
+        candidates.append(_Plan(True, "full", False, version, seccomp, expose, links))
+        if version is not None:
+            candidates.append(_Plan(True, "full", False, None, seccomp, expose, links))
+    else:
+        candidates.append(_Plan(False, "basic", True, None, seccomp))
+    candidates += [
+        _Plan(root, "basic", False, None, seccomp),
+        _Plan(root, "basic", False, None, False),
+    ]
+    # Try each once: a kernel or container may refuse namespaces even to root.
+    for plan in candidates:
         try:
-            with tempfile.TemporaryDirectory() as d:
-                res = _spawn(candidate, python, ["-c", "pass"], Path(d), Limits(wall_seconds=20))
-            if res.returncode == 0:
-                return candidate
-        except (OSError, subprocess.SubprocessError):
+            res = _run(plan, python, {}, ["-c", "pass"], Limits(wall_seconds=20))
+        except (OSError, SandboxError, subprocess.SubprocessError) as exc:
+            log.info("sandbox plan %s refused: %s", plan, exc)
             continue
-    return _Plan(root, False, False, False, writable, ())
-
-
-def _preexec(plan: _Plan, limits: Limits, uid: int | None) -> None:
-    """In the child between fork and exec: namespaces, mounts, limits, then drop root."""
-    flags = (CLONE_NEWNS if plan.mount_ns else 0) | (CLONE_NEWNET if plan.net_ns else 0)
-    if plan.user_ns:
-        flags |= CLONE_NEWUSER | CLONE_NEWNET
-    if flags:
-        _check(_libc.unshare(flags), "unshare")
-    if plan.mount_ns:
-        _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount private")
-        for anc, keep in plan.hidden:
-            fds = [os.open(p, os.O_RDONLY | os.O_DIRECTORY) for p in keep]
-            _check(
-                _libc.mount(
-                    b"tmpfs", anc.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=64k,mode=755"
-                ),
-                f"cover {anc}",
-            )
-            for p, fd in zip(keep, fds, strict=True):
-                os.makedirs(p, exist_ok=True)
-                _check(
-                    _libc.mount(
-                        f"/proc/self/fd/{fd}".encode(), p.encode(), None, MS_BIND | MS_REC, None
-                    ),
-                    f"expose {p}",
-                )
-                os.close(fd)
-        for d in plan.writable_dirs:
-            _check(
-                _libc.mount(
-                    b"tmpfs",
-                    d.encode(),
-                    b"tmpfs",
-                    MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                    b"size=4k,mode=755",
-                ),
-                f"hide {d}",
-            )
-    mib = 1 << 20
-    for res, value in (
-        (resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1)),
-        (resource.RLIMIT_AS, (limits.memory_mb * mib,) * 2),
-        (resource.RLIMIT_FSIZE, (limits.file_size_mb * mib,) * 2),
-        (resource.RLIMIT_NOFILE, (limits.open_files,) * 2),
-        (resource.RLIMIT_NPROC, (limits.processes,) * 2),
-        (resource.RLIMIT_CORE, (0, 0)),
-    ):
-        resource.setrlimit(res, value)
-    os.umask(0o077)
-    if uid is not None:
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
-    _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if res.returncode == 0:
+            return plan
+        log.info("sandbox plan %s failed: %s", plan, res.stderr.strip()[-300:])
+    return candidates[-1]
 
 
 def _processes_of(uid: int) -> list[int]:
@@ -237,8 +251,10 @@ def _processes_of(uid: int) -> list[int]:
     return pids
 
 
-def _kill_uid(uid: int) -> None:
-    """Kill every process of ``uid``: from that uid, ``kill(-1)`` reaches exactly them."""
+def _kill_uid(uid: int) -> list[int]:
+    """Kill every process of ``uid``: from that uid, ``kill(-1)`` reaches exactly them.
+
+    Returns the processes still alive after 50 rounds (none, in practice)."""
     for _ in range(50):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child only makes syscalls and exits
@@ -251,39 +267,254 @@ def _kill_uid(uid: int) -> None:
                 os._exit(0)
         os.waitpid(pid, 0)
         if not _processes_of(uid):
-            return
+            return []
         time.sleep(0.01)
+    return _processes_of(uid)
 
 
-def _spawn(
-    plan: _Plan,
-    python: str,
-    args: list[str],
-    workdir: Path,
-    limits: Limits,
-    uid: int | None = None,
-    pass_fds: tuple[int, ...] = (),
-    out: Any = subprocess.DEVNULL,
-    err: Any = subprocess.DEVNULL,
-) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [python, "-I", *args],
-        cwd=workdir,
-        env={},
-        stdin=subprocess.DEVNULL,
-        stdout=out,
-        stderr=err,
-        pass_fds=pass_fds,
-        start_new_session=True,
-        close_fds=True,
-        preexec_fn=lambda: _preexec(plan, limits, uid),
-    )
+def remove_tree(path: str | os.PathLike[str]) -> list[str]:
+    """Delete a directory tree of any depth; return what could not be deleted.
+
+    Iterative and descriptor-relative (one open directory at a time, no recursion,
+    no path length limit), so a tree 100,000 levels deep is removed like a flat one;
+    directories the code made unreadable are made readable first.
+    """
+    errors: list[str] = []
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
     try:
-        proc.wait(timeout=limits.wall_seconds)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return errors
+    names: list[str] = []  # the path from ``path`` to the current directory
+    stuck: set[tuple[int, int]] = set()  # entries that refused deletion
+    while True:
+        sub = None
+        with os.scandir(fd) as it:
+            entries = list(it)
+        for e in entries:
+            st = e.stat(follow_symlinks=False)
+            if (st.st_dev, st.st_ino) in stuck:
+                continue
+            if e.is_dir(follow_symlinks=False):
+                sub = e.name
+                break
+            try:
+                os.unlink(e.name, dir_fd=fd)
+            except OSError as exc:
+                stuck.add((st.st_dev, st.st_ino))
+                errors.append(f"{os.path.join(path, *names, e.name)}: {exc.strerror}")
+        if sub is not None:
+            try:
+                child = os.open(sub, flags, dir_fd=fd)
+            except PermissionError:
+                os.chmod(sub, 0o700, dir_fd=fd, follow_symlinks=False)
+                child = os.open(sub, flags, dir_fd=fd)
+            with contextlib.suppress(OSError):
+                os.fchmod(child, 0o700)  # so its entries can be unlinked
+            os.close(fd)
+            fd, names = child, [*names, sub]
+            continue
+        if not names:
+            os.close(fd)
+            try:
+                os.rmdir(path)
+            except OSError as exc:
+                errors.append(f"{path}: {exc.strerror}")
+            return errors
+        parent = os.open("..", flags & ~os.O_NOFOLLOW, dir_fd=fd)
+        st = os.fstat(fd)
+        os.close(fd)
+        name, names = names[-1], names[:-1]
+        try:
+            os.rmdir(name, dir_fd=parent)
+        except OSError as exc:
+            stuck.add((st.st_dev, st.st_ino))
+            errors.append(f"{os.path.join(path, *names, name)}: {exc.strerror}")
+        fd = parent
+
+
+class _Tail:
+    """The last ``limit`` bytes written to a pipe (the code may print gigabytes)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.data = limit, bytearray()
+
+    def add(self, chunk: bytes) -> None:
+        self.data += chunk
+        if len(self.data) > 2 * self.limit:
+            del self.data[: len(self.data) - self.limit]
+
+    def text(self) -> str:
+        return bytes(self.data[-self.limit :]).decode("utf-8", "replace")
+
+
+def _collect(proc: subprocess.Popen, pipes: dict[int, _Tail], deadline: float) -> bool:
+    """Read the pipes until the launcher exits or the deadline; True if it timed out."""
+    sel = selectors.DefaultSelector()
+    for fd in pipes:
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ)
+    try:
+        while True:
+            if proc.poll() is not None:
+                _drain(sel, pipes)
+                return False
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            for key, _ in sel.select(timeout=min(left, 0.05)):
+                _read(sel, key.fd, pipes)
+    finally:
+        sel.close()
+
+
+def _read(sel: selectors.BaseSelector, fd: int, pipes: dict[int, _Tail]) -> bool:
+    try:
+        chunk = os.read(fd, 1 << 16)
+    except BlockingIOError:
+        return False
+    if not chunk:
+        sel.unregister(fd)
+        return False
+    pipes[fd].add(chunk)
+    return True
+
+
+def _drain(sel: selectors.BaseSelector, pipes: dict[int, _Tail]) -> None:
+    """What is already in the pipes (a leftover writer cannot keep us here)."""
+    for fd in list(sel.get_map()):
+        for _ in range(64):
+            if not _read(sel, fd, pipes):
+                break
+
+
+def _run(
+    plan: _Plan, python: str, files: dict[str, str], args: list[str], limits: Limits
+) -> SandboxResult:
+    """One sandboxed run under ``plan``; everything it started is gone when this returns."""
+    uid = UID_BASE + secrets.randbelow(UID_SPAN) if plan.root else None
+    group = None
+    if plan.cgroup is not None:
+        tree_mb = limits.memory_mb + limits.disk_mb + SUPERVISOR_MB
+        group = cgroup.create(plan.cgroup, tree_mb << 20, limits.processes + 1)
+    processes = limits.processes if group else min(limits.processes, FALLBACK_PROCESSES)
+    workdir = None
+    opened: list[int] = []
+    errors: list[str] = []
+    proc = None
+    try:
+        if plan.mode == "basic":
+            workdir = tempfile.mkdtemp(prefix="tailguard-sandbox-")
+            if uid is not None:
+                os.chmod(workdir, 0o700)
+                os.chown(workdir, uid, uid)
+        files_fd = os.memfd_create("tailguard-sandbox-files")
+        opened.append(files_fd)
+        os.write(files_fd, json.dumps(files).encode("utf-8"))
+        pipes = [os.pipe() for _ in range(4)]  # stdout, stderr, report, status
+        opened += [fd for pair in pipes for fd in pair]
+        (out_r, out_w), (err_r, err_w), (rep_r, rep_w), (st_r, st_w) = pipes
+        cfg = {
+            "mode": plan.mode,
+            "parent": os.getpid(),
+            "python": python,
+            "args": [a.replace("{report_fd}", str(rep_w)) for a in args],
+            "uid": uid,
+            "limits": limits.to_dict(),
+            "processes": processes,
+            "cgroups": group.procs if group else [],
+            "expose": list(plan.expose),
+            "links": dict(plan.links),
+            "files_fd": files_fd,
+            "status_fd": st_w if plan.mode == "full" else None,
+            "workdir": workdir,
+            "user_net_ns": plan.user_net_ns,
+            "seccomp": plan.seccomp,
+        }
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, "-I", INIT, json.dumps(cfg)],
+            cwd="/",
+            env={},
+            stdin=subprocess.DEVNULL,
+            stdout=out_w,
+            stderr=err_w,
+            pass_fds=(rep_w, st_w, files_fd),
+            start_new_session=True,
+            close_fds=True,
+        )
+        for fd in (out_w, err_w, rep_w, st_w, files_fd):
+            os.close(fd)
+            opened.remove(fd)
+        tails = {out_r: _Tail(TAIL), err_r: _Tail(TAIL), rep_r: _Tail(1 << 16), st_r: _Tail(4096)}
+        timed_out = _collect(proc, tails, t0 + limits.wall_seconds)
+        # Whatever happened, nothing of the run may survive it: the launcher's death
+        # takes PID 1 (parent-death signal) and with it the whole PID namespace.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    return proc
+        seconds = time.monotonic() - t0
+        if group is not None:
+            group.kill()
+        if uid is not None and _processes_of(uid):
+            errors += [f"process {p} of uid {uid} survived SIGKILL" for p in _kill_uid(uid)]
+        sel = selectors.DefaultSelector()
+        for fd in tails:
+            sel.register(fd, selectors.EVENT_READ)
+        _drain(sel, tails)
+        sel.close()
+        status = _status(tails[st_r].text()) if plan.mode == "full" else None
+        if status and status.get("error"):
+            raise SandboxError(f"sandbox setup failed: {status['error']}")
+        rc = proc.returncode
+        if status and not timed_out:
+            rc = -status["signal"] if status.get("signal") else status.get("returncode")
+        sig = signal.Signals(-rc).name if rc is not None and rc < 0 else None
+        result = SandboxResult(
+            status="timeout" if timed_out else ("killed" if sig else "exited"),
+            returncode=rc,
+            signal=sig,
+            seconds=seconds,
+            stdout=tails[out_r].text(),
+            stderr=tails[err_r].text(),
+            report=_last_json(tails[rep_r].text()),
+            isolation=plan.isolation(),
+            oom_kills=group.oom_kills() if group else 0,
+            memory_peak_mb=_mb(group.peak_bytes()) if group else None,
+        )
+    finally:
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for fd in opened:
+            os.close(fd)
+        if group is not None:
+            errors += group.remove()
+        if workdir is not None:
+            errors += remove_tree(workdir)
+        if errors:
+            log.error("sandbox cleanup left: %s", "; ".join(errors))
+    return replace(result, cleanup_errors=tuple(errors))
+
+
+def _status(text: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(text) if text.strip() else None
+    except json.JSONDecodeError:
+        return None
+
+
+def _last_json(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _mb(n: int | None) -> float | None:
+    return None if n is None else round(n / (1 << 20), 1)
 
 
 def run_python(
@@ -296,95 +527,13 @@ def run_python(
     """Write ``files`` into a fresh directory and run ``python -I *args`` there, sandboxed.
 
     The harness may write a JSON report to the file descriptor whose number is
-    substituted for ``{report_fd}`` in ``args``.
+    substituted for ``{report_fd}`` in ``args``. Cleanup problems are logged and
+    listed in ``SandboxResult.cleanup_errors``; a sandbox that cannot be set up
+    raises :class:`SandboxError`.
     """
     limits = limits or Limits()
     python = python or base_interpreter()
-    plan = _plan(python)
-    base = Path(tempfile.mkdtemp(prefix="tailguard-sandbox-"))
-    uid = UID_BASE + secrets.randbelow(UID_SPAN) if plan.root else None
-    read_fd, write_fd = os.pipe()
-    try:
-        os.chmod(base, 0o711)
-        work = base / "work"
-        work.mkdir(mode=0o700)
-        for name, text in files.items():
-            (work / name).write_text(text, encoding="utf-8")
-        if uid is not None:
-            for p in [work, *work.iterdir()]:
-                os.chown(p, uid, uid)
-        out_path, err_path = base / "stdout", base / "stderr"
-        args = [a.replace("{report_fd}", str(write_fd)) for a in args]
-        t0 = time.monotonic()
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
-            proc = subprocess.Popen(
-                [python, "-I", *args],
-                cwd=work,
-                env={},
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                pass_fds=(write_fd,),
-                start_new_session=True,
-                close_fds=True,
-                preexec_fn=lambda: _preexec(plan, limits, uid),
-            )
-        os.close(write_fd)
-        write_fd = -1
-        timed_out = False
-        try:
-            proc.wait(timeout=limits.wall_seconds)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        # Whatever happened, nothing of the run may survive it.
-        if uid is not None:
-            _kill_uid(uid)
-        else:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        seconds = time.monotonic() - t0
-        os.set_blocking(read_fd, False)
-        try:
-            raw = os.read(read_fd, 1 << 16)
-        except BlockingIOError:
-            raw = b""
-        report = None
-        if raw:
-            try:
-                report = json.loads(raw.decode("utf-8", "replace").strip().splitlines()[-1])
-            except (json.JSONDecodeError, IndexError):
-                report = None
-        rc = proc.returncode
-        sig = signal.Signals(-rc).name if rc is not None and rc < 0 else None
-        status = "timeout" if timed_out else ("killed" if sig else "exited")
-        return SandboxResult(
-            status=status,
-            returncode=rc,
-            signal=sig,
-            seconds=seconds,
-            stdout=_tail(out_path),
-            stderr=_tail(err_path),
-            report=report,
-            isolation={
-                "separate_user": uid is not None,
-                "network_namespace": plan.net_ns or plan.user_ns,
-                "private_tmp": plan.mount_ns,
-            },
-        )
-    finally:
-        os.close(read_fd)
-        if write_fd >= 0:
-            os.close(write_fd)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def _tail(path: Path, limit: int = 4000) -> str:
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        f.seek(max(0, size - limit))
-        return f.read().decode("utf-8", "replace")
+    return _run(_plan(python), python, files, args, limits)
 
 
 #: The harness: run the code, then the tests (top-level asserts, then each test_*
@@ -405,6 +554,8 @@ def _fail(stage, exc, name, test=None):
         outcome = "memory"
     elif isinstance(exc, OSError) and exc.errno == 27:
         outcome = "file_size"
+    elif isinstance(exc, OSError) and exc.errno in (28, 122):
+        outcome = "disk"
     elif isinstance(exc, AssertionError):
         outcome = "failed"
     else:
@@ -448,9 +599,4 @@ def run_tests(code: str, tests: str, *, limits: Limits | None = None) -> Sandbox
 
 def isolation() -> dict[str, bool]:
     """What the sandbox can enforce on this machine (for logs and docs)."""
-    plan = _plan(base_interpreter())
-    return {
-        "separate_user": plan.root,
-        "network_namespace": plan.net_ns or plan.user_ns,
-        "private_tmp": plan.mount_ns,
-    }
+    return _plan(base_interpreter()).isolation()
