@@ -19,6 +19,7 @@ from tailguard.mix import (
     Accumulate,
     AccumulateSubsample,
     Anchored,
+    FillGaps,  # noqa: F401 - named in PINNED_DIGESTS
     Fresh,
     HumanOnly,
     Policy,
