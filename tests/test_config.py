@@ -90,6 +90,7 @@ def test_verifier_specs_cover_every_kind_and_every_parameter():
     for kind, spec in VERIFIER_SPECS.items():
         taken = set(inspect.signature(KINDS[kind]).parameters)
         given = {f.alias or name for name, f in spec.model_fields.items()} - {"kind", "name"}
+        given = {"fn" if g == "entry" else g for g in given}  # a judge's function by import path
         assert given == taken, kind
 
 

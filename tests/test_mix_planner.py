@@ -20,6 +20,7 @@ from tailguard.mix import (
     Accumulate,
     AccumulateSubsample,
     Anchored,
+    FillGaps,  # noqa: F401 - named in PINNED_DIGESTS
     Fresh,
     HumanOnly,
     Policy,
@@ -578,6 +579,10 @@ PINNED_DIGESTS = {
     ),
     "Anchored(real_fraction=0.2, synthetic='subsample')": (
         "1372378bd4f1c31ab7dfa1cef81290b989472550db20f33092d5b305dfcf1105"
+    ),
+    "FillGaps()": "25e5f1e0cec86b3a8ca0482fee63a72c6164107e94411f3838277f4a311d16f9",
+    "FillGaps(target=25, real_fraction=0.5)": (
+        "7930d06fbe1c6cbd6ee2a63e07867a1126b53f098ed170010911b1324f0fb018"
     ),
     "Fresh(new_human_per_round=10, synthetic='accumulate')": (
         "79c823b2a74a092e8f54c3a5025fc0473442575258698ba65dcd88090c2f4b97"

@@ -197,6 +197,52 @@ class MathAnswerSpec(VerifierSpec):
     timeout: float | None = None
 
 
+class JudgeSpec(VerifierSpec):
+    """A user's batch scoring function ``module:function`` (``texts -> scores, reasons``)."""
+
+    kind: Literal["judge"]
+    entry: str
+    threshold: float | None = None
+    batch_size: int | None = Field(None, ge=1)
+    timeout: float | None = Field(None, gt=0)
+    retries: int | None = Field(None, ge=0)
+    backoff: float | None = Field(None, ge=0)
+    concurrency: int | None = Field(None, ge=1)
+    cache: str | None = None
+    judge_version: str | None = None
+    PATHS: ClassVar[tuple[str, ...]] = ("cache",)
+
+    @model_validator(mode="after")
+    def _entry_shape(self) -> JudgeSpec:
+        if ":" not in self.entry:
+            raise ValueError(f"entry must look like module:function, got {self.entry!r}")
+        return self
+
+    def params(self, base_dir: Path | None = None) -> dict[str, Any]:
+        import importlib
+
+        out = super().params(base_dir)
+        module, _, function = out.pop("entry").partition(":")
+        try:
+            out["fn"] = getattr(importlib.import_module(module), function)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"entry {self.entry!r} cannot be imported: {exc}") from None
+        return out
+
+
+class ClassifierJudgeSpec(VerifierSpec):
+    """A saved text classifier (``tailguard judge train``) and the SHA-256 it printed."""
+
+    kind: Literal["classifier_judge"]
+    model: str
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    positive: str | None = None
+    threshold: float | None = None
+    batch_size: int | None = Field(None, ge=1)
+    cache: str | None = None
+    PATHS: ClassVar[tuple[str, ...]] = ("model", "cache")
+
+
 AnyVerifier = Annotated[
     SchemaSpec
     | RulesSpec
@@ -204,7 +250,9 @@ AnyVerifier = Annotated[
     | ExactDuplicateSpec
     | NearDuplicateSpec
     | CodeTestsSpec
-    | MathAnswerSpec,
+    | MathAnswerSpec
+    | JudgeSpec
+    | ClassifierJudgeSpec,
     Field(discriminator="kind"),
 ]
 #: The verifier kinds a config may name (``function`` needs Python, not TOML).
@@ -218,6 +266,8 @@ VERIFIER_SPECS: dict[str, type[VerifierSpec]] = {
         NearDuplicateSpec,
         CodeTestsSpec,
         MathAnswerSpec,
+        JudgeSpec,
+        ClassifierJudgeSpec,
     )
 }
 ENGINES = ("in_process", "process_pool", "ray")
@@ -258,6 +308,8 @@ class PolicySection(_Strict):
     synthetic: Literal["accumulate", "latest", "subsample"] | None = None
     reservoir: Literal["whole", "share"] | None = None
     new_human_per_round: int | None = Field(None, ge=1)
+    #: ``fill_gaps``: each label's target count ("median", a floor, or {label = count}).
+    target: Literal["median"] | Annotated[int, Field(ge=0)] | dict[str, int] | None = None
 
 
 def _dial_default(attr: str) -> Callable[[], Any]:

@@ -75,6 +75,10 @@ CREATE TABLE IF NOT EXISTS decisions (
     run VARCHAR NOT NULL, round INTEGER NOT NULL, real_fraction DOUBLE NOT NULL,
     reason VARCHAR NOT NULL, evidence VARCHAR
 );
+CREATE TABLE IF NOT EXISTS quarantine_log (
+    id VARCHAR NOT NULL, action VARCHAR NOT NULL, code VARCHAR, detail VARCHAR,
+    score DOUBLE, matched_id VARCHAR, logged_at TIMESTAMPTZ NOT NULL
+);
 CREATE TABLE IF NOT EXISTS stages (
     run VARCHAR NOT NULL, round INTEGER NOT NULL, stage VARCHAR NOT NULL,
     finished_at TIMESTAMPTZ NOT NULL
@@ -629,7 +633,7 @@ class Ledger:
                 """
                 WITH human AS (
                     SELECT DISTINCT ON (id) id, label FROM records
-                    WHERE origin = 'human' ORDER BY id, round, source),
+                    WHERE origin = 'human' AND status <> 'quarantined' ORDER BY id, round, source),
                 ranked AS (
                     SELECT id, label,
                         row_number() OVER (PARTITION BY label ORDER BY md5(id || ?)) AS rk,
@@ -971,13 +975,89 @@ class Ledger:
                     id, origin, generation, label, round, source, content
                 FROM records r
                 WHERE id NOT IN (SELECT id FROM holdout) AND round <= ? AND (
-                    (origin = 'human' AND (id IN (SELECT id FROM anchored) OR round >= 1))
+                    (origin = 'human' AND status <> 'quarantined'
+                     AND (id IN (SELECT id FROM anchored) OR round >= 1))
                     OR (origin = 'synthetic' AND status = 'accepted'))
                 ORDER BY id, origin, generation, round)
             ORDER BY id, origin
             """,
             params=[res.name, res.name, round],
         ).to_arrow_table()
+
+    # ------------------------------------------------------------------ quarantine
+    def quarantine(self, flagged: pa.Table) -> int:
+        """Quarantine human records (``id``, ``code``, ``detail``, ``score``, ``matched_id``).
+
+        Their status becomes ``quarantined`` (kept, never deleted): a reservoir freeze
+        and the training pool skip them until :meth:`release_quarantined`. Each call is logged.
+        """
+        return self._quarantine_action(flagged, "quarantine", "accepted", "quarantined")
+
+    def release_quarantined(
+        self, ids: list[str] | pa.Array, *, detail: str = "released by hand"
+    ) -> int:
+        """Release quarantined records back to ``accepted`` (logged, like the quarantine)."""
+        ids = pa.array(ids, pa.string())
+        n = len(ids)
+        table = pa.table(
+            {
+                "id": ids,
+                "code": pa.repeat(pa.scalar("released"), n),
+                "detail": pa.repeat(pa.scalar(detail), n),
+                "score": pa.nulls(n, pa.float64()),
+                "matched_id": pa.nulls(n, pa.string()),
+            }
+        )
+        return self._quarantine_action(table, "release", "quarantined", "accepted")
+
+    def _quarantine_action(self, table: pa.Table, action: str, old: str, new: str) -> int:
+        for col in ("id", "code", "detail", "score", "matched_id"):
+            if col not in table.column_names:
+                raise InputError(f"the {action} table needs a {col!r} column", field=col)
+        with self._transaction() as con:
+            con.register("moving", table.select(["id", "code", "detail", "score", "matched_id"]))
+            unknown = con.execute(
+                "SELECT min(id), count(*) FROM moving WHERE id NOT IN "
+                "(SELECT id FROM records WHERE origin = 'human' AND status = ?)",
+                [old],
+            ).fetchall()[0]
+            if unknown[1]:
+                raise InputError(
+                    f"{unknown[1]} id(s) are not {old} human records (e.g. {unknown[0]}); "
+                    f"nothing was changed",
+                    field="id",
+                )
+            n = con.execute(
+                "UPDATE records SET status = ? WHERE origin = 'human' AND status = ? "
+                "AND id IN (SELECT id FROM moving)",
+                [new, old],
+            ).fetchall()[0][0]
+            _do(
+                con,
+                "INSERT INTO quarantine_log SELECT id, ?, code, detail, score, matched_id, ? "
+                "FROM moving",
+                [action, dt.datetime.now(dt.UTC)],
+            )
+            con.unregister("moving")
+        return n
+
+    def quarantined(self) -> pa.Table:
+        """Records now quarantined, with the reason, score and match of their quarantine."""
+        return self.con.sql(
+            """
+            SELECT r.id, r.content, r.source, r.round, q.code, q.detail, q.score, q.matched_id,
+                   q.logged_at AS quarantined_at
+            FROM (SELECT DISTINCT ON (id) * FROM records
+                  WHERE origin = 'human' AND status = 'quarantined' ORDER BY id) r
+            JOIN (SELECT DISTINCT ON (id) * FROM quarantine_log WHERE action = 'quarantine'
+                  ORDER BY id, logged_at DESC) q USING (id)
+            ORDER BY r.id
+            """
+        ).to_arrow_table()
+
+    def quarantine_log(self) -> pa.Table:
+        """Every quarantine and release, oldest first (append-only)."""
+        return self.con.sql("SELECT * FROM quarantine_log ORDER BY logged_at, id").to_arrow_table()
 
     # ------------------------------------------------------------------ verdicts
     def record_gate(

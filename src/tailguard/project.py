@@ -36,6 +36,7 @@ def build_loop(
             "synthetic": config.policy.synthetic,
             "reservoir": config.policy.reservoir,
             "new_human_per_round": config.policy.new_human_per_round,
+            "target": config.policy.target,
         }.items()
         if v is not None
     }

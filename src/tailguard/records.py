@@ -46,6 +46,8 @@ class Status(StrEnum):
     CANDIDATE = "candidate"
     ACCEPTED = "accepted"
     REJECTED = "rejected"
+    #: A "human" record screened as likely model-written: kept, never frozen or trained on.
+    QUARANTINED = "quarantined"
 
 
 SCHEMA = pa.schema(

@@ -11,6 +11,7 @@ import tailguard.cli.mix_cmds  # noqa: F401  (registers its commands)
 import tailguard.cli.monitor_cmds  # noqa: F401  (registers its commands)
 import tailguard.cli.report_cmds  # noqa: F401  (registers its commands)
 import tailguard.cli.run_cmds  # noqa: F401  (registers its commands)
+import tailguard.cli.screen_cmds  # noqa: F401  (registers its commands)
 from tailguard.cli.app import app
 
 

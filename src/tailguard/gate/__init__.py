@@ -20,6 +20,7 @@ from tailguard.gate.config import KINDS, load_config
 from tailguard.gate.dedup import ExactDuplicate, NearDuplicate
 from tailguard.gate.execution import CodeTests, MathAnswer, answers_equal
 from tailguard.gate.gate import Gate, GateResult, gate_from_config
+from tailguard.gate.judge import ClassifierJudge, Judge, JudgeCache
 from tailguard.gate.sandbox import Limits, SandboxResult, run_python, run_tests
 from tailguard.gate.verifiers import FunctionVerifier, Quality, Rule, Rules, Schema, load_rules
 
@@ -32,11 +33,14 @@ __all__ = [
     "LEDGER_VERDICT_SCHEMA",
     "RESULT_VERDICT_SCHEMA",
     "VERDICT_SCHEMA",
+    "ClassifierJudge",
     "CodeTests",
     "ExactDuplicate",
     "FunctionVerifier",
     "Gate",
     "GateResult",
+    "Judge",
+    "JudgeCache",
     "Limits",
     "MathAnswer",
     "NearDuplicate",

@@ -43,12 +43,23 @@ from tailguard.errors import ConfigError, InputError
 from tailguard.gate.base import Verifier
 from tailguard.gate.dedup import ExactDuplicate, NearDuplicate
 from tailguard.gate.execution import CodeTests, MathAnswer
+from tailguard.gate.judge import ClassifierJudge, Judge
 from tailguard.gate.verifiers import Quality, Rules, Schema
 
 #: Verifier kinds a config may name. (``function`` needs Python, not TOML.)
 KINDS: dict[str, type[Verifier]] = {
     cls.kind: cls
-    for cls in (Schema, Rules, Quality, ExactDuplicate, NearDuplicate, CodeTests, MathAnswer)
+    for cls in (
+        Schema,
+        Rules,
+        Quality,
+        ExactDuplicate,
+        NearDuplicate,
+        CodeTests,
+        MathAnswer,
+        Judge,
+        ClassifierJudge,
+    )
 }
 
 
@@ -82,7 +93,10 @@ def build_verifier(
     where: str = "config",
 ) -> Verifier:
     """The verifier one validated ``[[gate.verifiers]]`` entry describes."""
-    params = spec.params(None if base_dir is None else Path(base_dir))
+    try:
+        params = spec.params(None if base_dir is None else Path(base_dir))
+    except ValueError as exc:
+        raise InputError(str(exc), file=where) from exc
     if spec.kind in (ExactDuplicate.kind, NearDuplicate.kind):
         params["reference"] = reference if spec.reference == "reservoir" else None
     try:

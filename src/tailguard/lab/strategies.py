@@ -170,6 +170,11 @@ STRATEGIES: dict[str, Strategy] = {
             uses_real_fraction=True,
         ),
         Strategy(
+            "fill-gaps",
+            "every human example, synthetic ones only up to each thin label's median gap",
+            lambda s: StrategyParts(__import__("tailguard.mix", fromlist=["FillGaps"]).FillGaps()),
+        ),
+        Strategy(
             "adaptive",
             "anchored, with the Dial turning the real fraction",
             lambda s: StrategyParts(_anchored(s), dial=_dial(s)),

@@ -18,6 +18,7 @@ from tailguard.mix.adapters import (
     rank_quota,
 )
 from tailguard.mix.dial import Decision, Dial, Evidence
+from tailguard.mix.gaps import FillGaps
 from tailguard.mix.planner import human_quota, plan
 from tailguard.mix.policies import (
     POLICIES,
@@ -41,6 +42,7 @@ __all__ = [
     "Decision",
     "Dial",
     "Evidence",
+    "FillGaps",
     "Fresh",
     "HumanOnly",
     "Policy",

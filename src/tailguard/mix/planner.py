@@ -93,6 +93,7 @@ def plan(
         _refuse_excluded(pool, exclude_ids)
 
     selection = policy.selection(pool, round, seed)
+    layout_policy = policy.resolve(selection)
     rows = selection.pool
     # Everything below reads only the selected rows (``selection.keep``) of the pool, so
     # rows a policy leaves out never change a plan.
@@ -112,9 +113,9 @@ def plan(
     )
     rng_seed = int(seed)
 
-    if isinstance(policy, Anchored):
+    if isinstance(layout_policy, Anchored):
         src, human_slot, info = _anchored_layout(
-            policy,
+            layout_policy,
             fp,
             _row_positions(selection, human=True),
             _row_positions(selection, human=False),
@@ -157,6 +158,7 @@ def plan(
         "batch_size": batch_size,
         "epochs": epochs,
         **info,
+        **(selection.info or {}),
         "real_fraction_used": n_human / len(src) if len(src) else 0.0,
         "human_slots": n_human,
         "synthetic_slots": len(src) - n_human,

@@ -50,6 +50,8 @@ class Selection:
     human: np.ndarray
     keep: np.ndarray | None = None
     human_first: bool = False
+    #: What the policy decided on this pool, stored in the manifest's params (e.g. gaps filled).
+    info: dict[str, Any] | None = None
 
     def mask(self, human: bool | None = None) -> np.ndarray | None:
         """The selected rows (only human or non-human ones if asked); ``None``: every row."""
@@ -101,6 +103,10 @@ class Policy(ABC):
         if "label" not in rows.column_names:
             rows = rows.append_column("label", pa.nulls(rows.num_rows, pa.string()))
         return Selection(pool=rows, human=_as_numpy(_is_human(rows)))
+
+    def resolve(self, selection: Selection) -> Policy:
+        """The policy the planner lays out ``selection`` with (a share fixed by the data)."""
+        return self
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())

@@ -1,0 +1,69 @@
+"""`tailguard screen`: ingest "human" records and quarantine the ones a model probably wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tailguard.cli.app import LedgerOption, app, console, handles_errors, open_ledger
+from tailguard.errors import InputError
+
+
+@app.command()
+@handles_errors
+def screen(
+    file: Path | None = typer.Argument(None, help="JSONL, Parquet or CSV of human records."),
+    source: str | None = typer.Option(None, help="Dataset name (default: the file's)."),
+    round_: int = typer.Option(0, "--round", help="Round the records enter."),
+    text_field: str = typer.Option("text", help="Field holding the example's text."),
+    label_field: str | None = typer.Option(None, help="Field holding the class or slice."),
+    precision: float = typer.Option(0.9, help="Out-of-fold precision the threshold aims at."),
+    threshold: float | None = typer.Option(None, help="A fixed detector threshold instead."),
+    near: float = typer.Option(0.8, help="Jaccard at which a record copies a synthetic one."),
+    release: list[str] = typer.Option(None, "--release", help="Release quarantined ids."),
+    ledger: Path | None = LedgerOption,
+) -> None:
+    """Ingest human records, screen them against the ledger's synthetic data, quarantine."""
+    from tailguard.records import content_ids, normalise_content
+    from tailguard.screen import Screener, screen_ledger
+
+    if (file is None) == (not release):
+        raise InputError("give a FILE to screen, or --release ID to release quarantined ids")
+    with open_ledger(ledger) as led:
+        if release:
+            n = led.release_quarantined(list(release))
+            console.print(f"released {n} record(s)")
+            return
+        from tailguard.readers import read_table
+
+        table, name = read_table(file, text_field=text_field, label_field=label_field)
+        ids = content_ids(normalise_content(table[text_field]))
+        led.ingest(
+            table,
+            origin="human",
+            source_name=source or name,
+            round=round_,
+            text_field=text_field,
+            label_field=label_field,
+        )
+        screener = Screener(near_threshold=near, precision=precision, threshold=threshold)
+        with console.status("training the detector and screening..."):
+            flagged = screen_ledger(led, ids, screener)
+        fit = screener.fit_
+        console.print(
+            f"detector: cross-validated AUC {fit.auc:.3f} on {fit.n_human} human vs "
+            f"{fit.n_synthetic} synthetic records; threshold {fit.threshold:.3f} "
+            f"(out-of-fold precision {fit.precision:.2f}, recall {fit.recall:.2f})"
+        )
+        for g, auc in fit.auc_by_generator.items():
+            console.print(f"  generator {g}: AUC {auc:.3f}")
+        out = Table("id", "code", "score", "detail")
+        for row in flagged.slice(0, 20).to_pylist():
+            out.add_row(row["id"][:12], row["code"], f"{row['score']:.3f}", row["detail"])
+        console.print(out)
+        console.print(
+            f"screened {len(ids)} record(s): quarantined {flagged.num_rows} "
+            "(kept, never frozen or trained on; `tailguard screen --release ID` releases one)"
+        )

@@ -1,0 +1,304 @@
+"""Judges: a user's scoring function, or a trained classifier, as a verifier.
+
+The usual gate for open-ended data is a policy checker: a classifier or a model
+acting as judge. :class:`Judge` calls the user's batch function
+``fn(texts) -> (scores, reasons)`` in batches, at most ``concurrency`` calls at a
+time, each within ``timeout`` seconds and retried ``retries`` times with
+exponential back-off; a score at or above ``threshold`` passes. Answers are
+cached by content id and the judge's version, in memory and, with ``cache``, in
+a DuckDB file, so a resumed or repeated gate never pays twice for a text.
+:class:`ClassifierJudge` is the built-in judge: a scikit-learn text classifier
+trained on labelled examples and stored with a hash check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from tailguard.errors import InputError
+from tailguard.gate import classifier
+from tailguard.gate.base import Verifier, verdicts
+from tailguard.records import content_ids, normalise_content
+
+BatchFn = Callable[[list[str]], tuple[Sequence[float], Sequence[str]]]
+
+
+class JudgeCache:
+    """Scores and reasons by (judge key, content id): in memory, and in a DuckDB file if given."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = None if path is None else str(path)
+        self._memory: dict[tuple[str, str], tuple[float, str]] = {}
+
+    def _con(self) -> Any:
+        import duckdb
+
+        con = duckdb.connect(self.path)
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS judge_cache (key VARCHAR, id VARCHAR, score DOUBLE, "
+            "reason VARCHAR, PRIMARY KEY (key, id))"
+        )
+        return con
+
+    def get(self, key: str, ids: list[str]) -> dict[str, tuple[float, str]]:
+        found = {i: self._memory[(key, i)] for i in ids if (key, i) in self._memory}
+        missing = [i for i in ids if i not in found]
+        if self.path is not None and missing:
+            con = self._con()
+            try:
+                con.register("wanted", pa.table({"id": pa.array(missing, pa.string())}))
+                rows = con.execute(
+                    "SELECT id, score, reason FROM judge_cache WHERE key = ? "
+                    "AND id IN (SELECT id FROM wanted)",
+                    [key],
+                ).fetchall()
+            finally:
+                con.close()
+            for i, score, reason in rows:
+                found[i] = self._memory[(key, i)] = (float(score), reason)
+        return found
+
+    def put(self, key: str, answers: dict[str, tuple[float, str]]) -> None:
+        for i, value in answers.items():
+            self._memory[(key, i)] = value
+        if self.path is not None and answers:
+            ids = list(answers)
+            table = pa.table(
+                {
+                    "key": pa.array([key] * len(ids), pa.string()),
+                    "id": pa.array(ids, pa.string()),
+                    "score": pa.array([answers[i][0] for i in ids], pa.float64()),
+                    "reason": pa.array([answers[i][1] for i in ids], pa.string()),
+                }
+            )
+            con = self._con()
+            try:
+                con.register("fresh", table)
+                con.execute("INSERT OR REPLACE INTO judge_cache SELECT * FROM fresh")
+            finally:
+                con.close()
+
+
+class Judge(Verifier):
+    """A user's batch scoring function as a verifier (see the module docstring).
+
+    ``fn(texts)`` returns ``(scores, reasons)``, one of each per text (a score in any
+    range; ``threshold`` decides). A batch that still fails after ``retries`` fails
+    its records with code ``judge_unavailable``. ``version`` names the judge's
+    behaviour in the cache key: change it when the judge changes. ``calls`` counts
+    the function's calls (for tests and cost checks).
+    """
+
+    kind = "judge"
+    version = "1"
+    row_independent = False  # batches, concurrency and the cache are the judge's own
+    codes = ("below_threshold", "judge_unavailable")
+
+    def __init__(
+        self,
+        fn: BatchFn,
+        *,
+        threshold: float = 0.5,
+        batch_size: int = 32,
+        timeout: float = 60.0,
+        retries: int = 2,
+        backoff: float = 0.5,
+        concurrency: int = 4,
+        cache: str | Path | None = None,
+        judge_version: str = "1",
+    ) -> None:
+        if not callable(fn):
+            raise InputError(f"{fn!r} is not callable", field="fn")
+        for key, value, low in (
+            ("batch_size", batch_size, 1),
+            ("concurrency", concurrency, 1),
+            ("retries", retries, 0),
+        ):
+            if not isinstance(value, int) or value < low:
+                raise InputError(f"{key} must be an integer >= {low}, got {value!r}", field=key)
+        if timeout <= 0 or backoff < 0:
+            raise InputError("timeout must be > 0 and backoff >= 0", field="timeout")
+        self.fn = fn
+        self.threshold, self.batch_size, self.timeout = float(threshold), batch_size, timeout
+        self.retries, self.backoff, self.concurrency = retries, backoff, concurrency
+        self.cache = None if cache is None else str(cache)
+        self.judge_version = str(judge_version)
+        self._cache = JudgeCache(self.cache)
+        self._name = getattr(fn, "__name__", "judge")
+        self.calls = 0
+
+    def params(self) -> dict[str, Any]:
+        out = super().params()
+        out["fn"] = _qualname(self.fn)
+        return out
+
+    @property
+    def cache_key(self) -> str:
+        """What an answer is cached under: the judge's name, function and versions."""
+        return f"{self.name}|{self.kind}|{_qualname(self.fn)}|{self.version}|{self.judge_version}"
+
+    def _call(self, texts: list[str], pool: ThreadPoolExecutor) -> tuple[list[float], list[str]]:
+        """One batch through ``fn`` within the timeout, retried with exponential back-off."""
+        last: BaseException | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            self.calls += 1
+            future = pool.submit(self.fn, list(texts))
+            try:
+                scores, reasons = future.result(timeout=self.timeout)
+                scores = [float(s) for s in scores]
+                reasons = [str(r) for r in reasons]
+                if len(scores) != len(texts) or len(reasons) != len(texts):
+                    raise ValueError(
+                        f"the judge returned {len(scores)} scores and {len(reasons)} reasons "
+                        f"for {len(texts)} texts"
+                    )
+                return scores, reasons
+            except FutureTimeout:
+                last = TimeoutError(f"no answer within {self.timeout:g}s")
+            except Exception as exc:  # noqa: BLE001 - retried, then a verdict
+                last = exc
+        raise RuntimeError(f"{type(last).__name__}: {last}") from last
+
+    def score(self, texts: list[str]) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """Scores, reasons and an ``ok`` mask (False: the judge never answered) for texts."""
+        ids = content_ids(normalise_content(pa.array(texts, pa.string()))).to_pylist()
+        key = self.cache_key
+        known = self._cache.get(key, sorted(set(ids)))
+        todo = sorted({i for i in ids if i not in known})
+        text_of = dict(zip(ids, texts, strict=True))
+        batches = [todo[k : k + self.batch_size] for k in range(0, len(todo), self.batch_size)]
+        failed: dict[str, str] = {}
+        # ``runners`` bound the batches in flight; ``calls`` run ``fn`` so a call that
+        # overruns its timeout can be abandoned (a thread cannot be killed) and retried.
+        with (
+            ThreadPoolExecutor(max_workers=self.concurrency * (self.retries + 1)) as calls,
+            ThreadPoolExecutor(max_workers=self.concurrency) as runners,
+        ):
+            work = [
+                (b, runners.submit(self._call, [text_of[i] for i in b], calls)) for b in batches
+            ]
+            for batch, future in work:
+                try:
+                    scores, reasons = future.result()
+                except RuntimeError as exc:
+                    failed.update(dict.fromkeys(batch, str(exc)))
+                    continue
+                fresh = dict(zip(batch, zip(scores, reasons, strict=True), strict=True))
+                self._cache.put(key, fresh)
+                known.update(fresh)
+        score = np.array([known[i][0] if i in known else np.nan for i in ids])
+        reasons = [known[i][1] if i in known else failed.get(i, "") for i in ids]
+        return score, reasons, np.array([i in known for i in ids])
+
+    def verify(self, batch: pa.Table) -> pa.Table:
+        score, reasons, ok = self.score(batch.column("content").to_pylist())
+        passed = ok & (np.nan_to_num(score, nan=-np.inf) >= self.threshold)
+        code = np.where(ok, "below_threshold", "judge_unavailable")
+        detail = [
+            f"{r} (score {s:.3f} < {self.threshold:g})" if k else f"judge unavailable: {r}"
+            for r, s, k in zip(reasons, score, ok, strict=True)
+        ]
+        detail = [d if not p else r for d, r, p in zip(detail, reasons, passed, strict=True)]
+        return verdicts(passed, code.tolist(), detail, score=score)
+
+
+class ClassifierJudge(Judge):
+    """A trained text classifier as a judge: the score is P(``positive`` class).
+
+    Build it with :meth:`train` (from texts and labels, e.g. a ledger's labelled
+    records or a file), from a fitted scikit-learn classifier (``model``), or from
+    a saved model's path and its SHA-256 (``model``, ``sha256``): the file is
+    hashed before it is unpickled and refused on a mismatch.
+    """
+
+    kind = "classifier_judge"
+    version = "1"
+
+    def __init__(
+        self,
+        *,
+        model: str | Path | Any,
+        sha256: str | None = None,
+        positive: str = "on-topic",
+        threshold: float = 0.5,
+        batch_size: int = 512,
+        cache: str | Path | None = None,
+    ) -> None:
+        if isinstance(model, str | Path):
+            fitted, model = classifier.load(model, sha256 or ""), str(model)
+        elif hasattr(model, "predict_proba"):
+            fitted, model = model, None
+        else:
+            raise InputError("model must be a saved model's path or a classifier", field="model")
+        self._model = fitted
+        self.model = model
+        self.sha256 = sha256
+        self.positive = positive
+        super().__init__(
+            self._predict,
+            threshold=threshold,
+            batch_size=batch_size,
+            concurrency=1,
+            retries=0,
+            cache=cache,
+            judge_version=sha256 or _model_digest(fitted),
+        )
+        self._name = None
+
+    def _predict(self, texts: list[str]) -> tuple[list[float], list[str]]:
+        p = self._model.predict_proba(texts)[:, 1]
+        return p.tolist(), [f"P({self.positive})={v:.2f}" for v in p]
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "sha256": self.sha256 or self.judge_version,
+            "positive": self.positive,
+            "threshold": self.threshold,
+            "batch_size": self.batch_size,
+            "cache": self.cache,
+        }
+
+    @classmethod
+    def train(
+        cls,
+        texts: Sequence[str],
+        labels: Sequence[Any],
+        *,
+        positive: str,
+        threshold: float = 0.5,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> tuple[ClassifierJudge, classifier.Fitted]:
+        """Train on labelled texts (``positive``: the label that passes); also its CV fit."""
+        y = np.asarray([str(v) == str(positive) for v in labels])
+        fitted = classifier.fit(list(texts), y, seed=seed)
+        judge = cls(model=fitted.model, positive=str(positive), threshold=threshold, **kwargs)
+        return judge, fitted
+
+    def save(self, path: str | Path) -> str:
+        """Store the model; returns the SHA-256 to put in ``tailguard.toml``."""
+        digest = classifier.save(self._model, path)
+        self.model, self.sha256 = str(path), digest
+        return digest
+
+
+def _qualname(fn: Any) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
+
+
+def _model_digest(model: Any) -> str:
+    import pickle
+
+    return hashlib.sha256(pickle.dumps(model)).hexdigest()[:16]
