@@ -36,6 +36,7 @@ from tailguard.mix import (
     Accumulate,
     AccumulateSubsample,
     Anchored,
+    FillGaps,
     Fresh,
     HumanOnly,
     Policy,
@@ -172,7 +173,7 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy(
             "fill-gaps",
             "every human example, synthetic ones only up to each thin label's median gap",
-            lambda s: StrategyParts(__import__("tailguard.mix", fromlist=["FillGaps"]).FillGaps()),
+            lambda s: StrategyParts(FillGaps()),
         ),
         Strategy(
             "adaptive",
