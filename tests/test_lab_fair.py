@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow.compute as pc
 import pytest
 from conftest import tiny_lab_run
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tailguard.errors import ConfigError
 from tailguard.lab.config import LabConfig, human_budget
@@ -13,22 +16,41 @@ from tailguard.lab.models import MODELS
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
-def test_fresh_for_20_generations_runs_or_is_refused_up_front_with_the_reason(model):
-    config = LabConfig(model=model, strategies=("fresh",), generations=20, seeds=1)
+@pytest.mark.parametrize("volume", ["auto", None])
+def test_fresh_for_20_generations_runs_or_is_refused_up_front_with_the_reason(model, volume):
+    config = LabConfig(model=model, strategies=("fresh",), generations=20, seeds=1, volume=volume)
     n_human = config.dataset.load(config.model_params).num_rows
     n_generate = _n_generate(config, n_human)
     per_round = max(1, n_generate // 4)
-    if per_round * 20 > n_human // 2:
-        with pytest.raises(ConfigError, match=r"needs \d+ new human records per round x 20"):
+    fresh = per_round * 20
+    if config.volume is None:
+        supplied = fresh <= n_human // 2  # half the data stays in the reservoir
+        reason = rf"needs {per_round} new human records per round x 20 generations = {fresh:,}"
+    else:
+        supplied = (config.reservoir_size or config.volume // 2) + fresh <= n_human
+        reason = rf"runs out of human data: .* fresh streams {fresh:,}"
+    if not supplied:
+        with pytest.raises(ConfigError, match=reason):
             human_budget(config, n_human, n_generate)
     else:
         reservoir, stream = human_budget(config, n_human, n_generate)
-        assert stream == per_round * 20 and reservoir + stream == n_human
+        assert stream == fresh and reservoir + stream <= n_human
     # a per-round count the data set can supply always runs: the stream is sized for it
     k = max(1, n_human // 50)
-    small = LabConfig(model=model, strategies=("fresh",), generations=20, fresh_per_round=k)
+    small = LabConfig(
+        model=model, strategies=("fresh",), generations=20, fresh_per_round=k, volume=None
+    )
     reservoir, stream = human_budget(small, n_human, n_generate)
     assert stream == 20 * k and reservoir == n_human - 20 * k
+
+
+def test_fresh_runs_20_generations_through_the_loop():
+    result = tiny_lab_run(
+        model="gaussian", strategies="fresh", generations=20, fresh_per_round=40, volume=300,
+        reservoir_size=200, batch_size=50,
+    )  # fmt: skip
+    rounds = result.rounds.filter(pc.greater_equal(result.rounds["round"], 1))
+    assert rounds["new_human"].to_pylist() == [40] * 20
 
 
 def test_fresh_per_round_passes_through_and_is_refused_before_running():
@@ -38,7 +60,9 @@ def test_fresh_per_round_passes_through_and_is_refused_before_running():
     rounds = result.rounds.filter(pc.greater_equal(result.rounds["round"], 1))
     assert rounds["new_human"].to_pylist() == [30, 30, 30]
     with pytest.raises(ConfigError, match="'fresh' strategy needs 450 new human records"):
-        tiny_lab_run(model="gaussian", strategies="fresh", generations=4)  # was a crash at round 3
+        tiny_lab_run(model="gaussian", strategies="fresh", generations=4, volume=None)  # crashed
+    with pytest.raises(ConfigError, match="runs out of human data"):
+        tiny_lab_run(model="gaussian", strategies="fresh", generations=4)  # at the auto volume
 
 
 def test_equal_volume_prices_human_data_and_fills_every_strategy_to_the_volume():
@@ -80,7 +104,7 @@ def test_a_volume_the_data_set_cannot_supply_is_refused_up_front():
     with pytest.raises(ConfigError, match="runs out of human data"):
         tiny_lab_run(model="gaussian", strategies="human-only,replace", volume=5000, generations=1)
     with pytest.raises(ConfigError, match="reservoir_size only applies"):
-        LabConfig(model="gaussian", reservoir_size=100)
+        LabConfig(model="gaussian", reservoir_size=100, volume=None)
 
 
 def test_the_gaussian_frontier_agrees_with_the_closed_form():
@@ -112,3 +136,43 @@ def test_the_gaussian_frontier_agrees_with_the_closed_form():
     advice = advise_from_frontier(advise(TaskProfile(task="general")), fr)
     assert advice.real_fraction == pytest.approx(min(1.0, min(safe) + 0.05))
     assert any(f"held: {min(safe):g}" in e for e in advice.evidence)
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    reservoir=st.integers(20, 120),
+    extra=st.integers(1, 200),
+    fraction=st.sampled_from([0.05, 0.1, 0.2, 0.3, 0.5, 0.8]),
+    seed=st.integers(0, 1000),
+)
+def test_anchoring_reinjects_every_reservoir_id_every_round(reservoir, extra, fraction, seed):
+    """Through the loop and the ledger: each synthetic round's manifest holds every id of the
+    reservoir's training split, and every batch at least its human quota."""
+    from tailguard.lab.job import _Job
+    from tailguard.mix import human_quota
+
+    batch = 10
+    if fraction * batch < 1:
+        fraction = 0.1
+    volume = reservoir + extra
+    cfg = LabConfig(
+        model="gaussian", strategies=("anchored",), generations=2, seeds=1, recovery_rounds=0,
+        volume=volume, reservoir_size=reservoir, real_fraction=fraction, batch_size=batch,
+        eval_size=50, seed=seed,
+    )  # fmt: skip
+    job = _Job(cfg, "anchored", 0, lambda n: None)
+    try:
+        job.run_loop()
+        ids = set(job.ledger.reservoir_records("train")["id"].to_pylist())
+        for r in (1, 2):
+            slots = job.ledger.manifest(r, job.run_name).slots
+            human = slots.filter(pc.equal(slots["origin"], "human"))
+            assert set(human["id"].to_pylist()) == ids
+            per_batch = np.bincount(
+                human["batch"].to_numpy(), minlength=int(slots["batch"].to_numpy().max()) + 1
+            )
+            assert (per_batch >= human_quota(fraction, batch, len(per_batch))).all()
+            synthetic = slots.filter(pc.equal(slots["origin"], "synthetic"))
+            assert set(synthetic["generation"].to_pylist()) <= {r}  # the newest generation
+    finally:
+        job.ledger.close()

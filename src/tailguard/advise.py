@@ -330,7 +330,8 @@ def advise_from_frontier(
         f"frontier ({frontier.model}, volume {frontier.volume}/round, {frontier.generations} "
         "generations): "
         + ", ".join(
-            f"{r.real_fraction:g}: tails x{r.tail_ratio:.2f} {'held' if r.held else 'lost'}"
+            f"{r.real_fraction:g}: tails x{r.tail_ratio:.2f}, coverage x{r.coverage_ratio:.2f} "
+            f"{'held' if r.held else 'lost'}"
             for r in rows.itertuples()
         )
     ]

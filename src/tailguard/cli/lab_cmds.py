@@ -37,8 +37,11 @@ def lab_run(
     params: list[str] = typer.Option(
         None, "--param", help="A model or data parameter, key=value (repeatable), e.g. steps=150."
     ),
-    volume: int = typer.Option(
-        None, "--volume", help="Training examples per round for every strategy (equal volume)."
+    volume: str = typer.Option(
+        "auto",
+        "--volume",
+        help="Training examples per round for every strategy (equal volume): a number, "
+        "'auto' (larger than the reservoir) or 'policy' (each strategy's own).",
     ),
     reservoir_size: int = typer.Option(
         None, "--reservoir-size", help="With --volume: human records frozen (default volume/2)."
@@ -64,11 +67,27 @@ def lab_run(
         model=model, data=data, strategies=strategies, generations=generations, seeds=seeds,
         real_fraction=real_fraction, n_generate=n_generate, recovery_rounds=recovery_rounds,
         model_params=parse_params(params or []),
-        volume=volume, reservoir_size=reservoir_size, fresh_per_round=fresh_per_round,
+        volume=parse_volume(volume), reservoir_size=reservoir_size,
+        fresh_per_round=fresh_per_round,
         costs=CostModel.parse(costs), workers=workers, out=out, seed=seed,
     )  # fmt: skip
     print_lab_result(result)
     console.print(f"\nsaved to [bold]{result.path}[/] ({result.elapsed:.1f} s)")
+
+
+def parse_volume(text: str) -> int | str | None:
+    """``--volume``: a number of examples, ``auto`` or ``policy`` (no equal volume)."""
+    from tailguard.errors import ConfigError
+
+    value = text.strip().lower()
+    if value in ("auto", "policy"):
+        return None if value == "policy" else "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(
+            f"--volume: {text!r} is not a number of examples, 'auto' or 'policy'"
+        ) from None
 
 
 def parse_params(items: list[str]) -> dict[str, object]:
@@ -149,15 +168,31 @@ def lab_list() -> None:
         console.print(f"  {s.name:<22} {s.description}")
 
 
-def print_lab_result(result, metric: str | None = None) -> None:  # noqa: ANN001
+def print_lab_result(result, metric: str | None = None, *, table: bool = True) -> None:  # noqa: ANN001
+    """The axes table (unless ``table=False``) and one metric's median curve."""
+    if table:
+        _print_axes(result)
+    name = metric or result.primary
+    curve = result.curve(name).to_pandas()
+    if curve.empty:
+        from tailguard.errors import ConfigError
+
+        raise ConfigError(f"no metric {name!r} in this run")
+    pivot = curve.pivot(index="strategy", columns="round", values="median")
+    console.print(f"\n[bold]{name}[/], median over seeds, by generation")
+    console.print(pivot.round(3).to_string())
+
+
+def _print_axes(result) -> None:  # noqa: ANN001
     from rich.table import Table
 
     from tailguard.palette import strategy_colors
 
     c = result.config
+    volume = f", volume {c.volume:,}/round" if c.volume is not None else ""
     title = (
         f"{c.model} on {c.dataset.name}: {c.generations} generations, {c.seeds} seeds, "
-        f"real fraction {c.real_fraction:g}"
+        f"real fraction {c.real_fraction:g}{volume}"
     )
     table = Table(title=title)
     columns = [
@@ -182,15 +217,6 @@ def print_lab_result(result, metric: str | None = None) -> None:  # noqa: ANN001
                 cells.append(fmt.format(v))
         table.add_row(*cells)
     console.print(table)
-    name = metric or result.primary
-    curve = result.curve(name).to_pandas()
-    if curve.empty:
-        from tailguard.errors import ConfigError
-
-        raise ConfigError(f"no metric {name!r} in this run")
-    pivot = curve.pivot(index="strategy", columns="round", values="median")
-    console.print(f"\n[bold]{name}[/], median over seeds, by generation")
-    console.print(pivot.round(3).to_string())
 
 
 @lab_app.command("frontier")
@@ -203,7 +229,9 @@ def lab_frontier(
     ),
     generations: int = typer.Option(10, "--generations", help="Synthetic generations per run."),
     seeds: int = typer.Option(3, "--seeds", help="Seeds per fraction."),
-    volume: int = typer.Option(None, "--volume", help="Training examples per round."),
+    volume: str = typer.Option(
+        "auto", "--volume", help="Training examples per round (a number or 'auto')."
+    ),
     reservoir_size: int = typer.Option(None, "--reservoir-size", help="Human records frozen."),
     batch_size: int = typer.Option(64, "--batch-size", help="Examples per batch."),
     costs: str = typer.Option(None, "--costs", help="Prices per example, e.g. human=0.5"),
@@ -222,7 +250,7 @@ def lab_frontier(
         raise ConfigError(f"--fractions: {fractions!r} is not a list of numbers") from None
     result = frontier(
         model=model, data=data, fractions=values, generations=generations, seeds=seeds,
-        volume=volume, reservoir_size=reservoir_size, batch_size=batch_size,
+        volume=parse_volume(volume), reservoir_size=reservoir_size, batch_size=batch_size,
         costs=CostModel.parse(costs), workers=workers, out=out,
     )  # fmt: skip
     print_frontier(result)

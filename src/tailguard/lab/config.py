@@ -10,6 +10,14 @@ from tailguard.errors import ConfigError
 from tailguard.lab.data import LabData, check_params, resolve
 from tailguard.lab.strategies import StrategySettings, parse_strategies
 
+#: ``volume="auto"``: the default equal training volume (see :func:`default_volume`).
+AUTO = "auto"
+#: The auto volume's ceiling (candidates a generation writes by default).
+AUTO_VOLUME = 2000
+#: Models whose synthetic data is a relabelling of the reservoir's own design: a
+#: volume beyond it means nothing, so their auto volume is the policy's own.
+POLICY_VOLUME_MODELS = ("regression",)
+
 #: The report's per-run tables, collected from every job's ledger.
 LINEAGE_TABLES = ("mix", "gate", "reasons", "decisions", "alerts")
 
@@ -25,10 +33,12 @@ class LabConfig:
     seeds: int = 3
     real_fraction: float = StrategySettings.real_fraction
     n_generate: int | None = None
-    #: Training examples per round, the same for every strategy (``None``: each strategy
-    #: trains on what its policy selects). Human-only buys fresh human examples to reach
-    #: it, pure synthetic generates it, anchoring is the reservoir plus synthetic data.
-    volume: int | None = None
+    #: Training examples per round, the same for every strategy: human-only buys fresh
+    #: human examples to reach it, pure synthetic generates it, anchoring is the reservoir
+    #: plus synthetic data. ``"auto"`` (the default): :func:`default_volume`, larger than
+    #: the reservoir; ``None``: each strategy trains on what its policy selects (the
+    #: classic collapse experiments, where accumulating data grows every round).
+    volume: int | str | None = AUTO
     #: Reservoir size (human examples frozen, holdout included) when ``volume`` is set;
     #: default ``volume // 2``, so the volume is larger than the reservoir.
     reservoir_size: int | None = None
@@ -55,7 +65,13 @@ class LabConfig:
             raise ConfigError(f"seeds must be >= 1, got {self.seeds}")
         # Anchoring strategies, and every recovery, need a real fraction in (0, 1].
         StrategySettings(real_fraction=self.real_fraction)
+        if isinstance(self.volume, str) and self.volume != AUTO:
+            raise ConfigError(
+                f"volume must be a number of examples, 'auto' or None, got {self.volume!r}"
+            )
         for name in ("n_generate", "eval_size", "volume", "reservoir_size"):
+            if name == "volume" and self.volume == AUTO:
+                continue
             value = getattr(self, name)
             if value is not None and value < 2:
                 raise ConfigError(f"{name} must be >= 2, got {value}")
@@ -65,9 +81,11 @@ class LabConfig:
             raise ConfigError(f"recovery_rounds must be >= 0, got {self.recovery_rounds}")
         if self.fresh_per_round is not None and self.fresh_per_round < 1:
             raise ConfigError(f"fresh_per_round must be >= 1, got {self.fresh_per_round}")
+        check_params(self.model, self.data, self.model_params)  # e.g. refuses T <= d + 1
+        if self.volume == AUTO:
+            object.__setattr__(self, "volume", default_volume(self))
         if self.reservoir_size is not None and self.volume is None:
             raise ConfigError("reservoir_size only applies with volume= (an equal-volume run)")
-        check_params(self.model, self.data, self.model_params)  # e.g. refuses T <= d + 1
 
     @property
     def dataset(self) -> LabData:
@@ -79,6 +97,22 @@ class LabConfig:
         out["strategies"] = list(self.strategies)
         out["costs"] = self.costs.params()
         return out
+
+
+def default_volume(config: LabConfig) -> int | None:
+    """The auto volume: ``min(AUTO_VOLUME, n_human / 1.1)``, the reservoir half of it.
+
+    Larger than the reservoir (``volume // 2``), so that the trade-off bites, and small
+    enough that human-only can buy the rest from the data held back: the reservoir plus
+    the purchase, ``1.05 x volume``, fits the data set. A model that relabels the
+    reservoir's own design (regression) keeps its policy's volume (``None``).
+    """
+    if config.model in POLICY_VOLUME_MODELS:
+        return None
+    if config.n_generate is not None:
+        return None  # an explicit candidates-per-generation count is a policy-volume run
+    n_human = config.dataset.load(config.model_params).num_rows
+    return max(2, min(AUTO_VOLUME, int(n_human / 1.1)))
 
 
 def human_budget(config: LabConfig, n_human: int, n_generate: int) -> tuple[int, int]:

@@ -34,9 +34,12 @@ PRIMARY = {
     "labels": "label_tv",
     "vectors": "vector_variance_ratio",
 }
-#: The tail metric whose last-generation value is the coverage axis.
+#: The tail metric whose last-generation value is the coverage axis. For text it is the
+#: holdout's rare vocabulary: at equal volume the holdout is a tenth of a reservoir of
+#: about a thousand quotations, whose few tail categories every model still hits
+#: (``tail_recall`` stays at 1.0 while pure synthetic loses four fifths of the rare words).
 COVERAGE = {
-    "text": "tail_recall",
+    "text": "rare_vocab_coverage",
     "tokens": "rare_vocab_coverage",
     "labels": "tail_recall",
     "vectors": "vector_tail_width",

@@ -58,7 +58,7 @@ def run(
     seeds: int = 3,
     real_fraction: float = Anchored.REAL_FRACTION,
     n_generate: int | None = None,
-    volume: int | None = None,
+    volume: int | str | None = "auto",
     reservoir_size: int | None = None,
     fresh_per_round: int | None = None,
     eval_size: int | None = None,
@@ -77,7 +77,10 @@ def run(
     ``volume`` fixes the training examples per round for every strategy (an
     equal-volume comparison: human-only buys fresh human data at the cost model's
     human price, pure synthetic generates, anchoring adds synthetic data to the
-    reservoir of ``reservoir_size`` records); ``fresh_per_round`` is the
+    reservoir of ``reservoir_size`` records). By default (``"auto"``) it is
+    :func:`tailguard.lab.config.default_volume`, larger than the reservoir;
+    ``volume=None`` lets each strategy train on what its policy selects (the classic
+    collapse experiments, as does an explicit ``n_generate``). ``fresh_per_round`` is the
     ``fresh`` strategy's new human records per round. Settings the data set
     cannot supply are refused before anything runs.
 

@@ -112,7 +112,7 @@ def frontier(
     fractions: tuple[float, ...] | list[float] = FRACTIONS,
     generations: int = 10,
     seeds: int = 3,
-    volume: int | None = None,
+    volume: int | str | None = "auto",
     reservoir_size: int | None = None,
     batch_size: int = 64,
     eval_size: int | None = None,
@@ -122,17 +122,34 @@ def frontier(
     workers: int | None = None,
     out: Path | str | None = None,
     progress: bool = True,
+    known: Any = None,
 ) -> Frontier:
-    """Sweep ``fractions`` at one training volume per round; see the module docstring."""
+    """Sweep ``fractions`` at one training volume per round; see the module docstring.
+
+    ``known``: a :class:`~tailguard.lab.LabResult` already run at the same volume,
+    generations and seeds; the end points it holds (``replace`` for 0, ``human-only``
+    for 1) are read from it instead of being run again (the demo compares them first).
+    """
     from tailguard.lab.experiment import run
 
     fractions = sorted({float(f) for f in fractions})
     if not fractions or fractions[0] < 0 or fractions[-1] > 1:
         raise ConfigError(f"fractions must lie in [0, 1], got {fractions}")
     costs = costs or CostModel()
+    if known is not None:
+        c = known.config
+        if (c.generations, c.seeds) != (generations, seeds) or c.volume is None:
+            raise ConfigError(
+                f"known= holds {c.generations} generations x {c.seeds} seeds at volume "
+                f"{c.volume}; the frontier needs {generations} x {seeds} at one volume"
+            )
+        volume, reservoir_size = c.volume, c.reservoir_size
     rows = []
     for f in fractions:
         name = "replace" if f == 0 else "human-only" if f == 1 else "anchored-share"
+        if known is not None and name in known.config.strategies and f in (0.0, 1.0):
+            rows.append(_row(known, f, name, generations, costs))
+            continue
         result = run(
             model=model, data=data, strategies=[name], generations=generations, seeds=seeds,
             real_fraction=f if 0 < f < 1 else 0.5, volume=volume, reservoir_size=reservoir_size,
@@ -151,7 +168,8 @@ def frontier(
 
 def _row(result: Any, f: float, name: str, generations: int, costs: CostModel) -> dict[str, Any]:
     kind = result.config.dataset.kind
-    m = with_coverage(result.metrics.to_pandas(), kind)
+    m = result.metrics.to_pandas()
+    m = with_coverage(m[m["strategy"] == name], kind)
     ratios, floors = {}, []
     for key, metric in (("tail", PRIMARY[kind]), ("coverage", COVERAGE[kind])):
         v = m[m.metric == metric].pivot_table(index="seed", columns="round", values="value")
@@ -160,6 +178,7 @@ def _row(result: Any, f: float, name: str, generations: int, costs: CostModel) -
         floors.append(float(base.std(ddof=0) / abs(base.mean())) if len(base) > 1 else 0.0)
     noise = max(TOLERANCE, *floors)
     r = result.rounds.to_pandas()
+    r = r[r["strategy"] == name]
     synthetic_rounds = r[(r["round"] >= 1) & (r["round"] <= generations)]
     per_seed = synthetic_rounds.groupby("seed")["cost"].sum()
     volume = int(result.config.volume or synthetic_rounds["total"].median())

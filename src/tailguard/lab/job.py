@@ -43,13 +43,19 @@ class _Job:
     """One strategy with one seed: its ledger, its parts, and the model of each round."""
 
     def __init__(
-        self, config: LabConfig, strategy: str, seed: int, tick: Callable[[int], None]
+        self,
+        config: LabConfig,
+        strategy: str,
+        seed: int,
+        tick: Callable[[int], None],
+        ledger: Any = None,
+        run: str | None = None,
     ) -> None:
         from tailguard.lab.strategies import strategy as lookup
         from tailguard.ledger import Ledger
 
         self.config, self.strategy, self.seed, self.tick = config, strategy, seed, tick
-        self.run_name = f"{strategy}/seed{seed}"
+        self.run_name = run or f"{strategy}/seed{seed}"
         data = config.dataset
         human = data.load(config.model_params)
         self.n_generate = _n_generate(config, human.num_rows)
@@ -64,9 +70,11 @@ class _Job:
         n_reservoir, n_stream = human_budget(config, human.num_rows, self.n_generate)
         order = np.random.default_rng([config.seed, seed]).permutation(human.num_rows)
         self.stream = human.take(pa.array(order[:n_stream]))
-        self.ledger = Ledger.open(":memory:")
-        self.ledger.add_records(human.take(pa.array(order[n_stream : n_stream + n_reservoir])))
-        self.ledger.freeze_reservoir("main", holdout=config.holdout, seed=seed)
+        ledger = Ledger.open(":memory:") if ledger is None else ledger
+        if not ledger.has_reservoir():  # a new ledger (else one an earlier job of this seed filled)
+            ledger.add_records(human.take(pa.array(order[n_stream : n_stream + n_reservoir])))
+            ledger.freeze_reservoir("main", holdout=config.holdout, seed=seed)
+        self.ledger = ledger
         self.n_reservoir_train = self.ledger.reservoir_records("train").num_rows
         #: Human examples human-only buys at round 1 to train on ``volume`` examples.
         self.buy = 0
@@ -84,6 +92,7 @@ class _Job:
         self.monitor = monitor_for(data.kind, run=self.run_name, seed=seed)
         self.primary = PRIMARY[data.kind]
         self.real_fraction = config.real_fraction
+        self._stats: list[tuple[int, str, float]] = []
         # The loop's callables: train on the manifest's records, generate and sample records.
         self.train, self.generate, self.sample = loop_callables(
             config.model, config.model_params, eval_size=self.eval_size
@@ -140,11 +149,15 @@ class _Job:
             label=rows.column("label"),
         ))  # fmt: skip
 
-    def run(self) -> JobResult:
-        cfg, parts = self.config, self.parts
+    def run_loop(self) -> tuple[Any, list[Any]]:
+        """Rounds ``0..generations`` under the strategy's parts: the loop and its results."""
+        parts = self.parts
         loop = self.loop(parts.policy, gate=parts.gate, dial=parts.dial)
         self._loop, self._stats = loop, []
-        results = loop.run(cfg.generations, on_stage=self._on_stage)
+        return loop, loop.run(self.config.generations, on_stage=self._on_stage)
+
+    def run(self) -> JobResult:
+        loop, results = self.run_loop()
         lineage = self._lineage()
         recovery = self._recover(loop.model, results[0].metrics, results[-1].metrics)
         metrics = self.ledger.metrics(self.run_name)

@@ -15,19 +15,38 @@ def run_jobs(
     config: LabConfig, *, workers: int | None = None, progress: bool = True
 ) -> list[JobResult]:
     """Every strategy x seed, across ``workers`` processes, with a progress bar."""
-    jobs = [(s, seed) for s in config.strategies for seed in range(config.seeds)]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    jobs = [(config, s, seed) for s in config.strategies for seed in range(config.seeds)]
+    c = config
+    title = f"{c.model} on {c.dataset.name}: {len(c.strategies)} strategies x {c.seeds} seeds"
     total = len(jobs) * (config.generations + 1)
+    return map_jobs(run_job, jobs, total=total, title=title, workers=workers, progress=progress)
+
+
+def map_jobs(
+    fn: Callable[..., Any],
+    jobs: list[tuple[Any, ...]],
+    *,
+    total: int,
+    title: str,
+    workers: int | None = None,
+    progress: bool = True,
+) -> list[Any]:
+    """``fn(*args, queue)`` for every ``args`` in ``jobs``, across ``workers`` processes.
+
+    ``fn`` puts the rounds it finished on ``queue`` (``queue.put(n)``): the progress bar
+    of ``total`` rounds ticks with them. Results come back in the order of ``jobs``.
+    """
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     if workers == 1:
-        with _bar(progress, total, config) as advance:
-            return [run_job(config, s, seed, _Ticker(advance)) for s, seed in jobs]
+        with _bar(progress, total, title) as advance:
+            return [fn(*args, _Ticker(advance)) for args in jobs]
     import multiprocessing as mp
 
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    with ctx.Manager() as manager, _bar(progress, total, config) as advance:
+    with ctx.Manager() as manager, _bar(progress, total, title) as advance:
         queue = manager.Queue()
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = [pool.submit(run_job, config, s, seed, queue) for s, seed in jobs]
+            futures = [pool.submit(fn, *args, queue) for args in jobs]
             pending = set(futures)
             while pending:
                 _drain(queue, advance, timeout=0.1)
@@ -56,8 +75,8 @@ def _drain(queue: Any, advance: Callable[[int], None], timeout: float) -> None:
 
 
 class _bar:  # noqa: N801 - used as a context manager, reads like a function
-    def __init__(self, enabled: bool, total: int, config: LabConfig) -> None:
-        self.enabled, self.total, self.config = enabled, total, config
+    def __init__(self, enabled: bool, total: int, title: str) -> None:
+        self.enabled, self.total, self.title = enabled, total, title
 
     def __enter__(self) -> Callable[[int], None]:
         if not self.enabled:
@@ -81,11 +100,7 @@ class _bar:  # noqa: N801 - used as a context manager, reads like a function
             transient=False,
         )
         self.progress.__enter__()
-        c = self.config
-        task = self.progress.add_task(
-            f"{c.model} on {c.dataset.name}: {len(c.strategies)} strategies x {c.seeds} seeds",
-            total=self.total,
-        )
+        task = self.progress.add_task(self.title, total=self.total)
         return lambda n: self.progress.advance(task, n)
 
     def __exit__(self, *exc: object) -> None:

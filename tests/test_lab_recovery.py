@@ -1,0 +1,74 @@
+"""The recovery experiment: pure synthetic for k generations, then switch or roll back."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tailguard.errors import ConfigError
+from tailguard.lab.recovery import ROUTES, recovery, rollback_available
+
+SMALL = {
+    "model": "gaussian", "volume": 60, "reservoir_size": 100, "batch_size": 10,
+    "eval_size": 300, "workers": 1, "progress": False,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def switched():
+    return recovery(k=3, routes=("switch",), recovery_rounds=3, seeds=3, **SMALL)
+
+
+def test_the_noise_floor_is_the_human_baselines_own_spread(switched):
+    assert len(switched.round0) == len(switched.floor) == 3
+    spread = max(np.std(switched.round0, ddof=1), np.std(switched.floor, ddof=1))
+    assert switched.noise == pytest.approx(2 * spread)
+    assert switched.baseline == pytest.approx(float(np.median(switched.round0)))
+    # round 0 of every seed's curve is the value the floor was built from
+    c = switched.curves.to_pandas()
+    zero = c[c["round"] == 0].sort_values("seed")["value"].to_numpy()
+    assert np.allclose(zero, switched.round0)
+
+
+def test_switch_counts_the_anchored_rounds_and_their_dollars_until_back(switched):
+    table = switched.table.to_pandas()
+    curves = switched.curves.to_pandas()
+    assert list(table["route"]) == ["switch"] * 3 and list(table["seed"]) == [0, 1, 2]
+    for row in table.itertuples():
+        c = curves[(curves["seed"] == row.seed)].set_index("round")
+        after = c.loc[4:6]  # the anchored rounds continue the run's numbering after k = 3
+        assert list(after.index) == [4, 5, 6]
+        within = (after["value"] - switched.baseline).abs() <= switched.noise
+        if within.any():
+            first = int(np.argmax(within.to_numpy()))
+            assert row.rounds == first + 1 and row.recovered
+            assert row.cost == pytest.approx(after["cost"].iloc[: first + 1].sum())
+            assert row.held == bool(within.iloc[first:].all())
+        else:
+            assert math.isinf(row.rounds) and not row.recovered
+        # an anchored round's price: its generated examples (no gate, no new human data)
+        assert (after["cost"] > 0).all() and row.discarded == 0 and row.quarantined == 0
+    summary = switched.summary()
+    assert list(summary.index) == ["switch"] and summary.loc["switch", "seeds"] == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"seeds": 1}, "seeds must be >= 2"),
+        ({"k": 0}, "k must be >= 1"),
+        ({"routes": ("teleport",)}, "routes must be some of"),
+        ({"recovery_rounds": 0}, "recovery_rounds must be >= 1"),
+    ],
+)
+def test_impossible_settings_are_refused_before_running(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        recovery(**{**SMALL, "routes": ("switch",), **kwargs})
+
+
+@pytest.mark.skipif(rollback_available(), reason="this build's ledger can roll back")
+def test_the_rollback_route_is_refused_without_ledger_rollback():
+    with pytest.raises(ConfigError, match="needs Ledger.rollback"):
+        recovery(**SMALL, routes=ROUTES)
