@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tailguard import rollback as _rollback
 from tailguard.errors import InputError, ReservoirError, TailguardError, check_fraction
 from tailguard.readers import read_table
 from tailguard.records import (
@@ -105,6 +106,9 @@ _DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensi
 _SQL_CONTENT_ID = "md5(regexp_replace(content, '\\s+', ' ', 'g'))"
 
 VERDICT_SCHEMA = VERDICT_ROWS
+
+#: What :meth:`Ledger.rollback` returns (defined in :mod:`tailguard.rollback`).
+Rollback = _rollback.Rollback
 
 #: A verdict row of a ledger written before reason codes: its ``reason`` is the detail,
 #: and its code is ``ok`` or ``unclassified`` (the old text carried no stable cause).
@@ -243,6 +247,7 @@ class Ledger:
         try:
             if create:
                 _do(con, _DDL)
+                _do(con, _rollback.DDL)
                 _migrate(con)
             # Row order is kept by explicit ORDER BY everywhere, so let inserts run in parallel.
             _do(con, "SET preserve_insertion_order = false")
@@ -1042,18 +1047,67 @@ class Ledger:
         return n
 
     def quarantined(self) -> pa.Table:
-        """Records now quarantined, with the reason, score and match of their quarantine."""
+        """Records now quarantined, with the reason, score and match of their quarantine.
+
+        Screened human records and the synthetic records a rollback set aside (code
+        ``rolled_back``, one row per id and generation); ``origin`` tells them apart.
+        """
         return self.con.sql(
-            """
-            SELECT r.id, r.content, r.source, r.round, q.code, q.detail, q.score, q.matched_id,
-                   q.logged_at AS quarantined_at
-            FROM (SELECT DISTINCT ON (id) * FROM records
-                  WHERE origin = 'human' AND status = 'quarantined' ORDER BY id) r
-            JOIN (SELECT DISTINCT ON (id) * FROM quarantine_log WHERE action = 'quarantine'
-                  ORDER BY id, logged_at DESC) q USING (id)
-            ORDER BY r.id
+            f"""
+            SELECT r.id, r.origin, r.generation, r.content, r.source, r.round, q.code,
+                   q.detail, q.score, q.matched_id, q.logged_at AS quarantined_at
+            FROM (SELECT DISTINCT ON (id, origin, generation) * FROM records
+                  WHERE status = 'quarantined' ORDER BY id, origin, generation, round) r
+            JOIN (SELECT DISTINCT ON (id, rolled) *, code = '{_rollback.ROLLED_BACK_CODE}'
+                         AS rolled
+                  FROM quarantine_log WHERE action = 'quarantine'
+                  ORDER BY id, rolled, logged_at DESC) q
+              ON q.id = r.id AND q.rolled = (r.origin = 'synthetic')
+            ORDER BY r.origin, r.id, r.generation
             """
         ).to_arrow_table()
+
+    # ------------------------------------------------------------------ rollback
+    def rollback(
+        self,
+        to_round: int,
+        *,
+        reason: str = "",
+        run: str = "main",
+    ) -> Rollback:
+        """Go back to round ``to_round`` of ``run``: quarantine every synthetic record of
+        generations after it and mark the run's later rounds rolled back.
+
+        Nothing is deleted: the records keep their rows (status ``quarantined``, code
+        ``rolled_back`` in :meth:`quarantine_log`, releasable with
+        :meth:`release_rolled_back`), the later rounds' manifests and metrics stay as
+        history, marked in :meth:`rollbacks`. The training pool, the loop and the audit
+        read the marks: the next round gets the next new number, plans from the clean
+        state and retrains round ``to_round``'s model. Refused (a
+        :class:`~tailguard.errors.ConfigError`, nothing changed) for a round that is
+        negative, has no manifest, was rolled back, or is the run's latest.
+        """
+        with self._transaction() as con:
+            return _rollback.rollback(con, to_round, run=run, reason=reason, who=_who())
+
+    def rollbacks(self, run: str | None = None) -> pa.Table:
+        """Every rollback, oldest first (``run`` only, if given): append-only history."""
+        if not self._has_table("rollbacks"):
+            return pa.table({})  # a ledger of an earlier version opened read-only
+        return _rollback.history(self.con, run)
+
+    def rolled_back_rounds(self, run: str | None = "main") -> list[int]:
+        """Rounds of ``run`` (``None``: of every run) a rollback set aside, ascending."""
+        if not self._has_table("rollbacks"):
+            return []
+        return _rollback.rolled_back_rounds(self.con, run)
+
+    def release_rolled_back(
+        self, ids: list[str] | pa.Array, *, detail: str = "released by hand"
+    ) -> int:
+        """Give rolled-back synthetic records their status from before the rollback back."""
+        with self._transaction() as con:
+            return _rollback.release(con, pa.array(ids, pa.string()), detail=detail)
 
     def quarantine_log(self) -> pa.Table:
         """Every quarantine and release, oldest first (append-only)."""
@@ -1318,10 +1372,17 @@ class Ledger:
         ``reservoir_share`` (slots from the reservoir's train split), ``traceable``
         (slots whose id, origin and generation are in ``records``), ``new_human``
         (human ids used for the first time in this run), ``generated`` (synthetic
-        records of the round) and ``verified`` (ids the gate ruled on). ``audit``, the
-        report and the lab all read it; ``run=None`` covers every run.
+        records of the round), ``verified`` (ids the gate ruled on) and
+        ``rolled_back`` (a rollback set the round aside: history, not the live
+        lineage). ``audit``, the report and the lab all read it; ``run=None`` covers
+        every run.
         """
         reservoir_name = self.reservoir().name if self.has_reservoir() else ""
+        rolled = (
+            "SELECT DISTINCT run, unnest(rounds) AS round FROM rollbacks"
+            if self._has_table("rollbacks")
+            else "SELECT NULL::VARCHAR AS run, NULL::INTEGER AS round WHERE false"
+        )
         return self.con.sql(
             f"""
             WITH slots AS (SELECT * FROM manifest_slots WHERE ? IS NULL OR run = ?),
@@ -1349,14 +1410,17 @@ class Ledger:
                 WHERE origin = 'synthetic' GROUP BY round),
             verified AS (
                 SELECT round, count(DISTINCT id) AS verified FROM {_verdict_rows(self.con)}
-                WHERE verifier <> 'none' GROUP BY round)
+                WHERE verifier <> 'none' GROUP BY round),
+            rolled AS ({rolled})
             SELECT t.run, t.round, t.total, t.human, t.synthetic, t.human_share,
                    t.reservoir_share, t.traceable,
                    coalesce(n.new_human, 0) AS new_human,
                    coalesce(g.generated, 0) AS generated,
-                   coalesce(v.verified, 0) AS verified
+                   coalesce(v.verified, 0) AS verified,
+                   b.round IS NOT NULL AS rolled_back
             FROM traced t LEFT JOIN new_human n USING (run, round)
             LEFT JOIN generated g USING (round) LEFT JOIN verified v USING (round)
+            LEFT JOIN rolled b ON b.run = t.run AND b.round = t.round
             ORDER BY t.run, t.round
             """,
             params=[run, run, reservoir_name],
@@ -1365,14 +1429,19 @@ class Ledger:
     def audit(self, *, floor: float = AUDIT_FLOOR, run: str | None = None) -> pa.Table:
         """Per round: human and synthetic counts and shares, by generation, and the alarm.
 
-        ``flagged`` marks a round whose human share is below ``floor``: real data was
-        silently substituted by synthetic data. The counts are :meth:`round_summary`'s.
+        ``flagged`` marks a live round whose human share is below ``floor``: real data
+        was silently substituted by synthetic data. ``rolled_back`` marks a round a
+        rollback set aside (shown, never flagged: its model was discarded). The counts
+        are :meth:`round_summary`'s.
         """
         floor = check_fraction(floor, "the audit floor", zero=True)
         summary = self.round_summary(run)
         cols = ["run", "round", "total", "human", "synthetic", "human_share", "reservoir_share"]
-        table = summary.select(cols).append_column(
-            "flagged", pc.less(summary["human_share"], floor)
+        below = pc.less(summary["human_share"], floor)
+        table = (
+            summary.select(cols)
+            .append_column("flagged", pc.and_(below, pc.invert(summary["rolled_back"])))
+            .append_column("rolled_back", summary["rolled_back"])
         )
         by_gen: dict[tuple[str, int], dict[str, int]] = {}
         for r, rnd, gen, n in self.con.execute(

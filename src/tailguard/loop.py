@@ -16,6 +16,12 @@ the last finished stage (``resume=True``). Models are not stored: on resume the
 model of the last planned round is trained again from its stored manifest, so
 ``train`` must be deterministic given the manifest (seed it from
 ``manifest.seed``).
+
+After :meth:`Ledger.rollback` to round ``R``, a resumed run skips the rolled-back
+rounds: the next round gets the next new number, plans from the clean state and
+generates with the model retrained from round ``R``'s manifest. ``rounds`` counts the
+live lineage, so a run asked for rounds ``0..n`` runs as many rounds again as were
+rolled back.
 """
 
 from __future__ import annotations
@@ -101,6 +107,8 @@ class Loop:
         self.n_generate, self.n_sample = n_generate, n_sample or n_generate
         self.batch_size, self.run_name, self.seed, self.generator = batch_size, run, seed, generator
         self.model: Any = None
+        #: The round whose manifest ``model`` was trained on (None: set from outside).
+        self.model_round: int | None = None
         self._reference: Any = None
 
     # ------------------------------------------------------------------ driving
@@ -114,7 +122,8 @@ class Loop:
     ) -> list[RoundResult]:
         """Run rounds ``0..rounds`` (round 0 is the human-only baseline).
 
-        With ``resume=True`` continue after the last finished stage of this run;
+        With ``resume=True`` continue after the last finished stage of this run
+        (after a rollback: with a new round, see :meth:`final_round`);
         without it, a run name that already has stages is refused. ``on_stage(round,
         stage)`` is called after every stage, ``on_round(result)`` after every round
         (e.g. a :class:`~tailguard.tracking.MlflowTracker`).
@@ -129,11 +138,15 @@ class Loop:
                 f"run {self.run_name!r} already has rounds in this ledger: resume it "
                 "(resume=True / --resume) or choose another run name"
             )
-        start_round, start_stage = next_stage(last)
+        gone = self.ledger.rolled_back_rounds(self.run_name)
+        if last is not None and last[0] in gone:
+            start_round, start_stage = max(last[0], *gone) + 1, STAGES[0]
+        else:
+            start_round, start_stage = next_stage(last)
         if start_round > 0 or start_stage != STAGES[0]:
             self._restore_model(start_round, start_stage)
         results = []
-        for r in range(start_round, rounds + 1):
+        for r in range(start_round, rounds + len(gone) + 1):
             first = start_stage if r == start_round else STAGES[0]
             results.append(self.run_round(r, from_stage=first, on_stage=on_stage))
             if on_round is not None:
@@ -159,6 +172,11 @@ class Loop:
             if on_stage is not None:
                 on_stage(r, stage)
         return result
+
+    def final_round(self, rounds: int) -> int:
+        """The last round number :meth:`run` reaches for ``rounds`` live rounds after
+        round 0: rolled-back rounds do not count, and numbers never repeat."""
+        return rounds + len(self.ledger.rolled_back_rounds(self.run_name))
 
     def _mark(self, r: int, stage: str) -> None:
         self.ledger.mark_stage(self.run_name, r, stage)
@@ -223,6 +241,7 @@ class Loop:
         records = self.ledger.manifest_records(r, self.run_name)
         self.ledger.release()
         self.model = self.train_fn(manifest, records)
+        self.model_round = r
 
     def _evaluate(self, r: int, result: RoundResult) -> None:
         if self.monitor is None:
@@ -241,7 +260,11 @@ class Loop:
             holdout = self.ledger.reservoir_records("holdout")
             self.monitor.set_reference(holdout["content"], holdout["label"])
             self._reference = self.monitor.reference
-        self.monitor.load(self.ledger.metrics(self.run_name))
+        metrics = self.ledger.metrics(self.run_name)
+        gone = self.ledger.rolled_back_rounds(self.run_name)
+        if gone:  # a rolled-back round's evidence is history, not the live lineage's
+            metrics = metrics.filter(pc.invert(pc.is_in(metrics["round"], pa.array(gone))))
+        self.monitor.load(metrics)
         return self.monitor
 
     # ------------------------------------------------------------------ helpers
@@ -255,7 +278,12 @@ class Loop:
         if self.dial is not None:
             self._resume_dial(start_round, start_stage)
         needs_current = STAGES.index(start_stage) > STAGES.index("train")
-        source_round = start_round if needs_current else start_round - 1
+        if needs_current:
+            source_round = start_round
+        else:  # the latest live round before: after a rollback, the round gone back to
+            gone = set(self.ledger.rolled_back_rounds(self.run_name))
+            live = [r for r in self.ledger.manifests(self.run_name) if r < start_round]
+            source_round = max((r for r in live if r not in gone), default=-1)
         if source_round >= 0:
             self._train(source_round, RoundResult(round=source_round))
 
@@ -264,7 +292,15 @@ class Loop:
         decisions = self.ledger.decisions(self.run_name)
         done = start_round if STAGES.index(start_stage) <= STAGES.index("dial") else start_round + 1
         decisions = decisions.filter(pc.less(decisions["round"], done))
+        gone = self.ledger.rolled_back_rounds(self.run_name)
+        if gone:  # the rolled-back rounds' decisions are not the live lineage's
+            decisions = decisions.filter(pc.invert(pc.is_in(decisions["round"], pa.array(gone))))
         self.dial = type(self.dial).resume(decisions, **self.dial.params())
+
+    def _model_round(self, r: int) -> int:
+        """The round whose model writes round ``r``'s candidates (after a rollback, the
+        round gone back to; a model set from outside is taken as round ``r - 1``'s)."""
+        return r - 1 if self.model_round is None else self.model_round
 
     def _seed(self, r: int, stream: int) -> int:
         """Independent, reproducible seeds per run seed, round and purpose."""
@@ -278,7 +314,7 @@ class Loop:
             texts,
             origin=Origin.SYNTHETIC,
             source=self.generator,
-            generator=f"{self.generator}@round{r - 1}",
+            generator=f"{self.generator}@round{self._model_round(r)}",
             generation=max(r, 1),
             round=r,
             label=labels,

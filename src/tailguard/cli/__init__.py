@@ -10,6 +10,7 @@ import tailguard.cli.ledger_cmds  # noqa: F401  (registers its commands)
 import tailguard.cli.mix_cmds  # noqa: F401  (registers its commands)
 import tailguard.cli.monitor_cmds  # noqa: F401  (registers its commands)
 import tailguard.cli.report_cmds  # noqa: F401  (registers its commands)
+import tailguard.cli.rollback_cmds  # noqa: F401  (registers its commands)
 import tailguard.cli.run_cmds  # noqa: F401  (registers its commands)
 import tailguard.cli.screen_cmds  # noqa: F401  (registers its commands)
 from tailguard.cli.app import app

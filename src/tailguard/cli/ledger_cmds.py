@@ -224,13 +224,16 @@ def audit(
         check_expected_digest(led, project_config() if ledger is None else None)
         rows = led.audit(floor=floor, run=run).to_pylist()
         revisions = _revisions(led)
+        rollbacks = led.rollbacks(run).to_pylist()
+    for b in rollbacks:
+        b["rolled_at"] = b["rolled_at"].isoformat()
     for row in rows:
         row["revisions"] = revisions.get((row["run"], row["round"]), [])
     for row in rows:
         row["by_generation"] = json.loads(row["by_generation"])
     flagged = [r for r in rows if r["flagged"]]
     if as_json:
-        console.print_json(json.dumps({"floor": floor, "rounds": rows}))
+        console.print_json(json.dumps({"floor": floor, "rounds": rows, "rollbacks": rollbacks}))
     else:
         table = Table(
             "run",
@@ -255,7 +258,11 @@ def audit(
                 f"{r['human_share']:.1%}",
                 f"{r['reservoir_share']:.1%}",
                 gens,
-                "[bold red]BELOW FLOOR[/]" if r["flagged"] else "[green]ok[/]",
+                "[yellow]rolled back[/]"
+                if r["rolled_back"]
+                else "[bold red]BELOW FLOOR[/]"
+                if r["flagged"]
+                else "[green]ok[/]",
             )
         console.print(table if rows else "no manifests yet")
         for r in rows:
@@ -266,6 +273,14 @@ def audit(
                     + (f" ({v['old'][:12]} -> {v['new'][:12]})" if v["old"] else ""),
                     highlight=False,
                 )
+        for b in rollbacks:
+            console.print(
+                f"rollback of run {b['run']!r} to round {b['to_round']} at {b['rolled_at']} by "
+                f"{b['rolled_by']}: round(s) {', '.join(map(str, b['rounds']))} set aside, "
+                f"{b['quarantined']:,} synthetic record(s) quarantined"
+                + (f" ({b['reason']})" if b["reason"] else ""),
+                highlight=False,
+            )
     if flagged:
         console.print(
             f"[bold red]{len(flagged)} round(s) below the human floor of {floor:.0%}: "

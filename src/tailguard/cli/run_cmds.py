@@ -48,11 +48,12 @@ def run_loop(
             TimeElapsedColumn(),
         )
         with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task("round 0", total=(n_rounds + 1) * len(STAGES))
+            total = (loop.final_round(n_rounds) + 1) * len(STAGES)  # after a rollback: more
+            task = bar.add_task("round 0", total=total)
             last = led.last_stage(cfg.loop.run)
             if resume and last is not None:
                 done = last[0] * len(STAGES) + STAGES.index(last[1]) + 1
-                bar.update(task, completed=min(done, (n_rounds + 1) * len(STAGES)))
+                bar.update(task, completed=min(done, total))
 
             def step(rnd: int, stage: str) -> None:
                 bar.update(task, advance=1, description=f"round {rnd}: {stage}")
