@@ -68,6 +68,32 @@ def test_impossible_settings_are_refused_before_running(kwargs, message):
         recovery(**{**SMALL, "routes": ("switch",), **kwargs})
 
 
+@pytest.mark.skipif(not rollback_available(), reason="this build's ledger cannot roll back")
+def test_rollback_quarantines_the_collapsed_generations_and_prices_them():
+    # a sampler that narrows the Gaussian by 0.7 per generation leaves the floor at once
+    k, volume = 3, 40
+    result = recovery(
+        model="gaussian", k=k, routes=ROUTES, recovery_rounds=2, seeds=3, volume=volume,
+        reservoir_size=600, batch_size=10, eval_size=1000, workers=1, progress=False,
+        model_params={"sample_scale": 0.7},
+    )  # fmt: skip
+    table = result.table.to_pandas().set_index(["route", "seed"])
+    curves = result.curves.to_pandas()
+    for seed in range(3):
+        back = table.loc[("rollback", seed)]
+        c = curves[(curves["route"] == "rollback") & (curves["seed"] == seed)]
+        c = c.set_index("round")
+        clean = [r for r in range(k + 1) if abs(c.loc[r, "value"] - result.baseline)
+                 <= result.noise]  # fmt: skip
+        assert back["to_round"] == max(clean) < k  # the last clean round, before k
+        gone = range(int(back["to_round"]) + 1, k + 1)
+        # every synthetic record of a later generation is set aside: volume per generation
+        assert back["quarantined"] == volume * len(gone)
+        assert back["discarded"] == pytest.approx(sum(c.loc[r, "cost"] for r in gone))
+        assert table.loc[("switch", seed), "quarantined"] == 0
+        assert table.loc[("switch", seed), "to_round"] != table.loc[("switch", seed), "to_round"]
+
+
 @pytest.mark.skipif(rollback_available(), reason="this build's ledger can roll back")
 def test_the_rollback_route_is_refused_without_ledger_rollback():
     with pytest.raises(ConfigError, match="needs Ledger.rollback"):

@@ -279,3 +279,54 @@ def print_frontier(result: Any) -> None:
         "lowest real fraction whose tails held: "
         + (f"[bold green]{lowest:g}[/]" if lowest is not None else "[red]none[/]")
     )
+
+
+@lab_app.command("recovery")
+@handles_errors
+def lab_recovery(
+    model: str = typer.Option("gaussian", "--model", help="Built-in lab model."),
+    data: str = typer.Option(None, "--data", help="Data set (default: the model's)."),
+    k: int = typer.Option(5, "--k", help="Pure synthetic generations before recovering."),
+    routes: str = typer.Option("switch,rollback", "--routes", help="switch and/or rollback."),
+    rounds: int = typer.Option(5, "--rounds", help="Anchored rounds after the switch."),
+    seeds: int = typer.Option(3, "--seeds", help="Seeds (at least 2: the noise floor)."),
+    real_fraction: float = typer.Option(
+        Anchored.REAL_FRACTION, "--real-fraction", help="The anchor's human share per batch."
+    ),
+    volume: str = typer.Option("auto", "--volume", help="Training examples per round."),
+    reservoir_size: int = typer.Option(None, "--reservoir-size", help="Human records frozen."),
+    metric: str = typer.Option(None, "--metric", help="The metric that must come back."),
+    params: list[str] = typer.Option(None, "--param", help="A model or data parameter."),
+    costs: str = typer.Option(None, "--costs", help="Prices per example, e.g. human=0.5"),
+    workers: int = typer.Option(None, "--workers", help="Processes (default: all cores)."),
+) -> None:
+    """Pure synthetic for k generations, then switch to anchoring or roll back: rounds and $."""
+    from rich.table import Table
+
+    from tailguard.costs import CostModel
+    from tailguard.lab import recovery
+
+    result = recovery(
+        model=model, data=data, k=k, routes=[r.strip() for r in routes.split(",") if r.strip()],
+        recovery_rounds=rounds, seeds=seeds, real_fraction=real_fraction,
+        volume=parse_volume(volume), reservoir_size=reservoir_size, metric=metric,
+        model_params=parse_params(params or []), costs=CostModel.parse(costs), workers=workers,
+    )  # fmt: skip
+    t = Table(
+        title=f"recovery after {k} pure synthetic generations ({result.model}, {result.metric}; "
+        f"round 0 {result.baseline:.3f} ± {result.noise:.3f} noise floor)"
+    )
+    for col in ("route", "rounds back", "$ back", "$ discarded", "seeds back", "stayed back"):
+        t.add_column(col, justify="left" if col == "route" else "right")
+    for route, r in result.summary().iterrows():
+        t.add_row(
+            route,
+            f"> {rounds}" if math.isinf(r["rounds"]) else f"{r['rounds']:g}",
+            f"${r['cost']:,.2f}", f"${r['discarded']:,.2f}",
+            f"{r['recovered']:.0%}", f"{r['held']:.0%}",
+        )  # fmt: skip
+    console.print(t)
+    curves = result.curves.to_pandas()
+    pivot = curves.groupby(["route", "round"])["value"].median().unstack("round")
+    console.print(f"\n[bold]{result.metric}[/], median over seeds, by round (k = {k})")
+    console.print(pivot.round(3).to_string())

@@ -14,6 +14,7 @@ from tailguard.lab.data import DATASETS, MODEL_DATA
 from tailguard.lab.experiment import LabConfig, LabResult, run, run_job
 from tailguard.lab.frontier import Frontier, frontier
 from tailguard.lab.models import MODELS
+from tailguard.lab.recovery import Recovery, recovery
 from tailguard.lab.strategies import STRATEGIES, parse_strategies, strategy
 from tailguard.mix import AccumulateSubsample
 
@@ -28,8 +29,10 @@ __all__ = [
     "Frontier",
     "LabConfig",
     "LabResult",
+    "Recovery",
     "frontier",
     "parse_strategies",
+    "recovery",
     "run",
     "run_job",
     "score_axes",

@@ -10,7 +10,9 @@ same run in the same ledger:
 - ``rollback``: ``Ledger.rollback(to_round=R)`` to the last clean round ``R``
   (the last round whose primary metric was within the noise floor of round 0),
   which quarantines every synthetic record of the later generations, retrain
-  round ``R``'s model from its stored manifest, and continue anchored.
+  round ``R``'s model from its stored manifest, and continue anchored (when round
+  ``k`` itself is clean there is nothing to roll back, and the route continues as
+  ``switch`` does).
 
 Each route then trains ``recovery_rounds`` anchored rounds (all of them, so the
 curve after the return is measured too). Per route and seed the result names
@@ -258,8 +260,10 @@ def _route(
     job = _Job(anchored, "anchored", seed, tick, ledger=ledger, run=run)
     try:
         quarantined, source = 0, k
-        if route == "rollback":
-            done = ledger.rollback(to_round, reason=f"lab recovery: back to round {to_round}")
+        if route == "rollback" and to_round < k:  # at k nothing left the floor: no rollback
+            done = ledger.rollback(
+                to_round, reason=f"lab recovery: back to round {to_round}", run=run
+            )
             quarantined, source = int(done.quarantined), to_round
         loop = job.loop(job.parts.policy)
         # The model in hand: the collapsed one (switch), or round R's retrained from its
