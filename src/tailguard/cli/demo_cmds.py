@@ -20,7 +20,7 @@ from tailguard.cli.app import app, console, handles_errors
 
 STRATEGIES = ("human_only", "replace", "anchored_gated")
 #: The fractions the demo's frontier runs (0 and 1 are read from the comparison).
-FRACTIONS = (0.0, 0.1, 0.3, 1.0)
+FRACTIONS = (0.0, 0.2, 0.5, 1.0)
 
 
 @app.command()

@@ -45,7 +45,10 @@ from tailguard.costs import CostModel
 from tailguard.errors import ConfigError
 from tailguard.lab.config import LabConfig
 from tailguard.lab.evaluation import PRIMARY
+from tailguard.mix import Anchored
 
+#: The anchor's human share per batch after the switch (the mixer's default).
+REAL_FRACTION = Anchored.REAL_FRACTION
 #: The two ways back from a collapsed run.
 ROUTES = ("switch", "rollback")
 
@@ -112,8 +115,8 @@ def recovery(
     routes: tuple[str, ...] | list[str] = ROUTES,
     recovery_rounds: int = 5,
     seeds: int = 3,
-    real_fraction: float = 0.2,
-    volume: int | None = None,
+    real_fraction: float = REAL_FRACTION,
+    volume: int | str | None = "auto",
     reservoir_size: int | None = None,
     batch_size: int = 64,
     eval_size: int | None = None,
