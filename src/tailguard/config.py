@@ -117,7 +117,7 @@ class VerifierSpec(_Strict):
         out = {
             k: getattr(self, k)
             for k in self.model_fields_set
-            if k not in ("kind", "name", "reference")
+            if k not in ("kind", "name", "reference", "references")
         }
         for key in self.PATHS:
             if isinstance(out.get(key), str) and base_dir is not None:
@@ -157,12 +157,15 @@ class QualitySpec(VerifierSpec):
 class ExactDuplicateSpec(VerifierSpec):
     kind: Literal["exact_duplicate"]
     reference: Literal["reservoir", "none"] = "reservoir"
+    #: Which sets of ``[gate.references]`` to compare with (default: every one).
+    references: list[str] | None = None
     within_pool: bool | None = None
 
 
 class NearDuplicateSpec(VerifierSpec):
     kind: Literal["near_duplicate"]
     reference: Literal["reservoir", "none"] = "reservoir"
+    references: list[str] | None = None
     threshold: float | None = None
     num_perm: Annotated[int, Field(ge=2, le=4096)] | None = None
     shingle: Annotated[int, Field(ge=1, le=64)] | None = None
@@ -273,8 +276,24 @@ VERIFIER_SPECS: dict[str, type[VerifierSpec]] = {
 ENGINES = ("in_process", "process_pool", "ray")
 
 
+#: A reference set's name: a word (it names the set in a duplicate's verdict detail).
+_SET_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+
+
+class ReferenceFile(_Strict):
+    """A named reference set of ``[gate.references]``: a file and its text field."""
+
+    path: str
+    text_field: str = "text"
+
+
 class GateSection(_Strict):
     verifiers: Annotated[list[AnyVerifier], Field(min_length=1)]
+    #: Named sets every duplicate verifier compares with (an evaluation set to
+    #: decontaminate against): ``eval = "data/eval.jsonl"`` or ``{path, text_field}``.
+    references: dict[str, str | ReferenceFile] = Field(default_factory=dict)
+    #: Compare each round's candidates with the synthetic records accepted before it.
+    earlier_generations: bool = True
     batch_size: int = Field(
         default_factory=owner_default("tailguard.gate.gate:Gate", "BATCH_SIZE"), ge=1
     )
@@ -292,6 +311,38 @@ class GateSection(_Strict):
                 f"({', '.join(sorted(VERIFIER_SPECS))})"
             )
         return data
+
+    @field_validator("references")
+    @classmethod
+    def _set_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not _SET_NAME.fullmatch(name) or name == "reservoir":
+                raise ValueError(
+                    f"reference set name {name!r} must be a word (letters, digits, _ or -, "
+                    "starting with a letter) other than 'reservoir'"
+                )
+        return value
+
+    def reference_files(self, base_dir: Path | None = None) -> dict[str, ReferenceFile]:
+        """Each named reference set as a file (relative paths against ``base_dir``)."""
+        out = {}
+        for name, ref in self.references.items():
+            spec = ReferenceFile(path=ref) if isinstance(ref, str) else ref
+            if base_dir is not None:
+                spec = spec.model_copy(update={"path": str(base_dir / spec.path)})
+            out[name] = spec
+        return out
+
+    @model_validator(mode="after")
+    def _known_sets(self) -> GateSection:
+        for i, v in enumerate(self.verifiers):
+            unknown = sorted(set(getattr(v, "references", None) or ()) - set(self.references))
+            if unknown:
+                raise ValueError(
+                    f"gate.verifiers.{i}.references names {', '.join(map(repr, unknown))}, "
+                    f"not a set of [gate.references] ({', '.join(self.references) or 'none'})"
+                )
+        return self
 
     @property
     def needs_reference(self) -> bool:

@@ -2,13 +2,18 @@
 
 Core-side, so that both clients (``report`` and ``lab``) read one definition: the
 metrics, the mix of every round (from :meth:`Ledger.round_summary`), the gate's pass
-counts and rejection codes, the dial's decisions and the monitor's alerts of every round.
+counts and rejection codes, the dial's decisions and the monitor's alerts of every round;
+and the remedies: the gaps ``fill_gaps`` filled per label, the records in quarantine
+(screened human records, rolled-back synthetic ones), the rollbacks, and the judges'
+pass rates and reasons.
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
+import duckdb
 import pyarrow as pa
 
 from tailguard.monitor import Monitor, alerts_table, preset_for
@@ -33,4 +38,81 @@ def lineage_tables(ledger: Ledger, run: str) -> dict[str, pa.Table]:
         "reasons": ledger.rejection_reasons(),
         "decisions": ledger.decisions(run).drop_columns(["run"]),
         "alerts": alerts.drop_columns(["run"]),
+        "gaps": gaps_filled(ledger, run),
+        "quarantined": ledger.quarantined().select(
+            ["origin", "generation", "id", "round", "code", "detail", "score"]
+        ),
+        "rollbacks": _rollbacks(ledger, run),
+        **judge_tables(ledger),
     }
+
+
+def gaps_filled(ledger: Ledger, run: str) -> pa.Table:
+    """Per ``fill_gaps`` round and label: the gap to the target and the synthetic rows
+    that filled it (from the manifest's params)."""
+    rows = []
+    for rnd in ledger.manifests(run):
+        manifest = ledger.manifest(rnd, run)
+        if manifest.policy != "fill_gaps":
+            continue
+        gaps, filled = manifest.params.get("gaps", {}), manifest.params.get("filled", {})
+        rows += [
+            {"round": rnd, "label": k, "gap": int(g), "filled": int(filled.get(k, 0))}
+            for k, g in sorted(gaps.items())
+        ]
+    schema = pa.schema(
+        [("round", pa.int32()), ("label", pa.string()), ("gap", pa.int64()), ("filled", pa.int64())]
+    )
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _rollbacks(ledger: Ledger, run: str) -> pa.Table:
+    table = ledger.rollbacks(run)
+    if table.num_rows == 0:
+        return pa.table({})
+    rounds = [", ".join(map(str, r)) for r in table["rounds"].to_pylist()]
+    return pa.table(
+        {
+            "to_round": table["to_round"],
+            "rounds": pa.array(rounds, pa.string()),
+            "quarantined": table["quarantined"],
+            "reason": table["reason"],
+            "rolled_at": table["rolled_at"],
+            "rolled_by": table["rolled_by"],
+        }
+    )
+
+
+def _is_judge(params: str | None) -> bool:
+    """A judge's verdict: its parameters name a judge version or a classifier's class."""
+    try:
+        keys = json.loads(params or "{}")
+    except ValueError:
+        return False
+    return isinstance(keys, dict) and ("judge_version" in keys or "positive" in keys)
+
+
+def judge_tables(ledger: Ledger) -> dict[str, pa.Table]:
+    """``judges``: per round and judge, records, passed and mean score; ``judge_reasons``:
+    the judges' most common reasons for a failed verdict."""
+    verdicts = ledger.verdicts()
+    if verdicts.num_rows == 0:
+        return {"judges": pa.table({}), "judge_reasons": pa.table({})}
+    params = verdicts["params"].unique().to_pylist()
+    judged = pa.table({"params": pa.array([p for p in params if _is_judge(p)], pa.string())})
+    con = duckdb.connect()
+    con.register("v", verdicts)
+    con.register("j", judged)
+    judges = con.sql(
+        "SELECT round, verifier, count(*) AS records, count(*) FILTER (WHERE passed) AS passed, "
+        "avg(score) AS mean_score FROM v WHERE params IN (SELECT params FROM j) "
+        "GROUP BY ALL ORDER BY round, verifier"
+    ).to_arrow_table()
+    reasons = con.sql(
+        "SELECT verifier, code, regexp_replace(detail, ' \\(score [^)]*\\)$', '') AS reason, "
+        "count(*) AS count FROM v "
+        "WHERE NOT passed AND params IN (SELECT params FROM j) "
+        "GROUP BY ALL ORDER BY count DESC, verifier, reason LIMIT 20"
+    ).to_arrow_table()
+    con.close()
+    return {"judges": judges, "judge_reasons": reasons}

@@ -77,6 +77,11 @@ class ReportData:
     - ``reasons``: strategy, verifier, code, count
     - ``decisions``: strategy, seed, round, real_fraction, reason, evidence
     - ``alerts``: strategy, seed, round, rule, metrics, message (every round's)
+    - ``gaps``: round, label, gap, filled (``fill_gaps`` manifests)
+    - ``quarantined``: origin, generation, id, round, code, detail, score
+    - ``rollbacks``: to_round, rounds, quarantined, reason, rolled_at, rolled_by
+    - ``judges``: round, verifier, records, passed, mean_score; ``judge_reasons``:
+      verifier, code, reason, count
     - ``axes``: one row per strategy, one column per axis
     - ``recommendation``: lines of text, the same the CLI prints
     """
@@ -89,6 +94,11 @@ class ReportData:
     reasons: pa.Table | None = None
     decisions: pa.Table | None = None
     alerts: pa.Table | None = None
+    gaps: pa.Table | None = None
+    quarantined: pa.Table | None = None
+    rollbacks: pa.Table | None = None
+    judges: pa.Table | None = None
+    judge_reasons: pa.Table | None = None
     axes: pa.Table | None = None
     recommendation: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -531,6 +541,17 @@ SECTION_TEXT = {
     "reasons for rejection. Strategies without a gate accept everything unchecked.",
     "dial": "The human share the dial chose each round, with the reason and the evidence it read.",
     "alerts": "What the monitor raised, round by round, earliest first.",
+    "judges": "Policy checkers (a judge function or a trained classifier): the share of "
+    "candidates each passed per round, the mean score, and the most common reasons a "
+    "candidate failed.",
+    "gaps": "Targeted augmentation: per round and label, the gap between the label's human "
+    "count and its target, and the accepted synthetic examples admitted to fill it. Labels "
+    "already covered get none.",
+    "quarantine": "Records set aside, never deleted: human records screened as model-written "
+    "or as copies of synthetic data, and synthetic records of rolled-back generations. "
+    "Each can be released explicitly.",
+    "rollbacks": "Rollbacks to a clean round: the later rounds set aside (their manifests stay "
+    "as history) and the synthetic records quarantined.",
 }
 
 
@@ -603,6 +624,39 @@ def gate_section(data: ReportData) -> str:
     return _section("Gate", SECTION_TEXT["gate"], gate_chart(data), table, sid="gate")
 
 
+def _plain_section(data: ReportData, name: str, title: str, text_key: str, **kw: Any) -> str:
+    """A section of one table, shown only when the table has rows."""
+    frame = data.frame(name).drop(columns=["strategy", "seed"], errors="ignore")
+    if frame.empty:
+        return ""
+    return _section(title, SECTION_TEXT[text_key], [], _table(frame, **kw), sid=_slug(name))
+
+
+def judges_section(data: ReportData) -> str:
+    judges = data.frame("judges").drop(columns=["strategy", "seed"], errors="ignore")
+    if judges.empty:
+        return ""
+    judges["pass_rate"] = judges["passed"] / judges["records"].clip(lower=1)
+    table = _table(judges, formats={"pass_rate": ("pass rate", _share)}, table_id="judges-table")
+    reasons = data.frame("judge_reasons").drop(columns=["strategy", "seed"], errors="ignore")
+    extra = table + ("" if reasons.empty else _table(reasons, table_id="judge-reasons-table"))
+    return _section("Judges", SECTION_TEXT["judges"], [], extra, sid="judges")
+
+
+def gaps_section(data: ReportData) -> str:
+    return _plain_section(data, "gaps", "Gaps filled per label", "gaps", table_id="gaps-table")
+
+
+def quarantine_section(data: ReportData) -> str:
+    return _plain_section(
+        data, "quarantined", "Quarantined records", "quarantine", table_id="quarantine-table"
+    )
+
+
+def rollbacks_section(data: ReportData) -> str:
+    return _plain_section(data, "rollbacks", "Rollbacks", "rollbacks", table_id="rollbacks-table")
+
+
 def dial_section(data: ReportData) -> str:
     decisions = data.frame("decisions").drop(columns=["evidence"], errors="ignore")
     table = _table(
@@ -650,7 +704,11 @@ SECTIONS = (
     metrics_section,
     mix_section,
     gate_section,
+    judges_section,
+    gaps_section,
     dial_section,
+    rollbacks_section,
+    quarantine_section,
     alerts_section,
 )
 

@@ -17,7 +17,13 @@ threshold = 0.8
 kind = "rules"
 name = "policy"                # optional: to tell two verifiers of one kind apart
 rules = "rules.toml"           # relative to the config file
+
+[gate.references]              # optional: named sets every duplicate verifier checks
+eval = "data/eval.jsonl"       # or {path = "...", text_field = "question"}
 ```
+
+``earlier_generations = true`` (the default) also compares each round's candidates
+with the synthetic records accepted in earlier rounds.
 
 The table is validated by :class:`tailguard.config.GateSection` (one model for the
 whole file); this module turns each validated entry into its :class:`Verifier`.
@@ -85,20 +91,53 @@ def needs_reference(config: ProjectConfig | GateSection | dict[str, Any]) -> boo
     return gate_section(config).needs_reference
 
 
+def read_references(
+    section: GateSection, *, base_dir: str | Path | None = None, source: str = "config"
+) -> dict[str, pa.Table]:
+    """The named reference sets of ``[gate.references]``, read (``id``, ``content``)."""
+    from tailguard.readers import read_table
+    from tailguard.records import content_ids, normalise_content
+
+    out = {}
+    for name, spec in section.reference_files(None if base_dir is None else Path(base_dir)).items():
+        try:
+            table, _ = read_table(spec.path, text_field=spec.text_field)
+        except InputError as exc:
+            raise InputError(
+                f"{exc.reason} (reference set gate.references.{name} of {source})",
+                file=exc.file,
+                line=exc.line,
+                field=exc.field,
+            ) from None
+        except OSError as exc:
+            raise InputError(
+                f"cannot read it: {exc.strerror or exc} (reference set gate.references.{name} "
+                f"of {source})",
+                file=spec.path,
+            ) from None
+        texts = normalise_content(table[spec.text_field])
+        out[name] = pa.table({"id": content_ids(texts), "content": texts})
+    return out
+
+
 def build_verifier(
     spec: VerifierSpec,
     *,
     reference: pa.Table | None = None,
+    references: dict[str, pa.Table] | None = None,
     base_dir: str | Path | None = None,
     where: str = "config",
 ) -> Verifier:
-    """The verifier one validated ``[[gate.verifiers]]`` entry describes."""
+    """The verifier one validated ``[[gate.verifiers]]`` entry describes; duplicate
+    verifiers get the reservoir (unless ``reference = "none"``) and every named set."""
     try:
         params = spec.params(None if base_dir is None else Path(base_dir))
     except ValueError as exc:
         raise InputError(str(exc), file=where) from exc
     if spec.kind in (ExactDuplicate.kind, NearDuplicate.kind):
         params["reference"] = reference if spec.reference == "reservoir" else None
+        chosen = spec.references if spec.references is not None else list(references or {})
+        params["references"] = {n: (references or {})[n] for n in chosen} or None
     try:
         verifier = KINDS[spec.kind](**params)
     except InputError as exc:
@@ -110,4 +149,11 @@ def build_verifier(
     return verifier
 
 
-__all__ = ["KINDS", "build_verifier", "gate_section", "load_config", "needs_reference"]
+__all__ = [
+    "KINDS",
+    "build_verifier",
+    "gate_section",
+    "load_config",
+    "needs_reference",
+    "read_references",
+]

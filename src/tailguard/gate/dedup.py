@@ -1,13 +1,17 @@
-"""Duplicate verifiers: exact and near copies, of the reservoir or within the pool.
+"""Duplicate verifiers: exact and near copies, of reference sets or within the pool.
 
 A candidate that copies a human reservoir record is memorisation, not new data;
-one that copies an earlier candidate adds nothing. Both fail, and the verdict
-names the record matched (``matched_id``) and the similarity (``score``).
-Within the pool the *first* record of a group passes and later ones fail.
+one that copies an earlier candidate, or a synthetic record an earlier generation
+already contributed, adds nothing; one that copies a named reference set (an
+evaluation set to decontaminate against) leaks it into training. All fail, and the
+verdict names the set and record matched (``detail``, ``matched_id``) and the
+similarity (``score``). Within the pool the *first* record of a group passes and
+later ones fail.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,6 +27,71 @@ from tailguard.gate.base import Verifier, verdicts
 from tailguard.records import content_ids, normalise_content
 
 Reference = pa.Table | Sequence[str] | Mapping[str, str] | None
+
+#: The set name of the reference given as ``reference`` (the frozen reservoir).
+RESERVOIR_SET = "reservoir"
+
+
+def _named_sets(reference: Reference, references: Mapping[str, Reference] | None) -> pa.Table:
+    """``id``, ``content`` and ``set`` of the reservoir and every named reference set."""
+    parts = [(RESERVOIR_SET, reference_table(reference))]
+    for name, ref in (references or {}).items():
+        if name == RESERVOIR_SET:
+            raise InputError(f"reference set name {name!r} is taken by the reservoir")
+        parts.append((name, reference_table(ref)))
+    return pa.concat_tables(
+        [t.append_column("set", pa.array([name] * t.num_rows, pa.string())) for name, t in parts]
+    )
+
+
+def _sets_of(in_reference: np.ndarray) -> np.ndarray:
+    """Each record's matched set name (None: matched a candidate, or nothing); a bool
+    mask (the distributed gate's) means the reservoir."""
+    if in_reference.dtype == bool:
+        return np.where(in_reference, RESERVOIR_SET, None).astype(object)
+    return in_reference
+
+
+class _Sets:
+    """What both duplicate verifiers share: named reference sets, and the accepted
+    synthetic records of earlier generations added round by round."""
+
+    _ref: pa.Table
+    reference: dict[str, Any]
+    references: dict[str, Any]
+
+    def _init_sets(self, reference: Reference, references: Mapping[str, Reference] | None) -> None:
+        self._ref = _named_sets(reference, references)
+        self._ref_set = np.asarray(self._ref["set"].to_numpy(zero_copy_only=False), dtype=object)
+        sets = {n: self._ref.filter(pc.equal(self._ref["set"], n)) for n in references or {}}
+        self.reference = _describe(self._ref.filter(pc.equal(self._ref["set"], RESERVOIR_SET)))
+        self.references = {n: _describe(t) for n, t in sets.items()}
+        self._ref_ids = _ids(self._ref)
+
+    def with_earlier(self, earlier: pa.Table) -> Any:
+        """A copy that also compares with ``earlier`` (``id``, ``content``, ``generation``:
+        accepted synthetic records of earlier generations), each named by generation."""
+        if earlier.num_rows == 0:
+            return self
+        new = copy.copy(self)
+        gens = earlier["generation"].to_numpy(zero_copy_only=False)
+        names = np.char.add(np.char.add("generation ", gens.astype(str)), " synthetic")
+        extra = pa.table(
+            {
+                "id": earlier["id"].cast(pa.string()),
+                "content": earlier["content"].cast(pa.string()),
+                "set": pa.array(names.astype(object), pa.string()),
+            }
+        )
+        new._ref = pa.concat_tables([self._ref, extra])
+        new._ref_ids = np.concatenate([self._ref_ids, _ids(extra)])
+        new._ref_set = np.concatenate([self._ref_set, names.astype(object)])
+        new.references = {**self.references, "earlier_generations": _describe(extra)}
+        new._extend(extra)
+        return new
+
+    def _extend(self, extra: pa.Table) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
 
 
 def reference_table(reference: Reference) -> pa.Table:
@@ -84,11 +153,13 @@ def exact_keys(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return pd.util.hash_array(values, categorize=False)
 
 
-class ExactDuplicate(Verifier):
+class ExactDuplicate(_Sets, Verifier):
     """Fail records whose text equals a reference record's or an earlier record's.
 
     Texts are compared after lower-casing and reducing punctuation and spacing to
-    one space, so a copy with different capitalisation is still a copy.
+    one space, so a copy with different capitalisation is still a copy. References:
+    ``reference`` (the reservoir), ``references`` (named sets, e.g. ``{"eval": ...}``)
+    and, in a gate's round, earlier generations' accepted records.
     """
 
     kind = "exact_duplicate"
@@ -96,33 +167,42 @@ class ExactDuplicate(Verifier):
     codes = ("exact_duplicate",)
     row_independent = False
 
-    def __init__(self, *, reference: Reference = None, within_pool: bool = True) -> None:
-        self._ref = reference_table(reference)
-        self.reference = _describe(self._ref)
+    def __init__(
+        self,
+        *,
+        reference: Reference = None,
+        within_pool: bool = True,
+        references: Mapping[str, Reference] | None = None,
+    ) -> None:
+        self._init_sets(reference, references)
         self.within_pool = within_pool
         self._ref_keys = exact_keys(_texts(self._ref))
         self._ref_order = np.argsort(self._ref_keys, kind="stable")
-        self._ref_ids = _ids(self._ref)
+
+    def _extend(self, extra: pa.Table) -> None:
+        self._ref_keys = np.concatenate([self._ref_keys, exact_keys(_texts(extra))])
+        self._ref_order = np.argsort(self._ref_keys, kind="stable")
 
     def verify(self, batch: pa.Table) -> pa.Table:
         n = batch.num_rows
         keys = exact_keys(_texts(batch))
         matched = np.full(n, None, dtype=object)
-        in_reservoir = np.zeros(n, bool)
+        sets = np.full(n, None, dtype=object)
         if len(self._ref_keys):
             sorted_keys = self._ref_keys[self._ref_order]
             pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-            in_reservoir = sorted_keys[pos] == keys
-            matched[in_reservoir] = self._ref_ids[self._ref_order[pos[in_reservoir]]]
+            hit = sorted_keys[pos] == keys
+            matched[hit] = self._ref_ids[self._ref_order[pos[hit]]]
+            sets[hit] = self._ref_set[self._ref_order[pos[hit]]]
         if self.within_pool and n:
             _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
             earlier = first[inverse]
             dup = (earlier != np.arange(n)) & (matched == None)  # noqa: E711 - numpy mask
             matched[dup] = _ids(batch)[earlier[dup]]
-        return exact_verdicts(matched, in_reservoir)
+        return exact_verdicts(matched, sets)
 
 
-class NearDuplicate(Verifier):
+class NearDuplicate(_Sets, Verifier):
     """Fail records whose estimated Jaccard similarity to another is >= ``threshold``.
 
     Similarity is over sets of ``shingle``-word windows, estimated by MinHash with
@@ -130,8 +210,9 @@ class NearDuplicate(Verifier):
     threshold and ``weights`` = (false-positive, false-negative) weights; the
     default leans to recall because confirming candidates is cheap). Compared
     against ``reference`` (the frozen reservoir, given at construction; its
-    signatures are computed once) and, if ``within_pool``, each record against
-    the earlier records of the same batch.
+    signatures are computed once), the named sets of ``references``, in a gate's
+    round the accepted records of earlier generations, and, if ``within_pool``,
+    each record against the earlier records of the same batch.
     """
 
     kind = "near_duplicate"
@@ -150,6 +231,7 @@ class NearDuplicate(Verifier):
         within_pool: bool = True,
         max_bucket: int = 32,
         weights: tuple[float, float] = (0.2, 0.8),
+        references: Mapping[str, Reference] | None = None,
     ) -> None:
         if not 0.0 < threshold < 1.0:
             raise InputError(f"threshold must be in (0, 1), got {threshold}", field="threshold")
@@ -159,10 +241,19 @@ class NearDuplicate(Verifier):
         self.within_pool, self.max_bucket = within_pool, max_bucket
         self.weights = (float(weights[0]), float(weights[1]))
         self.bands, self.rows = minhash.optimal_bands(threshold, num_perm, *self.weights)
-        ref = reference_table(reference)
-        self.reference = _describe(ref)
-        self._ref_ids = _ids(ref)
-        self._ref_sig = self.signatures(_texts(ref))
+        self._init_sets(reference, references)
+        self._ref_sig = self.signatures(_texts(self._ref))
+        self._sig_cache: dict[str, np.ndarray] = {}
+
+    def _extend(self, extra: pa.Table) -> None:
+        # Earlier generations grow by a round at a time: sign each record once.
+        ids = _ids(extra)
+        new = np.array([i not in self._sig_cache for i in ids], bool)
+        if new.any():
+            fresh = self.signatures(_texts(extra).filter(pa.array(new)))
+            self._sig_cache.update(zip(ids[new], fresh, strict=True))
+        sig = np.stack([self._sig_cache[i] for i in ids]).astype(self._ref_sig.dtype)
+        self._ref_sig = np.concatenate([self._ref_sig, sig.reshape(len(ids), -1)])
 
     def signatures(self, texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
         return minhash.signatures(
@@ -174,29 +265,42 @@ class NearDuplicate(Verifier):
         sig = self.signatures(_texts(batch))
         kw = {"bands": self.bands, "rows": self.rows, "cap": self.max_bucket}
         matched = np.full(n, None, dtype=object)
-        in_reservoir = np.zeros(n, bool)
+        sets = np.full(n, None, dtype=object)
         score = np.full(n, np.nan)
         if len(self._ref_ids):
             m, s = minhash.best_matches(sig, self._ref_sig, self.threshold, **kw)
-            in_reservoir = m >= 0
-            matched[in_reservoir] = self._ref_ids[m[in_reservoir]]
-            score[in_reservoir] = s[in_reservoir]
+            hit = m >= 0
+            matched[hit] = self._ref_ids[m[hit]]
+            sets[hit] = self._ref_set[m[hit]]
+            score[hit] = s[hit]
         if self.within_pool and n:
             m, s = minhash.best_matches(sig, None, self.threshold, **kw)
             hit = (m >= 0) & (matched == None)  # noqa: E711
             matched[hit] = _ids(batch)[m[hit]]
             score[hit] = s[hit]
         empty = sig[:, 0] == minhash.EMPTY if n else np.zeros(0, bool)
-        return near_verdicts(matched, in_reservoir, score, empty)
+        return near_verdicts(matched, sets, score, empty)
 
 
-def exact_verdicts(matched: np.ndarray, in_reservoir: np.ndarray) -> pa.Table:
-    """Exact-duplicate verdicts from each record's match (``None``: unique) and
-    whether it is a reservoir record (else an earlier candidate)."""
+def _what(sets: np.ndarray) -> np.ndarray:
+    """``<set> record`` per matched reference set, ``candidate`` for a pool match."""
+    out = np.full(len(sets), "candidate", dtype=object)
+    named = sets != None  # noqa: E711 - numpy mask
+    out[named] = np.char.add(sets[named].astype(str), " record").astype(object)
+    return out
+
+
+def exact_verdicts(matched: np.ndarray, sets: np.ndarray) -> pa.Table:
+    """Exact-duplicate verdicts from each record's match (``None``: unique) and the
+    reference set it belongs to (``None``: an earlier candidate; a bool mask: the
+    reservoir)."""
+    sets = _sets_of(sets)
     passed = matched == None  # noqa: E711 - numpy mask
     details = np.full(len(matched), None, dtype=object)
-    what = np.where(in_reservoir, "copy of reservoir record ", "copy of candidate ")
-    details[~passed] = np.char.add(what[~passed], matched[~passed].astype(str)).astype(object)
+    what = np.char.add("copy of ", _what(sets).astype(str))
+    details[~passed] = np.char.add(
+        np.char.add(what[~passed], " "), matched[~passed].astype(str)
+    ).astype(object)
     return verdicts(
         passed,
         np.where(passed, None, "exact_duplicate").tolist(),
@@ -207,15 +311,16 @@ def exact_verdicts(matched: np.ndarray, in_reservoir: np.ndarray) -> pa.Table:
 
 
 def near_verdicts(
-    matched: np.ndarray, in_reservoir: np.ndarray, score: np.ndarray, empty: np.ndarray
+    matched: np.ndarray, sets: np.ndarray, score: np.ndarray, empty: np.ndarray
 ) -> pa.Table:
-    """Near-duplicate verdicts from each record's best match (``None``: none), whether
-    it is a reservoir record, its estimated Jaccard, and which records had no words."""
+    """Near-duplicate verdicts from each record's best match (``None``: none), the
+    reference set it belongs to (as for :func:`exact_verdicts`), its estimated Jaccard,
+    and which records had no words."""
+    sets = _sets_of(sets)
     passed = matched == None  # noqa: E711 - numpy mask
     details = np.full(len(matched), None, dtype=object)
-    for where, what in ((in_reservoir, "reservoir record"), (~in_reservoir, "candidate")):
-        hit = where & ~passed
-        details[hit] = _near_reason(what, matched[hit], score[hit])
+    hit = ~passed
+    details[hit] = _near_reason(_what(sets)[hit], matched[hit], score[hit])
     details[empty] = "no words: not compared"
     return verdicts(
         passed,
@@ -226,8 +331,9 @@ def near_verdicts(
     )
 
 
-def _near_reason(what: str, ids: np.ndarray, sims: np.ndarray) -> np.ndarray:
+def _near_reason(what: np.ndarray, ids: np.ndarray, sims: np.ndarray) -> np.ndarray:
     sims_txt = np.char.mod("%.2f", sims)
-    return np.char.add(
-        np.char.add("J~", sims_txt), np.char.add(f" with {what} ", ids.astype(str))
-    ).astype(object)
+    with_what = np.char.add(np.char.add(" with ", what.astype(str)), " ")
+    return np.char.add(np.char.add("J~", sims_txt), np.char.add(with_what, ids.astype(str))).astype(
+        object
+    )

@@ -27,7 +27,7 @@ from tailguard.gate.base import (
     Verifier,
     safe_verify,
 )
-from tailguard.gate.config import build_verifier, gate_section
+from tailguard.gate.config import build_verifier, gate_section, read_references
 from tailguard.records import Origin, Status
 
 if TYPE_CHECKING:
@@ -140,6 +140,10 @@ class Gate:
     verifier that does not pickle always runs in-process. Verifiers that need
     the whole pool (duplicate search) see it at once, in-process; for data
     larger than one machine see :mod:`tailguard.gate.distributed`.
+
+    ``earlier_generations`` (on by default): in :meth:`run_round`, the duplicate
+    verifiers also compare with the synthetic records the gate accepted in earlier
+    rounds, so a later generation cannot re-add what an earlier one contributed.
     """
 
     #: Defaults (the config reads them here): records per worker batch, and the
@@ -155,6 +159,7 @@ class Gate:
         batch_size: int = BATCH_SIZE,
         parallel_min: int | None = PARALLEL_MIN,
         progress: bool = True,
+        earlier_generations: bool = True,
     ) -> None:
         verifiers = list(verifiers)
         if not verifiers:
@@ -171,6 +176,7 @@ class Gate:
         self.batch_size = batch_size
         self.parallel_min = parallel_min
         self.progress = progress
+        self.earlier_generations = earlier_generations
 
     @classmethod
     def from_config(cls, config: Any, **kwargs: Any) -> Gate:
@@ -201,8 +207,12 @@ class Gate:
                 return InProcess()
         return engine
 
-    def run(self, table: pa.Table) -> GateResult:
-        """Gate every record of ``table`` (needs ``id`` and ``content``; each id once)."""
+    def run(self, table: pa.Table, *, earlier: pa.Table | None = None) -> GateResult:
+        """Gate every record of ``table`` (needs ``id`` and ``content``; each id once).
+
+        ``earlier`` (``id``, ``content``, ``generation``): accepted synthetic records of
+        earlier generations the duplicate verifiers also compare with.
+        """
         for col in ("id", "content"):
             if col not in table.column_names:
                 raise InputError(f"the gate needs a {col!r} column", field=col)
@@ -218,8 +228,12 @@ class Gate:
                 ("nothing to gate",),
             )
         parts = []
+        verifiers = [
+            v.with_earlier(earlier) if earlier is not None and hasattr(v, "with_earlier") else v
+            for v in self.verifiers
+        ]
         with _progress_bar(self.progress) as bar:
-            for v in self.verifiers:
+            for v in verifiers:
                 task = bar.add_task(f"{v.name}", total=n) if bar else None
                 advance = (lambda k, t=task: bar.advance(t, k)) if bar else None
                 fn = _SafeVerify(v)
@@ -243,7 +257,7 @@ class Gate:
         table = ledger.records(
             round=round, status=Status.CANDIDATE.value, origin=Origin.SYNTHETIC.value
         )
-        result = self.run(table)
+        result = self.run(table, earlier=self._earlier(ledger, round))
         if result.empty:
             return result
         # One transaction: verdicts stored and statuses moved together, or neither.
@@ -254,6 +268,18 @@ class Gate:
             rejected=result.rejected_ids,
         )
         return result
+
+    def _earlier(self, ledger: Ledger, round: int) -> pa.Table | None:  # noqa: A002
+        """Accepted synthetic records of rounds before ``round`` (rolled-back ones are
+        quarantined, so not among them), if the gate compares with them."""
+        if not self.earlier_generations or round < 1:
+            return None
+        accepted = ledger.records(
+            origin=Origin.SYNTHETIC.value,
+            status=Status.ACCEPTED.value,
+            columns=["id", "content", "generation", "round"],
+        )
+        return accepted.filter(pc.less(accepted["round"], round))
 
     def __repr__(self) -> str:
         return f"Gate({self.verifiers!r})"
@@ -318,10 +344,12 @@ def gate_from_config(
     section = gate_section(config, source=source)
     if base_dir is None and isinstance(config, ProjectConfig):
         base_dir = config.base_dir
+    references = read_references(section, base_dir=base_dir, source=source)
     verifiers = [
         build_verifier(
             spec,
             reference=reference,
+            references=references,
             base_dir=base_dir,
             where=f"{source}: gate.verifiers.{i}",
         )
@@ -334,4 +362,5 @@ def gate_from_config(
         batch_size=section.batch_size,
         parallel_min=section.parallel_min,
         progress=progress,
+        earlier_generations=section.earlier_generations,
     )
