@@ -226,7 +226,9 @@ def metric_charts(data: ReportData) -> list[str]:
         sub = m[m["metric"] == metric]
         chart = f"metric-{metric}"
         fig, ax = plt.subplots(figsize=(6.4, 3.2))
-        _reference_lines(ax, chart, sub, floor[floor["metric"] == metric] if len(floor) else floor)
+        band = _reference_lines(
+            ax, chart, sub, floor[floor["metric"] == metric] if len(floor) else floor
+        )
         for s in sorted(sub["strategy"].unique()):
             q = sub[sub["strategy"] == s].groupby("round")["value"].quantile([0.0, 0.5, 1.0])
             q = q.unstack()
@@ -237,6 +239,7 @@ def metric_charts(data: ReportData) -> list[str]:
                 gid=f"series-{chart}-{_slug(s)}",
             )  # fmt: skip
         hib = sub["higher_is_better"].iloc[0] if "higher_is_better" in sub else None
+        ax.set_ylim(*y_range(sub["value"], band, _higher_is_better(metric, hib)))
         ax.set_title(f"{metric} ({direction(metric, hib)})", fontsize=10.5)
         ax.set_ylabel(metric, fontsize=9).set_gid(f"ylabel-{chart}")
         _rounds_axis(ax, sub["round"])
@@ -261,18 +264,22 @@ def tolerance(metric: str, level: float) -> float:
     return 0.0
 
 
-def _reference_lines(ax: plt.Axes, chart: str, sub: pd.DataFrame, floor: pd.DataFrame) -> None:
-    """The baseline (dashed) and, around it, the band inside which the monitor stays quiet.
+def _reference_lines(
+    ax: plt.Axes, chart: str, sub: pd.DataFrame, floor: pd.DataFrame
+) -> tuple[float, float, float]:
+    """The baseline (dashed) and, around it, the band inside which the monitor stays quiet;
+    returns ``(baseline, band low, band high)`` (the band is the baseline alone when no
+    noise floor was measured).
 
-    As in the monitor, the baseline is the noise floor when it was measured (the human
-    holdout against the human training data, median over seeds), else the first
+    As in the monitor, the baseline is the noise floor when it was measured (human
+    samples of the rounds' size against the holdout, median over seeds), else the first
     measured round. The band is the noise floor's spread over seeds widened by the
     metric's alert threshold: a point outside it, on the bad side, is a degradation.
     """
     metric = str(sub["metric"].iloc[0])
     if len(floor):
         baseline = float(floor["value"].median())
-        label = "baseline: human holdout (noise floor)"
+        label = "baseline: human sample (noise floor)"
         slack = tolerance(metric, baseline) or 0.004 * max(abs(baseline), 1e-9)
         lo, hi = float(floor["value"].min()) - slack, float(floor["value"].max()) + slack
         if min(floor["value"].min(), sub["value"].min()) >= 0:  # no band below an empty sample
@@ -287,7 +294,47 @@ def _reference_lines(ax: plt.Axes, chart: str, sub: pd.DataFrame, floor: pd.Data
         first = int(sub["round"].min())
         baseline = float(sub[sub["round"] == first]["value"].median())
         label = f"baseline: round {first}"
+        lo = hi = baseline
     ax.axhline(baseline, color=BASELINE, lw=1, ls="--", gid=f"baseline-{chart}", label=label)
+    return baseline, lo, hi
+
+
+def _higher_is_better(metric: str, stored: Any) -> bool | None:
+    known = REGISTRY.get(metric)
+    hib = known.higher_is_better if known is not None else stored
+    if hib is None or (isinstance(hib, float) and hib != hib):
+        return None
+    return bool(hib)
+
+
+#: Margin around what a metric chart must show, as a share of its span; past the band's
+#: alert edge a wider one, so the clear area beyond the band reads at a glance.
+Y_MARGIN = 0.08
+ALERT_MARGIN = 0.25
+
+
+def y_range(
+    values: Any, band: tuple[float, float, float], higher_is_better: bool | None
+) -> tuple[float, float]:
+    """A metric chart's y range: the curve, the baseline and the band's edge on the bad
+    side (where alerts start) always in view, with room past that edge, so the band
+    never fills the chart and the curve is not squashed by the band's harmless side.
+
+    The band's edge on the good side is shown only as far as the curve reaches (a
+    two-sided metric has two bad sides, both shown).
+    """
+    baseline, lo, hi = band
+    vals = [float(v) for v in values]
+    low_bad, high_bad = higher_is_better is not False, higher_is_better is not True
+    shown = [*vals, baseline, *([lo] if low_bad else []), *([hi] if high_bad else [])]
+    bottom, top = min(shown), max(shown)
+    span = top - bottom or max(abs(baseline), 1e-9) * 0.1
+    below = ALERT_MARGIN if low_bad and bottom == lo else Y_MARGIN
+    above = ALERT_MARGIN if high_bad and top == hi else Y_MARGIN
+    bottom, top = bottom - below * span, top + above * span
+    if min(vals + [lo]) >= 0:
+        bottom = max(bottom, -Y_MARGIN * span)  # hardly below zero for a count or a share
+    return bottom, top
 
 
 def mix_charts(data: ReportData) -> list[str]:

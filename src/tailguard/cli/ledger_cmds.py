@@ -52,11 +52,13 @@ name = "anchored"                # hybrid: a fixed human share in every batch
 real_fraction = {real_fraction}
 
 [dial]
-enabled = true
-watch = ["tail_recall", "distinct_2"]
+enabled = true                   # the tails first: the share never falls while one is down
+watch = ["tail_recall", "rare_vocab_coverage", "distinct_2"]
 
 [monitor]
-preset = "default"
+preset = "default"               # "rich" adds PRDC and Vendi on sentence embeddings
+# embedder = "minilm"            # hashing | minilm | module:function (default: minilm when
+                                 # installed, for a preset with embedding metrics)
 
 # For `tailguard run`: the human data and the model (a lab model, or your own
 # `module:function` returning train and generate).
