@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pyarrow as pa
@@ -267,6 +268,7 @@ def test_the_readme_loop_raises_the_share_while_its_tails_fall():
     mon.record_values(0, baseline, sample=NOISE_FLOOR_SAMPLE)
     dial = Dial(start=dial_cfg.get("start", Dial.START), watch=dial_cfg["watch"])
     replayed = [1.0]
+    fell = set()
     for i, r in enumerate(rounds[:-1]):  # round r's evidence turns round r + 1's share
         mon.record_values(r, {m: v[i] for m, v in series.items()})
         evidence = {e.metric: e for e in mon.evidence()}
@@ -276,10 +278,11 @@ def test_the_readme_loop_raises_the_share_while_its_tails_fall():
         tails_down = [m for m in ("tail_recall", "rare_vocab_coverage") if evidence[m].degraded]
         if tails_down:
             assert decision.real_fraction > before, (r, tails_down, decision.reason)
+        fell |= set(tails_down)
     assert replayed == pytest.approx(shares)
     # the README's point: the tails fell below their bands, and the share only rose
-    assert any(evidence[m].degraded for m in ("tail_recall", "rare_vocab_coverage"))
-    assert all(b >= a for a, b in zip(shares[1:], shares[2:]))
+    assert fell
+    assert all(b >= a for a, b in itertools.pairwise(shares[1:]))
     assert shares[-1] > shares[1]
 
 

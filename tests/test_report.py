@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import tiny_lab_run
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from conftest import tiny_lab_run
 
 from tailguard.advise import TaskProfile, advise
 from tailguard.gate import Gate, NearDuplicate, Quality
