@@ -70,8 +70,8 @@ class ReportData:
     """Everything the report shows, as tidy tables (any may be empty).
 
     - ``metrics``: strategy, seed, round, metric, value, higher_is_better (the model's)
-    - ``floor``: strategy, seed, metric, value: the noise floor (human holdout vs the
-      human training reservoir)
+    - ``floor``: strategy, seed, metric, value: the noise floor (human samples of the
+      rounds' size from the reservoir's training split, measured against the holdout)
     - ``mix``: strategy, seed, round, human, synthetic, by_generation (JSON)
     - ``gate``: strategy, seed, round, verifier, records, passed
     - ``reasons``: strategy, verifier, code, count
@@ -569,9 +569,10 @@ SECTION_TEXT = {
     "anchoring.",
     "metrics": "Collapse shows in the tails and in diversity first: watch these fall while "
     "the average still looks fine. Each point is a measured round (median over seeds, band = "
-    "min to max). The dashed line is the baseline: the human holdout measured against the "
-    "human training data (the noise floor). The green band around it is that noise, widened "
-    "by the metric's alert threshold: a point outside it on the bad side is a degradation.",
+    "min to max). The dashed line is the baseline: human samples as large as a round's, "
+    "measured against the held-out human reference exactly as a round is (the noise floor). "
+    "The green band around it is that baseline widened by the metric's alert threshold: a "
+    "point outside it on the bad side is a degradation.",
     "mix": "Every training slot by origin: human (green) and synthetic by the generation "
     "that wrote it (orange). A shrinking green share is invisible substitution.",
     "gate": "Share of synthetic candidates that passed every verifier, and the most common "
@@ -614,7 +615,7 @@ def recommendation_section(data: ReportData) -> str:
     if not data.recommendation:
         return ""
     items = "".join(f"<li>{html.escape(line)}</li>" for line in data.recommendation[1:])
-    alerting = " alerting" if "alert" in data.recommendation[0] else ""
+    alerting = " alerting" if re.match(r"\d+ active alert", data.recommendation[0]) else ""
     return (
         f"<section id='recommendation-section'><h2>Recommendation</h2>"
         f"<div class='advice{alerting}' id='recommendation'>"
