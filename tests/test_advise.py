@@ -131,7 +131,9 @@ def test_advise_ledger_and_the_report_say_the_same_words(tmp_path):
         lines = recommendation_lines(led)
     assert lines[0].startswith("2 active alert(s)")
     assert "raise the human share 20% -> 25%" in lines[0]
-    assert "next round from the evidence: 25% human" in lines
+    # one share: the next round's, never the profile's starting share beside it
+    assert lines[1].startswith("hybrid (anchored): 25% human per batch next round")
+    assert not any("start at" in line for line in lines)
     out = CliRunner().invoke(app, ["advise", "--ledger", str(path)])
     assert out.exit_code == 0, out.output
     printed = [line.strip().removeprefix("• ") for line in out.output.splitlines()]
@@ -153,4 +155,6 @@ def test_without_alerts_the_recommendation_follows_the_dial():
                  threshold=0.1, degraded=False, round=3)  # fmt: skip
     dial = Dial(start=0.3, patience=1)
     advice = recommend([e], dial=dial)
-    assert advice.headline is None and advice.next_fraction == 0.25
+    assert advice.next_fraction == 0.25
+    assert advice.headline == "no active alerts: lower the human share 30% -> 25% next round"
+    assert not any("start at" in line for line in advice.lines())

@@ -23,8 +23,53 @@ def human():
 def _monitor(human, **kw) -> Monitor:
     texts, labels = human
     mon = Monitor(**kw).set_reference(texts[:1500], labels[:1500])
-    mon.record_noise_floor(texts[:1500], labels[:1500], texts[1500:], labels[1500:])
+    mon.record_noise_floor(texts[1500:], labels[1500:], size=1500)
     return mon
+
+
+@pytest.mark.parametrize("metric", ["vocab_coverage", "rare_vocab_coverage", "distinct_2"])
+def test_the_human_baseline_is_measured_at_the_rounds_sample_size(metric):
+    """Coverage and distinct-n move with the number of texts: a baseline measured on
+    more (or fewer) human texts than a round's sample would call a human sample degraded
+    (or hide a real loss). At the rounds' size, fresh human samples sit on the baseline."""
+    texts, labels = make_corpus(7000, seed=11)
+    ref, train = (texts[:1000], labels[:1000]), (texts[1000:], labels[1000:])
+    at_size = {}
+    for size in (300, 3000):
+        mon = Monitor().set_reference(*ref)
+        mon.record_noise_floor(*train, size=size)
+        at_size[size] = mon
+    small, large = (
+        dict(zip(*[m.history.filter(pa.compute.equal(m.history["metric"], metric))[c].to_pylist()
+                   for c in ("sample", "value")], strict=True))[NOISE_FLOOR_SAMPLE]
+        for m in (at_size[300], at_size[3000])
+    )  # fmt: skip
+    assert abs(large - small) > 0.12 * abs(small), (small, large)  # it depends on size
+    for r in range(3):  # human rounds of 300 texts, from the same distribution
+        at_size[300].record(r, *make_corpus(300, seed=500 + r))
+        at_size[3000].record(r, *make_corpus(300, seed=500 + r))
+    same, other = at_size[300].change(metric), at_size[3000].change(metric)
+    assert same.value == pytest.approx(same.baseline, rel=0.1) and not same.degraded
+    # the mismatched baseline misreads the same human data by more than a threshold:
+    # it cries wolf (coverage) or would hide a loss of that size (distinct-n)
+    assert abs(other.relative_change) > 0.12
+
+
+def test_the_baseline_averages_disjoint_draws_of_the_rounds_size():
+    texts, labels = make_corpus(2000, seed=12)
+    mon = Monitor().set_reference(texts[:500], labels[:500])
+    rows = mon.record_noise_floor(texts[500:], labels[500:], size=500)
+    train = np.array(texts[500:], dtype=object)
+    order = np.random.default_rng(mon.seed).permutation(1500).reshape(3, 500)
+    from tailguard.metrics import evaluate
+
+    expected = np.mean(
+        [evaluate(list(train[np.sort(i)]), None, mon.reference)["distinct_2"] for i in order]
+    )
+    got = dict(zip(rows["metric"].to_pylist(), rows["value"].to_pylist(), strict=True))
+    assert got["distinct_2"] == pytest.approx(expected)
+    with pytest.raises(InputError, match="sample size"):
+        mon.record_noise_floor(texts[500:], size=0)
 
 
 def test_samples_from_the_reference_stay_within_the_noise_floor(human):

@@ -68,15 +68,18 @@ class Advice:
     headline: str | None = None
 
     def lines(self) -> list[str]:
-        """Headline first, then the reasons: what the CLI prints and the report shows."""
-        head = (
-            f"{self.strategy}: start at {self.real_fraction:.0%} human per batch, "
-            f"gate with {', '.join(self.gate)}"
-        )
+        """Headline first, then the reasons: what the CLI prints and the report shows.
+
+        With measured evidence (``next_fraction`` set) there is one share, the next
+        round's; the profile's starting share is not repeated next to it.
+        """
+        gate = f"gate with {', '.join(self.gate)}"
+        if self.next_fraction is None:
+            head = f"{self.strategy}: start at {self.real_fraction:.0%} human per batch, {gate}"
+        else:
+            head = f"{self.strategy}: {self.next_fraction:.0%} human per batch next round, {gate}"
         out = [self.headline] if self.headline else []
         out += [head, *self.reasons, f"estimated data cost per round: ${self.cost_per_round:,.2f}"]
-        if self.next_fraction is not None:
-            out.append(f"next round from the evidence: {self.next_fraction:.0%} human")
         return out + self.evidence
 
     def to_dict(self) -> dict[str, Any]:
@@ -226,17 +229,16 @@ def recommend(
     rnd = next_round if next_round is not None else max(int(e.round) for e in evidence) + 1
     decision = dial.decide(rnd, evidence)
     advise_from_evidence(advice, evidence, decision)
+    raised = decision.real_fraction
     if alerts:
         named = sorted({m for a in alerts for m in a.metrics})
         rules = sorted({a.rule for a in alerts})
-        raised = decision.real_fraction
         if raised <= current:
             raised = min(round(current + dial.step, 10), dial.maximum)
             advice.evidence.append(
                 f"alerts on {', '.join(named)} the dial does not watch: raise the share anyway "
                 "(or add them to [dial] watch)"
             )
-        advice.next_fraction = raised
         verb = "raise" if raised > current else "hold"
         advice.headline = (
             f"{len(alerts)} active alert(s) ({', '.join(rules)}: {', '.join(named)}): "
@@ -247,7 +249,19 @@ def recommend(
                 else ""
             )
         )
+    else:
+        advice.headline = f"no active alerts: {_share_move(current, raised)} next round"
+    advice.next_fraction = raised
+    advice.cost_per_round = _round_cost(profile or TaskProfile(), raised, costs or CostModel())
     return advice
+
+
+def _share_move(current: float, new: float) -> str:
+    if new > current:
+        return f"raise the human share {current:.0%} -> {new:.0%}"
+    if new < current:
+        return f"lower the human share {current:.0%} -> {new:.0%}"
+    return f"hold the human share at {current:.0%}"
 
 
 def recommendation_lines(

@@ -333,38 +333,47 @@ def evaluate_sample(
 ) -> pa.Table:
     """The evaluate step: measure a sample against the monitor's reference and store it.
 
-    A run's first evaluation also stores the human baseline (:func:`human_baseline`)
-    unless ``reservoir freeze`` did, with labels when both the sample and the
-    reservoir have them. Used by :class:`Loop` and ``tailguard eval``; returns the
-    sample's metric rows.
+    A run's first evaluation also stores the human baseline (:func:`human_baseline`,
+    at this sample's size) unless ``reservoir freeze`` did, with labels when both the
+    sample and the reservoir have them. Used by :class:`Loop` and ``tailguard eval``;
+    returns the sample's metric rows.
     """
     rows = monitor.record(round, texts, labels, sample=sample, run=run)
-    floor = human_baseline(ledger, monitor, run=run, labelled=_labelled(labels), write=False)
+    floor = human_baseline(
+        ledger, monitor, run=run, labelled=_labelled(labels), write=False, size=len(texts)
+    )
     ledger.write_metrics(rows if floor is None else pa.concat_tables([rows, floor]))
     return rows
 
 
 def human_baseline(
-    ledger: Ledger, monitor: Any, *, run: str = "main", labelled: bool = True, write: bool = True
+    ledger: Ledger,
+    monitor: Any,
+    *,
+    run: str = "main",
+    labelled: bool = True,
+    write: bool = True,
+    size: int = Loop.N_GENERATE,
 ) -> pa.Table | None:
-    """The run's human baseline and noise floor: the reservoir's holdout measured against
-    its training split with the monitor's preset (and embedder), with labels when asked
-    for and the reservoir has them. Recorded once per run (``reservoir freeze`` or the
-    run's first evaluation); returns the new rows, or None when the run already has them.
+    """The run's human baseline and noise floor, like for like with its rounds: human
+    samples of ``size`` texts (the size each round's sample has) from the reservoir's
+    training split, measured against the holdout with the monitor's preset and
+    embedder (:meth:`~tailguard.monitor.Monitor.record_noise_floor`), with labels when
+    asked for and the reservoir has them. Recorded once per run (``reservoir freeze``
+    or the run's first evaluation); returns the new rows, or None when the run
+    already has them.
     """
     from tailguard.monitor import NOISE_FLOOR_SAMPLE
 
     if NOISE_FLOOR_SAMPLE in set(ledger.metrics(run)["sample"].to_pylist()):
         return None
-    holdout = ledger.reservoir_records("holdout")
     train = ledger.reservoir_records("train")
-    with_labels = labelled and _labelled(holdout["label"])
+    with_labels = labelled and _labelled(train["label"])
+    if monitor.reference is None:
+        holdout = ledger.reservoir_records("holdout")
+        monitor.set_reference(holdout["content"], holdout["label"] if with_labels else None)
     floor = monitor.record_noise_floor(
-        holdout["content"],
-        holdout["label"] if with_labels else None,
-        train["content"],
-        train["label"] if with_labels else None,
-        run=run,
+        train["content"], train["label"] if with_labels else None, size=size, run=run
     )
     if write:
         ledger.write_metrics(floor)

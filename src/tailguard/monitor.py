@@ -2,9 +2,10 @@
 
 A :class:`Monitor` records, per round and per named sample, every metric of a
 preset against the human reference. Two baselines frame each figure: the
-sample's own round 0 (where the run started) and the noise floor (the human
-holdout measured against the human training reservoir: what "as good as human"
-looks like, sampling noise included). History is an Arrow table with the
+sample's own round 0 (where the run started) and the noise floor (human samples
+from the reservoir's training split, as large as a round's sample, measured
+against the holdout exactly as a round is: what "as good as human" looks like,
+sampling noise included). History is an Arrow table with the
 ledger's metric columns; the monitor never touches the ledger itself.
 """
 
@@ -219,25 +220,50 @@ class Monitor:
         )
         return self.record_values(round, values, sample=sample, run=run)
 
+    #: Disjoint human samples whose mean is the baseline (fewer when the split is small).
+    BASELINE_DRAWS: int = 3
+
     def record_noise_floor(
         self,
-        holdout_texts: Any,
-        holdout_labels: Any,
         train_texts: Any,
-        train_labels: Any,
+        train_labels: Any = None,
         *,
+        size: int,
         run: str | None = None,
     ) -> pa.Table:
-        """The noise floor: the human holdout measured against the human training reservoir."""
-        values = evaluate(
-            holdout_texts,
-            _labels_or_none(holdout_labels),
-            train_texts,
-            _labels_or_none(train_labels),
-            preset=self.preset,
-            embedder=self.embedder,
-            seed=self.seed,
-        )
+        """The human baseline (noise floor), measured like for like with the rounds.
+
+        Human samples of ``size`` texts (the size the rounds are evaluated at), drawn
+        without replacement from the reservoir's training split, are measured against
+        the monitor's reference (the holdout) exactly as a round's sample is; the
+        baseline is their mean over up to ``BASELINE_DRAWS`` disjoint draws. Equal sizes
+        matter: distinct-n, vocabulary coverage and rare-vocabulary coverage all move
+        with the number of texts, so a baseline of another size would be biased.
+        """
+        reference = self._require_reference()
+        texts = _column(train_texts)
+        labels = _labels_or_none(None if train_labels is None else _column(train_labels))
+        n = len(texts)
+        if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
+            raise InputError(f"the baseline's sample size must be a positive integer, got {size!r}")
+        if n == 0:
+            raise InputError("the reservoir's training split is empty: no human baseline")
+        size = min(int(size), n)
+        draws = max(1, min(self.BASELINE_DRAWS, n // size))
+        order = np.random.default_rng(self.seed).permutation(n)[: draws * size]
+        measured = []
+        for idx in order.reshape(draws, size):
+            take = pa.array(np.sort(idx))
+            measured.append(
+                evaluate(
+                    texts.take(take),
+                    None if labels is None else labels.take(take),
+                    reference,
+                    preset=self.preset,
+                    seed=self.seed,
+                )
+            )
+        values = {m: float(np.mean([v[m] for v in measured])) for m in measured[0]}
         return self.record_values(0, values, sample=NOISE_FLOOR_SAMPLE, run=run)
 
     def record_values(
@@ -363,9 +389,10 @@ class Monitor:
         """Per watched metric and sample: the value at ``round`` (default: each sample's
         latest) against the baseline, with its threshold and verdict.
 
-        The baseline is the human one when it is recorded (the noise floor: the human
-        holdout against the reservoir's training split, stored when the reservoir is
-        frozen or on a run's first evaluation), else the sample's first round.
+        The baseline is the human one when it is recorded (the noise floor: human
+        samples of the rounds' size from the reservoir's training split against the
+        holdout, stored when the reservoir is frozen or on a run's first evaluation),
+        else the sample's first round.
         """
         run = self.run if run is None else run
         df = self._frame(run)
@@ -540,6 +567,13 @@ def preset_for(history: pa.Table) -> str:
 
     names = set(history["metric"].to_pylist())
     return "rich" if names - set(PRESETS["default"].metrics) else "default"
+
+
+def _column(values: Any) -> pa.ChunkedArray | pa.Array:
+    """An Arrow array of ``values`` (an Arrow column already is one)."""
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return values
+    return pa.array(list(values))
 
 
 def _labels_or_none(labels: Any) -> Any:

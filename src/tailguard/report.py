@@ -70,8 +70,8 @@ class ReportData:
     """Everything the report shows, as tidy tables (any may be empty).
 
     - ``metrics``: strategy, seed, round, metric, value, higher_is_better (the model's)
-    - ``floor``: strategy, seed, metric, value: the noise floor (human holdout vs the
-      human training reservoir)
+    - ``floor``: strategy, seed, metric, value: the noise floor (human samples of the
+      rounds' size from the reservoir's training split, measured against the holdout)
     - ``mix``: strategy, seed, round, human, synthetic, by_generation (JSON)
     - ``gate``: strategy, seed, round, verifier, records, passed
     - ``reasons``: strategy, verifier, code, count
@@ -236,7 +236,9 @@ def metric_charts(data: ReportData) -> list[str]:
         sub = m[m["metric"] == metric]
         chart = f"metric-{metric}"
         fig, ax = plt.subplots(figsize=(6.4, 3.2))
-        _reference_lines(ax, chart, sub, floor[floor["metric"] == metric] if len(floor) else floor)
+        band = _reference_lines(
+            ax, chart, sub, floor[floor["metric"] == metric] if len(floor) else floor
+        )
         for s in sorted(sub["strategy"].unique()):
             q = sub[sub["strategy"] == s].groupby("round")["value"].quantile([0.0, 0.5, 1.0])
             q = q.unstack()
@@ -247,6 +249,7 @@ def metric_charts(data: ReportData) -> list[str]:
                 gid=f"series-{chart}-{_slug(s)}",
             )  # fmt: skip
         hib = sub["higher_is_better"].iloc[0] if "higher_is_better" in sub else None
+        ax.set_ylim(*y_range(sub["value"], band, _higher_is_better(metric, hib)))
         ax.set_title(f"{metric} ({direction(metric, hib)})", fontsize=10.5)
         ax.set_ylabel(metric, fontsize=9).set_gid(f"ylabel-{chart}")
         _rounds_axis(ax, sub["round"])
@@ -271,18 +274,22 @@ def tolerance(metric: str, level: float) -> float:
     return 0.0
 
 
-def _reference_lines(ax: plt.Axes, chart: str, sub: pd.DataFrame, floor: pd.DataFrame) -> None:
-    """The baseline (dashed) and, around it, the band inside which the monitor stays quiet.
+def _reference_lines(
+    ax: plt.Axes, chart: str, sub: pd.DataFrame, floor: pd.DataFrame
+) -> tuple[float, float, float]:
+    """The baseline (dashed) and, around it, the band inside which the monitor stays quiet;
+    returns ``(baseline, band low, band high)`` (the band is the baseline alone when no
+    noise floor was measured).
 
-    As in the monitor, the baseline is the noise floor when it was measured (the human
-    holdout against the human training data, median over seeds), else the first
+    As in the monitor, the baseline is the noise floor when it was measured (human
+    samples of the rounds' size against the holdout, median over seeds), else the first
     measured round. The band is the noise floor's spread over seeds widened by the
     metric's alert threshold: a point outside it, on the bad side, is a degradation.
     """
     metric = str(sub["metric"].iloc[0])
     if len(floor):
         baseline = float(floor["value"].median())
-        label = "baseline: human holdout (noise floor)"
+        label = "baseline: human sample (noise floor)"
         slack = tolerance(metric, baseline) or 0.004 * max(abs(baseline), 1e-9)
         lo, hi = float(floor["value"].min()) - slack, float(floor["value"].max()) + slack
         if min(floor["value"].min(), sub["value"].min()) >= 0:  # no band below an empty sample
@@ -297,7 +304,47 @@ def _reference_lines(ax: plt.Axes, chart: str, sub: pd.DataFrame, floor: pd.Data
         first = int(sub["round"].min())
         baseline = float(sub[sub["round"] == first]["value"].median())
         label = f"baseline: round {first}"
+        lo = hi = baseline
     ax.axhline(baseline, color=BASELINE, lw=1, ls="--", gid=f"baseline-{chart}", label=label)
+    return baseline, lo, hi
+
+
+def _higher_is_better(metric: str, stored: Any) -> bool | None:
+    known = REGISTRY.get(metric)
+    hib = known.higher_is_better if known is not None else stored
+    if hib is None or (isinstance(hib, float) and hib != hib):
+        return None
+    return bool(hib)
+
+
+#: Margin around what a metric chart must show, as a share of its span; past the band's
+#: alert edge a wider one, so the clear area beyond the band reads at a glance.
+Y_MARGIN = 0.08
+ALERT_MARGIN = 0.25
+
+
+def y_range(
+    values: Any, band: tuple[float, float, float], higher_is_better: bool | None
+) -> tuple[float, float]:
+    """A metric chart's y range: the curve, the baseline and the band's edge on the bad
+    side (where alerts start) always in view, with room past that edge, so the band
+    never fills the chart and the curve is not squashed by the band's harmless side.
+
+    The band's edge on the good side is shown only as far as the curve reaches (a
+    two-sided metric has two bad sides, both shown).
+    """
+    baseline, lo, hi = band
+    vals = [float(v) for v in values]
+    low_bad, high_bad = higher_is_better is not False, higher_is_better is not True
+    shown = [*vals, baseline, *([lo] if low_bad else []), *([hi] if high_bad else [])]
+    bottom, top = min(shown), max(shown)
+    span = top - bottom or max(abs(baseline), 1e-9) * 0.1
+    below = ALERT_MARGIN if low_bad and bottom == lo else Y_MARGIN
+    above = ALERT_MARGIN if high_bad and top == hi else Y_MARGIN
+    bottom, top = bottom - below * span, top + above * span
+    if min(vals + [lo]) >= 0:
+        bottom = max(bottom, -Y_MARGIN * span)  # hardly below zero for a count or a share
+    return bottom, top
 
 
 def mix_charts(data: ReportData) -> list[str]:
@@ -532,9 +579,10 @@ SECTION_TEXT = {
     "anchoring.",
     "metrics": "Collapse shows in the tails and in diversity first: watch these fall while "
     "the average still looks fine. Each point is a measured round (median over seeds, band = "
-    "min to max). The dashed line is the baseline: the human holdout measured against the "
-    "human training data (the noise floor). The green band around it is that noise, widened "
-    "by the metric's alert threshold: a point outside it on the bad side is a degradation.",
+    "min to max). The dashed line is the baseline: human samples as large as a round's, "
+    "measured against the held-out human reference exactly as a round is (the noise floor). "
+    "The green band around it is that baseline widened by the metric's alert threshold: a "
+    "point outside it on the bad side is a degradation.",
     "mix": "Every training slot by origin: human (green) and synthetic by the generation "
     "that wrote it (orange). A shrinking green share is invisible substitution.",
     "gate": "Share of synthetic candidates that passed every verifier, and the most common "
@@ -588,7 +636,7 @@ def recommendation_section(data: ReportData) -> str:
     if not data.recommendation:
         return ""
     items = "".join(f"<li>{html.escape(line)}</li>" for line in data.recommendation[1:])
-    alerting = " alerting" if "alert" in data.recommendation[0] else ""
+    alerting = " alerting" if re.match(r"\d+ active alert", data.recommendation[0]) else ""
     return (
         f"<section id='recommendation-section'><h2>Recommendation</h2>"
         f"<div class='advice{alerting}' id='recommendation'>"

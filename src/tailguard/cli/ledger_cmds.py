@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -51,11 +52,13 @@ name = "anchored"                # hybrid: a fixed human share in every batch
 real_fraction = {real_fraction}
 
 [dial]
-enabled = true
-watch = ["tail_recall", "distinct_2"]
+enabled = true                   # the tails first: the share never falls while one is down
+watch = ["tail_recall", "rare_vocab_coverage", "distinct_2"]
 
 [monitor]
-preset = "default"
+preset = "default"               # "rich" adds PRDC and Vendi on sentence embeddings
+# embedder = "minilm"            # hashing | minilm | module:function (default: minilm when
+                                 # installed, for a preset with embedding metrics)
 
 # For `tailguard run`: the human data and the model (a lab model, or your own
 # `module:function` returning train and generate).
@@ -136,10 +139,18 @@ def reservoir_freeze(
         Ledger.HOLDOUT, help="Share held out as the evaluation reference."
     ),
     seed: int = typer.Option(0, help="Seed of the stratified holdout split."),
+    sample_size: int | None = typer.Option(
+        None,
+        "--sample-size",
+        min=1,
+        help="Texts per evaluated round, the human baseline's sample size "
+        "(default: [loop] n_generate).",
+    ),
     ledger: Path | None = LedgerOption,
 ) -> None:
     """Freeze all human records into a named, immutable reservoir, and measure the human
-    baseline (the holdout against the training split) with the configured preset."""
+    baseline (human samples of the rounds' size against the holdout) with the
+    configured preset."""
     from tailguard.cli.app import project_config
     from tailguard.loop import human_baseline
     from tailguard.project import project_monitor
@@ -147,18 +158,28 @@ def reservoir_freeze(
     config = project_config() if ledger is None else None
     monitor = project_monitor(config)
     preset, run = monitor.preset.name, monitor.run
+    size = sample_size or baseline_size(config)
     with open_ledger(ledger) as led:
         res = led.freeze_reservoir(name, holdout=holdout, seed=seed)
         console.print(
             f"froze reservoir [bold]{res.name}[/]: {len(res.train_ids):,} training anchors, "
             f"{len(res.holdout_ids):,} held out; digest {res.digest}"
         )
-        floor = human_baseline(led, monitor, run=run)
+        floor = human_baseline(led, monitor, run=run, size=size)
     if floor is not None:
         console.print(
-            f"human baseline of run {run} ({preset} preset, holdout vs training split): "
-            f"{floor.num_rows} metrics; every later change is measured from it"
+            f"human baseline of run {run} ({preset} preset): samples of "
+            f"{min(size, len(res.train_ids)):,} human texts against the holdout, "
+            f"{floor.num_rows} metrics; every later change is measured from it. "
+            f"Evaluate {size:,} texts per round (the same size) for a like-for-like comparison."
         )
+
+
+def baseline_size(config: Any) -> int:
+    """Texts per evaluated round: the project's ``[loop] n_generate``, else the loop's default."""
+    from tailguard.loop import Loop
+
+    return config.loop.n_generate if config is not None else Loop.N_GENERATE
 
 
 @reservoir_app.command("show")

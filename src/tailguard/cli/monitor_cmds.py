@@ -42,7 +42,9 @@ def eval_cmd(
 ) -> None:
     """Evaluate model outputs against the reservoir holdout and record them as a round."""
     from tailguard.cli.app import project_config
+    from tailguard.cli.ledger_cmds import baseline_size
     from tailguard.loop import evaluate_sample
+    from tailguard.monitor import NOISE_FLOOR_SAMPLE
     from tailguard.project import project_monitor
     from tailguard.readers import read_table
 
@@ -53,13 +55,23 @@ def eval_cmd(
         ref_texts, ref_labels = _reference(led, "holdout")
         config = project_config() if ledger is None else None
         mon = project_monitor(config, preset=preset, embedder=embedder, run=run)
-        mon.load(led.metrics(run=run))
+        history = led.metrics(run=run)
+        frozen_baseline = NOISE_FLOOR_SAMPLE in set(history["sample"].to_pylist())
+        mon.load(history)
         mon.set_reference(ref_texts, ref_labels if labels is not None else None)
         rows = evaluate_sample(led, mon, round, texts, labels, sample=sample, run=run)
     console.print(
         f"recorded round {round} of sample [bold]{sample}[/] ({len(texts)} texts, "
         f"{rows.num_rows} metrics) in run {run}"
     )
+    size = baseline_size(config)
+    if frozen_baseline and len(texts) != size:
+        console.print(
+            f"[yellow]note: the human baseline is measured on samples of {size:,} texts "
+            f"([loop] n_generate) but this sample has {len(texts):,}: distinct-n and the "
+            "coverage metrics move with the number of texts, so evaluate rounds at the "
+            "baseline's size[/]"
+        )
     _print_status(mon, run)
 
 

