@@ -9,8 +9,10 @@ Within the pool the *first* record of a group passes and later ones fail.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
-from typing import Any
+import json
+from collections.abc import Callable, Mapping, Sequence
+from functools import cached_property
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -23,6 +25,49 @@ from tailguard.gate.base import Verifier, verdicts
 from tailguard.records import content_ids, normalise_content
 
 Reference = pa.Table | Sequence[str] | Mapping[str, str] | None
+
+
+class FingerprintStore(Protocol):
+    """Where reference fingerprints are kept between runs (a :class:`~tailguard.ledger.Ledger`).
+
+    Keyed by a ``kind`` (what was computed, with the verifier's version and
+    parameters) and a record's content id, so a value holds for that text in
+    any reference set.
+    """
+
+    def fingerprints(
+        self, kind: str, ids: pa.Array | pa.ChunkedArray, width: int
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def store_fingerprints(
+        self, kind: str, ids: pa.Array | pa.ChunkedArray, values: np.ndarray
+    ) -> int: ...
+
+
+def stored_fingerprints(
+    store: FingerprintStore | None,
+    kind: str,
+    ref: pa.Table,
+    compute: Callable[[pa.ChunkedArray], np.ndarray],
+    dtype: type | np.dtype,
+    per_record: int,
+) -> np.ndarray:
+    """``compute(texts)`` of a reference table, read from ``store`` where it has them;
+    only the records it lacks are computed, and those are stored for next time."""
+    if store is None or ref.num_rows == 0:
+        return compute(_texts(ref))
+    width = np.dtype(dtype).itemsize * per_record
+    ids = ref.column("id")
+    found, raw = store.fingerprints(kind, ids, width)
+    missing = ~found
+    if missing.any():
+        mask = pa.array(missing)
+        new = np.ascontiguousarray(compute(_texts(ref).filter(mask)), dtype)
+        new_raw = new.view(np.uint8).reshape(len(new), width)
+        raw[missing] = new_raw
+        store.store_fingerprints(kind, ids.filter(mask), new_raw)
+    values = raw.view(dtype)
+    return values.reshape(ref.num_rows) if per_record == 1 else values
 
 
 def reference_table(reference: Reference) -> pa.Table:
@@ -84,11 +129,26 @@ def exact_keys(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return pd.util.hash_array(values, categorize=False)
 
 
-class ExactDuplicate(Verifier):
+class _ReferenceFingerprints:
+    """The reference's fingerprints may be kept in a store between runs."""
+
+    _store: FingerprintStore | None = None
+
+    def keep_fingerprints_in(self, store: FingerprintStore | None) -> Any:
+        """Read the reference's fingerprints from ``store`` (the ledger the reference
+        came from: its ids must be content ids) and keep the missing ones there, so
+        later rounds and runs never recompute them. Returns the verifier."""
+        self._store = store
+        return self
+
+
+class ExactDuplicate(_ReferenceFingerprints, Verifier):
     """Fail records whose text equals a reference record's or an earlier record's.
 
     Texts are compared after lower-casing and reducing punctuation and spacing to
-    one space, so a copy with different capitalisation is still a copy.
+    one space, so a copy with different capitalisation is still a copy. The
+    reference's keys are computed on first use (or read from the store given to
+    :meth:`keep_fingerprints_in`).
     """
 
     kind = "exact_duplicate"
@@ -100,9 +160,16 @@ class ExactDuplicate(Verifier):
         self._ref = reference_table(reference)
         self.reference = _describe(self._ref)
         self.within_pool = within_pool
-        self._ref_keys = exact_keys(_texts(self._ref))
-        self._ref_order = np.argsort(self._ref_keys, kind="stable")
         self._ref_ids = _ids(self._ref)
+
+    @cached_property
+    def _ref_keys(self) -> np.ndarray:
+        kind = f"{self.kind}/{self.version}/exact_keys"
+        return stored_fingerprints(self._store, kind, self._ref, exact_keys, np.uint64, 1)
+
+    @cached_property
+    def _ref_order(self) -> np.ndarray:
+        return np.argsort(self._ref_keys, kind="stable")
 
     def verify(self, batch: pa.Table) -> pa.Table:
         n = batch.num_rows
@@ -122,7 +189,7 @@ class ExactDuplicate(Verifier):
         return exact_verdicts(matched, in_reservoir)
 
 
-class NearDuplicate(Verifier):
+class NearDuplicate(_ReferenceFingerprints, Verifier):
     """Fail records whose estimated Jaccard similarity to another is >= ``threshold``.
 
     Similarity is over sets of ``shingle``-word windows, estimated by MinHash with
@@ -130,12 +197,13 @@ class NearDuplicate(Verifier):
     threshold and ``weights`` = (false-positive, false-negative) weights; the
     default leans to recall because confirming candidates is cheap). Compared
     against ``reference`` (the frozen reservoir, given at construction; its
-    signatures are computed once) and, if ``within_pool``, each record against
+    signatures are computed once, on first use, or read from the store given to
+    :meth:`keep_fingerprints_in`) and, if ``within_pool``, each record against
     the earlier records of the same batch.
     """
 
     kind = "near_duplicate"
-    version = "1"
+    version = "2"
     codes = ("near_duplicate",)
     row_independent = False
 
@@ -159,10 +227,17 @@ class NearDuplicate(Verifier):
         self.within_pool, self.max_bucket = within_pool, max_bucket
         self.weights = (float(weights[0]), float(weights[1]))
         self.bands, self.rows = minhash.optimal_bands(threshold, num_perm, *self.weights)
-        ref = reference_table(reference)
-        self.reference = _describe(ref)
-        self._ref_ids = _ids(ref)
-        self._ref_sig = self.signatures(_texts(ref))
+        self._ref = reference_table(reference)
+        self.reference = _describe(self._ref)
+        self._ref_ids = _ids(self._ref)
+
+    @cached_property
+    def _ref_sig(self) -> np.ndarray:
+        how = {"num_perm": self.num_perm, "shingle": self.shingle, "seed": self.seed}
+        kind = f"{self.kind}/{self.version}/minhash {json.dumps(how, sort_keys=True)}"
+        return stored_fingerprints(
+            self._store, kind, self._ref, self.signatures, np.uint32, self.num_perm
+        )
 
     def signatures(self, texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
         return minhash.signatures(

@@ -2,9 +2,10 @@
 
 Texts are lower-cased, cut into words (runs of letters and digits), and every
 window of ``shingle`` consecutive words is hashed once to 32 bits. The
-``num_perm`` hash functions are ``(a*x + b) mod p`` with the Mersenne prime
-``p = 2**31 - 1``, applied by broadcasting over all shingles of a chunk; the
-minimum per document comes from ``np.minimum.reduceat``. A document shorter
+``num_perm`` hash functions are the affine permutations ``(a*x + b) mod 2**32``
+with ``a`` odd, in 32-bit arithmetic that the CPU vectorises (the wrap-around is
+the modulus), applied by broadcasting over all shingles of a chunk; the minimum
+per document comes from ``np.minimum.reduceat``. A document shorter
 than ``shingle`` words is one shingle; an empty document has no shingles and a
 signature of all ``EMPTY`` (it is never a candidate).
 
@@ -21,12 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-PRIME = np.uint64((1 << 31) - 1)
-EMPTY = np.uint32(0xFFFFFFFF)  # larger than any hash value (they are <= PRIME)
+EMPTY = np.uint32(0xFFFFFFFF)  # no shingles; minhashes are capped one below it
 _MIX = np.array(
     [
         0x9E3779B97F4A7C15,
@@ -40,7 +39,7 @@ _MIX = np.array(
     ],
     dtype=np.uint64,
 )
-#: Shingles per chunk: ``num_perm`` x this many uint64 stay in cache (4 MiB at 128).
+#: Shingles per chunk: ``num_perm`` x this many uint32 stay in cache (2 MiB at 128).
 CHUNK = 1 << 12
 
 
@@ -54,38 +53,147 @@ def _fmix64(h: np.ndarray) -> np.ndarray:
     return h
 
 
+#: Bytes of text tokenised per step: the per-byte work arrays stay in cache-sized pieces.
+TEXT_CHUNK = 1 << 20
+_TOKEN_MULT = 0x9E3779B97F4A7C15
+
+
+def _powers(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """``M**i`` and ``M**-i`` (mod 2**64, ``M`` odd so it has an inverse) for
+    ``i < length`` (at least ``TEXT_CHUNK``; a longer single text grows them)."""
+    return _power_tables(max(TEXT_CHUNK, 1 << max(int(length) - 1, 1).bit_length()))
+
+
+@lru_cache(maxsize=1)
+def _power_tables(size: int) -> tuple[np.ndarray, np.ndarray]:
+    m = np.full(size, _TOKEN_MULT, np.uint64)
+    m[0] = 1
+    m_inv = np.full(size, pow(_TOKEN_MULT, -1, 1 << 64), np.uint64)
+    m_inv[0] = 1
+    return np.cumprod(m, dtype=np.uint64), np.cumprod(m_inv, dtype=np.uint64)
+
+
+def hash_tokens(data: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each token: tokens lie back to back in the bytes ``data``
+    token ``i`` starting at ``starts[i]``, none empty.
+
+    The polynomial ``sum (byte_j + 1) * M**j`` over the token's bytes (mod 2**64):
+    summed at global positions and shifted back by ``M**-start``, so every pass
+    is over contiguous memory; MurmurHash3's finaliser spreads it over all bits.
+    """
+    if len(starts) == 0:
+        return np.zeros(0, np.uint64)
+    power, inverse = _powers(len(data))
+    vals = data.astype(np.uint64)
+    vals += np.uint64(1)
+    vals *= power[: len(data)]
+    np.cumsum(vals, out=vals)  # wraps mod 2**64, like the sum itself
+    ends = np.append(starts[1:], len(data)) - 1
+    h = vals[ends]
+    h[1:] -= vals[starts[1:] - 1]
+    h *= inverse[starts]
+    lens = (ends + 1 - starts).astype(np.uint64)
+    return _fmix64(h ^ lens * _MIX[1])
+
+
 def words(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """Per-word 64-bit hashes of all texts, flattened, and each text's word offsets.
 
     A word is a whitespace-separated token, lower-cased, with every character that
-    is not a letter or digit removed; tokens left empty are dropped. Normalising
-    the vocabulary (not every occurrence) keeps this cheap.
+    is not a letter or digit removed; tokens left empty are dropped. Texts are
+    taken a few MiB at a time; an all-ASCII run is cut on its raw UTF-8 bytes with
+    numpy, other runs with Arrow's Unicode kernels, and both hash the words' bytes
+    the same way (:func:`hash_tokens`).
     """
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks() if texts.num_chunks else pa.array([], pa.string())
-    lists = pc.utf8_split_whitespace(pc.utf8_lower(texts))
-    n = len(lists)
-    flat = lists.flatten()
-    if len(flat) == 0:
-        return np.zeros(0, np.uint64), np.zeros(n + 1, np.int64)
-    enc = pc.dictionary_encode(flat)
-    vocab = pc.replace_substring_regex(enc.dictionary, r"[^\p{L}\p{N}]+", "")
-    vocab_np = np.asarray(vocab.to_numpy(zero_copy_only=False), dtype=object)
-    vocab_hash = pd.util.hash_array(vocab_np, categorize=False)
-    vocab_ok = pc.greater(pc.utf8_length(vocab), 0).to_numpy(zero_copy_only=False)
-    codes = enc.indices.to_numpy()
-    if vocab_ok.all():  # the usual case: every token has a letter or digit
-        offsets = lists.offsets.to_numpy().astype(np.int64)
-        return vocab_hash[codes], offsets - offsets[0]
-    keep = vocab_ok[codes]
-    parents = pc.list_parent_indices(lists).to_numpy()[keep]
+    if texts.null_count:
+        texts = pc.fill_null(texts, "")
+    n = len(texts)
+    if n == 0:
+        return np.zeros(0, np.uint64), np.zeros(1, np.int64)
+    row_bytes = _row_offsets(texts)
+    cuts = np.unique(
+        np.concatenate(
+            [[0], np.searchsorted(row_bytes, np.arange(0, row_bytes[-1], TEXT_CHUNK)), [n]]
+        )
+    )
+
+    def run(lo_hi: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        part = texts.slice(lo_hi[0], lo_hi[1] - lo_hi[0])
+        if pc.all(pc.string_is_ascii(part)).as_py():
+            data, starts, offsets = _ascii_words(part)
+        else:
+            data, starts, offsets = _unicode_words(part)
+        return hash_tokens(data, starts), np.diff(offsets)
+
+    spans = list(zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True))
+    threads = min(os.cpu_count() or 1, 8, len(spans))
+    if threads > 1:  # numpy and Arrow release the GIL in these loops
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            parts = list(pool.map(run, spans))
+    else:
+        parts = [run(span) for span in spans]
+    hashes = [p[0] for p in parts]
+    counts = [p[1] for p in parts]
     offsets = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(parents, minlength=n), out=offsets[1:])
-    return vocab_hash[codes[keep]], offsets
+    np.cumsum(np.concatenate(counts), out=offsets[1:])
+    return np.concatenate(hashes), offsets
+
+
+def _row_offsets(arr: pa.Array) -> np.ndarray:
+    kind = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    off = np.frombuffer(arr.buffers()[1], kind)[arr.offset : arr.offset + len(arr) + 1]
+    return off.astype(np.int64)
+
+
+def _ascii_words(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Words of ASCII texts from their bytes: (packed lower-cased word bytes, word
+    starts in them, per-text word offsets). Byte classes by comparisons (SIMD),
+    not table look-ups."""
+    row_off = _row_offsets(arr)
+    lo, hi = int(row_off[0]), int(row_off[-1])
+    row_off -= lo
+    buf = arr.buffers()[2]
+    data = np.frombuffer(buf, np.uint8, hi - lo, lo) if hi > lo else np.zeros(0, np.uint8)
+    # Arrow's ASCII whitespace: 9-13, 28-32.
+    space = (data - np.uint8(9)) < np.uint8(5)
+    space |= (data - np.uint8(28)) < np.uint8(5)
+    token_start = ~space
+    token_start[1:] &= space[:-1]
+    inner = row_off[1:-1][row_off[1:-1] < len(data)]
+    token_start[inner] = ~space[inner]  # a text's first byte starts a token
+    folded = data | np.uint8(0x20)  # lower case for letters; digits already have the bit
+    alnum = (folded - np.uint8(ord("a"))) < np.uint8(26)
+    alnum |= (data - np.uint8(ord("0"))) < np.uint8(10)
+    before = np.cumsum(alnum, dtype=np.int32)
+    before -= alnum  # letters and digits before each byte
+    tokens = np.flatnonzero(token_start)
+    packed_start = before[tokens]
+    n_kept = len(data) and int(before[-1] + alnum[-1])
+    nonempty = np.append(packed_start[1:], n_kept) > packed_start
+    offsets = np.searchsorted(tokens[nonempty], row_off).astype(np.int64)
+    return folded[alnum], packed_start[nonempty].astype(np.int64), offsets
+
+
+def _unicode_words(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same as :func:`_ascii_words` for any UTF-8, with Arrow's Unicode kernels."""
+    lists = pc.utf8_split_whitespace(pc.utf8_lower(arr))
+    flat = pc.replace_substring_regex(lists.flatten(), r"[^\p{L}\p{N}]+", "")
+    keep = pc.greater(pc.utf8_length(flat), 0)
+    parents = pc.list_parent_indices(lists).filter(keep).to_numpy()
+    tokens = flat.filter(keep)
+    if len(tokens) == 0:
+        return np.zeros(0, np.uint8), np.zeros(0, np.int64), np.zeros(len(arr) + 1, np.int64)
+    tok_off = _row_offsets(tokens)
+    data = np.frombuffer(tokens.buffers()[2], np.uint8, tok_off[-1] - tok_off[0], tok_off[0])
+    offsets = np.zeros(len(arr) + 1, np.int64)
+    np.cumsum(np.bincount(parents, minlength=len(arr)), out=offsets[1:])
+    return data, tok_off[:-1] - tok_off[0], offsets
 
 
 def shingles(texts: pa.Array | pa.ChunkedArray, shingle: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """31-bit hashes of every ``shingle``-word window of each text, and per-text offsets."""
+    """32-bit hashes of every ``shingle``-word window of each text, and per-text offsets."""
     if shingle < 1:
         raise ValueError(f"shingle must be >= 1 word, got {shingle}")
     w, offsets = words(texts)
@@ -113,8 +221,8 @@ def shingles(texts: pa.Array | pa.ChunkedArray, shingle: int = 3) -> tuple[np.nd
         h[offsets[short]] = hs
         keep[offsets[short]] = True
     # Word hashes are uniform 64-bit values and each term of the sum is a bijection of
-    # one, so the top bits of the sum are already well mixed: keep 31 of them.
-    return (h[keep] >> np.uint64(33)).astype(np.uint32), sh_offsets
+    # one, so the top bits of the sum are already well mixed: keep 32 of them.
+    return (h[keep] >> np.uint64(32)).astype(np.uint32), sh_offsets
 
 
 def _mult(j: int) -> np.uint64:
@@ -123,11 +231,11 @@ def _mult(j: int) -> np.uint64:
 
 @lru_cache(maxsize=16)
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``a`` (in [1, p)) and ``b`` (in [0, p)) of each hash function, as columns."""
+    """The odd ``a`` and any ``b`` (32-bit) of each hash function, as columns."""
     rng = np.random.default_rng(seed)
-    a = rng.integers(1, int(PRIME), size=num_perm, dtype=np.uint64)
-    b = rng.integers(0, int(PRIME), size=num_perm, dtype=np.uint64)
-    return a[:, None], b[:, None]
+    a = rng.integers(0, 1 << 32, size=num_perm, dtype=np.uint64) | np.uint64(1)
+    b = rng.integers(0, 1 << 32, size=num_perm, dtype=np.uint64)
+    return a.astype(np.uint32)[:, None], b.astype(np.uint32)[:, None]
 
 
 def signatures(
@@ -183,40 +291,23 @@ def _signatures(x: np.ndarray, offsets: np.ndarray, *, num_perm: int, seed: int)
     # unless one document alone is larger than a chunk (then its pieces are min-merged).
     cuts = np.unique(np.concatenate([np.arange(0, len(x), CHUNK), starts, [len(x)]]))
     bounds = _merge_cuts(cuts, CHUNK)
-    work = np.empty((num_perm, CHUNK), np.uint64)
-    high = np.empty((num_perm, CHUNK), np.uint64)
-    x = (x & np.uint32(PRIME)).astype(np.uint64)  # 31-bit keys: a*x + b < 2**62
+    work = np.empty((num_perm, CHUNK), np.uint32)
+    x = np.asarray(x, np.uint32)
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
         m = hi - lo
-        v = work[:, :m] if m <= CHUNK else np.empty((num_perm, m), np.uint64)
-        t = high[:, :m] if m <= CHUNK else np.empty((num_perm, m), np.uint64)
-        _mod_prime(np.multiply(a, x[None, lo:hi], out=v), b, t)
+        v = work[:, :m] if m <= CHUNK else np.empty((num_perm, m), np.uint32)
+        np.multiply(a, x[None, lo:hi], out=v)  # wraps: mod 2**32
+        v += b
         # Documents overlapping [lo, hi): segment starts clipped to the chunk.
         first = np.searchsorted(starts, lo, side="right") - 1
         last = np.searchsorted(starts, hi, side="left")
         seg_docs = docs[max(first, 0) : last]
         seg_starts = np.maximum(offsets[seg_docs], lo) - lo
-        reduced = np.minimum.reduceat(v, seg_starts, axis=1).astype(np.uint32)
+        reduced = np.minimum.reduceat(v, seg_starts, axis=1)
         np.minimum(sig[:, seg_docs], reduced, out=reduced)
         sig[:, seg_docs] = reduced
+    sig[:, docs] = np.minimum(sig[:, docs], EMPTY - np.uint32(1))  # EMPTY marks no shingles
     return np.ascontiguousarray(sig.T)
-
-
-def _mod_prime(v: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """``v = (v + b) mod p`` in place for ``v + b < 2**62``, without a division.
-
-    With ``p = 2**31 - 1``, ``2**31 = 1 (mod p)``, so ``(v & p) + (v >> 31)`` is
-    congruent and below ``2 * p``; ``min(y, y - p)`` (unsigned, so ``y - p`` wraps
-    when ``y < p``) finishes the reduction. The only non-canonical value left is
-    ``p`` itself for 0, which changes no comparison that matters.
-    """
-    v += b
-    np.right_shift(v, np.uint64(31), out=t)
-    v &= PRIME
-    v += t
-    np.subtract(v, PRIME, out=t)
-    np.minimum(v, t, out=v)
-    return v
 
 
 def _merge_cuts(cuts: np.ndarray, size: int) -> list[int]:

@@ -1,0 +1,122 @@
+"""MinHash internals against plain-Python references: words, token hashes, signatures."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tailguard.gate import minhash
+
+# Letters, digits, punctuation, every whitespace Arrow splits on, and non-ASCII text.
+ALPHABET = "aAbZ09 .,;-'\t\n\x0b\x1c\u00e9\u00c9\u00df\u4e2d!"
+
+
+def py_words(text: str) -> list[str]:
+    """The definition: whitespace-separated tokens, lower-cased, letters and digits kept."""
+    out = []
+    for token in text.lower().split():
+        kept = re.sub(r"[\W_]", "", token)
+        if kept:
+            out.append(kept)
+    return out
+
+
+def py_token_hash(token: bytes) -> int:
+    """The closed form of :func:`minhash.hash_tokens` before its finaliser."""
+    m = minhash._TOKEN_MULT
+    return sum((b + 1) * pow(m, j, 1 << 64) for j, b in enumerate(token)) % (1 << 64)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(alphabet=ALPHABET, max_size=40), min_size=1, max_size=25))
+def test_words_split_like_the_definition_and_equal_words_hash_equal(texts):
+    hashes, offsets = minhash.words(pa.array(texts))
+    expected = [py_words(t) for t in texts]
+    assert np.diff(offsets).tolist() == [len(w) for w in expected]
+    flat = [w for ws in expected for w in ws]
+    by_word: dict[str, int] = {}
+    for word, h in zip(flat, hashes.tolist(), strict=True):
+        assert by_word.setdefault(word, h) == h  # one word, one hash
+    assert len(set(by_word.values())) == len(by_word)  # distinct words, distinct hashes
+
+
+def test_ascii_and_unicode_texts_hash_a_word_the_same_and_chunks_do_not_matter(monkeypatch):
+    texts = ["Hello, World! it's 42", "h\u00e9llo hello WORLD its"]
+    h, off = minhash.words(pa.array(texts))
+    first, second = h[off[0] : off[1]], h[off[1] : off[2]]
+    assert first[0] == second[1] and first[1] == second[2] and first[2] == second[3]
+    monkeypatch.setattr(minhash, "TEXT_CHUNK", 8)  # one or two texts per step
+    h2, off2 = minhash.words(pa.array(texts * 5))
+    assert (h2 == np.tile(h, 5)).all()
+    assert (np.diff(off2) == np.tile(np.diff(off), 5)).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=30), min_size=1, max_size=20))
+def test_token_hash_is_the_polynomial_then_the_finaliser(tokens):
+    data = np.frombuffer(b"".join(tokens), np.uint8)
+    starts = np.cumsum([0] + [len(t) for t in tokens[:-1]]).astype(np.int64)
+    got = minhash.hash_tokens(data, starts)
+    raw = np.array([py_token_hash(t) for t in tokens], np.uint64)
+    lens = np.array([len(t) for t in tokens], np.uint64)
+    assert (got == minhash._fmix64(raw ^ lens * minhash._MIX[1])).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.text(alphabet="ab cd ef", max_size=60), min_size=1, max_size=30))
+def test_signatures_are_the_minimum_of_affine_permutations_mod_2_32(texts):
+    x, offsets = minhash.shingles(pa.array(texts), 2)
+    sig = minhash.signatures_of_shingles(x, offsets, num_perm=16, seed=5, threads=1)
+    a, b = minhash.permutations(16, 5)
+    assert (a % 2 == 1).all()
+    for i in range(len(texts)):
+        xs = x[offsets[i] : offsets[i + 1]].astype(np.uint64)
+        if len(xs) == 0:
+            assert (sig[i] == minhash.EMPTY).all()
+            continue
+        perm = (a.astype(np.uint64) * xs[None, :] + b.astype(np.uint64)) % (1 << 32)
+        expected = np.minimum(perm.min(axis=1), int(minhash.EMPTY) - 1)
+        assert (sig[i] == expected).all()
+
+
+def test_threads_and_chunks_give_the_same_signatures(monkeypatch):
+    rng = np.random.default_rng(0)
+    texts = [
+        " ".join(rng.choice([f"w{i}" for i in range(300)], rng.integers(0, 80)))
+        for _ in range(3000)
+    ]
+    x, offsets = minhash.shingles(pa.array(texts))
+    one = minhash.signatures_of_shingles(x, offsets, threads=1)
+    many = minhash.signatures_of_shingles(x, offsets, threads=4)
+    monkeypatch.setattr(minhash, "CHUNK", 64)  # documents split over chunks
+    small = minhash.signatures_of_shingles(x, offsets, threads=1)
+    assert (one == many).all() and (one == small).all()
+
+
+def test_estimated_jaccard_is_close_to_the_true_jaccard():
+    rng = np.random.default_rng(1)
+    vocab = np.array([f"w{i}" for i in range(100_000)])
+    est, true = [], []
+    for keep in (20, 50, 80, 95):
+        base = list(rng.choice(vocab, 100, replace=False))
+        other = base[:keep] + list(rng.choice(vocab, 100 - keep, replace=False))
+        sig = minhash.signatures(
+            pa.array([" ".join(base), " ".join(other)]), num_perm=512, shingle=1
+        )
+        est.append((sig[0] == sig[1]).mean())
+        true.append(keep / (200 - keep))
+    assert np.abs(np.array(est) - np.array(true)).max() < 0.07
+
+
+def test_a_text_longer_than_a_step_is_hashed_whole(monkeypatch):
+    text = " ".join(f"w{i % 50}" for i in range(400))
+    before = minhash.words(pa.array([text]))
+    monkeypatch.setattr(minhash, "TEXT_CHUNK", 64)
+    minhash._power_tables.cache_clear()
+    after = minhash.words(pa.array([text, "w1 w2"]))
+    minhash._power_tables.cache_clear()
+    assert (after[0][:400] == before[0]).all() and after[1].tolist() == [0, 400, 402]
