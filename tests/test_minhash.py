@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -120,3 +121,78 @@ def test_a_text_longer_than_a_step_is_hashed_whole(monkeypatch):
     after = minhash.words(pa.array([text, "w1 w2"]))
     minhash._power_tables.cache_clear()
     assert (after[0][:400] == before[0]).all() and after[1].tolist() == [0, 400, 402]
+
+
+def py_exact(text: str) -> str:
+    """The definition of an exact-duplicate key: letter/digit runs, lower-cased, spaced."""
+    return " ".join(t for t in re.split(r"[\W_]+", text.lower()) if t)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(alphabet="aAb 1.,\t\u00e9\u00c9-", max_size=12), min_size=1, max_size=40))
+def test_text_keys_are_equal_exactly_when_the_normalised_texts_are(texts):
+    keys = minhash.text_keys(pa.array(texts)).tolist()
+    norm = [py_exact(t) for t in texts]
+    for i in range(len(texts)):
+        for j in range(len(texts)):
+            assert (keys[i] == keys[j]) == (norm[i] == norm[j]), (texts[i], texts[j])
+
+
+def test_text_keys_ignore_case_spacing_and_punctuation_in_any_script():
+    keys = minhash.text_keys(
+        pa.array(
+            ["Hello,  World!", "hello world", "hello-world.", "world hello", "HELLO \u2014 world"]
+        )
+    )
+    assert keys[0] == keys[1] == keys[2] == keys[4] and keys[3] != keys[0]
+
+
+def py_best_matches(sig_q, sig_r, threshold, bands, rows, cap):
+    """LSH by dictionaries of band tuples: per bucket the first ``cap`` (valid) records
+    in index order are candidates; the best similarity wins, ties to the lowest index."""
+    self_match = sig_r is None
+    sig_r = sig_q if self_match else sig_r
+    buckets: dict[tuple, list[int]] = {}
+    for j in range(len(sig_r)):
+        if sig_r[j, 0] == minhash.EMPTY:
+            continue
+        for b in range(bands):
+            buckets.setdefault((b, *sig_r[j, b * rows : (b + 1) * rows].tolist()), []).append(j)
+    out = []
+    for i in range(len(sig_q)):
+        best, best_s = -1, -1.0
+        if sig_q[i, 0] != minhash.EMPTY:
+            cands = set()
+            for b in range(bands):
+                members = buckets.get((b, *sig_q[i, b * rows : (b + 1) * rows].tolist()), [])
+                if self_match:
+                    members = [j for j in members if j < i]
+                cands.update(members[:cap])
+            for j in sorted(cands):
+                s = float((sig_q[i] == sig_r[j]).mean())
+                if s >= threshold and s > best_s:
+                    best, best_s = j, s
+        out.append(best)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("against_self", [False, True])
+def test_best_matches_equal_a_dictionary_lsh_record_for_record(against_self):
+    rng = np.random.default_rng(4)
+    vocab = [f"w{i}" for i in range(400)]
+    base = [" ".join(rng.choice(vocab, 30)) for _ in range(120)]
+    texts = []
+    for i in range(400):  # copies, near copies (one word changed), repeats and empties
+        words = base[rng.integers(len(base))].split()
+        for _ in range(rng.integers(0, 3)):
+            words[rng.integers(len(words))] = vocab[rng.integers(len(vocab))]
+        texts.append("" if i % 50 == 0 else " ".join(words))
+    sig = minhash.signatures(pa.array(texts), num_perm=32)
+    bands, rows = minhash.optimal_bands(0.7, 32)
+    sig_q, sig_r = (sig, None) if against_self else (sig[:200], sig[200:])
+    match, sim = minhash.best_matches(sig_q, sig_r, 0.7, bands=bands, rows=rows, cap=3)
+    expected = py_best_matches(sig_q, sig_r, 0.7, bands, rows, 3)
+    assert (match == expected).all() and (match >= 0).sum() > 20
+    ref = sig if against_self else sig_r
+    hit = match >= 0
+    assert np.allclose(sim[hit], (sig_q[hit] == ref[match[hit]]).mean(axis=1))

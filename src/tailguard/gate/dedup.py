@@ -15,9 +15,7 @@ from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tailguard.errors import InputError
 from tailguard.gate import minhash
@@ -122,11 +120,9 @@ def _ids(table: pa.Table) -> np.ndarray:
 
 
 def exact_keys(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A 64-bit key per text that ignores case, punctuation and spacing."""
-    t = pc.utf8_lower(texts)
-    t = pc.utf8_trim_whitespace(pc.replace_substring_regex(t, r"[^\p{L}\p{N}]+", " "))
-    values = np.asarray(t.to_numpy(zero_copy_only=False), dtype=object)
-    return pd.util.hash_array(values, categorize=False)
+    """A 64-bit key per text that ignores case, punctuation and spacing
+    (:func:`tailguard.gate.minhash.text_keys`)."""
+    return minhash.text_keys(texts)
 
 
 class _ReferenceFingerprints:
@@ -239,6 +235,10 @@ class NearDuplicate(_ReferenceFingerprints, Verifier):
             self._store, kind, self._ref, self.signatures, np.uint32, self.num_perm
         )
 
+    @cached_property
+    def _ref_band_keys(self) -> np.ndarray:
+        return minhash.band_keys(self._ref_sig, self.bands, self.rows)
+
     def signatures(self, texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
         return minhash.signatures(
             texts, num_perm=self.num_perm, shingle=self.shingle, seed=self.seed
@@ -247,12 +247,15 @@ class NearDuplicate(_ReferenceFingerprints, Verifier):
     def verify(self, batch: pa.Table) -> pa.Table:
         n = batch.num_rows
         sig = self.signatures(_texts(batch))
-        kw = {"bands": self.bands, "rows": self.rows, "cap": self.max_bucket}
+        keys = minhash.band_keys(sig, self.bands, self.rows)
+        kw = {"bands": self.bands, "rows": self.rows, "cap": self.max_bucket, "query_keys": keys}
         matched = np.full(n, None, dtype=object)
         in_reservoir = np.zeros(n, bool)
         score = np.full(n, np.nan)
         if len(self._ref_ids):
-            m, s = minhash.best_matches(sig, self._ref_sig, self.threshold, **kw)
+            m, s = minhash.best_matches(
+                sig, self._ref_sig, self.threshold, ref_keys=self._ref_band_keys, **kw
+            )
             in_reservoir = m >= 0
             matched[in_reservoir] = self._ref_ids[m[in_reservoir]]
             score[in_reservoir] = s[in_reservoir]

@@ -18,8 +18,10 @@ candidates are confirmed by estimated Jaccard (the share of equal minhashes).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -56,6 +58,7 @@ def _fmix64(h: np.ndarray) -> np.ndarray:
 #: Bytes of text tokenised per step: the per-byte work arrays stay in cache-sized pieces.
 TEXT_CHUNK = 1 << 20
 _TOKEN_MULT = 0x9E3779B97F4A7C15
+_NOT_ALNUM = r"[^\p{L}\p{N}]+"
 
 
 def _powers(length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -105,40 +108,64 @@ def words(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     numpy, other runs with Arrow's Unicode kernels, and both hash the words' bytes
     the same way (:func:`hash_tokens`).
     """
+    parts = _by_chunks(texts, lambda part: _hashed_tokens(part, runs=False))
+    if not parts:
+        return np.zeros(0, np.uint64), np.zeros(1, np.int64)
+    offsets = np.zeros(sum(len(p[1]) - 1 for p in parts) + 1, np.int64)
+    np.cumsum(np.concatenate([np.diff(p[1]) for p in parts]), out=offsets[1:])
+    return np.concatenate([p[0] for p in parts]), offsets
+
+
+def text_keys(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A 64-bit key per text that ignores case, punctuation and spacing: the hash of
+    its sequence of letter-and-digit runs, lower-cased (so two texts get one key
+    exactly when they are equal after reducing every other character run to one
+    space and trimming)."""
+    parts = _by_chunks(texts, lambda part: _sequence_keys(*_hashed_tokens(part, runs=True)))
+    return np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+
+
+def _by_chunks(texts: pa.Array | pa.ChunkedArray, fn: Callable[[pa.Array], Any]) -> list[Any]:
+    """``fn`` of consecutive runs of whole texts of about ``TEXT_CHUNK`` bytes, in order,
+    on up to the CPU count of threads (numpy and Arrow release the GIL)."""
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks() if texts.num_chunks else pa.array([], pa.string())
     if texts.null_count:
         texts = pc.fill_null(texts, "")
     n = len(texts)
     if n == 0:
-        return np.zeros(0, np.uint64), np.zeros(1, np.int64)
+        return []
     row_bytes = _row_offsets(texts)
-    cuts = np.unique(
-        np.concatenate(
-            [[0], np.searchsorted(row_bytes, np.arange(0, row_bytes[-1], TEXT_CHUNK)), [n]]
-        )
-    )
-
-    def run(lo_hi: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        part = texts.slice(lo_hi[0], lo_hi[1] - lo_hi[0])
-        if pc.all(pc.string_is_ascii(part)).as_py():
-            data, starts, offsets = _ascii_words(part)
-        else:
-            data, starts, offsets = _unicode_words(part)
-        return hash_tokens(data, starts), np.diff(offsets)
-
+    steps = np.arange(row_bytes[0], row_bytes[-1], TEXT_CHUNK)
+    cuts = np.unique(np.concatenate([[0], np.searchsorted(row_bytes, steps), [n]]))
     spans = list(zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True))
     threads = min(os.cpu_count() or 1, 8, len(spans))
-    if threads > 1:  # numpy and Arrow release the GIL in these loops
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            parts = list(pool.map(run, spans))
+    if threads < 2:
+        return [fn(texts.slice(lo, hi - lo)) for lo, hi in spans]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(lambda span: fn(texts.slice(span[0], span[1] - span[0])), spans))
+
+
+def _hashed_tokens(part: pa.Array, *, runs: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Token hashes and per-text offsets: whitespace tokens (``runs=False``) or runs
+    of letters and digits (``runs=True``)."""
+    if pc.all(pc.string_is_ascii(part)).as_py():
+        data, starts, offsets = _ascii_tokens(part, runs=runs)
     else:
-        parts = [run(span) for span in spans]
-    hashes = [p[0] for p in parts]
-    counts = [p[1] for p in parts]
-    offsets = np.zeros(n + 1, np.int64)
-    np.cumsum(np.concatenate(counts), out=offsets[1:])
-    return np.concatenate(hashes), offsets
+        data, starts, offsets = _unicode_tokens(part, runs=runs)
+    return hash_tokens(data, starts), offsets
+
+
+def _sequence_keys(hashes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """One hash per text of its tokens' hashes in order (the polynomial of
+    :func:`hash_tokens` over token hashes)."""
+    power, inverse = _powers(len(hashes) + 1)
+    vals = np.zeros(len(hashes) + 1, np.uint64)
+    np.multiply(hashes, power[: len(hashes)], out=vals[1:])
+    np.cumsum(vals, out=vals)
+    total = vals[offsets[1:]] - vals[offsets[:-1]]
+    total *= inverse[offsets[:-1]]
+    return _fmix64(total ^ np.diff(offsets).astype(np.uint64) * _MIX[2])
 
 
 def _row_offsets(arr: pa.Array) -> np.ndarray:
@@ -147,48 +174,56 @@ def _row_offsets(arr: pa.Array) -> np.ndarray:
     return off.astype(np.int64)
 
 
-def _ascii_words(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Words of ASCII texts from their bytes: (packed lower-cased word bytes, word
-    starts in them, per-text word offsets). Byte classes by comparisons (SIMD),
-    not table look-ups."""
+def _ascii_tokens(arr: pa.Array, *, runs: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tokens of ASCII texts from their bytes: (packed lower-cased letter and digit
+    bytes, token starts in them, per-text token offsets). Byte classes come from
+    comparisons (SIMD), not table look-ups."""
     row_off = _row_offsets(arr)
     lo, hi = int(row_off[0]), int(row_off[-1])
     row_off -= lo
     buf = arr.buffers()[2]
     data = np.frombuffer(buf, np.uint8, hi - lo, lo) if hi > lo else np.zeros(0, np.uint8)
-    # Arrow's ASCII whitespace: 9-13, 28-32.
-    space = (data - np.uint8(9)) < np.uint8(5)
-    space |= (data - np.uint8(28)) < np.uint8(5)
-    token_start = ~space
-    token_start[1:] &= space[:-1]
-    inner = row_off[1:-1][row_off[1:-1] < len(data)]
-    token_start[inner] = ~space[inner]  # a text's first byte starts a token
     folded = data | np.uint8(0x20)  # lower case for letters; digits already have the bit
     alnum = (folded - np.uint8(ord("a"))) < np.uint8(26)
     alnum |= (data - np.uint8(ord("0"))) < np.uint8(10)
-    before = np.cumsum(alnum, dtype=np.int32)
+    if runs:
+        inside = alnum
+    else:  # Arrow's ASCII whitespace: 9-13, 28-32
+        inside = (data - np.uint8(9)) >= np.uint8(5)
+        inside &= (data - np.uint8(28)) >= np.uint8(5)
+    token_start = inside.copy()
+    token_start[1:] &= ~inside[:-1]
+    inner = row_off[1:-1][row_off[1:-1] < len(data)]
+    token_start[inner] = inside[inner]  # a text's first byte may start a token
+    before = np.cumsum(alnum, dtype=np.int64)
     before -= alnum  # letters and digits before each byte
     tokens = np.flatnonzero(token_start)
     packed_start = before[tokens]
-    n_kept = len(data) and int(before[-1] + alnum[-1])
-    nonempty = np.append(packed_start[1:], n_kept) > packed_start
-    offsets = np.searchsorted(tokens[nonempty], row_off).astype(np.int64)
-    return folded[alnum], packed_start[nonempty].astype(np.int64), offsets
+    if not runs:  # a whitespace token without a letter or digit is dropped
+        n_kept = int(before[-1] + alnum[-1]) if len(data) else 0
+        nonempty = np.append(packed_start[1:], n_kept) > packed_start
+        tokens, packed_start = tokens[nonempty], packed_start[nonempty]
+    offsets = np.searchsorted(tokens, row_off).astype(np.int64)
+    return folded[alnum], packed_start, offsets
 
 
-def _unicode_words(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The same as :func:`_ascii_words` for any UTF-8, with Arrow's Unicode kernels."""
-    lists = pc.utf8_split_whitespace(pc.utf8_lower(arr))
-    flat = pc.replace_substring_regex(lists.flatten(), r"[^\p{L}\p{N}]+", "")
+def _unicode_tokens(arr: pa.Array, *, runs: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same as :func:`_ascii_tokens` for any UTF-8, with Arrow's Unicode kernels."""
+    if runs:
+        lists = pc.split_pattern_regex(pc.utf8_lower(arr), _NOT_ALNUM)
+        flat = lists.flatten()
+    else:
+        lists = pc.utf8_split_whitespace(pc.utf8_lower(arr))
+        flat = pc.replace_substring_regex(lists.flatten(), _NOT_ALNUM, "")
     keep = pc.greater(pc.utf8_length(flat), 0)
     parents = pc.list_parent_indices(lists).filter(keep).to_numpy()
     tokens = flat.filter(keep)
-    if len(tokens) == 0:
-        return np.zeros(0, np.uint8), np.zeros(0, np.int64), np.zeros(len(arr) + 1, np.int64)
-    tok_off = _row_offsets(tokens)
-    data = np.frombuffer(tokens.buffers()[2], np.uint8, tok_off[-1] - tok_off[0], tok_off[0])
     offsets = np.zeros(len(arr) + 1, np.int64)
     np.cumsum(np.bincount(parents, minlength=len(arr)), out=offsets[1:])
+    if len(tokens) == 0:
+        return np.zeros(0, np.uint8), np.zeros(0, np.int64), offsets
+    tok_off = _row_offsets(tokens)
+    data = np.frombuffer(tokens.buffers()[2], np.uint8, tok_off[-1] - tok_off[0], tok_off[0])
     return data, tok_off[:-1] - tok_off[0], offsets
 
 
@@ -349,13 +384,14 @@ def optimal_bands(
 def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """One 64-bit key per record and band, shape ``(bands, n)``."""
     n = sig.shape[0]
-    keys = np.zeros((bands, n), np.uint64)
+    # Worked record by record (rows of ``sig`` stay in cache), transposed once at the end.
+    by_band = sig[:, : bands * rows].reshape(n, bands, rows)
+    keys = np.zeros((n, bands), np.uint64)
     for j in range(rows):
-        cols = sig[:, j : bands * rows : rows]  # row j of every band, shape (n, bands)
-        keys += cols.T.astype(np.uint64) * _MIX[j % len(_MIX)]
+        keys += by_band[:, :, j].astype(np.uint64) * _MIX[j % len(_MIX)]
         keys = _fmix64(keys) if j % 4 == 3 else keys
-    keys = _fmix64(keys + np.arange(bands, dtype=np.uint64)[:, None])
-    return keys
+    keys = _fmix64(keys + np.arange(bands, dtype=np.uint64)[None, :])
+    return np.ascontiguousarray(keys.T)
 
 
 def candidate_pairs(
@@ -412,7 +448,7 @@ def _pairs_cross(kq, kr, q_valid, r_valid, cap):
     ir = np.arange(len(kr)) if r_valid is None else np.flatnonzero(r_valid)
     keys = np.concatenate([kr[ir], kq[iq]])
     is_q = np.concatenate([np.zeros(len(ir), bool), np.ones(len(iq), bool)])
-    order = np.lexsort((is_q, keys))
+    order = np.argsort(keys, kind="stable")  # references first within a key: they come first
     gid, gstart = _groups(keys[order])
     n_ref = np.add.reduceat((~is_q[order]).astype(np.int64), gstart) if len(gstart) else gstart
     qpos = np.flatnonzero(is_q[order])
@@ -454,26 +490,28 @@ def best_matches(
     bands: int,
     rows: int,
     cap: int = 32,
+    query_keys: np.ndarray | None = None,
+    ref_keys: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each query, the best reference at estimated Jaccard >= threshold.
 
     Returns ``(match, sim)``: the matched reference index (-1 if none) and the
     estimated similarity (NaN if none). ``sig_r=None`` matches queries with earlier
-    queries.
+    queries. ``query_keys`` / ``ref_keys`` are the :func:`band_keys` of either side
+    when the caller already has them.
     """
     n = sig_q.shape[0]
     match = np.full(n, -1, np.int64)
     sim = np.full(n, np.nan)
     q_valid = sig_q[:, 0] != EMPTY if n else np.zeros(0, bool)
-    kq = band_keys(sig_q, bands, rows)
+    kq = band_keys(sig_q, bands, rows) if query_keys is None else query_keys
     if sig_r is None:
         q, r = candidate_pairs(kq, None, cap=cap, query_valid=q_valid)
         sig_r = sig_q
     else:
         r_valid = sig_r[:, 0] != EMPTY
-        q, r = candidate_pairs(
-            kq, band_keys(sig_r, bands, rows), cap=cap, query_valid=q_valid, ref_valid=r_valid
-        )
+        kr = band_keys(sig_r, bands, rows) if ref_keys is None else ref_keys
+        q, r = candidate_pairs(kq, kr, cap=cap, query_valid=q_valid, ref_valid=r_valid)
     if len(q) == 0:
         return match, sim
     s = similarity(sig_q, sig_r, q, r)
