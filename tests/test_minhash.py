@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -196,3 +197,17 @@ def test_best_matches_equal_a_dictionary_lsh_record_for_record(against_self):
     ref = sig if against_self else sig_r
     hit = match >= 0
     assert np.allclose(sim[hit], (sig_q[hit] == ref[match[hit]]).mean(axis=1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(alphabet="aZ 1.\t\n\x0b\x0c\r\x1c_\u00e9", max_size=20), max_size=30))
+def test_quality_counts_non_letters_like_the_regex_on_any_text(texts):
+    from tailguard.gate.verifiers import _non_letters
+
+    arr = pa.array(texts, pa.string())
+    expected = pc.count_substring_regex(arr, r"[^\p{L}\s]").to_numpy(zero_copy_only=False)
+    ascii_only = pa.array([t.encode("ascii", "ignore").decode() for t in texts], pa.string())
+    expected_ascii = pc.count_substring_regex(ascii_only, r"[^\p{L}\s]")
+    assert (_non_letters(arr) == expected).all()
+    assert (_non_letters(ascii_only) == expected_ascii.to_numpy(zero_copy_only=False)).all()
+    assert (_non_letters(ascii_only.slice(1)) == expected_ascii.to_numpy()[1:]).all()

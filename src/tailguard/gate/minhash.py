@@ -108,7 +108,7 @@ def words(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     numpy, other runs with Arrow's Unicode kernels, and both hash the words' bytes
     the same way (:func:`hash_tokens`).
     """
-    parts = _by_chunks(texts, lambda part: _hashed_tokens(part, runs=False))
+    parts = by_text_chunks(texts, lambda part: _hashed_tokens(part, runs=False))
     if not parts:
         return np.zeros(0, np.uint64), np.zeros(1, np.int64)
     offsets = np.zeros(sum(len(p[1]) - 1 for p in parts) + 1, np.int64)
@@ -121,11 +121,11 @@ def text_keys(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
     its sequence of letter-and-digit runs, lower-cased (so two texts get one key
     exactly when they are equal after reducing every other character run to one
     space and trimming)."""
-    parts = _by_chunks(texts, lambda part: _sequence_keys(*_hashed_tokens(part, runs=True)))
+    parts = by_text_chunks(texts, lambda part: _sequence_keys(*_hashed_tokens(part, runs=True)))
     return np.concatenate(parts) if parts else np.zeros(0, np.uint64)
 
 
-def _by_chunks(texts: pa.Array | pa.ChunkedArray, fn: Callable[[pa.Array], Any]) -> list[Any]:
+def by_text_chunks(texts: pa.Array | pa.ChunkedArray, fn: Callable[[pa.Array], Any]) -> list[Any]:
     """``fn`` of consecutive runs of whole texts of about ``TEXT_CHUNK`` bytes, in order,
     on up to the CPU count of threads (numpy and Arrow release the GIL)."""
     if isinstance(texts, pa.ChunkedArray):
@@ -135,7 +135,7 @@ def _by_chunks(texts: pa.Array | pa.ChunkedArray, fn: Callable[[pa.Array], Any])
     n = len(texts)
     if n == 0:
         return []
-    row_bytes = _row_offsets(texts)
+    row_bytes = row_offsets(texts)
     steps = np.arange(row_bytes[0], row_bytes[-1], TEXT_CHUNK)
     cuts = np.unique(np.concatenate([[0], np.searchsorted(row_bytes, steps), [n]]))
     spans = list(zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True))
@@ -168,7 +168,8 @@ def _sequence_keys(hashes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return _fmix64(total ^ np.diff(offsets).astype(np.uint64) * _MIX[2])
 
 
-def _row_offsets(arr: pa.Array) -> np.ndarray:
+def row_offsets(arr: pa.Array) -> np.ndarray:
+    """Byte offsets of each string of a (large) string array, from its own buffers."""
     kind = np.int64 if pa.types.is_large_string(arr.type) else np.int32
     off = np.frombuffer(arr.buffers()[1], kind)[arr.offset : arr.offset + len(arr) + 1]
     return off.astype(np.int64)
@@ -178,7 +179,7 @@ def _ascii_tokens(arr: pa.Array, *, runs: bool) -> tuple[np.ndarray, np.ndarray,
     """Tokens of ASCII texts from their bytes: (packed lower-cased letter and digit
     bytes, token starts in them, per-text token offsets). Byte classes come from
     comparisons (SIMD), not table look-ups."""
-    row_off = _row_offsets(arr)
+    row_off = row_offsets(arr)
     lo, hi = int(row_off[0]), int(row_off[-1])
     row_off -= lo
     buf = arr.buffers()[2]
@@ -222,16 +223,22 @@ def _unicode_tokens(arr: pa.Array, *, runs: bool) -> tuple[np.ndarray, np.ndarra
     np.cumsum(np.bincount(parents, minlength=len(arr)), out=offsets[1:])
     if len(tokens) == 0:
         return np.zeros(0, np.uint8), np.zeros(0, np.int64), offsets
-    tok_off = _row_offsets(tokens)
+    tok_off = row_offsets(tokens)
     data = np.frombuffer(tokens.buffers()[2], np.uint8, tok_off[-1] - tok_off[0], tok_off[0])
     return data, tok_off[:-1] - tok_off[0], offsets
 
 
 def shingles(texts: pa.Array | pa.ChunkedArray, shingle: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """32-bit hashes of every ``shingle``-word window of each text, and per-text offsets."""
+    return shingles_of_words(*words(texts), shingle)
+
+
+def shingles_of_words(
+    w: np.ndarray, offsets: np.ndarray, shingle: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`shingles` from the :func:`words` of the texts (for callers needing both)."""
     if shingle < 1:
         raise ValueError(f"shingle must be >= 1 word, got {shingle}")
-    w, offsets = words(texts)
     n_words = len(w)
     counts = np.diff(offsets)
     n_sh = np.where(counts >= shingle, counts - shingle + 1, (counts > 0).astype(np.int64))
