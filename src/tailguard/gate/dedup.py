@@ -236,8 +236,8 @@ class NearDuplicate(_ReferenceFingerprints, Verifier):
         )
 
     @cached_property
-    def _ref_band_keys(self) -> np.ndarray:
-        return minhash.band_keys(self._ref_sig, self.bands, self.rows)
+    def _ref_index(self) -> tuple[np.ndarray, np.ndarray]:
+        return minhash.reference_index(self._ref_sig, self.bands, self.rows)
 
     def signatures(self, texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
         return minhash.signatures(
@@ -254,7 +254,7 @@ class NearDuplicate(_ReferenceFingerprints, Verifier):
         score = np.full(n, np.nan)
         if len(self._ref_ids):
             m, s = minhash.best_matches(
-                sig, self._ref_sig, self.threshold, ref_keys=self._ref_band_keys, **kw
+                sig, self._ref_sig, self.threshold, ref_index=self._ref_index, **kw
             )
             in_reservoir = m >= 0
             matched[in_reservoir] = self._ref_ids[m[in_reservoir]]

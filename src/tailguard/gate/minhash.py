@@ -434,6 +434,25 @@ def candidate_pairs(
     return code // max(n_ref, 1), code % max(n_ref, 1)
 
 
+def reference_index(sig_r: np.ndarray, bands: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each band's keys of the (non-empty) reference signatures, sorted, and the
+    reference index of each: built once, then every query batch is a binary search."""
+    keys = band_keys(sig_r, bands, rows)
+    idx = np.flatnonzero(sig_r[:, 0] != EMPTY) if len(sig_r) else np.zeros(0, np.int64)
+    order = np.argsort(keys[:, idx], axis=1, kind="stable")  # equal keys: lower index first
+    return np.take_along_axis(keys[:, idx], order, axis=1), idx[order]
+
+
+def _pairs_indexed(kq, q_valid, sorted_keys, sorted_idx, cap):
+    """The pairs of :func:`_pairs_cross` from a :func:`reference_index` band."""
+    iq = np.arange(len(kq)) if q_valid is None else np.flatnonzero(q_valid)
+    k = kq[iq]
+    lo = np.searchsorted(sorted_keys, k, side="left")
+    hi = np.searchsorted(sorted_keys, k, side="right")
+    rep, within = _expand(np.arange(len(iq)), np.minimum(hi - lo, cap))
+    return iq[rep], sorted_idx[lo[rep] + within]
+
+
 def _expand(pos: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Repeat each position ``counts`` times, with the 0..count-1 offset of each repeat."""
     rep = np.repeat(pos, counts)
@@ -498,14 +517,14 @@ def best_matches(
     rows: int,
     cap: int = 32,
     query_keys: np.ndarray | None = None,
-    ref_keys: np.ndarray | None = None,
+    ref_index: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each query, the best reference at estimated Jaccard >= threshold.
 
     Returns ``(match, sim)``: the matched reference index (-1 if none) and the
     estimated similarity (NaN if none). ``sig_r=None`` matches queries with earlier
-    queries. ``query_keys`` / ``ref_keys`` are the :func:`band_keys` of either side
-    when the caller already has them.
+    queries. ``query_keys`` (the queries' :func:`band_keys`) and ``ref_index`` (the
+    references' :func:`reference_index`) are used when the caller already has them.
     """
     n = sig_q.shape[0]
     match = np.full(n, -1, np.int64)
@@ -516,9 +535,14 @@ def best_matches(
         q, r = candidate_pairs(kq, None, cap=cap, query_valid=q_valid)
         sig_r = sig_q
     else:
-        r_valid = sig_r[:, 0] != EMPTY
-        kr = band_keys(sig_r, bands, rows) if ref_keys is None else ref_keys
-        q, r = candidate_pairs(kq, kr, cap=cap, query_valid=q_valid, ref_valid=r_valid)
+        sorted_keys, sorted_idx = ref_index or reference_index(sig_r, bands, rows)
+        parts = [
+            _pairs_indexed(kq[b], q_valid, sorted_keys[b], sorted_idx[b], cap) for b in range(bands)
+        ]
+        code = np.unique(
+            np.concatenate([q * max(len(sig_r), 1) + r for q, r in parts] or [np.zeros(0, int)])
+        )
+        q, r = code // max(len(sig_r), 1), code % max(len(sig_r), 1)
     if len(q) == 0:
         return match, sim
     s = similarity(sig_q, sig_r, q, r)
