@@ -88,6 +88,9 @@ CREATE TABLE IF NOT EXISTS run_reservoirs (
     run VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, digest VARCHAR NOT NULL,
     pinned_at TIMESTAMPTZ NOT NULL
 );
+CREATE TABLE IF NOT EXISTS fingerprints (
+    kind VARCHAR NOT NULL, id VARCHAR NOT NULL, value BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS history (
     kind VARCHAR NOT NULL, run VARCHAR, round INTEGER, key VARCHAR,
     old VARCHAR, new VARCHAR, reason VARCHAR, changed_at TIMESTAMPTZ NOT NULL,
@@ -921,6 +924,68 @@ class Ledger:
             """
         return sql, params
 
+    # ------------------------------------------------------------------ fingerprints
+    def fingerprints(
+        self, kind: str, ids: pa.Array | pa.ChunkedArray, width: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Stored fixed-width fingerprints of records (by content id), for ``kind``.
+
+        Returns ``(found, values)``: which ids have one, and a ``(len(ids), width)``
+        uint8 array holding them (zeros where not found). ``kind`` names what was
+        computed and how (a verifier's fingerprint with its version and parameters),
+        so a change of either never reads an old value. Ids are content hashes, so a
+        stored value holds for the record in any reference set and any run.
+        """
+        n = len(ids)
+        found = np.zeros(n, bool)
+        values = np.zeros((n, width), np.uint8)
+        if n == 0 or not self._has_table("fingerprints"):
+            return found, values
+        con = self.con.cursor()
+        try:
+            con.register("wanted", pa.table({"pos": np.arange(n, dtype=np.int64), "id": ids}))
+            hit = con.sql(
+                "SELECT w.pos, f.value FROM wanted w JOIN fingerprints f "
+                "ON f.kind = ? AND f.id = w.id",
+                params=[kind],
+            ).to_arrow_table()
+        finally:
+            con.close()
+        if hit.num_rows == 0:
+            return found, values
+        pos = hit.column("pos").to_numpy()
+        blob = hit.column("value").combine_chunks()
+        raw = _fixed_width(blob, width, kind)
+        found[pos] = True
+        values[pos] = raw
+        return found, values
+
+    def store_fingerprints(
+        self, kind: str, ids: pa.Array | pa.ChunkedArray, values: np.ndarray
+    ) -> int:
+        """Keep fingerprints (one row of ``values`` per id, any fixed-width dtype) of
+        ``kind`` for later runs; ids already stored are left as they are. Returns the
+        number added (0 on a read-only ledger)."""
+        if self.read_only or len(ids) == 0:
+            return 0
+        raw = np.ascontiguousarray(values).view(np.uint8).reshape(len(ids), -1)
+        blob = pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(raw.shape[1]), len(ids), [None, pa.py_buffer(raw)]
+        ).cast(pa.binary())
+        with self._transaction() as con:
+            con.register("new_fp", pa.table({"id": ids, "value": blob}))
+            before = con.execute("SELECT count(*) FROM fingerprints").fetchall()[0][0]
+            _do(
+                con,
+                "INSERT INTO fingerprints SELECT DISTINCT ON (n.id) ?, n.id, n.value "
+                "FROM new_fp n ANTI JOIN (SELECT id FROM fingerprints WHERE kind = ?) f "
+                "ON f.id = n.id",
+                [kind, kind],
+            )
+            after = con.execute("SELECT count(*) FROM fingerprints").fetchall()[0][0]
+            con.unregister("new_fp")
+        return int(after - before)
+
     def export_round(
         self,
         round: int,  # noqa: A002
@@ -1617,6 +1682,17 @@ def _reservoir_digest(members: pa.Table) -> str:
         "SELECT sha256(coalesce(string_agg(split || ':' || id, chr(10) ORDER BY id), '')) "
         "FROM members"
     ).fetchall()[0][0]
+
+
+def _fixed_width(blob: pa.Array, width: int, kind: str) -> np.ndarray:
+    """Blobs that are all ``width`` bytes as a ``(n, width)`` uint8 view."""
+    if pa.types.is_large_binary(blob.type):
+        blob = blob.cast(pa.binary())
+    offsets = np.frombuffer(blob.buffers()[1], np.int32)[blob.offset : blob.offset + len(blob) + 1]
+    if not (np.diff(offsets) == width).all():
+        raise TailguardError(f"stored fingerprints of {kind!r} are not {width} bytes each")
+    data = np.frombuffer(blob.buffers()[2], np.uint8, width * len(blob), offsets[0])
+    return data.reshape(len(blob), width)
 
 
 def _first_line(exc: BaseException) -> str:

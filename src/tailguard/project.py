@@ -52,6 +52,7 @@ def build_loop(
         gate = Gate.from_config(
             config.gate,
             reference=ledger.reservoir_records("all"),
+            fingerprints=ledger,
             source="tailguard.toml [gate]",
             base_dir=config.base_dir,
         )

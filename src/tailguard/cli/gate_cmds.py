@@ -45,7 +45,9 @@ def gate(
                     'run `tailguard reservoir freeze` or set reference = "none"'
                 )
             reference = led.reservoir_records("all").select(["id", "content"])
-        gate_ = gate_from_config(cfg, reference=reference, source=str(config), progress=not quiet)
+        gate_ = gate_from_config(
+            cfg, reference=reference, source=str(config), progress=not quiet, fingerprints=led
+        )
         result = gate_.run_round(led, round)
     if result.empty:
         message = (

@@ -17,7 +17,7 @@ from tailguard.gate.base import (
     verdicts,
 )
 from tailguard.gate.config import KINDS, load_config
-from tailguard.gate.dedup import ExactDuplicate, NearDuplicate
+from tailguard.gate.dedup import ExactDuplicate, FingerprintStore, NearDuplicate
 from tailguard.gate.execution import CodeTests, MathAnswer, answers_equal
 from tailguard.gate.gate import Gate, GateResult, gate_from_config
 from tailguard.gate.judge import ClassifierJudge, Judge, JudgeCache
@@ -36,6 +36,7 @@ __all__ = [
     "ClassifierJudge",
     "CodeTests",
     "ExactDuplicate",
+    "FingerprintStore",
     "FunctionVerifier",
     "Gate",
     "GateResult",

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Mapping, Sequence
-from typing import Any
+import json
+from collections.abc import Callable, Mapping, Sequence
+from functools import cached_property
+from typing import Any, Protocol
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -57,6 +58,7 @@ class _Sets:
     synthetic records of earlier generations added round by round."""
 
     _ref: pa.Table
+    _store: FingerprintStore | None
     reference: dict[str, Any]
     references: dict[str, Any]
 
@@ -67,6 +69,7 @@ class _Sets:
         self.reference = _describe(self._ref.filter(pc.equal(self._ref["set"], RESERVOIR_SET)))
         self.references = {n: _describe(t) for n, t in sets.items()}
         self._ref_ids = _ids(self._ref)
+        self._memory = _MemoryFingerprints()
 
     def with_earlier(self, earlier: pa.Table) -> Any:
         """A copy that also compares with ``earlier`` (``id``, ``content``, ``generation``:
@@ -87,11 +90,92 @@ class _Sets:
         new._ref_ids = np.concatenate([self._ref_ids, _ids(extra)])
         new._ref_set = np.concatenate([self._ref_set, names.astype(object)])
         new.references = {**self.references, "earlier_generations": _describe(extra)}
-        new._extend(extra)
+        new._extend(self, extra)
         return new
 
-    def _extend(self, extra: pa.Table) -> None:  # pragma: no cover - abstract
+    @property
+    def _earlier_store(self) -> FingerprintStore:
+        """Where earlier generations' fingerprints are kept: the ledger given to
+        ``keep_fingerprints_in`` (their ids are content ids), else this process's memory."""
+        return self._store if self._store is not None else self._memory
+
+    def _extend(self, base: Any, extra: pa.Table) -> None:  # pragma: no cover - abstract
+        """Set this copy's fingerprints: ``base``'s (its references) and ``extra``'s."""
         raise NotImplementedError
+
+
+class FingerprintStore(Protocol):
+    """Where reference fingerprints are kept between runs (a :class:`~tailguard.ledger.Ledger`).
+
+    Keyed by a ``kind`` (what was computed, with the verifier's version and
+    parameters) and a record's content id, so a value holds for that text in
+    any reference set.
+    """
+
+    def fingerprints(
+        self, kind: str, ids: pa.Array | pa.ChunkedArray, width: int
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def store_fingerprints(
+        self, kind: str, ids: pa.Array | pa.ChunkedArray, values: np.ndarray
+    ) -> int: ...
+
+
+def stored_fingerprints(
+    store: FingerprintStore | None,
+    kind: str,
+    ref: pa.Table,
+    compute: Callable[[pa.ChunkedArray], np.ndarray],
+    dtype: type | np.dtype,
+    per_record: int,
+) -> np.ndarray:
+    """``compute(texts)`` of a reference table, read from ``store`` where it has them;
+    only the records it lacks are computed, and those are stored for next time."""
+    if store is None or ref.num_rows == 0:
+        return compute(_texts(ref))
+    width = np.dtype(dtype).itemsize * per_record
+    ids = ref.column("id")
+    found, raw = store.fingerprints(kind, ids, width)
+    missing = ~found
+    if missing.any():
+        mask = pa.array(missing)
+        new = np.ascontiguousarray(compute(_texts(ref).filter(mask)), dtype)
+        new_raw = new.view(np.uint8).reshape(len(new), width)
+        raw[missing] = new_raw
+        store.store_fingerprints(kind, ids.filter(mask), new_raw)
+    values = raw.view(dtype)
+    return values.reshape(ref.num_rows) if per_record == 1 else values
+
+
+class _MemoryFingerprints:
+    """A :class:`FingerprintStore` in memory, for a verifier without a ledger to keep
+    earlier generations' fingerprints in: each record is still computed once per process."""
+
+    def __init__(self) -> None:
+        self._kept: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # kind: sorted ids, values
+
+    def fingerprints(
+        self, kind: str, ids: pa.Array | pa.ChunkedArray, width: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        wanted = _ids(pa.table({"id": ids})).astype(str)
+        found = np.zeros(len(wanted), bool)
+        values = np.zeros((len(wanted), width), np.uint8)
+        kept_ids, kept = self._kept.get(kind, (np.zeros(0, str), values[:0]))
+        if len(kept_ids) and len(wanted):
+            pos = np.minimum(np.searchsorted(kept_ids, wanted), len(kept_ids) - 1)
+            found = kept_ids[pos] == wanted
+            values[found] = kept[pos[found]]
+        return found, values
+
+    def store_fingerprints(
+        self, kind: str, ids: pa.Array | pa.ChunkedArray, values: np.ndarray
+    ) -> int:
+        new_ids = _ids(pa.table({"id": ids})).astype(str)
+        raw = np.ascontiguousarray(values).view(np.uint8).reshape(len(new_ids), -1)
+        kept_ids, kept = self._kept.get(kind, (np.zeros(0, str), raw[:0]))
+        all_ids, first = np.unique(np.concatenate([kept_ids, new_ids]), return_index=True)
+        self._kept[kind] = (all_ids, np.concatenate([kept, raw])[first])
+        return len(all_ids) - len(kept_ids)
 
 
 def reference_table(reference: Reference) -> pa.Table:
@@ -146,20 +230,33 @@ def _ids(table: pa.Table) -> np.ndarray:
 
 
 def exact_keys(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A 64-bit key per text that ignores case, punctuation and spacing."""
-    t = pc.utf8_lower(texts)
-    t = pc.utf8_trim_whitespace(pc.replace_substring_regex(t, r"[^\p{L}\p{N}]+", " "))
-    values = np.asarray(t.to_numpy(zero_copy_only=False), dtype=object)
-    return pd.util.hash_array(values, categorize=False)
+    """A 64-bit key per text that ignores case, punctuation and spacing
+    (:func:`tailguard.gate.minhash.text_keys`)."""
+    return minhash.text_keys(texts)
 
 
-class ExactDuplicate(_Sets, Verifier):
+class _ReferenceFingerprints:
+    """The reference's fingerprints may be kept in a store between runs."""
+
+    _store: FingerprintStore | None = None
+
+    def keep_fingerprints_in(self, store: FingerprintStore | None) -> Any:
+        """Read the reference's fingerprints from ``store`` (the ledger the reference
+        came from: its ids must be content ids) and keep the missing ones there, so
+        later rounds and runs never recompute them. Returns the verifier."""
+        self._store = store
+        return self
+
+
+class ExactDuplicate(_Sets, _ReferenceFingerprints, Verifier):
     """Fail records whose text equals a reference record's or an earlier record's.
 
     Texts are compared after lower-casing and reducing punctuation and spacing to
     one space, so a copy with different capitalisation is still a copy. References:
     ``reference`` (the reservoir), ``references`` (named sets, e.g. ``{"eval": ...}``)
-    and, in a gate's round, earlier generations' accepted records.
+    and, in a gate's round, earlier generations' accepted records. The references'
+    keys are computed on first use (or read from the store given to
+    :meth:`keep_fingerprints_in`).
     """
 
     kind = "exact_duplicate"
@@ -176,12 +273,24 @@ class ExactDuplicate(_Sets, Verifier):
     ) -> None:
         self._init_sets(reference, references)
         self.within_pool = within_pool
-        self._ref_keys = exact_keys(_texts(self._ref))
-        self._ref_order = np.argsort(self._ref_keys, kind="stable")
 
-    def _extend(self, extra: pa.Table) -> None:
-        self._ref_keys = np.concatenate([self._ref_keys, exact_keys(_texts(extra))])
-        self._ref_order = np.argsort(self._ref_keys, kind="stable")
+    def _fingerprints(self, table: pa.Table, store: FingerprintStore | None) -> np.ndarray:
+        kind = f"{self.kind}/{self.version}/exact_keys"
+        return stored_fingerprints(store, kind, table, exact_keys, np.uint64, 1)
+
+    def _extend(self, base: Any, extra: pa.Table) -> None:
+        self._ref_keys = np.concatenate(
+            [base._ref_keys, self._fingerprints(extra, self._earlier_store)]
+        )
+        self.__dict__.pop("_ref_order", None)  # sorted again with the earlier records
+
+    @cached_property
+    def _ref_keys(self) -> np.ndarray:
+        return self._fingerprints(self._ref, self._store)
+
+    @cached_property
+    def _ref_order(self) -> np.ndarray:
+        return np.argsort(self._ref_keys, kind="stable")
 
     def verify(self, batch: pa.Table) -> pa.Table:
         n = batch.num_rows
@@ -202,7 +311,7 @@ class ExactDuplicate(_Sets, Verifier):
         return exact_verdicts(matched, sets)
 
 
-class NearDuplicate(_Sets, Verifier):
+class NearDuplicate(_Sets, _ReferenceFingerprints, Verifier):
     """Fail records whose estimated Jaccard similarity to another is >= ``threshold``.
 
     Similarity is over sets of ``shingle``-word windows, estimated by MinHash with
@@ -210,13 +319,14 @@ class NearDuplicate(_Sets, Verifier):
     threshold and ``weights`` = (false-positive, false-negative) weights; the
     default leans to recall because confirming candidates is cheap). Compared
     against ``reference`` (the frozen reservoir, given at construction; its
-    signatures are computed once), the named sets of ``references``, in a gate's
+    signatures are computed once, on first use, or read from the store given to
+    :meth:`keep_fingerprints_in`), the named sets of ``references``, in a gate's
     round the accepted records of earlier generations, and, if ``within_pool``,
     each record against the earlier records of the same batch.
     """
 
     kind = "near_duplicate"
-    version = "1"
+    version = "2"
     codes = ("near_duplicate",)
     row_independent = False
 
@@ -242,18 +352,26 @@ class NearDuplicate(_Sets, Verifier):
         self.weights = (float(weights[0]), float(weights[1]))
         self.bands, self.rows = minhash.optimal_bands(threshold, num_perm, *self.weights)
         self._init_sets(reference, references)
-        self._ref_sig = self.signatures(_texts(self._ref))
-        self._sig_cache: dict[str, np.ndarray] = {}
 
-    def _extend(self, extra: pa.Table) -> None:
-        # Earlier generations grow by a round at a time: sign each record once.
-        ids = _ids(extra)
-        new = np.array([i not in self._sig_cache for i in ids], bool)
-        if new.any():
-            fresh = self.signatures(_texts(extra).filter(pa.array(new)))
-            self._sig_cache.update(zip(ids[new], fresh, strict=True))
-        sig = np.stack([self._sig_cache[i] for i in ids]).astype(self._ref_sig.dtype)
-        self._ref_sig = np.concatenate([self._ref_sig, sig.reshape(len(ids), -1)])
+    def _fingerprints(self, table: pa.Table, store: FingerprintStore | None) -> np.ndarray:
+        how = {"num_perm": self.num_perm, "shingle": self.shingle, "seed": self.seed}
+        kind = f"{self.kind}/{self.version}/minhash {json.dumps(how, sort_keys=True)}"
+        return stored_fingerprints(store, kind, table, self.signatures, np.uint32, self.num_perm)
+
+    @cached_property
+    def _ref_sig(self) -> np.ndarray:
+        return self._fingerprints(self._ref, self._store)
+
+    @cached_property
+    def _ref_index(self) -> tuple[np.ndarray, np.ndarray]:
+        return minhash.reference_index(self._ref_sig, self.bands, self.rows)
+
+    def _extend(self, base: Any, extra: pa.Table) -> None:
+        # Earlier generations grow by a round at a time: each record is signed once
+        # (kept in the ledger, or in memory without one); the band index is rebuilt.
+        sig = self._fingerprints(extra, self._earlier_store).reshape(extra.num_rows, -1)
+        self._ref_sig = np.concatenate([base._ref_sig, sig])
+        self.__dict__.pop("_ref_index", None)
 
     def signatures(self, texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
         return minhash.signatures(
@@ -263,12 +381,15 @@ class NearDuplicate(_Sets, Verifier):
     def verify(self, batch: pa.Table) -> pa.Table:
         n = batch.num_rows
         sig = self.signatures(_texts(batch))
-        kw = {"bands": self.bands, "rows": self.rows, "cap": self.max_bucket}
+        keys = minhash.band_keys(sig, self.bands, self.rows)
+        kw = {"bands": self.bands, "rows": self.rows, "cap": self.max_bucket, "query_keys": keys}
         matched = np.full(n, None, dtype=object)
         sets = np.full(n, None, dtype=object)
         score = np.full(n, np.nan)
         if len(self._ref_ids):
-            m, s = minhash.best_matches(sig, self._ref_sig, self.threshold, **kw)
+            m, s = minhash.best_matches(
+                sig, self._ref_sig, self.threshold, ref_index=self._ref_index, **kw
+            )
             hit = m >= 0
             matched[hit] = self._ref_ids[m[hit]]
             sets[hit] = self._ref_set[m[hit]]

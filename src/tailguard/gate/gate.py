@@ -28,6 +28,7 @@ from tailguard.gate.base import (
     safe_verify,
 )
 from tailguard.gate.config import build_verifier, gate_section, read_references
+from tailguard.gate.dedup import ExactDuplicate, FingerprintStore, NearDuplicate
 from tailguard.records import Origin, Status
 
 if TYPE_CHECKING:
@@ -329,6 +330,7 @@ def gate_from_config(
     source: str = "config",
     base_dir: str | Path | None = None,
     progress: bool = True,
+    fingerprints: FingerprintStore | None = None,
 ) -> Gate:
     """Build a :class:`Gate` from a config: a loaded ``tailguard.toml``
     (:func:`tailguard.config.load_config`), its ``[gate]`` section, or a plain dict.
@@ -336,7 +338,8 @@ def gate_from_config(
     ``reference`` is the reservoir (``id``, ``content``) given to duplicate verifiers
     whose ``reference`` is ``"reservoir"`` (the default). Every entry is checked before
     anything runs; an error names the key. Relative paths resolve against ``base_dir``,
-    by default the loaded config file's folder.
+    by default the loaded config file's folder. ``fingerprints`` (the ledger the
+    reference came from) keeps the reference's duplicate fingerprints between runs.
     """
     from tailguard.config import ProjectConfig
     from tailguard.engines import engine_from_name
@@ -355,6 +358,10 @@ def gate_from_config(
         )
         for i, spec in enumerate(section.verifiers)
     ]
+    if fingerprints is not None:
+        for v in verifiers:
+            if isinstance(v, ExactDuplicate | NearDuplicate):
+                v.keep_fingerprints_in(fingerprints)
     engine = None if section.engine is None else engine_from_name(section.engine)
     return Gate(
         verifiers,

@@ -2,9 +2,10 @@
 
 Texts are lower-cased, cut into words (runs of letters and digits), and every
 window of ``shingle`` consecutive words is hashed once to 32 bits. The
-``num_perm`` hash functions are ``(a*x + b) mod p`` with the Mersenne prime
-``p = 2**31 - 1``, applied by broadcasting over all shingles of a chunk; the
-minimum per document comes from ``np.minimum.reduceat``. A document shorter
+``num_perm`` hash functions are the affine permutations ``(a*x + b) mod 2**32``
+with ``a`` odd, in 32-bit arithmetic that the CPU vectorises (the wrap-around is
+the modulus), applied by broadcasting over all shingles of a chunk; the minimum
+per document comes from ``np.minimum.reduceat``. A document shorter
 than ``shingle`` words is one shingle; an empty document has no shingles and a
 signature of all ``EMPTY`` (it is never a candidate).
 
@@ -17,16 +18,16 @@ candidates are confirmed by estimated Jaccard (the share of equal minhashes).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-PRIME = np.uint64((1 << 31) - 1)
-EMPTY = np.uint32(0xFFFFFFFF)  # larger than any hash value (they are <= PRIME)
+EMPTY = np.uint32(0xFFFFFFFF)  # no shingles; minhashes are capped one below it
 _MIX = np.array(
     [
         0x9E3779B97F4A7C15,
@@ -40,7 +41,7 @@ _MIX = np.array(
     ],
     dtype=np.uint64,
 )
-#: Shingles per chunk: ``num_perm`` x this many uint64 stay in cache (4 MiB at 128).
+#: Shingles per chunk: ``num_perm`` x this many uint32 stay in cache (2 MiB at 128).
 CHUNK = 1 << 12
 
 
@@ -54,41 +55,190 @@ def _fmix64(h: np.ndarray) -> np.ndarray:
     return h
 
 
+#: Bytes of text tokenised per step: the per-byte work arrays stay in cache-sized pieces.
+TEXT_CHUNK = 1 << 20
+_TOKEN_MULT = 0x9E3779B97F4A7C15
+_NOT_ALNUM = r"[^\p{L}\p{N}]+"
+
+
+def _powers(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """``M**i`` and ``M**-i`` (mod 2**64, ``M`` odd so it has an inverse) for
+    ``i < length`` (at least ``TEXT_CHUNK``; a longer single text grows them)."""
+    return _power_tables(max(TEXT_CHUNK, 1 << max(int(length) - 1, 1).bit_length()))
+
+
+@lru_cache(maxsize=1)
+def _power_tables(size: int) -> tuple[np.ndarray, np.ndarray]:
+    m = np.full(size, _TOKEN_MULT, np.uint64)
+    m[0] = 1
+    m_inv = np.full(size, pow(_TOKEN_MULT, -1, 1 << 64), np.uint64)
+    m_inv[0] = 1
+    return np.cumprod(m, dtype=np.uint64), np.cumprod(m_inv, dtype=np.uint64)
+
+
+def hash_tokens(data: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each token: tokens lie back to back in the bytes ``data``
+    token ``i`` starting at ``starts[i]``, none empty.
+
+    The polynomial ``sum (byte_j + 1) * M**j`` over the token's bytes (mod 2**64):
+    summed at global positions and shifted back by ``M**-start``, so every pass
+    is over contiguous memory; MurmurHash3's finaliser spreads it over all bits.
+    """
+    if len(starts) == 0:
+        return np.zeros(0, np.uint64)
+    power, inverse = _powers(len(data))
+    vals = data.astype(np.uint64)
+    vals += np.uint64(1)
+    vals *= power[: len(data)]
+    np.cumsum(vals, out=vals)  # wraps mod 2**64, like the sum itself
+    ends = np.append(starts[1:], len(data)) - 1
+    h = vals[ends]
+    h[1:] -= vals[starts[1:] - 1]
+    h *= inverse[starts]
+    lens = (ends + 1 - starts).astype(np.uint64)
+    return _fmix64(h ^ lens * _MIX[1])
+
+
 def words(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """Per-word 64-bit hashes of all texts, flattened, and each text's word offsets.
 
     A word is a whitespace-separated token, lower-cased, with every character that
-    is not a letter or digit removed; tokens left empty are dropped. Normalising
-    the vocabulary (not every occurrence) keeps this cheap.
+    is not a letter or digit removed; tokens left empty are dropped. Texts are
+    taken a few MiB at a time; an all-ASCII run is cut on its raw UTF-8 bytes with
+    numpy, other runs with Arrow's Unicode kernels, and both hash the words' bytes
+    the same way (:func:`hash_tokens`).
     """
+    parts = by_text_chunks(texts, lambda part: _hashed_tokens(part, runs=False))
+    if not parts:
+        return np.zeros(0, np.uint64), np.zeros(1, np.int64)
+    offsets = np.zeros(sum(len(p[1]) - 1 for p in parts) + 1, np.int64)
+    np.cumsum(np.concatenate([np.diff(p[1]) for p in parts]), out=offsets[1:])
+    return np.concatenate([p[0] for p in parts]), offsets
+
+
+def text_keys(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A 64-bit key per text that ignores case, punctuation and spacing: the hash of
+    its sequence of letter-and-digit runs, lower-cased (so two texts get one key
+    exactly when they are equal after reducing every other character run to one
+    space and trimming)."""
+    parts = by_text_chunks(texts, lambda part: _sequence_keys(*_hashed_tokens(part, runs=True)))
+    return np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+
+
+def by_text_chunks(texts: pa.Array | pa.ChunkedArray, fn: Callable[[pa.Array], Any]) -> list[Any]:
+    """``fn`` of consecutive runs of whole texts of about ``TEXT_CHUNK`` bytes, in order,
+    on up to the CPU count of threads (numpy and Arrow release the GIL)."""
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks() if texts.num_chunks else pa.array([], pa.string())
-    lists = pc.utf8_split_whitespace(pc.utf8_lower(texts))
-    n = len(lists)
-    flat = lists.flatten()
-    if len(flat) == 0:
-        return np.zeros(0, np.uint64), np.zeros(n + 1, np.int64)
-    enc = pc.dictionary_encode(flat)
-    vocab = pc.replace_substring_regex(enc.dictionary, r"[^\p{L}\p{N}]+", "")
-    vocab_np = np.asarray(vocab.to_numpy(zero_copy_only=False), dtype=object)
-    vocab_hash = pd.util.hash_array(vocab_np, categorize=False)
-    vocab_ok = pc.greater(pc.utf8_length(vocab), 0).to_numpy(zero_copy_only=False)
-    codes = enc.indices.to_numpy()
-    if vocab_ok.all():  # the usual case: every token has a letter or digit
-        offsets = lists.offsets.to_numpy().astype(np.int64)
-        return vocab_hash[codes], offsets - offsets[0]
-    keep = vocab_ok[codes]
-    parents = pc.list_parent_indices(lists).to_numpy()[keep]
-    offsets = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(parents, minlength=n), out=offsets[1:])
-    return vocab_hash[codes[keep]], offsets
+    if texts.null_count:
+        texts = pc.fill_null(texts, "")
+    n = len(texts)
+    if n == 0:
+        return []
+    row_bytes = row_offsets(texts)
+    steps = np.arange(row_bytes[0], row_bytes[-1], TEXT_CHUNK)
+    cuts = np.unique(np.concatenate([[0], np.searchsorted(row_bytes, steps), [n]]))
+    spans = list(zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True))
+    threads = min(os.cpu_count() or 1, 8, len(spans))
+    if threads < 2:
+        return [fn(texts.slice(lo, hi - lo)) for lo, hi in spans]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(lambda span: fn(texts.slice(span[0], span[1] - span[0])), spans))
+
+
+def _hashed_tokens(part: pa.Array, *, runs: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Token hashes and per-text offsets: whitespace tokens (``runs=False``) or runs
+    of letters and digits (``runs=True``)."""
+    if pc.all(pc.string_is_ascii(part)).as_py():
+        data, starts, offsets = _ascii_tokens(part, runs=runs)
+    else:
+        data, starts, offsets = _unicode_tokens(part, runs=runs)
+    return hash_tokens(data, starts), offsets
+
+
+def _sequence_keys(hashes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """One hash per text of its tokens' hashes in order (the polynomial of
+    :func:`hash_tokens` over token hashes)."""
+    power, inverse = _powers(len(hashes) + 1)
+    vals = np.zeros(len(hashes) + 1, np.uint64)
+    np.multiply(hashes, power[: len(hashes)], out=vals[1:])
+    np.cumsum(vals, out=vals)
+    total = vals[offsets[1:]] - vals[offsets[:-1]]
+    total *= inverse[offsets[:-1]]
+    return _fmix64(total ^ np.diff(offsets).astype(np.uint64) * _MIX[2])
+
+
+def row_offsets(arr: pa.Array) -> np.ndarray:
+    """Byte offsets of each string of a (large) string array, from its own buffers."""
+    kind = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    off = np.frombuffer(arr.buffers()[1], kind)[arr.offset : arr.offset + len(arr) + 1]
+    return off.astype(np.int64)
+
+
+def _ascii_tokens(arr: pa.Array, *, runs: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tokens of ASCII texts from their bytes: (packed lower-cased letter and digit
+    bytes, token starts in them, per-text token offsets). Byte classes come from
+    comparisons (SIMD), not table look-ups."""
+    row_off = row_offsets(arr)
+    lo, hi = int(row_off[0]), int(row_off[-1])
+    row_off -= lo
+    buf = arr.buffers()[2]
+    data = np.frombuffer(buf, np.uint8, hi - lo, lo) if hi > lo else np.zeros(0, np.uint8)
+    folded = data | np.uint8(0x20)  # lower case for letters; digits already have the bit
+    alnum = (folded - np.uint8(ord("a"))) < np.uint8(26)
+    alnum |= (data - np.uint8(ord("0"))) < np.uint8(10)
+    if runs:
+        inside = alnum
+    else:  # Arrow's ASCII whitespace: 9-13, 28-32
+        inside = (data - np.uint8(9)) >= np.uint8(5)
+        inside &= (data - np.uint8(28)) >= np.uint8(5)
+    token_start = inside.copy()
+    token_start[1:] &= ~inside[:-1]
+    inner = row_off[1:-1][row_off[1:-1] < len(data)]
+    token_start[inner] = inside[inner]  # a text's first byte may start a token
+    before = np.cumsum(alnum, dtype=np.int64)
+    before -= alnum  # letters and digits before each byte
+    tokens = np.flatnonzero(token_start)
+    packed_start = before[tokens]
+    if not runs:  # a whitespace token without a letter or digit is dropped
+        n_kept = int(before[-1] + alnum[-1]) if len(data) else 0
+        nonempty = np.append(packed_start[1:], n_kept) > packed_start
+        tokens, packed_start = tokens[nonempty], packed_start[nonempty]
+    offsets = np.searchsorted(tokens, row_off).astype(np.int64)
+    return folded[alnum], packed_start, offsets
+
+
+def _unicode_tokens(arr: pa.Array, *, runs: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same as :func:`_ascii_tokens` for any UTF-8, with Arrow's Unicode kernels."""
+    if runs:
+        lists = pc.split_pattern_regex(pc.utf8_lower(arr), _NOT_ALNUM)
+        flat = lists.flatten()
+    else:
+        lists = pc.utf8_split_whitespace(pc.utf8_lower(arr))
+        flat = pc.replace_substring_regex(lists.flatten(), _NOT_ALNUM, "")
+    keep = pc.greater(pc.utf8_length(flat), 0)
+    parents = pc.list_parent_indices(lists).filter(keep).to_numpy()
+    tokens = flat.filter(keep)
+    offsets = np.zeros(len(arr) + 1, np.int64)
+    np.cumsum(np.bincount(parents, minlength=len(arr)), out=offsets[1:])
+    if len(tokens) == 0:
+        return np.zeros(0, np.uint8), np.zeros(0, np.int64), offsets
+    tok_off = row_offsets(tokens)
+    data = np.frombuffer(tokens.buffers()[2], np.uint8, tok_off[-1] - tok_off[0], tok_off[0])
+    return data, tok_off[:-1] - tok_off[0], offsets
 
 
 def shingles(texts: pa.Array | pa.ChunkedArray, shingle: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """31-bit hashes of every ``shingle``-word window of each text, and per-text offsets."""
+    """32-bit hashes of every ``shingle``-word window of each text, and per-text offsets."""
+    return shingles_of_words(*words(texts), shingle)
+
+
+def shingles_of_words(
+    w: np.ndarray, offsets: np.ndarray, shingle: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`shingles` from the :func:`words` of the texts (for callers needing both)."""
     if shingle < 1:
         raise ValueError(f"shingle must be >= 1 word, got {shingle}")
-    w, offsets = words(texts)
     n_words = len(w)
     counts = np.diff(offsets)
     n_sh = np.where(counts >= shingle, counts - shingle + 1, (counts > 0).astype(np.int64))
@@ -113,8 +263,8 @@ def shingles(texts: pa.Array | pa.ChunkedArray, shingle: int = 3) -> tuple[np.nd
         h[offsets[short]] = hs
         keep[offsets[short]] = True
     # Word hashes are uniform 64-bit values and each term of the sum is a bijection of
-    # one, so the top bits of the sum are already well mixed: keep 31 of them.
-    return (h[keep] >> np.uint64(33)).astype(np.uint32), sh_offsets
+    # one, so the top bits of the sum are already well mixed: keep 32 of them.
+    return (h[keep] >> np.uint64(32)).astype(np.uint32), sh_offsets
 
 
 def _mult(j: int) -> np.uint64:
@@ -123,11 +273,11 @@ def _mult(j: int) -> np.uint64:
 
 @lru_cache(maxsize=16)
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``a`` (in [1, p)) and ``b`` (in [0, p)) of each hash function, as columns."""
+    """The odd ``a`` and any ``b`` (32-bit) of each hash function, as columns."""
     rng = np.random.default_rng(seed)
-    a = rng.integers(1, int(PRIME), size=num_perm, dtype=np.uint64)
-    b = rng.integers(0, int(PRIME), size=num_perm, dtype=np.uint64)
-    return a[:, None], b[:, None]
+    a = rng.integers(0, 1 << 32, size=num_perm, dtype=np.uint64) | np.uint64(1)
+    b = rng.integers(0, 1 << 32, size=num_perm, dtype=np.uint64)
+    return a.astype(np.uint32)[:, None], b.astype(np.uint32)[:, None]
 
 
 def signatures(
@@ -183,40 +333,23 @@ def _signatures(x: np.ndarray, offsets: np.ndarray, *, num_perm: int, seed: int)
     # unless one document alone is larger than a chunk (then its pieces are min-merged).
     cuts = np.unique(np.concatenate([np.arange(0, len(x), CHUNK), starts, [len(x)]]))
     bounds = _merge_cuts(cuts, CHUNK)
-    work = np.empty((num_perm, CHUNK), np.uint64)
-    high = np.empty((num_perm, CHUNK), np.uint64)
-    x = (x & np.uint32(PRIME)).astype(np.uint64)  # 31-bit keys: a*x + b < 2**62
+    work = np.empty((num_perm, CHUNK), np.uint32)
+    x = np.asarray(x, np.uint32)
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
         m = hi - lo
-        v = work[:, :m] if m <= CHUNK else np.empty((num_perm, m), np.uint64)
-        t = high[:, :m] if m <= CHUNK else np.empty((num_perm, m), np.uint64)
-        _mod_prime(np.multiply(a, x[None, lo:hi], out=v), b, t)
+        v = work[:, :m] if m <= CHUNK else np.empty((num_perm, m), np.uint32)
+        np.multiply(a, x[None, lo:hi], out=v)  # wraps: mod 2**32
+        v += b
         # Documents overlapping [lo, hi): segment starts clipped to the chunk.
         first = np.searchsorted(starts, lo, side="right") - 1
         last = np.searchsorted(starts, hi, side="left")
         seg_docs = docs[max(first, 0) : last]
         seg_starts = np.maximum(offsets[seg_docs], lo) - lo
-        reduced = np.minimum.reduceat(v, seg_starts, axis=1).astype(np.uint32)
+        reduced = np.minimum.reduceat(v, seg_starts, axis=1)
         np.minimum(sig[:, seg_docs], reduced, out=reduced)
         sig[:, seg_docs] = reduced
+    sig[:, docs] = np.minimum(sig[:, docs], EMPTY - np.uint32(1))  # EMPTY marks no shingles
     return np.ascontiguousarray(sig.T)
-
-
-def _mod_prime(v: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """``v = (v + b) mod p`` in place for ``v + b < 2**62``, without a division.
-
-    With ``p = 2**31 - 1``, ``2**31 = 1 (mod p)``, so ``(v & p) + (v >> 31)`` is
-    congruent and below ``2 * p``; ``min(y, y - p)`` (unsigned, so ``y - p`` wraps
-    when ``y < p``) finishes the reduction. The only non-canonical value left is
-    ``p`` itself for 0, which changes no comparison that matters.
-    """
-    v += b
-    np.right_shift(v, np.uint64(31), out=t)
-    v &= PRIME
-    v += t
-    np.subtract(v, PRIME, out=t)
-    np.minimum(v, t, out=v)
-    return v
 
 
 def _merge_cuts(cuts: np.ndarray, size: int) -> list[int]:
@@ -258,13 +391,14 @@ def optimal_bands(
 def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """One 64-bit key per record and band, shape ``(bands, n)``."""
     n = sig.shape[0]
-    keys = np.zeros((bands, n), np.uint64)
+    # Worked record by record (rows of ``sig`` stay in cache), transposed once at the end.
+    by_band = sig[:, : bands * rows].reshape(n, bands, rows)
+    keys = np.zeros((n, bands), np.uint64)
     for j in range(rows):
-        cols = sig[:, j : bands * rows : rows]  # row j of every band, shape (n, bands)
-        keys += cols.T.astype(np.uint64) * _MIX[j % len(_MIX)]
+        keys += by_band[:, :, j].astype(np.uint64) * _MIX[j % len(_MIX)]
         keys = _fmix64(keys) if j % 4 == 3 else keys
-    keys = _fmix64(keys + np.arange(bands, dtype=np.uint64)[:, None])
-    return keys
+    keys = _fmix64(keys + np.arange(bands, dtype=np.uint64)[None, :])
+    return np.ascontiguousarray(keys.T)
 
 
 def candidate_pairs(
@@ -300,6 +434,25 @@ def candidate_pairs(
     return code // max(n_ref, 1), code % max(n_ref, 1)
 
 
+def reference_index(sig_r: np.ndarray, bands: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each band's keys of the (non-empty) reference signatures, sorted, and the
+    reference index of each: built once, then every query batch is a binary search."""
+    keys = band_keys(sig_r, bands, rows)
+    idx = np.flatnonzero(sig_r[:, 0] != EMPTY) if len(sig_r) else np.zeros(0, np.int64)
+    order = np.argsort(keys[:, idx], axis=1, kind="stable")  # equal keys: lower index first
+    return np.take_along_axis(keys[:, idx], order, axis=1), idx[order]
+
+
+def _pairs_indexed(kq, q_valid, sorted_keys, sorted_idx, cap):
+    """The pairs of :func:`_pairs_cross` from a :func:`reference_index` band."""
+    iq = np.arange(len(kq)) if q_valid is None else np.flatnonzero(q_valid)
+    k = kq[iq]
+    lo = np.searchsorted(sorted_keys, k, side="left")
+    hi = np.searchsorted(sorted_keys, k, side="right")
+    rep, within = _expand(np.arange(len(iq)), np.minimum(hi - lo, cap))
+    return iq[rep], sorted_idx[lo[rep] + within]
+
+
 def _expand(pos: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Repeat each position ``counts`` times, with the 0..count-1 offset of each repeat."""
     rep = np.repeat(pos, counts)
@@ -321,7 +474,7 @@ def _pairs_cross(kq, kr, q_valid, r_valid, cap):
     ir = np.arange(len(kr)) if r_valid is None else np.flatnonzero(r_valid)
     keys = np.concatenate([kr[ir], kq[iq]])
     is_q = np.concatenate([np.zeros(len(ir), bool), np.ones(len(iq), bool)])
-    order = np.lexsort((is_q, keys))
+    order = np.argsort(keys, kind="stable")  # references first within a key: they come first
     gid, gstart = _groups(keys[order])
     n_ref = np.add.reduceat((~is_q[order]).astype(np.int64), gstart) if len(gstart) else gstart
     qpos = np.flatnonzero(is_q[order])
@@ -363,26 +516,33 @@ def best_matches(
     bands: int,
     rows: int,
     cap: int = 32,
+    query_keys: np.ndarray | None = None,
+    ref_index: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each query, the best reference at estimated Jaccard >= threshold.
 
     Returns ``(match, sim)``: the matched reference index (-1 if none) and the
     estimated similarity (NaN if none). ``sig_r=None`` matches queries with earlier
-    queries.
+    queries. ``query_keys`` (the queries' :func:`band_keys`) and ``ref_index`` (the
+    references' :func:`reference_index`) are used when the caller already has them.
     """
     n = sig_q.shape[0]
     match = np.full(n, -1, np.int64)
     sim = np.full(n, np.nan)
     q_valid = sig_q[:, 0] != EMPTY if n else np.zeros(0, bool)
-    kq = band_keys(sig_q, bands, rows)
+    kq = band_keys(sig_q, bands, rows) if query_keys is None else query_keys
     if sig_r is None:
         q, r = candidate_pairs(kq, None, cap=cap, query_valid=q_valid)
         sig_r = sig_q
     else:
-        r_valid = sig_r[:, 0] != EMPTY
-        q, r = candidate_pairs(
-            kq, band_keys(sig_r, bands, rows), cap=cap, query_valid=q_valid, ref_valid=r_valid
+        sorted_keys, sorted_idx = ref_index or reference_index(sig_r, bands, rows)
+        parts = [
+            _pairs_indexed(kq[b], q_valid, sorted_keys[b], sorted_idx[b], cap) for b in range(bands)
+        ]
+        code = np.unique(
+            np.concatenate([q * max(len(sig_r), 1) + r for q, r in parts] or [np.zeros(0, int)])
         )
+        q, r = code // max(len(sig_r), 1), code % max(len(sig_r), 1)
     if len(q) == 0:
         return match, sim
     s = similarity(sig_q, sig_r, q, r)

@@ -253,6 +253,22 @@ class Rules(Verifier):
         return verdicts(pc.is_null(code).to_numpy(zero_copy_only=False), code, detail)
 
 
+def _non_letters(texts: pa.Array) -> np.ndarray:
+    """Characters per text that are neither letters nor whitespace (RE2's ``\\s``:
+    tab, newline, form feed, carriage return, space); ASCII counted on the bytes."""
+    if not pc.all(pc.string_is_ascii(texts)).as_py():
+        return pc.count_substring_regex(texts, r"[^\p{L}\s]").to_numpy(zero_copy_only=False)
+    offsets = minhash.row_offsets(texts)
+    data = np.frombuffer(texts.buffers()[2], np.uint8, offsets[-1] - offsets[0], offsets[0])
+    other = (data | np.uint8(0x20)) - np.uint8(ord("a")) >= np.uint8(26)  # not a letter
+    other &= (data - np.uint8(9)) >= np.uint8(5)  # nor 9-13, except 11 (vertical tab)
+    other |= data == np.uint8(11)
+    other &= data != np.uint8(32)
+    before = np.zeros(len(data) + 1, np.int64)
+    np.cumsum(other, out=before[1:])
+    return np.diff(before[offsets - offsets[0]])
+
+
 class Quality(Verifier):
     """Cheap text-quality bounds: length, repeated word n-grams, non-letter share.
 
@@ -291,14 +307,17 @@ class Quality(Verifier):
     def measures(self, texts: pa.ChunkedArray | pa.Array) -> dict[str, np.ndarray]:
         """The per-text numbers the verdict is based on."""
         chars = pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
-        other = pc.count_substring_regex(texts, r"[^\p{L}\s]").to_numpy(zero_copy_only=False)
+        other = np.concatenate(minhash.by_text_chunks(texts, _non_letters) or [np.zeros(0)])
         non_letters = np.where(chars > 0, other / np.maximum(chars, 1), 0.0)
-        grams, offsets = minhash.shingles(texts, self.ngram)
+        word_hashes, word_offsets = minhash.words(texts)  # tokenised once for both
+        grams, offsets = minhash.shingles_of_words(word_hashes, word_offsets, self.ngram)
         counts = np.diff(offsets)
-        words = np.diff(minhash.words(texts)[1])
-        doc = np.repeat(np.arange(len(counts)), counts)
-        key = doc.astype(np.uint64) << np.uint64(32) | grams.astype(np.uint64)
-        distinct = np.bincount(doc[np.unique(key, return_index=True)[1]], minlength=len(counts))
+        words = np.diff(word_offsets)
+        doc = np.repeat(np.arange(len(counts), dtype=np.uint64), counts)
+        key = np.sort(doc << np.uint64(32) | grams.astype(np.uint64))
+        new = np.ones(len(key), bool)
+        new[1:] = key[1:] != key[:-1]
+        distinct = np.bincount((key[new] >> np.uint64(32)).astype(np.int64), minlength=len(counts))
         repeated = np.where(counts > 0, 1.0 - distinct / np.maximum(counts, 1), 0.0)
         return {
             "chars": chars,
