@@ -35,6 +35,7 @@ from tailguard.records import (
     content_id_sql,
     record_rows,
     resolve_provenance,
+    scratch,
 )
 
 _DDL = """
@@ -188,6 +189,10 @@ class Ledger:
         self.path = path
         self.read_only = read_only
         self._verified: dict[str, tuple[Any, ...]] = {}
+        #: Reservoirs read and checked on the current connection (see :meth:`reservoir`).
+        self._checked: dict[str | None, Reservoir] = {}
+        self._digest_version: bool | None = None
+        self._held_since = time.monotonic()
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -252,6 +257,8 @@ class Ledger:
                 f"ledger {self.path} is damaged or not a tailguard ledger: {_first_line(exc)}"
             ) from None
         self._con = con
+        self._held_since = time.monotonic()
+        self._checked.clear()  # another process may have written while the file was let go
         return con
 
     @property
@@ -261,12 +268,16 @@ class Ledger:
             return self._connect(self.LOCK_WAIT * 6)
         return self._con
 
-    def release(self) -> None:
+    def release(self, *, held: float = 0.0) -> None:
         """Let go of a ledger file between writes, so other processes can read it.
 
-        The next use reopens it. A ``:memory:`` ledger is kept: it lives in this
-        connection only.
+        The next use reopens it (tens of milliseconds). With ``held``, only if the
+        file has been held that many seconds: a loop of quick rounds releases now and
+        then instead of after every stage. A ``:memory:`` ledger is kept: it lives in
+        this connection only.
         """
+        if held > 0 and time.monotonic() - self._held_since < held:
+            return
         if self._con is not None and self.path != ":memory:":
             self._con.close()
             self._con = None
@@ -313,6 +324,7 @@ class Ledger:
         or against the ledger, is refused as a label conflict (see :meth:`relabel`).
         """
         round = check_round(round)  # noqa: A001
+        self._checked.clear()
         table, name = read_table(
             data, text_field=text_field, label_field=label_field, parent_field=parent_field
         )
@@ -485,6 +497,8 @@ class Ledger:
         if records.schema != SCHEMA:
             records = _conform(records, SCHEMA, "records")
         n = records.num_rows
+        if pc.any(pc.not_equal(records["origin"], Origin.SYNTHETIC.value)).as_py():
+            self._checked.clear()
         with self._transaction() as con:
             con.register("incoming", records)
             # An id is its content's hash: a row claiming an id with other content (a
@@ -616,6 +630,7 @@ class Ledger:
         """
         if not 0 <= holdout < 1:
             raise InputError(f"holdout must be in [0, 1), got {holdout}", field="holdout")
+        self._checked.clear()
         with self._transaction() as con:
             if con.execute("SELECT 1 FROM reservoirs WHERE name = ?", [name]).fetchall():
                 raise ReservoirError(
@@ -685,7 +700,25 @@ class Ledger:
         row under a member's id with other content is refused too. ``expect`` is a
         digest pinned elsewhere (``reservoir show --expect``, ``[reservoir] digest``):
         the only check that also catches a rewrite of the data *and* the stored digest.
+
+        The check runs once per connection: the file is held exclusively while
+        connected, so only tailguard's own writes could change it meanwhile, and those
+        that touch human records (ingest, quarantine, relabel, freeze) start over.
         """
+        self.con  # noqa: B018 - (re)connect first: a reconnect empties the cache
+        res = self._checked.get(name)
+        if res is None:
+            res = self._read_reservoir(name)
+            self._checked[name] = self._checked[res.name] = res
+        if expect is not None and expect.strip().lower() != res.digest:
+            raise ReservoirError(
+                f"reservoir {res.name!r} has digest {res.digest}, not the expected "
+                f"{expect.strip()}: the ledger was rewritten (data and digest) or is not the "
+                "one you pinned"
+            )
+        return res
+
+    def _read_reservoir(self, name: str | None) -> Reservoir:
         row = self.con.execute(
             "SELECT name, digest, seed, holdout_fraction, "
             + ("digest_version " if self._has_digest_version() else "NULL ")
@@ -712,11 +745,6 @@ class Ledger:
                 f"match the digest {digest[:12]}...; restore the ledger from a backup"
             )
         self._check_reservoir_content(rname, digest if (version or 1) >= 2 else None)
-        if expect is not None and expect.strip().lower() != digest:
-            raise ReservoirError(
-                f"reservoir {rname!r} has digest {digest}, not the expected {expect.strip()}: "
-                "the ledger was rewritten (data and digest) or is not the one you pinned"
-            )
         split = members.column("split").to_numpy(zero_copy_only=False)
         ids = members.column("id")
         return Reservoir(
@@ -729,12 +757,14 @@ class Ledger:
         )
 
     def _has_digest_version(self) -> bool:
-        return bool(
-            self.con.execute(
-                "SELECT 1 FROM duckdb_columns() WHERE table_name = 'reservoirs' "
-                "AND column_name = 'digest_version'"
-            ).fetchall()
-        )
+        if not self._digest_version:  # once there, the column stays (migrations only add)
+            self._digest_version = bool(
+                self.con.execute(
+                    "SELECT 1 FROM duckdb_columns() WHERE table_name = 'reservoirs' "
+                    "AND column_name = 'digest_version'"
+                ).fetchall()
+            )
+        return self._digest_version
 
     def _check_reservoir_content(self, name: str, digest: str | None) -> None:
         """Re-hash the reservoir's records and compare with their ids (and the digest).
@@ -823,6 +853,7 @@ class Ledger:
         A member of a frozen reservoir keeps its label (the reservoir's digest covers
         it): freeze a new reservoir in a new ledger instead.
         """
+        self._checked.clear()
         with self._transaction() as con:
             if con.execute("SELECT 1 FROM reservoir_members WHERE id = ?", [id]).fetchall():
                 raise ReservoirError(
@@ -1014,6 +1045,7 @@ class Ledger:
         for col in ("id", "code", "detail", "score", "matched_id"):
             if col not in table.column_names:
                 raise InputError(f"the {action} table needs a {col!r} column", field=col)
+        self._checked.clear()
         with self._transaction() as con:
             con.register("moving", table.select(["id", "code", "detail", "score", "matched_id"]))
             unknown = con.execute(
@@ -1542,12 +1574,12 @@ def _conform(table: pa.Table, schema: pa.Schema, what: str) -> pa.Table:
 
 def _reservoir_digest(members: pa.Table) -> str:
     """sha256 over the member ids in sorted order, one ``split:id`` line each (in SQL)."""
-    con = duckdb.connect()
-    con.register("members", members.select(["id", "split"]))
-    return con.sql(
-        "SELECT sha256(coalesce(string_agg(split || ':' || id, chr(10) ORDER BY id), '')) "
-        "FROM members"
-    ).fetchall()[0][0]
+    with scratch() as con:
+        con.register("members", members.select(["id", "split"]))
+        return con.sql(
+            "SELECT sha256(coalesce(string_agg(split || ':' || id, chr(10) ORDER BY id), '')) "
+            "FROM members"
+        ).fetchall()[0][0]
 
 
 def _first_line(exc: BaseException) -> str:

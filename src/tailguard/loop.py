@@ -20,6 +20,7 @@ model of the last planned round is trained again from its stored manifest, so
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +67,9 @@ class Loop:
     BATCH_SIZE: int = 64
     RUN: str = "main"
     SEED: int = 0
+    #: Seconds the loop may hold the ledger file before letting readers in (between
+    #: stages, and around a user's function that ran at least this long last time).
+    HOLD: float = 0.5
 
     def __init__(
         self,
@@ -102,6 +106,7 @@ class Loop:
         self.batch_size, self.run_name, self.seed, self.generator = batch_size, run, seed, generator
         self.model: Any = None
         self._reference: Any = None
+        self._user_seconds: dict[str, float] = {}
 
     # ------------------------------------------------------------------ driving
     def run(
@@ -162,16 +167,28 @@ class Loop:
 
     def _mark(self, r: int, stage: str) -> None:
         self.ledger.mark_stage(self.run_name, r, stage)
-        # Hold the ledger file only while writing, so readers (monitor, audit, report)
-        # can open it between stages.
-        self.ledger.release()
+        # Let readers (monitor, audit, report) open the file between stages now and
+        # then; reopening costs tens of milliseconds, too much for every quick stage.
+        self.ledger.release(held=self.HOLD)
+
+    def _user(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call one of the user's functions, letting go of the ledger file while it runs
+        unless its last call was quicker than :attr:`HOLD` (a cheap model)."""
+        if self._user_seconds.get(what, self.HOLD) >= self.HOLD:
+            self.ledger.release()
+        started = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self._user_seconds[what] = time.perf_counter() - started
 
     # ------------------------------------------------------------------ stages
     def _generate(self, r: int, result: RoundResult) -> None:
         if isinstance(self.policy, HumanOnly):
             return  # it never trains on synthetic data: generating some would only cost
-        self.ledger.release()
-        out = self.generate_fn(self.model, self.n_generate, r, self._seed(r, 1))
+        out = self._user(
+            "generate", self.generate_fn, self.model, self.n_generate, r, self._seed(r, 1)
+        )
         records = self._as_records(out, r)
         self.ledger.add_records(records)
         result.generated = records.num_rows
@@ -221,15 +238,14 @@ class Loop:
     def _train(self, r: int, result: RoundResult) -> None:
         manifest = self.ledger.manifest(r, self.run_name)
         records = self.ledger.manifest_records(r, self.run_name)
-        self.ledger.release()
-        self.model = self.train_fn(manifest, records)
+        self.model = self._user("train", self.train_fn, manifest, records)
 
     def _evaluate(self, r: int, result: RoundResult) -> None:
         if self.monitor is None:
             return
         monitor = self._synced_monitor()
         fn = self.sample_fn or (lambda m, rnd, s: self.generate_fn(m, self.n_sample, rnd, s))
-        sample = self._as_records(fn(self.model, r, self._seed(r, 3)), r)
+        sample = self._as_records(self._user("sample", fn, self.model, r, self._seed(r, 3)), r)
         own = evaluate_sample(
             self.ledger, monitor, r, sample["content"], sample["label"], run=self.run_name
         )
