@@ -109,8 +109,9 @@ def main() -> None:
     verdict = "met" if own_total < TARGET_MS else "NOT met"
     console.print(
         f"round 0 (baseline and noise floor): {r0:.0f} ms; {rounds + 1} rounds in {wall:.2f} s\n"
-        f"tailguard's own time per round {own_total:.1f} ms = {own_total / max(user_total, 1e-9):.1f}x "
-        f"the user's functions ({user_total:.1f} ms); target < {TARGET_MS:.0f} ms: {verdict}"
+        f"tailguard's own time per round {own_total:.1f} ms = "
+        f"{own_total / max(user_total, 1e-9):.1f}x the user's functions ({user_total:.1f} ms); "
+        f"target < {TARGET_MS:.0f} ms: {verdict}"
     )
 
 

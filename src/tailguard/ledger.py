@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
+import os
 import socket
 import time
 from dataclasses import dataclass
@@ -189,10 +190,12 @@ class Ledger:
         self.path = path
         self.read_only = read_only
         self._verified: dict[str, tuple[Any, ...]] = {}
+        self._digested: dict[str, tuple[Any, ...]] = {}  # fingerprints at freeze
         #: Reservoirs read and checked on the current connection (see :meth:`reservoir`).
         self._checked: dict[str | None, Reservoir] = {}
         self._digest_version: bool | None = None
         self._held_since = time.monotonic()
+        self._released_as: tuple[Any, ...] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -258,7 +261,8 @@ class Ledger:
             ) from None
         self._con = con
         self._held_since = time.monotonic()
-        self._checked.clear()  # another process may have written while the file was let go
+        if self._released_as is None or self._released_as != self._file_state():
+            self._checked.clear()  # another process may have written while it was let go
         return con
 
     @property
@@ -281,8 +285,22 @@ class Ledger:
         if self._con is not None and self.path != ":memory:":
             self._con.close()
             self._con = None
+            self._released_as = self._file_state()
+
+    def _file_state(self) -> tuple[Any, ...]:
+        """Size, modification time and inode of the file and its write-ahead log: any
+        writer changes them, so a reopened file that kept them holds what it held."""
+        out: list[Any] = []
+        for p in (self.path, self.path + ".wal"):
+            try:
+                st = os.stat(p)
+                out.append((st.st_size, st.st_mtime_ns, st.st_ino))
+            except OSError:
+                out.append(None)
+        return tuple(out)
 
     def close(self) -> None:
+        self._released_as = None
         if self._con is not None:
             self._con.close()
             self._con = None
@@ -686,6 +704,8 @@ class Ledger:
                     dt.datetime.now(dt.UTC),
                 ],
             )
+        # The digest was just computed from these rows: the first read need not redo it.
+        self._digested[name] = self._fingerprint(name, digest)
         return self.reservoir(name)
 
     def has_reservoir(self, name: str | None = None) -> bool:
@@ -774,17 +794,7 @@ class Ledger:
         every human row under their ids) changes, so repeated reads in a loop stay
         cheap and any edit still triggers the exact check.
         """
-        fingerprint = self.con.execute(
-            """
-            SELECT count(r.id), sum(hash(r.content, r.label, r.round, r.source, r.status)
-                                    % 1000000007),
-                   (SELECT sum(hash(id, split, label) % 1000000007) FROM reservoir_members
-                    WHERE name = $name)
-            FROM reservoir_members m
-            LEFT JOIN records r ON r.id = m.id AND r.origin = 'human' WHERE m.name = $name
-            """,
-            {"name": name},
-        ).fetchall()[0] + (digest,)
+        fingerprint = self._fingerprint(name, digest)
         if self._verified.get(name) == fingerprint:
             return
         broken, shadows = self.con.execute(
@@ -810,13 +820,31 @@ class Ledger:
                 f"reservoir {name!r} was altered outside tailguard: {shadows} human row(s) "
                 "claim a reservoir id with other content (a shadow row)"
             )
-        if digest is not None and _content_digest(self.con, name) != digest:
+        if (
+            digest is not None
+            and self._digested.get(name) != fingerprint
+            and _content_digest(self.con, name) != digest
+        ):
             raise ReservoirError(
                 f"reservoir {name!r} was altered outside tailguard: its members, labels or "
                 f"content no longer match the digest {digest[:12]}...; restore the ledger "
                 "from a backup"
             )
         self._verified[name] = fingerprint
+
+    def _fingerprint(self, name: str, digest: str | None) -> tuple[Any, ...]:
+        """Row counts and sums of fast 64-bit hashes of the members and their human rows."""
+        return self.con.execute(
+            """
+            SELECT count(r.id), sum(hash(r.content, r.label, r.round, r.source, r.status)
+                                    % 1000000007),
+                   (SELECT sum(hash(id, split, label) % 1000000007) FROM reservoir_members
+                    WHERE name = $name)
+            FROM reservoir_members m
+            LEFT JOIN records r ON r.id = m.id AND r.origin = 'human' WHERE m.name = $name
+            """,
+            {"name": name},
+        ).fetchall()[0] + (digest,)
 
     # ------------------------------------------------------------------ pinning
     def pin_reservoir(self, run: str = "main") -> Reservoir:
