@@ -448,11 +448,11 @@ class Ledger:
         # batch-wide provenance goes in as constants, which DuckDB stores almost for free.
         con.register("incoming", rows)
         try:
-            if labelled:
-                self._check_label_conflicts(con, provenance["origin"])
             # One provenance for the whole batch: a repeated key is a repeated record.
             # Distinct hashes prove distinct keys; a collision only costs an exact dedupe.
             repeats = self._count_distinct(con, "hash(key)") < n
+            if labelled:
+                self._check_label_conflicts(con, provenance["origin"], within=repeats)
             unique = (
                 "(SELECT DISTINCT ON (key) * FROM incoming ORDER BY key, row)"
                 if repeats
@@ -474,15 +474,24 @@ class Ledger:
             con.unregister("incoming")
 
     @staticmethod
-    def _check_label_conflicts(con: duckdb.DuckDBPyConnection, origin: str) -> None:
-        """Refuse a text labelled two ways, within the batch or against the ledger."""
-        inner = con.execute(
-            """
+    def _check_label_conflicts(
+        con: duckdb.DuckDBPyConnection, origin: str, *, within: bool = True
+    ) -> None:
+        """Refuse a text labelled two ways, within the batch or against the ledger.
+
+        ``within=False`` says the batch has no repeated text (so no conflict inside
+        it); a ledger with no records of ``origin`` has none to conflict with.
+        """
+        inner = (
+            within
+            and con.execute(
+                """
             SELECT min(row), max(row), min(label), max(label) FROM incoming
             WHERE label IS NOT NULL GROUP BY key HAVING count(DISTINCT label) > 1
             ORDER BY 1 LIMIT 1
             """
-        ).fetchall()
+            ).fetchall()
+        )
         if inner:
             first, second, a, b = inner[0]
             raise InputError(
@@ -491,16 +500,20 @@ class Ledger:
                 line=second,
                 field="label",
             )
-        outer = con.execute(
-            f"""
+        known = con.execute("SELECT 1 FROM records WHERE origin = ? LIMIT 1", [origin]).fetchall()
+        outer = (
+            known
+            and con.execute(
+                f"""
             WITH n AS (SELECT {content_id_sql("key")} AS id, label, row FROM incoming
                        WHERE label IS NOT NULL)
             SELECT n.row, n.id, r.label, n.label FROM n JOIN records r
               ON r.id = n.id AND r.origin = ? AND r.label IS DISTINCT FROM n.label
             ORDER BY n.row LIMIT 1
             """,
-            [origin],
-        ).fetchall()
+                [origin],
+            ).fetchall()
+        )
         if outer:
             row, rid, old, new = outer[0]
             raise InputError(
