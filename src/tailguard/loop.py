@@ -254,8 +254,10 @@ class Loop:
     def _synced_monitor(self) -> Any:
         """The monitor, holding the ledger's history of this run and the holdout reference."""
         if self._reference is None:
-            holdout = self.ledger.reservoir_records("holdout")
-            self.monitor.set_reference(holdout["content"], holdout["label"])
+            digest = self.ledger.reservoir().digest
+            if not self.monitor.use_reference(digest):
+                holdout = self.ledger.reservoir_records("holdout")
+                self.monitor.set_reference(holdout["content"], holdout["label"], digest=digest)
             self._reference = self.monitor.reference
         self.monitor.load(self.ledger.metrics(self.run_name))
         return self.monitor
@@ -336,16 +338,20 @@ def human_baseline(
 
     if NOISE_FLOOR_SAMPLE in set(ledger.metrics(run)["sample"].to_pylist()):
         return None
-    holdout = ledger.reservoir_records("holdout")
-    train = ledger.reservoir_records("train")
-    with_labels = labelled and _labelled(holdout["label"])
-    floor = monitor.record_noise_floor(
-        holdout["content"],
-        holdout["label"] if with_labels else None,
-        train["content"],
-        train["label"] if with_labels else None,
-        run=run,
-    )
+    digest = ledger.reservoir().digest
+    floor = monitor.cached_noise_floor(digest, labelled, run=run)
+    if floor is None:
+        holdout = ledger.reservoir_records("holdout")
+        train = ledger.reservoir_records("train")
+        with_labels = labelled and _labelled(holdout["label"])
+        floor = monitor.record_noise_floor(
+            holdout["content"],
+            holdout["label"] if with_labels else None,
+            train["content"],
+            train["label"] if with_labels else None,
+            run=run,
+            digest=digest if with_labels == labelled else None,
+        )
     if write:
         ledger.write_metrics(floor)
     return floor

@@ -34,6 +34,12 @@ from tailguard.records import METRIC_ROWS
 HISTORY_SCHEMA = METRIC_ROWS
 #: Sample name of the noise floor: human holdout vs human training reservoir.
 NOISE_FLOOR_SAMPLE = "noise_floor"
+
+#: Prepared human references and noise floors, keyed by the reservoir's digest (and the
+#: preset, embedder and seed they depend on): a reservoir's tokens, embeddings and floor
+#: are computed once per process however many runs use it (the lab runs dozens).
+_PREPARED: dict[tuple[Any, ...], Any] = {}
+PREPARED_CACHE = 8
 _TINY = 1e-12
 
 
@@ -190,10 +196,36 @@ class Monitor:
         self._history = _conform(table)
         return self
 
-    def set_reference(self, texts: Any, labels: Any = None) -> Monitor:
-        """The human reference every sample is compared with (normally the reservoir holdout)."""
+    def set_reference(
+        self, texts: Any, labels: Any = None, *, digest: str | None = None
+    ) -> Monitor:
+        """The human reference every sample is compared with (normally the reservoir holdout).
+
+        With the reservoir's ``digest``, a reference prepared earlier in this process
+        for the same reservoir and embedder is reused (see :meth:`use_reference`).
+        """
         self.reference = Reference(texts, _labels_or_none(labels), embedder=self.embedder)
+        if digest is not None:
+            _remember(("reference", digest, self.embedder_name), self.reference)
         return self
+
+    def use_reference(self, digest: str) -> bool:
+        """Take the reference prepared for the reservoir with ``digest``, if there is one."""
+        ref = _PREPARED.get(("reference", digest, self.embedder_name))
+        if ref is not None:
+            self.reference = ref
+        return ref is not None
+
+    def _floor_key(self, digest: str, labelled: bool) -> tuple[Any, ...]:
+        return ("floor", digest, self.preset.name, self.embedder_name, self.seed, labelled)
+
+    def cached_noise_floor(self, digest: str, labelled: bool, *, run: str | None = None):  # noqa: ANN201
+        """The noise floor measured earlier in this process for this reservoir, recorded
+        for ``run``; None if there is none."""
+        values = _PREPARED.get(self._floor_key(digest, labelled))
+        if values is None:
+            return None
+        return self.record_values(0, values, sample=NOISE_FLOOR_SAMPLE, run=run)
 
     def _require_reference(self) -> Reference:
         if self.reference is None:
@@ -227,8 +259,12 @@ class Monitor:
         train_labels: Any,
         *,
         run: str | None = None,
+        digest: str | None = None,
     ) -> pa.Table:
-        """The noise floor: the human holdout measured against the human training reservoir."""
+        """The noise floor: the human holdout measured against the human training reservoir.
+
+        With the reservoir's ``digest`` it is kept for :meth:`cached_noise_floor`.
+        """
         values = evaluate(
             holdout_texts,
             _labels_or_none(holdout_labels),
@@ -238,6 +274,8 @@ class Monitor:
             embedder=self.embedder,
             seed=self.seed,
         )
+        if digest is not None:
+            _remember(self._floor_key(digest, holdout_labels is not None), values)
         return self.record_values(0, values, sample=NOISE_FLOOR_SAMPLE, run=run)
 
     def record_values(
@@ -489,6 +527,13 @@ class Monitor:
 
     def params(self) -> dict[str, Any]:
         return {"preset": self.preset.to_dict(), "run": self.run, "seed": self.seed}
+
+
+def _remember(key: tuple[Any, ...], value: Any) -> None:
+    _PREPARED.pop(key, None)
+    _PREPARED[key] = value
+    while len(_PREPARED) > PREPARED_CACHE:
+        _PREPARED.pop(next(iter(_PREPARED)))
 
 
 def _alerts(evidence: list[Evidence], preset: Preset) -> list[Alert]:
