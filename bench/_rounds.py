@@ -28,7 +28,9 @@ DEFAULT_GATE = {
 
 
 class StageClock:
-    """Wall time per (round, stage), split into the user's functions and tailguard's own.
+    """Wall time per (round, stage), split into the user's functions and tailguard's own,
+    and the process's CPU time per stage (all threads; it barely moves when other
+    processes load the machine, so it is the figure to compare between runs).
 
     ``user(fn)`` wraps a user callable so its time is booked to the stage it runs in;
     ``on_stage`` (the loop's callback) closes a stage.
@@ -37,17 +39,19 @@ class StageClock:
     def __init__(self) -> None:
         self.total: dict[tuple[int, str], float] = defaultdict(float)
         self.user_time: dict[tuple[int, str], float] = defaultdict(float)
+        self.cpu: dict[tuple[int, str], float] = defaultdict(float)
         self._user_now = 0.0
-        self._t0 = time.perf_counter()
+        self._t0, self._c0 = time.perf_counter(), time.process_time()
 
     def start(self) -> None:
-        self._t0, self._user_now = time.perf_counter(), 0.0
+        self._t0, self._c0, self._user_now = time.perf_counter(), time.process_time(), 0.0
 
     def on_stage(self, r: int, stage: str) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         self.total[r, stage] += now - self._t0
+        self.cpu[r, stage] += cpu - self._c0
         self.user_time[r, stage] += self._user_now
-        self._t0, self._user_now = now, 0.0
+        self._t0, self._c0, self._user_now = now, cpu, 0.0
 
     def user(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:

@@ -94,15 +94,25 @@ def main() -> None:
         title=f"tailguard's own time per round: {args.records} records, mean of rounds "
         f"2-{rounds} (load average {load_average()})"
     )
-    for col in ("stage", "tailguard ms", "user's functions ms"):
+    for col in ("stage", "tailguard ms", "user's functions ms", "CPU ms (all threads)"):
         table.add_column(col, justify="left" if col == "stage" else "right")
-    own_total = user_total = 0.0
+    own_total = user_total = cpu_total = 0.0
     for stage in clock.stages(timed):
         total = clock.mean(clock.total, stage, timed) * 1e3
         user = clock.mean(clock.user_time, stage, timed) * 1e3
-        own_total, user_total = own_total + total - user, user_total + user
-        table.add_row(stage, f"{total - user:.1f}", f"{user:.1f}")
-    table.add_row("[b]round[/b]", f"[b]{own_total:.1f}[/b]", f"[b]{user_total:.1f}[/b]")
+        cpu = clock.mean(clock.cpu, stage, timed) * 1e3
+        own_total, user_total, cpu_total = (
+            own_total + total - user,
+            user_total + user,
+            cpu_total + cpu,
+        )
+        table.add_row(stage, f"{total - user:.1f}", f"{user:.1f}", f"{cpu:.1f}")
+    table.add_row(
+        "[b]round[/b]",
+        f"[b]{own_total:.1f}[/b]",
+        f"[b]{user_total:.1f}[/b]",
+        f"[b]{cpu_total:.1f}[/b]",
+    )
     console = Console()
     console.print(table)
     r0 = sum(v for (r, _), v in clock.total.items() if r == 0) * 1e3

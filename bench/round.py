@@ -129,6 +129,7 @@ def one_size(n: int, profile: bool, queue: mp.Queue) -> None:
             "n": n,
             "setup": setup,
             "stages": own,
+            "cpu": {f"{r}:{s}": v for (r, s), v in clock.cpu.items()},
             "user": sum(clock.user_time.values()),
             "peak_mb": peak_rss_mb(),
             "peak_before_rounds_mb": rss_before,
@@ -154,16 +155,18 @@ def stage_table(res: dict) -> tuple[Table, float, float]:
     round0 = res["setup"]["freeze"] + res["setup"]["gate reference"] + sum(r0.values())
     round1 = sum(r1.values())
     table = Table(title=f"{n:,} candidates against a {n:,}-record reservoir")
-    for col in ("stage", "seconds", "share"):
+    for col in ("stage", "seconds", "share", "CPU s"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     for stage, secs in r1.items():
-        table.add_row(f"round 1: {stage}", f"{secs:.2f}", f"{secs / round1:.0%}")
+        cpu = res["cpu"][f"1:{stage}"]
+        table.add_row(f"round 1: {stage}", f"{secs:.2f}", f"{secs / round1:.0%}", f"{cpu:.2f}")
     table.add_row("[b]round 1[/b]", f"[b]{round1:.2f}[/b]", "100%")
     for stage in ("freeze", "gate reference"):
         secs = res["setup"][stage]
         table.add_row(f"round 0: {stage}", f"{secs:.2f}", f"{secs / round0:.0%}")
     for stage, secs in r0.items():
-        table.add_row(f"round 0: {stage}", f"{secs:.2f}", f"{secs / round0:.0%}")
+        cpu = res["cpu"][f"0:{stage}"]
+        table.add_row(f"round 0: {stage}", f"{secs:.2f}", f"{secs / round0:.0%}", f"{cpu:.2f}")
     table.add_row("[b]round 0[/b]", f"[b]{round0:.2f}[/b]", "100%")
     table.add_row("peak memory (MB)", f"{res['peak_mb']:,.0f}", "")
     return table, round0, round1
