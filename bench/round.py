@@ -38,25 +38,10 @@ import pyarrow.compute as pc
 from _rounds import StageClock, default_loop, load_average, peak_rss_mb
 from rich.console import Console
 from rich.table import Table
+from scale import documents, glosses
 
-WORDNET = [Path(f"/usr/share/wordnet/data.{p}") for p in ("noun", "verb", "adj", "adv")]
 TARGET_ROUND_S, TARGET_ROUND0_S, TARGET_MB = 60.0, 30.0, 4096.0
 console = Console()
-
-
-def glosses() -> pa.Array:
-    out = []
-    for path in WORDNET:
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            if not line.startswith("  ") and "|" in line:
-                out.append(line.split("|", 1)[1].strip())
-    return pa.array(out)
-
-
-def documents(pool: pa.Array, n: int, rng: np.random.Generator) -> pa.Array:
-    """``n`` documents of three random glosses each (vectorised)."""
-    parts = [pool.take(pa.array(rng.integers(0, len(pool), n))) for _ in range(3)]
-    return pc.binary_join_element_wise(*parts, "; ")
 
 
 def labels(n: int, rng: np.random.Generator) -> pa.Array:
