@@ -3,27 +3,40 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CORE  := $(VENV)/.core
 SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages: the human corpus, the browser the report test opens, and the
-# seccomp library the code sandbox filters system calls with.
+# seccomp library the code sandbox filters system calls with. The demo needs the corpus.
 DEBS  := fortunes wordnet-base chromium libseccomp2
+DEMO_DEBS := fortunes
 
-.PHONY: setup sysdeps test lint demo bench clean
+.PHONY: setup sysdeps demo-sysdeps test lint demo bench clean
 
 setup: sysdeps $(STAMP)
 
-sysdeps:
-	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Install the Debian packages of $(1) that are missing.
+install_debs = missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-$(STAMP): pyproject.toml
+sysdeps:
+	@$(call install_debs,$(DEBS))
+
+demo-sysdeps:
+	@$(call install_debs,$(DEMO_DEBS))
+
+# The demo: tailguard and its own dependencies, nothing else (no test, Ray or HF extras).
+$(CORE): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV) || { \
 	  $(SUDO) apt-get install -y -qq python3-venv && python3 -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	@touch $(CORE)
+
+$(STAMP): $(CORE)
 	$(PY) -m pip install -q -e '.[test,hf,ray]'
 	@# The PyTorch adapters and the real sentence model ([embed]) are tested with the CPU
 	@# build of torch when this machine carries its wheel (a plain `pip install torch`
@@ -39,11 +52,11 @@ lint: setup
 test: lint
 	$(VENV)/bin/pytest -n 2 --dist loadfile
 
-demo: setup
+demo: demo-sysdeps $(CORE)
 	$(VENV)/bin/tailguard demo
 
 bench: setup
-	for b in bench/*.py; do $(PY) $$b --quick || exit 1; done
+	for b in bench/[!_]*.py; do $(PY) $$b --quick || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis runs report.html

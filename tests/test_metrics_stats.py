@@ -125,3 +125,23 @@ def test_vendi_lies_between_one_and_the_rank(n, d, seed):
     X = np.random.default_rng(seed).standard_normal((n, d))
     v = M.vendi(X)
     assert 1 - 1e-9 <= v <= min(n, d) + 1e-9
+
+
+_WORDS = st.sampled_from(["cat", "Dog", "sat", "mat", "the", "a", "zebra", "x1", "été", "naïve"])
+
+
+@given(
+    st.lists(st.lists(_WORDS, max_size=6).map(" ".join), min_size=1, max_size=8),
+    st.lists(st.lists(_WORDS, max_size=6).map(" ".join), min_size=1, max_size=8),
+)
+def test_a_reference_tokenised_once_numbers_tokens_as_the_joint_tokenisation(sample, reference):
+    """Reusing the reference's tokens must give the very ids (and so every metric value)
+    of tokenising sample and reference together."""
+    from tailguard.metrics import text
+    from tailguard.metrics.registry import Comparison, Reference
+
+    joint = text.tokenize_pair(sample, reference)
+    reused = Comparison(sample, None, Reference(reference)).tokens
+    for a, b in zip(joint, reused, strict=True):
+        assert a.ids.tolist() == b.ids.tolist() and a.offsets.tolist() == b.offsets.tolist()
+        assert a.vocab.to_pylist() == b.vocab.to_pylist()

@@ -360,3 +360,30 @@ def test_the_embedder_is_a_setting(tmp_path):
     assert emb.name == "hashing" and emb.dim == 16
     with pytest.raises(ConfigError, match="cannot be loaded"):
         make_embedder("no_such_module:f")
+
+
+def test_a_reservoirs_reference_and_noise_floor_are_prepared_once_per_process(frozen):
+    """Two runs on one reservoir: the second reuses the first's prepared reference and
+    floor (the same values, not recomputed), and another reservoir digest does not."""
+    from tailguard import monitor as monitor_module
+    from tailguard.loop import human_baseline
+
+    digest = frozen.reservoir().digest
+    first = Monitor(seed=3)
+    rows = human_baseline(frozen, first, run="a", write=False)
+    assert first.cached_noise_floor("another digest", True, size=64) is None
+    second = Monitor(seed=3)
+    calls = []
+    original = monitor_module.evaluate
+    monitor_module.evaluate = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        again = human_baseline(frozen, second, run="b", write=False)
+    finally:
+        monitor_module.evaluate = original
+    assert calls == []
+    assert again["value"].to_pylist() == rows["value"].to_pylist()
+    assert set(again["run"].to_pylist()) == {"b"}
+    holdout = frozen.reservoir_records("holdout")
+    first.set_reference(holdout["content"], holdout["label"], digest=digest)
+    assert second.use_reference(digest) and second.reference is first.reference
+    assert not Monitor(seed=3).use_reference("another digest")

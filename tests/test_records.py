@@ -93,3 +93,17 @@ def test_manifest_digest_covers_order_batches_and_header():
     assert _manifest(["ab", "c"], [0, 0]).digest != _manifest(["a", "bc"], [0, 0]).digest
     assert base.batches() == [["a", "b"], ["c"]]
     assert base.counts() == {"total": 3, "human": 3, "synthetic": 0}
+
+
+@given(st.lists(st.text(max_size=12), min_size=1, max_size=40))
+def test_ids_are_the_same_on_the_small_and_the_large_path(texts):
+    """Small batches are hashed in Python, large ones in DuckDB: one id rule for both."""
+    import tailguard.records as rec
+
+    normal = rec.normalise_content(pa.array(texts))
+    small = rec.content_ids(normal).to_pylist()
+    copies = -(-rec.SMALL_BATCH // len(texts))
+    big = rec.content_ids(pa.chunked_array([normal] * copies)).to_pylist()[: len(texts)]
+    assert small == big
+    keys = rec.content_keys(normal).to_pylist()
+    assert small == [hashlib.md5(k.encode()).hexdigest() for k in keys]

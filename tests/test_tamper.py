@@ -152,3 +152,18 @@ def test_an_old_digest_version_still_reads(frozen):
     )
     frozen._verified.clear()
     assert frozen.reservoir().size == members.num_rows
+
+
+def test_a_write_while_the_ledger_was_let_go_is_caught_on_reopening(frozen_file):
+    """The reservoir is checked once per connection; a release lets another process
+    write, so the next connection checks again unless the file is untouched."""
+    led = Ledger.open(frozen_file)
+    member = _member(led)
+    led.release()
+    assert led.reservoir().holdout_ids[0].as_py() == member  # untouched: the cached check
+    led.release()
+    with Ledger.open(frozen_file) as other:
+        other.con.execute("UPDATE records SET content = 'forged' WHERE id = ?", [member])
+    with pytest.raises(ReservoirError, match="altered outside tailguard"):
+        led.reservoir()
+    led.close()

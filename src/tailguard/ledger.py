@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
+import os
 import socket
 import time
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from tailguard.records import (
     content_id_sql,
     record_rows,
     resolve_provenance,
+    scratch,
 )
 
 _DDL = """
@@ -195,6 +197,12 @@ class Ledger:
         self.path = path
         self.read_only = read_only
         self._verified: dict[str, tuple[Any, ...]] = {}
+        self._digested: dict[str, tuple[Any, ...]] = {}  # fingerprints at freeze
+        #: Reservoirs read and checked on the current connection (see :meth:`reservoir`).
+        self._checked: dict[str | None, Reservoir] = {}
+        self._digest_version: bool | None = None
+        self._held_since = time.monotonic()
+        self._released_as: tuple[Any, ...] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -260,6 +268,9 @@ class Ledger:
                 f"ledger {self.path} is damaged or not a tailguard ledger: {_first_line(exc)}"
             ) from None
         self._con = con
+        self._held_since = time.monotonic()
+        if self._released_as is None or self._released_as != self._file_state():
+            self._checked.clear()  # another process may have written while it was let go
         return con
 
     @property
@@ -269,17 +280,35 @@ class Ledger:
             return self._connect(self.LOCK_WAIT * 6)
         return self._con
 
-    def release(self) -> None:
+    def release(self, *, held: float = 0.0) -> None:
         """Let go of a ledger file between writes, so other processes can read it.
 
-        The next use reopens it. A ``:memory:`` ledger is kept: it lives in this
-        connection only.
+        The next use reopens it (tens of milliseconds). With ``held``, only if the
+        file has been held that many seconds: a loop of quick rounds releases now and
+        then instead of after every stage. A ``:memory:`` ledger is kept: it lives in
+        this connection only.
         """
+        if held > 0 and time.monotonic() - self._held_since < held:
+            return
         if self._con is not None and self.path != ":memory:":
             self._con.close()
             self._con = None
+            self._released_as = self._file_state()
+
+    def _file_state(self) -> tuple[Any, ...]:
+        """Size, modification time and inode of the file and its write-ahead log: any
+        writer changes them, so a reopened file that kept them holds what it held."""
+        out: list[Any] = []
+        for p in (self.path, self.path + ".wal"):
+            try:
+                st = os.stat(p)
+                out.append((st.st_size, st.st_mtime_ns, st.st_ino))
+            except OSError:
+                out.append(None)
+        return tuple(out)
 
     def close(self) -> None:
+        self._released_as = None
         if self._con is not None:
             self._con.close()
             self._con = None
@@ -321,6 +350,7 @@ class Ledger:
         or against the ledger, is refused as a label conflict (see :meth:`relabel`).
         """
         round = check_round(round)  # noqa: A001
+        self._checked.clear()
         table, name = read_table(
             data, text_field=text_field, label_field=label_field, parent_field=parent_field
         )
@@ -426,11 +456,11 @@ class Ledger:
         # batch-wide provenance goes in as constants, which DuckDB stores almost for free.
         con.register("incoming", rows)
         try:
-            if labelled:
-                self._check_label_conflicts(con, provenance["origin"])
             # One provenance for the whole batch: a repeated key is a repeated record.
             # Distinct hashes prove distinct keys; a collision only costs an exact dedupe.
             repeats = self._count_distinct(con, "hash(key)") < n
+            if labelled:
+                self._check_label_conflicts(con, provenance["origin"], within=repeats)
             unique = (
                 "(SELECT DISTINCT ON (key) * FROM incoming ORDER BY key, row)"
                 if repeats
@@ -452,15 +482,24 @@ class Ledger:
             con.unregister("incoming")
 
     @staticmethod
-    def _check_label_conflicts(con: duckdb.DuckDBPyConnection, origin: str) -> None:
-        """Refuse a text labelled two ways, within the batch or against the ledger."""
-        inner = con.execute(
-            """
+    def _check_label_conflicts(
+        con: duckdb.DuckDBPyConnection, origin: str, *, within: bool = True
+    ) -> None:
+        """Refuse a text labelled two ways, within the batch or against the ledger.
+
+        ``within=False`` says the batch has no repeated text (so no conflict inside
+        it); a ledger with no records of ``origin`` has none to conflict with.
+        """
+        inner = (
+            within
+            and con.execute(
+                """
             SELECT min(row), max(row), min(label), max(label) FROM incoming
             WHERE label IS NOT NULL GROUP BY key HAVING count(DISTINCT label) > 1
             ORDER BY 1 LIMIT 1
             """
-        ).fetchall()
+            ).fetchall()
+        )
         if inner:
             first, second, a, b = inner[0]
             raise InputError(
@@ -469,16 +508,20 @@ class Ledger:
                 line=second,
                 field="label",
             )
-        outer = con.execute(
-            f"""
+        known = con.execute("SELECT 1 FROM records WHERE origin = ? LIMIT 1", [origin]).fetchall()
+        outer = (
+            known
+            and con.execute(
+                f"""
             WITH n AS (SELECT {content_id_sql("key")} AS id, label, row FROM incoming
                        WHERE label IS NOT NULL)
             SELECT n.row, n.id, r.label, n.label FROM n JOIN records r
               ON r.id = n.id AND r.origin = ? AND r.label IS DISTINCT FROM n.label
             ORDER BY n.row LIMIT 1
             """,
-            [origin],
-        ).fetchall()
+                [origin],
+            ).fetchall()
+        )
         if outer:
             row, rid, old, new = outer[0]
             raise InputError(
@@ -493,6 +536,8 @@ class Ledger:
         if records.schema != SCHEMA:
             records = _conform(records, SCHEMA, "records")
         n = records.num_rows
+        if pc.any(pc.not_equal(records["origin"], Origin.SYNTHETIC.value)).as_py():
+            self._checked.clear()
         with self._transaction() as con:
             con.register("incoming", records)
             # An id is its content's hash: a row claiming an id with other content (a
@@ -624,6 +669,7 @@ class Ledger:
         """
         if not 0 <= holdout < 1:
             raise InputError(f"holdout must be in [0, 1), got {holdout}", field="holdout")
+        self._checked.clear()
         with self._transaction() as con:
             if con.execute("SELECT 1 FROM reservoirs WHERE name = ?", [name]).fetchall():
                 raise ReservoirError(
@@ -679,6 +725,8 @@ class Ledger:
                     dt.datetime.now(dt.UTC),
                 ],
             )
+        # The digest was just computed from these rows: the first read need not redo it.
+        self._digested[name] = self._fingerprint(name, digest)
         return self.reservoir(name)
 
     def has_reservoir(self, name: str | None = None) -> bool:
@@ -693,7 +741,25 @@ class Ledger:
         row under a member's id with other content is refused too. ``expect`` is a
         digest pinned elsewhere (``reservoir show --expect``, ``[reservoir] digest``):
         the only check that also catches a rewrite of the data *and* the stored digest.
+
+        The check runs once per connection: the file is held exclusively while
+        connected, so only tailguard's own writes could change it meanwhile, and those
+        that touch human records (ingest, quarantine, relabel, freeze) start over.
         """
+        self.con  # noqa: B018 - (re)connect first: a reconnect empties the cache
+        res = self._checked.get(name)
+        if res is None:
+            res = self._read_reservoir(name)
+            self._checked[name] = self._checked[res.name] = res
+        if expect is not None and expect.strip().lower() != res.digest:
+            raise ReservoirError(
+                f"reservoir {res.name!r} has digest {res.digest}, not the expected "
+                f"{expect.strip()}: the ledger was rewritten (data and digest) or is not the "
+                "one you pinned"
+            )
+        return res
+
+    def _read_reservoir(self, name: str | None) -> Reservoir:
         row = self.con.execute(
             "SELECT name, digest, seed, holdout_fraction, "
             + ("digest_version " if self._has_digest_version() else "NULL ")
@@ -720,11 +786,6 @@ class Ledger:
                 f"match the digest {digest[:12]}...; restore the ledger from a backup"
             )
         self._check_reservoir_content(rname, digest if (version or 1) >= 2 else None)
-        if expect is not None and expect.strip().lower() != digest:
-            raise ReservoirError(
-                f"reservoir {rname!r} has digest {digest}, not the expected {expect.strip()}: "
-                "the ledger was rewritten (data and digest) or is not the one you pinned"
-            )
         split = members.column("split").to_numpy(zero_copy_only=False)
         ids = members.column("id")
         return Reservoir(
@@ -737,12 +798,14 @@ class Ledger:
         )
 
     def _has_digest_version(self) -> bool:
-        return bool(
-            self.con.execute(
-                "SELECT 1 FROM duckdb_columns() WHERE table_name = 'reservoirs' "
-                "AND column_name = 'digest_version'"
-            ).fetchall()
-        )
+        if not self._digest_version:  # once there, the column stays (migrations only add)
+            self._digest_version = bool(
+                self.con.execute(
+                    "SELECT 1 FROM duckdb_columns() WHERE table_name = 'reservoirs' "
+                    "AND column_name = 'digest_version'"
+                ).fetchall()
+            )
+        return self._digest_version
 
     def _check_reservoir_content(self, name: str, digest: str | None) -> None:
         """Re-hash the reservoir's records and compare with their ids (and the digest).
@@ -752,17 +815,7 @@ class Ledger:
         every human row under their ids) changes, so repeated reads in a loop stay
         cheap and any edit still triggers the exact check.
         """
-        fingerprint = self.con.execute(
-            """
-            SELECT count(r.id), sum(hash(r.content, r.label, r.round, r.source, r.status)
-                                    % 1000000007),
-                   (SELECT sum(hash(id, split, label) % 1000000007) FROM reservoir_members
-                    WHERE name = $name)
-            FROM reservoir_members m
-            LEFT JOIN records r ON r.id = m.id AND r.origin = 'human' WHERE m.name = $name
-            """,
-            {"name": name},
-        ).fetchall()[0] + (digest,)
+        fingerprint = self._fingerprint(name, digest)
         if self._verified.get(name) == fingerprint:
             return
         broken, shadows = self.con.execute(
@@ -788,13 +841,31 @@ class Ledger:
                 f"reservoir {name!r} was altered outside tailguard: {shadows} human row(s) "
                 "claim a reservoir id with other content (a shadow row)"
             )
-        if digest is not None and _content_digest(self.con, name) != digest:
+        if (
+            digest is not None
+            and self._digested.get(name) != fingerprint
+            and _content_digest(self.con, name) != digest
+        ):
             raise ReservoirError(
                 f"reservoir {name!r} was altered outside tailguard: its members, labels or "
                 f"content no longer match the digest {digest[:12]}...; restore the ledger "
                 "from a backup"
             )
         self._verified[name] = fingerprint
+
+    def _fingerprint(self, name: str, digest: str | None) -> tuple[Any, ...]:
+        """Row counts and sums of fast 64-bit hashes of the members and their human rows."""
+        return self.con.execute(
+            """
+            SELECT count(r.id), sum(hash(r.content, r.label, r.round, r.source, r.status)
+                                    % 1000000007),
+                   (SELECT sum(hash(id, split, label) % 1000000007) FROM reservoir_members
+                    WHERE name = $name)
+            FROM reservoir_members m
+            LEFT JOIN records r ON r.id = m.id AND r.origin = 'human' WHERE m.name = $name
+            """,
+            {"name": name},
+        ).fetchall()[0] + (digest,)
 
     # ------------------------------------------------------------------ pinning
     def pin_reservoir(self, run: str = "main") -> Reservoir:
@@ -831,6 +902,7 @@ class Ledger:
         A member of a frozen reservoir keeps its label (the reservoir's digest covers
         it): freeze a new reservoir in a new ledger instead.
         """
+        self._checked.clear()
         with self._transaction() as con:
             if con.execute("SELECT 1 FROM reservoir_members WHERE id = ?", [id]).fetchall():
                 raise ReservoirError(
@@ -1084,6 +1156,7 @@ class Ledger:
         for col in ("id", "code", "detail", "score", "matched_id"):
             if col not in table.column_names:
                 raise InputError(f"the {action} table needs a {col!r} column", field=col)
+        self._checked.clear()
         with self._transaction() as con:
             con.register("moving", table.select(["id", "code", "detail", "score", "matched_id"]))
             unknown = con.execute(
@@ -1676,12 +1749,12 @@ def _conform(table: pa.Table, schema: pa.Schema, what: str) -> pa.Table:
 
 def _reservoir_digest(members: pa.Table) -> str:
     """sha256 over the member ids in sorted order, one ``split:id`` line each (in SQL)."""
-    con = duckdb.connect()
-    con.register("members", members.select(["id", "split"]))
-    return con.sql(
-        "SELECT sha256(coalesce(string_agg(split || ':' || id, chr(10) ORDER BY id), '')) "
-        "FROM members"
-    ).fetchall()[0][0]
+    with scratch() as con:
+        con.register("members", members.select(["id", "split"]))
+        return con.sql(
+            "SELECT sha256(coalesce(string_agg(split || ':' || id, chr(10) ORDER BY id), '')) "
+            "FROM members"
+        ).fetchall()[0][0]
 
 
 def _fixed_width(blob: pa.Array, width: int, kind: str) -> np.ndarray:

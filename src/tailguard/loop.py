@@ -26,6 +26,7 @@ rolled back.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +73,9 @@ class Loop:
     BATCH_SIZE: int = 64
     RUN: str = "main"
     SEED: int = 0
+    #: Seconds the loop may hold the ledger file before letting readers in (between
+    #: stages, and around a user's function that ran at least this long last time).
+    HOLD: float = 0.5
 
     def __init__(
         self,
@@ -110,6 +114,7 @@ class Loop:
         #: The round whose manifest ``model`` was trained on (None: set from outside).
         self.model_round: int | None = None
         self._reference: Any = None
+        self._user_seconds: dict[str, float] = {}
 
     # ------------------------------------------------------------------ driving
     def run(
@@ -180,16 +185,28 @@ class Loop:
 
     def _mark(self, r: int, stage: str) -> None:
         self.ledger.mark_stage(self.run_name, r, stage)
-        # Hold the ledger file only while writing, so readers (monitor, audit, report)
-        # can open it between stages.
-        self.ledger.release()
+        # Let readers (monitor, audit, report) open the file between stages now and
+        # then; reopening costs tens of milliseconds, too much for every quick stage.
+        self.ledger.release(held=self.HOLD)
+
+    def _user(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call one of the user's functions, letting go of the ledger file while it runs
+        unless its last call was quicker than :attr:`HOLD` (a cheap model)."""
+        if self._user_seconds.get(what, self.HOLD) >= self.HOLD:
+            self.ledger.release()
+        started = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self._user_seconds[what] = time.perf_counter() - started
 
     # ------------------------------------------------------------------ stages
     def _generate(self, r: int, result: RoundResult) -> None:
         if isinstance(self.policy, HumanOnly):
             return  # it never trains on synthetic data: generating some would only cost
-        self.ledger.release()
-        out = self.generate_fn(self.model, self.n_generate, r, self._seed(r, 1))
+        out = self._user(
+            "generate", self.generate_fn, self.model, self.n_generate, r, self._seed(r, 1)
+        )
         records = self._as_records(out, r)
         self.ledger.add_records(records)
         result.generated = records.num_rows
@@ -239,8 +256,7 @@ class Loop:
     def _train(self, r: int, result: RoundResult) -> None:
         manifest = self.ledger.manifest(r, self.run_name)
         records = self.ledger.manifest_records(r, self.run_name)
-        self.ledger.release()
-        self.model = self.train_fn(manifest, records)
+        self.model = self._user("train", self.train_fn, manifest, records)
         self.model_round = r
 
     def _evaluate(self, r: int, result: RoundResult) -> None:
@@ -248,7 +264,7 @@ class Loop:
             return
         monitor = self._synced_monitor()
         fn = self.sample_fn or (lambda m, rnd, s: self.generate_fn(m, self.n_sample, rnd, s))
-        sample = self._as_records(fn(self.model, r, self._seed(r, 3)), r)
+        sample = self._as_records(self._user("sample", fn, self.model, r, self._seed(r, 3)), r)
         own = evaluate_sample(
             self.ledger, monitor, r, sample["content"], sample["label"], run=self.run_name
         )
@@ -257,8 +273,10 @@ class Loop:
     def _synced_monitor(self) -> Any:
         """The monitor, holding the ledger's history of this run and the holdout reference."""
         if self._reference is None:
-            holdout = self.ledger.reservoir_records("holdout")
-            self.monitor.set_reference(holdout["content"], holdout["label"])
+            digest = self.ledger.reservoir().digest
+            if not self.monitor.use_reference(digest):
+                holdout = self.ledger.reservoir_records("holdout")
+                self.monitor.set_reference(holdout["content"], holdout["label"], digest=digest)
             self._reference = self.monitor.reference
         metrics = self.ledger.metrics(self.run_name)
         gone = self.ledger.rolled_back_rounds(self.run_name)
@@ -367,14 +385,21 @@ def human_baseline(
 
     if NOISE_FLOOR_SAMPLE in set(ledger.metrics(run)["sample"].to_pylist()):
         return None
-    train = ledger.reservoir_records("train")
-    with_labels = labelled and _labelled(train["label"])
-    if monitor.reference is None:
-        holdout = ledger.reservoir_records("holdout")
-        monitor.set_reference(holdout["content"], holdout["label"] if with_labels else None)
-    floor = monitor.record_noise_floor(
-        train["content"], train["label"] if with_labels else None, size=size, run=run
-    )
+    digest = ledger.reservoir().digest
+    if monitor.reference is None and not monitor.use_reference(digest):
+        holdout = ledger.reservoir_records("holdout")  # labels kept: label metrics need both
+        monitor.set_reference(holdout["content"], holdout["label"], digest=digest)
+    floor = monitor.cached_noise_floor(digest, labelled, size=size, run=run)
+    if floor is None:
+        train = ledger.reservoir_records("train")
+        with_labels = labelled and _labelled(train["label"])
+        floor = monitor.record_noise_floor(
+            train["content"],
+            train["label"] if with_labels else None,
+            size=size,
+            run=run,
+            digest=digest if with_labels == labelled else None,
+        )
     if write:
         ledger.write_metrics(floor)
     return floor

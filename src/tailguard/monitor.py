@@ -35,6 +35,12 @@ from tailguard.records import METRIC_ROWS
 HISTORY_SCHEMA = METRIC_ROWS
 #: Sample name of the noise floor: human holdout vs human training reservoir.
 NOISE_FLOOR_SAMPLE = "noise_floor"
+
+#: Prepared human references and noise floors, keyed by the reservoir's digest (and the
+#: preset, embedder and seed they depend on): a reservoir's tokens, embeddings and floor
+#: are computed once per process however many runs use it (the lab runs dozens).
+_PREPARED: dict[tuple[Any, ...], Any] = {}
+PREPARED_CACHE = 8
 _TINY = 1e-12
 
 
@@ -142,6 +148,8 @@ class Monitor:
 
     #: The metric preset a monitor measures unless told otherwise.
     PRESET: str = "default"
+    #: The reservoir digest the reference was prepared for, with that reference.
+    _prepared: tuple[str, Reference] | None = None
 
     def __init__(
         self,
@@ -191,10 +199,51 @@ class Monitor:
         self._history = _conform(table)
         return self
 
-    def set_reference(self, texts: Any, labels: Any = None) -> Monitor:
-        """The human reference every sample is compared with (normally the reservoir holdout)."""
+    def set_reference(
+        self, texts: Any, labels: Any = None, *, digest: str | None = None
+    ) -> Monitor:
+        """The human reference every sample is compared with (normally the reservoir holdout).
+
+        With the reservoir's ``digest``, a reference prepared earlier in this process
+        for the same reservoir and embedder is reused (see :meth:`use_reference`).
+        """
         self.reference = Reference(texts, _labels_or_none(labels), embedder=self.embedder)
+        self._prepared = None if digest is None else (digest, self.reference)
+        if digest is not None:
+            _remember(("reference", digest, self.embedder_name), self.reference)
         return self
+
+    def use_reference(self, digest: str) -> bool:
+        """Take the reference prepared for the reservoir with ``digest``, if there is one."""
+        ref = _PREPARED.get(("reference", digest, self.embedder_name))
+        if ref is not None:
+            self.reference, self._prepared = ref, (digest, ref)
+        return ref is not None
+
+    def _reference_is(self, digest: str) -> bool:
+        """Whether the reference is the one prepared for the reservoir with ``digest``."""
+        prepared = self._prepared
+        return prepared is not None and prepared[0] == digest and prepared[1] is self.reference
+
+    def _floor_key(self, digest: str, labelled: bool, size: int) -> tuple[Any, ...]:
+        # Everything the like-for-like baseline depends on besides the reservoir itself.
+        return (
+            "floor", digest, self.preset.name, self.embedder_name, self.seed, labelled,
+            size, self.BASELINE_DRAWS,
+        )  # fmt: skip
+
+    def cached_noise_floor(  # noqa: ANN201
+        self, digest: str, labelled: bool, *, size: int, run: str | None = None
+    ):
+        """The noise floor measured earlier in this process for this reservoir (against
+        its holdout, the monitor's reference) at ``size``, recorded for ``run``; None if
+        there is none."""
+        if not self._reference_is(digest):
+            return None
+        values = _PREPARED.get(self._floor_key(digest, labelled, size))
+        if values is None:
+            return None
+        return self.record_values(0, values, sample=NOISE_FLOOR_SAMPLE, run=run)
 
     def _require_reference(self) -> Reference:
         if self.reference is None:
@@ -230,6 +279,7 @@ class Monitor:
         *,
         size: int,
         run: str | None = None,
+        digest: str | None = None,
     ) -> pa.Table:
         """The human baseline (noise floor), measured like for like with the rounds.
 
@@ -239,6 +289,10 @@ class Monitor:
         baseline is their mean over up to ``BASELINE_DRAWS`` disjoint draws. Equal sizes
         matter: distinct-n, vocabulary coverage and rare-vocabulary coverage all move
         with the number of texts, so a baseline of another size would be biased.
+
+        With the reservoir's ``digest`` (and the monitor's reference prepared for it by
+        ``set_reference(..., digest=)`` or :meth:`use_reference`) it is kept for
+        :meth:`cached_noise_floor`.
         """
         reference = self._require_reference()
         texts = _column(train_texts)
@@ -248,7 +302,8 @@ class Monitor:
             raise InputError(f"the baseline's sample size must be a positive integer, got {size!r}")
         if n == 0:
             raise InputError("the reservoir's training split is empty: no human baseline")
-        size = min(int(size), n)
+        requested = int(size)
+        size = min(requested, n)
         draws = max(1, min(self.BASELINE_DRAWS, n // size))
         order = np.random.default_rng(self.seed).permutation(n)[: draws * size]
         measured = []
@@ -264,6 +319,8 @@ class Monitor:
                 )
             )
         values = {m: float(np.mean([v[m] for v in measured])) for m in measured[0]}
+        if digest is not None and self._reference_is(digest):
+            _remember(self._floor_key(digest, labels is not None, requested), values)
         return self.record_values(0, values, sample=NOISE_FLOOR_SAMPLE, run=run)
 
     def record_values(
@@ -516,6 +573,13 @@ class Monitor:
 
     def params(self) -> dict[str, Any]:
         return {"preset": self.preset.to_dict(), "run": self.run, "seed": self.seed}
+
+
+def _remember(key: tuple[Any, ...], value: Any) -> None:
+    _PREPARED.pop(key, None)
+    _PREPARED[key] = value
+    while len(_PREPARED) > PREPARED_CACHE:
+        _PREPARED.pop(next(iter(_PREPARED)))
 
 
 def _alerts(evidence: list[Evidence], preset: Preset) -> list[Alert]:

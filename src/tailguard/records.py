@@ -20,6 +20,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -144,10 +146,44 @@ def content_ids(content: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
     return _ids_of_keys(content_keys(content))
 
 
+#: Below this many texts, ids are hashed in Python: a DuckDB query costs milliseconds.
+SMALL_BATCH = 4096
+
+
 def _ids_of_keys(keys: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
-    con = duckdb.connect()
-    con.register("keys", pa.table({"k": keys}))
-    return con.sql(f"SELECT {content_id_sql('k')} AS id FROM keys").to_arrow_table().column("id")
+    if len(keys) < SMALL_BATCH:
+        md5 = hashlib.md5
+        ids = [None if k is None else md5(k.encode()).hexdigest() for k in keys.to_pylist()]
+        return pa.chunked_array([pa.array(ids, pa.string())])
+    with scratch() as con:
+        con.register("keys", pa.table({"k": keys}))
+        ids = con.sql(f"SELECT {content_id_sql('k')} AS id FROM keys").to_arrow_table()
+        con.unregister("keys")
+    return ids.column("id")
+
+
+_SCRATCH: tuple[int, duckdb.DuckDBPyConnection] | None = None
+_SCRATCH_LOCK = threading.Lock()
+
+
+def scratch() -> duckdb.DuckDBPyConnection:
+    """A cursor on this process's one in-memory DuckDB, for SQL over Arrow tables.
+
+    Opening a DuckDB connection costs tens of milliseconds, a cursor a few
+    microseconds; ids and digests are computed several times per round, so they
+    share one database (one per process: a forked worker opens its own). Use it
+    as a context manager (``with scratch() as con``) so the cursor is closed.
+    """
+    global _SCRATCH
+    with _SCRATCH_LOCK:
+        if _SCRATCH is None or _SCRATCH[0] != os.getpid():
+            con = duckdb.connect(
+                config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+            )
+            # Hand freed query memory back to the system instead of caching it.
+            con.execute("SET allocator_flush_threshold = '32MB'").fetchall()
+            _SCRATCH = (os.getpid(), con)
+        return _SCRATCH[1].cursor()
 
 
 def _collapse_whitespace(texts: pa.Array) -> pa.Array:

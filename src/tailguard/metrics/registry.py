@@ -11,6 +11,8 @@ functional twins live in :mod:`labels`, :mod:`text`, :mod:`embeddings` and
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -54,6 +56,11 @@ class Reference:
         return self.embedder.embed(self.texts)
 
     @cached_property
+    def tokens(self) -> tuple[text.Tokens, bool | None]:
+        """The texts tokenised once, and whether they are all ASCII (see text.all_ascii)."""
+        return text.tokenize(self.texts), text.all_ascii(self.texts)
+
+    @cached_property
     def vectors(self) -> np.ndarray:
         """The texts as numeric records (JSON arrays), decoded once."""
         return vectors.decode_vectors(self.texts)
@@ -91,7 +98,8 @@ class Comparison:
 
     @cached_property
     def tokens(self) -> tuple[text.Tokens, text.Tokens]:
-        return text.tokenize_pair(self.texts, self.reference.texts)
+        pair = text.tokenize_against(self.texts, *self.reference.tokens)
+        return pair or text.tokenize_pair(self.texts, self.reference.texts)
 
     @cached_property
     def ngrams(self) -> text.NGrams:
@@ -584,10 +592,15 @@ def evaluate(
     if unknown:
         raise ConfigError(f"unknown metrics {unknown}: see tailguard.metrics.REGISTRY")
     comp = Comparison(sample_texts, sample_labels, ref, seed=seed)
-    out: dict[str, float] = {}
-    for name in names:
-        metric = REGISTRY[name]
-        if "labels" in metric.needs and not comp.has_labels:
-            continue
-        out[name] = float(metric.compute(comp))
-    return out
+    names = [n for n in names if "labels" not in REGISTRY[n].needs or comp.has_labels]
+    aside = [n for n in names if n in GIL_FREE]
+    with ThreadPoolExecutor(1) if aside else nullcontext() as pool:
+        # Metrics that spend their time in C with the GIL released use the second core.
+        futures = {n: pool.submit(REGISTRY[n].compute, comp) for n in aside}
+        values = {n: REGISTRY[n].compute(comp) for n in names if n not in futures}
+        values.update({n: f.result() for n, f in futures.items()})
+    return {n: float(values[n]) for n in names}
+
+
+#: Metrics :func:`evaluate` runs in a thread of their own (zlib releases the GIL).
+GIL_FREE = frozenset({"compression_ratio"})

@@ -166,6 +166,39 @@ def tokenize_pair(sample, reference) -> tuple[Tokens, Tokens]:  # noqa: ANN001
     return both.rows(0, len(s)), both.rows(len(s), len(s) + len(r))
 
 
+def all_ascii(texts) -> bool | None:  # noqa: ANN001
+    """True if every text is ASCII, False if none is, None if mixed (how :func:`tokenize`
+    splits them, and so how its vocabulary is ordered)."""
+    flags = pc.string_is_ascii(_checks.texts(texts, "texts"))
+    if pc.all(flags).as_py() is not False:
+        return True
+    return False if not pc.any(flags).as_py() else None
+
+
+def tokenize_against(sample, reference: Tokens, reference_ascii: bool | None):  # noqa: ANN001, ANN201
+    """:func:`tokenize_pair` with the reference already tokenised (once per reference).
+
+    The ids come out exactly as a joint tokenisation numbers them (the sample's words
+    in order of first use, then the reference's other words), so every metric reads
+    the same values; texts of mixed kinds fall back to the joint tokenisation.
+    """
+    s = _checks.texts(sample, "sample_texts")
+    if reference_ascii is None or all_ascii(s) is not reference_ascii:
+        return None
+    st = tokenize(s)
+    idx = pc.index_in(reference.vocab, value_set=st.vocab)
+    new = pc.is_null(idx).to_numpy(zero_copy_only=False)
+    pos = pc.fill_null(idx, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    mapping = np.where(new, len(st.vocab) + np.cumsum(new) - 1, pos)
+    vocab = pa.concat_arrays(
+        [v.cast(pa.large_string()) for v in (st.vocab, reference.vocab.filter(pa.array(new)))]
+    )
+    return (
+        Tokens(st.ids, st.offsets, vocab),
+        Tokens(mapping[reference.ids], reference.offsets, vocab),
+    )
+
+
 #: n-gram orders packed into one sort key when the vocabulary allows (distinct-1..4).
 PACKED_ORDERS = 4
 
