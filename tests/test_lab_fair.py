@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.compute as pc
 import pytest
-from conftest import tiny_lab_run
+from conftest import run_cli, tiny_lab_run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -178,18 +178,10 @@ def test_anchoring_reinjects_every_reservoir_id_every_round(reservoir, extra, fr
         job.ledger.close()
 
 
-def _cli(*args: str):  # noqa: ANN202
-    from typer.testing import CliRunner
-
-    from tailguard.cli import app
-
-    return CliRunner().invoke(app, list(args), env={"COLUMNS": "220"})
-
-
 def test_the_demo_compares_at_equal_volume_and_recommends_from_its_frontier(tmp_path):
     import re
 
-    out = _cli(
+    out = run_cli(
         "demo", "--generations", "1", "--seeds", "2", "--volume", "200", "--workers", "1",
         "--out", str(tmp_path / "runs"), "--report", str(tmp_path / "report.html"),
     )  # fmt: skip
@@ -219,5 +211,5 @@ def test_the_demo_compares_at_equal_volume_and_recommends_from_its_frontier(tmp_
     ],
 )
 def test_lab_commands_refuse_bad_settings_with_exit_2(args, message):
-    out = _cli(*args)
+    out = run_cli(*args)
     assert out.exit_code == 2 and message in out.output, out.output
