@@ -103,6 +103,15 @@ def make_pool(
     return pa.table(columns)
 
 
+def run_cli(*args: str) -> Any:
+    """The ``tailguard`` command in-process, wide enough that tables keep their rows."""
+    from typer.testing import CliRunner
+
+    from tailguard.cli import app
+
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "220"})
+
+
 def tiny_lab_run(**overrides: Any) -> Any:
     """A small lab run: one seed, one worker, no recovery rounds, nothing saved, no bar."""
     from tailguard import lab

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.compute as pc
 import pytest
-from conftest import tiny_lab_run
+from conftest import run_cli, tiny_lab_run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -176,3 +176,40 @@ def test_anchoring_reinjects_every_reservoir_id_every_round(reservoir, extra, fr
             assert set(synthetic["generation"].to_pylist()) <= {r}  # the newest generation
     finally:
         job.ledger.close()
+
+
+def test_the_demo_compares_at_equal_volume_and_recommends_from_its_frontier(tmp_path):
+    import re
+
+    out = run_cli(
+        "demo", "--generations", "1", "--seeds", "2", "--volume", "200", "--workers", "1",
+        "--out", str(tmp_path / "runs"), "--report", str(tmp_path / "report.html"),
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    text = out.output
+    assert "volume 200/round" in text and "cost-fidelity frontier" in text
+    # human-only buys 110 quotations at $1 to fill the volume: the most expensive per round
+    from tailguard.lab import LabResult
+
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    axes = LabResult.load(run_dir).axes.to_pandas().set_index("strategy")["cost_per_generation"]
+    assert axes["human-only"] == pytest.approx(110.0)
+    assert axes["human-only"] > axes["anchored-gated"] > axes["replace"] > 0
+    for strategy in ("human-only", "replace", "anchored-gated"):
+        assert f"{axes[strategy]:,.2f}" in text
+    assert re.search(r"lowest real fraction whose tails held: (none|[\d.]+)", text)
+    assert "recommendation" in text and (tmp_path / "report.html").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["lab", "recovery", "--seeds", "1"], "seeds must be >= 2"),
+        (["lab", "recovery", "--routes", "teleport"], "routes must be some of"),
+        (["lab", "run", "--volume", "lots"], "not a number of examples, 'auto' or 'policy'"),
+        (["lab", "frontier", "--volume", "-3"], "volume must be >= 2"),
+    ],
+)
+def test_lab_commands_refuse_bad_settings_with_exit_2(args, message):
+    out = run_cli(*args)
+    assert out.exit_code == 2 and message in out.output, out.output
