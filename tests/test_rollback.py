@@ -222,3 +222,13 @@ def test_cli_rollback_and_audit(tmp_path, frozen, rounds):
     assert data["rollbacks"][0]["reason"] == "drift"
     text = _cli("audit", "--floor", "0", "--ledger", str(path))
     assert "rolled back" in text.stdout and "drift" in text.stdout
+
+
+def test_without_a_run_name_the_ledgers_one_run_is_rolled_back(frozen, rounds):
+    human = frozen.reservoir().train_ids.to_pylist()[:2]
+    assert frozen.rollback(2).run == "main"  # the only run
+    frozen.write_manifest(Manifest(round=0, slots=slots(human, ["human"] * 2, [0, 0]),
+                                   policy="x", run="other"))  # fmt: skip
+    with pytest.raises(ConfigError, match="several runs"):
+        frozen.rollback(1)
+    assert frozen.rolled_back_rounds("main") == [3]
