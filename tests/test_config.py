@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -171,3 +172,31 @@ def test_gate_refuses_a_missing_configured_ledger_instead_of_creating_one(tmp_pa
     result = runner.invoke(app, ["gate", "-r", "1", "--config", str(tmp_path / "tailguard.toml")])
     assert result.exit_code == 2 and "no ledger at" in result.output
     assert not (tmp_path / "none").exists()
+
+
+def test_screen_section_defaults_come_from_the_screener_and_unknown_keys_are_refused():
+    from tailguard.screen import Screener
+
+    c = ProjectConfig()
+    assert (c.screen.near_threshold, c.screen.precision) == (
+        Screener.NEAR_THRESHOLD,
+        Screener.PRECISION,
+    )
+    assert validate({"screen": {"threshold": 0.7}}, source="t").screen.threshold == 0.7
+    with pytest.raises(ConfigError, match="screen.near"):
+        validate({"screen": {"near": 0.7}}, source="t")
+    with pytest.raises(ConfigError, match="screen.precision"):
+        validate({"screen": {"precision": 1.5}}, source="t")
+
+
+def test_the_readme_remedies_toml_is_a_valid_config(tmp_path):
+    import re
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    block = next(
+        b for b in re.findall(r"```toml\n(.*?)```", readme.read_text(), re.S) if "fill_gaps" in b
+    )
+    (tmp_path / "tailguard.toml").write_text(block)
+    config = load_config(tmp_path / "tailguard.toml")
+    assert config.policy.name == "fill_gaps" and config.screen.precision == 0.9
+    assert set(config.gate.references) == {"eval"} and config.gate.earlier_generations

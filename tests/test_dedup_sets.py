@@ -184,19 +184,8 @@ def test_cli_gate_decontaminates_against_the_configured_set(tmp_path):
         '[gate]\n[[gate.verifiers]]\nkind = "near_duplicate"\n\n'
         '[gate.references]\neval = "eval.jsonl"\n'
     )
-    out = CliRunner().invoke(
-        app,
-        [
-            "gate",
-            "--round",
-            "1",
-            "--config",
-            str(tmp_path / "tailguard.toml"),
-            "--ledger",
-            str(path),
-            "--quiet",
-        ],
-    )
+    cfg = tmp_path / "tailguard.toml"
+    out = CliRunner().invoke(app, f"gate --round 1 --config {cfg} --ledger {path} --quiet".split())
     assert out.exit_code == 0, out.output
     with Ledger.open(path, read_only=True) as led:
         v = led.verdicts(round=1).to_pylist()

@@ -8,27 +8,15 @@ import sys
 
 import pyarrow as pa
 import pytest
+from test_ledger import slots  # the manifest slots builder the ledger tests use
 
 from tailguard.errors import ConfigError
 from tailguard.lab.models import NGram
 from tailguard.ledger import Ledger
 from tailguard.loop import Loop
 from tailguard.mix import Anchored
-from tailguard.records import MANIFEST_SLOTS, Manifest, make_records
+from tailguard.records import Manifest, make_records
 from tailguard.rollback import ROLLED_BACK_CODE, Rollback
-
-
-def _slots(ids: list[str], origins: list[str], gens: list[int]) -> pa.Table:
-    return pa.table(
-        {
-            "batch": pa.array([i // 4 for i in range(len(ids))], pa.int32()),
-            "id": ids,
-            "origin": origins,
-            "generation": pa.array(gens, pa.int32()),
-            "label": [None] * len(ids),
-        },
-        schema=MANIFEST_SLOTS,
-    )
 
 
 @pytest.fixture
@@ -36,7 +24,7 @@ def rounds(frozen: Ledger) -> dict[int, list[str]]:
     """Rounds 0..3 of run main: generation r has 6 synthetic records (4 accepted, 1
     rejected, 1 left a candidate), each round's manifest mixes 2 human and its accepted."""
     human = frozen.reservoir().train_ids.to_pylist()[:2]
-    frozen.write_manifest(Manifest(round=0, slots=_slots(human, ["human"] * 2, [0, 0]), policy="x"))
+    frozen.write_manifest(Manifest(round=0, slots=slots(human, ["human"] * 2, [0, 0]), policy="x"))
     syn = {}
     for r in (1, 2, 3):
         recs = make_records(
@@ -55,7 +43,7 @@ def rounds(frozen: Ledger) -> dict[int, list[str]]:
         frozen.write_manifest(
             Manifest(
                 round=r,
-                slots=_slots(human + ids[:4], ["human"] * 2 + ["synthetic"] * 4, [0, 0] + [r] * 4),
+                slots=slots(human + ids[:4], ["human"] * 2 + ["synthetic"] * 4, [0, 0] + [r] * 4),
                 policy="x",
             )
         )
@@ -234,3 +222,13 @@ def test_cli_rollback_and_audit(tmp_path, frozen, rounds):
     assert data["rollbacks"][0]["reason"] == "drift"
     text = _cli("audit", "--floor", "0", "--ledger", str(path))
     assert "rolled back" in text.stdout and "drift" in text.stdout
+
+
+def test_without_a_run_name_the_ledgers_one_run_is_rolled_back(frozen, rounds):
+    human = frozen.reservoir().train_ids.to_pylist()[:2]
+    assert frozen.rollback(2).run == "main"  # the only run
+    frozen.write_manifest(Manifest(round=0, slots=slots(human, ["human"] * 2, [0, 0]),
+                                   policy="x", run="other"))  # fmt: skip
+    with pytest.raises(ConfigError, match="several runs"):
+        frozen.rollback(1)
+    assert frozen.rolled_back_rounds("main") == [3]

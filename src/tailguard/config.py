@@ -427,6 +427,21 @@ class AuditSection(_Strict):
     )
 
 
+def _screen_default(attr: str) -> Callable[[], Any]:
+    return owner_default("tailguard.screen:Screener", attr)
+
+
+class ScreenSection(_Strict):
+    """``tailguard screen``'s defaults: when a "human" record copies a synthetic one, and
+    the out-of-fold precision (or a fixed score) at which the detector flags."""
+
+    near_threshold: Annotated[float, _fraction(one=False)] = Field(
+        default_factory=_screen_default("NEAR_THRESHOLD")
+    )
+    precision: Fraction = Field(default_factory=_screen_default("PRECISION"))
+    threshold: Share | None = None
+
+
 class ReservoirSection(_Strict):
     """A digest pinned outside the ledger: every command that reads the reservoir checks it."""
 
@@ -446,6 +461,7 @@ class ProjectConfig(_Strict):
     loop: LoopSection = Field(default_factory=LoopSection)
     audit: AuditSection = Field(default_factory=AuditSection)
     reservoir: ReservoirSection | None = None
+    screen: ScreenSection = Field(default_factory=ScreenSection)
     _base_dir: Path = PrivateAttr(default=Path("."))
 
     @property

@@ -1211,7 +1211,7 @@ class Ledger:
         to_round: int,
         *,
         reason: str = "",
-        run: str = "main",
+        run: str | None = None,
     ) -> Rollback:
         """Go back to round ``to_round`` of ``run``: quarantine every synthetic record of
         generations after it and mark the run's later rounds rolled back.
@@ -1223,7 +1223,8 @@ class Ledger:
         read the marks: the next round gets the next new number, plans from the clean
         state and retrains round ``to_round``'s model. Refused (a
         :class:`~tailguard.errors.ConfigError`, nothing changed) for a round that is
-        negative, has no manifest, was rolled back, or is the run's latest.
+        negative, has no manifest, was rolled back, or is the run's latest. ``run=None``
+        is the ledger's one run with manifests (several: name one).
         """
         with self._transaction() as con:
             return _rollback.rollback(con, to_round, run=run, reason=reason, who=_who())

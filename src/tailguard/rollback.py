@@ -119,16 +119,33 @@ def check_target(
     return to_round, later
 
 
+def only_run(con: duckdb.DuckDBPyConnection) -> str:
+    """The ledger's one run with manifests (one ledger, one lineage), or a clear error."""
+    runs = [r[0] for r in con.execute("SELECT DISTINCT run FROM manifests ORDER BY 1").fetchall()]
+    if len(runs) != 1:
+        raise ConfigError(
+            "rollback: "
+            + (
+                f"the ledger has several runs ({', '.join(runs)}); name one (run= / --run)"
+                if runs
+                else "the ledger has no rounds to roll back"
+            )
+        )
+    return runs[0]
+
+
 def rollback(
     con: duckdb.DuckDBPyConnection,
     to_round: int,
     *,
-    run: str,
+    run: str | None,
     reason: str,
     who: str,
 ) -> Rollback:
     """Quarantine synthetic records of generations after ``to_round`` and mark the run's
-    later rounds rolled back. ``con`` is inside the caller's transaction."""
+    later rounds rolled back (``run=None``: the ledger's one run). ``con`` is inside the
+    caller's transaction."""
+    run = only_run(con) if run is None else run
     to_round, later = check_target(con, to_round, run)
     now = dt.datetime.now(dt.UTC)
     seq = con.execute("SELECT coalesce(max(seq), 0) + 1 FROM rollbacks").fetchall()[0][0]

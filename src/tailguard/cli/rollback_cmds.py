@@ -22,7 +22,9 @@ from tailguard.cli.app import (
 def rollback(
     to_round: int = typer.Option(..., "--to-round", help="The last clean round to keep."),
     reason: str = typer.Option("", help="Why (kept with the rollback in the ledger)."),
-    run: str | None = typer.Option(None, help="Run name (default: [loop] run, else main)."),
+    run: str | None = typer.Option(
+        None, help="Run name (default: [loop] run, else the ledger's one run)."
+    ),
     config: Path | None = typer.Option(
         None, "--config", help="The project's tailguard.toml (default: ./tailguard.toml)."
     ),
@@ -31,7 +33,7 @@ def rollback(
     """Quarantine the synthetic records of generations after a round and mark the later
     rounds rolled back; `tailguard run --resume` continues from the clean state."""
     cfg = project_config(config) if ledger is None or config is not None else None
-    run_name = run or (cfg.loop.run if cfg is not None else "main")
+    run_name = run or (cfg.loop.run if cfg is not None else None)
     with open_ledger(ledger, config=cfg) as led:
         check_expected_digest(led, cfg)
         done = led.rollback(to_round, reason=reason, run=run_name)

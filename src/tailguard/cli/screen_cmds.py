@@ -19,16 +19,29 @@ def screen(
     round_: int = typer.Option(0, "--round", help="Round the records enter."),
     text_field: str = typer.Option("text", help="Field holding the example's text."),
     label_field: str | None = typer.Option(None, help="Field holding the class or slice."),
-    precision: float = typer.Option(0.9, help="Out-of-fold precision the threshold aims at."),
+    precision: float | None = typer.Option(
+        None, help="Out-of-fold precision the threshold aims at (default: [screen])."
+    ),
     threshold: float | None = typer.Option(None, help="A fixed detector threshold instead."),
-    near: float = typer.Option(0.8, help="Jaccard at which a record copies a synthetic one."),
+    near: float | None = typer.Option(
+        None, help="Jaccard at which a record copies a synthetic one (default: [screen])."
+    ),
     release: list[str] = typer.Option(None, "--release", help="Release quarantined ids."),
     ledger: Path | None = LedgerOption,
 ) -> None:
     """Ingest human records, screen them against the ledger's synthetic data, quarantine."""
+    from tailguard.cli.app import project_config
     from tailguard.records import content_ids, normalise_content
     from tailguard.screen import Screener, screen_ledger
 
+    cfg = project_config()
+    defaults = cfg.screen if cfg is not None else None
+    if precision is None:
+        precision = defaults.precision if defaults else Screener.PRECISION
+    if near is None:
+        near = defaults.near_threshold if defaults else Screener.NEAR_THRESHOLD
+    if threshold is None and defaults is not None:
+        threshold = defaults.threshold
     if (file is None) == (not release):
         raise InputError("give a FILE to screen, or --release ID to release quarantined ids")
     with open_ledger(ledger) as led:
