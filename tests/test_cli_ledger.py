@@ -123,3 +123,7 @@ def test_freeze_measures_the_human_baseline_so_the_first_eval_is_not_zero(tmp_pa
     (e,) = [x for x in Monitor.from_history(history).evidence() if x.metric == "distinct_2"]
     assert e.baseline_round == 0 and e.relative_change < -0.5 and e.degraded
     assert "+0.0%" not in next(ln for ln in out.output.splitlines() if "distinct_2" in ln)
+    # the baseline was measured on samples of all 480 training texts, this round has 100
+    words = " ".join(out.output.split())
+    assert "baseline is measured on samples of 480 texts ([loop] n_generate)" in words
+    assert "this sample has 100" in words

@@ -33,7 +33,7 @@ from tailguard.records import METRIC_ROWS
 
 #: The ledger's metric columns, in order.
 HISTORY_SCHEMA = METRIC_ROWS
-#: Sample name of the noise floor: human holdout vs human training reservoir.
+#: Sample name of the noise floor: human samples of the rounds' size against the holdout.
 NOISE_FLOOR_SAMPLE = "noise_floor"
 
 #: Prepared human references and noise floors, keyed by the reservoir's digest (and the

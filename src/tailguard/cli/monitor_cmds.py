@@ -60,19 +60,23 @@ def eval_cmd(
         mon.load(history)
         mon.set_reference(ref_texts, ref_labels if labels is not None else None)
         rows = evaluate_sample(led, mon, round, texts, labels, sample=sample, run=run)
+        size = min(baseline_size(config), len(led.reservoir().train_ids))
     console.print(
         f"recorded round {round} of sample [bold]{sample}[/] ({len(texts)} texts, "
         f"{rows.num_rows} metrics) in run {run}"
     )
-    size = baseline_size(config)
-    if frozen_baseline and len(texts) != size:
+    if frozen_baseline and abs(len(texts) - size) > SIZE_SLACK * size:
         console.print(
             f"[yellow]note: the human baseline is measured on samples of {size:,} texts "
-            f"([loop] n_generate) but this sample has {len(texts):,}: distinct-n and the "
+            f"(\\[loop] n_generate) but this sample has {len(texts):,}: distinct-n and the "
             "coverage metrics move with the number of texts, so evaluate rounds at the "
             "baseline's size[/]"
         )
     _print_status(mon, run)
+
+
+#: How far (relative) a round's sample size may be from the baseline's before `eval` says so.
+SIZE_SLACK = 0.1
 
 
 def _spark(values: list[float]) -> str:
