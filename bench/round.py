@@ -31,6 +31,7 @@ import pstats
 import tempfile
 import time
 from pathlib import Path
+from queue import Empty
 
 import numpy as np
 import pyarrow as pa
@@ -128,7 +129,13 @@ def run_size(n: int, profile: bool) -> dict:
     queue = ctx.Queue()
     proc = ctx.Process(target=one_size, args=(n, profile, queue))
     proc.start()
-    result = queue.get()
+    while True:
+        try:
+            result = queue.get(timeout=5)
+            break
+        except Empty:
+            if not proc.is_alive():  # e.g. killed for memory: say so instead of waiting
+                return {"n": n, "failed": f"the {n:,} run died (exit code {proc.exitcode})"}
     proc.join()
     return result
 
@@ -170,6 +177,9 @@ def main() -> None:
     rows = []
     for n in sizes:
         res = run_size(n, args.profile)
+        if "failed" in res:
+            console.print(f"[red]{res['failed']}[/red] (peak memory: see the kernel log)")
+            continue
         table, round0, round1 = stage_table(res)
         console.print(table)
         if args.profile:
@@ -179,6 +189,8 @@ def main() -> None:
     summary = Table(title="summary (targets at 1M: round < 60 s, round 0 < 30 s, < 4 GB)")
     for col in ("candidates", "round 0 s", "round 1 s", "peak MB", "round 1 vs smallest"):
         summary.add_column(col, justify="right")
+    if not rows:
+        raise SystemExit(1)
     base_n, _, base_r1, _ = rows[0]
     for n, r0, r1, mb in rows:
         scale = f"{r1 / base_r1:.1f}x for {n / base_n:.0f}x the data"

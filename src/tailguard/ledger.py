@@ -1496,10 +1496,14 @@ class Ledger:
         return self.con.sql(
             """
             SELECT s.batch, s.pos, r.* FROM manifest_slots s
-            JOIN (SELECT DISTINCT ON (id, origin, generation) * FROM records
-                  ORDER BY id, origin, generation, round) r
+            JOIN records r
               ON r.id = s.id AND r.origin = s.origin AND r.generation = s.generation
-            WHERE s.run = ? AND s.round = ? ORDER BY s.pos
+            WHERE s.run = ? AND s.round = ?
+            -- the first occurrence per slot: joining first dedupes the slots' rows only,
+            -- not the whole records table (half the CPU at 200k records)
+            QUALIFY row_number() OVER (
+                PARTITION BY s.pos ORDER BY r.round, r.source, r.generator) = 1
+            ORDER BY s.pos
             """,
             params=[run, round],
         ).to_arrow_table()
