@@ -10,17 +10,17 @@ from tailguard.gate import ExactDuplicate, Gate, NearDuplicate
 from tailguard.records import content_id, make_records
 
 RNG = np.random.default_rng(11)
-VOCAB = [f"w{i}" for i in range(4000)]
+WORDS = np.array([f"w{i}" for i in range(4000)])
 
 
 def _text() -> str:
-    return " ".join(RNG.choice(VOCAB, 40))
+    return " ".join(RNG.choice(WORDS, 80))
 
 
 def _near(text: str) -> str:
-    words = text.split()
-    words[20] = "changed"
-    return " ".join(words)
+    """One word of 80 changed: Jaccard of 3-word shingles 75/81, far above 0.8."""
+    words = text.split(" ")
+    return " ".join([*words[:40], "changed", *words[41:]])
 
 
 def _synthetic(texts: list[str], generation: int) -> pa.Table:
