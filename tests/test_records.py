@@ -107,3 +107,27 @@ def test_ids_are_the_same_on_the_small_and_the_large_path(texts):
     assert small == big
     keys = rec.content_keys(normal).to_pylist()
     assert small == [hashlib.md5(k.encode()).hexdigest() for k in keys]
+
+
+def _scratch_query() -> None:
+    from tailguard.records import scratch
+
+    with scratch() as con:
+        assert con.sql("SELECT 41 + 1").fetchall() == [(42,)]
+
+
+def test_a_child_forked_while_the_scratch_lock_is_held_still_computes_ids() -> None:
+    """The lab forks workers while other threads may be hashing ids: the child must not
+    inherit a lock that nobody will release."""
+    import multiprocessing as mp
+
+    from tailguard import records
+
+    ctx = mp.get_context("fork")
+    with records._SCRATCH_LOCK:
+        child = ctx.Process(target=_scratch_query)
+        child.start()
+    child.join(60)
+    if child.exitcode is None:
+        child.kill()
+    assert child.exitcode == 0

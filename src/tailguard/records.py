@@ -166,6 +166,17 @@ _SCRATCH: tuple[int, duckdb.DuckDBPyConnection] | None = None
 _SCRATCH_LOCK = threading.Lock()
 
 
+def _forget_scratch_in_child() -> None:
+    """A forked child starts with no scratch database and a fresh lock: another thread
+    of the parent may have held the lock at the fork, and nothing would release it."""
+    global _SCRATCH, _SCRATCH_LOCK
+    _SCRATCH = None
+    _SCRATCH_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_scratch_in_child)
+
+
 def scratch() -> duckdb.DuckDBPyConnection:
     """A cursor on this process's one in-memory DuckDB, for SQL over Arrow tables.
 
