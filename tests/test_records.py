@@ -123,6 +123,7 @@ def test_a_child_forked_while_the_scratch_lock_is_held_still_computes_ids() -> N
 
     from tailguard import records
 
+    _scratch_query()  # the parent has its own scratch database when it forks
     ctx = mp.get_context("fork")
     with records._SCRATCH_LOCK:
         child = ctx.Process(target=_scratch_query)

@@ -164,12 +164,16 @@ def _ids_of_keys(keys: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
 
 _SCRATCH: tuple[int, duckdb.DuckDBPyConnection] | None = None
 _SCRATCH_LOCK = threading.Lock()
+_INHERITED: list[tuple[int, duckdb.DuckDBPyConnection]] = []
 
 
 def _forget_scratch_in_child() -> None:
     """A forked child starts with no scratch database and a fresh lock: another thread
     of the parent may have held the lock at the fork, and nothing would release it."""
     global _SCRATCH, _SCRATCH_LOCK
+    if _SCRATCH is not None:
+        # Never closed or freed here: destroying the parent's database in the child crashes it.
+        _INHERITED.append(_SCRATCH)
     _SCRATCH = None
     _SCRATCH_LOCK = threading.Lock()
 
