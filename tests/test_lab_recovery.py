@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tailguard.errors import ConfigError
-from tailguard.lab.recovery import ROUTES, recovery, rollback_available
+from tailguard.lab.recovery import ROUTES, recovery
 
 SMALL = {
     "model": "gaussian", "volume": 60, "reservoir_size": 100, "batch_size": 10,
@@ -68,7 +68,6 @@ def test_impossible_settings_are_refused_before_running(kwargs, message):
         recovery(**{**SMALL, "routes": ("switch",), **kwargs})
 
 
-@pytest.mark.skipif(not rollback_available(), reason="this build's ledger cannot roll back")
 def test_rollback_quarantines_the_collapsed_generations_and_prices_them():
     # a sampler that narrows the Gaussian by 0.7 per generation leaves the floor at once
     k, volume = 3, 40
@@ -92,9 +91,3 @@ def test_rollback_quarantines_the_collapsed_generations_and_prices_them():
         assert back["discarded"] == pytest.approx(sum(c.loc[r, "cost"] for r in gone))
         assert table.loc[("switch", seed), "quarantined"] == 0
         assert table.loc[("switch", seed), "to_round"] != table.loc[("switch", seed), "to_round"]
-
-
-@pytest.mark.skipif(rollback_available(), reason="this build's ledger can roll back")
-def test_the_rollback_route_is_refused_without_ledger_rollback():
-    with pytest.raises(ConfigError, match="needs Ledger.rollback"):
-        recovery(**SMALL, routes=ROUTES)

@@ -100,13 +100,6 @@ class Recovery:
         })  # fmt: skip
 
 
-def rollback_available() -> bool:
-    """Whether this build's ledger can roll back (``Ledger.rollback``)."""
-    from tailguard.ledger import Ledger
-
-    return hasattr(Ledger, "rollback")
-
-
 def recovery(
     *,
     model: str = "gaussian",
@@ -139,8 +132,6 @@ def recovery(
     bad = [r for r in routes if r not in ROUTES]
     if bad or not routes:
         raise ConfigError(f"routes must be some of {', '.join(ROUTES)}, got {list(routes)}")
-    if "rollback" in routes and not rollback_available():
-        raise ConfigError("the rollback route needs Ledger.rollback, which this build lacks")
     if k < 1:
         raise ConfigError(f"k must be >= 1 synthetic generation, got {k}")
     if recovery_rounds < 1:
