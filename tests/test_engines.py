@@ -177,3 +177,15 @@ def test_embeddings_and_record_metrics_on_ray_equal_in_process(
     assert read("stats").equals(record_metrics(table).sort_by("id"))
     words = [len(t.split()) for t in table["content"].take(order).to_pylist()]
     assert read("stats")["words"].to_pylist() == words
+
+
+def test_the_ray_gate_refuses_reference_sets_it_would_not_check(tmp_path):
+    """A verdict must not list a reference set (an eval set to decontaminate against) that
+    the sharded gate never compared with; refused before Ray starts."""
+    from tailguard.errors import ConfigError
+    from tailguard.gate.distributed import gate_parquet
+
+    gate = Gate([NearDuplicate(references={"eval": ["an evaluation question to keep out"]})])
+    with pytest.raises(ConfigError, match="reference sets \\(eval\\)"):
+        gate_parquet(gate, tmp_path / "c", tmp_path / "v", engine=RayEngine(num_cpus=1))
+    assert not (tmp_path / "v").exists()
