@@ -200,3 +200,24 @@ def test_the_readme_remedies_toml_is_a_valid_config(tmp_path):
     config = load_config(tmp_path / "tailguard.toml")
     assert config.policy.name == "fill_gaps" and config.screen.precision == 0.9
     assert set(config.gate.references) == {"eval"} and config.gate.earlier_generations
+
+
+def test_the_evaluation_sample_is_capped_unless_set(tmp_path):
+    from tailguard.cli.ledger_cmds import baseline_size
+
+    def loop(**kw):
+        with Ledger.open(":memory:") as led:
+            return Loop(led, train=lambda m, r: None, generate=lambda m, n, r, s: [],
+                        policy=Anchored(real_fraction=0.2), **kw)  # fmt: skip
+
+    assert loop(n_generate=500).n_sample == 500  # small rounds: every text is evaluated
+    assert loop(n_generate=1_000_000).n_sample == Loop.N_SAMPLE == 20_000
+    assert loop(n_generate=1_000_000, n_sample=50_000).n_sample == 50_000
+    (tmp_path / "tailguard.toml").write_text("[loop]\nn_generate = 300000\n")
+    assert baseline_size(load_config(tmp_path / "tailguard.toml")) == 20_000
+    (tmp_path / "tailguard.toml").write_text("[loop]\nn_generate = 300000\nn_sample = 4000\n")
+    config = load_config(tmp_path / "tailguard.toml")
+    assert baseline_size(config) == 4000 == config.loop.n_sample
+    (tmp_path / "tailguard.toml").write_text("[loop]\nn_sample = 0\n")
+    with pytest.raises(ConfigError, match="n_sample"):
+        load_config(tmp_path / "tailguard.toml")

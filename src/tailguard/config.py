@@ -416,6 +416,9 @@ def _loop_default(attr: str) -> Callable[[], Any]:
 class LoopSection(_Strict):
     rounds: int = Field(5, ge=1)
     n_generate: int = Field(default_factory=_loop_default("N_GENERATE"), ge=1)
+    #: Texts evaluated per round (and the human baseline's sample size); unset:
+    #: ``n_generate`` up to ``Loop.N_SAMPLE``.
+    n_sample: int | None = Field(None, ge=1)
     batch_size: int = Field(default_factory=_loop_default("BATCH_SIZE"), ge=1)
     seed: int = Field(default_factory=_loop_default("SEED"), ge=0)
     run: str = Field(default_factory=_loop_default("RUN"))

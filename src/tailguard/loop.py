@@ -66,10 +66,16 @@ class Loop:
     ``generate(model, n, round, seed)``: candidates from ``model``, as records or
     as ``(texts, labels)``. ``sample(model, round, seed)``: what to evaluate
     (default: ``generate`` with ``n_sample`` examples).
+
+    ``n_sample`` defaults to ``n_generate`` up to :attr:`N_SAMPLE`: the text metrics
+    settle long before a million texts, and a fixed sample size keeps rounds (and the
+    human baseline, measured at the same size) like for like as ``n_generate`` grows.
     """
 
     #: Defaults (the config reads them here).
     N_GENERATE: int = 1000
+    #: Largest default evaluation sample (``n_sample`` unset): see :func:`eval_size`.
+    N_SAMPLE: int = 20_000
     BATCH_SIZE: int = 64
     RUN: str = "main"
     SEED: int = 0
@@ -108,7 +114,7 @@ class Loop:
         self.ledger, self.policy, self.gate, self.dial = ledger, policy, gate, dial
         self.train_fn, self.generate_fn, self.sample_fn = train, generate, sample
         self.monitor = monitor
-        self.n_generate, self.n_sample = n_generate, n_sample or n_generate
+        self.n_generate, self.n_sample = n_generate, eval_size(n_generate, n_sample)
         self.batch_size, self.run_name, self.seed, self.generator = batch_size, run, seed, generator
         self.model: Any = None
         #: The round whose manifest ``model`` was trained on (None: set from outside).
@@ -337,6 +343,12 @@ class Loop:
             round=r,
             label=labels,
         )
+
+
+def eval_size(n_generate: int, n_sample: int | None = None) -> int:
+    """Texts evaluated per round: ``n_sample`` if set, else ``n_generate`` capped at
+    :attr:`Loop.N_SAMPLE` (the size the human baseline is measured at, too)."""
+    return n_sample if n_sample else min(n_generate, Loop.N_SAMPLE)
 
 
 def evaluate_sample(

@@ -84,6 +84,7 @@ def build_loop(
         dial=dial,
         monitor=project_monitor(config, preset=preset, embedder=embedder),
         n_generate=loop_cfg.n_generate,
+        n_sample=loop_cfg.n_sample,
         batch_size=loop_cfg.batch_size,
         run=loop_cfg.run,
         seed=loop_cfg.seed,

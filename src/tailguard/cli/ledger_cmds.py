@@ -144,7 +144,7 @@ def reservoir_freeze(
         "--sample-size",
         min=1,
         help="Texts per evaluated round, the human baseline's sample size "
-        "(default: [loop] n_generate).",
+        "(default: [loop] n_sample, else n_generate up to 20,000).",
     ),
     ledger: Path | None = LedgerOption,
 ) -> None:
@@ -176,10 +176,12 @@ def reservoir_freeze(
 
 
 def baseline_size(config: Any) -> int:
-    """Texts per evaluated round: the project's ``[loop] n_generate``, else the loop's default."""
-    from tailguard.loop import Loop
+    """Texts per evaluated round: the project's ``[loop]`` sizes, else the loop's defaults."""
+    from tailguard.loop import Loop, eval_size
 
-    return config.loop.n_generate if config is not None else Loop.N_GENERATE
+    if config is None:
+        return eval_size(Loop.N_GENERATE)
+    return eval_size(config.loop.n_generate, config.loop.n_sample)
 
 
 @reservoir_app.command("show")

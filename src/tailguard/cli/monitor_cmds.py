@@ -68,7 +68,7 @@ def eval_cmd(
     if frozen_baseline and abs(len(texts) - size) > SIZE_SLACK * size:
         console.print(
             f"[yellow]note: the human baseline is measured on samples of {size:,} texts "
-            f"(\\[loop] n_generate) but this sample has {len(texts):,}: distinct-n and the "
+            f"(\\[loop] n_sample) but this sample has {len(texts):,}: distinct-n and the "
             "coverage metrics move with the number of texts, so evaluate rounds at the "
             "baseline's size[/]"
         )
