@@ -132,3 +132,20 @@ def test_a_child_forked_while_the_scratch_lock_is_held_still_computes_ids() -> N
     if child.exitcode is None:
         child.kill()
     assert child.exitcode == 0
+
+
+@given(st.lists(st.text(alphabet=st.sampled_from("ab \t\n\x0b\x0c\r\u00a0\u2003é"), max_size=12),
+                min_size=1, max_size=30))  # fmt: skip
+def test_the_ledger_recomputes_the_ids_make_records_gives(texts):
+    """The ledger's SQL check of stored content (byte search, regex only where needed)
+    agrees with the ids computed at ingest, for every kind of whitespace."""
+    import duckdb
+
+    import tailguard.records as rec
+    from tailguard.ledger import _SQL_CONTENT_ID
+
+    normal = rec.normalise_content(pa.array(texts))
+    con = duckdb.connect()
+    con.register("t", pa.table({"content": normal}))
+    in_sql = [r[0] for r in con.execute(f"SELECT {_SQL_CONTENT_ID} FROM t").fetchall()]
+    assert in_sql == rec.content_ids(normal).to_pylist()
