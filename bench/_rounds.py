@@ -83,7 +83,9 @@ def default_loop(
 ) -> Loop:
     """The loop ``tailguard init`` + ``tailguard run`` build: default gate, anchored policy,
     the dial watching tail recall and distinct-2, the default monitor preset."""
-    gate = Gate.from_config(DEFAULT_GATE, reference=ledger.reservoir_records("all"), progress=False)
+    gate = Gate.from_config(
+        DEFAULT_GATE, reference=ledger.reservoir_records("all"), fingerprints=ledger, progress=False
+    )
     return Loop(
         ledger,
         train=clock.user(train),

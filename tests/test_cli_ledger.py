@@ -125,5 +125,5 @@ def test_freeze_measures_the_human_baseline_so_the_first_eval_is_not_zero(tmp_pa
     assert "+0.0%" not in next(ln for ln in out.output.splitlines() if "distinct_2" in ln)
     # the baseline was measured on samples of all 480 training texts, this round has 100
     words = " ".join(out.output.split())
-    assert "baseline is measured on samples of 480 texts ([loop] n_generate)" in words
+    assert "baseline is measured on samples of 480 texts ([loop] n_sample)" in words
     assert "this sample has 100" in words

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from tailguard.gate import ExactDuplicate, NearDuplicate, gate_from_config
@@ -94,3 +95,39 @@ def test_the_gate_from_a_config_keeps_the_reservoir_fingerprints(ledger):
         assert result.accepted.tolist() == [False, False, True, True]
         kinds = led.con.sql("SELECT DISTINCT kind FROM fingerprints ORDER BY 1").fetchall()
         assert [k[0].split("/")[0] for k in kinds] == ["exact_duplicate", "near_duplicate"]
+
+
+def test_freeze_fingerprints_the_project_gate_once_and_rounds_read_them(tmp_path, monkeypatch):
+    """`reservoir freeze` in a project computes the gate's reference fingerprints; the
+    gate of a later run reads every one of them and computes none."""
+    from typer.testing import CliRunner
+
+    from tailguard.cli import app
+    from tailguard.project import load_config
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(app, ["init"]).exit_code == 0
+    with Ledger.open(tmp_path / ".tailguard" / "ledger.duckdb") as led:
+        led.add_records(make_records(HUMAN, origin="human", source="h", round=0))
+    out = runner.invoke(app, ["reservoir", "freeze"])
+    assert out.exit_code == 0, out.output
+    assert "fingerprinted 400 reference records" in " ".join(out.output.split())
+    config = load_config(tmp_path / "tailguard.toml")
+    computed = []
+    real = dedup_mod.stored_fingerprints
+
+    def counting(store, kind, ref, compute, *args):
+        return real(store, kind, ref, lambda t: computed.append(len(t)) or compute(t), *args)
+
+    monkeypatch.setattr(dedup_mod, "stored_fingerprints", counting)
+    with Ledger.open(tmp_path / ".tailguard" / "ledger.duckdb") as led:
+        stored = led.con.sql("SELECT kind, count(*) FROM fingerprints GROUP BY 1").fetchall()
+        assert sorted(n for _, n in stored) == [200, 200]  # both duplicate verifiers
+        gate = gate_from_config(
+            config, reference=led.reservoir_records("all"), fingerprints=led, progress=False
+        )
+        assert gate.prepare() == 400 and computed == []
+        passed = gate.run(candidates()).verdicts.filter(pc.equal(pc.field("passed"), False))
+        assert computed == []  # a round computes no reference fingerprint either
+        assert {"exact_duplicate", "near_duplicate"} <= set(passed["code"].to_pylist())

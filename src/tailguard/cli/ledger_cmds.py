@@ -166,6 +166,12 @@ def reservoir_freeze(
             f"{len(res.holdout_ids):,} held out; digest {res.digest}"
         )
         floor = human_baseline(led, monitor, run=run, size=size)
+        fingerprinted = _prepare_gate(led, config)
+    if fingerprinted:
+        console.print(
+            f"fingerprinted {fingerprinted:,} reference records for the gate's duplicate "
+            "checks, kept in the ledger: no round computes them again"
+        )
     if floor is not None:
         console.print(
             f"human baseline of run {run} ({preset} preset): samples of "
@@ -173,6 +179,23 @@ def reservoir_freeze(
             f"{floor.num_rows} metrics; every later change is measured from it. "
             f"Evaluate {size:,} texts per round (the same size) for a like-for-like comparison."
         )
+
+
+def _prepare_gate(led: Ledger, config: Any) -> int:
+    """The project gate's reference fingerprints, computed once at freeze (0: no gate)."""
+    if config is None or not config.gate:
+        return 0
+    from tailguard.gate import Gate
+
+    gate = Gate.from_config(
+        config.gate,
+        reference=led.reservoir_records("all"),
+        fingerprints=led,
+        source="tailguard.toml [gate]",
+        base_dir=config.base_dir,
+        progress=False,
+    )
+    return gate.prepare()
 
 
 def baseline_size(config: Any) -> int:

@@ -103,6 +103,16 @@ class _Sets:
         """Set this copy's fingerprints: ``base``'s (its references) and ``extra``'s."""
         raise NotImplementedError
 
+    def prepare(self) -> int:
+        """Compute the references' fingerprints and index now (read from the store where
+        it has them, and kept there): at freeze, so no round pays for them. Returns the
+        number of reference records."""
+        self._index()
+        return len(self._ref_ids)
+
+    def _index(self) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
 
 class FingerprintStore(Protocol):
     """Where reference fingerprints are kept between runs (a :class:`~tailguard.ledger.Ledger`).
@@ -292,6 +302,9 @@ class ExactDuplicate(_Sets, _ReferenceFingerprints, Verifier):
     def _ref_order(self) -> np.ndarray:
         return np.argsort(self._ref_keys, kind="stable")
 
+    def _index(self) -> Any:
+        return self._ref_order
+
     def verify(self, batch: pa.Table) -> pa.Table:
         n = batch.num_rows
         keys = exact_keys(_texts(batch))
@@ -365,6 +378,9 @@ class NearDuplicate(_Sets, _ReferenceFingerprints, Verifier):
     @cached_property
     def _ref_index(self) -> tuple[np.ndarray, np.ndarray]:
         return minhash.reference_index(self._ref_sig, self.bands, self.rows)
+
+    def _index(self) -> Any:
+        return self._ref_index
 
     def _extend(self, base: Any, extra: pa.Table) -> None:
         # Earlier generations grow by a round at a time: each record is signed once

@@ -194,6 +194,12 @@ class Gate:
             v.name: {"kind": v.kind, "version": v.version, **v.params()} for v in self.verifiers
         }
 
+    def prepare(self) -> int:
+        """Compute every duplicate verifier's reference fingerprints now (stored in the
+        ledger given as ``fingerprints=``): ``reservoir freeze`` does, once per reservoir.
+        Returns the reference records fingerprinted."""
+        return sum(v.prepare() for v in self.verifiers if hasattr(v, "prepare"))
+
     def _engine_for(self, verifier: Verifier, n: int) -> Engine:
         if self.engine is not None:
             engine = self.engine
