@@ -40,6 +40,9 @@ class StageClock:
         self.total: dict[tuple[int, str], float] = defaultdict(float)
         self.user_time: dict[tuple[int, str], float] = defaultdict(float)
         self.cpu: dict[tuple[int, str], float] = defaultdict(float)
+        #: The process's peak resident set (MB) when each stage ended: where it grows is
+        #: the stage that set the peak.
+        self.peak: dict[tuple[int, str], float] = {}
         self._user_now = 0.0
         self._t0, self._c0 = time.perf_counter(), time.process_time()
 
@@ -50,6 +53,7 @@ class StageClock:
         now, cpu = time.perf_counter(), time.process_time()
         self.total[r, stage] += now - self._t0
         self.cpu[r, stage] += cpu - self._c0
+        self.peak[r, stage] = peak_rss_mb()
         self.user_time[r, stage] += self._user_now
         self._t0, self._c0, self._user_now = now, cpu, 0.0
 

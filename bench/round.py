@@ -89,6 +89,7 @@ def one_size(n: int, profile: bool, queue: mp.Queue) -> None:
         t = time.perf_counter()
         led.freeze_reservoir("main")
         setup["freeze"] = time.perf_counter() - t
+        setup_peak = {"freeze": peak_rss_mb()}
         clock = StageClock()
         t = time.perf_counter()
         loop = default_loop(
@@ -101,6 +102,7 @@ def one_size(n: int, profile: bool, queue: mp.Queue) -> None:
         )
         loop.gate.prepare()  # as `reservoir freeze` does: once per reservoir, kept in the ledger
         setup["gate reference"] = time.perf_counter() - t
+        setup_peak["gate reference"] = peak_rss_mb()
         rss_before = peak_rss_mb()
         clock.start()
         loop.run(1, on_stage=clock.on_stage)
@@ -116,8 +118,10 @@ def one_size(n: int, profile: bool, queue: mp.Queue) -> None:
         {
             "n": n,
             "setup": setup,
+            "setup_peak": setup_peak,
             "stages": own,
             "cpu": {f"{r}:{s}": v for (r, s), v in clock.cpu.items()},
+            "peak": {f"{r}:{s}": v for (r, s), v in clock.peak.items()},
             "user": sum(clock.user_time.values()),
             "peak_mb": peak_rss_mb(),
             "peak_before_rounds_mb": rss_before,
@@ -149,18 +153,22 @@ def stage_table(res: dict) -> tuple[Table, float, float]:
     round0 = res["setup"]["freeze"] + res["setup"]["gate reference"] + sum(r0.values())
     round1 = sum(r1.values())
     table = Table(title=f"{n:,} candidates against a {n:,}-record reservoir")
-    for col in ("stage", "seconds", "share", "CPU s"):
+    for col in ("stage", "seconds", "share", "CPU s", "peak MB"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     for stage, secs in r1.items():
-        cpu = res["cpu"][f"1:{stage}"]
-        table.add_row(f"round 1: {stage}", f"{secs:.2f}", f"{secs / round1:.0%}", f"{cpu:.2f}")
+        cpu, mb = res["cpu"][f"1:{stage}"], res["peak"][f"1:{stage}"]
+        table.add_row(
+            f"round 1: {stage}", f"{secs:.2f}", f"{secs / round1:.0%}", f"{cpu:.2f}", f"{mb:,.0f}"
+        )
     table.add_row("[b]round 1[/b]", f"[b]{round1:.2f}[/b]", "100%")
     for stage in ("freeze", "gate reference"):
-        secs = res["setup"][stage]
-        table.add_row(f"round 0: {stage}", f"{secs:.2f}", f"{secs / round0:.0%}")
+        secs, mb = res["setup"][stage], res["setup_peak"][stage]
+        table.add_row(f"round 0: {stage}", f"{secs:.2f}", f"{secs / round0:.0%}", "", f"{mb:,.0f}")
     for stage, secs in r0.items():
-        cpu = res["cpu"][f"0:{stage}"]
-        table.add_row(f"round 0: {stage}", f"{secs:.2f}", f"{secs / round0:.0%}", f"{cpu:.2f}")
+        cpu, mb = res["cpu"][f"0:{stage}"], res["peak"][f"0:{stage}"]
+        table.add_row(
+            f"round 0: {stage}", f"{secs:.2f}", f"{secs / round0:.0%}", f"{cpu:.2f}", f"{mb:,.0f}"
+        )
     table.add_row("[b]round 0[/b]", f"[b]{round0:.2f}[/b]", "100%")
     table.add_row("peak memory (MB)", f"{res['peak_mb']:,.0f}", "")
     return table, round0, round1
