@@ -168,6 +168,8 @@ def test_training_pool_and_manifest_records_carry_the_text(frozen):
         )
     )
     assert pool.num_rows > 0
+    # the planner's view leaves the text out and is otherwise the same table
+    assert frozen.training_pool(0, text=False).equals(pool.drop_columns(["content"]))
     assert all(
         by_id[i] == c
         for i, c in zip(pool["id"].to_pylist(), pool["content"].to_pylist(), strict=True)

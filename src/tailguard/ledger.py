@@ -1106,9 +1106,16 @@ class Ledger:
             )
         return out
 
-    def training_pool(self, round: int, *, reservoir: str | None = None) -> pa.Table:  # noqa: A002
+    def training_pool(
+        self,
+        round: int,  # noqa: A002
+        *,
+        reservoir: str | None = None,
+        text: bool = True,
+    ) -> pa.Table:
         """What round ``round`` may train on: id, origin, generation, label, round, source,
-        content.
+        content (left out with ``text=False``: planning needs none, and at a million
+        records the texts are most of the bytes moved and sorted).
 
         The reservoir's training split; human records ingested after the freeze
         (fresh data) up to this round; every accepted synthetic record up to this
@@ -1121,7 +1128,9 @@ class Ledger:
                  anchored AS (SELECT id FROM reservoir_members WHERE name = ? AND split='train')
             SELECT * FROM (
                 SELECT DISTINCT ON (id, origin)
-                    id, origin, generation, label, round, source, content
+                    id, origin, generation, label, round, source"""
+            + (", content" if text else "")
+            + """
                 FROM records r
                 WHERE id NOT IN (SELECT id FROM holdout) AND round <= ? AND (
                     (origin = 'human' AND status <> 'quarantined'

@@ -248,7 +248,7 @@ class Loop:
         policy = HumanOnly() if r == 0 else self.policy
         fraction = self._decided_fraction(r) if r > 0 and self.dial is not None else None
         manifest = plan(
-            self.ledger.training_pool(r),
+            self.ledger.training_pool(r, text=False),
             policy,
             round=r,
             batch_size=self.batch_size,

@@ -73,7 +73,7 @@ def mix(
             raise ReservoirError(
                 "the reservoir is not frozen: run `tailguard reservoir freeze` before mixing"
             )
-        pool = led.training_pool(round_)
+        pool = led.training_pool(round_, text=False)
         if pool.num_rows == 0:
             raise InputError(f"round {round_}: the training pool is empty", field="round")
         if round_ > 0 and not allow_empty and not led.count(round=round_):
