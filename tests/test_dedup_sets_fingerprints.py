@@ -83,7 +83,7 @@ def test_earlier_generations_are_kept_in_the_ledger_and_read_back_next_round(fro
         frozen.records(round=2, status="candidate"),
         earlier=frozen.records(round=1, status="accepted", columns=["id", "content", "generation"]),
     )
-    stored = "SELECT count(*) FROM fingerprints WHERE kind LIKE 'near_duplicate/%'"
+    stored = "SELECT count(*) FROM fingerprint_words WHERE kind LIKE 'near_duplicate/%'"
     before = frozen.con.sql(stored).fetchall()[0][0]
     seen: list[int] = []
     _counting(kept, seen)
@@ -116,7 +116,7 @@ def test_named_sets_are_kept_with_the_reservoir_and_keep_their_names(frozen):
     first.keep_fingerprints_in(frozen)
     batch = pa.table({"id": ["a", "b"], "content": [eval_texts[2].upper(), _text()]})
     out = first.verify(batch)
-    stored = "SELECT count(*) FROM fingerprints WHERE kind LIKE 'exact_duplicate/%'"
+    stored = "SELECT count(*) FROM fingerprint_words WHERE kind LIKE 'exact_duplicate/%'"
     assert frozen.con.sql(stored).fetchall()[0][0] == ref.num_rows + 5
     again = ExactDuplicate(reference=ref, references={"eval": eval_texts})
     again.keep_fingerprints_in(frozen)

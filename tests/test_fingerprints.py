@@ -6,6 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tailguard.gate import ExactDuplicate, NearDuplicate, gate_from_config
 from tailguard.gate import dedup as dedup_mod
@@ -39,7 +41,9 @@ def test_signatures_are_stored_once_and_read_back_by_a_later_run(ledger, monkeyp
         plain = NearDuplicate(reference=ref).verify(candidates())
         first = NearDuplicate(reference=ref).keep_fingerprints_in(led)
         assert first.verify(candidates()).equals(plain)
-        stored = led.con.sql("SELECT kind, count(*) FROM fingerprints GROUP BY kind").fetchall()
+        stored = led.con.sql(
+            "SELECT kind, count(*) FROM fingerprint_words GROUP BY kind"
+        ).fetchall()
         assert len(stored) == 1 and stored[0][1] == 200 and "near_duplicate/2/" in stored[0][0]
         assert (first._ref_sig == NearDuplicate(reference=ref)._ref_sig).all()
     with Ledger.open(ledger) as led:  # a later run: nothing recomputed for the reference
@@ -51,7 +55,9 @@ def test_signatures_are_stored_once_and_read_back_by_a_later_run(ledger, monkeyp
         # other parameters are another kind: computed and stored beside the first
         other = NearDuplicate(reference=ref, num_perm=64).keep_fingerprints_in(led)
         assert other._ref_sig.shape == (200, 64)
-        assert led.con.sql("SELECT count(DISTINCT kind) FROM fingerprints").fetchall()[0][0] == 2
+        assert (
+            led.con.sql("SELECT count(DISTINCT kind) FROM fingerprint_words").fetchall()[0][0] == 2
+        )
 
 
 def test_only_missing_records_are_computed_and_values_align_with_the_reference(ledger):
@@ -82,7 +88,7 @@ def test_a_read_only_ledger_is_read_but_never_written(ledger):
         ref = led.reservoir_records("all")
         v = NearDuplicate(reference=ref).keep_fingerprints_in(led)
         assert (v._ref_sig == NearDuplicate(reference=ref)._ref_sig).all()
-        assert led.con.sql("SELECT count(*) FROM fingerprints").fetchall()[0][0] == 0
+        assert led.con.sql("SELECT count(*) FROM fingerprint_words").fetchall()[0][0] == 0
 
 
 def test_the_gate_from_a_config_keeps_the_reservoir_fingerprints(ledger):
@@ -93,7 +99,7 @@ def test_the_gate_from_a_config_keeps_the_reservoir_fingerprints(ledger):
         )
         result = gate.run(candidates())
         assert result.accepted.tolist() == [False, False, True, True]
-        kinds = led.con.sql("SELECT DISTINCT kind FROM fingerprints ORDER BY 1").fetchall()
+        kinds = led.con.sql("SELECT DISTINCT kind FROM fingerprint_words ORDER BY 1").fetchall()
         assert [k[0].split("/")[0] for k in kinds] == ["exact_duplicate", "near_duplicate"]
 
 
@@ -122,7 +128,7 @@ def test_freeze_fingerprints_the_project_gate_once_and_rounds_read_them(tmp_path
 
     monkeypatch.setattr(dedup_mod, "stored_fingerprints", counting)
     with Ledger.open(tmp_path / ".tailguard" / "ledger.duckdb") as led:
-        stored = led.con.sql("SELECT kind, count(*) FROM fingerprints GROUP BY 1").fetchall()
+        stored = led.con.sql("SELECT kind, count(*) FROM fingerprint_words GROUP BY 1").fetchall()
         assert sorted(n for _, n in stored) == [200, 200]  # both duplicate verifiers
         gate = gate_from_config(
             config, reference=led.reservoir_records("all"), fingerprints=led, progress=False
@@ -131,3 +137,19 @@ def test_freeze_fingerprints_the_project_gate_once_and_rounds_read_them(tmp_path
         passed = gate.run(candidates()).verdicts.filter(pc.equal(pc.field("passed"), False))
         assert computed == []  # a round computes no reference fingerprint either
         assert {"exact_duplicate", "near_duplicate"} <= set(passed["code"].to_pylist())
+
+
+@given(
+    width=st.integers(1, 40),
+    rows=st.lists(st.binary(min_size=40, max_size=40), min_size=1, max_size=12, unique=True),
+)
+@settings(max_examples=40, deadline=None)
+def test_stored_fingerprints_read_back_byte_for_byte_at_any_width(width, rows):
+    values = np.frombuffer(b"".join(rows), np.uint8).reshape(len(rows), 40)[:, :width]
+    ids = pa.array([f"id{i}" for i in range(len(rows))])
+    with Ledger.open(":memory:") as led:
+        assert led.store_fingerprints("k", ids, values) == len(rows)
+        assert led.store_fingerprints("k", ids, values) == 0  # kept once
+        found, back = led.fingerprints("k", pa.array(["nope", *ids.to_pylist()]), width)
+    assert found.tolist() == [False] + [True] * len(rows)
+    assert (back[1:] == values).all() and not back[0].any()
