@@ -1055,11 +1055,11 @@ class Ledger:
             return 0
         raw = np.ascontiguousarray(values).view(np.uint8).reshape(len(ids), -1)
         words = -(-raw.shape[1] // 8)
-        padded = np.zeros((len(ids), words * 8), np.uint8)
-        padded[:, : raw.shape[1]] = raw
+        if raw.shape[1] != words * 8:  # padded to whole words (a view otherwise: no copy)
+            raw = np.pad(raw, ((0, 0), (0, words * 8 - raw.shape[1])))
         value = pa.ListArray.from_arrays(
             pa.array(np.arange(0, (len(ids) + 1) * words, words, dtype=np.int32)),
-            pa.array(padded.view(np.uint64).ravel()),
+            pa.array(raw.view(np.uint64).reshape(-1)),
         )
         with self._transaction() as con:
             con.register("new_fp", pa.table({"id": ids, "value": value}))

@@ -146,6 +146,10 @@ def stored_fingerprints(
     width = np.dtype(dtype).itemsize * per_record
     ids = ref.column("id")
     found, raw = store.fingerprints(kind, ids, width)
+    if not found.any():  # the first run: compute them all, with no copy into ``raw``
+        values = np.ascontiguousarray(compute(_texts(ref)), dtype)
+        store.store_fingerprints(kind, ids, values.reshape(ref.num_rows, -1))
+        return values.reshape(ref.num_rows) if per_record == 1 else values
     missing = ~found
     if missing.any():
         mask = pa.array(missing)
