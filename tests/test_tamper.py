@@ -4,6 +4,8 @@ outside the ledger), and a run must stay on the reservoir it started with."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from typer.testing import CliRunner
 
@@ -167,3 +169,29 @@ def test_a_write_while_the_ledger_was_let_go_is_caught_on_reopening(frozen_file)
     with pytest.raises(ReservoirError, match="altered outside tailguard"):
         led.reservoir()
     led.close()
+
+
+def test_the_streamed_digest_equals_the_one_query_form(frozen_file):
+    """The digest is hashed batch by batch; it must equal sha256 of every line joined
+    by newlines, as one DuckDB query computes it (and as earlier versions stored it)."""
+    import tailguard.ledger as ledger_mod
+
+    with Ledger.open(frozen_file) as led:
+        one_query = led.con.execute(
+            """
+            WITH r AS (SELECT DISTINCT ON (id) * FROM records WHERE origin = 'human'
+                       ORDER BY id, round, source)
+            SELECT sha256(coalesce(string_agg(
+                to_json([m.split, m.id, m.label, r.label, r.source, r.round::VARCHAR, r.status,
+                         sha256(r.content)]), chr(10) ORDER BY m.id), ''))
+            FROM reservoir_members m LEFT JOIN r ON r.id = m.id WHERE m.name = 'main'
+            """
+        ).fetchall()[0][0]
+        assert led.reservoir().digest == one_query
+        for batch in (1, 7, 10_000):  # lines split across batches any way
+            ledger_mod._DIGEST_BATCH = batch
+            try:
+                assert _content_digest(led.con, "main") == one_query
+            finally:
+                ledger_mod._DIGEST_BATCH = 100_000
+        assert _content_digest(led.con, "no such reservoir") == hashlib.sha256(b"").hexdigest()
