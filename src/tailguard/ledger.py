@@ -1688,8 +1688,8 @@ class Ledger:
         with self._transaction() as con:
             con.register("m", rows)
             replaced = con.execute(
-                "SELECT DISTINCT run, round, sample FROM metrics SEMI JOIN "
-                "(SELECT DISTINCT run, round, sample FROM m) USING (run, round, sample) ORDER BY ALL"
+                "SELECT DISTINCT run, round, sample FROM metrics SEMI JOIN (SELECT DISTINCT "
+                "run, round, sample FROM m) USING (run, round, sample) ORDER BY ALL"
             ).fetchall()
             for run, rnd, sample in replaced:
                 try:
@@ -1741,9 +1741,11 @@ class Ledger:
         sql = "SELECT * FROM metrics" + (" WHERE " + " AND ".join(where) if where else "")
         return self._fact(
             ("metrics", run),
-            lambda: self.con.sql(sql + " ORDER BY run, round, sample, metric", params=params)
-            .to_arrow_table()
-            .cast(METRIC_SCHEMA),
+            lambda: (
+                self.con.sql(sql + " ORDER BY run, round, sample, metric", params=params)
+                .to_arrow_table()
+                .cast(METRIC_SCHEMA)
+            ),
         )
 
     def write_decision(
