@@ -210,6 +210,10 @@ class Ledger:
         #: Open :meth:`atomic` blocks; ``_doomed``: a write inside one failed.
         self._depth = 0
         self._doomed = False
+        #: What the last :meth:`release` and reopen cost (s): a loop holds the file
+        #: long enough that letting readers in stays a small share of its time.
+        self.reopen_seconds = 0.0
+        self._closing_seconds = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -247,6 +251,7 @@ class Ledger:
         deadline = time.monotonic() + wait
         delay = 0.02
         while True:
+            started = time.monotonic()  # (the attempt that opens it: waiting is not its cost)
             try:
                 con = duckdb.connect(self.path, read_only=self.read_only, config=_DUCKDB_CONFIG)
                 break
@@ -276,6 +281,7 @@ class Ledger:
             ) from None
         self._con = con
         self._held_since = time.monotonic()
+        self.reopen_seconds = self._closing_seconds + self._held_since - started
         if self._released_as is None or self._released_as != self._file_state():
             self._checked.clear()  # another process may have written while it was let go
             self._facts.clear()
@@ -299,7 +305,9 @@ class Ledger:
         if self._depth or (held > 0 and time.monotonic() - self._held_since < held):
             return  # (never in the middle of an atomic block: its writes are not in yet)
         if self._con is not None and self.path != ":memory:":
+            started = time.monotonic()
             self._con.close()
+            self._closing_seconds = time.monotonic() - started
             self._con = None
             self._released_as = self._file_state()
 
@@ -1781,12 +1789,19 @@ class Ledger:
             lambda: self.con.sql(sql + " ORDER BY run, round", params=params).to_arrow_table(),
         )
 
-    def mark_stage(self, run: str, round: int, stage: str) -> None:  # noqa: A002
-        """Record that a loop stage finished (what ``--resume`` reads)."""
+    def mark_stage(
+        self,
+        run: str,
+        round: int,  # noqa: A002
+        stage: str,
+        *,
+        at: dt.datetime | None = None,
+    ) -> None:
+        """Record that a loop stage finished (what ``--resume`` reads), ``at`` (default: now)."""
         _do(
             self.con,
             "INSERT INTO stages VALUES (?, ?, ?, ?)",
-            [run, round, stage, dt.datetime.now(dt.UTC)],
+            [run, round, stage, at or dt.datetime.now(dt.UTC)],
         )
 
     def stages(self, run: str = "main") -> pa.Table:

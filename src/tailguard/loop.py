@@ -26,6 +26,7 @@ rolled back.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -77,6 +78,10 @@ class Loop:
     #: Seconds the loop may hold the ledger file before letting readers in (between
     #: stages, and around a user's function that ran at least this long last time).
     HOLD: float = 0.5
+    #: At most this share of a loop's time goes to letting readers in: after a release
+    #: and reopen that cost ``c`` seconds, the file is held ``c / REOPEN_SHARE`` at least
+    #: (on a busy machine a reopen costs 0.1-0.2 s, so readers wait seconds, not hours).
+    REOPEN_SHARE: float = 0.05
 
     def __init__(
         self,
@@ -117,6 +122,8 @@ class Loop:
         self._reference: Any = None
         self._user_seconds: dict[str, float] = {}
         self._marked = False
+        #: A mark written with the next stage's writes (see :meth:`_mark`).
+        self._pending: list[tuple[int, str, dt.datetime]] = []
 
     # ------------------------------------------------------------------ driving
     def run(
@@ -137,6 +144,7 @@ class Loop:
         """
         if rounds < 0:
             raise ConfigError("rounds must be >= 0")
+        self._pending.clear()  # (marks of an attempt that failed were never written)
         # Fails early, with the reason, if unfrozen, tampered with or not the one pinned.
         self.ledger.pin_reservoir(self.run_name)
         last = self.ledger.last_stage(self.run_name)
@@ -187,12 +195,19 @@ class Loop:
         return rounds + len(self.ledger.rolled_back_rounds(self.run_name))
 
     def _mark(self, r: int, stage: str) -> None:
-        if not self._marked:  # (a stage that writes marks itself, with its writes)
-            self.ledger.mark_stage(self.run_name, r, stage)
+        if stage == "train" and self.monitor is not None:
+            # Train writes nothing; its mark goes in with the evaluation's rows (one disk
+            # sync less). Killed in between, a run resumes at train: it retrains, which
+            # resuming at evaluate does too (models are not stored).
+            self._pending.append((r, stage, dt.datetime.now(dt.UTC)))
+        elif not self._marked:  # (a stage that writes marks itself, with its writes)
+            with self.ledger.atomic():
+                self._flush_marks()
+                self.ledger.mark_stage(self.run_name, r, stage)
         self._marked = False
         # Let readers (monitor, audit, report) open the file between stages now and
         # then; reopening costs tens of milliseconds, too much for every quick stage.
-        self.ledger.release(held=self.HOLD)
+        self.ledger.release(held=max(self.HOLD, self.ledger.reopen_seconds / self.REOPEN_SHARE))
 
     @contextmanager
     def _writes(self, r: int, stage: str) -> Iterator[None]:
@@ -201,8 +216,14 @@ class Loop:
         pays one disk sync per stage."""
         with self.ledger.atomic():
             yield
+            self._flush_marks()
             self.ledger.mark_stage(self.run_name, r, stage)
         self._marked = True
+
+    def _flush_marks(self) -> None:
+        for r, stage, at in self._pending:
+            self.ledger.mark_stage(self.run_name, r, stage, at=at)
+        self._pending.clear()
 
     def _user(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Call one of the user's functions, letting go of the ledger file while it runs
