@@ -1692,13 +1692,15 @@ class Ledger:
         rows = _conform(table, METRIC_SCHEMA, "metric rows")
         if rows.num_rows and pc.min(rows["round"]).as_py() < 0:
             raise InputError("metric rows refused: rounds must be >= 0", field="round")
+        replaced = self._cached_groups(rows)
         self._forget("metrics")
         with self._transaction() as con:
             con.register("m", rows)
-            replaced = con.execute(
-                "SELECT DISTINCT run, round, sample FROM metrics SEMI JOIN (SELECT DISTINCT "
-                "run, round, sample FROM m) USING (run, round, sample) ORDER BY ALL"
-            ).fetchall()
+            if replaced is None:
+                replaced = con.execute(
+                    "SELECT DISTINCT run, round, sample FROM metrics SEMI JOIN (SELECT DISTINCT "
+                    "run, round, sample FROM m) USING (run, round, sample) ORDER BY ALL"
+                ).fetchall()
             for run, rnd, sample in replaced:
                 try:
                     self._refuse_rewrite(con, "metrics", run, rnd)
@@ -1714,6 +1716,20 @@ class Ledger:
                 )
             _do(con, "INSERT INTO metrics SELECT * FROM m")
             con.unregister("m")
+
+    def _cached_groups(self, rows: pa.Table) -> list[tuple[str, int, str]] | None:
+        """The (run, round, sample) groups of ``rows`` the ledger holds already, from the
+        runs' metrics read on this connection; None when one of them was not read."""
+        groups = set(zip(*(rows[c].to_pylist() for c in ("run", "round", "sample")), strict=True))
+        held = [self._facts.get(("metrics", run)) for run in {g[0] for g in groups}]
+        if any(table is None for table in held):
+            return None
+        have = {
+            g
+            for table in held
+            for g in zip(*(table[c].to_pylist() for c in ("run", "round", "sample")), strict=True)
+        }
+        return sorted(groups & have)
 
     @staticmethod
     def _refuse_rewrite(
@@ -1766,9 +1782,12 @@ class Ledger:
         evidence: dict[str, Any] | list[Any] | None = None,
     ) -> None:
         """Store one dial decision with the reason and the evidence it read."""
+        held = self._facts.get(("decisions", run))
+        fresh = held is not None and round not in set(held["round"].to_pylist())
         self._forget("decisions")
         with self._transaction() as con:
-            _do(con, "DELETE FROM decisions WHERE run = ? AND round = ?", [run, round])
+            if not fresh:  # (replaces the round's decision, if it has one)
+                _do(con, "DELETE FROM decisions WHERE run = ? AND round = ?", [run, round])
             _do(
                 con,
                 "INSERT INTO decisions VALUES (?, ?, ?, ?, ?)",
