@@ -79,9 +79,10 @@ class Loop:
     #: stages, and around a user's function that ran at least this long last time).
     HOLD: float = 0.5
     #: At most this share of a loop's time goes to letting readers in: after a release
-    #: and reopen that cost ``c`` seconds, the file is held ``c / REOPEN_SHARE`` at least
-    #: (on a busy machine a reopen costs 0.1-0.2 s, so readers wait seconds, not hours).
+    #: and reopen that cost ``c`` seconds, the file is held ``c / REOPEN_SHARE`` at least,
+    #: and never longer than ``HOLD_MAX`` (a reader waits that long, plus a stage, at most).
     REOPEN_SHARE: float = 0.05
+    HOLD_MAX: float = 2.0
 
     def __init__(
         self,
@@ -207,7 +208,8 @@ class Loop:
         self._marked = False
         # Let readers (monitor, audit, report) open the file between stages now and
         # then; reopening costs tens of milliseconds, too much for every quick stage.
-        self.ledger.release(held=max(self.HOLD, self.ledger.reopen_seconds / self.REOPEN_SHARE))
+        hold = min(self.HOLD_MAX, self.ledger.reopen_seconds / self.REOPEN_SHARE)
+        self.ledger.release(held=max(self.HOLD, hold))
 
     @contextmanager
     def _writes(self, r: int, stage: str) -> Iterator[None]:
