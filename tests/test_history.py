@@ -178,3 +178,22 @@ def test_relabel_command(tmp_path):
     assert out.exit_code == 0, out.output
     bad = runner.invoke(app, ["relabel", "nosuchid", "y", "--ledger", str(path)])
     assert bad.exit_code == 2 and "no record" in bad.output
+
+
+def test_replacements_are_caught_with_the_run_read_between_writes(frozen):
+    """The ledger answers "is this already stored?" from a run's rows it has read on
+    its connection: the answers must be those of a fresh read."""
+    frozen.write_metrics(_metrics("main", 1, 0.5))
+    assert frozen.metrics("main").num_rows == 1  # read (and held) before the rewrite
+    frozen.write_metrics(_metrics("main", 1, 0.6))
+    assert [h["kind"] for h in frozen.history().to_pylist()] == ["metrics"]
+    assert frozen.metrics("main").to_pydict()["value"] == [0.6]
+    frozen.write_metrics(_metrics("main", 2, 0.7))
+    frozen.metrics("main")
+    with pytest.raises(InputError, match="append-only"):
+        frozen.write_metrics(_metrics("main", 1, 0.1))
+    for fraction in (0.4, 0.3):
+        frozen.decisions("main")  # held, then replaced: one decision per round
+        frozen.write_decision(run="main", round=1, real_fraction=fraction, reason="r")
+    frozen.write_decision(run="main", round=2, real_fraction=0.2, reason="r")
+    assert frozen.decisions("main").to_pydict()["real_fraction"] == [0.3, 0.2]

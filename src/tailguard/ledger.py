@@ -215,6 +215,17 @@ class Ledger:
         self._digest_version: bool | None = None
         self._held_since = time.monotonic()
         self._released_as: tuple[Any, ...] | None = None
+        #: Facts read on the current connection that only this ledger's own writes change
+        #: (tables present, rolled-back rounds, a run's metrics and decisions): a loop of
+        #: quick rounds reads them every stage. Emptied with :attr:`_checked`.
+        self._facts: dict[tuple[Any, ...], Any] = {}
+        #: Open :meth:`atomic` blocks; ``_doomed``: a write inside one failed.
+        self._depth = 0
+        self._doomed = False
+        #: What the last :meth:`release` and reopen cost (s): a loop holds the file
+        #: long enough that letting readers in stays a small share of its time.
+        self.reopen_seconds = 0.0
+        self._closing_seconds = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -252,6 +263,7 @@ class Ledger:
         deadline = time.monotonic() + wait
         delay = 0.02
         while True:
+            started = time.monotonic()  # (the attempt that opens it: waiting is not its cost)
             try:
                 con = duckdb.connect(self.path, read_only=self.read_only, config=_DUCKDB_CONFIG)
                 break
@@ -281,8 +293,10 @@ class Ledger:
             ) from None
         self._con = con
         self._held_since = time.monotonic()
+        self.reopen_seconds = self._closing_seconds + self._held_since - started
         if self._released_as is None or self._released_as != self._file_state():
             self._checked.clear()  # another process may have written while it was let go
+            self._facts.clear()
         return con
 
     @property
@@ -300,10 +314,12 @@ class Ledger:
         then instead of after every stage. A ``:memory:`` ledger is kept: it lives in
         this connection only.
         """
-        if held > 0 and time.monotonic() - self._held_since < held:
-            return
+        if self._depth or (held > 0 and time.monotonic() - self._held_since < held):
+            return  # (never in the middle of an atomic block: its writes are not in yet)
         if self._con is not None and self.path != ":memory:":
+            started = time.monotonic()
             self._con.close()
+            self._closing_seconds = time.monotonic() - started
             self._con = None
             self._released_as = self._file_state()
 
@@ -321,6 +337,7 @@ class Ledger:
 
     def close(self) -> None:
         self._released_as = None
+        self._facts.clear()
         if self._con is not None:
             self._con.close()
             self._con = None
@@ -332,7 +349,28 @@ class Ledger:
         self.close()
 
     def _transaction(self) -> _Transaction:
-        return _Transaction(self.con)
+        return _Transaction(self)
+
+    def atomic(self) -> _Transaction:
+        """``with ledger.atomic():`` every write inside lands together, or none does.
+
+        Writes that are one transaction each (:meth:`add_records`, :meth:`record_gate`,
+        :meth:`mark_stage`...) join the block's transaction instead, so a loop stage
+        and its mark in ``stages`` commit at once (one disk sync, not two). If any
+        write inside fails, nothing of the block is kept, even when the caller caught
+        the error. The file is not let go (:meth:`release`) inside a block.
+        """
+        return _Transaction(self)
+
+    def _fact(self, key: tuple[Any, ...], read: Any) -> Any:
+        """``read()``, once per connection until one of this ledger's writes forgets it."""
+        if key not in self._facts:
+            self._facts[key] = read()
+        return self._facts[key]
+
+    def _forget(self, kind: str) -> None:
+        for key in [k for k in self._facts if k[0] == kind]:
+            del self._facts[key]
 
     # ------------------------------------------------------------------ records
     #: Provenance columns an exported file carries; re-ingesting it keeps them.
@@ -554,13 +592,17 @@ class Ledger:
             con.register("incoming", records)
             # An id is its content's hash: a row claiming an id with other content (a
             # "shadow" of a reservoir record) would be read in its place, so it is refused.
-            bad = con.execute(
-                f"SELECT id, round, generation FROM incoming WHERE {_SQL_CONTENT_ID} <> id "
-                "OR round < 0 OR generation < 0 LIMIT 1"
-            ).fetchall()
+            # One pass: the first refused row (if any) and the distinct ids.
+            bad, distinct = con.execute(
+                f"""
+                SELECT (SELECT (id, round, generation) FROM incoming
+                        WHERE {_SQL_CONTENT_ID} <> id OR round < 0 OR generation < 0 LIMIT 1),
+                       (SELECT count(DISTINCT hash(id)) FROM incoming)
+                """
+            ).fetchall()[0]
             if bad:
                 con.unregister("incoming")
-                rid, rnd, gen = bad[0]
+                rid, rnd, gen = bad
                 raise InputError(
                     f"record {rid} refused: "
                     + (
@@ -572,7 +614,7 @@ class Ledger:
                 )
             # Distinct ids rule out repeated keys without hashing all five key columns.
             repeats = (
-                self._count_distinct(con, "hash(id)") < n
+                distinct < n
                 and self._count_distinct(con, "(id, origin, source, generator, generation)") < n
             )
             unique = (
@@ -964,11 +1006,16 @@ class Ledger:
         return self.con.sql("SELECT * FROM history ORDER BY changed_at").to_arrow_table()
 
     def _has_table(self, name: str) -> bool:
-        return bool(
+        if ("table", name) in self._facts:  # tailguard never drops a table
+            return True
+        there = bool(
             self.con.execute(
                 "SELECT 1 FROM duckdb_tables() WHERE table_name = ?", [name]
             ).fetchall()
         )
+        if there:
+            self._facts["table", name] = True
+        return there
 
     def runs(self) -> list[str]:
         """Every run name with a manifest, a metric, a decision or a stage."""
@@ -1250,6 +1297,7 @@ class Ledger:
         negative, has no manifest, was rolled back, or is the run's latest. ``run=None``
         is the ledger's one run with manifests (several: name one).
         """
+        self._forget("rolled")
         with self._transaction() as con:
             return _rollback.rollback(con, to_round, run=run, reason=reason, who=_who())
 
@@ -1263,12 +1311,14 @@ class Ledger:
         """Rounds of ``run`` (``None``: of every run) a rollback set aside, ascending."""
         if not self._has_table("rollbacks"):
             return []
-        return _rollback.rolled_back_rounds(self.con, run)
+        rounds = self._fact(("rolled", run), lambda: _rollback.rolled_back_rounds(self.con, run))
+        return list(rounds)
 
     def release_rolled_back(
         self, ids: list[str] | pa.Array, *, detail: str = "released by hand"
     ) -> int:
         """Give rolled-back synthetic records their status from before the rollback back."""
+        self._forget("rolled")
         with self._transaction() as con:
             return _rollback.release(con, pa.array(ids, pa.string()), detail=detail)
 
@@ -1291,21 +1341,34 @@ class Ledger:
         gate step that is run again after a crash leaves no duplicates.
         """
         table = _conform(verdicts, VERDICT_SCHEMA, "verdicts")
+        ok, no = pa.array(accepted, pa.string()), pa.array(rejected, pa.string())
+        moves = pa.table(
+            {
+                "id": pa.concat_arrays([ok, no]),
+                "status": pa.concat_arrays(
+                    [
+                        pa.repeat(pa.scalar(Status.ACCEPTED.value), len(ok)),
+                        pa.repeat(pa.scalar(Status.REJECTED.value), len(no)),
+                    ]
+                ),
+            }
+        )
         with self._transaction() as con:
             con.register("v", table)
-            con.register("ok", pa.table({"id": pa.array(accepted, pa.string())}))
-            con.register("no", pa.table({"id": pa.array(rejected, pa.string())}))
+            con.register("moves", moves)
             _do(con, "DELETE FROM verdicts WHERE round = ? AND id IN (SELECT id FROM v)", [round])
             cols = ", ".join(VERDICT_SCHEMA.names)
             _do(con, f"INSERT INTO verdicts ({cols}) SELECT {cols} FROM v")
-            for name, status in (("ok", Status.ACCEPTED), ("no", Status.REJECTED)):
-                _do(
-                    con,
-                    "UPDATE records SET status = ? WHERE origin = 'synthetic' AND round = ? "
-                    f"AND status = 'candidate' AND id IN (SELECT id FROM {name})",
-                    [status.value, round],
-                )
-            for name in ("v", "ok", "no"):
+            _do(
+                con,
+                # one status per id; 'accepted' sorts first and wins, as it always did
+                "UPDATE records SET status = m.status FROM (SELECT DISTINCT ON (id) id, status "
+                "FROM moves ORDER BY id, status) m WHERE records.id = m.id "
+                "AND records.origin = 'synthetic' AND records.round = ? "
+                "AND records.status = 'candidate'",
+                [round],
+            )
+            for name in ("v", "moves"):
                 con.unregister(name)
 
     def record_gate_parquet(self, round: int, path: str | Path) -> dict[str, int]:  # noqa: A002
@@ -1398,60 +1461,62 @@ class Ledger:
         """
         check_round(manifest.round)
         slots = manifest.slots.select(MANIFEST_SLOTS.names).cast(MANIFEST_SLOTS)
-        res = self.reservoir()
+        res = self.reservoir()  # (checked: its id sets are the stored ones)
+        ids, human = slots["id"], pc.equal(slots["origin"], Origin.HUMAN.value)
+        held = pc.is_in(ids, value_set=res.holdout_ids)
+        if pc.any(held).as_py():
+            at = pc.index(held, True).as_py()
+            self._refuse_slot(manifest, slots, at, "is in the reservoir holdout")
+        # Reservoir training ids pass as they are; the rest must be fresh human data or
+        # accepted synthetic records (one anti-join, with the previous digest alongside).
+        rest = slots.filter(
+            pc.invert(pc.and_(human, pc.is_in(ids, value_set=res.train_ids)))
+        ).select(["id", "origin"])
         with self._transaction() as con:
             con.register("slots", slots)
-            bad = con.execute(
+            con.register("unanchored", rest)
+            bad, previous = con.execute(
                 """
-                SELECT s.id, s.origin,
-                    CASE WHEN s.id IN (SELECT id FROM reservoir_members
-                                       WHERE name = ? AND split = 'holdout')
-                         THEN 'is in the reservoir holdout'
-                         WHEN s.origin = 'human' THEN 'is not a reservoir or fresh human record'
-                         ELSE 'is not an accepted synthetic record' END AS why
-                FROM slots s
-                WHERE s.id IN (SELECT id FROM reservoir_members WHERE name = ? AND split='holdout')
-                   OR (s.origin = 'human' AND s.id NOT IN (
-                        SELECT id FROM reservoir_members WHERE name = ? AND split = 'train'
-                        UNION SELECT id FROM records WHERE origin = 'human' AND round >= 1))
-                   OR (s.origin = 'synthetic' AND s.id NOT IN (
-                        SELECT id FROM records WHERE origin = 'synthetic' AND status = 'accepted'))
-                LIMIT 1
+                SELECT (SELECT (s.id, s.origin) FROM unanchored s ANTI JOIN records r
+                        ON r.id = s.id AND r.origin = s.origin
+                        AND ((r.origin = 'synthetic' AND r.status = 'accepted')
+                             OR (r.origin = 'human' AND r.round >= 1)) LIMIT 1),
+                       (SELECT digest FROM manifests WHERE run = $run AND round = $round)
                 """,
-                [res.name, res.name, res.name],
-            ).fetchall()
-            bad = bad[0] if bad else None
+                {"run": manifest.run, "round": manifest.round},
+            ).fetchall()[0]
+            con.unregister("unanchored")
             if bad:
-                raise InputError(
-                    f"manifest for round {manifest.round} refused: {bad[1]} id {bad[0]} {bad[2]}"
+                con.unregister("slots")
+                why = (
+                    "is not a reservoir or fresh human record"
+                    if bad[1] == Origin.HUMAN.value
+                    else "is not an accepted synthetic record"
                 )
+                self._refuse_slot(manifest, slots, pc.index(ids, bad[0]).as_py(), why)
             digest = manifest.digest
-            previous = con.execute(
-                "SELECT digest FROM manifests WHERE run = ? AND round = ?",
-                [manifest.run, manifest.round],
-            ).fetchall()
-            if previous:
+            if previous is not None:
                 self._refuse_rewrite(con, "manifest", manifest.run, manifest.round)
-                if previous[0][0] != digest:
+                if previous != digest:
                     self._log(
                         con,
                         "manifest",
                         run=manifest.run,
                         round=manifest.round,
-                        old=previous[0][0],
+                        old=previous,
                         new=digest,
                         reason="re-planned before training",
                     )
-            _do(
-                con,
-                "DELETE FROM manifests WHERE run = ? AND round = ?",
-                [manifest.run, manifest.round],
-            )
-            _do(
-                con,
-                "DELETE FROM manifest_slots WHERE run = ? AND round = ?",
-                [manifest.run, manifest.round],
-            )
+                _do(
+                    con,
+                    "DELETE FROM manifests WHERE run = ? AND round = ?",
+                    [manifest.run, manifest.round],
+                )
+                _do(
+                    con,
+                    "DELETE FROM manifest_slots WHERE run = ? AND round = ?",
+                    [manifest.run, manifest.round],
+                )
             _do(
                 con,
                 "INSERT INTO manifest_slots SELECT ?, ?, row_number() OVER () - 1, "
@@ -1475,6 +1540,13 @@ class Ledger:
             )
             con.unregister("slots")
         return digest
+
+    @staticmethod
+    def _refuse_slot(manifest: Manifest, slots: pa.Table, at: int, why: str) -> None:
+        raise InputError(
+            f"manifest for round {manifest.round} refused: {slots['origin'][at].as_py()} id "
+            f"{slots['id'][at].as_py()} {why}"
+        )
 
     def manifest(self, round: int, run: str = "main") -> Manifest:  # noqa: A002
         """Read a stored manifest back; its digest is checked against the stored one."""
@@ -1514,9 +1586,20 @@ class Ledger:
         ).fetchall()
         return [r[0] for r in rows]
 
-    def manifest_records(self, round: int, run: str = "main") -> pa.Table:  # noqa: A002
-        """The training set of a round in training order, with full provenance."""
-        self.manifest(round, run)  # digest check
+    def manifest_records(
+        self,
+        round: int,  # noqa: A002
+        run: str = "main",
+        *,
+        checked: Manifest | None = None,
+    ) -> pa.Table:
+        """The training set of a round in training order, with full provenance.
+
+        The stored manifest's digest is checked first, unless ``checked`` is that
+        manifest as :meth:`manifest` just read (and checked) it.
+        """
+        if checked is None or (checked.round, checked.run) != (round, run):
+            self.manifest(round, run)  # digest check
         return self.con.sql(
             """
             SELECT s.batch, s.pos, r.* FROM manifest_slots s
@@ -1633,12 +1716,15 @@ class Ledger:
         rows = _conform(table, METRIC_SCHEMA, "metric rows")
         if rows.num_rows and pc.min(rows["round"]).as_py() < 0:
             raise InputError("metric rows refused: rounds must be >= 0", field="round")
+        replaced = self._cached_groups(rows)
+        self._forget("metrics")
         with self._transaction() as con:
             con.register("m", rows)
-            replaced = con.execute(
-                "SELECT DISTINCT run, round, sample FROM metrics WHERE (run, round, sample) IN "
-                "(SELECT DISTINCT run, round, sample FROM m) ORDER BY ALL"
-            ).fetchall()
+            if replaced is None:
+                replaced = con.execute(
+                    "SELECT DISTINCT run, round, sample FROM metrics SEMI JOIN (SELECT DISTINCT "
+                    "run, round, sample FROM m) USING (run, round, sample) ORDER BY ALL"
+                ).fetchall()
             for run, rnd, sample in replaced:
                 try:
                     self._refuse_rewrite(con, "metrics", run, rnd)
@@ -1646,13 +1732,28 @@ class Ledger:
                     con.unregister("m")
                     raise
                 self._log(con, "metrics", run=run, round=rnd, key=sample, reason="re-evaluated")
-            _do(
-                con,
-                "DELETE FROM metrics WHERE (run, round, sample) IN "
-                "(SELECT DISTINCT run, round, sample FROM m)",
-            )
+            if replaced:
+                _do(
+                    con,
+                    "DELETE FROM metrics WHERE (run, round, sample) IN "
+                    "(SELECT DISTINCT run, round, sample FROM m)",
+                )
             _do(con, "INSERT INTO metrics SELECT * FROM m")
             con.unregister("m")
+
+    def _cached_groups(self, rows: pa.Table) -> list[tuple[str, int, str]] | None:
+        """The (run, round, sample) groups of ``rows`` the ledger holds already, from the
+        runs' metrics read on this connection; None when one of them was not read."""
+        groups = set(zip(*(rows[c].to_pylist() for c in ("run", "round", "sample")), strict=True))
+        held = [self._facts.get(("metrics", run)) for run in {g[0] for g in groups}]
+        if any(table is None for table in held):
+            return None
+        have = {
+            g
+            for table in held
+            for g in zip(*(table[c].to_pylist() for c in ("run", "round", "sample")), strict=True)
+        }
+        return sorted(groups & have)
 
     @staticmethod
     def _refuse_rewrite(
@@ -1686,10 +1787,13 @@ class Ledger:
     def metrics(self, run: str | None = None) -> pa.Table:
         where, params = self._filters(run=run)
         sql = "SELECT * FROM metrics" + (" WHERE " + " AND ".join(where) if where else "")
-        return (
-            self.con.sql(sql + " ORDER BY run, round, sample, metric", params=params)
-            .to_arrow_table()
-            .cast(METRIC_SCHEMA)
+        return self._fact(
+            ("metrics", run),
+            lambda: (
+                self.con.sql(sql + " ORDER BY run, round, sample, metric", params=params)
+                .to_arrow_table()
+                .cast(METRIC_SCHEMA)
+            ),
         )
 
     def write_decision(
@@ -1702,8 +1806,12 @@ class Ledger:
         evidence: dict[str, Any] | list[Any] | None = None,
     ) -> None:
         """Store one dial decision with the reason and the evidence it read."""
+        held = self._facts.get(("decisions", run))
+        fresh = held is not None and round not in set(held["round"].to_pylist())
+        self._forget("decisions")
         with self._transaction() as con:
-            _do(con, "DELETE FROM decisions WHERE run = ? AND round = ?", [run, round])
+            if not fresh:  # (replaces the round's decision, if it has one)
+                _do(con, "DELETE FROM decisions WHERE run = ? AND round = ?", [run, round])
             _do(
                 con,
                 "INSERT INTO decisions VALUES (?, ?, ?, ?, ?)",
@@ -1719,14 +1827,24 @@ class Ledger:
     def decisions(self, run: str | None = None) -> pa.Table:
         where, params = self._filters(run=run)
         sql = "SELECT * FROM decisions" + (" WHERE " + " AND ".join(where) if where else "")
-        return self.con.sql(sql + " ORDER BY run, round", params=params).to_arrow_table()
+        return self._fact(
+            ("decisions", run),
+            lambda: self.con.sql(sql + " ORDER BY run, round", params=params).to_arrow_table(),
+        )
 
-    def mark_stage(self, run: str, round: int, stage: str) -> None:  # noqa: A002
-        """Record that a loop stage finished (what ``--resume`` reads)."""
+    def mark_stage(
+        self,
+        run: str,
+        round: int,  # noqa: A002
+        stage: str,
+        *,
+        at: dt.datetime | None = None,
+    ) -> None:
+        """Record that a loop stage finished (what ``--resume`` reads), ``at`` (default: now)."""
         _do(
             self.con,
             "INSERT INTO stages VALUES (?, ?, ?, ?)",
-            [run, round, stage, dt.datetime.now(dt.UTC)],
+            [run, round, stage, at or dt.datetime.now(dt.UTC)],
         )
 
     def stages(self, run: str = "main") -> pa.Table:
@@ -1752,20 +1870,43 @@ def _do(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = Non
 
 
 class _Transaction:
-    """``with`` block around one DuckDB transaction: commit on success, else roll back."""
+    """``with`` block around one DuckDB transaction: commit on success, else roll back.
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
-        self.con = con
+    Nested in another block of the same ledger (:meth:`Ledger.atomic`), it joins the
+    outer transaction; a failure inside dooms the outer one, which then rolls back.
+    """
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
 
     def __enter__(self) -> duckdb.DuckDBPyConnection:
-        self.con.begin()
+        led = self.ledger
+        self.con = led.con
+        if led._depth == 0:
+            self.con.begin()
+            led._doomed = False
+        led._depth += 1
         return self.con
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None:
+        led = self.ledger
+        led._depth -= 1
+        if exc_type is not None:
+            led._doomed = True
+        if led._depth:
+            return
+        if not led._doomed:
             self.con.commit()
-        else:
-            self.con.rollback()
+            return
+        self.con.rollback()
+        led._facts.clear()  # what was read inside may have been rolled back with it
+        led._checked.clear()
+        led._doomed = False
+        if exc_type is None:
+            raise TailguardError(
+                "a write inside an atomic block failed (and the error was caught): "
+                "nothing of the block was kept"
+            )
 
 
 def _conform(table: pa.Table, schema: pa.Schema, what: str) -> pa.Table:

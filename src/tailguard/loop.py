@@ -26,8 +26,10 @@ rolled back.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +84,11 @@ class Loop:
     #: Seconds the loop may hold the ledger file before letting readers in (between
     #: stages, and around a user's function that ran at least this long last time).
     HOLD: float = 0.5
+    #: At most this share of a loop's time goes to letting readers in: after a release
+    #: and reopen that cost ``c`` seconds, the file is held ``c / REOPEN_SHARE`` at least,
+    #: and never longer than ``HOLD_MAX`` (a reader waits that long, plus a stage, at most).
+    REOPEN_SHARE: float = 0.05
+    HOLD_MAX: float = 2.0
 
     def __init__(
         self,
@@ -121,6 +128,9 @@ class Loop:
         self.model_round: int | None = None
         self._reference: Any = None
         self._user_seconds: dict[str, float] = {}
+        self._marked = False
+        #: A mark written with the next stage's writes (see :meth:`_mark`).
+        self._pending: list[tuple[int, str, dt.datetime]] = []
 
     # ------------------------------------------------------------------ driving
     def run(
@@ -141,6 +151,7 @@ class Loop:
         """
         if rounds < 0:
             raise ConfigError("rounds must be >= 0")
+        self._pending.clear()  # (marks of an attempt that failed were never written)
         # Fails early, with the reason, if unfrozen, tampered with or not the one pinned.
         self.ledger.pin_reservoir(self.run_name)
         last = self.ledger.last_stage(self.run_name)
@@ -178,6 +189,7 @@ class Loop:
             if r == 0 and stage in {"generate", "gate", "dial"}:
                 self._mark(r, stage)
                 continue
+            self._marked = False
             getattr(self, f"_{stage}")(r, result)
             self._mark(r, stage)
             if on_stage is not None:
@@ -190,10 +202,36 @@ class Loop:
         return rounds + len(self.ledger.rolled_back_rounds(self.run_name))
 
     def _mark(self, r: int, stage: str) -> None:
-        self.ledger.mark_stage(self.run_name, r, stage)
+        if stage == "train" and self.monitor is not None:
+            # Train writes nothing; its mark goes in with the evaluation's rows (one disk
+            # sync less). Killed in between, a run resumes at train: it retrains, which
+            # resuming at evaluate does too (models are not stored).
+            self._pending.append((r, stage, dt.datetime.now(dt.UTC)))
+        elif not self._marked:  # (a stage that writes marks itself, with its writes)
+            with self.ledger.atomic():
+                self._flush_marks()
+                self.ledger.mark_stage(self.run_name, r, stage)
+        self._marked = False
         # Let readers (monitor, audit, report) open the file between stages now and
         # then; reopening costs tens of milliseconds, too much for every quick stage.
-        self.ledger.release(held=self.HOLD)
+        hold = min(self.HOLD_MAX, self.ledger.reopen_seconds / self.REOPEN_SHARE)
+        self.ledger.release(held=max(self.HOLD, hold))
+
+    @contextmanager
+    def _writes(self, r: int, stage: str) -> Iterator[None]:
+        """A stage's writes and its mark in ``stages``: one transaction, so a killed run
+        never finds a stage's rows without its mark (or the reverse), and a quick round
+        pays one disk sync per stage."""
+        with self.ledger.atomic():
+            yield
+            self._flush_marks()
+            self.ledger.mark_stage(self.run_name, r, stage)
+        self._marked = True
+
+    def _flush_marks(self) -> None:
+        for r, stage, at in self._pending:
+            self.ledger.mark_stage(self.run_name, r, stage, at=at)
+        self._pending.clear()
 
     def _user(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Call one of the user's functions, letting go of the ledger file while it runs
@@ -214,12 +252,14 @@ class Loop:
             "generate", self.generate_fn, self.model, self.n_generate, r, self._seed(r, 1)
         )
         records = self._as_records(out, r)
-        self.ledger.add_records(records)
+        with self._writes(r, "generate"):
+            self.ledger.add_records(records)
         result.generated = records.num_rows
 
     def _gate(self, r: int, result: RoundResult) -> None:
         if self.gate is not None:  # the gate's own round step: the same as `tailguard gate`
-            outcome = self.gate.run_round(self.ledger, r)
+            with self._writes(r, "gate"):
+                outcome = self.gate.run_round(self.ledger, r)
             result.accepted, result.rejected = len(outcome.accepted_ids), len(outcome.rejected_ids)
             return
         candidates = self.ledger.records(round=r, origin=Origin.SYNTHETIC, status="candidate")
@@ -227,7 +267,8 @@ class Loop:
             return
         verdicts = _open_gate_verdicts(candidates["id"], r)
         none = pa.array([], pa.string())
-        self.ledger.record_gate(r, verdicts, accepted=candidates["id"], rejected=none)
+        with self._writes(r, "gate"):
+            self.ledger.record_gate(r, verdicts, accepted=candidates["id"], rejected=none)
         result.accepted, result.rejected = candidates.num_rows, 0
 
     def _dial(self, r: int, result: RoundResult) -> None:
@@ -235,13 +276,14 @@ class Loop:
             return
         evidence = self._synced_monitor().evidence(self.run_name)
         decision = self.dial.decide(r, evidence)
-        self.ledger.write_decision(
-            run=self.run_name,
-            round=r,
-            real_fraction=decision.real_fraction,
-            reason=decision.reason,
-            evidence=decision.evidence,
-        )
+        with self._writes(r, "dial"):
+            self.ledger.write_decision(
+                run=self.run_name,
+                round=r,
+                real_fraction=decision.real_fraction,
+                reason=decision.reason,
+                evidence=decision.evidence,
+            )
         result.real_fraction = decision.real_fraction
 
     def _plan(self, r: int, result: RoundResult) -> None:
@@ -256,12 +298,13 @@ class Loop:
             seed=self._seed(r, 2),
             run=self.run_name,
         )
-        result.digest = self.ledger.write_manifest(manifest)
+        with self._writes(r, "plan"):
+            result.digest = self.ledger.write_manifest(manifest)
         result.real_fraction = manifest.params.get("real_fraction_used")
 
     def _train(self, r: int, result: RoundResult) -> None:
         manifest = self.ledger.manifest(r, self.run_name)
-        records = self.ledger.manifest_records(r, self.run_name)
+        records = self.ledger.manifest_records(r, self.run_name, checked=manifest)
         self.model = self._user("train", self.train_fn, manifest, records)
         self.model_round = r
 
@@ -271,9 +314,10 @@ class Loop:
         monitor = self._synced_monitor()
         fn = self.sample_fn or (lambda m, rnd, s: self.generate_fn(m, self.n_sample, rnd, s))
         sample = self._as_records(self._user("sample", fn, self.model, r, self._seed(r, 3)), r)
-        own = evaluate_sample(
-            self.ledger, monitor, r, sample["content"], sample["label"], run=self.run_name
-        )
+        with self._writes(r, "evaluate"):
+            own = evaluate_sample(
+                self.ledger, monitor, r, sample["content"], sample["label"], run=self.run_name
+            )
         result.metrics = dict(zip(own["metric"].to_pylist(), own["value"].to_pylist(), strict=True))
 
     def _synced_monitor(self) -> Any:
