@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import tiny_lab_run
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tailguard.advise import TaskProfile, advise
@@ -395,6 +395,7 @@ def test_the_terminal_table_uses_the_report_palette(monkeypatch):
 
 
 @settings(max_examples=200, deadline=None)
+@example(values=[5e-324], baseline=0.0, slack=0.001, hib=None)  # a denormal spread
 @given(
     values=st.lists(st.floats(0, 1), min_size=1, max_size=20),
     baseline=st.floats(0, 1),

@@ -338,7 +338,9 @@ def y_range(
     low_bad, high_bad = higher_is_better is not False, higher_is_better is not True
     shown = [*vals, baseline, *([lo] if low_bad else []), *([hi] if high_bad else [])]
     bottom, top = min(shown), max(shown)
-    span = top - bottom or max(abs(baseline), 1e-9) * 0.1
+    span = top - bottom
+    if span < 1e-12:  # flat (or a denormal spread, whose margins would round to nothing)
+        span = max(abs(baseline), 1e-9) * 0.1
     below = ALERT_MARGIN if low_bad and bottom == lo else Y_MARGIN
     above = ALERT_MARGIN if high_bad and top == hi else Y_MARGIN
     bottom, top = bottom - below * span, top + above * span
