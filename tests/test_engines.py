@@ -65,6 +65,15 @@ def test_a_real_verifier_on_ray_equals_in_process(ray_engine, texts):
     assert gate_ray.accepted.tolist() == gate_local.accepted.tolist()
 
 
+def _copy(src: str, *, near: bool, rng: np.random.Generator) -> str:
+    """An exact copy in other case, or a near copy (a word changed)."""
+    if not near:
+        return src.upper()
+    words = src.split()
+    words[rng.integers(len(words))] = "zebra"
+    return " ".join(words)
+
+
 def _round_with_copies(fortunes_records: pa.Table) -> Ledger:
     """A frozen reservoir of real fortunes and a round of candidates that copy it:
     exact copies in other case, near copies (a word changed), copies of earlier
@@ -76,12 +85,8 @@ def _round_with_copies(fortunes_records: pa.Table) -> Ledger:
     for i in range(420):
         src = texts[rng.integers(len(texts))]
         kind = i % 6
-        if kind == 0:
-            syn.append(src.upper())
-        elif kind == 1:
-            words = src.split()
-            words[rng.integers(len(words))] = "zebra"
-            syn.append(" ".join(words))
+        if kind < 2:
+            syn.append(_copy(src, near=kind == 1, rng=rng))
         elif kind == 2 and len(syn) >= 3:
             syn.append(syn[-3] + " indeed")
         else:
@@ -208,12 +213,8 @@ def _two_generations(fortunes_records: pa.Table) -> tuple[Ledger, pa.Table]:
     for i in range(300):
         src = sources[i % 3][rng.integers(len(sources[i % 3]))]
         kind = (i // 3) % 4
-        if kind == 0:
-            syn.append(src.upper())
-        elif kind == 1:
-            words = src.split()
-            words[rng.integers(len(words))] = "zebra"
-            syn.append(" ".join(words))
+        if kind < 2:
+            syn.append(_copy(src, near=kind == 1, rng=rng))
         elif kind == 2 and fresh:  # an exact or a near copy of an earlier new text
             syn.append(fresh[-1].lower() if i % 2 else fresh[-1] + " indeed")
         else:
