@@ -461,12 +461,13 @@ def gate_parquet(
 
     ``candidates``, ``reservoir``, each named set of ``references`` (set name:
     shards) and ``earlier`` (accepted records of earlier generations, with each row's
-    ``set``): directories (or files) of Parquet with ``pos``, ``id`` and ``content``,
-    as ``Ledger.export_round`` writes them. Duplicate verifiers compare with the
-    reservoir, the named sets they were built with (their contents come from the
-    shards: build them with ``reference=None`` so the driver holds no reservoir) and
-    the earlier generations, in the in-process order. ``work_dir`` keeps the
-    intermediate signature shards (a temporary directory by default).
+    ``set``): directories (or files) of Parquet with ``pos`` (0 to n - 1 in each set's
+    order), ``id`` and ``content``, as ``Ledger.export_round`` writes them. Duplicate
+    verifiers compare with the reservoir, the named sets they were built with (their
+    contents come from the shards: build them with ``reference=None`` so the driver
+    holds no reservoir) and the earlier generations, in the in-process order.
+    ``work_dir`` keeps the intermediate signature shards (a temporary directory by
+    default).
     """
     _check_sets(gate, references or {})
     ray = engine.ray()
