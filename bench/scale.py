@@ -1,12 +1,13 @@
 """The gate at scale: in-process against Ray Data over Parquet shards, same verdicts.
 
-N synthetic candidates are gated against an M-record reservoir by Quality,
-ExactDuplicate and NearDuplicate (128 permutations, J >= 0.8). Documents are
-recombined WordNet glosses; 2% of the candidates are near copies of reservoir
-records (a word added), 1% exact copies in upper case, 1% copies of an earlier
-candidate. Each arm runs in its own process, so "peak driver memory" is that
-process's peak resident set (Ray's workers are separate processes and not
-counted: the point is what the driver must hold).
+N synthetic candidates are gated against an M-record reservoir and M/2 accepted
+records of an earlier generation by Quality, ExactDuplicate and NearDuplicate
+(128 permutations, J >= 0.8). Documents are recombined WordNet glosses; 2% of the
+candidates are near copies of reservoir records (a word added), 1% exact copies in
+upper case, 1% copies of an earlier candidate, 1% exact and 1% near copies of the
+earlier generation's records. Each arm runs in its own process, so "peak driver
+memory" is that process's peak resident set (Ray's workers are separate processes
+and not counted: the point is what the driver must hold).
 
 - in-process: the whole table in memory, ``Gate.run`` (the fastest path on one
   machine; no pickling, no shuffles).
@@ -60,7 +61,9 @@ def documents(pool: pa.Array, n: int, rng: np.random.Generator) -> pa.Array:
     return pc.binary_join_element_wise(*parts, "; ")
 
 
-def write_shards(directory: Path, content: pa.Array, prefix: str) -> None:
+def write_shards(directory: Path, content: pa.Array, prefix: str, generation: int = 0) -> None:
+    """Shards as ``Ledger.export_round`` writes them; an earlier generation's rows carry
+    their ``generation`` and ``set``."""
     directory.mkdir(parents=True)
     n = len(content)
     for lo in range(0, n, ROWS_PER_SHARD):
@@ -68,6 +71,10 @@ def write_shards(directory: Path, content: pa.Array, prefix: str) -> None:
         pos = pa.array(np.arange(lo, hi, dtype=np.int64))
         ids = pc.binary_join_element_wise(prefix, pc.cast(pos, pa.string()), "")
         table = pa.table({"pos": pos, "id": ids, "content": content.slice(lo, hi - lo)})
+        if generation:
+            table = table.append_column("generation", pa.repeat(pa.scalar(generation), hi - lo))
+            tag = pa.scalar(f"generation {generation} synthetic")
+            table = table.append_column("set", pa.repeat(tag, hi - lo))
         pq.write_table(table, directory / f"part-{lo // ROWS_PER_SHARD:05d}.parquet")
 
 
@@ -75,6 +82,7 @@ def build(work: Path, n_cand: int, n_ref: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     pool = glosses()
     ref = documents(pool, n_ref, rng)
+    older = documents(pool, max(1, n_ref // 2), rng)
     cand = documents(pool, n_cand, rng).to_numpy(zero_copy_only=False).astype(object)
     k = max(1, n_cand // 100)
     slots = rng.permutation(n_cand)
@@ -83,10 +91,16 @@ def build(work: Path, n_cand: int, n_ref: int, seed: int = 0) -> None:
     near_txt = pc.binary_join_element_wise(src.slice(0, 2 * k), "indeed", " ")
     cand[near] = near_txt.to_numpy(zero_copy_only=False)
     cand[exact] = pc.utf8_upper(src.slice(2 * k)).to_numpy(zero_copy_only=False)
+    old_exact, old_near = slots[4 * k : 5 * k], slots[5 * k : 6 * k]
+    old = older.take(pa.array(rng.integers(0, len(older), 2 * k)))
+    cand[old_exact] = pc.utf8_upper(old.slice(0, k)).to_numpy(zero_copy_only=False)
+    old_near_txt = pc.binary_join_element_wise(old.slice(k), "indeed", " ")
+    cand[old_near] = old_near_txt.to_numpy(zero_copy_only=False)
     again = again[again > 0]
     cand[again] = cand[again - 1]
     write_shards(work / "candidates", pa.array(cand, pa.string()), "c")
     write_shards(work / "reservoir", ref, "r")
+    write_shards(work / "earlier", older, "e", generation=1)
 
 
 def verifiers(reference: pa.Table | None) -> list:
@@ -108,11 +122,12 @@ def arm_in_process(work: str, queue: mp.Queue) -> None:
     t0 = time.perf_counter()
     cand = pq.read_table(Path(work) / "candidates")
     ref = pq.read_table(Path(work) / "reservoir", columns=["id", "content"])
+    earlier = pq.read_table(Path(work) / "earlier", columns=["id", "content", "generation"])
     times = {"read": time.perf_counter() - t0}
     parts = []
     for v in verifiers(ref):
         t = time.perf_counter()
-        parts.append(Gate([v], progress=False).run(cand).verdicts)
+        parts.append(Gate([v], progress=False).run(cand, earlier=earlier).verdicts)
         times[v.name] = time.perf_counter() - t
     t = time.perf_counter()
     embedder = HashingEmbedder(dim=64).fit(ref["content"].slice(0, 100_000))
@@ -147,6 +162,7 @@ def arm_ray(work: str, cpus: int, address: str | None, queue: mp.Queue) -> None:
             w / "verdicts_ray" / v.name,
             engine=engine,
             reservoir=w / "reservoir",
+            earlier=w / "earlier",
             work_dir=w / "ray_work",
         )
         times[v.name] = time.perf_counter() - t
@@ -197,8 +213,9 @@ def run_arm(target, *args):  # noqa: ANN001, ANN201
     return result
 
 
-def compare(work: Path) -> tuple[int, int]:
-    """Verdict rows, and rows that differ between the arms (DuckDB, out of core)."""
+def compare(work: Path) -> tuple[int, int, dict[str, int]]:
+    """Verdict rows, rows that differ between the arms (DuckDB, out of core), and the
+    in-process duplicate rejections by what they matched."""
     import duckdb
 
     cols = "passed, code, detail, score, matched_id"
@@ -214,7 +231,13 @@ def compare(work: Path) -> tuple[int, int]:
                OR x.score IS DISTINCT FROM y.score OR x.matched_id IS DISTINCT FROM y.matched_id
                OR x.passed IS NULL OR y.passed IS NULL"""
     ).fetchone()[0]
-    return total, differ
+    matched = {
+        what: con.execute(
+            f"SELECT count(*) FROM {a} WHERE NOT passed AND detail LIKE ?", [f"% {what} %"]
+        ).fetchone()[0]
+        for what in ("reservoir record", "generation 1 synthetic record", "candidate")
+    }
+    return total, differ, matched
 
 
 def main() -> None:
@@ -239,7 +262,7 @@ def main() -> None:
     with console.status(f"Ray Data ({args.address or f'local, {args.cpus} CPUs'})"):
         ray = run_arm(arm_ray, str(work), args.cpus, args.address)
     with console.status("comparing verdicts"):
-        total, differ = compare(work)
+        total, differ, matched = compare(work)
     per_m = 1e6 / n_cand
     table = Table(title=f"{n_cand:,} candidates vs a {n_ref:,}-record reservoir")
     for col in ("stage", "in-process s", "Ray s", "in-process s/M", "Ray s/M", "Ray / in-process"):
@@ -269,6 +292,9 @@ def main() -> None:
     )
     same = "[green]identical[/]" if differ == 0 else f"[red]{differ:,} rows differ[/]"
     console.print(f"verdicts: {total:,} rows, in-process vs Ray: {same}")
+    console.print(
+        "duplicate rejections by match: " + ", ".join(f"{k} {v:,}" for k, v in matched.items())
+    )
     with console.status(f"default engine on {n_default:,} records"):
         defaults = run_arm(arm_defaults, str(work), n_default)
     t2 = Table(title=f"row-independent verifiers (quality, rules), {n_default:,} records")

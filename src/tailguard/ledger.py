@@ -1126,18 +1126,28 @@ class Ledger:
         directory: str | Path,
         *,
         reservoir: bool = True,
+        earlier: bool = True,
+        references: dict[str, pa.Table] | None = None,
         rows_per_file: int = 250_000,
-    ) -> dict[str, Path]:
-        """Write round ``round``'s candidates (and the reservoir's training split) as
+    ) -> dict[str, Any]:
+        """Write round ``round``'s candidates and the sets the gate compares them with as
         Parquet shards for an out-of-core gate (``tailguard.gate.distributed``).
 
         ``candidates/`` holds each synthetic candidate once (the gate's order: by id,
-        the lowest generation), ``reservoir/`` the reservoir by id; each row has its
-        ``pos`` in that order. DuckDB streams the shards: nothing passes through
-        Python. Returns the two directories.
+        the lowest generation); ``reservoir/`` the reservoir's training split by id;
+        ``earlier/`` (``earlier``) the accepted synthetic records of rounds before
+        ``round``, as ``Gate.run_round`` selects them and in its order, each tagged
+        ``set = 'generation <g> synthetic'``; ``references/<i>-<name>/`` each named
+        reference set of ``references`` (tables of ``id`` and ``content``) in its
+        order, tagged ``set = name``. Every row has its ``pos`` in that order. DuckDB
+        streams the shards: nothing passes through Python. Returns the directories
+        (``"references"``: a mapping of set name to directory).
         """
+        import shutil
+        from urllib.parse import quote
+
         directory = Path(directory)
-        out = {"candidates": directory / "candidates"}
+        out: dict[str, Any] = {"candidates": directory / "candidates"}
         candidates = """
             SELECT * FROM (SELECT DISTINCT ON (id) * FROM records
                            WHERE round = ? AND status = 'candidate' AND origin = 'synthetic'
@@ -1147,18 +1157,45 @@ class Ledger:
         if reservoir:
             out["reservoir"] = directory / "reservoir"
             queries.append((out["reservoir"], *self._reservoir_sql("train", None)))
-        for path, sql, params in queries:
-            if path.exists():
-                import shutil
-
-                shutil.rmtree(path)
-            path.mkdir(parents=True)
-            self.con.execute(
-                f"COPY (SELECT (row_number() OVER () - 1)::BIGINT AS pos, * FROM ({sql})) "
-                f"TO '{path}' (FORMAT parquet, ROW_GROUP_SIZE {int(rows_per_file)}, "
-                "ROW_GROUPS_PER_FILE 1, OVERWRITE_OR_IGNORE)",
-                params,
-            )
+        if earlier:
+            out["earlier"] = directory / "earlier"
+            earlier_sql = """
+                SELECT id, content, 'generation ' || generation::VARCHAR || ' synthetic' AS "set",
+                       generation, round
+                FROM records WHERE origin = 'synthetic' AND status = 'accepted' AND round < ?
+                ORDER BY round, origin, id, generation"""
+            queries.append((out["earlier"], earlier_sql, [round]))
+        for name, table in (references or {}).items():
+            for col in ("id", "content"):
+                if col not in table.column_names:
+                    raise InputError(f"reference set {name!r} has no {col!r} column", field=col)
+        named = {}
+        for i, name in enumerate(references or {}):
+            named[name] = directory / "references" / f"{i}-{quote(name, safe='')}"
+            sql = f'SELECT id::VARCHAR AS id, content::VARCHAR AS content, ? AS "set" FROM ref_{i}'
+            queries.append((named[name], sql + " ORDER BY given", [name]))
+        if references is not None:
+            out["references"] = named
+            shutil.rmtree(directory / "references", ignore_errors=True)
+        try:
+            for i, table in enumerate((references or {}).values()):
+                given = pa.array(np.arange(table.num_rows, dtype=np.int64))
+                self.con.register(
+                    f"ref_{i}", table.select(["id", "content"]).append_column("given", given)
+                )
+            for path, sql, params in queries:
+                if path.exists():
+                    shutil.rmtree(path)
+                path.mkdir(parents=True)
+                self.con.execute(
+                    f"COPY (SELECT (row_number() OVER () - 1)::BIGINT AS pos, * FROM ({sql})) "
+                    f"TO '{path}' (FORMAT parquet, ROW_GROUP_SIZE {int(rows_per_file)}, "
+                    "ROW_GROUPS_PER_FILE 1, OVERWRITE_OR_IGNORE)",
+                    params,
+                )
+        finally:
+            for i in range(len(named)):
+                self.con.unregister(f"ref_{i}")
         return out
 
     def training_pool(

@@ -45,14 +45,6 @@ def _named_sets(reference: Reference, references: Mapping[str, Reference] | None
     )
 
 
-def _sets_of(in_reference: np.ndarray) -> np.ndarray:
-    """Each record's matched set name (None: matched a candidate, or nothing); a bool
-    mask (the distributed gate's) means the reservoir."""
-    if in_reference.dtype == bool:
-        return np.where(in_reference, RESERVOIR_SET, None).astype(object)
-    return in_reference
-
-
 class _Sets:
     """What both duplicate verifiers share: named reference sets, and the accepted
     synthetic records of earlier generations added round by round."""
@@ -70,6 +62,11 @@ class _Sets:
         self.references = {n: _describe(t) for n, t in sets.items()}
         self._ref_ids = _ids(self._ref)
         self._memory = _MemoryFingerprints()
+
+    def named_sets(self) -> dict[str, pa.Table]:
+        """Each named reference set (``id``, ``content``), in the order they are compared."""
+        ref = self._ref.select(["id", "content"])
+        return {n: ref.filter(pc.equal(self._ref["set"], n)) for n in self.references}
 
     def with_earlier(self, earlier: pa.Table) -> Any:
         """A copy that also compares with ``earlier`` (``id``, ``content``, ``generation``:
@@ -433,9 +430,7 @@ def _what(sets: np.ndarray) -> np.ndarray:
 
 def exact_verdicts(matched: np.ndarray, sets: np.ndarray) -> pa.Table:
     """Exact-duplicate verdicts from each record's match (``None``: unique) and the
-    reference set it belongs to (``None``: an earlier candidate; a bool mask: the
-    reservoir)."""
-    sets = _sets_of(sets)
+    reference set it belongs to (``None``: an earlier candidate)."""
     passed = matched == None  # noqa: E711 - numpy mask
     details = np.full(len(matched), None, dtype=object)
     what = np.char.add("copy of ", _what(sets).astype(str))
@@ -457,7 +452,6 @@ def near_verdicts(
     """Near-duplicate verdicts from each record's best match (``None``: none), the
     reference set it belongs to (as for :func:`exact_verdicts`), its estimated Jaccard,
     and which records had no words."""
-    sets = _sets_of(sets)
     passed = matched == None  # noqa: E711 - numpy mask
     details = np.full(len(matched), None, dtype=object)
     hit = ~passed

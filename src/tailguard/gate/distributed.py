@@ -1,8 +1,16 @@
 """The gate on Ray Data over Parquet shards: out of core, same verdicts as in-process.
 
-Candidates and the reservoir are Parquet shards with a ``pos`` column (their
-in-process order; ``Ledger.export_round`` writes them). Nothing is collected on
-the driver: every stage reads shards, runs on the cluster and writes shards.
+Candidates and the sets they are compared with (the reservoir, named reference
+sets, earlier generations' accepted records) are Parquet shards with a ``pos``
+column (their in-process order; ``Ledger.export_round`` writes them). Nothing is
+collected on the driver: every stage reads shards, runs on the cluster and writes
+shards.
+
+A duplicate verifier's reference side is the union of its sets, each row placed
+where the in-process verifier's concatenated reference has it (the reservoir, the
+named sets in the verifier's order, then earlier generations) and tagged with its
+set: "the first reference copy" and "the first ``max_bucket`` references of a
+bucket" then mean the same record on both paths, and a verdict names the same set.
 
 - Row-independent verifiers: ``map_batches`` over the candidate shards.
 - Exact duplicates: one 64-bit key per text; rows are grouped by a partition of
@@ -24,6 +32,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,11 +45,13 @@ from tailguard.errors import ConfigError
 from tailguard.gate import minhash
 from tailguard.gate.base import RESULT_VERDICT_SCHEMA, Verifier
 from tailguard.gate.dedup import (
+    RESERVOIR_SET,
     ExactDuplicate,
     NearDuplicate,
     exact_keys,
     exact_verdicts,
     near_verdicts,
+    reference_table,
 )
 from tailguard.gate.gate import Gate, _SafeVerify, label_verdicts
 
@@ -68,6 +80,17 @@ def _part(values: np.ndarray, parts: int) -> np.ndarray:
 
 def _pos(batch: pa.Table) -> np.ndarray:
     return batch.column("pos").to_numpy().astype(np.int64)
+
+
+def _objects(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=object)
+
+
+def _set_column(batch: pa.Table) -> pa.Array | pa.ChunkedArray:
+    """A batch's ``set`` tags (null on the candidate side)."""
+    if "set" in batch.column_names:
+        return batch.column("set")
+    return pa.nulls(batch.num_rows, pa.string())
 
 
 def _sig_column(sig: np.ndarray) -> pa.Array:
@@ -120,12 +143,13 @@ class _ExactRows(_Task):
                 "side": np.full(n, self.side, np.int8),
                 "pos": _pos(batch),
                 "id": batch.column("id"),
+                "set": _set_column(batch) if self.side == _REF else pa.nulls(n, pa.string()),
             }
         )
 
 
 class _ExactGroup(_Task):
-    """In one partition: each candidate's first reservoir copy, else first earlier copy."""
+    """In one partition: each candidate's first reference copy, else first earlier copy."""
 
     def __init__(self, verifier: ExactDuplicate, params: str, has_ref: bool) -> None:
         self.verifier, self.params, self.has_ref = verifier, params, has_ref
@@ -134,21 +158,23 @@ class _ExactGroup(_Task):
         key = t.column("key").to_numpy()
         side = t.column("side").to_numpy()
         pos = t.column("pos").to_numpy()
-        ids = np.asarray(t.column("id").to_numpy(zero_copy_only=False), dtype=object)
-        order = np.lexsort((pos, side, key))  # per key: reservoir rows first, each by pos
-        key, side, pos, ids = key[order], side[order], pos[order], ids[order]
+        ids, sets = _objects(t.column("id")), _objects(t.column("set"))
+        order = np.lexsort((pos, side, key))  # per key: reference rows first, each by pos
+        key, side, pos, ids, sets = key[order], side[order], pos[order], ids[order], sets[order]
         gid, gstart = minhash._groups(key)
         n_ref = np.add.reduceat((side == _REF).astype(np.int64), gstart)
         cand = np.flatnonzero(side == _CAND)
         g = gid[cand]
         matched = np.full(len(cand), None, dtype=object)
-        in_reservoir = (n_ref[g] > 0) if self.has_ref else np.zeros(len(cand), bool)
-        matched[in_reservoir] = ids[gstart[g[in_reservoir]]]  # the first reservoir copy
+        matched_set = np.full(len(cand), None, dtype=object)
+        in_ref = (n_ref[g] > 0) if self.has_ref else np.zeros(len(cand), bool)
+        matched[in_ref] = ids[gstart[g[in_ref]]]  # the first reference copy
+        matched_set[in_ref] = sets[gstart[g[in_ref]]]
         if self.verifier.within_pool:
             first = gstart[g] + n_ref[g]  # the group's first candidate
             dup = (first != cand) & (matched == None)  # noqa: E711 - numpy mask
             matched[dup] = ids[first[dup]]
-        out = exact_verdicts(matched, in_reservoir)
+        out = exact_verdicts(matched, matched_set)
         return _finish(out, pos[cand], ids[cand], self.verifier, self.params)
 
 
@@ -160,7 +186,12 @@ class _Signatures(_Task):
     def __call__(self, batch: pa.Table) -> pa.Table:
         sig = self.verifier.signatures(batch.column("content"))
         return pa.table(
-            {"pos": batch.column("pos"), "id": batch.column("id"), "sig": _sig_column(sig)}
+            {
+                "pos": batch.column("pos"),
+                "id": batch.column("id"),
+                "set": _set_column(batch),
+                "sig": _sig_column(sig),
+            }
         )
 
 
@@ -196,6 +227,7 @@ _LINK_SCHEMA = pa.schema(
         ("pos", pa.int64()),  # the signature's record (for a pair: the matched record)
         ("qpos", pa.int64()),  # the candidate a pair belongs to
         ("id", pa.string()),
+        ("set", pa.string()),  # the reference set of a reference-side record
         ("sig", pa.binary()),
     ]
 )
@@ -262,13 +294,14 @@ class _SigLinks(_Task):
             side=np.full(n, self.side, np.int8),
             pos=pos,
             id=batch.column("id"),
+            set=batch.column("set"),
             sig=batch.column("sig").cast(pa.binary()),
         )
 
 
 class _Attach(_Task):
-    """In one partition: each pair gets the matched record's id and signature, and
-    moves to its candidate's partition."""
+    """In one partition: each pair gets the matched record's id, set and signature,
+    and moves to its candidate's partition."""
 
     def __init__(self, parts: int) -> None:
         self.parts = parts
@@ -288,6 +321,7 @@ class _Attach(_Task):
             pos=t.column("pos").take(pa.array(pairs)),
             qpos=q,
             id=t.column("id").take(pa.array(where)),
+            set=t.column("set").take(pa.array(where)),
             sig=t.column("sig").take(pa.array(where)),
         )
 
@@ -307,17 +341,17 @@ class _NearVerdicts(_Task):
         n = len(pos)
         k = self.v.num_perm
         sig = _sig_array(own.column("sig"), k)
-        ids = np.asarray(own.column("id").to_numpy(zero_copy_only=False), dtype=object)
+        ids = _objects(own.column("id"))
         q = np.searchsorted(pos, pairs.column("qpos").to_numpy())
         psig = _sig_array(pairs.column("sig"), k)
         s = (sig[q] == psig).mean(axis=1) if len(q) else np.zeros(0)
         side = pairs.column("side").to_numpy()
         rpos = pairs.column("pos").to_numpy()
-        rid = np.asarray(pairs.column("id").to_numpy(zero_copy_only=False), dtype=object)
+        rid, rset = _objects(pairs.column("id")), _objects(pairs.column("set"))
         matched = np.full(n, None, dtype=object)
-        in_reservoir = np.zeros(n, bool)
+        sets = np.full(n, None, dtype=object)
         score = np.full(n, np.nan)
-        for which in (_REF, _CAND):  # reservoir matches first, as in-process
+        for which in (_REF, _CAND):  # reference matches first, as in-process
             sel = np.flatnonzero((side == which) & (s >= self.v.threshold))
             if not len(sel):
                 continue
@@ -325,24 +359,91 @@ class _NearVerdicts(_Task):
             first = np.ones(len(sel), bool)
             first[1:] = q[sel][1:] != q[sel][:-1]
             best = sel[first]
-            best = best[matched[q[best]] == None]  # noqa: E711 - a reservoir match wins
+            best = best[matched[q[best]] == None]  # noqa: E711 - a reference match wins
             matched[q[best]] = rid[best]
             score[q[best]] = s[best]
-            in_reservoir[q[best]] = which == _REF
+            sets[q[best]] = rset[best]
         empty = sig[:, 0] == minhash.EMPTY if n else np.zeros(0, bool)
-        out = near_verdicts(matched, in_reservoir, score, empty)
+        out = near_verdicts(matched, sets, score, empty)
         return _finish(out, pos, ids, self.v, self.params)
 
 
 # ---------------------------------------------------------------- the stages
-def _params_with(verifier: Verifier, reservoir_rows: int, reservoir: str | None) -> str:
-    """The verifier's parameters, with the reservoir it was compared with."""
+@dataclass(frozen=True)
+class _Source:
+    """One reference set's shards: ``name`` tags its rows (``None``: each row's own
+    ``set``, as the earlier generations' shards carry their generation)."""
+
+    name: str | None
+    path: str
+    rows: int
+    ds: Any
+
+    def described(self) -> dict[str, Any]:
+        return {"records": self.rows, "parquet": self.path}
+
+
+class _Placed(_Task):
+    """One set's rows at their place in a verifier's reference (``pos`` moved past the
+    sets before it), tagged with the set's name."""
+
+    def __init__(self, offset: int, name: str | None) -> None:
+        self.offset, self.name = offset, name
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        n = batch.num_rows
+        tag = batch.column("set") if self.name is None else pa.repeat(pa.scalar(self.name), n)
+        return pa.table(
+            {
+                "pos": pa.array(_pos(batch) + self.offset, pa.int64()),
+                "id": batch.column("id").cast(pa.string()),
+                "content": batch.column("content").cast(pa.string()),
+                "set": tag.cast(pa.string()),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """A duplicate verifier's reference side: the union of its sets, and its verdicts'
+    parameters, which list exactly those sets."""
+
+    ds: Any  # None: nothing to compare with
+    rows: int
+    params: str
+
+
+def _reference(
+    v: ExactDuplicate | NearDuplicate,
+    reservoir: _Source | None,
+    named: Mapping[str, _Source],
+    earlier: _Source | None,
+    batch_size: int,
+) -> _Reference:
+    """The sets ``v`` compares with, in its in-process order: the reservoir, its named
+    sets, then earlier generations (when there are any, as ``with_earlier`` adds them)."""
     import json
 
-    params = verifier.params()
-    if "reference" in params:
-        params["reference"] = {"records": reservoir_rows, "parquet": reservoir}
-    return json.dumps(params, sort_keys=True, default=str)
+    sources = [reservoir] if reservoir is not None else []
+    sources += [named[n] for n in v.references]
+    if earlier is not None and earlier.rows:
+        sources.append(earlier)
+    parts, offset = [], 0
+    for src in sources:
+        if src.rows:
+            cols = ["pos", "id", "content"] + (["set"] if src.name is None else [])
+            placed = src.ds.select_columns(cols).map_batches(
+                _Placed(offset, src.name), batch_format="pyarrow", batch_size=batch_size
+            )
+            parts.append(placed)
+        offset += src.rows
+    params = v.params()
+    params["reference"] = reservoir.described() if reservoir else {"records": 0, "parquet": None}
+    params["references"] = {n: named[n].described() for n in v.references}
+    if earlier is not None and earlier.rows:
+        params["references"]["earlier_generations"] = earlier.described()
+    ds = (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]) if parts else None
+    return _Reference(ds, offset, json.dumps(params, sort_keys=True, default=str))
 
 
 def gate_parquet(
@@ -352,36 +453,51 @@ def gate_parquet(
     *,
     engine: RayEngine,
     reservoir: str | Path | None = None,
+    references: Mapping[str, str | Path] | None = None,
+    earlier: str | Path | None = None,
     work_dir: str | Path | None = None,
 ) -> Path:
     """Gate candidate shards on Ray; write verdict shards (:data:`PARQUET_VERDICT_SCHEMA`).
 
-    ``candidates`` and ``reservoir``: directories (or files) of Parquet with ``pos``,
-    ``id`` and ``content`` (each id once). Duplicate verifiers compare with
-    ``reservoir`` (their in-memory reference is not used: build them with
-    ``reference=None`` so the driver holds no reservoir). ``work_dir`` keeps the
-    intermediate signature shards (a temporary directory by default).
+    ``candidates``, ``reservoir``, each named set of ``references`` (set name:
+    shards) and ``earlier`` (accepted records of earlier generations, with each row's
+    ``set``): directories (or files) of Parquet with ``pos`` (0 to n - 1 in each set's
+    order), ``id`` and ``content``, as ``Ledger.export_round`` writes them. Duplicate
+    verifiers compare with the reservoir, the named sets they were built with (their
+    contents come from the shards: build them with ``reference=None`` so the driver
+    holds no reservoir) and the earlier generations, in the in-process order.
+    ``work_dir`` keeps the intermediate signature shards (a temporary directory by
+    default).
     """
-    _refuse_named_sets(gate)
+    _check_sets(gate, references or {})
     ray = engine.ray()
     out = Path(out)
     if out.exists():
         shutil.rmtree(out)
     tmp = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="tailguard-gate-"))
     tmp.mkdir(parents=True, exist_ok=True)
+
+    def source(name: str | None, path: str | Path | None) -> _Source | None:
+        if path is None:
+            return None
+        ds = ray.data.read_parquet(str(path))
+        return _Source(name, str(path), ds.count(), ds)
+
     cand = ray.data.read_parquet(str(candidates))
     n_cand = cand.count()
-    ref = ray.data.read_parquet(str(reservoir)) if reservoir is not None else None
-    n_ref = ref.count() if ref is not None else 0
-    res_name = str(reservoir) if reservoir is not None else None
+    res = source(RESERVOIR_SET, reservoir)
+    named = {n: source(n, p) for n, p in (references or {}).items()}
+    older = source(None, earlier)
     bs = gate.batch_size
     try:
         for i, v in enumerate(gate.verifiers):
-            params = _params_with(v, n_ref, res_name)
-            if isinstance(v, ExactDuplicate):
-                ds = _exact(ray, v, params, cand, ref, n_cand + n_ref, bs)
-            elif isinstance(v, NearDuplicate):
-                ds = _near(ray, v, params, cand, ref, n_cand + n_ref, bs, tmp / f"sig{i}")
+            if isinstance(v, ExactDuplicate | NearDuplicate):
+                ref = _reference(v, res, named, older, bs)
+                rows = n_cand + ref.rows
+                if isinstance(v, ExactDuplicate):
+                    ds = _exact(v, ref, cand, rows, bs)
+                else:
+                    ds = _near(ray, v, ref, cand, rows, bs, tmp / f"sig{i}")
             elif v.row_independent:
                 cols = ["pos", "id", "content", *v.columns]
                 src = ray.data.read_parquet(str(candidates)).select_columns(cols)
@@ -401,32 +517,33 @@ def _partitions(rows: int, engine_cpus: int = 2) -> int:
     return max(engine_cpus, -(-rows // ROWS_PER_PARTITION))
 
 
-def _exact(ray, v, params, cand, ref, rows, bs):  # noqa: ANN001, ANN202
+def _exact(v: ExactDuplicate, ref: _Reference, cand: Any, rows: int, bs: int) -> Any:
     parts = _partitions(rows)
     keyed = cand.map_batches(_ExactRows(_CAND, parts), batch_format="pyarrow", batch_size=bs)
-    has_ref = ref is not None and ref.count() > 0
-    if has_ref:
+    if ref.ds is not None:
         keyed = keyed.union(
-            ref.map_batches(_ExactRows(_REF, parts), batch_format="pyarrow", batch_size=bs)
+            ref.ds.map_batches(_ExactRows(_REF, parts), batch_format="pyarrow", batch_size=bs)
         )
     return keyed.groupby("part", num_partitions=parts).map_groups(
-        _ExactGroup(v, params, has_ref), batch_format="pyarrow"
+        _ExactGroup(v, ref.params, ref.ds is not None), batch_format="pyarrow"
     )
 
 
-def _near(ray, v, params, cand, ref, rows, bs, tmp: Path):  # noqa: ANN001, ANN202
-    has_ref = ref is not None and ref.count() > 0
+def _near(  # noqa: PLR0913
+    ray: Any, v: NearDuplicate, ref: _Reference, cand: Any, rows: int, bs: int, tmp: Path
+) -> Any:
+    has_ref = ref.ds is not None
     sig_fn = _Signatures(v)
     cand.select_columns(["pos", "id", "content"]).map_batches(
         sig_fn, batch_format="pyarrow", batch_size=bs
     ).write_parquet(str(tmp / "candidates"))
     if has_ref:
-        ref.select_columns(["pos", "id", "content"]).map_batches(
-            sig_fn, batch_format="pyarrow", batch_size=bs
-        ).write_parquet(str(tmp / "reservoir"))
+        ref.ds.map_batches(sig_fn, batch_format="pyarrow", batch_size=bs).write_parquet(
+            str(tmp / "reference")
+        )
     sigs = {_CAND: ray.data.read_parquet(str(tmp / "candidates"))}
     if has_ref:
-        sigs[_REF] = ray.data.read_parquet(str(tmp / "reservoir"))
+        sigs[_REF] = ray.data.read_parquet(str(tmp / "reference"))
     band_parts = _partitions(rows * v.bands)
     parts = _partitions(rows * 2)
 
@@ -445,20 +562,45 @@ def _near(ray, v, params, cand, ref, rows, bs, tmp: Path):  # noqa: ANN001, ANN2
     )
     per_candidate = attached.union(rows_of(_CAND, _SigLinks(_CAND, parts, by_candidate=True)))
     return per_candidate.groupby("part", num_partitions=parts).map_groups(
-        _NearVerdicts(v, params), batch_format="pyarrow"
+        _NearVerdicts(v, ref.params), batch_format="pyarrow"
     )
 
 
-def _refuse_named_sets(gate: Gate) -> None:
-    """Named reference sets are compared in process only: on shards they would be listed
-    in a verdict's parameters without having been checked."""
+def _check_sets(gate: Gate, references: Mapping[str, Any]) -> None:
+    """Every named set a duplicate verifier compares with must be given as shards, and
+    every set given must be compared with: a verdict lists exactly what it checked.
+    Checked before Ray starts."""
+    named: set[str] = set()
     for v in gate.verifiers:
-        sets = getattr(v, "references", None)
-        if isinstance(v, ExactDuplicate | NearDuplicate) and sets:
-            raise ConfigError(
-                f"verifier {v.name!r} has reference sets ({', '.join(sets)}), which the Ray "
-                "gate does not check yet: run it in process, or build it without references="
-            )
+        if isinstance(v, ExactDuplicate | NearDuplicate):
+            missing = [n for n in v.references if n not in references]
+            if missing:
+                raise ConfigError(
+                    f"verifier {v.name!r} compares with reference set(s) "
+                    f"{', '.join(map(repr, missing))}, not given as shards (references=)"
+                )
+            named.update(v.references)
+    unused = [n for n in references if n not in named]
+    if unused:
+        raise ConfigError(
+            f"reference set(s) {', '.join(map(repr, unused))} given as shards, but no "
+            "duplicate verifier was built with them (references=)"
+        )
+
+
+def _gate_sets(gate: Gate) -> dict[str, pa.Table]:
+    """The named reference sets (``id``, ``content``) the gate's duplicate verifiers
+    hold, one table per name; two verifiers may share a set, not a name."""
+    sets: dict[str, pa.Table] = {}
+    for v in gate.verifiers:
+        if isinstance(v, ExactDuplicate | NearDuplicate):
+            for name, table in v.named_sets().items():
+                if name in sets and not sets[name].equals(table):
+                    raise ConfigError(
+                        f"two duplicate verifiers hold different reference sets named {name!r}"
+                    )
+                sets[name] = table
+    return sets
 
 
 def gate_round_on_ray(
@@ -469,18 +611,40 @@ def gate_round_on_ray(
     *,
     engine: RayEngine,
     reservoir: bool = True,
+    references: Mapping[str, Any] | None = None,
 ) -> dict[str, int]:
-    """Export round ``round``'s candidates (and the reservoir) as shards, gate them on
-    Ray, and ingest the verdicts: statuses move to accepted or rejected as in
-    :meth:`Gate.run_round`. Returns the counts the ledger recorded."""
+    """Export round ``round``'s candidates and the sets they are compared with as shards,
+    gate them on Ray, and ingest the verdicts: statuses move to accepted or rejected
+    as in :meth:`Gate.run_round`, with the same verdicts.
+
+    The sets: the reservoir (``reservoir``), the accepted records of earlier
+    generations (if ``gate.earlier_generations``), and the named reference sets,
+    taken from the duplicate verifiers unless ``references``
+    (set name: a table, mapping or texts) gives their contents. Returns the counts
+    the ledger recorded.
+    """
     directory = Path(directory)
-    paths = ledger.export_round(round, directory, reservoir=reservoir)
+    sets = (
+        _gate_sets(gate)
+        if references is None
+        else {n: reference_table(r) for n, r in references.items()}
+    )
+    _check_sets(gate, sets)
+    paths = ledger.export_round(
+        round,
+        directory,
+        reservoir=reservoir,
+        earlier=gate.earlier_generations,
+        references=sets,
+    )
     verdict_dir = gate_parquet(
         gate,
         paths["candidates"],
         directory / "verdicts",
         engine=engine,
         reservoir=paths.get("reservoir"),
+        references=paths["references"],
+        earlier=paths.get("earlier"),
         work_dir=directory / "work",
     )
     return ledger.record_gate_parquet(round, verdict_dir)
