@@ -9,7 +9,8 @@ the user's functions are timed apart and left out. Round 0 (freeze, the gate's
 fingerprints, kept in the ledger as ``reservoir freeze`` does; baseline and noise
 floor) is reported separately from round 1.
 
-Each size runs in its own process, so its peak resident set is its own.
+Each size runs in its own process, so its peak resident set is its own: the data is
+made beforehand and read from Parquet files, as a user's would be.
 
     python bench/round.py                    # 100,000 and 1,000,000
     python bench/round.py --sizes 100000     # one size
@@ -37,6 +38,7 @@ from queue import Empty
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from _rounds import StageClock, default_loop, load_average, peak_rss_mb
 from rich.console import Console
 from rich.table import Table
@@ -65,24 +67,37 @@ def candidates(human: pa.Array, pool: pa.Array, n: int, rng: np.random.Generator
     return pc.replace_with_mask(docs, pa.array(mask), values.take(pa.array(np.argsort(order))))
 
 
-def one_size(n: int, profile: bool, queue: mp.Queue) -> None:
-    """Build a ledger of ``n`` human records, run rounds 0 and 1, report to ``queue``."""
-    from tailguard.ledger import Ledger
-    from tailguard.records import Origin, make_records
-
+def write_data(n: int, folder: Path) -> None:
+    """The human data and the model's candidates as Parquet files, as a user has them:
+    made here, so the measured process holds only what it reads."""
     rng = np.random.default_rng(0)
     pool = glosses()
     human = documents(pool, n, rng)
     cand = candidates(human, pool, n, rng)
     cand_labels = labels(n, rng)
+    pq.write_table(pa.table({"content": cand, "label": cand_labels}), folder / "candidates.parquet")
+    pq.write_table(pa.table({"content": human, "label": labels(n, rng)}), folder / "human.parquet")
+
+
+def one_size(n: int, data: Path, profile: bool, queue: mp.Queue) -> None:
+    """Build a ledger of ``n`` human records, run rounds 0 and 1, report to ``queue``."""
+    from tailguard.ledger import Ledger
+    from tailguard.records import Origin, make_records
+
+    cand = pq.read_table(data / "candidates.parquet")
+    cand_texts, cand_labels = cand["content"], cand["label"]
     prof = cProfile.Profile() if profile else None
     setup: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         led = Ledger.open(Path(tmp) / "ledger.duckdb")
+        human = pq.read_table(data / "human.parquet")
         led.add_records(
-            make_records(human, origin=Origin.HUMAN, source="wordnet", label=labels(n, rng))
+            make_records(
+                human["content"], origin=Origin.HUMAN, source="wordnet", label=human["label"]
+            )
         )
+        del human
         setup["ingest"] = time.perf_counter() - t
         if prof:
             prof.enable()
@@ -96,7 +111,7 @@ def one_size(n: int, profile: bool, queue: mp.Queue) -> None:
             led,
             clock,
             train=lambda manifest, records: None,
-            generate=lambda model, k, r, seed: (cand.slice(0, k), cand_labels.slice(0, k)),
+            generate=lambda model, k, r, seed: (cand_texts.slice(0, k), cand_labels.slice(0, k)),
             sample=None,
             n_generate=n,
         )
@@ -133,16 +148,18 @@ def one_size(n: int, profile: bool, queue: mp.Queue) -> None:
 def run_size(n: int, profile: bool) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=one_size, args=(n, profile, queue))
-    proc.start()
-    while True:
-        try:
-            result = queue.get(timeout=5)
-            break
-        except Empty:
-            if not proc.is_alive():  # e.g. killed for memory: say so instead of waiting
-                return {"n": n, "failed": f"the {n:,} run died (exit code {proc.exitcode})"}
-    proc.join()
+    with tempfile.TemporaryDirectory() as data:
+        write_data(n, Path(data))
+        proc = ctx.Process(target=one_size, args=(n, Path(data), profile, queue))
+        proc.start()
+        while True:
+            try:
+                result = queue.get(timeout=5)
+                break
+            except Empty:
+                if not proc.is_alive():  # e.g. killed for memory: say so instead of waiting
+                    return {"n": n, "failed": f"the {n:,} run died (exit code {proc.exitcode})"}
+        proc.join()
     return result
 
 

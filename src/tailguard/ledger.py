@@ -201,6 +201,10 @@ class Ledger:
 
     #: How long opening a ledger waits for another process's lock before giving up (s).
     LOCK_WAIT: float = 10.0
+    #: DuckDB's memory for this ledger: past it, sorts, joins and aggregates spill to a
+    #: temporary folder beside the file. DuckDB's own default (80% of RAM) let its cache
+    #: of freed pages lift a million-record round's peak from 4.3 to 6.5 GB.
+    MEMORY_LIMIT: str = "2GB"
 
     def __init__(
         self, con: duckdb.DuckDBPyConnection | None, path: str, *, read_only: bool = False
@@ -286,6 +290,8 @@ class Ledger:
                 _migrate(con)
             # Row order is kept by explicit ORDER BY everywhere, so let inserts run in parallel.
             _do(con, "SET preserve_insertion_order = false")
+            _do(con, f"SET memory_limit = '{self.MEMORY_LIMIT}'")
+            _do(con, "SET allocator_flush_threshold = '64MB'")  # hand freed memory back
         except duckdb.Error as exc:
             con.close()
             raise TailguardError(
