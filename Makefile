@@ -37,7 +37,7 @@ $(CORE): pyproject.toml
 	@touch $(CORE)
 
 $(STAMP): $(CORE)
-	$(PY) -m pip install -q -e '.[test,hf,ray]'
+	$(PY) -m pip install -q -e '.[test,hf,ray,mlflow]'
 	@# The PyTorch adapters and the real sentence model ([embed]) are tested with the CPU
 	@# build of torch when this machine carries its wheel (a plain `pip install torch`
 	@# would fetch a multi-GB CUDA build).

@@ -320,3 +320,16 @@ def test_tracking_uris_and_directories(tmp_path):
     path = tmp_path / "tailguard.toml"
     path.write_text("[mlflow]\ntracking_uri = 'http://127.0.0.1:5000'\n")
     assert load_config(path).mlflow.experiment == MlflowTracker.EXPERIMENT == "tailguard"
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/scale.md"])
+def test_the_documented_mlflow_table_is_a_valid_config(doc, tmp_path):
+    import re
+
+    from tailguard.config import load_config
+
+    text = (Path(__file__).parent.parent / doc).read_text()
+    [table] = [t for t in re.findall(r"```toml\n(.*?)```", text, re.S) if "[mlflow]" in t]
+    (tmp_path / "tailguard.toml").write_text(table)
+    section = load_config(tmp_path / "tailguard.toml").mlflow
+    assert section.tracking_uri == "http://127.0.0.1:5000" and section.experiment == "tailguard"
