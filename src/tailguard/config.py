@@ -450,8 +450,8 @@ class ReservoirSection(_Strict):
 
 class MlflowSection(_Strict):
     """Where ``tailguard run`` logs each round: a tracking server's URI
-    (``http://127.0.0.1:5000``), another MLflow URI (``sqlite:///mlflow.db``) or a
-    local directory (MLflow's file store, relative to the config file's folder)."""
+    (``http://127.0.0.1:5000``), another MLflow URI or a local directory (MLflow's
+    file store, relative to the config file's folder)."""
 
     tracking_uri: Annotated[str, Field(min_length=1)]
     experiment: Annotated[str, Field(min_length=1)] = Field(

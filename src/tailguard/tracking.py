@@ -1,11 +1,12 @@
 """Experiment tracking: each round's settings, training set, metrics and evidence in MLflow.
 
-Optional (the ``mlflow`` extra installs full MLflow with its tracking server and UI;
-the client alone, ``mlflow-skinny``, is enough to log). The tracker takes a
+Optional (the ``mlflow`` extra installs MLflow's client, ``mlflow-skinny``, all
+logging needs; the full MLflow, server and UI, runs from an environment of its own,
+as it caps pyarrow below the 26 tailguard's record ids need). The tracker takes a
 tracking URI, so a team logs where it already looks: a tracking server
-(``http://host:5000``, started with ``mlflow server``), a database
-(``sqlite:///mlflow.db``), or a plain local directory (MLflow's file store, no
-server needed: ``mlflow ui --backend-store-uri DIR`` shows it). A resumed loop
+(``http://host:5000``, started with ``mlflow server``) or a plain local directory
+(MLflow's file store, no server needed: ``mlflow ui --backend-store-uri DIR`` shows
+it); other MLflow URIs work where the installed client knows them. A resumed loop
 logs into the same MLflow run, found by its tailguard run name. Per round the
 tracker logs:
 
@@ -61,8 +62,8 @@ def _flat(prefix: str, value: Any) -> dict[str, str]:
 class MlflowTracker:
     """Log each finished round to an MLflow run named after the tailguard run.
 
-    ``where`` is a tracking URI (a server's ``http://host:port``, ``sqlite:///...``)
-    or a local directory (see :func:`tracking_uri`). ``ledger`` (optional) lets the
+    ``where`` is a tracking URI (a server's ``http://host:port``) or a local
+    directory (see :func:`tracking_uri`). ``ledger`` (optional) lets the
     tracker log each round's manifest (policy and fractions as params, the training
     set as a dataset input) and the audit; ``gate`` logs the verifiers' settings once.
     """
