@@ -1,12 +1,13 @@
 """Experiment tracking: each round's settings, training set, metrics and evidence in MLflow.
 
 Optional (the ``mlflow`` extra installs MLflow's client, ``mlflow-skinny``, all
-logging needs; the full MLflow, server and UI, runs from an environment of its own,
-as it caps pyarrow below the 26 tailguard's record ids need). The tracker takes a
+logging needs; the full MLflow, server and UI, runs from an environment of its own:
+it caps pyarrow below 26, which tailguard's record ids need). The tracker takes a
 tracking URI, so a team logs where it already looks: a tracking server
 (``http://host:5000``, started with ``mlflow server``) or a plain local directory
 (MLflow's file store, no server needed: ``mlflow ui --backend-store-uri DIR`` shows
-it); other MLflow URIs work where the installed client knows them. A resumed loop
+it, with ``MLFLOW_ALLOW_FILE_STORE=true``); other MLflow URIs work where the
+installed client knows them. A resumed loop
 logs into the same MLflow run, found by its tailguard run name. Per round the
 tracker logs:
 
