@@ -36,8 +36,18 @@ $(CORE): pyproject.toml
 	$(PY) -m pip install -q -e .
 	@touch $(CORE)
 
-$(STAMP): $(CORE)
-	$(PY) -m pip install -q -e '.[test,hf,ray]'
+# The MLflow tracking server and UI (full mlflow) in their own virtualenv: mlflow 3.17 caps
+# pyarrow below 26, and tailguard's record ids need 26 (NFC, apache/arrow#51225). The
+# tracking tests start this server; tailguard logs to it with the client (mlflow-skinny).
+MLFLOW_VENV := .venv-mlflow
+MLFLOW      := $(MLFLOW_VENV)/bin/mlflow
+
+$(MLFLOW):
+	python3 -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/pip install -q 'mlflow>=2.10'
+
+$(STAMP): $(CORE) $(MLFLOW)
+	$(PY) -m pip install -q -e '.[test,hf,ray,mlflow]'
 	@# The PyTorch adapters and the real sentence model ([embed]) are tested with the CPU
 	@# build of torch when this machine carries its wheel (a plain `pip install torch`
 	@# would fetch a multi-GB CUDA build).
@@ -59,4 +69,4 @@ bench: setup
 	for b in bench/[!_]*.py; do $(PY) $$b --quick || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis runs report.html
+	rm -rf $(VENV) $(MLFLOW_VENV) .pytest_cache .ruff_cache .hypothesis runs report.html

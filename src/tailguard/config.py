@@ -451,6 +451,17 @@ class ReservoirSection(_Strict):
     digest: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")] | None = None
 
 
+class MlflowSection(_Strict):
+    """Where ``tailguard run`` logs each round: a tracking server's URI
+    (``http://127.0.0.1:5000``), another MLflow URI or a local directory (MLflow's
+    file store, relative to the config file's folder)."""
+
+    tracking_uri: Annotated[str, Field(min_length=1)]
+    experiment: Annotated[str, Field(min_length=1)] = Field(
+        default_factory=owner_default("tailguard.tracking:MlflowTracker", "EXPERIMENT")
+    )
+
+
 class ProjectConfig(_Strict):
     """All of ``tailguard.toml``. ``base_dir`` is the folder relative paths resolve against."""
 
@@ -465,6 +476,7 @@ class ProjectConfig(_Strict):
     audit: AuditSection = Field(default_factory=AuditSection)
     reservoir: ReservoirSection | None = None
     screen: ScreenSection = Field(default_factory=ScreenSection)
+    mlflow: MlflowSection | None = None
     _base_dir: Path = PrivateAttr(default=Path("."))
 
     @property

@@ -1,10 +1,15 @@
 """Experiment tracking: each round's settings, training set, metrics and evidence in MLflow.
 
-Optional (the ``mlflow`` extra installs full MLflow with its UI; the client alone,
-``mlflow-skinny``, is enough to log). The store is a local directory (MLflow's
-file store), so nothing needs a server: ``mlflow ui --backend-store-uri DIR``
-shows it. A resumed loop logs into the same MLflow run, found by its tailguard
-run name. Per round the tracker logs:
+Optional (the ``mlflow`` extra installs MLflow's client, ``mlflow-skinny``, all
+logging needs; the full MLflow, server and UI, runs from an environment of its own:
+it caps pyarrow below 26, which tailguard's record ids need). The tracker takes a
+tracking URI, so a team logs where it already looks: a tracking server
+(``http://host:5000``, started with ``mlflow server``) or a plain local directory
+(MLflow's file store, no server needed: ``mlflow ui --backend-store-uri DIR`` shows
+it, with ``MLFLOW_ALLOW_FILE_STORE=true``); other MLflow URIs work where the
+installed client knows them. A resumed loop
+logs into the same MLflow run, found by its tailguard run name. Per round the
+tracker logs:
 
 - metrics at ``step = round`` and the human share;
 - params ``round_<r>.policy``, ``round_<r>.<policy parameter>`` (the fractions)
@@ -31,6 +36,19 @@ from tailguard.errors import ConfigError
 _PARAM_MAX = 6000
 
 
+def tracking_uri(where: str | Path, base: str | Path = ".") -> str:
+    """MLflow's tracking URI for ``where``: a URI as given, a local directory as a file URI.
+
+    A string with a scheme (``http://``, ``https://``, ``sqlite:///``, ``file://``,
+    ``postgresql://``, ...) or ``databricks`` is a tracking URI; anything else, and
+    every :class:`~pathlib.Path`, is a directory for MLflow's file store, relative to
+    ``base`` (a config file's folder) unless absolute.
+    """
+    if isinstance(where, str) and ("://" in where or where.split(":")[0] == "databricks"):
+        return where
+    return (Path(base) / where).resolve().as_uri()
+
+
 def _flat(prefix: str, value: Any) -> dict[str, str]:
     """Nested settings as flat ``a.b.c`` params (MLflow params are strings)."""
     if isinstance(value, dict):
@@ -45,16 +63,20 @@ def _flat(prefix: str, value: Any) -> dict[str, str]:
 class MlflowTracker:
     """Log each finished round to an MLflow run named after the tailguard run.
 
-    ``ledger`` (optional) lets the tracker log each round's manifest (policy and
-    fractions as params, the training set as a dataset input) and the audit;
-    ``gate`` logs the verifiers' settings once.
+    ``where`` is a tracking URI (a server's ``http://host:port``) or a local
+    directory (see :func:`tracking_uri`). ``ledger`` (optional) lets the
+    tracker log each round's manifest (policy and fractions as params, the training
+    set as a dataset input) and the audit; ``gate`` logs the verifiers' settings once.
     """
+
+    #: The MLflow experiment runs go to unless ``experiment`` names another.
+    EXPERIMENT = "tailguard"
 
     def __init__(
         self,
-        directory: str | Path,
+        where: str | Path,
         *,
-        experiment: str = "tailguard",
+        experiment: str = EXPERIMENT,
         run: str = "main",
         ledger: Any = None,
         gate: Any = None,
@@ -66,10 +88,13 @@ class MlflowTracker:
                 "MLflow tracking needs the mlflow extra: pip install 'tailguard[mlflow]'"
             ) from None
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        self.uri = Path(directory).resolve().as_uri()
-        self.client = mlflow.tracking.MlflowClient(tracking_uri=self.uri)
+        self.uri = tracking_uri(where)
         self.ledger, self.run_name = ledger, run
-        found = self.client.get_experiment_by_name(experiment)
+        try:  # the first request: a server that is down or a wrong URI is named here
+            self.client = mlflow.tracking.MlflowClient(tracking_uri=self.uri)
+            found = self.client.get_experiment_by_name(experiment)
+        except mlflow.exceptions.MlflowException as exc:
+            raise ConfigError(f"MLflow tracking at {self.uri} failed: {exc.message}") from None
         self.experiment_id = (
             found.experiment_id if found else self.client.create_experiment(experiment)
         )

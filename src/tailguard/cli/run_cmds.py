@@ -6,6 +6,7 @@ import contextlib
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -21,8 +22,11 @@ def run_loop(
     rounds: int | None = typer.Option(None, min=0, help="Rounds to run (default: [loop] rounds)."),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed or finished run."),
     ledger: Path | None = typer.Option(None, "--ledger", help="Ledger file (default: config)."),
-    mlflow: Path | None = typer.Option(
-        None, "--mlflow", help="Log each round's metrics and digest to this MLflow directory."
+    mlflow: str | None = typer.Option(
+        None,
+        "--mlflow",
+        help="Log every round to MLflow: a tracking server (http://host:5000), another "
+        "tracking URI or a directory (default: [mlflow] tracking_uri).",
     ),
     embedder: str | None = typer.Option(
         None, "--embedder", help="hashing, minilm or module:function (default: [monitor])."
@@ -38,32 +42,30 @@ def run_loop(
     n_rounds = rounds if rounds is not None else cfg.loop.rounds
     path = ledger or cfg.ledger_path
     with interrupted_as_exit(), Ledger.open(path) as led:
-        prepare_ledger(cfg, led)
-        check_expected_digest(led, cfg)
-        loop = build_loop(cfg, led, embedder=embedder)
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=console, transient=True) as bar:
-            total = (loop.final_round(n_rounds) + 1) * len(STAGES)  # after a rollback: more
-            task = bar.add_task("round 0", total=total)
-            last = led.last_stage(cfg.loop.run)
-            if resume and last is not None:
-                done = last[0] * len(STAGES) + STAGES.index(last[1]) + 1
-                bar.update(task, completed=min(done, total))
+        tracker = open_tracker(mlflow, cfg, led)  # MLflow is reached before the ledger changes
+        with tracker or contextlib.nullcontext():  # the MLflow run ends with its status
+            prepare_ledger(cfg, led)
+            check_expected_digest(led, cfg)
+            loop = build_loop(cfg, led, embedder=embedder)
+            if tracker is not None and loop.gate is not None:
+                tracker.log_gate(loop.gate)
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
+            with Progress(*columns, console=console, transient=True) as bar:
+                total = (loop.final_round(n_rounds) + 1) * len(STAGES)  # after a rollback: more
+                task = bar.add_task("round 0", total=total)
+                last = led.last_stage(cfg.loop.run)
+                if resume and last is not None:
+                    done = last[0] * len(STAGES) + STAGES.index(last[1]) + 1
+                    bar.update(task, completed=min(done, total))
 
-            def step(rnd: int, stage: str) -> None:
-                bar.update(task, advance=1, description=f"round {rnd}: {stage}")
+                def step(rnd: int, stage: str) -> None:
+                    bar.update(task, advance=1, description=f"round {rnd}: {stage}")
 
-            tracker = None
-            if mlflow is not None:
-                from tailguard.tracking import MlflowTracker
-
-                tracker = MlflowTracker(mlflow, run=cfg.loop.run, ledger=led, gate=loop.gate)
-            with tracker or contextlib.nullcontext():  # the MLflow run ends with its status
                 results = loop.run(n_rounds, resume=resume, on_stage=step, on_round=tracker)
         table = Table(
             "round",
@@ -86,6 +88,25 @@ def run_loop(
             )
         console.print(table if results else "nothing to do: the run is complete")
         console.print(f"ledger: {path}  (see `tailguard monitor`, `tailguard audit`)")
+
+
+def open_tracker(option: str | None, cfg: Any, led: Any) -> Any:
+    """The MLflow tracker ``--mlflow`` or ``[mlflow]`` names (the option first), or ``None``.
+
+    A directory given on the command line is relative to the working directory; one
+    in tailguard.toml is relative to the config file's folder.
+    """
+    if option is None and cfg.mlflow is None:
+        return None
+    from tailguard.tracking import MlflowTracker, tracking_uri
+
+    where = (
+        tracking_uri(option)
+        if option is not None
+        else tracking_uri(cfg.mlflow.tracking_uri, base=cfg.base_dir)
+    )
+    experiment = cfg.mlflow.experiment if cfg.mlflow is not None else MlflowTracker.EXPERIMENT
+    return MlflowTracker(where, experiment=experiment, run=cfg.loop.run, ledger=led)
 
 
 #: The exit code of a command ended by Ctrl-C (128 + SIGINT), as shells report it.
