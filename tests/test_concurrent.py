@@ -16,6 +16,9 @@ from tailguard.ledger import Ledger
 
 CLI = [sys.executable, "-m", "tailguard.cli"]
 CONFIG = FULL.replace("rounds = 3", "rounds = 2")
+#: Long enough that a Ctrl-C sent once the reader sees round 1 lands mid-run: the run
+#: holds its file between quick stages, so a reader gets in only now and then.
+LONG = FULL.replace("rounds = 3", "rounds = 8")
 READERS = (
     ["monitor"],
     ["audit"],
@@ -74,7 +77,7 @@ def test_readers_work_while_a_run_writes(tmp_path):
 
 def test_ctrl_c_ends_a_run_with_130_and_resume_finishes(tmp_path):
     cfg = tmp_path / "tailguard.toml"
-    cfg.write_text(CONFIG)
+    cfg.write_text(LONG)
     ledger = tmp_path / "ledger.duckdb"
     proc = start(cfg, ledger)
     while proc.poll() is None and stages(ledger) < 8:

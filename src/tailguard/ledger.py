@@ -8,6 +8,7 @@ transaction: a write lands whole or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import getpass
 import hashlib
@@ -266,6 +267,7 @@ class Ledger:
     def _connect(self, wait: float, *, create: bool = False) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + wait
         delay = 0.02
+        waiting = False
         while True:
             started = time.monotonic()  # (the attempt that opens it: waiting is not its cost)
             try:
@@ -274,15 +276,20 @@ class Ledger:
             except duckdb.Error as exc:
                 busy = "lock" in str(exc).lower()
                 if busy and time.monotonic() < deadline:
+                    waiting = self._announce_waiting() or waiting
                     time.sleep(delay)
-                    delay = min(delay * 2, 0.5)
+                    delay = min(delay * 2, 0.1)
                     continue
+                if waiting:
+                    self._done_waiting()
                 if busy:
                     raise TailguardError(
                         f"ledger {self.path} is busy: another process holds it (a running "
                         f"`tailguard run`?) and did not let go within {wait:g}s; try again"
                     ) from None
                 raise TailguardError(f"cannot open ledger {self.path}: {exc}") from None
+        if waiting:
+            self._done_waiting()
         try:
             if create:
                 _do(con, _DDL)
@@ -320,14 +327,52 @@ class Ledger:
         then instead of after every stage. A ``:memory:`` ledger is kept: it lives in
         this connection only.
         """
-        if self._depth or (held > 0 and time.monotonic() - self._held_since < held):
-            return  # (never in the middle of an atomic block: its writes are not in yet)
+        if self._depth:
+            return  # never in the middle of an atomic block: its writes are not in yet
+        someone_waits = self._reader_waiting()
+        if not someone_waits and held > 0 and time.monotonic() - self._held_since < held:
+            return
         if self._con is not None and self.path != ":memory:":
             started = time.monotonic()
             self._con.close()
             self._closing_seconds = time.monotonic() - started
             self._con = None
             self._released_as = self._file_state()
+            if someone_waits:  # hand the file over: reopening at once would win the lock again
+                deadline = time.monotonic() + self.HANDOVER
+                while self._reader_waiting() and time.monotonic() < deadline:
+                    time.sleep(0.005)
+
+    #: How long :meth:`release` waits for a process that announced it is waiting to open
+    #: the file (s). Without the hand-over a quick loop reopens the file before a waiting
+    #: reader's next try, and the reader starves.
+    HANDOVER: float = 1.0
+
+    @property
+    def _waiting_marker(self) -> str:
+        return self.path + ".waiting"
+
+    def _announce_waiting(self) -> bool:
+        """Say (with a marker file beside the ledger) that this process waits for the file."""
+        try:
+            Path(self._waiting_marker).touch()
+            return True
+        except OSError:  # a read-only folder: wait without announcing
+            return False
+
+    def _done_waiting(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self._waiting_marker)
+
+    def _reader_waiting(self) -> bool:
+        """A fresh marker: a waiting process touches it on every try (0.1 s apart at most),
+        so one left by a killed process goes stale within a second."""
+        if self.path == ":memory:":
+            return False
+        try:
+            return time.time() - os.stat(self._waiting_marker).st_mtime < 1.0
+        except OSError:
+            return False
 
     def _file_state(self) -> tuple[Any, ...]:
         """Size, modification time and inode of the file and its write-ahead log: any
@@ -1081,18 +1126,17 @@ class Ledger:
         con = self.con.cursor()
         try:
             con.register("wanted", pa.table({"pos": np.arange(n, dtype=np.int64), "id": ids}))
-            hit = con.sql(
+            # Batch by batch into ``values``: a reservoir's signatures are held once, not twice.
+            for hit in con.sql(
                 f"SELECT w.pos, f.value FROM wanted w JOIN {FINGERPRINT_TABLE} f "
                 "ON f.kind = ? AND f.id = w.id",
                 params=[kind],
-            ).to_arrow_table()
+            ).to_arrow_reader(_FINGERPRINT_BATCH):
+                pos = hit.column(0).to_numpy()
+                found[pos] = True
+                values[pos] = _fixed_width(hit.column(1), width, kind)
         finally:
             con.close()
-        if hit.num_rows == 0:
-            return found, values
-        pos = hit.column("pos").to_numpy()
-        found[pos] = True
-        values[pos] = _fixed_width(hit.column("value").combine_chunks(), width, kind)
         return found, values
 
     def store_fingerprints(
@@ -2067,6 +2111,9 @@ def _content_digest(con: duckdb.DuckDBPyConnection, name: str) -> str:
             held = bytes(data[-1:])
     return digest.hexdigest()
 
+
+#: Stored fingerprints read per batch by :meth:`Ledger.fingerprints`.
+_FINGERPRINT_BATCH = 65_536
 
 #: Member lines hashed per batch by :func:`_content_digest`.
 _DIGEST_BATCH = 100_000
