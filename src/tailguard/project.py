@@ -45,18 +45,7 @@ def build_loop(
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"key 'policy': {exc}") from None
 
-    gate = None
-    if config.gate:
-        from tailguard.gate import Gate
-
-        gate = Gate.from_config(
-            config.gate,
-            reference=ledger.reservoir_records("all"),
-            fingerprints=ledger,
-            source="tailguard.toml [gate]",
-            base_dir=config.base_dir,
-        )
-        gate.progress = progress
+    gate = project_gate(config, ledger, progress=progress)
     dial = None
     if config.dial.enabled:
         from tailguard.mix import Dial
@@ -89,6 +78,23 @@ def build_loop(
         run=loop_cfg.run,
         seed=loop_cfg.seed,
         generator=config.model.kind or config.model.entry or "model",
+    )
+
+
+def project_gate(config: ProjectConfig, ledger: Ledger, *, progress: bool = True) -> Any:
+    """The project's ``[gate]`` over the ledger's reservoir, its reference fingerprints
+    kept in the ledger (None without a gate)."""
+    if not config.gate:
+        return None
+    from tailguard.gate import Gate
+
+    return Gate.from_config(
+        config.gate,
+        reference=ledger.reservoir_records("all"),
+        fingerprints=ledger,
+        source="tailguard.toml [gate]",
+        base_dir=config.base_dir,
+        progress=progress,
     )
 
 

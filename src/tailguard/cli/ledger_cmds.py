@@ -183,19 +183,10 @@ def reservoir_freeze(
 
 def _prepare_gate(led: Ledger, config: Any) -> int:
     """The project gate's reference fingerprints, computed once at freeze (0: no gate)."""
-    if config is None or not config.gate:
-        return 0
-    from tailguard.gate import Gate
+    from tailguard.project import project_gate
 
-    gate = Gate.from_config(
-        config.gate,
-        reference=led.reservoir_records("all"),
-        fingerprints=led,
-        source="tailguard.toml [gate]",
-        base_dir=config.base_dir,
-        progress=False,
-    )
-    return gate.prepare()
+    gate = project_gate(config, led, progress=False) if config is not None else None
+    return gate.prepare() if gate is not None else 0
 
 
 def baseline_size(config: Any) -> int:
