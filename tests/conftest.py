@@ -103,6 +103,20 @@ def make_pool(
     return pa.table(columns)
 
 
+def ledger_with_candidates(path: Any, human: list[str], synthetic: list[str]) -> Any:
+    """A ledger file with ``human`` frozen as the reservoir and ``synthetic`` as round 1's
+    candidates (generation 1): what a gate command meets."""
+    with Ledger.open(path) as led:
+        led.add_records(make_records(human, origin="human", source="people"))
+        led.freeze_reservoir(holdout=0.1, seed=0)
+        led.add_records(
+            make_records(
+                synthetic, origin="synthetic", source="gen", generator="m", generation=1, round=1
+            )
+        )
+    return path
+
+
 def run_cli(*args: str) -> Any:
     """The ``tailguard`` command in-process, wide enough that tables keep their rows."""
     from typer.testing import CliRunner

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import ledger_with_candidates
 from typer.testing import CliRunner
 
 from tailguard.cli import app
@@ -163,20 +164,7 @@ def test_reference_sets_come_from_tailguard_toml(tmp_path):
 def test_cli_gate_decontaminates_against_the_configured_set(tmp_path):
     human = [_text() for _ in range(20)]
     eval_texts = [_text() for _ in range(3)]
-    path = tmp_path / "ledger.duckdb"
-    with Ledger.open(path) as led:
-        led.add_records(make_records(human, origin="human", source="people"))
-        led.freeze_reservoir(holdout=0.1, seed=0)
-        led.add_records(
-            make_records(
-                [eval_texts[0], _text()],
-                origin="synthetic",
-                source="g",
-                generator="m",
-                generation=1,
-                round=1,
-            )
-        )
+    path = ledger_with_candidates(tmp_path / "ledger.duckdb", human, [eval_texts[0], _text()])
     (tmp_path / "eval.jsonl").write_text(
         "".join(json.dumps({"text": t}) + "\n" for t in eval_texts)
     )

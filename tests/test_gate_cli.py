@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from conftest import ledger_with_candidates
 from typer.testing import CliRunner
 
 from tailguard.cli import app
@@ -37,15 +38,7 @@ def setup_project(tmp_path):
         "a fresh synthetic sentence about mountains and rivers",
         "this mentions forbidden spam in a long enough sentence",
     ]
-    path = tmp_path / "ledger.duckdb"
-    with Ledger.open(path) as led:
-        led.add_records(make_records(human, origin="human", source="people"))
-        led.freeze_reservoir(holdout=0.1, seed=0)
-        led.add_records(
-            make_records(
-                synthetic, origin="synthetic", source="gen", generator="m", generation=1, round=1
-            )
-        )
+    path = ledger_with_candidates(tmp_path / "ledger.duckdb", human, synthetic)
     (tmp_path / "tailguard.toml").write_text(CONFIG)
     (tmp_path / "rules.toml").write_text(
         '[[rule]]\nname = "no-spam"\nforbid_keywords = ["spam"]\nreason = "spam"\n'
