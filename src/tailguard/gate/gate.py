@@ -197,8 +197,8 @@ class Gate:
     def prepare(self) -> int:
         """Compute every duplicate verifier's reference fingerprints now (stored in the
         ledger given as ``fingerprints=``): ``reservoir freeze`` does, once per reservoir.
-        Returns the reference records fingerprinted."""
-        return sum(v.prepare() for v in self.verifiers if hasattr(v, "prepare"))
+        Returns the most reference records any of them compares with (0: none)."""
+        return max((v.prepare() for v in self.verifiers if hasattr(v, "prepare")), default=0)
 
     def _engine_for(self, verifier: Verifier, n: int) -> Engine:
         if self.engine is not None:
