@@ -255,10 +255,11 @@ def _readme_loop() -> tuple[list[int], list[float], dict[str, list[float]], dict
     return rounds, shares, series, baseline, tomllib.loads(toml)["dial"]
 
 
-def test_the_readme_loop_raises_the_share_while_its_tails_fall():
+def test_the_readme_loop_pushes_synthetic_higher_while_its_tails_hold():
     """Replays the README loop's printed evidence through the monitor and the README's
-    dial: the dial must choose the shares the README prints, and never lower the share
-    in a round after a tail (tail recall, rare-vocabulary coverage) fell below its band."""
+    dial: the dial must choose the shares the README prints. Its gap to human data is
+    there from round 0 (a capacity gap): it never raises the share; with the tails
+    within the clean model's band it lowers the share (admits more synthetic data)."""
     from tailguard.monitor import NOISE_FLOOR_SAMPLE, Monitor
 
     rounds, shares, series, baseline, dial_cfg = _readme_loop()
@@ -268,22 +269,15 @@ def test_the_readme_loop_raises_the_share_while_its_tails_fall():
     mon.record_values(0, baseline, sample=NOISE_FLOOR_SAMPLE)
     dial = Dial(start=dial_cfg.get("start", Dial.START), watch=dial_cfg["watch"])
     replayed = [1.0]
-    fell = set()
     for i, r in enumerate(rounds[:-1]):  # round r's evidence turns round r + 1's share
         mon.record_values(r, {m: v[i] for m, v in series.items()})
         evidence = {e.metric: e for e in mon.evidence()}
-        before = dial.real_fraction
         decision = dial.decide(r + 1, evidence.values())
         replayed.append(decision.real_fraction)
-        tails_down = [m for m in ("tail_recall", "rare_vocab_coverage") if evidence[m].degraded]
-        if tails_down:
-            assert decision.real_fraction > before, (r, tails_down, decision.reason)
-        fell |= set(tails_down)
+        assert not [m for m in dial_cfg["watch"] if evidence[m].degraded], decision.reason
+    assert mon.capacity_gaps()  # behind people from round 0 on: reported, not dialled
     assert replayed == pytest.approx(shares)
-    # the README's point: the tails fell below their bands, and the share only rose
-    assert fell
-    assert all(b >= a for a, b in itertools.pairwise(shares[1:]))
-    assert shares[-1] > shares[1]
+    assert all(b <= a for a, b in itertools.pairwise(shares[1:])) and shares[-1] < shares[1]
 
 
 def test_a_decision_stores_all_the_evidence_it_read():
@@ -291,10 +285,13 @@ def test_a_decision_stores_all_the_evidence_it_read():
 
     mon = Monitor()
     mon.record_values(0, README_FLOOR, sample=NOISE_FLOOR_SAMPLE)
+    mon.record_values(0, README_ROUNDS[0])
     mon.record_values(2, README_ROUNDS[2])
     stored = Dial().decide(3, mon.evidence()).evidence
-    item = next(m for m in stored["metrics"] if m["metric"] == "tail_recall")
-    assert item["noise_floor"] == 1.0 and item["round"] == 2 and item["sample"] == "model"
-    assert item["change"] == pytest.approx(-0.125) and item["degraded"]
+    item = next(m for m in stored["metrics"] if m["metric"] == "rare_vocab_coverage")
+    assert item["noise_floor"] == 0.1818 and item["round"] == 2 and item["sample"] == "model"
+    assert item["baseline"] == 0.2342 and item["baseline_round"] == 0
+    assert item["change"] == pytest.approx(0.1229 / 0.2342 - 1) and item["degraded"]
+    assert item["high"] is None and item["low"] == pytest.approx(0.2342 * 0.85)
     json.dumps(stored)
-    assert Evidence.from_dict(item).relative_change == pytest.approx(-0.125)
+    assert Evidence.from_dict(item).relative_change == pytest.approx(0.1229 / 0.2342 - 1)

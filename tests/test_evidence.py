@@ -46,6 +46,8 @@ def test_threshold_is_the_smallest_band() -> None:
 
 def test_two_sided_and_absolute_limits() -> None:
     b = band([1.0, 1.02, 0.98], higher_is_better=None, ideal=1.0)
+    off = band([0.9, 0.92, 0.88], higher_is_better=None, ideal=1.0)  # clean model off its ideal
+    assert off.high == pytest.approx(1.1 + NOISE_Z * 0.02) and not degraded(1.0, off)
     w = NOISE_Z * 0.02
     assert (b.low, b.high) == (pytest.approx(1 - w), pytest.approx(1 + w))
     assert degraded(1 + w + 1e-6, b) and degraded(1 - w - 1e-6, b) and not degraded(1.0, b)

@@ -63,6 +63,8 @@ class Band:
             return self.limit if self.higher_is_better else -math.inf
         if self.higher_is_better is False:
             return -math.inf
+        if self.higher_is_better is None:
+            return self._ideal - self._radius
         return self.center - self.half_width
 
     @property
@@ -71,7 +73,19 @@ class Band:
             return math.inf if self.higher_is_better else self.limit
         if self.higher_is_better is True:
             return math.inf
+        if self.higher_is_better is None:
+            return self._ideal + self._radius
         return self.center + self.half_width
+
+    @property
+    def _ideal(self) -> float:
+        return self.center if self.ideal is None else self.ideal
+
+    @property
+    def _radius(self) -> float:
+        """A two-sided metric's band: the clean model's distance from the ideal, plus the
+        half-width (moving closer to the ideal is no loss)."""
+        return abs(self.center - self._ideal) + self.half_width
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "low": _finite(self.low), "high": _finite(self.high)}
@@ -115,8 +129,7 @@ def worse_by(value: float, b: Band) -> float:
     if b.limit is not None:
         return (b.limit - value) if b.higher_is_better else (value - b.limit)
     if b.higher_is_better is None:
-        ideal = b.center if b.ideal is None else b.ideal
-        return abs(value - ideal) - abs(b.center - ideal)
+        return abs(value - b._ideal) - abs(b.center - b._ideal)
     return (b.center - value) if b.higher_is_better else (value - b.center)
 
 
@@ -128,8 +141,6 @@ def drift(value: float, b: Band) -> float:
     """
     if b.limit is not None:
         return 1.0 + worse_by(value, b) / max(b.half_width, _TINY)
-    if b.higher_is_better is None:
-        return abs(value - (b.center if b.ideal is None else b.ideal)) / b.half_width
     return worse_by(value, b) / b.half_width
 
 
@@ -184,7 +195,7 @@ class CapacityGap:
     def describe(self) -> str:
         return (
             f"capacity gap on {self.metric}: the clean model (round 0) scores {self.clean:.4g} "
-            f"against {self.human:.4g} for human data ({self.gap:+.0%} behind); "
+            f"against {self.human:.4g} for human data ({self.gap:.0%} behind); "
             f"{self.closes_it}"
         )
 

@@ -37,8 +37,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tailguard.errors import ConfigError
+from tailguard.evidence import CLEAN_DRAWS
 from tailguard.ledger import Ledger
-from tailguard.mix import HumanOnly, Policy, plan
+from tailguard.mix import Decision, HumanOnly, Policy, plan
+from tailguard.mix.planner import describe_share, planned_share
 from tailguard.records import NO_GATE_CODE, SCHEMA, Manifest, Origin, make_records
 from tailguard.stages import STAGES, next_stage
 
@@ -131,6 +133,7 @@ class Loop:
         self._marked = False
         #: A mark written with the next stage's writes (see :meth:`_mark`).
         self._pending: list[tuple[int, str, dt.datetime]] = []
+        self._pooled: tuple[int, pa.Table] | None = None
 
     # ------------------------------------------------------------------ driving
     def run(
@@ -276,6 +279,17 @@ class Loop:
             return
         evidence = self._synced_monitor().evidence(self.run_name)
         decision = self.dial.decide(r, evidence)
+        # what the share will realise in this round's plan (the same arithmetic)
+        share = planned_share(
+            self._pool(r), self.policy, round=r, batch_size=self.batch_size,
+            real_fraction=decision.real_fraction, seed=self._seed(r, 2),
+        )  # fmt: skip
+        decision = Decision(
+            round=decision.round,
+            real_fraction=decision.real_fraction,
+            reason=f"{decision.reason}; {describe_share(share)}",
+            evidence={**decision.evidence, "share": share},
+        )
         with self._writes(r, "dial"):
             self.ledger.write_decision(
                 run=self.run_name,
@@ -290,7 +304,7 @@ class Loop:
         policy = HumanOnly() if r == 0 else self.policy
         fraction = self._decided_fraction(r) if r > 0 and self.dial is not None else None
         manifest = plan(
-            self.ledger.training_pool(r, text=False),
+            self._pool(r),
             policy,
             round=r,
             batch_size=self.batch_size,
@@ -300,6 +314,7 @@ class Loop:
         )
         with self._writes(r, "plan"):
             result.digest = self.ledger.write_manifest(manifest)
+        self._pooled = None
         result.real_fraction = manifest.params.get("real_fraction_used")
 
     def _train(self, r: int, result: RoundResult) -> None:
@@ -314,10 +329,17 @@ class Loop:
         monitor = self._synced_monitor()
         fn = self.sample_fn or (lambda m, rnd, s: self.generate_fn(m, self.n_sample, rnd, s))
         sample = self._as_records(self._user("sample", fn, self.model, r, self._seed(r, 3)), r)
+        draws = []
+        if r == 0:  # the clean model: its spread over several samples is the noise band
+            for i in range(1, CLEAN_DRAWS):
+                extra = self._user("sample", fn, self.model, r, self._seed(r, 100 + i))
+                extra = self._as_records(extra, r)
+                draws.append((extra["content"], extra["label"]))
         with self._writes(r, "evaluate"):
             own = evaluate_sample(
-                self.ledger, monitor, r, sample["content"], sample["label"], run=self.run_name
-            )
+                self.ledger, monitor, r, sample["content"], sample["label"], run=self.run_name,
+                draws=draws,
+            )  # fmt: skip
         result.metrics = dict(zip(own["metric"].to_pylist(), own["value"].to_pylist(), strict=True))
 
     def _synced_monitor(self) -> Any:
@@ -336,6 +358,13 @@ class Loop:
         return self.monitor
 
     # ------------------------------------------------------------------ helpers
+    def _pool(self, r: int) -> pa.Table:
+        """Round ``r``'s training pool, read once for the dial and the plan (nothing
+        changes the pool between them)."""
+        if self._pooled is None or self._pooled[0] != r:
+            self._pooled = (r, self.ledger.training_pool(r, text=False))
+        return self._pooled[1]
+
     def _decided_fraction(self, r: int) -> float | None:
         d = self.ledger.decisions(self.run_name)
         d = d.filter(pc.equal(d["round"], r))
@@ -404,8 +433,12 @@ def evaluate_sample(
     *,
     sample: str = "model",
     run: str = "main",
+    draws: list[tuple[Any, Any]] | None = None,
 ) -> pa.Table:
     """The evaluate step: measure a sample against the monitor's reference and store it.
+
+    ``draws``: more samples of the same model (texts, labels), stored as its draws: at
+    round 0 they give the clean model's noise band (:mod:`tailguard.evidence`).
 
     A run's first evaluation also stores the human baseline (:func:`human_baseline`,
     at this sample's size) unless ``reservoir freeze`` did, with labels when both the
@@ -413,10 +446,11 @@ def evaluate_sample(
     returns the sample's metric rows.
     """
     rows = monitor.record(round, texts, labels, sample=sample, run=run)
+    extra = monitor.record_draws(round, draws or [], sample=sample, run=run)
     floor = human_baseline(
         ledger, monitor, run=run, labelled=_labelled(labels), write=False, size=len(texts)
     )
-    ledger.write_metrics(rows if floor is None else pa.concat_tables([rows, floor]))
+    ledger.write_metrics(pa.concat_tables([t for t in (rows, extra, floor) if t is not None]))
     return rows
 
 

@@ -1,12 +1,20 @@
-"""Metric history over retraining rounds: baselines, trends, alerts and the Dial's evidence.
+"""Metric history over retraining rounds: the two references, bands, alerts and evidence.
 
 A :class:`Monitor` records, per round and per named sample, every metric of a
-preset against the human reference. Two baselines frame each figure: the
-sample's own round 0 (where the run started) and the noise floor (human samples
-from the reservoir's training split, as large as a round's sample, measured
-against the holdout exactly as a round is: what "as good as human" looks like,
-sampling noise included). History is an Arrow table with the
-ledger's metric columns; the monitor never touches the ledger itself.
+preset against the human holdout. Two references frame each figure, kept apart
+(:mod:`tailguard.evidence`):
+
+- the **clean model**: the sample's round 0 (the model trained on the reservoir
+  alone), measured :data:`~tailguard.evidence.CLEAN_DRAWS` times; its mean is the
+  reference and the spread of its draws the noise band. Drift beyond the band in
+  the bad direction is *degraded*: what alerts fire on and the dial turns on;
+- the **human baseline** (the noise floor): human samples of the rounds' size from
+  the reservoir's training split, measured against the holdout exactly as a round
+  is. The clean model's distance to it is the *capacity gap*, reported with what
+  closes it, never alerted on or dialled.
+
+History is an Arrow table with the ledger's metric columns; the monitor never
+touches the ledger itself.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tailguard.errors import InputError
+from tailguard.evidence import Band, CapacityGap, band, capacity_gap, drift, verdict
 from tailguard.metrics import REGISTRY, Embedder, Preset, Reference, evaluate, get_preset
 from tailguard.metrics.embedders import (
     EMBEDDING_METRICS,
@@ -35,6 +44,19 @@ from tailguard.records import METRIC_ROWS
 HISTORY_SCHEMA = METRIC_ROWS
 #: Sample name of the noise floor: human samples of the rounds' size against the holdout.
 NOISE_FLOOR_SAMPLE = "noise_floor"
+#: Separates a sample's name from the number of one of its extra draws (``model#2``: the
+#: clean model's second extra sample at round 0; ``noise_floor#1``: one human draw).
+DRAW_MARK = "#"
+
+
+def draw_name(sample: str, i: int) -> str:
+    """The stored sample name of extra draw ``i`` of ``sample`` (its band's spread)."""
+    return f"{sample}{DRAW_MARK}{i}"
+
+
+def is_draw(sample: str) -> bool:
+    return DRAW_MARK in sample
+
 
 #: Prepared human references and noise floors, keyed by the reservoir's digest (and the
 #: preset, embedder and seed they depend on): a reservoir's tokens, embeddings and floor
@@ -82,7 +104,7 @@ class Trend:
 
 @dataclass(frozen=True)
 class Change:
-    """One metric's latest value against its baseline, and the arrow that says which way."""
+    """One metric's latest value against the clean model, and the arrow that says which way."""
 
     metric: str
     sample: str
@@ -90,9 +112,9 @@ class Change:
     value: float
     relative_change: float
     arrow: str
-    #: a degradation past the metric's threshold (beyond the noise floor's band)
+    #: outside the clean model's band in the bad direction (see :mod:`tailguard.evidence`)
     degraded: bool
-    #: the baseline is the human noise floor (else the sample's first round)
+    #: a human baseline is recorded (its value is in the evidence, apart from this one)
     human_baseline: bool
 
 
@@ -240,10 +262,38 @@ class Monitor:
         there is none."""
         if not self._reference_is(digest):
             return None
-        values = _PREPARED.get(self._floor_key(digest, labelled, size))
-        if values is None:
+        measured = _PREPARED.get(self._floor_key(digest, labelled, size))
+        if measured is None:
             return None
-        return self.record_values(0, values, sample=NOISE_FLOOR_SAMPLE, run=run)
+        return self._record_floor(measured, run)
+
+    def _record_floor(self, measured: list[dict[str, float]], run: str | None) -> pa.Table:
+        """The baseline (the draws' mean) and each draw (its spread: the fallback noise of
+        a clean model measured once)."""
+        values = {m: float(np.mean([v[m] for v in measured])) for m in measured[0]}
+        rows = [self.record_values(0, values, sample=NOISE_FLOOR_SAMPLE, run=run)]
+        if len(measured) > 1:
+            for i, draw in enumerate(measured, start=1):
+                rows.append(
+                    self.record_values(0, draw, sample=draw_name(NOISE_FLOOR_SAMPLE, i), run=run)
+                )
+        return pa.concat_tables(rows)
+
+    def record_draws(
+        self,
+        round: int,
+        draws: list[tuple[Any, Any]],
+        *,
+        sample: str = "model",
+        run: str | None = None,
+    ) -> pa.Table:  # noqa: A002
+        """Extra samples of one model (texts, labels), stored as draws of ``sample``: at
+        round 0 they are the clean model's noise band (see :mod:`tailguard.evidence`)."""
+        rows = [
+            self.record(round, texts, labels, sample=draw_name(sample, i), run=run)
+            for i, (texts, labels) in enumerate(draws, start=1)
+        ]
+        return pa.concat_tables(rows) if rows else empty_history()
 
     def _require_reference(self) -> Reference:
         if self.reference is None:
@@ -318,10 +368,9 @@ class Monitor:
                     seed=self.seed,
                 )
             )
-        values = {m: float(np.mean([v[m] for v in measured])) for m in measured[0]}
         if digest is not None and self._reference_is(digest):
-            _remember(self._floor_key(digest, labels is not None, requested), values)
-        return self.record_values(0, values, sample=NOISE_FLOOR_SAMPLE, run=run)
+            _remember(self._floor_key(digest, labels is not None, requested), measured)
+        return self._record_floor(measured, run)
 
     def record_values(
         self,
@@ -381,7 +430,7 @@ class Monitor:
 
     def samples(self, run: str | None = None) -> list[str]:
         df = self._frame(run)
-        return sorted(s for s in set(df["sample"]) if s != NOISE_FLOOR_SAMPLE)
+        return sorted(s for s in set(df["sample"]) if s != NOISE_FLOOR_SAMPLE and not is_draw(s))
 
     def series(self, metric: str, *, sample: str = "model", run: str | None = None):  # noqa: ANN201
         """(rounds, values) of one metric of one sample, by round."""
@@ -444,12 +493,11 @@ class Monitor:
         self, run: str | None = None, *, sample: str | None = None, round: int | None = None
     ) -> list[Evidence]:
         """Per watched metric and sample: the value at ``round`` (default: each sample's
-        latest) against the baseline, with its threshold and verdict.
+        latest) against the clean model's band, with its verdict.
 
-        The baseline is the human one when it is recorded (the noise floor: human
-        samples of the rounds' size from the reservoir's training split against the
-        holdout, stored when the reservoir is frozen or on a run's first evaluation),
-        else the sample's first round.
+        The clean model is the sample's round 0 (else its first measured round) with its
+        extra draws; the human baseline rides along as ``noise_floor`` and, when the
+        clean model is behind it, as ``capacity_gap``. See :mod:`tailguard.evidence`.
         """
         run = self.run if run is None else run
         df = self._frame(run)
@@ -461,7 +509,31 @@ class Monitor:
                 sdf = sdf[sdf["round"] <= round]
             if sdf.empty:
                 continue
-            out += self._sample_evidence(run, smp, sdf, floor)
+            out += self._sample_evidence(run, smp, sdf, floor, self._bands(df, smp))
+        return out
+
+    def bands(self, run: str | None = None, *, sample: str = "model") -> dict[str, Band]:
+        """Each watched metric's band around the clean model of ``sample`` (what the
+        report draws and every verdict reads)."""
+        return self._bands(self._frame(run), sample)
+
+    def clean_round(self, run: str | None = None, *, sample: str = "model") -> int | None:
+        """The round of the clean model: 0 when measured, else the sample's first."""
+        df = self._frame(run)
+        rounds = df[df["sample"] == sample]["round"]
+        return None if rounds.empty else int(rounds.min())
+
+    def capacity_gaps(self, run: str | None = None, *, sample: str = "model") -> list[CapacityGap]:
+        """Where the clean model is behind human data beyond its band: a gap that no human
+        share closes (it is never alerted on or dialled)."""
+        df = self._frame(run)
+        floor = self._noise_floor(df)
+        out = []
+        for metric, b in self._bands(df, sample).items():
+            if metric in floor:
+                gap = capacity_gap(metric, b, float(floor[metric]))
+                if gap is not None:
+                    out.append(gap)
         return out
 
     def _noise_floor(self, df: Any) -> dict[str, float]:
@@ -470,76 +542,102 @@ class Monitor:
             return {}
         return rows.sort_values("round").groupby("metric")["value"].last().to_dict()
 
-    def _sample_evidence(
-        self, run: str, smp: str, sdf: Any, floor: dict[str, float]
-    ) -> list[Evidence]:
-        latest, first = int(sdf["round"].max()), int(sdf["round"].min())
-        by_round = {r: g.set_index("metric") for r, g in sdf.groupby("round")}
-        now, own = by_round[latest], by_round[first]
-        out = []
+    def _bands(self, df: Any, smp: str) -> dict[str, Band]:
+        sdf = df[df["sample"] == smp]
+        if sdf.empty:
+            return {}
+        first = int(sdf["round"].min())
+        at_first = df[df["round"] == first]
+        clean = at_first[
+            (at_first["sample"] == smp) | at_first["sample"].str.startswith(smp + DRAW_MARK)
+        ]
+        human = df[df["sample"].str.startswith(NOISE_FLOOR_SAMPLE + DRAW_MARK)]
+        human_sd = human.groupby("metric")["value"].std(ddof=1).to_dict() if len(human) else {}
+        values = clean.groupby("metric")["value"].apply(list).to_dict()
+        out = {}
         for metric, thr in self.preset.thresholds.items():
-            if metric not in now.index or (metric not in floor and metric not in own.index):
+            if metric not in values:
                 continue
             if self.embedder_name == "hashing" and metric in HASHING_MEANINGLESS:
                 continue  # meaningless numbers raise no alert and turn no dial
+            rows = sdf[sdf["metric"] == metric]
+            hib = _as_direction(rows["higher_is_better"].iloc[-1])
+            sd = human_sd.get(metric)
+            out[metric] = band(
+                values[metric],
+                higher_is_better=hib,
+                threshold=thr,
+                noise=None if sd is None or not math.isfinite(sd) else float(sd),
+                ideal=_declared_ideal(metric),
+            )
+        return out
+
+    def _sample_evidence(
+        self, run: str, smp: str, sdf: Any, floor: dict[str, float], bands: dict[str, Band]
+    ) -> list[Evidence]:
+        latest, first = int(sdf["round"].max()), int(sdf["round"].min())
+        now = sdf[sdf["round"] == latest].set_index("metric")
+        out = []
+        for metric, b in bands.items():
+            if metric not in now.index:
+                continue
+            thr = self.preset.thresholds[metric]
             value = float(now.at[metric, "value"])
-            human = metric in floor
-            baseline = float(floor[metric]) if human else float(own.at[metric, "value"])
-            hib = _as_direction(now.at[metric, "higher_is_better"])
-            degraded = _past(thr.kind, thr.value, value, baseline, hib, _ideal(metric, baseline))
-            if self.preset.shrinkage and metric == self.preset.shrinkage[0]:
-                recall = self.preset.shrinkage[2]
-                start = floor.get(recall, own.at[recall, "value"] if recall in own.index else None)
-                falling = (
-                    recall in now.index and start is not None and now.at[recall, "value"] < start
-                )
-                degraded &= bool(falling)
+            # the clean model is the reference: it never degrades from itself
+            said = "held" if latest == first else verdict(value, b)
+            human = floor.get(metric)
+            gap = None if human is None else capacity_gap(metric, b, float(human))
             out.append(
                 Evidence(
                     run=run,
                     sample=smp,
                     metric=metric,
                     kind=REGISTRY[metric].kind if metric in REGISTRY else "mean",
-                    higher_is_better=hib,
+                    higher_is_better=b.higher_is_better,
                     round=latest,
                     value=value,
-                    baseline=baseline,
-                    baseline_round=0 if human else first,
-                    noise_floor=floor.get(metric),
-                    relative_change=(value - baseline) / max(abs(baseline), _TINY),
+                    baseline=b.center,
+                    baseline_round=first,
+                    noise_floor=human,
+                    relative_change=(value - b.center) / max(abs(b.center), _TINY),
                     threshold=thr.value,
                     threshold_kind=thr.kind,
-                    degraded=bool(degraded),
+                    degraded=said == "degraded",
+                    low=_finite_or_none(b.low),
+                    high=_finite_or_none(b.high),
+                    noise=b.noise,
+                    drift=0.0 if latest == first else drift(value, b),
+                    verdict=said,
+                    capacity_gap=None if gap is None else gap.gap,
                 )
             )
         return out
 
-    #: How far (relative) an unthresholded metric must be from its baseline for its arrow
+    #: How far (relative) an unwatched metric must be from the clean model for its arrow
     #: to follow the change rather than the slope's confidence interval.
     ARROW_CHANGE: float = 0.10
 
     def change(self, metric: str, *, sample: str = "model", run: str | None = None) -> Change:
-        """The latest value of one metric against its baseline (the human one when
-        recorded), with the arrow the monitor draws: the direction of the change
-        whenever it is a degradation past the threshold (or, for a metric without one,
+        """The latest value of one metric against the clean model (its first round), with
+        the arrow the monitor draws: the direction of the change when it is a
+        degradation (a watched metric outside its band, or an unwatched one worse by
         ``ARROW_CHANGE``), else the slope's (``Trend.arrow``)."""
         run = self.run if run is None else run
         rounds, vals = self.series(metric, sample=sample, run=run)
         if rounds.size == 0:
             raise InputError(f"no history of {metric!r} for sample {sample!r} in run {run!r}")
         floor = self._noise_floor(self._frame(run)).get(metric)
-        baseline = float(vals[0]) if floor is None else float(floor)
-        value = float(vals[-1])
+        watched = [x for x in self.evidence(run, sample=sample) if x.metric == metric]
         hib = self._direction(metric, run)
-        thr = self.preset.thresholds.get(metric)
-        if thr is not None:
-            (e,) = [x for x in self.evidence(run, sample=sample) if x.metric == metric]
-            degraded = e.degraded
+        value = float(vals[-1])
+        if watched:
+            baseline, degraded = watched[0].baseline, watched[0].degraded
         else:
+            baseline = float(vals[0])
             rel = _worse_by(value, baseline, hib, _ideal(metric, baseline))
-            degraded = rel > self.ARROW_CHANGE * max(abs(baseline), _TINY)
+            degraded = rounds.size > 1 and rel > self.ARROW_CHANGE * max(abs(baseline), _TINY)
         trend = self.trend(metric, sample=sample, run=run)
-        if degraded or abs(value - baseline) > self.ARROW_CHANGE * max(abs(baseline), _TINY):
+        if degraded:
             arrow = "↓" if value < baseline else "↑"
         else:
             arrow = "→" if trend is None else trend.arrow
@@ -583,7 +681,8 @@ def _remember(key: tuple[Any, ...], value: Any) -> None:
 
 
 def _alerts(evidence: list[Evidence], preset: Preset) -> list[Alert]:
-    """The alerts a set of evidence raises, per sample (at the evidence's round)."""
+    """The alerts a set of evidence raises, per sample (at the evidence's round): exactly
+    the watched metrics outside their band (the clean model itself raises none)."""
     alerts: list[Alert] = []
     by_sample: dict[str, list[Evidence]] = {}
     for e in evidence:
@@ -591,37 +690,39 @@ def _alerts(evidence: list[Evidence], preset: Preset) -> list[Alert]:
     shrink = preset.shrinkage[0] if preset.shrinkage else None
     for smp, evs in by_sample.items():
         rnd, run_name = evs[0].round, evs[0].run
+        recall = preset.shrinkage[2] if preset.shrinkage else None
+        falling = any(e.metric == recall and e.value < e.baseline for e in evs)
         for e in evs:
             if not e.degraded:
                 continue
-            if e.metric == shrink:
-                recall = preset.shrinkage[2]
+            if e.metric == shrink and falling:
                 alerts.append(Alert(
                     run_name, smp, rnd, "variance_shrinkage", (e.metric, recall),
                     f"{e.metric} = {e.value:.3g} > {e.threshold:g} while {recall} "
                     "falls: the sample is shrinking onto dense modes",
                 ))  # fmt: skip
             else:
-                since = (
-                    "the human baseline"
-                    if e.noise_floor is not None
-                    else (f"round {e.baseline_round}")
-                )
                 alerts.append(Alert(
                     run_name, smp, rnd, "threshold", (e.metric,),
-                    f"{e.metric} moved {describe_change(e.value, e.baseline)} from {since} "
-                    f"({e.baseline:.4g} -> {e.value:.4g}), past its {e.threshold_kind} "
-                    f"threshold {e.threshold:g}",
+                    f"{e.metric} drifted {describe_change(e.value, e.baseline)} from the clean "
+                    f"model (round {e.baseline_round}: {e.baseline:.4g} -> {e.value:.4g}), "
+                    f"outside its band {_band_text(e)}",
                 ))  # fmt: skip
         tails = [e.metric for e in evs if e.degraded and e.kind in ("tail", "diversity")]
         means = [e for e in evs if e.kind == "mean"]
         if tails and not any(e.degraded for e in means):
             alerts.append(Alert(
                 run_name, smp, rnd, "early_warning", tuple(tails),
-                f"tail/diversity metrics degraded ({', '.join(tails)}) while the mean-level "
-                "metrics have not moved: early sign of collapse",
+                f"tail/diversity metrics drifted from the clean model ({', '.join(tails)}) "
+                "while the mean-level metrics have not: early sign of collapse",
             ))  # fmt: skip
     return alerts
+
+
+def _band_text(e: Evidence) -> str:
+    low = "-inf" if e.low is None else f"{e.low:.4g}"
+    high = "inf" if e.high is None else f"{e.high:.4g}"
+    return f"[{low}, {high}]"
 
 
 def preset_for(history: pa.Table) -> str:
@@ -669,6 +770,14 @@ def _as_direction(value: Any) -> bool | None:
     return None if type(value).__name__ == "NAType" else bool(value)
 
 
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _declared_ideal(metric: str) -> float | None:
+    return REGISTRY[metric].ideal if metric in REGISTRY else None
+
+
 def _ideal(metric: str, baseline: float) -> float:
     """Where a two-sided metric means "no change": its declared ideal, else the baseline."""
     declared = REGISTRY[metric].ideal if metric in REGISTRY else None
@@ -680,21 +789,6 @@ def _worse_by(value: float, baseline: float, hib: bool | None, ideal: float) -> 
     if hib is None:
         return abs(value - ideal) - abs(baseline - ideal)
     return (baseline - value) if hib else (value - baseline)
-
-
-def _past(
-    kind: str, t: float, value: float, baseline: float, hib: bool | None, ideal: float
-) -> bool:
-    worse_by = _worse_by(value, baseline, hib, ideal)
-    if kind == "relative":
-        return worse_by > t * max(abs(baseline), _TINY)
-    if kind == "change":
-        return worse_by > t
-    if kind == "above":
-        return value > t
-    if kind == "below":
-        return value < t
-    raise InputError(f"unknown threshold kind {kind!r}")
 
 
 def _conform(table: pa.Table) -> pa.Table:

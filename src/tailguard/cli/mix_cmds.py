@@ -156,25 +156,40 @@ def dial_show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ledger: Path | None = LedgerOption,
 ) -> None:
-    """Every stored decision: round, real fraction, reason and the metrics it read."""
+    """Every stored decision: the share asked, the share the round realised (the human
+    share of its training slots, as `tailguard audit` reports it), why, and whether the
+    last change moved the watched metrics."""
     with open_ledger(ledger, read_only=True) as led:
         led.check_run(run)
         rows = led.decisions(run=run).to_pylist()
+        audit = led.audit(run=run).to_pylist()
+    realised = {(a["run"], a["round"]): a["human_share"] for a in audit}
+    for row in rows:
+        evidence = json.loads(row["evidence"]) if row.get("evidence") else {}
+        row["evidence"] = evidence if isinstance(evidence, dict) else {}
+        row["realised"] = realised.get((row["run"], row["round"]))
     if as_json:
-        console.print_json(json.dumps(rows, default=str))
+        print(json.dumps(rows, default=str, indent=2))
         return
     if not rows:
         console.print("no dial decisions stored yet")
         return
-    table = Table("run", "round", "real fraction", "degraded", "reason", title="dial decisions")
+    table = Table(
+        "run", "round", "asked", "realised", "degraded", "response", "reason",
+        title="dial decisions (share = human share of the round's training slots)",
+    )  # fmt: skip
     for row in rows:
-        evidence = json.loads(row["evidence"]) if row.get("evidence") else {}
-        degraded = ", ".join(evidence.get("degraded", [])) if isinstance(evidence, dict) else ""
+        evidence = row["evidence"]
+        degraded = ", ".join(evidence.get("degraded", []))
+        response = evidence.get("response") or {}
+        got = row["realised"]
         table.add_row(
             row["run"],
             str(row["round"]),
-            f"{row['real_fraction']:.3f}",
+            f"{row['real_fraction']:.0%}",
+            "-" if got is None else f"{got:.1%}",
             degraded or "-",
+            "-" if not response else ("moved" if response.get("moved") else "no move"),
             row["reason"],
         )
     console.print(table)

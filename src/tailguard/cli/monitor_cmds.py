@@ -96,28 +96,52 @@ def _print_status(mon: Any, run: str) -> None:
 
     status = mon.status(run)
     watched = {(e.sample, e.metric): e for e in status.evidence}
-    table = Table(title=f"run {run} (baseline: human noise floor when recorded)")
-    columns = ("sample", "metric", "kind", "baseline", "latest", "change", "trend", "history")
+    table = Table(
+        title=f"run {run}: drift from the clean model (round 0) beyond its noise band; "
+        "the gap to human data apart"
+    )
+    columns = ("sample", "metric", "kind", "clean", "latest", "change", "band", "human",
+               "trend", "history")  # fmt: skip
     for col in (*columns, "status"):
         table.add_column(
-            col, justify="right" if col in ("baseline", "latest", "change") else "left"
+            col, justify="right" if col in ("clean", "latest", "change", "human") else "left"
         )
     for smp in mon.samples(run):
         for metric in sorted(set(mon._frame(run).query("sample == @smp")["metric"])):
             _, vals = mon.series(metric, sample=smp, run=run)
             c = mon.change(metric, sample=smp, run=run)
             e = watched.get((smp, metric))
-            mark = "" if e is None else ("[red]✖ degraded[/]" if e.degraded else "[green]✔[/]")
+            if e is None:
+                mark, band = "", ""
+            else:
+                mark = "[red]✖ degraded[/]" if e.degraded else "[green]✔ held[/]"
+                band = _band(e.low, e.high)
+            human = "" if e is None or e.noise_floor is None else f"{e.noise_floor:.4g}"
             arrow = f"[red]{c.arrow}[/]" if c.degraded else c.arrow
             kind = REGISTRY[metric].kind if metric in REGISTRY else ""
             table.add_row(
                 smp, metric, kind, f"{c.baseline:.4g}", f"{c.value:.4g}",
-                describe_change(c.value, c.baseline), arrow, _spark(list(vals)), mark,
+                describe_change(c.value, c.baseline), band, human, arrow,
+                _spark(list(vals)), mark,
             )  # fmt: skip
     console.print(table)
+    for smp in mon.samples(run):
+        for gap in mon.capacity_gaps(run, sample=smp):
+            console.print(f"[cyan]capacity gap[/] [{smp}] {gap.describe()}", highlight=False)
     for a in status.alerts:
         colour = "yellow" if a.rule == "early_warning" else "red"
         console.print(f"[{colour}]{a.rule}[/] [{a.sample} r{a.round}] {a.message}", highlight=False)
+
+
+def _band(low: float | None, high: float | None) -> str:
+    """A band as people read it: ``>= 0.21`` when open above, ``<= 1.5`` when open below."""
+    if low is None and high is None:
+        return "any"
+    if high is None:
+        return f">= {low:.4g}"
+    if low is None:
+        return f"<= {high:.4g}"
+    return f"{low:.4g} to {high:.4g}"
 
 
 @app.command("monitor")

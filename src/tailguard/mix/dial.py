@@ -1,20 +1,22 @@
-"""The Dial: the next round's real fraction, turned by the monitor's evidence.
+"""The Dial: the human share of the next round's training slots, turned by the evidence.
 
-The rule is deliberately simple and auditable:
+The rule is deliberately simple and auditable (collapse means drift from the clean
+model beyond its noise band, :mod:`tailguard.evidence`; a gap to human data that was
+there at round 0 is a capacity gap and turns nothing):
 
-- a watched metric *degraded* (the monitor's ``degraded`` flag is the truth;
-  the sign of ``change`` is not interpreted) -> raise the real fraction by one
-  ``step`` (never above ``maximum``);
-- every watched metric *held* for ``patience`` rounds in a row -> lower it by one
-  ``step`` (more synthetic, cheaper; never below ``minimum``);
+- a watched metric is *degraded* (the evidence's ``degraded`` flag is the truth) ->
+  raise the share by one ``step``, and one more for every further band half-width
+  the worst drift reaches past the band (at most ``RAISE_STEPS`` steps; never above
+  ``maximum``): as fast as the drift is severe;
+- every watched metric *held* (inside its band) for ``patience`` rounds in a row ->
+  lower it by one ``step`` (more synthetic, cheaper; never below ``minimum``): slowly,
+  since under-anchoring loses the tails for good;
 - otherwise, or when a watched metric has no evidence this round -> hold.
 
-So the share never falls in a round where a watched metric is degraded. With no
-``watch`` list the Dial watches every metric the monitor has a threshold for: with
-the default preset, the tails (``tail_recall``, ``tail_mass_ratio``,
-``rare_vocab_coverage``), diversity (``distinct_2``) and the label and length
-shifts; the ``rich`` preset adds PRDC recall and coverage, Vendi and self-BLEU.
+After each change the next decision records whether the watched metrics moved (the
+dose-response): a change that moved nothing says so, in the reason and the record.
 
+With no ``watch`` list the Dial watches every metric the monitor has a threshold for.
 Every :class:`Decision` carries its reason and the evidence it read, plus the
 Dial's parameters and state, so a loop stores it with ``Ledger.write_decision``
 and a resumed loop rebuilds the same Dial with :meth:`Dial.resume`.
@@ -45,9 +47,11 @@ class Evidence:
     """One watched metric at a round against its baseline: what the monitor reports
     (``Monitor.evidence``) and the Dial turns on.
 
+    ``baseline`` is the clean model (round 0, trained on the reservoir alone);
     ``relative_change`` is signed, ``(value - baseline) / |baseline|`` (``change`` is
-    the same number); ``degraded`` is True when the metric is past its threshold in
-    its bad direction and also worse than the noise floor (when one is recorded).
+    the same number); ``degraded`` is True when the value lies outside the clean
+    model's noise band in the bad direction (:func:`tailguard.evidence.degraded`):
+    collapse, not the gap to human data (``noise_floor``, ``capacity_gap``).
     The fields after the six the Dial reads say where the number comes from; a
     caller feeding the Dial by hand may leave them out.
     """
@@ -66,6 +70,17 @@ class Evidence:
     threshold: float
     threshold_kind: str = ""
     degraded: bool
+    #: the band around the clean model the verdict read (None: open on that side)
+    low: float | None = None
+    high: float | None = None
+    #: the standard deviation of the clean model's draws (the band's noise)
+    noise: float = 0.0
+    #: drift from the clean model in half-widths of the band (above 1: degraded)
+    drift: float = 0.0
+    verdict: str = ""
+    #: the clean model's relative shortfall against human data, when beyond its band:
+    #: a capacity gap, which no human share closes and the dial never turns on
+    capacity_gap: float | None = None
 
     @property
     def change(self) -> float:
@@ -107,6 +122,9 @@ class Dial:
     MAXIMUM: float = 0.9
     STEP: float = 0.05
     PATIENCE: int = 2
+    #: The most steps one decision raises the share by (a drift of this many band
+    #: half-widths past the band, or more).
+    RAISE_STEPS: int = 3
 
     def __init__(
         self,
@@ -141,6 +159,9 @@ class Dial:
         self.real_fraction = self.start
         self.steady_rounds = 0
         self.last_round: int | None = None
+        #: The last change of the share, awaiting its response: round, from, to, and the
+        #: watched metrics' values and noise when it was made.
+        self.pending: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ state
     def params(self) -> dict[str, Any]:
@@ -161,6 +182,7 @@ class Dial:
             "real_fraction": self.real_fraction,
             "steady_rounds": self.steady_rounds,
             "last_round": self.last_round,
+            "pending": self.pending,
         }
 
     @classmethod
@@ -170,6 +192,7 @@ class Dial:
         dial.real_fraction = float(state["real_fraction"])
         dial.steady_rounds = int(state["steady_rounds"])
         dial.last_round = None if state["last_round"] is None else int(state["last_round"])
+        dial.pending = state.get("pending")
         return dial
 
     @classmethod
@@ -217,10 +240,13 @@ class Dial:
         missing = sorted(set(self.watch) - {e.metric for e in items})
         degraded = [e for e in watched if bool(e.degraded)]
         before = self.real_fraction
+        response = self._response(watched)
 
         if degraded:
             self.steady_rounds = 0
-            self.real_fraction = _clip(before + self.step, self.minimum, self.maximum)
+            worst = max(float(getattr(e, "drift", 0.0) or 0.0) for e in degraded)
+            steps = max(1, min(self.RAISE_STEPS, math.ceil(worst) - 1))
+            self.real_fraction = _clip(before + steps * self.step, self.minimum, self.maximum)
             what = "; ".join(_describe(e) for e in degraded)
             verb = "raised" if self.real_fraction > before else "held at the maximum"
             reason = f"{verb} {before:.3g} -> {self.real_fraction:.3g}: {what}"
@@ -244,16 +270,64 @@ class Dial:
                     f"{self.patience} round(s)"
                 )
         self.last_round = int(round)
+        if response is not None:
+            reason += f"; {response['summary']}"
+        if self.real_fraction != before:
+            self.pending = {
+                "round": int(round),
+                "from": before,
+                "to": self.real_fraction,
+                "values": {e.metric: float(e.value) for e in watched},
+                "noise": {e.metric: _moved_by(e) for e in watched},
+            }
         record = {
             "metrics": [_as_dict(e) for e in items],
             "watched": sorted({e.metric for e in watched}),
             "degraded": [e.metric for e in degraded],
+            "response": response,
             "dial": self.params(),
             "state": self.state,
         }
         return Decision(
             round=int(round), real_fraction=self.real_fraction, reason=reason, evidence=record
         )
+
+    def _response(self, watched: list[Any]) -> dict[str, Any] | None:
+        """Whether the watched metrics moved since the last change of the share (the
+        dose-response), read once, on the first evidence measured after the change."""
+        change, self.pending = self.pending, None
+        if change is None or not watched:
+            return None
+        moved: dict[str, Any] = {}
+        for e in watched:
+            if e.metric not in change["values"]:
+                continue
+            then, now = float(change["values"][e.metric]), float(e.value)
+            delta = now - then
+            moved[e.metric] = {
+                "before": then,
+                "after": now,
+                "moved": abs(delta) > float(change["noise"].get(e.metric, 0.0)),
+            }
+        names = [m for m, r in moved.items() if r["moved"]]
+        share = f"{change['from']:.3g} -> {change['to']:.3g} at round {change['round']}"
+        summary = (
+            f"after {share}, {', '.join(names)} moved"
+            if names
+            else f"after {share}, no watched metric moved beyond its noise"
+        )
+        return {"change": share, "metrics": moved, "moved": bool(names), "summary": summary}
+
+
+def _moved_by(e: Any) -> float:
+    """How far a metric must move to count as moved: two standard deviations of the clean
+    model's draws (beyond the difference of two draws), else a third of its band."""
+    noise = float(getattr(e, "noise", 0.0) or 0.0)
+    if noise > 0:
+        return 2 * noise
+    low, high = getattr(e, "low", None), getattr(e, "high", None)
+    edge = low if low is not None else high
+    return abs(float(e.baseline) - float(edge)) / 3 if edge is not None else 0.0
 
 
 def _current_names(params: dict[str, Any]) -> dict[str, Any]:
@@ -278,9 +352,11 @@ def describe_change(value: float, baseline: float) -> str:
 
 
 def _describe(e: Evidence) -> str:
+    drift = float(getattr(e, "drift", 0.0) or 0.0)
+    beyond = f", {drift:.1f}x its band" if drift > 1 else ""
     return (
-        f"{e.metric} degraded ({e.value:.4g} vs baseline {e.baseline:.4g}, change "
-        f"{describe_change(e.value, e.baseline)}, threshold {e.threshold:.1%})"
+        f"{e.metric} drifted from the clean model ({e.value:.4g} vs {e.baseline:.4g}, "
+        f"{describe_change(e.value, e.baseline)}{beyond})"
     )
 
 

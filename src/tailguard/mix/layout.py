@@ -65,33 +65,9 @@ def _anchored_layout(
 
     ``human_rows`` and ``synthetic_rows`` are ascending positions in ``fp``.
     """
-    f = policy.real_fraction
-    info: dict[str, Any] = {}
-    n_human_rows, n_synthetic_rows = len(human_rows), len(synthetic_rows)
-    if n_synthetic_rows == 0 or as_fraction(f) == 1:
-        # Nothing synthetic to anchor (or a pure reservoir): one pass of the reservoir.
-        if n_synthetic_rows == 0 and f < 1.0:
-            info["fallback"] = "no eligible synthetic examples: reservoir only"
-        f = 1.0
-        n_batches = math.ceil(epochs * n_human_rows / batch_size)
-    elif policy.synthetic == "subsample":
-        size = policy.size if policy.size is not None else n_human_rows
-        info["size"] = size
-        n_batches = max(1, math.ceil(epochs * size / batch_size))
-    else:
-        n_batches = _batches_to_hold(f, batch_size, epochs * n_synthetic_rows)
-    quota = human_quota(f, batch_size, n_batches)
-    if policy.reservoir == "whole" and f < 1.0 and int(quota.sum()) < epochs * n_human_rows:
-        n_batches, quota = _whole_reservoir_quota(
-            f,
-            batch_size,
-            n_batches,
-            quota,
-            epochs * n_human_rows,
-            epochs * n_synthetic_rows,
-            subsample=policy.synthetic == "subsample",
-        )
-        info["reservoir_whole"] = True
+    f, n_batches, quota, info = anchored_counts(
+        policy, len(human_rows), len(synthetic_rows), batch_size, epochs
+    )
     n_human_slots = int(quota.sum())
     n_slots = n_batches * batch_size
 
@@ -121,6 +97,60 @@ def _anchored_layout(
         src[~human_slot] = _positions(synthetic_rows, synthetic_order)
     info["real_fraction"] = policy.real_fraction
     return src, human_slot, info
+
+
+def synthetic_target(real_fraction: float, n_human: int) -> int:
+    """Synthetic slots that put ``n_human`` reservoir slots at exactly ``real_fraction``:
+    ``n_human x (1 - f) / f`` (rounded down), what a whole-reservoir round admits."""
+    frac = as_fraction(real_fraction)
+    return n_human * (frac.denominator - frac.numerator) // frac.numerator
+
+
+def anchored_counts(
+    policy: Anchored, n_human_rows: int, n_synthetic_rows: int, batch_size: int, epochs: int
+) -> tuple[float, int, np.ndarray, dict[str, Any]]:
+    """The share an anchored plan realises, its batches and human slots per batch.
+
+    Pure arithmetic on counts, so the dial can say what a share will realise before
+    the round is planned. With the whole reservoir re-injected, the share sets how
+    much synthetic data is admitted (:func:`synthetic_target`, a seeded subsample
+    when more passed the gate); with less, the round trains on a higher share and
+    ``info`` says how many more synthetic examples the share needs.
+    """
+    f = policy.real_fraction
+    info: dict[str, Any] = {}
+    n_synthetic = epochs * n_synthetic_rows
+    if n_synthetic_rows == 0 or as_fraction(f) == 1:
+        # Nothing synthetic to anchor (or a pure reservoir): one pass of the reservoir.
+        if n_synthetic_rows == 0 and f < 1.0:
+            info["fallback"] = "no eligible synthetic examples: reservoir only"
+        f = 1.0
+        n_batches = math.ceil(epochs * n_human_rows / batch_size)
+    elif policy.synthetic == "subsample":
+        size = policy.size if policy.size is not None else n_human_rows
+        info["size"] = size
+        n_batches = max(1, math.ceil(epochs * size / batch_size))
+    else:
+        if policy.reservoir == "whole":
+            target = synthetic_target(f, epochs * n_human_rows)
+            info["synthetic_available"] = n_synthetic
+            info["synthetic_needed"] = max(0, target - n_synthetic)
+            n_synthetic = max(1, min(n_synthetic, target))
+            info["synthetic_admitted"] = n_synthetic
+        n_batches = _batches_to_hold(f, batch_size, n_synthetic)
+    quota = human_quota(f, batch_size, n_batches)
+    if policy.reservoir == "whole" and f < 1.0 and int(quota.sum()) < epochs * n_human_rows:
+        n_batches, quota = _whole_reservoir_quota(
+            f,
+            batch_size,
+            n_batches,
+            quota,
+            epochs * n_human_rows,
+            n_synthetic,
+            subsample=policy.synthetic == "subsample",
+        )
+        info["reservoir_whole"] = True
+    return f, n_batches, quota, info
 
 
 def _whole_reservoir_quota(

@@ -34,6 +34,7 @@ from tailguard.mix.layout import (
     _positions,
     _row_positions,
     _subset,
+    anchored_counts,
     as_fraction,
     human_quota,
 )
@@ -168,6 +169,54 @@ def plan(
     )
 
 
+def planned_share(
+    pool: pa.Table,
+    policy: Anchored,
+    *,
+    round: int,  # noqa: A002
+    batch_size: int,
+    real_fraction: float,
+    seed: int = 0,
+    epochs: int = 1,
+) -> dict[str, Any]:
+    """What :func:`plan` will realise at ``real_fraction``, from counts alone.
+
+    ``asked`` is the share, ``realised`` the human share of the round's training
+    slots (what ``tailguard audit`` reports), and ``synthetic_needed`` how many more
+    accepted synthetic examples the share needs when fewer passed the gate (the
+    whole reservoir is always re-injected, so the round then trains on more human).
+    """
+    policy = policy.with_real_fraction(real_fraction)
+    selection = policy.selection(pool, round, seed)
+    n_human, n_synthetic = (
+        len(_row_positions(selection, True)),
+        len(_row_positions(selection, False)),
+    )
+    _, n_batches, quota, info = anchored_counts(policy, n_human, n_synthetic, batch_size, epochs)
+    human_slots, slots = int(quota.sum()), n_batches * batch_size
+    return {
+        "asked": float(real_fraction),
+        "realised": human_slots / slots if slots else 1.0,
+        "human_slots": human_slots,
+        "synthetic_slots": slots - human_slots,
+        "synthetic_available": info.get("synthetic_available", epochs * n_synthetic),
+        "synthetic_needed": info.get("synthetic_needed", 0),
+    }
+
+
+def describe_share(share: dict[str, Any]) -> str:
+    """The share asked and realised, and why they differ, as a person reads it."""
+    asked, got = share["asked"], share["realised"]
+    text = f"realised {got:.0%} human of {share['human_slots'] + share['synthetic_slots']:,} slots"
+    if share.get("synthetic_needed"):
+        text += (
+            f" (asked {asked:.0%}: the whole reservoir is re-injected and "
+            f"{share['synthetic_available']:,} synthetic examples passed the gate; "
+            f"{share['synthetic_needed']:,} more would reach {asked:.0%})"
+        )
+    return text
+
+
 # ---------------------------------------------------------------------------- checks
 def _positive_int(value: Any, name: str) -> int:
     if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
@@ -203,9 +252,11 @@ def _refuse_excluded(pool: pa.Table, exclude_ids: Any) -> None:
 __all__ = [
     "as_fraction",
     "check_fraction",
+    "describe_share",
     "human_quota",
     "id_fingerprints",
     "plan",
+    "planned_share",
     "row_fingerprints",
     "row_keys",
 ]
