@@ -295,3 +295,38 @@ def test_a_decision_stores_all_the_evidence_it_read():
     assert item["high"] is None and item["low"] == pytest.approx(0.2342 * 0.85)
     json.dumps(stored)
     assert Evidence.from_dict(item).relative_change == pytest.approx(0.1229 / 0.2342 - 1)
+
+
+def _drifted(metric: str, value: float, drift: float, noise: float = 0.01) -> Evidence:
+    return Evidence(
+        metric=metric, value=value, baseline=1.0, relative_change=value - 1.0, threshold=0.1,
+        degraded=drift > 1, drift=drift, noise=noise, low=0.9,
+    )  # fmt: skip
+
+
+def test_the_dial_raises_as_fast_as_the_drift_is_severe_and_lowers_slowly():
+    dial = Dial(start=0.2, step=0.05, patience=2)
+    assert dial.decide(1, [_drifted("tail_recall", 0.89, 1.1)]).real_fraction == 0.25
+    assert dial.decide(2, [_drifted("tail_recall", 0.85, 2.5)]).real_fraction == 0.35
+    assert dial.decide(3, [_drifted("tail_recall", 0.5, 9.0)]).real_fraction == 0.5  # 3 at most
+    assert dial.decide(4, [_drifted("tail_recall", 0.95, 0.5)]).real_fraction == 0.5
+    assert dial.decide(5, [_drifted("tail_recall", 0.95, 0.5)]).real_fraction == 0.45
+
+
+def test_after_a_change_the_dial_records_whether_the_metrics_moved():
+    dial = Dial(start=0.2, patience=5)
+    dial.decide(1, [_drifted("tail_recall", 0.85, 1.5)])  # raised: the dose
+    moved = dial.decide(2, [_drifted("tail_recall", 0.95, 0.5)])  # +0.10 > 2 x 0.01
+    response = moved.evidence["response"]
+    assert response["moved"] and response["metrics"]["tail_recall"]["after"] == 0.95
+    assert "after 0.2 -> 0.25 at round 1, tail_recall moved" in moved.reason
+    assert dial.decide(3, [_drifted("tail_recall", 0.95, 0.5)]).evidence["response"] is None
+    dial = Dial(start=0.2, patience=5)
+    dial.decide(1, [_drifted("tail_recall", 0.85, 1.5)])
+    still = dial.decide(2, [_drifted("tail_recall", 0.855, 1.4)])  # +0.005 < 2 x 0.01
+    assert not still.evidence["response"]["moved"]
+    assert "no watched metric moved beyond its noise" in still.reason
+    # a resumed dial replays to the same state, the pending response included
+    first = Dial(start=0.2, patience=5).decide(1, [_drifted("tail_recall", 0.85, 1.5)])
+    replay = Dial.resume([{"round": 1, "real_fraction": 0.25, "evidence": first.evidence}])
+    assert replay.pending is not None and replay.pending["to"] == 0.25
