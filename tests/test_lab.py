@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tailguard import lab
+from tailguard.costs import RoundUsage
 from tailguard.errors import ConfigError
 from tailguard.lab import CostModel, LabConfig, LabResult
 from tailguard.lab.axes import AXES_COLUMNS, score_axes
@@ -65,7 +66,8 @@ def test_every_strategy_maps_to_a_mix_policy() -> None:
 def test_cost_model_defaults_and_parse() -> None:
     c = CostModel()
     assert (c.human, c.synthetic, c.verification) == (1.0, 0.002, 0.01)
-    assert c.cost(human=10, synthetic=1000, verified=500) == pytest.approx(10 + 2 + 5)
+    usage = RoundUsage(human_bought=10, generated=1000, verified=500)
+    assert c.round_cost(usage) == pytest.approx(10 + 2 + 5)
     assert CostModel.parse("human=0.5, verification=0.02") == CostModel(
         human=0.5, verification=0.02
     )

@@ -429,9 +429,11 @@ def test_round_summary_is_the_one_composition_audit_lab_and_report_read(frozen):
         config=SimpleNamespace(costs=CostModel()),
         strategy="s",
         seed=0,
+        n_reservoir_train=len(frozen.reservoir().train_ids),
     )
     lab = _Job._rounds_table(job)
-    for col in ("round", "human", "synthetic", "traceable", "new_human", "generated", "verified"):
+    cols = ("round", "human", "synthetic", "traceable", "new_human", "bought", "generated")
+    for col in (*cols, "verified"):
         assert lab[col].to_pylist() == [row[col] for row in summary]
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from tailguard.costs import CostModel
+from tailguard.costs import CostModel, RoundUsage
 from tailguard.errors import ConfigError
 from tailguard.mix.dial import Dial
 from tailguard.mix.policies import Anchored
@@ -61,8 +61,12 @@ class Advice:
     real_fraction: float
     gate: list[str]
     reasons: list[str]
-    cost_per_round: float
+    #: The data cost of one round of this configuration (``CostModel.round_cost``);
+    #: ``None`` when nothing measured or configured says what a round uses.
+    cost_per_round: float | None
     next_fraction: float | None = None
+    #: What ``cost_per_round`` is: measured (whose rounds) or estimated (from what).
+    cost_basis: str = ""
     evidence: list[str] = field(default_factory=list)
     #: When set (active alerts), the first line: what to do now, before the strategy.
     headline: str | None = None
@@ -79,8 +83,14 @@ class Advice:
         else:
             head = f"{self.strategy}: {self.next_fraction:.0%} human per batch next round, {gate}"
         out = [self.headline] if self.headline else []
-        out += [head, *self.reasons, f"estimated data cost per round: ${self.cost_per_round:,.2f}"]
+        out += [head, *self.reasons, self.cost_line()]
         return out + self.evidence
+
+    def cost_line(self) -> str:
+        """The one sentence that quotes the recommended configuration's cost."""
+        if self.cost_per_round is None:
+            return f"data cost per round: not measured yet ({self.cost_basis})"
+        return f"data cost per round: ${self.cost_per_round:,.2f} ({self.cost_basis})"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,6 +140,7 @@ def advise(profile: TaskProfile, *, costs: CostModel | None = None) -> Advice:
         f"keep a fixed human reservoir and re-inject it every round; never below {MINIMUM:.0%}"
     )
     cost = _round_cost(profile, fraction, costs)
+    basis = _estimate_basis(profile, fraction)
     if profile.budget is not None and cost > profile.budget:
         affordable = _affordable_fraction(profile, costs)
         reasons.append(
@@ -145,15 +156,31 @@ def advise(profile: TaskProfile, *, costs: CostModel | None = None) -> Advice:
         if affordable >= MINIMUM:
             fraction = affordable
             cost = _round_cost(profile, fraction, costs)
+            basis = _estimate_basis(profile, fraction)
     return Advice(
-        strategy=strategy, real_fraction=fraction, gate=gate, reasons=reasons, cost_per_round=cost
-    )
+        strategy=strategy, real_fraction=fraction, gate=gate, reasons=reasons,
+        cost_per_round=cost, cost_basis=basis,
+    )  # fmt: skip
+
+
+def _profile_usage(profile: TaskProfile, fraction: float) -> RoundUsage:
+    """A profile's round, before anything is measured: ``examples_per_round`` examples,
+    the human share bought new, the rest generated and verified."""
+    n = profile.examples_per_round
+    human = round(fraction * n)
+    return RoundUsage(human_bought=human, generated=n - human, verified=n - human)
 
 
 def _round_cost(profile: TaskProfile, fraction: float, costs: CostModel) -> float:
-    n = profile.examples_per_round
-    human = round(fraction * n)
-    return costs.cost(human=human, synthetic=n - human, verified=n - human)
+    return float(costs.round_cost(_profile_usage(profile, fraction)))
+
+
+def _estimate_basis(profile: TaskProfile, fraction: float) -> str:
+    u = _profile_usage(profile, fraction)
+    return (
+        f"estimated for {profile.examples_per_round:,} examples per round: "
+        f"{u.human_bought:,} human bought, {u.generated:,} generated and verified"
+    )
 
 
 def _affordable_fraction(profile: TaskProfile, costs: CostModel) -> float:
@@ -170,26 +197,54 @@ def _affordable_fraction(profile: TaskProfile, costs: CostModel) -> float:
 KEEPS_TAILS = 0.9
 
 
-def advise_from_lab(advice: Advice, axes: Any) -> Advice:
+#: The lab strategy that *is* each recommended configuration, when the lab ran it.
+MEASURED_AS = {"hybrid (anchored)": "anchored-gated"}
+
+
+def advise_from_lab(advice: Advice, axes: Any, *, strategy: str | None = None) -> Advice:
     """Check the rule against a lab comparison: which strategies kept the tails, at what cost.
 
     ``axes`` is a lab result's axes table (one row per strategy). Each strategy is
-    named with its tail coverage at the last generation (relative to round 0) and
-    its cost per generation; those below 90% coverage are said to have lost their tails.
+    named with its tail coverage at the last generation (relative to round 0), its
+    cost per generation and, when it collapsed, its recovery in the table's own
+    numbers (seeds recovered, median rounds and dollars). When the lab ran the
+    recommended configuration (``strategy``, else :data:`MEASURED_AS`), the advice is
+    priced as that row's measured cost per generation.
     """
     rows = axes.to_pylist() if hasattr(axes, "to_pylist") else list(axes)
     lines = []
     for r in sorted(rows, key=lambda r: -r["coverage_vs_baseline"]):
         kept = r["coverage_vs_baseline"] >= KEEPS_TAILS
         verdict = "kept its tails" if kept else "lost its tails"
-        recovered = "" if kept or r.get("recovered_share", 1) >= 1 else ", did not recover"
         lines.append(
             f"lab evidence: {r['strategy']} {verdict} (coverage "
-            f"{r['coverage_vs_baseline']:.0%} of baseline{recovered}; fidelity loss "
+            f"{r['coverage_vs_baseline']:.0%} of baseline{_recovery(r)}; fidelity loss "
             f"{r['fidelity_loss']:.3f}; ${r['cost_per_generation']:,.2f} per generation)"
         )
-    advice.evidence = [*advice.evidence, *lines]
+    advice = _with(advice, evidence=[*advice.evidence, *lines])
+    name = strategy or MEASURED_AS.get(advice.strategy)
+    row = next((r for r in rows if r["strategy"] == name), None)
+    if row is not None:
+        advice = _with(
+            advice, cost_per_round=float(row["cost_per_generation"]),
+            cost_basis=f"measured: the lab's {name} run, cost per generation, median over "
+            f"{int(row['seeds'])} seeds",
+        )  # fmt: skip
     return advice
+
+
+def _recovery(row: dict[str, Any]) -> str:
+    """The axes row's recovery in its own numbers; nothing when no seed collapsed."""
+    rounds, share = row.get("recovery_rounds", 0), row.get("recovered_share", 1)
+    if rounds == 0 and share >= 1:
+        return ""
+    seeds = int(row.get("seeds", 0))
+    back = round(share * seeds)
+    median = "never" if rounds == float("inf") else f"{rounds:g} rounds"
+    return (
+        f"; after switching to anchoring recovered in {back} of {seeds} seeds, median "
+        f"{median}, ${row.get('recovery_cost', 0.0):,.2f}"
+    )
 
 
 def advise_from_evidence(advice: Advice, evidence: list[Any], decision: Any) -> Advice:
@@ -253,6 +308,7 @@ def recommend(
         advice.headline = f"no active alerts: {_share_move(current, raised)} next round"
     advice.next_fraction = raised
     advice.cost_per_round = _round_cost(profile or TaskProfile(), raised, costs or CostModel())
+    advice.cost_basis = _estimate_basis(profile or TaskProfile(), raised)
     return advice
 
 
@@ -271,10 +327,15 @@ def recommendation_lines(
     profile: TaskProfile | None = None,
     preset: str | None = None,
     costs: CostModel | None = None,
+    n_generate: int | None = None,
+    gated: bool = False,
 ) -> list[str]:
     """The recommendation for ``run`` of an open ledger as lines of text: what
     ``tailguard advise --ledger`` prints and the report shows, word for word."""
-    return ledger_advice(ledger, run=run, profile=profile, preset=preset, costs=costs).lines()
+    return ledger_advice(
+        ledger, run=run, profile=profile, preset=preset, costs=costs, n_generate=n_generate,
+        gated=gated,
+    ).lines()  # fmt: skip
 
 
 def ledger_advice(
@@ -284,21 +345,26 @@ def ledger_advice(
     profile: TaskProfile | None = None,
     preset: str | None = None,
     costs: CostModel | None = None,
+    n_generate: int | None = None,
+    gated: bool = False,
 ) -> Advice:
-    """:func:`recommend` on a ledger's stored history, decisions and alerts."""
+    """:func:`recommend` on a ledger's stored history, decisions and alerts, priced from
+    the ledger's own rounds (:func:`ledger_cost`) at ``costs`` (``[costs]``)."""
     from tailguard.monitor import Monitor, preset_for
 
+    costs = costs or CostModel()
     history = ledger.metrics(run)
     if history.num_rows == 0:
         advice = advise(profile or TaskProfile(), costs=costs)
         advice.evidence = ["the ledger has no metric history yet: run a round first"]
-        return advice
+        return ledger_cost(advice, ledger, run=run, costs=costs, n_generate=n_generate,
+                           gated=gated)  # fmt: skip
     monitor = Monitor.from_history(history, run=run, preset=preset or preset_for(history))
     evidence = monitor.evidence(run)
     decisions = ledger.decisions(run)
     dial = Dial.resume(decisions) if decisions.num_rows else None
     last = max(history["round"].to_pylist())
-    return recommend(
+    advice = recommend(
         evidence,
         profile,
         dial=dial,
@@ -306,6 +372,59 @@ def ledger_advice(
         next_round=max([last, *decisions["round"].to_pylist()]) + 1,
         costs=costs,
     )
+    return ledger_cost(advice, ledger, run=run, costs=costs, n_generate=n_generate, gated=gated)
+
+
+def ledger_cost(
+    advice: Advice,
+    ledger: Any,
+    *,
+    run: str = "main",
+    costs: CostModel | None = None,
+    n_generate: int | None = None,
+    gated: bool = False,
+) -> Advice:
+    """Price ``advice`` as the project's last measured round: its human data bought,
+    generated and verified candidates (``Ledger.round_summary``) at ``costs``.
+
+    The reservoir is owned, not bought per round: it is named with its one-time cost.
+    With no synthetic round yet, a round is priced from ``n_generate`` (the config's
+    ``[loop] n_generate``, verified when ``gated``), or said to be not measured yet.
+    """
+    costs = costs or CostModel()
+    summary = ledger.round_summary(run).to_pandas() if ledger.has_reservoir() else None
+    reservoir = len(ledger.reservoir().train_ids) if ledger.has_reservoir() else 0
+    owned = (
+        f"the reservoir's {reservoir:,} training examples are owned once "
+        f"(${costs.round_cost(RoundUsage(reservoir_owned=reservoir)):,.2f}), not per round"
+    )
+    live = None if summary is None else summary[~summary["rolled_back"]]
+    if live is not None and not live.empty:
+        live = live[live["round"] > live["round"].min()]  # round 0 trains on the reservoir
+    if live is not None and not live.empty:
+        last = live.iloc[-1]
+        usage = RoundUsage(
+            human_bought=int(last["bought"]), generated=int(last["generated"]),
+            verified=int(last["verified"]),
+        )  # fmt: skip
+        return _with(
+            advice, cost_per_round=float(costs.round_cost(usage)),
+            cost_basis=f"measured: round {int(last['round'])} of run {run} used "
+            f"{usage.human_bought:,} human bought, {usage.generated:,} generated, "
+            f"{usage.verified:,} verified at {costs.describe()}; {owned}",
+        )  # fmt: skip
+    if n_generate:
+        usage = RoundUsage(generated=n_generate, verified=n_generate if gated else 0)
+        return _with(
+            advice, cost_per_round=float(costs.round_cost(usage)),
+            cost_basis=f"no round measured yet: a round of [loop] n_generate = {n_generate:,} "
+            f"generated{', all verified by the gate' if gated else ' (no gate)'} at "
+            f"{costs.describe()}; {owned}",
+        )  # fmt: skip
+    return _with(
+        advice, cost_per_round=None,
+        cost_basis=f"no synthetic round in the ledger yet; {owned}",
+    )  # fmt: skip
 
 
 #: Data kinds whose records are prose, where text verifiers (near_duplicate, rules) apply.
@@ -354,19 +473,18 @@ def advise_from_frontier(
         return _with(advice, evidence=[*advice.evidence, *evidence])
     fraction = min(1.0, max(lowest + margin, Dial.MINIMUM))
     row = rows[rows["real_fraction"] == lowest].iloc[0]
-    cost = float(row["cost_per_round"])
     evidence.append(
         f"lowest real fraction whose tails held: {lowest:g} (noise floor "
         f"{row['noise_floor']:.0%}); recommended {fraction:.0%} = that + a {margin:.0%} margin"
     )
+    # The frontier's row is its own configuration (ungated, exactly f human): quoted as
+    # that, never as the price of the recommended (gated) configuration.
     evidence.append(
-        f"its measured cost: ${cost:,.2f} per round, {int(row['human_per_round']):,} human "
-        f"examples per round (${row['human_cost']:,.2f} to own)"
+        f"frontier {row['strategy']} at f={lowest:g} (ungated): "
+        f"${float(row['cost_per_round']):,.2f} per synthetic round, "
+        f"{int(row['human_per_round']):,} human examples per round"
     )
-    return _with(
-        advice, real_fraction=fraction, cost_per_round=cost,
-        evidence=[*advice.evidence, *evidence],
-    )  # fmt: skip
+    return _with(advice, real_fraction=fraction, evidence=[*advice.evidence, *evidence])
 
 
 def _with(advice: Advice, **changes: Any) -> Advice:

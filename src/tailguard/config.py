@@ -462,6 +462,23 @@ class MlflowSection(_Strict):
     )
 
 
+def _cost_default(attr: str) -> Callable[[], Any]:
+    return owner_default("tailguard.costs:CostModel", attr)
+
+
+Price = Annotated[float, Field(ge=0)]
+
+
+class CostsSection(_Strict):
+    """Prices per example (US dollars) every cost is computed at: human data bought or
+    owned (the reservoir), a generated candidate, a verified candidate. The advisor
+    builds its ``CostModel(**section.model_dump())`` from them."""
+
+    human: Price = Field(default_factory=_cost_default("human"))
+    synthetic: Price = Field(default_factory=_cost_default("synthetic"))
+    verification: Price = Field(default_factory=_cost_default("verification"))
+
+
 class ProjectConfig(_Strict):
     """All of ``tailguard.toml``. ``base_dir`` is the folder relative paths resolve against."""
 
@@ -477,6 +494,7 @@ class ProjectConfig(_Strict):
     reservoir: ReservoirSection | None = None
     screen: ScreenSection = Field(default_factory=ScreenSection)
     mlflow: MlflowSection | None = None
+    costs: CostsSection = Field(default_factory=CostsSection)
     _base_dir: Path = PrivateAttr(default=Path("."))
 
     @property

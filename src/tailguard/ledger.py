@@ -1708,7 +1708,8 @@ class Ledger:
         ``total``, ``human`` and ``synthetic`` slots of the manifest, ``human_share``,
         ``reservoir_share`` (slots from the reservoir's train split), ``traceable``
         (slots whose id, origin and generation are in ``records``), ``new_human``
-        (human ids used for the first time in this run), ``generated`` (synthetic
+        (human ids used for the first time in this run), ``bought`` (those of them not
+        in the reservoir's train split: the human data a round bought), ``generated`` (synthetic
         records of the round), ``verified`` (ids the gate ruled on) and
         ``rolled_back`` (a rollback set the round aside: history, not the live
         lineage). ``audit``, the report and the lab all read it; ``run=None`` covers
@@ -1738,10 +1739,15 @@ class Ledger:
                     WHERE source IS NOT NULL AND origin IS NOT NULL) r
                   ON r.id = s.id AND r.origin = s.origin AND r.generation = s.generation
                 GROUP BY s.run, s.round),
+            train_split AS (
+                SELECT id FROM reservoir_members WHERE name = ? AND split = 'train'),
             first_use AS (
                 SELECT run, id, min(round) AS round FROM slots WHERE origin = 'human'
                 GROUP BY run, id),
-            new_human AS (SELECT run, round, count(*) AS new_human FROM first_use GROUP BY ALL),
+            new_human AS (
+                SELECT run, round, count(*) AS new_human,
+                       count(*) FILTER (WHERE id NOT IN (SELECT id FROM train_split)) AS bought
+                FROM first_use GROUP BY ALL),
             generated AS (
                 SELECT round, count(*) AS generated FROM records
                 WHERE origin = 'synthetic' GROUP BY round),
@@ -1752,6 +1758,7 @@ class Ledger:
             SELECT t.run, t.round, t.total, t.human, t.synthetic, t.human_share,
                    t.reservoir_share, t.traceable,
                    coalesce(n.new_human, 0) AS new_human,
+                   coalesce(n.bought, 0) AS bought,
                    coalesce(g.generated, 0) AS generated,
                    coalesce(v.verified, 0) AS verified,
                    b.round IS NOT NULL AS rolled_back
@@ -1760,7 +1767,7 @@ class Ledger:
             LEFT JOIN rolled b ON b.run = t.run AND b.round = t.round
             ORDER BY t.run, t.round
             """,
-            params=[run, run, reservoir_name],
+            params=[run, run, reservoir_name, reservoir_name],
         ).to_arrow_table()
 
     def audit(self, *, floor: float = AUDIT_FLOOR, run: str | None = None) -> pa.Table:

@@ -575,7 +575,9 @@ border-radius:3px;padding:0 .35rem;margin-right:.4rem}
 
 SECTION_TEXT = {
     "axes": "Fidelity: mean relative gap of the primary metric from round 0. Coverage: the "
-    "tail metric at the last generation. Cost: the cost model's price of every round. "
+    "tail metric at the last generation. Cost: every round priced by one function of what it "
+    "used (human data bought, candidates generated and verified; the reservoir, owned, "
+    "once in round 0); cost per generation: the mean of the synthetic rounds. "
     "Provenance: the share of training slots traceable to their origin, and the human share. "
     "Recovery: rounds and money to come back within 5% of baseline after switching to "
     "anchoring.",

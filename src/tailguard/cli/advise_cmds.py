@@ -7,7 +7,14 @@ from pathlib import Path
 
 import typer
 
-from tailguard.cli.app import app, console, handles_errors, ledger_path
+from tailguard.cli.app import (
+    app,
+    console,
+    handles_errors,
+    ledger_path,
+    ledger_pricing,
+    project_config,
+)
 
 
 @app.command()
@@ -17,7 +24,9 @@ def advise(
     task: str = typer.Option("general", help="open-ended, narrow or general (an assistant)."),
     verifiable: str = typer.Option("no", help="yes or no: can an output be checked?"),
     budget: float | None = typer.Option(None, help="Budget per round, USD."),
-    examples: int = typer.Option(10_000, help="Training examples per round."),
+    examples: int = typer.Option(
+        10_000, help="Training examples per round, for the estimate without --ledger."
+    ),
     ledger: Path | None = typer.Option(
         None, "--ledger", help="A ledger with history: also recommend the next ratio."
     ),
@@ -38,14 +47,16 @@ def advise(
         budget=budget,
         examples_per_round=examples,
     )
+    config = project_config()
+    pricing = ledger_pricing(config)
     if ledger is None:
-        advice = decide(profile)
+        advice = decide(profile, costs=pricing["costs"])
     else:
         from tailguard.advise import ledger_advice
         from tailguard.ledger import Ledger
 
         with Ledger.open(ledger_path(ledger), read_only=True) as led:
-            advice = ledger_advice(led, run=run, profile=profile)
+            advice = ledger_advice(led, run=run, profile=profile, **pricing)
     if as_json:
         console.print_json(json.dumps(advice.to_dict()))
         return

@@ -64,6 +64,21 @@ def project_config(path: Path | None = None):  # noqa: ANN201
     return load_config(path)
 
 
+def ledger_pricing(config: Any) -> dict[str, Any]:
+    """What the advisor prices a project's rounds with: ``[costs]`` of ``config`` (a
+    loaded tailguard.toml, or ``None`` for the defaults), its ``[loop] n_generate`` and
+    whether it gates (for a project with no round yet)."""
+    from tailguard.costs import CostModel
+
+    if config is None:
+        return {"costs": CostModel(), "n_generate": None, "gated": False}
+    return {
+        "costs": CostModel(**config.costs.model_dump()),
+        "n_generate": config.loop.n_generate,
+        "gated": config.gate is not None,
+    }
+
+
 def _configured_ledger() -> Path:
     """``[project] ledger`` of ./tailguard.toml (relative to its folder), else the default."""
     config = project_config()

@@ -73,8 +73,12 @@ def demo(
         seeds=seeds, volume=volume, workers=workers, known=result, out=result.path,
     )  # fmt: skip
     print_frontier(front)
+    # The hybrid the advisor recommends is the gated one the lab ran: priced as that run.
     advice = advise_from_frontier(
-        advise_from_lab(advise(TaskProfile(task="general")), result.axes), front
+        advise_from_lab(
+            advise(TaskProfile(task="general")), result.axes, strategy="anchored-gated"
+        ),
+        front,
     )
     lines = advice.lines()
     console.print(f"\n[bold]recommendation[/] for a general assistant: [bold green]{lines[0]}[/]")

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from tailguard.cli.app import app, console, handles_errors, open_ledger, writable_output
+from tailguard.cli.app import (
+    app,
+    console,
+    handles_errors,
+    ledger_pricing,
+    open_ledger,
+    project_config,
+    writable_output,
+)
 
 
 @app.command()
@@ -40,8 +48,9 @@ def report(
         advice = fit_gate_to_data(advise(profile), result.config.dataset.kind)
         data.recommendation = advise_from_lab(advice, result.axes).lines()
     else:
+        pricing = ledger_pricing(project_config())
         with open_ledger(ledger, read_only=True) as led:
             led.check_run(run)
             data = from_ledger(led, run=run)
-            data.recommendation = recommendation_lines(led, run=run, profile=profile)
+            data.recommendation = recommendation_lines(led, run=run, profile=profile, **pricing)
     console.print(f"wrote {write(data, output)}")

@@ -9,8 +9,11 @@ The five axes (one row per strategy, each a median over seeds):
 - **coverage** ``coverage``: the tail metric at the last generation
   (``tail_recall`` of categories; for vectors the narrower of the two 1% tail
   widths, ``vector_tail_width``), and ``coverage_vs_baseline``, the same divided by round 0's.
-- **cost** ``cost``: the cost model's price of every round (new human examples,
-  generated and verified synthetic examples), and ``cost_per_generation``.
+- **cost** ``cost``: :meth:`CostModel.round_cost` summed over rounds ``0..G`` (the
+  reservoir owned, charged once in round 0, plus every round's human data bought,
+  generated and verified candidates), and ``cost_per_generation``: the mean cost of
+  a synthetic round ``1..G`` (:func:`generation_costs`), the figure the frontier,
+  the advisor and the report quote per round.
 - **provenance** ``traceable_share``: the share of training slots whose record
   is in the ledger with its origin and source, over all rounds;
   ``real_share_mean`` / ``real_share_min``: the human share of the training
@@ -82,6 +85,16 @@ def with_coverage(m: pd.DataFrame, kind: str) -> pd.DataFrame:
     return pd.concat([m, tw], ignore_index=True)
 
 
+def generation_costs(rounds: pd.DataFrame, generations: int) -> pd.Series:
+    """Per seed of one strategy's rounds: the mean cost of its synthetic rounds ``1..G``.
+
+    The one "cost per round" of the lab: the axes' ``cost_per_generation`` and the
+    frontier's ``cost_per_round`` are its median over seeds.
+    """
+    synthetic = rounds[(rounds["round"] >= 1) & (rounds["round"] <= generations)]
+    return synthetic.groupby("seed")["cost"].mean()
+
+
 def score_axes(
     metrics: pa.Table,
     rounds: pa.Table,
@@ -121,7 +134,7 @@ def score_axes(
                     "coverage": cov_last,
                     "coverage_vs_baseline": cov_last / cov_base if cov_base else np.nan,
                     "cost": in_run["cost"].sum(),
-                    "cost_per_generation": in_run[in_run["round"] >= 1]["cost"].mean(),
+                    "cost_per_generation": generation_costs(rs, generations).mean(),
                     "traceable_share": in_run["traceable"].sum() / in_run["total"].sum(),
                     # over the synthetic rounds only: round 0 is human by construction
                     "real_share_mean": (

@@ -7,10 +7,12 @@ on exactly ``f`` human examples per batch from the reservoir plus the newest
 synthetic generation (``Anchored(f, synthetic="latest", reservoir="share")``, so
 the fraction means what it says). Per fraction it reports:
 
-- ``cost_per_round``: the cost model's price of the synthetic rounds (generation,
-  verification, human data bought), per round, median over seeds;
-  ``human_per_round``: the human examples a round trains on (``ceil(f x V)``) and
-  ``human_cost``: the price of owning that many human examples;
+- ``cost_per_round``: the mean cost of a synthetic round (``CostModel.round_cost``
+  of its human data bought, generated and verified candidates), median over seeds:
+  the lab axes' ``cost_per_generation`` for the same run, and the chart's x;
+  ``cost``: the same rounds' total; ``reservoir_cost``: the reservoir owned, charged
+  once in round 0 (not per round); ``human_per_round``: the human examples a round
+  trains on (``ceil(f x V)``);
 - ``tail_ratio`` / ``coverage_ratio``: the primary (tail) metric and the coverage
   metric at the last generation divided by round 0's, median over seeds and a
   10%-90% seed interval;
@@ -37,7 +39,7 @@ import pyarrow as pa
 
 from tailguard.costs import CostModel
 from tailguard.errors import ConfigError
-from tailguard.lab.axes import with_coverage
+from tailguard.lab.axes import generation_costs, with_coverage
 from tailguard.lab.evaluation import COVERAGE, PRIMARY
 
 #: The fractions swept by default.
@@ -46,7 +48,7 @@ FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 TOLERANCE = 0.05
 
 COLUMNS = (
-    "real_fraction", "strategy", "cost_per_round", "cost", "human_per_round", "human_cost",
+    "real_fraction", "strategy", "cost_per_round", "cost", "reservoir_cost", "human_per_round",
     "tail_ratio", "tail_low", "tail_high", "coverage_ratio", "coverage_low", "coverage_high",
     "noise_floor", "held", "seeds",
 )  # fmt: skip
@@ -82,6 +84,15 @@ class Frontier:
         self.plot(path / "frontier.png")
         return path
 
+    def points(self) -> pd.DataFrame:
+        """What :meth:`plot` draws, one row per fraction: ``x`` is the table's
+        ``cost_per_round`` (one figure, one definition), ``y`` the tail ratio."""
+        df = self.table.to_pandas()
+        return pd.DataFrame({
+            "real_fraction": df["real_fraction"], "x": df["cost_per_round"],
+            "y": df["tail_ratio"], "low": df["tail_low"], "high": df["tail_high"],
+        })  # fmt: skip
+
     def plot(self, path: Path | str) -> Path:
         """Cost per round against the tail ratio at the last generation, one point per fraction."""
         import matplotlib
@@ -90,14 +101,14 @@ class Frontier:
         import matplotlib.pyplot as plt
 
         df = self.table.to_pandas()
+        pts = self.points()
         fig, ax = plt.subplots(figsize=(6, 4))
-        cost = df["cost_per_round"] + df["human_cost"] / self.generations
-        err = [df["tail_ratio"] - df["tail_low"], df["tail_high"] - df["tail_ratio"]]
-        ax.errorbar(cost, df["tail_ratio"], yerr=np.abs(err), fmt="o", capsize=3)
-        for _, r in df.iterrows():
-            ax.annotate(f"f={r.real_fraction:g}", (cost[_], r.tail_ratio), fontsize=8)
+        err = [pts["y"] - pts["low"], pts["high"] - pts["y"]]
+        ax.errorbar(pts["x"], pts["y"], yerr=np.abs(err), fmt="o", capsize=3)
+        for r in pts.itertuples():
+            ax.annotate(f"f={r.real_fraction:g}", (r.x, r.y), fontsize=8)
         ax.axhspan(1 - df["noise_floor"].max(), 1 + df["noise_floor"].max(), alpha=0.15)
-        ax.set_xlabel("cost per round ($; human data amortised over the generations)")
+        ax.set_xlabel("cost per synthetic round ($; the reservoir, owned once, not included)")
         ax.set_ylabel("tail metric at the last generation / round 0")
         ax.set_title(f"{self.model}: cost-fidelity frontier, volume {self.volume}")
         fig.tight_layout()
@@ -145,12 +156,16 @@ def frontier(
                 f"known= holds {c.generations} generations x {c.seeds} seeds at volume "
                 f"{c.volume}; the frontier needs {generations} x {seeds} at one volume"
             )
+        if c.costs != costs:
+            raise ConfigError(
+                f"known= was priced at {c.costs.describe()}; the frontier at {costs.describe()}"
+            )
         volume, reservoir_size = c.volume, c.reservoir_size
     rows = []
     for f in fractions:
         name = "replace" if f == 0 else "human-only" if f == 1 else "anchored-share"
         if known is not None and name in known.config.strategies and f in (0.0, 1.0):
-            rows.append(_row(known, f, name, generations, costs))
+            rows.append(_row(known, f, name, generations))
             continue
         result = run(
             model=model, data=data, strategies=[name], generations=generations, seeds=seeds,
@@ -160,7 +175,7 @@ def frontier(
             progress=progress,
         )  # fmt: skip
         volume = result.config.volume
-        rows.append(_row(result, f, name, generations, costs))
+        rows.append(_row(result, f, name, generations))
     table = pa.Table.from_pandas(pd.DataFrame(rows, columns=list(COLUMNS)), preserve_index=False)
     result_frontier = Frontier(table, model, int(volume or 0), generations, costs)
     if out is not None:
@@ -168,7 +183,7 @@ def frontier(
     return result_frontier
 
 
-def _row(result: Any, f: float, name: str, generations: int, costs: CostModel) -> dict[str, Any]:
+def _row(result: Any, f: float, name: str, generations: int) -> dict[str, Any]:
     kind = result.config.dataset.kind
     m = result.metrics.to_pandas()
     m = with_coverage(m[m["strategy"] == name], kind)
@@ -190,10 +205,10 @@ def _row(result: Any, f: float, name: str, generations: int, costs: CostModel) -
     out: dict[str, Any] = {
         "real_fraction": f,
         "strategy": name,
-        "cost_per_round": float(per_seed.median()) / generations,
+        "cost_per_round": float(generation_costs(r, generations).median()),
         "cost": float(per_seed.median()),
+        "reservoir_cost": float(r[r["round"] == 0]["cost"].median()),
         "human_per_round": human,
-        "human_cost": human * costs.human,
         "noise_floor": noise,
         "seeds": int(len(per_seed)),
     }

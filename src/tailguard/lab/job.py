@@ -200,7 +200,13 @@ class _Job:
         return {"collapsed": True, "rounds": self.config.recovery_rounds, "recovered": False}
 
     def _rounds_table(self) -> pa.Table:
-        """Per round: slots by origin, traceable share, new human examples, generated, verified."""
+        """Per round: slots by origin, traceable share, what the round used and its cost.
+
+        ``cost`` is :meth:`CostModel.round_cost` of the round's usage: human data bought,
+        generated and verified candidates, and the reservoir owned (round 0 only).
+        """
+        from tailguard.costs import RoundUsage
+
         rounds = self.ledger.round_summary(self.run_name).select(
             [
                 "round",
@@ -209,17 +215,14 @@ class _Job:
                 "synthetic",
                 "traceable",
                 "new_human",
+                "bought",
                 "generated",
                 "verified",
             ]
         )
         n = rounds.num_rows
-        costs = self.config.costs
-        cost = costs.cost(
-            human=rounds["new_human"].to_numpy(),
-            synthetic=rounds["generated"].to_numpy(),
-            verified=rounds["verified"].to_numpy(),
-        )
+        usage = RoundUsage.from_summary(rounds, reservoir=self.n_reservoir_train)
+        cost = self.config.costs.round_cost(usage)
         return (
             rounds.append_column("cost", pa.array(np.asarray(cost, dtype=np.float64)))
             .append_column("strategy", pa.array([self.strategy] * n))
