@@ -251,10 +251,17 @@ def advise_from_evidence(advice: Advice, evidence: list[Any], decision: Any) -> 
     """Add what the measured evidence says (the dial's decision) to a recommendation."""
     advice.next_fraction = decision.real_fraction
     advice.evidence = [f"evidence: {decision.reason}"] + [
-        f"  {e.metric}: {e.value:.3f} vs baseline {e.baseline:.3f}"
-        + (" (degraded)" if e.degraded else "")
+        f"  {e.metric}: {e.value:.3f} vs the clean model's {e.baseline:.3f} "
+        + ("(degraded: outside its band)" if e.degraded else "(held: within its band)")
         for e in evidence
     ]
+    return advice
+
+
+def with_capacity_gaps(advice: Advice, gaps: list[Any]) -> Advice:
+    """Name the capacity gaps apart from the evidence: they are not collapse, and the
+    human share is not what closes them."""
+    advice.evidence = [*advice.evidence, *(gap.describe() for gap in gaps)]
     return advice
 
 
@@ -372,6 +379,7 @@ def ledger_advice(
         next_round=max([last, *decisions["round"].to_pylist()]) + 1,
         costs=costs,
     )
+    advice = with_capacity_gaps(advice, monitor.capacity_gaps(run))
     return ledger_cost(advice, ledger, run=run, costs=costs, n_generate=n_generate, gated=gated)
 
 
