@@ -258,6 +258,25 @@ def advise_from_evidence(advice: Advice, evidence: list[Any], decision: Any) -> 
     return advice
 
 
+def with_realised_share(advice: Advice, decisions: list[dict[str, Any]]) -> Advice:
+    """Say what the last decided share realised: with the whole reservoir re-injected,
+    the share asked only binds once enough synthetic data passed the gate."""
+    import json
+
+    from tailguard.mix.planner import describe_share
+
+    last = max(decisions, key=lambda d: d["round"])
+    raw = last.get("evidence")
+    evidence = json.loads(raw) if isinstance(raw, str) else raw or {}
+    share = evidence.get("share")
+    if share:
+        advice.evidence = [
+            *advice.evidence,
+            f"round {last['round']}: {describe_share(share)}",
+        ]
+    return advice
+
+
 def with_capacity_gaps(advice: Advice, gaps: list[Any]) -> Advice:
     """Name the capacity gaps apart from the evidence: they are not collapse, and the
     human share is not what closes them."""
@@ -380,6 +399,8 @@ def ledger_advice(
         costs=costs,
     )
     advice = with_capacity_gaps(advice, monitor.capacity_gaps(run))
+    if decisions.num_rows:
+        advice = with_realised_share(advice, decisions.to_pylist())
     return ledger_cost(advice, ledger, run=run, costs=costs, n_generate=n_generate, gated=gated)
 
 

@@ -127,7 +127,7 @@ def _print_status(mon: Any, run: str) -> None:
     console.print(table)
     for smp in mon.samples(run):
         for gap in mon.capacity_gaps(run, sample=smp):
-            console.print(f"[cyan]capacity gap[/] [{smp}] {gap.describe()}", highlight=False)
+            console.print(f"[cyan]{gap.describe()}[/] [{smp}]", highlight=False)
     for a in status.alerts:
         colour = "yellow" if a.rule == "early_warning" else "red"
         console.print(f"[{colour}]{a.rule}[/] [{a.sample} r{a.round}] {a.message}", highlight=False)
