@@ -423,3 +423,43 @@ def test_a_reservoirs_reference_and_noise_floor_are_prepared_once_per_process(fr
     first.set_reference(holdout["content"], holdout["label"], digest=digest)
     assert second.use_reference(digest) and second.reference is first.reference
     assert not Monitor(seed=3).use_reference("another digest")
+
+
+def test_cli_eval_takes_several_samples_of_the_clean_model(tmp_path):
+    """`eval --round 0 --samples a --samples b --samples c`: the first is the clean model's
+    sample, the others its draws; their spread is the band's noise."""
+    from tailguard.cli import app
+    from tailguard.ledger import Ledger
+
+    texts, labels = make_corpus(2000, seed=7)
+    path = tmp_path / "ledger.duckdb"
+    with Ledger.open(path) as led:
+        led.ingest(pa.table({"text": texts, "label": labels}), origin="human",
+                   source_name="corpus", label_field="label")  # fmt: skip
+        led.freeze_reservoir(holdout=0.25, seed=0)
+    files = []
+    for i in range(3):
+        t, lab = make_corpus(400, seed=90 + i)
+        f = tmp_path / f"clean{i}.jsonl"
+        f.write_text(
+            "\n".join(json.dumps({"text": x, "y": y}) for x, y in zip(t, lab, strict=True))
+        )
+        files += ["--samples", str(f)]
+    out = CliRunner().invoke(
+        app, ["eval", "--round", "0", *files, "--label-field", "y", "--ledger", str(path)]
+    )
+    assert out.exit_code == 0, out.output
+    assert "with 2 more sample(s) of it" in out.output
+    with Ledger.open(path, read_only=True) as led:
+        history = led.metrics()
+    samples = set(history["sample"].to_pylist())
+    assert {"model", draw_name("model", 1), draw_name("model", 2)} <= samples
+    mon = Monitor.from_history(history)
+    values = [
+        v for s, m, v in zip(history["sample"].to_pylist(), history["metric"].to_pylist(),
+                             history["value"].to_pylist(), strict=True)
+        if m == "distinct_2" and (s == "model" or s.startswith("model#"))
+    ]  # fmt: skip
+    band = mon.bands()["distinct_2"]
+    assert band.center == pytest.approx(np.mean(values))
+    assert band.noise == pytest.approx(np.std(values, ddof=1))

@@ -29,7 +29,12 @@ def _reference(led: Any, split: str) -> tuple[Any, Any]:
 @handles_errors
 def eval_cmd(
     round: int = typer.Option(..., "--round", min=0, help="The round these samples belong to."),
-    samples: Path = typer.Option(..., "--samples", help="Model outputs: JSONL or Parquet."),
+    samples: list[Path] = typer.Option(
+        ...,
+        "--samples",
+        help="Model outputs: JSONL or Parquet. Repeat it with more samples of the same model "
+        "(at round 0: the clean model's noise band).",
+    ),
     text_field: str = typer.Option("text", "--text-field", help="Column holding the text."),
     label_field: str | None = typer.Option(None, "--label-field", help="Column holding labels."),
     sample: str = typer.Option("model", "--sample", help="Name of this sample in the history."),
@@ -48,9 +53,14 @@ def eval_cmd(
     from tailguard.project import project_monitor
     from tailguard.readers import read_table
 
-    table, _ = read_table(samples, text_field=text_field, label_field=label_field, allow_empty=True)
+    tables = [
+        read_table(path, text_field=text_field, label_field=label_field, allow_empty=True)[0]
+        for path in samples
+    ]
+    table = tables[0]
     texts = table[text_field]
     labels = table[label_field] if label_field else None
+    draws = [(t[text_field], t[label_field] if label_field else None) for t in tables[1:]]
     with open_ledger(ledger) as led:
         ref_texts, ref_labels = _reference(led, "holdout")
         config = project_config() if ledger is None else None
@@ -59,11 +69,12 @@ def eval_cmd(
         frozen_baseline = NOISE_FLOOR_SAMPLE in set(history["sample"].to_pylist())
         mon.load(history)
         mon.set_reference(ref_texts, ref_labels if labels is not None else None)
-        rows = evaluate_sample(led, mon, round, texts, labels, sample=sample, run=run)
+        rows = evaluate_sample(led, mon, round, texts, labels, sample=sample, run=run, draws=draws)
         size = min(baseline_size(config), len(led.reservoir().train_ids))
+    more = f", with {len(draws)} more sample(s) of it" if draws else ""
     console.print(
         f"recorded round {round} of sample [bold]{sample}[/] ({len(texts)} texts, "
-        f"{rows.num_rows} metrics) in run {run}"
+        f"{rows.num_rows} metrics{more}) in run {run}"
     )
     if frozen_baseline and abs(len(texts) - size) > SIZE_SLACK * size:
         console.print(
@@ -178,6 +189,11 @@ def monitor_cmd(
                 {
                     **status.to_dict(),
                     "trends": [t.to_dict() for s in mon.samples(r) for t in mon.trends(sample=s)],
+                    "capacity_gaps": [
+                        {"sample": s, **g.to_dict()}
+                        for s in mon.samples(r)
+                        for g in mon.capacity_gaps(r, sample=s)
+                    ],
                 }
             )
         else:
