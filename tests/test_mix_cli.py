@@ -144,6 +144,7 @@ def test_dial_show_prints_the_stored_history(ledger_path):
     assert resumed.state == dial.state
     result = runner.invoke(app, ["dial", "show", "--ledger", str(ledger_path)])
     assert result.exit_code == 0, result.output
-    assert "0.250" in result.output and "tail_coverage" in result.output
+    assert "25%" in result.output and "tail_coverage" in result.output
+    assert "realised" in result.output  # no manifest yet: the share realised shows "-"
     result = runner.invoke(app, ["dial", "show", "--json", "--ledger", str(ledger_path)])
     assert json.loads(result.output)[1]["real_fraction"] == 0.25
