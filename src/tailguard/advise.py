@@ -266,12 +266,12 @@ def _last_alerts(alerts: Any, generations: int | None) -> dict[str, tuple[int, s
 def _alert_verdict(alerted: tuple[int, set[int], set[str]] | None, seeds: int) -> str:
     """The verdict the monitor's alerts give: kept only when nothing is alerted at the end."""
     if alerted is None:
-        return "kept its tails (no alert at its last generation)"
+        return "kept its tails: no alert at its last generation"
     rnd, hit, metrics = alerted
     of = f" in {len(hit)} of {seeds} seeds" if seeds > 1 else ""
     return (
-        f"did not keep its tails (alerted at generation {rnd}{of}: "
-        f"{', '.join(sorted(metrics))} outside the clean model's band)"
+        f"did not keep its tails: alerted at generation {rnd}{of}, "
+        f"{', '.join(sorted(metrics))} outside the clean model's band"
     )
 
 

@@ -485,6 +485,7 @@ def _draw_metric(spec: MetricChart, colors: dict[str, str]) -> str:
                 ref["human"], color=HUMAN, lw=1.2, ls="--", gid=f"baseline-{tag}",
                 label="human baseline (same size)",
             )  # fmt: skip
+    ringed = False
     for s in spec.references:
         if s in spec.spread:
             rounds, low, high = spec.spread[s]
@@ -499,8 +500,9 @@ def _draw_metric(spec: MetricChart, colors: dict[str, str]) -> str:
             ax.plot(
                 [p.round for p in hot], [p.value for p in hot], ls="none", marker="o", ms=10,
                 mfc="none", mec=ALERT, mew=1.6, gid=f"alerted-{chart}-{_slug(s)}",
-                label="alerted (outside the band)" if s == next(iter(spec.references)) else None,
+                label=None if ringed else "alerted (outside the band)",
             )  # fmt: skip
+            ringed = True
     ax.set_ylim(bottom, top)
     hib = spec.higher_is_better
     ax.set_title(f"{metric} ({direction(metric, hib)})", fontsize=10.5)
