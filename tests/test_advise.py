@@ -185,3 +185,34 @@ def test_without_alerts_the_recommendation_follows_the_dial():
     assert advice.next_fraction == 0.25
     assert advice.headline == "no active alerts: lower the human share 30% -> 25% next round"
     assert not any("start at" in line for line in advice.lines())
+
+
+def test_lab_words_follow_the_alerts_of_the_last_generation():
+    """A strategy whose coverage looks fine but which the monitor alerts on at the last
+    generation is not said to keep its tails; one alerted only earlier is."""
+    import pyarrow as pa
+
+    from tailguard.advise import advise_from_lab
+
+    axes = [
+        {"strategy": s, "coverage_vs_baseline": 1.0, "cost_per_generation": 1.0,
+         "fidelity_loss": 0.0, "recovery_rounds": 0.0, "recovery_cost": 0.0,
+         "recovered_share": 1.0, "seeds": 2}
+        for s in ("anchored-gated", "anchored")
+    ]  # fmt: skip
+    alerts = pa.table({
+        "strategy": ["anchored-gated", "anchored-gated", "anchored"],
+        "seed": [0, 1, 0], "round": [3, 3, 1], "sample": ["model"] * 3,
+        "rule": ["early_warning", "threshold", "threshold"],
+        "metrics": ["distinct_2, tail_recall", "distinct_2", "tail_recall"],
+        "message": ["m"] * 3,
+    })  # fmt: skip
+    words = " ".join(
+        advise_from_lab(advise(TaskProfile()), axes, alerts=alerts, generations=3).lines()
+    )
+    assert "anchored-gated kept its tails" not in words
+    assert (
+        "anchored-gated did not keep its tails: alerted at generation 3 in 2 of 2 seeds, "
+        "distinct_2, tail_recall outside the clean model's band" in words
+    )
+    assert "anchored kept its tails: no alert at its last generation" in words

@@ -4,6 +4,7 @@ with every chart present. A screenshot is saved next to the report."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -13,7 +14,7 @@ from conftest import tiny_lab_run
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from tailguard.advise import TaskProfile, advise
+from tailguard.advise import TaskProfile, advise, advise_from_lab
 from tailguard.gate import Gate, NearDuplicate, Quality
 from tailguard.lab.models import NGram
 from tailguard.ledger import Ledger
@@ -153,7 +154,14 @@ MEASURE = """() => {
     lines: [...f.querySelectorAll('g[id^="series-"]')].map(g => [g.id,
       rgb(g.querySelector('path')).stroke]),
     human: [...f.querySelectorAll('g[id^="human-"] path')].map(p => rgb(p).fill),
+    clean: f.querySelectorAll('g[id^="clean-"]').length,
+    ringed: f.querySelectorAll('g[id^="alerted-"] use').length,
     caption: f.querySelector('figcaption').textContent,
+    metric: f.dataset.metric || null,
+    watched: f.dataset.watched === '1',
+    bands: f.dataset.bands ? JSON.parse(f.dataset.bands) : null,
+    points: f.dataset.points ? JSON.parse(f.dataset.points) : null,
+    series: f.dataset.series ? JSON.parse(f.dataset.series) : null,
   }));
   const t = document.querySelector('#axes-table');
   const tl = document.querySelector('#alert-timeline');
@@ -167,6 +175,11 @@ MEASURE = """() => {
       text: li.textContent})),
     recommendation: [...document.querySelectorAll('#recommendation strong, #recommendation li')]
       .map(e => e.textContent),
+    alerts: [...document.querySelectorAll('li.alert-item')].map(li => ({
+      rule: li.dataset.rule, strategy: li.dataset.strategy, sample: li.dataset.sample,
+      seed: +li.dataset.seed, drawn: li.dataset.drawn === '1', round: +li.dataset.round,
+      metrics: li.dataset.metrics.split(', ').filter(m => m), text: li.textContent})),
+    capacity: !!document.querySelector('#capacity-table'),
   };
 }"""
 
@@ -210,9 +223,12 @@ def _check_glance(found: dict, *, strategies: list[str]) -> list[dict]:
         assert c["markers"] >= len(strategies), (c["chart"], c["markers"])  # points, not only lines
         assert c["xticks"] and all(re.fullmatch(r"−?\d+", t) for t in c["xticks"]), c["xticks"]
         assert c["ylabel"] == [name]
-        assert c["band"] and set(c["band"]) == {_rgb(HUMAN)}, (c["chart"], c["band"])
-        assert 0 < c["bandCover"] < 0.9, (c["chart"], c["bandCover"])  # never the whole chart
-        assert c["baseline"] == 1
+        if c["watched"]:  # the band the monitor judges by; none where nothing alerts
+            assert c["band"] and set(c["band"]) == {_rgb(HUMAN)}, (c["chart"], c["band"])
+            assert 0 < c["bandCover"] < 0.9, (c["chart"], c["bandCover"])  # never all of it
+        else:
+            assert not c["band"], c["chart"]
+        assert c["clean"] >= 1  # the clean model's line (round 0, or the first round)
         assert re.search(r"(higher is better|lower is better|two-sided)", c["caption"])
     for c in found["charts"]:  # one colour per strategy, never the human green
         for gid, stroke in c["lines"]:
@@ -223,6 +239,107 @@ def _check_glance(found: dict, *, strategies: list[str]) -> list[dict]:
             assert stroke != _rgb(HUMAN)
         assert set(c["human"]) <= {_rgb(HUMAN)}
     return metric_charts
+
+
+def _outside(value: float, band: dict) -> bool:
+    low = -math.inf if band["low"] is None else band["low"]
+    high = math.inf if band["high"] is None else band["high"]
+    return not low <= value <= high
+
+
+def _check_agreement(found: dict, *, watched: set[str]) -> None:
+    """Alerts, band and words agree, read from the page: every alert's point lies outside
+    its drawn band, every drawn point outside its band is alerted (and ringed), every
+    watched or alerting metric has a chart, and no strategy the alerts flag at its last
+    round is said to keep its tails."""
+    charts = {c["metric"]: c for c in found["charts"] if c["metric"]}
+    alerts = [a for a in found["alerts"] if a["sample"] == "model"]
+    alerting = {m for a in alerts for m in a["metrics"]}
+    assert watched | alerting <= set(charts), (watched | alerting) - set(charts)
+    for m in watched | alerting:
+        assert charts[m]["watched"] and charts[m]["band"], m
+    named = set()
+    for a in alerts:
+        if not a["drawn"]:  # another seed's alert: it says so, and no point of it is drawn
+            assert "in other seeds" in a["text"], a
+            continue
+        for m in a["metrics"]:
+            named.add((a["strategy"], a["seed"], a["round"], m))
+    outside = set()
+    for m, c in charts.items():
+        for strategy, seed, rnd, value, _, _ in c["points"]:
+            band = c["bands"][strategy]
+            if rnd != band["clean_round"] and _outside(value, band):
+                outside.add((strategy, seed, rnd, m))
+        ringed = sum(1 for p in c["points"] if (p[0], p[1], p[2], m) in named)
+        assert c["ringed"] == ringed, (m, c["ringed"], ringed)
+    assert named == outside, (named - outside, outside - named)
+    words = " ".join(found["recommendation"])
+    last = max((p[2] for c in charts.values() for p in c["points"]), default=0)
+    for a in alerts:
+        if a["drawn"] and a["round"] == last:
+            assert f"{a['strategy']} kept its tails" not in words, (a, words)
+
+
+def _watched(history, run: str) -> set[str]:
+    from tailguard.lineage import lineage_monitor
+
+    return set(lineage_monitor(history).bands(run))
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+def test_a_project_report_draws_the_band_it_alerts_by(project, tmp_path):
+    """A three-round project: the charts, the alerts and the words read as one."""
+    with Ledger.open(project, read_only=True) as led:
+        data = from_ledger(led)
+        watched = _watched(led.metrics("main"), "main")
+        audit = led.audit(run="main").to_pylist()
+    data.recommendation = advise(TaskProfile(task="general")).lines()
+    found = _measure(write(data, tmp_path / "report.html"), SHOTS / "project.png")
+    _check_glance(found, strategies=["main"])
+    assert watched >= {"tail_recall", "distinct_2", "label_js"}
+    _check_agreement(found, watched=watched)
+    # the dial chart's realised share is the audit's human share of every round
+    dial = next(c for c in found["charts"] if c["chart"] == "dial")
+    realised = {int(r): v for r, v in dial["series"]["main"]["realised"].items()}
+    assert realised == {a["round"]: a["human_share"] for a in audit}
+    asked = dial["series"]["main"]["asked"]
+    assert set(map(int, asked)) == {a["round"] for a in audit if a["round"] >= 1}
+
+
+def test_the_dial_table_shows_asked_realised_and_the_response(project):
+    from tailguard.report import dial_table
+
+    with Ledger.open(project, read_only=True) as led:
+        data = from_ledger(led)
+        audit = {a["round"]: a["human_share"] for a in led.audit(run="main").to_pylist()}
+    table = dial_table(data)
+    assert list(table.columns) == ["round", "real_fraction", "realised", "reason", "response"]
+    for row in table.to_dict("records"):
+        assert row["realised"] == pytest.approx(audit[row["round"]])
+        assert f"realised {row['realised']:.0%} human" in row["reason"]
+    page = render(data)
+    assert "human share asked" in page and "human share realised" in page
+
+
+def test_every_watched_metric_of_the_rich_preset_is_charted():
+    """No cap hides a metric: the rich preset's PRDC recall, coverage and Vendi included."""
+    import pyarrow as pa
+
+    from tailguard.metrics import PRESETS
+    from tailguard.report import ReportData, metric_specs
+
+    rich = PRESETS["rich"]
+    rows = [(r, m) for r in (0, 1) for m in rich.metrics]
+    metrics = pa.table({
+        "strategy": ["main"] * len(rows), "seed": [0] * len(rows),
+        "round": [r for r, _ in rows], "metric": [m for _, m in rows],
+        "value": [0.5] * len(rows), "higher_is_better": [True] * len(rows),
+    })  # fmt: skip
+    specs = metric_specs(ReportData(metrics=metrics))
+    names = [s.metric for s in specs]
+    assert set(names) == set(rich.metrics)
+    assert {"prdc_recall", "prdc_coverage", "vendi"} <= set(names)
 
 
 @pytest.fixture(scope="module")
@@ -300,18 +417,27 @@ def lab_report(tmp_path_factory) -> tuple[Path, list[str]]:
         seeds=2,
     )
     data = from_lab(result)
-    data.recommendation = advise(TaskProfile(task="general")).lines()
+    data.recommendation = advise_from_lab(
+        advise(TaskProfile(task="general")), result.axes, alerts=result.alerts,
+        generations=result.config.generations,
+    ).lines()  # fmt: skip
     path = write(data, tmp_path_factory.mktemp("lab") / "report.html")
-    return path, sorted(result.axes["strategy"].to_pylist())
+    watched = set()
+    for run in set(result.ledger_metrics["run"].to_pylist()):
+        watched |= _watched(result.ledger_metrics, run)
+    return path, sorted(result.axes["strategy"].to_pylist()), watched
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
 def test_a_lab_report_reads_at_a_glance(lab_report):
     """Several strategies and seeds: a point per strategy and round, each strategy in its
     palette colour, the axes table inside 1,400 px with money as money, alerts by round."""
-    path, strategies = lab_report
+    path, strategies, watched = lab_report
     found = _measure(path, SHOTS / "lab.png")
     charts = _check_glance(found, strategies=strategies)
+    _check_agreement(found, watched=watched)
+    assert any(a["drawn"] for a in found["alerts"])  # replace collapses: the check has teeth
+    assert any("lab evidence" in line for line in found["recommendation"])
     for c in charts:
         assert c["markers"] == len(strategies) * 5  # rounds 0..4
         assert c["xticks"] == [str(r) for r in range(5)]

@@ -201,21 +201,35 @@ KEEPS_TAILS = 0.9
 MEASURED_AS = {"hybrid (anchored)": "anchored-gated"}
 
 
-def advise_from_lab(advice: Advice, axes: Any, *, strategy: str | None = None) -> Advice:
+def advise_from_lab(
+    advice: Advice,
+    axes: Any,
+    *,
+    strategy: str | None = None,
+    alerts: Any = None,
+    generations: int | None = None,
+) -> Advice:
     """Check the rule against a lab comparison: which strategies kept the tails, at what cost.
 
     ``axes`` is a lab result's axes table (one row per strategy). Each strategy is
     named with its tail coverage at the last generation (relative to round 0), its
     cost per generation and, when it collapsed, its recovery in the table's own
-    numbers (seeds recovered, median rounds and dollars). When the lab ran the
-    recommended configuration (``strategy``, else :data:`MEASURED_AS`), the advice is
-    priced as that row's measured cost per generation.
+    numbers (seeds recovered, median rounds and dollars). With the lab's ``alerts``
+    (the monitor's, per strategy and seed), the verdict is the alerts' own: a strategy
+    any seed of which the monitor alerts on at the last generation (``generations``,
+    else the alerts' last round) did not keep its tails, whatever its coverage, so the
+    words and the report's alerts agree. When the
+    lab ran the recommended configuration (``strategy``, else :data:`MEASURED_AS`), the
+    advice is priced as that row's measured cost per generation.
     """
     rows = axes.to_pylist() if hasattr(axes, "to_pylist") else list(axes)
+    alerted = _last_alerts(alerts, generations)
     lines = []
     for r in sorted(rows, key=lambda r: -r["coverage_vs_baseline"]):
         kept = r["coverage_vs_baseline"] >= KEEPS_TAILS
         verdict = "kept its tails" if kept else "lost its tails"
+        if alerts is not None:
+            verdict = _alert_verdict(alerted.get(r["strategy"]), int(r.get("seeds", 0)))
         lines.append(
             f"lab evidence: {r['strategy']} {verdict} (coverage "
             f"{r['coverage_vs_baseline']:.0%} of baseline{_recovery(r)}; fidelity loss "
@@ -231,6 +245,34 @@ def advise_from_lab(advice: Advice, axes: Any, *, strategy: str | None = None) -
             f"{int(row['seeds'])} seeds",
         )  # fmt: skip
     return advice
+
+
+def _last_alerts(alerts: Any, generations: int | None) -> dict[str, tuple[int, set[int], set[str]]]:
+    """Per strategy, the alerts of the last generation: round, seeds and metrics."""
+    if alerts is None:
+        return {}
+    rows = alerts.to_pylist() if hasattr(alerts, "to_pylist") else list(alerts)
+    rows = [a for a in rows if a.get("sample", "model") == "model"]
+    last = generations if generations is not None else max((a["round"] for a in rows), default=0)
+    out: dict[str, tuple[int, set[int], set[str]]] = {}
+    for a in rows:
+        if int(a["round"]) == last:
+            rnd, seeds, metrics = out.setdefault(a["strategy"], (int(a["round"]), set(), set()))
+            seeds.add(int(a["seed"]))
+            metrics.update(m.strip() for m in str(a["metrics"]).split(","))
+    return out
+
+
+def _alert_verdict(alerted: tuple[int, set[int], set[str]] | None, seeds: int) -> str:
+    """The verdict the monitor's alerts give: kept only when nothing is alerted at the end."""
+    if alerted is None:
+        return "kept its tails: no alert at its last generation"
+    rnd, hit, metrics = alerted
+    of = f" in {len(hit)} of {seeds} seeds" if seeds > 1 else ""
+    return (
+        f"did not keep its tails: alerted at generation {rnd}{of}, "
+        f"{', '.join(sorted(metrics))} outside the clean model's band"
+    )
 
 
 def _recovery(row: dict[str, Any]) -> str:

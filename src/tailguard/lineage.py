@@ -23,17 +23,14 @@ if TYPE_CHECKING:
 
 
 def lineage_tables(ledger: Ledger, run: str) -> dict[str, pa.Table]:
-    """Metrics, mix, gate, reasons, decisions and alerts of run ``run``."""
+    """Metrics, mix (with the audit's realised ``human_share``), gate, reasons, decisions
+    and alerts of run ``run``."""
     history = ledger.metrics(run)
-    alerts = (
-        Monitor.from_history(history, preset=preset_for(history)).alert_history(run)
-        if history.num_rows
-        else alerts_table([])
-    )
+    alerts = lineage_monitor(history).alert_history(run) if history.num_rows else alerts_table([])
     audit = ledger.audit(run=run)
     return {
         "metrics": history.drop_columns(["run"]),
-        "mix": audit.select(["round", "human", "synthetic", "by_generation"]),
+        "mix": audit.select(["round", "human", "synthetic", "human_share", "by_generation"]),
         "gate": ledger.gate_summary(),
         "reasons": ledger.rejection_reasons(),
         "decisions": ledger.decisions(run).drop_columns(["run"]),
@@ -45,6 +42,12 @@ def lineage_tables(ledger: Ledger, run: str) -> dict[str, pa.Table]:
         "rollbacks": _rollbacks(ledger, run),
         **judge_tables(ledger),
     }
+
+
+def lineage_monitor(history: pa.Table) -> Monitor:
+    """The monitor that reads a stored lineage (the preset that measured it): the alerts
+    and the report's bands both come from it, so they cannot disagree."""
+    return Monitor.from_history(history, preset=preset_for(history))
 
 
 def gaps_filled(ledger: Ledger, run: str) -> pa.Table:

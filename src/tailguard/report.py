@@ -31,8 +31,8 @@ import pyarrow.compute as pc  # noqa: E402
 from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
 from tailguard import __version__  # noqa: E402
-from tailguard.lineage import lineage_tables  # noqa: E402
-from tailguard.metrics import PRESETS, REGISTRY  # noqa: E402
+from tailguard.lineage import lineage_monitor, lineage_tables  # noqa: E402
+from tailguard.metrics import REGISTRY  # noqa: E402
 from tailguard.monitor import NOISE_FLOOR_SAMPLE  # noqa: E402
 from tailguard.palette import (  # noqa: E402
     ALERT,
@@ -42,7 +42,7 @@ from tailguard.palette import (  # noqa: E402
     strategy_colors,
 )
 
-#: The metrics drawn first when present: the tails and diversity collapse first.
+#: The order of the watched metrics on the page: the tails and diversity collapse first.
 WATCHED = (
     "tail_recall",
     "tail_mass_ratio",
@@ -60,9 +60,8 @@ WATCHED = (
     "prdc_coverage",
     "vendi",
 )
-#: After the watched ones, other metrics by what they watch; at most this many charts.
+#: After the watched and alerting metrics, the others by what they watch (all are drawn).
 KIND_ORDER = ("tail", "diversity", "fidelity", "mean")
-MAX_METRIC_CHARTS = 8
 
 
 @dataclass
@@ -77,6 +76,10 @@ class ReportData:
     - ``reasons``: strategy, verifier, code, count
     - ``decisions``: strategy, seed, round, real_fraction, reason, evidence
     - ``alerts``: strategy, seed, round, rule, metrics, message (every round's)
+    - ``references``: strategy, seed, metric, clean_round, clean, human, watched, low,
+      high: per lineage, the clean model's value (round 0), the human baseline and, for
+      a watched metric, the edges of the band the monitor judges it by (null: open side)
+    - ``capacity``: strategy, seed, metric, clean, human, gap, closes_it
     - ``gaps``: round, label, gap, filled (``fill_gaps`` manifests)
     - ``quarantined``: origin, generation, id, round, code, detail, score
     - ``rollbacks``: to_round, rounds, quarantined, reason, rolled_at, rolled_by
@@ -94,6 +97,8 @@ class ReportData:
     reasons: pa.Table | None = None
     decisions: pa.Table | None = None
     alerts: pa.Table | None = None
+    references: pa.Table | None = None
+    capacity: pa.Table | None = None
     gaps: pa.Table | None = None
     quarantined: pa.Table | None = None
     rollbacks: pa.Table | None = None
@@ -123,17 +128,28 @@ def from_ledger(ledger: Any, *, run: str = "main", title: str | None = None) -> 
     tag = {"strategy": run, "seed": 0}
     history = tables.pop("metrics")
     is_floor = pc.equal(history["sample"], NOISE_FLOOR_SAMPLE)
+    refs = reference_tables(ledger.metrics(run), run)
     return ReportData(
         title=title or f"tailguard report: {run}",
         metrics=_tag(history.filter(pc.invert(is_floor)), tag),
         floor=_tag(history.filter(is_floor), tag),
-        **{name: _tag(t, tag) for name, t in tables.items()},
+        **{name: _tag(t, tag) for name, t in {**tables, **refs}.items()},
     )
 
 
 def from_lab(result: Any, *, title: str | None = None) -> ReportData:
-    """A lab comparison: every strategy and seed, plus the five axes."""
+    """A lab comparison: every strategy and seed, plus the five axes.
+
+    Each strategy x seed is its own lineage with its own clean model (its round 0),
+    band and alerts (``ledger_metrics``, run ``<strategy>/seed<k>``)."""
     cfg = result.config
+    refs: dict[str, list[pa.Table]] = {"references": [], "capacity": []}
+    history = getattr(result, "ledger_metrics", None)
+    for run in [] if history is None else sorted(set(history["run"].to_pylist())):
+        strategy, _, seed = run.rpartition("/seed")
+        rows = history.filter(pc.equal(history["run"], run))
+        for name, t in reference_tables(rows, run).items():
+            refs[name].append(_tag(t, {"strategy": strategy, "seed": int(seed)}))
     return ReportData(
         title=title
         or f"tailguard lab: {cfg.model} on {cfg.dataset.name}, {cfg.generations} generations, "
@@ -145,13 +161,65 @@ def from_lab(result: Any, *, title: str | None = None) -> ReportData:
         reasons=getattr(result, "reasons", None),
         decisions=getattr(result, "decisions", None),
         alerts=getattr(result, "alerts", None),
+        **{name: pa.concat_tables(ts) if ts else None for name, ts in refs.items()},
         axes=result.axes,
         notes=[
             f"Strategies: {', '.join(cfg.strategies)}; anchored strategies keep "
-            f"{cfg.real_fraction:.0%} human examples in every batch. Metric bands span every "
-            f"seed ({cfg.seeds}); the mix charts show seed 0."
+            f"{cfg.real_fraction:.0%} human examples in every batch. Each strategy and seed "
+            "has its own clean model (its round 0), band and alerts: the metric charts draw, "
+            "per strategy, its lowest seed (points, band, alerts ringed in red) with the "
+            "other seeds' range shaded, and the alert timeline lists that seed's alerts with "
+            f"how many of the {cfg.seeds} seeds raised each; the mix charts show that seed "
+            "too; the axes table is over every seed."
         ],
     )
+
+
+def reference_tables(history: pa.Table, run: str) -> dict[str, pa.Table]:
+    """Per metric of one lineage: its clean model (round 0), human baseline and, when
+    watched, the band the monitor judges it by; and the capacity gaps.
+
+    Read from the same monitor as the alerts (:func:`tailguard.lineage.lineage_monitor`),
+    so the band drawn is the band alerted on."""
+    schema = pa.schema(
+        [("metric", pa.string()), ("clean_round", pa.int32()), ("clean", pa.float64()),
+         ("human", pa.float64()), ("watched", pa.bool_()), ("low", pa.float64()),
+         ("high", pa.float64())]
+    )  # fmt: skip
+    gap_schema = pa.schema(
+        [("metric", pa.string()), ("clean", pa.float64()), ("human", pa.float64()),
+         ("gap", pa.float64()), ("closes_it", pa.string())]
+    )  # fmt: skip
+    df = history.to_pandas()
+    df = df[df["run"] == run]
+    monitor = lineage_monitor(history)
+    first = monitor.clean_round(run)
+    if df.empty or first is None:
+        return {"references": schema.empty_table(), "capacity": gap_schema.empty_table()}
+    bands = monitor.bands(run)
+    at_first = df[df["round"] == first]
+    clean = at_first[(at_first["sample"] == "model") | at_first["sample"].str.startswith("model#")]
+    clean_mean = clean.groupby("metric")["value"].mean()
+    human = df[df["sample"] == NOISE_FLOOR_SAMPLE].sort_values("round")
+    human_value = human.groupby("metric")["value"].last()
+    rows = []
+    for metric, value in clean_mean.items():
+        b = bands.get(str(metric))
+        rows.append({
+            "metric": str(metric), "clean_round": first,
+            "clean": float(value) if b is None else b.center,
+            "human": float(human_value[metric]) if metric in human_value.index else None,
+            "watched": b is not None,
+            "low": None if b is None or not np.isfinite(b.low) else b.low,
+            "high": None if b is None or not np.isfinite(b.high) else b.high,
+        })  # fmt: skip
+    gaps = [{**g.to_dict()} for g in monitor.capacity_gaps(run)]
+    return {
+        "references": pa.Table.from_pylist(rows, schema=schema),
+        "capacity": pa.Table.from_pylist(
+            [{k: g[k] for k in gap_schema.names} for g in gaps], schema=gap_schema
+        ),
+    }
 
 
 def _tag(table: pa.Table, tag: dict[str, Any]) -> pa.Table:
@@ -166,7 +234,9 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", str(name).lower()).strip("-")
 
 
-def _svg(fig: plt.Figure, chart_id: str, caption: str, *, wide: bool = False) -> str:
+def _svg(
+    fig: plt.Figure, chart_id: str, caption: str, *, wide: bool = False, attrs: str = ""
+) -> str:
     buf = io.StringIO()
     with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": chart_id}):
         fig.savefig(buf, format="svg", bbox_inches="tight")
@@ -174,7 +244,7 @@ def _svg(fig: plt.Figure, chart_id: str, caption: str, *, wide: bool = False) ->
     svg = buf.getvalue()
     svg = re.sub(r"<metadata>.*?</metadata>", "", svg[svg.index("<svg") :], flags=re.S)
     return (
-        f'<figure class="chart{" wide" if wide else ""}" data-chart="{chart_id}">{svg}'
+        f'<figure class="chart{" wide" if wide else ""}" data-chart="{chart_id}"{attrs}>{svg}'
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
     )
 
@@ -209,104 +279,258 @@ def definition(metric: str) -> str:
     return known.description if known is not None and known.description else metric
 
 
-def shown_metrics(names: Any) -> list[str]:
-    """The watched metrics first, then the others by kind: tails, diversity, fidelity, mean."""
-    names = set(names)
+def shown_metrics(names: Any, first: Any = ()) -> list[str]:
+    """Every metric, ``first`` (the watched and alerting ones) leading in :data:`WATCHED`
+    order, then the others by kind: tails, diversity, fidelity, mean. None is left out."""
+    names, first = set(names), set(first)
 
-    def key(name: str) -> tuple[int, int, str]:
+    def key(name: str) -> tuple[int, int, int, str]:
         watched = WATCHED.index(name) if name in WATCHED else len(WATCHED)
         kind = REGISTRY[name].kind if name in REGISTRY else "mean"
-        return watched, KIND_ORDER.index(kind), name
+        return int(name not in first), watched, KIND_ORDER.index(kind), name
 
-    return sorted(names, key=key)[:MAX_METRIC_CHARTS]
+    return sorted(names, key=key)
 
 
-def metric_charts(data: ReportData) -> list[str]:
-    """One chart per shown metric: per strategy the median over seeds (points and line)
-    with a min-max band, over the baseline (dashed) and the noise floor (green band)."""
+def flagged_metrics(rule: str, metrics: str) -> list[str]:
+    """The metrics an alert says are outside their band: all it names, except the
+    variance-shrinkage rule, whose second metric (recall) is named for context."""
+    names = [m.strip() for m in str(metrics).split(",") if m.strip()]
+    return names[:1] if rule == "variance_shrinkage" else names
+
+
+def shown_seeds(data: ReportData) -> dict[str, int]:
+    """The seed drawn per strategy (its lowest): a lab's seeds each have their own clean
+    model, band and alerts, so one seed's points are drawn with its own band."""
+    m = data.frame("metrics")
+    return (
+        {} if m.empty else {str(s): int(v) for s, v in m.groupby("strategy")["seed"].min().items()}
+    )
+
+
+def _model_alerts(data: ReportData) -> pd.DataFrame:
+    a = data.frame("alerts")
+    if not a.empty and "sample" in a:
+        a = a[a["sample"] == "model"]
+    return a
+
+
+@dataclass
+class Point:
+    """One drawn point of a metric chart: a round of the seed drawn for a strategy."""
+
+    strategy: str
+    seed: int
+    round: int
+    value: float
+    #: outside the band the monitor judges by (never at the clean round, the reference)
+    outside: bool
+    #: the monitor raised an alert naming this metric at this round of this lineage
+    alerted: bool
+
+
+@dataclass
+class MetricChart:
+    """What one metric chart draws (the renderer draws exactly this and writes it on the
+    figure as ``data-`` attributes, so a reader can check the picture against the alerts).
+
+    ``references``: per strategy, the seed drawn, its clean model (``clean``, at
+    ``clean_round``), the human baseline (``human``, None when not measured) and the
+    band's edges (``low`` / ``high``; None: no band, or an open side)."""
+
+    metric: str
+    watched: bool
+    higher_is_better: bool | None
+    references: dict[str, dict[str, Any]]
+    points: list[Point]
+    #: per strategy, (rounds, lowest, highest) over every seed (a lab's spread)
+    spread: dict[str, tuple[list[int], list[float], list[float]]]
+
+    @property
+    def alerting(self) -> bool:
+        return any(p.alerted for p in self.points)
+
+    def attrs(self) -> str:
+        bands = {s: {k: v for k, v in r.items()} for s, r in self.references.items()}
+        points = [[p.strategy, p.seed, p.round, p.value, p.outside, p.alerted] for p in self.points]
+        return (
+            f' data-metric="{html.escape(self.metric)}" data-watched="{int(self.watched)}"'
+            f' data-bands="{html.escape(json.dumps(bands))}"'
+            f' data-points="{html.escape(json.dumps(points))}"'
+        )
+
+
+def _outside(value: float, ref: dict[str, Any], rnd: int) -> bool:
+    if rnd == ref["clean_round"]:
+        return False
+    low, high = ref.get("low"), ref.get("high")
+    return (low is not None and value < low) or (high is not None and value > high)
+
+
+def metric_specs(data: ReportData) -> list[MetricChart]:
+    """The metric charts: every watched or alerting metric first, then every other one.
+
+    Per strategy, the seed drawn (:func:`shown_seeds`): its points, its clean model and
+    human baseline, and (watched metrics only: nothing alerts on the others) the band of
+    its clean model from :meth:`Monitor.bands`; a point is alerted when the monitor's
+    alerts of that lineage name the metric at that round."""
     m = data.frame("metrics")
     if m.empty:
         return []
     if "sample" in m:
         m = m[m["sample"] == "model"]
-    floor = data.frame("floor")
-    colors = data.colors()
+    seeds = shown_seeds(data)
+    refs = data.frame("references")
+    alerts = _model_alerts(data)
+    alerted: set[tuple[str, int, int, str]] = set()
+    for a in alerts.to_dict("records"):
+        for metric in flagged_metrics(a["rule"], a["metrics"]):
+            alerted.add((str(a["strategy"]), int(a["seed"]), int(a["round"]), metric))
+    ref_of: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in refs.to_dict("records"):
+        if seeds.get(str(r["strategy"])) == int(r["seed"]):
+            ref_of[(str(r["metric"]), str(r["strategy"]))] = {
+                "seed": int(r["seed"]), "clean_round": int(r["clean_round"]),
+                "clean": float(r["clean"]), "human": _num(r["human"]),
+                "low": _num(r["low"]), "high": _num(r["high"]),
+                "watched": bool(r["watched"]),
+            }  # fmt: skip
+    watched = {metric for (metric, _), r in ref_of.items() if r["watched"]}
+    first = watched | {metric for *_, metric in alerted}
     out = []
-    for metric in shown_metrics(m["metric"].unique()):
+    for metric in shown_metrics(m["metric"].unique(), first):
         sub = m[m["metric"] == metric]
-        chart = f"metric-{metric}"
-        fig, ax = plt.subplots(figsize=(6.4, 3.2))
-        band = _reference_lines(
-            ax, chart, sub, floor[floor["metric"] == metric] if len(floor) else floor
-        )
-        for s in sorted(sub["strategy"].unique()):
-            q = sub[sub["strategy"] == s].groupby("round")["value"].quantile([0.0, 0.5, 1.0])
-            q = q.unstack()
-            if (q[1.0] > q[0.0]).any():
-                ax.fill_between(q.index, q[0.0], q[1.0], color=colors[s], alpha=0.15, lw=0)
-            ax.plot(
-                q.index, q[0.5], color=colors[s], label=s, lw=2, marker="o", ms=5,
-                gid=f"series-{chart}-{_slug(s)}",
-            )  # fmt: skip
         hib = sub["higher_is_better"].iloc[0] if "higher_is_better" in sub else None
-        ax.set_ylim(*y_range(sub["value"], band, _higher_is_better(metric, hib)))
-        ax.set_title(f"{metric} ({direction(metric, hib)})", fontsize=10.5)
-        ax.set_ylabel(metric, fontsize=9).set_gid(f"ylabel-{chart}")
-        _rounds_axis(ax, sub["round"])
-        ax.grid(alpha=0.3)
-        _legend(ax)
-        out.append(_svg(fig, chart, f"{metric}: {definition(metric)}. {direction(metric, hib)}."))
+        references, points, spread = {}, [], {}
+        for s in sorted(sub["strategy"].unique()):
+            seed = seeds[str(s)]
+            mine = sub[(sub["strategy"] == s) & (sub["seed"] == seed)].sort_values("round")
+            if mine.empty:
+                continue
+            first_round = int(mine["round"].min())
+            ref = ref_of.get((metric, str(s))) or {
+                "seed": seed, "clean_round": first_round,
+                "clean": float(mine[mine["round"] == first_round]["value"].mean()),
+                "human": None, "low": None, "high": None, "watched": False,
+            }  # fmt: skip
+            if not ref.pop("watched"):
+                ref["low"] = ref["high"] = None  # no band: nothing alerts on this metric
+            references[str(s)] = ref
+            for rnd, value in zip(mine["round"], mine["value"], strict=True):
+                key = (str(s), seed, int(rnd), metric)
+                points.append(
+                    Point(str(s), seed, int(rnd), float(value),
+                          _outside(float(value), ref, int(rnd)), key in alerted)
+                )  # fmt: skip
+            q = sub[sub["strategy"] == s].groupby("round")["value"].agg(["min", "max"])
+            if sub[sub["strategy"] == s]["seed"].nunique() > 1:
+                spread[str(s)] = ([int(r) for r in q.index], q["min"].tolist(), q["max"].tolist())
+        out.append(
+            MetricChart(
+                metric,
+                metric in watched,
+                _higher_is_better(metric, hib),
+                references,
+                points,
+                spread,
+            )
+        )
     return out
 
 
-def tolerance(metric: str, level: float) -> float:
-    """How far from ``level`` the monitor lets ``metric`` move before it alerts.
-
-    The metric's relative or absolute threshold in the presets (the same in every preset
-    that watches it); 0 for a metric no preset watches.
-    """
-    for preset in PRESETS.values():
-        t = preset.thresholds.get(metric)
-        if t is not None and t.kind == "relative":
-            return t.value * abs(level)
-        if t is not None and t.kind == "change":
-            return t.value
-    return 0.0
+def _num(v: Any) -> float | None:
+    return None if v is None or (isinstance(v, float) and not np.isfinite(v)) else float(v)
 
 
-def _reference_lines(
-    ax: plt.Axes, chart: str, sub: pd.DataFrame, floor: pd.DataFrame
-) -> tuple[float, float, float]:
-    """The baseline (dashed) and, around it, the band inside which the monitor stays quiet;
-    returns ``(baseline, band low, band high)`` (the band is the baseline alone when no
-    noise floor was measured).
+def metric_charts(data: ReportData) -> list[str]:
+    """One chart per metric (:func:`metric_specs`): per strategy the seed drawn (points
+    and line; alerted points ringed in red), the clean model's line and its band (watched
+    metrics), and the human baseline (dashed); the gap between the two lines is the
+    capacity gap."""
+    colors = data.colors()
+    return [_draw_metric(spec, colors) for spec in metric_specs(data)]
 
-    As in the monitor, the baseline is the noise floor when it was measured (human
-    samples of the rounds' size against the holdout, median over seeds), else the first
-    measured round. The band is the noise floor's spread over seeds widened by the
-    metric's alert threshold: a point outside it, on the bad side, is a degradation.
-    """
-    metric = str(sub["metric"].iloc[0])
-    if len(floor):
-        baseline = float(floor["value"].median())
-        label = "baseline: human sample (noise floor)"
-        slack = tolerance(metric, baseline) or 0.004 * max(abs(baseline), 1e-9)
-        lo, hi = float(floor["value"].min()) - slack, float(floor["value"].max()) + slack
-        if min(floor["value"].min(), sub["value"].min()) >= 0:  # no band below an empty sample
-            lo = max(lo, 0.0)
-        if definition(metric).startswith("share"):  # nor above all of the reference
-            hi = min(hi, 1.0)
-        ax.axhspan(
-            lo, hi, color=HUMAN, alpha=0.16, lw=0, gid=f"band-{chart}",
-            label="human baseline ± alert threshold",
+
+def _draw_metric(spec: MetricChart, colors: dict[str, str]) -> str:
+    metric, chart = spec.metric, f"metric-{spec.metric}"
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    several = len(spec.references) > 1
+    humans = [r["human"] for r in spec.references.values() if r["human"] is not None]
+    bottom, top = y_range(
+        [p.value for p in spec.points] + humans, _y_band(spec), spec.higher_is_better
+    )
+    drawn: dict[tuple[str, Any], str] = {}  # identical references are drawn once
+    for s, ref in spec.references.items():
+        tag = f"{chart}-{_slug(s)}" if several else chart
+        band = (ref["low"], ref["high"])
+        if band != (None, None) and ("band", band) not in drawn:
+            drawn[("band", band)] = s
+            # an open side runs past the chart's edge (the band is clipped to the plot)
+            margin = top - bottom
+            lo = bottom - margin if ref["low"] is None else ref["low"]
+            hi = top + margin if ref["high"] is None else ref["high"]
+            ax.axhspan(
+                lo, hi, color=HUMAN, alpha=0.16, lw=0,
+                gid=f"band-{tag}", label="band of the clean model: no alert inside",
+            )  # fmt: skip
+        if ("clean", ref["clean"]) not in drawn:
+            drawn[("clean", ref["clean"])] = s
+            ax.axhline(
+                ref["clean"], color=BASELINE, lw=1.2, gid=f"clean-{tag}",
+                label=f"clean model (round {ref['clean_round']})",
+            )  # fmt: skip
+        if ref["human"] is not None and ("human", ref["human"]) not in drawn:
+            drawn[("human", ref["human"])] = s
+            ax.axhline(
+                ref["human"], color=HUMAN, lw=1.2, ls="--", gid=f"baseline-{tag}",
+                label="human baseline (same size)",
+            )  # fmt: skip
+    ringed = False
+    for s in spec.references:
+        if s in spec.spread:
+            rounds, low, high = spec.spread[s]
+            ax.fill_between(rounds, low, high, color=colors[s], alpha=0.12, lw=0)
+        pts = [p for p in spec.points if p.strategy == s]
+        ax.plot(
+            [p.round for p in pts], [p.value for p in pts], color=colors[s], label=s, lw=2,
+            marker="o", ms=5, gid=f"series-{chart}-{_slug(s)}",
         )  # fmt: skip
-    else:
-        first = int(sub["round"].min())
-        baseline = float(sub[sub["round"] == first]["value"].median())
-        label = f"baseline: round {first}"
-        lo = hi = baseline
-    ax.axhline(baseline, color=BASELINE, lw=1, ls="--", gid=f"baseline-{chart}", label=label)
-    return baseline, lo, hi
+        hot = [p for p in pts if p.alerted]
+        if hot:
+            ax.plot(
+                [p.round for p in hot], [p.value for p in hot], ls="none", marker="o", ms=10,
+                mfc="none", mec=ALERT, mew=1.6, gid=f"alerted-{chart}-{_slug(s)}",
+                label=None if ringed else "alerted (outside the band)",
+            )  # fmt: skip
+            ringed = True
+    ax.set_ylim(bottom, top)
+    hib = spec.higher_is_better
+    ax.set_title(f"{metric} ({direction(metric, hib)})", fontsize=10.5)
+    ax.set_ylabel(metric, fontsize=9).set_gid(f"ylabel-{chart}")
+    _rounds_axis(ax, [p.round for p in spec.points])
+    ax.grid(alpha=0.3)
+    _legend(ax)
+    judged = (
+        "Green band: the clean model's noise band, widened to the alert threshold; a point "
+        "outside it on the bad side is alerted (ringed in red)."
+        if spec.watched
+        else "Not watched: no band, no alert."
+    )
+    caption = (
+        f"{metric}: {definition(metric)}. {direction(metric, hib)}. {judged} The distance "
+        "from the clean model's line to the human baseline (dashed) is the capacity gap."
+    )
+    return _svg(fig, chart, caption, attrs=spec.attrs())
+
+
+def _y_band(spec: MetricChart) -> tuple[float, float, float]:
+    """``(center, low, high)`` for :func:`y_range`: the band's bad edges in view (an open
+    side, or no band, collapses to the center)."""
+    refs = list(spec.references.values())
+    center = float(np.mean([r["clean"] for r in refs])) if refs else 0.0
+    lows = [r["low"] for r in refs if r["low"] is not None]
+    highs = [r["high"] for r in refs if r["high"] is not None]
+    return center, min(lows, default=center), max(highs, default=center)
 
 
 def _higher_is_better(metric: str, stored: Any) -> bool | None:
@@ -415,26 +639,65 @@ def gate_chart(data: ReportData) -> list[str]:
     return [_svg(fig, "gate", "share of synthetic candidates passing every verifier")]
 
 
+def dial_series(data: ReportData) -> dict[str, dict[str, dict[int, float]]]:
+    """Per strategy, the share the dial ``asked`` (its decision) and the share each round
+    ``realised`` (the audit's human share of the training slots), by round; medians over
+    seeds. They differ when too few synthetic examples passed the gate to fill the rest."""
+    d, mix = data.frame("decisions"), data.frame("mix")
+    out: dict[str, dict[str, dict[int, float]]] = {}
+    if not d.empty:
+        for s, sub in d.groupby("strategy"):
+            asked = sub.groupby("round")["real_fraction"].median()
+            out.setdefault(str(s), {})["asked"] = {int(r): float(v) for r, v in asked.items()}
+    if not mix.empty and out:
+        if "human_share" not in mix:  # tables from before the audit's share was kept
+            mix = mix.assign(human_share=mix["human"] / (mix["human"] + mix["synthetic"]))
+        for s, sub in mix[mix["strategy"].isin(list(out))].groupby("strategy"):
+            got = sub.groupby("round")["human_share"].median()
+            out[str(s)]["realised"] = {int(r): float(v) for r, v in got.items()}
+    return out
+
+
 def dial_chart(data: ReportData) -> list[str]:
-    d = data.frame("decisions")
-    if d.empty:
+    """Asked (dashed, hollow markers) and realised (solid) human share, per strategy."""
+    series = dial_series(data)
+    if not series:
         return []
     fig, ax = plt.subplots(figsize=(6.4, 3.0))
     colors = data.colors()
-    for s, sub in d.groupby("strategy"):
-        med = sub.groupby("round")["real_fraction"].median()
-        ax.step(
-            med.index, med.values, where="post", color=colors[s], label=s, lw=2, marker="o",
-            ms=5, gid=f"series-dial-{_slug(s)}",
-        )  # fmt: skip
-    ax.set_ylim(0, 1)
+    rounds: list[int] = []
+    for s, kinds in series.items():
+        for kind, style in (("asked", {"ls": "--", "mfc": "white"}), ("realised", {"ls": "-"})):
+            points = kinds.get(kind, {})
+            if not points:
+                continue
+            rounds += list(points)
+            ax.step(
+                list(points), list(points.values()), where="post", color=colors[s], lw=2,
+                marker="o", ms=5, label=f"{s}: {kind}", gid=f"series-dial-{kind}-{_slug(s)}",
+                **style,
+            )  # fmt: skip
+    ax.set_ylim(0, 1.02)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_ylabel("human share")
-    ax.set_title("the dial: human share per round", fontsize=10.5)
-    _rounds_axis(ax, d["round"])
+    ax.set_title("the dial: human share asked and realised", fontsize=10.5)
+    _rounds_axis(ax, rounds)
     ax.grid(alpha=0.3)
     _legend(ax)
-    return [_svg(fig, "dial", "the dial's human (real) fraction, median over seeds")]
+    attrs = f' data-series="{html.escape(json.dumps(series))}"'
+    caption = (
+        "asked (dashed): the share the dial chose; realised (solid): the human share of the "
+        "round's training slots (the audit). With the whole reservoir re-injected, a round "
+        "realises less than asked when too few synthetic examples passed the gate"
+    )
+    return [
+        _svg(fig, "dial", caption + (", median over seeds" if _seeded(data) else ""), attrs=attrs)
+    ]
+
+
+def _seeded(data: ReportData) -> bool:
+    d = data.frame("decisions")
+    return not d.empty and "seed" in d and d["seed"].nunique() > 1
 
 
 #: The axes drawn as bars: (column, title, which way is better).
@@ -582,17 +845,29 @@ SECTION_TEXT = {
     "Recovery: rounds and money to come back within 5% of baseline after switching to "
     "anchoring.",
     "metrics": "Collapse shows in the tails and in diversity first: watch these fall while "
-    "the average still looks fine. Each point is a measured round (median over seeds, band = "
-    "min to max). The dashed line is the baseline: human samples as large as a round's, "
-    "measured against the held-out human reference exactly as a round is (the noise floor). "
-    "The green band around it is that baseline widened by the metric's alert threshold: a "
-    "point outside it on the bad side is a degradation.",
+    "the average still looks fine. Every metric the monitor watches (or alerts on) is charted "
+    "first, then the others. Each point is a measured round. The solid grey line is the clean "
+    "model: round 0, the model trained on the human reservoir alone. For a watched metric the "
+    "green band around it is the band the monitor judges by (the spread of the clean model's "
+    "own samples, never narrower than the metric's alert threshold, open on the good side): "
+    "a point outside it is alerted, ringed in red and listed under Alerts, and a point inside "
+    "it never is. Unwatched metrics have no band: nothing alerts on them. The dashed green "
+    "line is the human baseline: human samples as large as a round's, measured against the "
+    "held-out human data exactly as a round is. The distance between the clean model and the "
+    "human baseline is the capacity gap, there from round 0 on.",
+    "capacity": "Where the clean model is behind people from round 0 on, before any synthetic "
+    "data: a capacity gap, not collapse, so it is never alerted on and never moves the dial. "
+    "A larger model, more human data in total or more epochs closes it; a higher human share "
+    "does not.",
     "mix": "Every training slot by origin: human (green) and synthetic by the generation "
     "that wrote it (orange). A shrinking green share is invisible substitution.",
     "gate": "Share of synthetic candidates that passed every verifier, and the most common "
     "reasons for rejection. Strategies without a gate accept everything unchecked.",
-    "dial": "The human share the dial chose each round, with the reason and the evidence it read.",
-    "alerts": "What the monitor raised, round by round, earliest first.",
+    "dial": "The human share the dial asked for each round and the share the round realised "
+    "(the audit's human share of its training slots), with the reason (which says why they "
+    "differ) and whether the last change of the share moved the watched metrics.",
+    "alerts": "What the monitor raised, round by round, earliest first: exactly the watched "
+    "points outside their band on the metric charts (never the clean model's round).",
     "judges": "Policy checkers (a judge function or a trained classifier): the share of "
     "candidates each passed per round, the mean score, and the most common reasons a "
     "candidate failed.",
@@ -619,10 +894,10 @@ def _section(title: str, text: str, charts: list[str], extra: str = "", *, sid: 
 def colour_key(data: ReportData) -> str:
     """What each colour means, once for the whole page."""
     fixed = [
-        (HUMAN, "human data / noise floor"),
+        (HUMAN, "human data / human baseline / band"),
         (plt.get_cmap(SYNTHETIC_CMAP)(0.6), "synthetic data"),
         (ALERT, "alert"),
-        (BASELINE, "baseline"),
+        (BASELINE, "clean model (round 0)"),
     ]
     items = [
         (c if isinstance(c, str) else matplotlib.colors.to_hex(c), label) for c, label in fixed
@@ -709,38 +984,108 @@ def rollbacks_section(data: ReportData) -> str:
     return _plain_section(data, "rollbacks", "Rollbacks", "rollbacks", table_id="rollbacks-table")
 
 
+def dial_table(data: ReportData) -> pd.DataFrame:
+    """The dial's decisions: the share asked and realised, the reason (which says why they
+    differ) and the dose-response of the last change (``response.summary``)."""
+    d = data.frame("decisions")
+    if d.empty:
+        return d
+    realised, response = [], []
+    for text in d.get("evidence", pd.Series([None] * len(d))):
+        try:
+            ev = json.loads(text) if text else {}
+        except ValueError:
+            ev = {}
+        share = ev.get("share") or {}
+        realised.append(float(share["realised"]) if "realised" in share else np.nan)
+        response.append((ev.get("response") or {}).get("summary") or "")
+    out = d.drop(columns=["evidence"], errors="ignore").assign(realised=realised, response=response)
+    lead = ["strategy", "seed"] if out.get("seed", pd.Series([0])).nunique() > 1 else []
+    if lead == [] and out.get("strategy", pd.Series([0])).nunique() > 1:
+        lead = ["strategy"]
+    return out[[*lead, "round", "real_fraction", "realised", "reason", "response"]]
+
+
 def dial_section(data: ReportData) -> str:
-    decisions = data.frame("decisions").drop(columns=["evidence"], errors="ignore")
     table = _table(
-        decisions, formats={"real_fraction": ("human share", _share)}, colors=data.colors()
-    )
+        dial_table(data), colors=data.colors(), table_id="dial-table",
+        formats={"real_fraction": ("human share asked", _share),
+                 "realised": ("human share realised", _share),
+                 "response": ("response to the last change", str)},
+    )  # fmt: skip
     return _section("The dial", SECTION_TEXT["dial"], dial_chart(data), table, sid="dial")
 
 
+def capacity_section(data: ReportData) -> str:
+    """Where the clean model is behind people from round 0 on: not collapse, no alert."""
+    gaps = data.frame("capacity")
+    if gaps.empty:
+        return ""
+    seeds = shown_seeds(data)
+    if seeds and "seed" in gaps:
+        gaps = gaps[
+            [
+                seeds.get(str(s)) == int(k)
+                for s, k in zip(gaps["strategy"], gaps["seed"], strict=True)
+            ]
+        ]
+    several = gaps["strategy"].nunique() > 1 if "strategy" in gaps else False
+    cols = (["strategy"] if several else []) + ["metric", "clean", "human", "gap", "closes_it"]
+    table = _table(
+        gaps[cols], table_id="capacity-table", colors=data.colors(),
+        formats={"clean": ("clean model (round 0)", "{:.4g}".format),
+                 "human": ("human baseline", "{:.4g}".format),
+                 "gap": ("behind people", _share), "closes_it": ("what closes it", str)},
+    )  # fmt: skip
+    return _section("Capacity gap", SECTION_TEXT["capacity"], [], table, sid="capacity")
+
+
 def alerts_section(data: ReportData) -> str:
-    """The alerts as a timeline: one entry per round, each alert once per strategy."""
+    """The alerts as a timeline: one entry per round, each alert once per strategy.
+
+    In a lab, the entry is the drawn seed's alert (the point ringed on the chart) with
+    how many seeds raised it; an alert only other seeds raised says so. Each item names
+    its lineage and the metrics it flags as outside their band (``data-`` attributes)."""
     alerts = data.frame("alerts")
     head = f"<section id='alerts'><h2>Alerts</h2><p class='muted'>{SECTION_TEXT['alerts']}</p>"
     if alerts.empty:
         return head + "<p class='muted'>no alerts</p></section>"
     colors = data.colors()
+    shown = shown_seeds(data)
     several = alerts["strategy"].nunique() > 1
     seeds = alerts.groupby("strategy")["seed"].nunique().to_dict()
+    if not data.frame("metrics").empty:
+        m = data.frame("metrics")
+        seeds = {
+            s: max(seeds.get(s, 0), n) for s, n in m.groupby("strategy")["seed"].nunique().items()
+        }
+    if "sample" not in alerts:
+        alerts = alerts.assign(sample="model")
     rounds = []
     for rnd, at in alerts.sort_values(["round", "strategy", "seed"]).groupby("round"):
         items = []
-        for (s, rule, _metrics), g in at.groupby(["strategy", "rule", "metrics"], sort=False):
+        keys = ["strategy", "sample", "rule", "metrics"]
+        for (s, smp, rule, metrics), g in at.groupby(keys, sort=False):
             who = (
                 f"<span class='swatch' style='background:{colors.get(s, BASELINE)}'></span>"
                 f"{html.escape(str(s))}: "
                 if several
                 else ""
             )
-            share = f" ({g['seed'].nunique()} of {seeds[s]} seeds)" if seeds[s] > 1 else ""
+            seed = shown.get(str(s), int(g["seed"].min()))
+            drawn = seed in set(g["seed"])
+            row = g[g["seed"] == seed].iloc[0] if drawn else g.iloc[0]
+            n = seeds.get(s, 1)
+            share = f" ({g['seed'].nunique()} of {n} seeds)" if n > 1 else ""
+            other = "" if drawn else "in other seeds, not the one drawn: "
+            flagged = ", ".join(flagged_metrics(rule, metrics))
             items.append(
-                f"<li class='alert-item' data-rule='{html.escape(rule)}'>{who}"
-                f"<span class='rule'>{html.escape(rule.replace('_', ' '))}</span>"
-                f"{html.escape(str(g['message'].iloc[0]))}{share}</li>"
+                f"<li class='alert-item' data-rule='{html.escape(rule)}' "
+                f"data-strategy='{html.escape(str(s))}' data-sample='{html.escape(str(smp))}' "
+                f"data-seed='{int(row['seed'])}' data-drawn='{int(drawn)}' "
+                f"data-round='{int(rnd)}' data-metrics='{html.escape(flagged)}'>{who}"
+                f"<span class='rule'>{html.escape(rule.replace('_', ' '))}</span>{other}"
+                f"{html.escape(str(row['message']))}{share}</li>"
             )
         rounds.append(
             f"<li data-round='{int(rnd)}'><div class='when'>round {int(rnd)}</div>"
@@ -754,6 +1099,7 @@ SECTIONS = (
     recommendation_section,
     axes_section,
     metrics_section,
+    capacity_section,
     mix_section,
     gate_section,
     judges_section,

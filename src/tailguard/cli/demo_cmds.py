@@ -76,7 +76,11 @@ def demo(
     # The hybrid the advisor recommends is the gated one the lab ran: priced as that run.
     advice = advise_from_frontier(
         advise_from_lab(
-            advise(TaskProfile(task="general")), result.axes, strategy="anchored-gated"
+            advise(TaskProfile(task="general")),
+            result.axes,
+            strategy="anchored-gated",
+            alerts=result.alerts,
+            generations=result.config.generations,
         ),
         front,
     )

@@ -46,7 +46,9 @@ def report(
         result = LabResult.load(lab)
         data = from_lab(result)
         advice = fit_gate_to_data(advise(profile), result.config.dataset.kind)
-        data.recommendation = advise_from_lab(advice, result.axes).lines()
+        data.recommendation = advise_from_lab(
+            advice, result.axes, alerts=result.alerts, generations=result.config.generations
+        ).lines()
     else:
         pricing = ledger_pricing(project_config())
         with open_ledger(ledger, read_only=True) as led:
