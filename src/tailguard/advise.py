@@ -193,10 +193,6 @@ def _affordable_fraction(profile: TaskProfile, costs: CostModel) -> float:
     return best
 
 
-#: A strategy "keeps the tails" when its last-generation coverage stays within 10% of round 0.
-KEEPS_TAILS = 0.9
-
-
 #: The lab strategy that *is* each recommended configuration, when the lab ran it.
 MEASURED_AS = {"hybrid (anchored)": "anchored-gated"}
 
@@ -204,8 +200,10 @@ MEASURED_AS = {"hybrid (anchored)": "anchored-gated"}
 def advise_from_lab(advice: Advice, axes: Any, *, strategy: str | None = None) -> Advice:
     """Check the rule against a lab comparison: which strategies kept the tails, at what cost.
 
-    ``axes`` is a lab result's axes table (one row per strategy). Each strategy is
-    named with its tail coverage at the last generation (relative to round 0), its
+    ``axes`` is a lab result's axes table (one row per strategy). A strategy "kept its
+    tails" when the axes say it ``held`` (its tail metrics within each seed's clean-model
+    band across seeds, :mod:`tailguard.evidence`). Each is named with that verdict, its
+    tail coverage at the last generation (relative to round 0), its
     cost per generation and, when it collapsed, its recovery in the table's own
     numbers (seeds recovered, median rounds and dollars). When the lab ran the
     recommended configuration (``strategy``, else :data:`MEASURED_AS`), the advice is
@@ -214,11 +212,11 @@ def advise_from_lab(advice: Advice, axes: Any, *, strategy: str | None = None) -
     rows = axes.to_pylist() if hasattr(axes, "to_pylist") else list(axes)
     lines = []
     for r in sorted(rows, key=lambda r: -r["coverage_vs_baseline"]):
-        kept = r["coverage_vs_baseline"] >= KEEPS_TAILS
-        verdict = "kept its tails" if kept else "lost its tails"
+        verdict = "kept its tails" if r["held"] else "lost its tails"
         lines.append(
             f"lab evidence: {r['strategy']} {verdict} (coverage "
-            f"{r['coverage_vs_baseline']:.0%} of baseline{_recovery(r)}; fidelity loss "
+            f"{r['coverage_vs_baseline']:.0%} of the clean model's, drift "
+            f"{r['coverage_drift']:.1f} band half-widths{_recovery(r)}; fidelity loss "
             f"{r['fidelity_loss']:.3f}; ${r['cost_per_generation']:,.2f} per generation)"
         )
     advice = _with(advice, evidence=[*advice.evidence, *lines])
@@ -234,7 +232,8 @@ def advise_from_lab(advice: Advice, axes: Any, *, strategy: str | None = None) -
 
 
 def _recovery(row: dict[str, Any]) -> str:
-    """The axes row's recovery in its own numbers; nothing when no seed collapsed."""
+    """The axes row's recovery in its own numbers (back inside the clean model's band);
+    nothing when no seed collapsed."""
     rounds, share = row.get("recovery_rounds", 0), row.get("recovered_share", 1)
     if rounds == 0 and share >= 1:
         return ""
@@ -482,9 +481,11 @@ def advise_from_frontier(
 ) -> Advice:
     """Recommend the frontier's lowest safe real fraction plus ``margin``, with its cost.
 
-    ``frontier`` is a :class:`tailguard.lab.Frontier` (read by its ``table`` and
-    ``lowest_safe``). When no swept fraction held its tails, the advice keeps the
-    rule's fraction and says so.
+    ``frontier`` is a :class:`tailguard.lab.Frontier` (read by its ``table``,
+    ``lowest_safe`` and ``evidence``). When the sweep names no safe share (nothing
+    collapsed, everything did, or the verdicts are within the noise), the advice
+    recommends nothing from it: the rule's fraction stands and the frontier's reason
+    is quoted.
     """
     rows = frontier.table.to_pandas().sort_values("real_fraction")
     lowest = frontier.lowest_safe
@@ -498,13 +499,17 @@ def advise_from_frontier(
         )
     ]
     if lowest is None:
-        evidence.append("no swept real fraction kept its tails: the rule's fraction stands")
+        evidence.append(
+            f"no evidence for a share from the frontier: {frontier.evidence}; "
+            "the rule's fraction stands"
+        )
         return _with(advice, evidence=[*advice.evidence, *evidence])
     fraction = min(1.0, max(lowest + margin, Dial.MINIMUM))
     row = rows[rows["real_fraction"] == lowest].iloc[0]
     evidence.append(
-        f"lowest real fraction whose tails held: {lowest:g} (noise floor "
-        f"{row['noise_floor']:.0%}); recommended {fraction:.0%} = that + a {margin:.0%} margin"
+        f"{frontier.evidence}; band ±{row['band']:.0%} of the clean model's tail metric, "
+        f"±{row['coverage_band']:.0%} on coverage; recommended {fraction:.0%} = that + a "
+        f"{margin:.0%} margin"
     )
     # The frontier's row is its own configuration (ungated, exactly f human): quoted as
     # that, never as the price of the recommended (gated) configuration.
