@@ -78,34 +78,40 @@ def test_lab_evidence_says_which_strategies_kept_their_tails():
 
     axes = [
         {
-            "strategy": "replace", "coverage_vs_baseline": 0.55, "cost_per_generation": 4.0,
+            "strategy": "replace", "coverage_vs_baseline": 0.55, "held": False,
+            "coverage_drift": 3.0, "cost_per_generation": 4.0,
             "fidelity_loss": 0.4, "recovery_rounds": 3.0, "recovery_cost": 11.86,
             "recovered_share": 2 / 3, "seeds": 3,
         },
         {
-            "strategy": "anchored", "coverage_vs_baseline": 0.97, "cost_per_generation": 24.0,
+            # the evidence module's verdict decides, not a ratio: 85% is inside this band
+            "strategy": "anchored", "coverage_vs_baseline": 0.85, "held": True,
+            "coverage_drift": 0.9, "cost_per_generation": 24.0,
             "fidelity_loss": 0.05, "recovery_rounds": 0.0, "recovery_cost": 0.0,
             "recovered_share": 1.0, "seeds": 3,
         },
         {
-            "strategy": "accumulate", "coverage_vs_baseline": 0.6, "cost_per_generation": 2.0,
+            "strategy": "accumulate", "coverage_vs_baseline": 0.6, "held": False,
+            "coverage_drift": 2.5, "cost_per_generation": 2.0,
             "fidelity_loss": 0.3, "recovery_rounds": float("inf"), "recovery_cost": 5.0,
             "recovered_share": 0.0, "seeds": 3,
         },
     ]  # fmt: skip
     lines = advise_from_lab(advise(TaskProfile()), axes).lines()
     assert lines[-3] == (
-        "lab evidence: anchored kept its tails (coverage 97% of baseline; fidelity loss 0.050; "
-        "$24.00 per generation)"
+        "lab evidence: anchored kept its tails (coverage 85% of the clean model's, drift 0.9 "
+        "band half-widths; fidelity loss 0.050; $24.00 per generation)"
     )
     # the words state the axes table's own numbers: seeds back, median rounds, dollars
     assert lines[-2].startswith(
-        "lab evidence: accumulate lost its tails (coverage 60% of baseline; after switching "
-        "to anchoring recovered in 0 of 3 seeds, median never, $5.00;"
+        "lab evidence: accumulate lost its tails (coverage 60% of the clean model's, drift 2.5 "
+        "band half-widths; after switching to anchoring recovered in 0 of 3 seeds, median "
+        "never, $5.00;"
     )
     assert lines[-1].startswith(
-        "lab evidence: replace lost its tails (coverage 55% of baseline; after switching to "
-        "anchoring recovered in 2 of 3 seeds, median 3 rounds, $11.86;"
+        "lab evidence: replace lost its tails (coverage 55% of the clean model's, drift 3.0 "
+        "band half-widths; after switching to anchoring recovered in 2 of 3 seeds, median 3 "
+        "rounds, $11.86;"
     )
 
 
@@ -113,7 +119,8 @@ def test_the_recommended_configuration_is_priced_as_itself():
     from tailguard.advise import advise_from_lab
 
     axes = [
-        {"strategy": s, "coverage_vs_baseline": 1.0, "cost_per_generation": c,
+        {"strategy": s, "coverage_vs_baseline": 1.0, "held": True, "coverage_drift": 0.0,
+         "cost_per_generation": c,
          "fidelity_loss": 0.0, "recovery_rounds": 0.0, "recovery_cost": 0.0,
          "recovered_share": 1.0, "seeds": 2}
         for s, c in (("anchored-share", 1.95), ("anchored-gated", 12.98))
@@ -197,7 +204,7 @@ def test_lab_words_follow_the_alerts_of_the_last_generation():
     axes = [
         {"strategy": s, "coverage_vs_baseline": 1.0, "cost_per_generation": 1.0,
          "fidelity_loss": 0.0, "recovery_rounds": 0.0, "recovery_cost": 0.0,
-         "recovered_share": 1.0, "seeds": 2}
+         "recovered_share": 1.0, "seeds": 2, "held": True, "coverage_drift": 0.2}
         for s in ("anchored-gated", "anchored")
     ]  # fmt: skip
     alerts = pa.table({
@@ -212,7 +219,13 @@ def test_lab_words_follow_the_alerts_of_the_last_generation():
     )
     assert "anchored-gated kept its tails" not in words
     assert (
-        "anchored-gated did not keep its tails: alerted at generation 3 in 2 of 2 seeds, "
-        "distinct_2, tail_recall outside the clean model's band" in words
+        "anchored-gated did not keep all its tails (alerted at generation 3 in 2 of 2 seeds, "
+        "distinct_2, tail_recall outside the clean model's band; its tail and coverage "
+        "metrics held in the median seed)" in words
     )
-    assert "anchored kept its tails: no alert at its last generation" in words
+    assert "anchored kept its tails (coverage" in words
+    axes[1]["held"] = False  # the axes' verdict stands where no alert says otherwise
+    words = " ".join(
+        advise_from_lab(advise(TaskProfile()), axes, alerts=alerts, generations=3).lines()
+    )
+    assert "anchored lost its tails (coverage" in words

@@ -87,7 +87,8 @@ def test_lab_frontier_chart_advice_and_report_quote_one_figure(lab_and_frontier)
         assert table.loc[strategy, "cost_per_round"] == per_gen
         assert points.loc[f, "x"] == per_gen  # the chart plots the table's figure
         # and that figure is the cost function over what the rounds used
-        r = rounds[(rounds.strategy == strategy) & (rounds["round"] >= 1)]
+        g = result.config.generations  # the run's synthetic rounds, not the recovery ones
+        r = rounds[(rounds.strategy == strategy) & rounds["round"].between(1, g)]
         priced = costs.round_cost(
             RoundUsage(human_bought=r.bought.to_numpy(), generated=r.generated.to_numpy(),
                        verified=r.verified.to_numpy())

@@ -11,11 +11,12 @@ from conftest import make_pool, run_cli, tiny_lab_run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tailguard import lab
+from tailguard import evidence, lab
 from tailguard.costs import RoundUsage
 from tailguard.errors import ConfigError
 from tailguard.lab import CostModel, LabConfig, LabResult
 from tailguard.lab.axes import AXES_COLUMNS, score_axes
+from tailguard.metrics import Threshold
 from tailguard.mix import AccumulateSubsample, Anchored, Policy
 
 
@@ -114,10 +115,19 @@ def test_axes_reference_values() -> None:
             "rounds": pa.array([1], pa.int32()),
         }
     )
+    # the ledger's rows: the clean model (round 0) with four draws, then the model's rounds
+    draws = [1.0, 0.98, 1.02, 0.99, 1.01]
+    history = pa.table({
+        "run": ["s/seed0"] * 7, "round": pa.array([0] * 5 + [1, 2], pa.int32()),
+        "sample": ["model", "model#1", "model#2", "model#3", "model#4", "model", "model"],
+        "metric": ["tail_recall"] * 7, "value": [*draws, 0.8, 0.6],
+        "higher_is_better": [True] * 7,
+    })  # fmt: skip
     axes = score_axes(
         metrics,
         rounds,
         recovery,
+        history=history,
         primary="tail_recall",
         kind="labels",  # its coverage metric is tail_recall too (text reads rare words)
         generations=2,
@@ -134,6 +144,12 @@ def test_axes_reference_values() -> None:
     assert axes["real_share_mean"] == pytest.approx((0.2 + 0.0) / 2)
     assert axes["real_share_min"] == 0.0
     assert axes["recovery_rounds"] == 1.0 and axes["recovery_cost"] == pytest.approx(0.1)
+    # held is the evidence module's verdict against the clean model's band: the draws'
+    # 3-sd noise (0.047) is inside the preset's 10% threshold, so the half-width is 0.1
+    b = evidence.band(draws, higher_is_better=True, threshold=Threshold("relative", 0.10))
+    assert b.half_width == pytest.approx(0.1)
+    assert axes["tail_drift"] == pytest.approx(evidence.drift(0.6, b)) == pytest.approx(4.0)
+    assert axes["held"] is False
 
 
 # ----------------------------------------------------------------------------- runs

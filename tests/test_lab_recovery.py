@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from tailguard import evidence
 from tailguard.errors import ConfigError
 from tailguard.lab.recovery import ROUTES, recovery
 
@@ -21,11 +22,14 @@ def switched():
     return recovery(k=3, routes=("switch",), recovery_rounds=3, seeds=3, **SMALL)
 
 
-def test_the_noise_floor_is_the_human_baselines_own_spread(switched):
-    assert len(switched.round0) == len(switched.floor) == 3
-    spread = max(np.std(switched.round0, ddof=1), np.std(switched.floor, ddof=1))
-    assert switched.noise == pytest.approx(2 * spread)
-    assert switched.baseline == pytest.approx(float(np.median(switched.round0)))
+def test_each_seed_is_judged_by_its_own_clean_models_band(switched):
+    assert len(switched.round0) == len(switched.floor) == len(switched.bands) == 3
+    for clean, b in zip(switched.round0, switched.bands, strict=True):
+        # centred on the clean model's draws (round 0 is one of them), never narrower than
+        # the preset's 10% on the variance ratio
+        assert b.noise > 0 and b.half_width >= 0.10 * abs(b.center) - 1e-12
+        assert abs(clean - b.center) <= b.half_width
+    assert switched.baseline == pytest.approx(float(np.median([b.center for b in switched.bands])))
     # round 0 of every seed's curve is the value the floor was built from
     c = switched.curves.to_pandas()
     zero = c[c["round"] == 0].sort_values("seed")["value"].to_numpy()
@@ -40,7 +44,11 @@ def test_switch_counts_the_anchored_rounds_and_their_dollars_until_back(switched
         c = curves[(curves["seed"] == row.seed)].set_index("round")
         after = c.loc[4:6]  # the anchored rounds continue the run's numbering after k = 3
         assert list(after.index) == [4, 5, 6]
-        within = (after["value"] - switched.baseline).abs() <= switched.noise
+        band = switched.bands[row.seed]
+        within = after["value"].map(lambda v, b=band: not evidence.degraded(v, b))
+        assert (evidence.recovery_round(after["value"].to_numpy(), band) is not None) == (
+            row.recovered
+        )
         if within.any():
             first = int(np.argmax(within.to_numpy()))
             assert row.rounds == first + 1 and row.recovered
@@ -57,7 +65,7 @@ def test_switch_counts_the_anchored_rounds_and_their_dollars_until_back(switched
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"seeds": 1}, "seeds must be >= 2"),
+        ({"seeds": 0}, "seeds must be >= 1"),
         ({"k": 0}, "k must be >= 1"),
         ({"routes": ("teleport",)}, "routes must be some of"),
         ({"recovery_rounds": 0}, "recovery_rounds must be >= 1"),
@@ -82,8 +90,8 @@ def test_rollback_quarantines_the_collapsed_generations_and_prices_them():
         back = table.loc[("rollback", seed)]
         c = curves[(curves["route"] == "rollback") & (curves["seed"] == seed)]
         c = c.set_index("round")
-        clean = [r for r in range(k + 1) if abs(c.loc[r, "value"] - result.baseline)
-                 <= result.noise]  # fmt: skip
+        band = result.bands[seed]
+        clean = [r for r in range(k + 1) if not evidence.degraded(c.loc[r, "value"], band)]
         assert back["to_round"] == max(clean) < k  # the last clean round, before k
         gone = range(int(back["to_round"]) + 1, k + 1)
         # every synthetic record of a later generation is set aside: volume per generation

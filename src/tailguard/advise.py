@@ -193,10 +193,6 @@ def _affordable_fraction(profile: TaskProfile, costs: CostModel) -> float:
     return best
 
 
-#: A strategy "keeps the tails" when its last-generation coverage stays within 10% of round 0.
-KEEPS_TAILS = 0.9
-
-
 #: The lab strategy that *is* each recommended configuration, when the lab ran it.
 MEASURED_AS = {"hybrid (anchored)": "anchored-gated"}
 
@@ -211,8 +207,10 @@ def advise_from_lab(
 ) -> Advice:
     """Check the rule against a lab comparison: which strategies kept the tails, at what cost.
 
-    ``axes`` is a lab result's axes table (one row per strategy). Each strategy is
-    named with its tail coverage at the last generation (relative to round 0), its
+    ``axes`` is a lab result's axes table (one row per strategy). A strategy "kept its
+    tails" when the axes say it ``held`` (its tail metrics within each seed's clean-model
+    band across seeds, :mod:`tailguard.evidence`). Each is named with that verdict, its
+    tail coverage at the last generation (relative to round 0), its
     cost per generation and, when it collapsed, its recovery in the table's own
     numbers (seeds recovered, median rounds and dollars). With the lab's ``alerts``
     (the monitor's, per strategy and seed), the verdict is the alerts' own: a strategy
@@ -226,13 +224,11 @@ def advise_from_lab(
     alerted = _last_alerts(alerts, generations)
     lines = []
     for r in sorted(rows, key=lambda r: -r["coverage_vs_baseline"]):
-        kept = r["coverage_vs_baseline"] >= KEEPS_TAILS
-        verdict = "kept its tails" if kept else "lost its tails"
-        if alerts is not None:
-            verdict = _alert_verdict(alerted.get(r["strategy"]), int(r.get("seeds", 0)))
+        verdict = _verdict(bool(r["held"]), alerted.get(r["strategy"]), int(r.get("seeds", 0)))
         lines.append(
             f"lab evidence: {r['strategy']} {verdict} (coverage "
-            f"{r['coverage_vs_baseline']:.0%} of baseline{_recovery(r)}; fidelity loss "
+            f"{r['coverage_vs_baseline']:.0%} of the clean model's, drift "
+            f"{r['coverage_drift']:.1f} band half-widths{_recovery(r)}; fidelity loss "
             f"{r['fidelity_loss']:.3f}; ${r['cost_per_generation']:,.2f} per generation)"
         )
     advice = _with(advice, evidence=[*advice.evidence, *lines])
@@ -263,20 +259,28 @@ def _last_alerts(alerts: Any, generations: int | None) -> dict[str, tuple[int, s
     return out
 
 
-def _alert_verdict(alerted: tuple[int, set[int], set[str]] | None, seeds: int) -> str:
-    """The verdict the monitor's alerts give: kept only when nothing is alerted at the end."""
+def _verdict(held: bool, alerted: tuple[int, set[int], set[str]] | None, seeds: int) -> str:
+    """The axes' ``held`` (median over seeds) and the monitor's alerts at the last
+    generation (any seed), in one sentence that contradicts neither."""
     if alerted is None:
-        return "kept its tails: no alert at its last generation"
+        return "kept its tails" if held else "lost its tails"
     rnd, hit, metrics = alerted
     of = f" in {len(hit)} of {seeds} seeds" if seeds > 1 else ""
-    return (
-        f"did not keep its tails: alerted at generation {rnd}{of}, "
-        f"{', '.join(sorted(metrics))} outside the clean model's band"
+    where = (
+        f"alerted at generation {rnd}{of}, {', '.join(sorted(metrics))} outside the clean "
+        "model's band"
     )
+    if held:
+        return (
+            f"did not keep all its tails ({where}; its tail and coverage metrics held in "
+            "the median seed)"
+        )
+    return f"lost its tails ({where})"
 
 
 def _recovery(row: dict[str, Any]) -> str:
-    """The axes row's recovery in its own numbers; nothing when no seed collapsed."""
+    """The axes row's recovery in its own numbers (back inside the clean model's band);
+    nothing when no seed collapsed."""
     rounds, share = row.get("recovery_rounds", 0), row.get("recovered_share", 1)
     if rounds == 0 and share >= 1:
         return ""
@@ -524,9 +528,11 @@ def advise_from_frontier(
 ) -> Advice:
     """Recommend the frontier's lowest safe real fraction plus ``margin``, with its cost.
 
-    ``frontier`` is a :class:`tailguard.lab.Frontier` (read by its ``table`` and
-    ``lowest_safe``). When no swept fraction held its tails, the advice keeps the
-    rule's fraction and says so.
+    ``frontier`` is a :class:`tailguard.lab.Frontier` (read by its ``table``,
+    ``lowest_safe`` and ``evidence``). When the sweep names no safe share (nothing
+    collapsed, everything did, or the verdicts are within the noise), the advice
+    recommends nothing from it: the rule's fraction stands and the frontier's reason
+    is quoted.
     """
     rows = frontier.table.to_pandas().sort_values("real_fraction")
     lowest = frontier.lowest_safe
@@ -540,13 +546,17 @@ def advise_from_frontier(
         )
     ]
     if lowest is None:
-        evidence.append("no swept real fraction kept its tails: the rule's fraction stands")
+        evidence.append(
+            f"no evidence for a share from the frontier: {frontier.evidence}; "
+            "the rule's fraction stands"
+        )
         return _with(advice, evidence=[*advice.evidence, *evidence])
     fraction = min(1.0, max(lowest + margin, Dial.MINIMUM))
     row = rows[rows["real_fraction"] == lowest].iloc[0]
     evidence.append(
-        f"lowest real fraction whose tails held: {lowest:g} (noise floor "
-        f"{row['noise_floor']:.0%}); recommended {fraction:.0%} = that + a {margin:.0%} margin"
+        f"{frontier.evidence}; band ±{row['band']:.0%} of the clean model's tail metric, "
+        f"±{row['coverage_band']:.0%} on coverage; recommended {fraction:.0%} = that + a "
+        f"{margin:.0%} margin"
     )
     # The frontier's row is its own configuration (ungated, exactly f human): quoted as
     # that, never as the price of the recommended (gated) configuration.

@@ -19,11 +19,17 @@ The five axes (one row per strategy, each a median over seeds):
   ``real_share_mean`` / ``real_share_min``: the human share of the training
   slots of the synthetic rounds (``round >= 1``; round 0 is all human by
   construction), per round in ``LabResult.rounds``.
+- **held** ``tail_drift`` / ``coverage_drift``: the primary and the coverage
+  metric's drift at the last generation from each seed's clean model (round 0
+  and its draws), in half-widths of its band (:mod:`tailguard.evidence`; above 1
+  is degraded), median over seeds; ``held``: every one of them held across seeds
+  (``evidence.held_across``: median drift within the band). The frontier and the
+  advisor's "kept its tails" read the same verdict.
 - **recovery** ``recovery_rounds`` / ``recovery_cost``: after the last
-  generation, a run whose primary metric is more than 5% off its baseline
-  switches to anchoring; the rounds and money it takes to come back within 5%
-  (0 when it never left; ``inf`` rounds when it did not come back within the
-  allowed rounds). ``recovered_share`` is the share of seeds that came back.
+  generation, a seed whose tail metrics left its clean model's band switches to
+  anchoring; the rounds and money it takes to come back inside the band (0 when
+  it never left; ``inf`` rounds when it did not come back within the allowed
+  rounds). ``recovered_share`` is the share of seeds that came back.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tailguard.lab.evaluation import COVERAGE
+from tailguard.lab.evaluation import COVERAGE, held, seed_drifts, with_coverage
 
 #: Columns of the axes table, in order.
 AXES_COLUMNS = (
@@ -40,6 +46,9 @@ AXES_COLUMNS = (
     "fidelity_loss",
     "coverage",
     "coverage_vs_baseline",
+    "tail_drift",
+    "coverage_drift",
+    "held",
     "cost",
     "cost_per_generation",
     "traceable_share",
@@ -75,16 +84,6 @@ def summarise(metrics: pa.Table) -> pa.Table:
     return pa.Table.from_pandas(out, preserve_index=False)
 
 
-def with_coverage(m: pd.DataFrame, kind: str) -> pd.DataFrame:
-    """The metric rows plus, for vectors, the coverage metric: the narrower 1% tail width."""
-    if kind != "vectors":
-        return m
-    tails = m[m.metric.isin(["vector_tail_lower", "vector_tail_upper"])]
-    tw = tails.groupby(["strategy", "seed", "round"], as_index=False)["value"].min()
-    tw["metric"] = COVERAGE[kind]
-    return pd.concat([m, tw], ignore_index=True)
-
-
 def generation_costs(rounds: pd.DataFrame, generations: int) -> pd.Series:
     """Per seed of one strategy's rounds: the mean cost of its synthetic rounds ``1..G``.
 
@@ -100,12 +99,17 @@ def score_axes(
     rounds: pa.Table,
     recovery: pa.Table,
     *,
+    history: pa.Table,
     primary: str,
     kind: str,
     generations: int,
     strategies: list[str],
 ) -> pa.Table:
-    """The axes table (see the module docstring), one row per strategy in ``strategies``."""
+    """The axes table (see the module docstring), one row per strategy in ``strategies``.
+
+    ``history``: every job's ledger metric rows (``LabResult.ledger_metrics``: the clean
+    model's draws included), from which each seed's bands are built.
+    """
     m = metrics.to_pandas()
     r = rounds.to_pandas()
     rec = recovery.to_pandas()
@@ -114,6 +118,7 @@ def score_axes(
     rows = []
     for s in strategies:
         ms = m[m.strategy == s]
+        drifts = seed_drifts(history, s, kind, generations, dict.fromkeys((primary, cov_name)))
         per_seed = []
         for seed, seed_rows in ms.groupby("seed"):
             curve = seed_rows[seed_rows.metric == primary].set_index("round")["value"]
@@ -151,6 +156,11 @@ def score_axes(
             {
                 "strategy": s,
                 **{c: float(p[c].median()) for c in p.columns if c != "recovered"},
+                **{
+                    f"{axis}_drift": float(drifts[metric].median()) if len(drifts) else np.nan
+                    for axis, metric in (("tail", primary), ("coverage", cov_name))
+                },
+                "held": held(drifts),
                 "recovered_share": float(p["recovered"].mean()),
                 "seeds": len(p),
             }

@@ -30,14 +30,13 @@ import pyarrow.compute as pc
 from tailguard.costs import CostModel
 from tailguard.lab.config import LINEAGE_TABLES, LabConfig, human_budget
 from tailguard.lab.evaluation import PRIMARY
-from tailguard.lab.job import RECOVERY_TOLERANCE, JobResult, _n_generate, run_job
+from tailguard.lab.job import JobResult, _n_generate, run_job
 from tailguard.lab.pool import run_jobs
 from tailguard.lab.results import LabResult, _concat, _label, new_run_id, write_json
 from tailguard.mix import Anchored
 
 __all__ = [
     "LINEAGE_TABLES",
-    "RECOVERY_TOLERANCE",
     "JobResult",
     "LabConfig",
     "LabResult",
@@ -123,6 +122,7 @@ def run(
         metrics,
         rounds,
         recovery,
+        history=ledger_metrics,
         primary=PRIMARY[kind],
         kind=kind,
         generations=generations,

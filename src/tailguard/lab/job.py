@@ -4,7 +4,8 @@ Round 0 trains on the reservoir; round ``r`` generates generation ``r`` from mod
 ``r - 1``, gates it (if the strategy gates), plans the round's manifest under the
 strategy's policy, trains model ``r`` on exactly the manifest's records, samples
 it and scores the sample against the reservoir's human holdout. A run that
-collapsed is then switched to anchoring to count the rounds it takes to recover.
+collapsed (outside its clean model's band) is then switched to anchoring to count the
+rounds it takes to come back inside it.
 """
 
 from __future__ import annotations
@@ -19,11 +20,15 @@ import pyarrow as pa
 from tailguard.lab.callables import loop_callables
 from tailguard.lab.config import LINEAGE_TABLES, LabConfig, human_budget
 from tailguard.lab.data import LabData
-from tailguard.lab.evaluation import PRIMARY, monitor_for
+from tailguard.lab.evaluation import (
+    PRIMARY,
+    clean_bands,
+    first_round_back,
+    model_values,
+    monitor_for,
+    run_name,
+)
 from tailguard.lab.strategies import StrategyParts, StrategySettings
-
-#: Rounds a collapsed run may take, once switched to anchoring, to come back.
-RECOVERY_TOLERANCE = 0.05
 
 
 @dataclass
@@ -55,7 +60,7 @@ class _Job:
         from tailguard.ledger import Ledger
 
         self.config, self.strategy, self.seed, self.tick = config, strategy, seed, tick
-        self.run_name = run or f"{strategy}/seed{seed}"
+        self.run_name = run or run_name(strategy, seed)
         data = config.dataset
         human = data.load(config.model_params)
         self.n_generate = _n_generate(config, human.num_rows)
@@ -159,7 +164,7 @@ class _Job:
     def run(self) -> JobResult:
         loop, results = self.run_loop()
         lineage = self._lineage()
-        recovery = self._recover(loop.model, results[0].metrics, results[-1].metrics)
+        recovery = self._recover(loop.model)
         metrics = self.ledger.metrics(self.run_name)
         return JobResult(
             self.strategy, self.seed, metrics, self._rounds_table(), recovery, lineage,
@@ -180,24 +185,40 @@ class _Job:
             ).append_column("seed", pa.array([self.seed] * n, pa.int32()))
         return out
 
-    def _recover(
-        self, model: Any, baseline: dict[str, float], values: dict[str, float]
-    ) -> dict[str, Any]:
-        """Switch a collapsed run to anchoring; count rounds until within 5% of baseline."""
+    def _recover(self, model: Any) -> dict[str, Any]:
+        """Switch a collapsed run to anchoring; count rounds until back inside the band.
+
+        Collapsed and recovered are :mod:`tailguard.evidence`'s verdicts on the tail
+        metrics (primary and coverage) against this seed's clean model: collapsed when
+        one is degraded at the last generation, recovered at the first anchored round
+        where none is.
+        """
         from tailguard.mix import Anchored
 
-        primary = self.primary
-        base = baseline[primary]
-        if _within(values[primary], base):
+        kind = self.config.dataset.kind
+        g = self.config.generations
+        bands = clean_bands(self.ledger.metrics(self.run_name), kind)
+        if first_round_back(self._tails(bands, [g]), bands) == 1:
             return {"collapsed": False, "rounds": 0, "recovered": True}
         loop = self.loop(Anchored(real_fraction=self.real_fraction))
         loop.model = model
-        start = self.config.generations + 1
         for i in range(self.config.recovery_rounds):
-            result = loop.run_round(start + i)
-            if _within(result.metrics[primary], base):
-                return {"collapsed": True, "rounds": i + 1, "recovered": True}
+            loop.run_round(g + 1 + i)
+            after = self._tails(bands, list(range(g + 1, g + 2 + i)))
+            back = first_round_back(after, bands)
+            if back is not None:
+                return {"collapsed": True, "rounds": back, "recovered": True}
         return {"collapsed": True, "rounds": self.config.recovery_rounds, "recovered": False}
+
+    def _tails(self, bands: dict[str, Any], rounds: list[int]) -> dict[str, list[float]]:
+        """The model's value of each banded metric at ``rounds``, from the ledger."""
+        history = self.ledger.metrics(self.run_name)
+        kind = self.config.dataset.kind
+        out = {}
+        for m in bands:
+            values = model_values(history, kind, m)
+            out[m] = [float(values.get(r, np.nan)) for r in rounds]
+        return out
 
     def _rounds_table(self) -> pa.Table:
         """Per round: slots by origin, traceable share, what the round used and its cost.
@@ -228,10 +249,6 @@ class _Job:
             .append_column("strategy", pa.array([self.strategy] * n))
             .append_column("seed", pa.array([self.seed] * n, pa.int32()))
         )
-
-
-def _within(value: float, base: float) -> bool:
-    return bool(abs(value - base) <= RECOVERY_TOLERANCE * abs(base))
 
 
 def _default_n_generate(data: LabData, n_human: int) -> int:

@@ -8,7 +8,7 @@ same run in the same ledger:
   whole reservoir every round, at least ``real_fraction`` of every batch human,
   the newest synthetic generation for the rest);
 - ``rollback``: ``Ledger.rollback(to_round=R)`` to the last clean round ``R``
-  (the last round whose primary metric was within the noise floor of round 0),
+  (the last round whose metric was inside the seed's clean-model band),
   which quarantines every synthetic record of the later generations, retrain
   round ``R``'s model from its stored manifest, and continue anchored (when round
   ``k`` itself is clean there is nothing to roll back, and the route continues as
@@ -17,16 +17,15 @@ same run in the same ledger:
 Each route then trains ``recovery_rounds`` anchored rounds (all of them, so the
 curve after the return is measured too). Per route and seed the result names
 the rounds and the dollars (the cost model's price of those rounds) until the
-primary metric is back within the noise floor of round 0, and for the rollback
-route the dollars of the generations it threw away.
+metric is back inside the band, and for the rollback route the dollars of the
+generations it threw away.
 
-**The noise floor of round 0** is the human baseline's own spread, in the
-metric's units: twice the larger of the standard deviations across seeds of the
-round-0 model's value (the model trained on the human reservoir) and of the
-human noise-floor sample's value (the human holdout against the human training
-split). It is not a fixed share of the baseline: on a metric near zero, such as
-digits' ``label_tv`` (about 0.03), 5% of the baseline is far below the noise of
-the measurement itself. The experiment therefore needs at least two seeds.
+**The band** is :mod:`tailguard.evidence`'s, per seed: around that seed's clean
+model (round 0, the model trained on the reservoir alone, with its draws), the
+draws' noise, never narrower than the preset's threshold for the metric (a metric
+without one: the noise alone). "Clean", "recovered" and "held" are its verdicts
+(``evidence.degraded``, ``evidence.recovery_round``), the ones the monitor, the
+axes and the frontier give.
 """
 
 from __future__ import annotations
@@ -43,8 +42,9 @@ import pyarrow as pa
 
 from tailguard.costs import CostModel
 from tailguard.errors import ConfigError
+from tailguard.evidence import Band, degraded, recovery_round
 from tailguard.lab.config import LabConfig
-from tailguard.lab.evaluation import PRIMARY
+from tailguard.lab.evaluation import PRIMARY, clean_bands, model_values
 from tailguard.mix import Anchored
 
 #: The anchor's human share per batch after the switch (the mixer's default).
@@ -61,13 +61,13 @@ COLUMNS = (
 
 @dataclass
 class Recovery:
-    """Per route and seed, the rounds and dollars back within the noise floor of round 0.
+    """Per route and seed, the rounds and dollars back inside the clean model's band.
 
     ``table``: :data:`COLUMNS`; ``rounds`` counts the anchored rounds trained until the
-    primary metric is back within ``noise`` of ``baseline`` (``inf`` when it did not
-    come back within ``recovery_rounds``), ``cost`` the price of those rounds,
+    metric is back inside its seed's band (``bands``; ``inf`` when it did not come
+    back within ``recovery_rounds``), ``cost`` the price of those rounds,
     ``discarded`` the price of the generations a rollback quarantined, ``held``
-    whether every later recovery round stayed within the floor. ``curves``: per route,
+    whether every later recovery round stayed inside the band. ``curves``: per route,
     seed and round, the primary metric and the round's cost (rounds ``1..k`` are the
     synthetic ones, shared by both routes).
     """
@@ -78,13 +78,23 @@ class Recovery:
     metric: str
     k: int
     recovery_rounds: int
-    baseline: float
-    noise: float
     volume: int | None
     costs: CostModel
+    #: Per seed: the band of ``metric`` around that seed's clean model.
+    bands: tuple[Band, ...] = ()
     #: Per seed: the round-0 model's and the human noise floor's values of ``metric``.
     round0: tuple[float, ...] = ()
     floor: tuple[float, ...] = ()
+
+    @property
+    def baseline(self) -> float:
+        """The clean models' value, median over seeds (what the table title quotes)."""
+        return float(np.median([b.center for b in self.bands]))
+
+    @property
+    def half_width(self) -> float:
+        """The bands' half-width, median over seeds."""
+        return float(np.median([b.half_width for b in self.bands]))
 
     def summary(self) -> pd.DataFrame:
         """Per route: median rounds and dollars back, share of seeds that came back."""
@@ -136,11 +146,8 @@ def recovery(
         raise ConfigError(f"k must be >= 1 synthetic generation, got {k}")
     if recovery_rounds < 1:
         raise ConfigError(f"recovery_rounds must be >= 1, got {recovery_rounds}")
-    if seeds < 2:
-        raise ConfigError(
-            f"seeds must be >= 2, got {seeds}: the noise floor of round 0 is its spread "
-            "across seeds"
-        )
+    if seeds < 1:
+        raise ConfigError(f"seeds must be >= 1, got {seeds}")
     config = LabConfig(
         model=model, data=data, strategies=("replace",), generations=k, seeds=seeds,
         real_fraction=real_fraction, volume=volume, reservoir_size=reservoir_size,
@@ -154,16 +161,16 @@ def recovery(
             _collapse, [(config, s, tmp) for s in range(seeds)],
             total=seeds * (k + 1), title=title, workers=workers, progress=progress,
         )  # fmt: skip
+        kind = config.dataset.kind
+        bands = [clean_bands(f["history"], kind, [primary])[primary] for f in first]
         base = pd.concat([f["model"] for f in first])
         floor = pd.concat([f["floor"] for f in first])
         base0 = base[(base["round"] == 0) & (base["metric"] == primary)]["value"]
         floor0 = floor[floor["metric"] == primary]["value"]
-        noise = 2 * max(float(base0.std(ddof=1)), float(floor0.std(ddof=1)))
-        baseline = float(base0.median())
         jobs = []
         for s, f in enumerate(first):
-            values = f["model"][f["model"]["metric"] == primary].set_index("round")["value"]
-            clean = [r for r, v in values.items() if abs(v - baseline) <= noise]
+            values = model_values(f["history"], kind, primary)
+            clean = [r for r, v in values.items() if not degraded(float(v), bands[s])]
             to_round = int(max(clean)) if clean else 0
             jobs += [
                 (config, s, tmp, route, to_round, recovery_rounds, primary) for route in routes
@@ -175,14 +182,14 @@ def recovery(
         )  # fmt: skip
     curves = pd.concat([_curve(first[j["seed"]], j, primary) for j in second], ignore_index=True)
     table = pd.DataFrame(
-        [_score(j, first[j["seed"]]["rounds"], baseline, noise, k) for j in second],
+        [_score(j, first[j["seed"]]["rounds"], bands[j["seed"]], k) for j in second],
         columns=list(COLUMNS),
     )
     return Recovery(
         table=pa.Table.from_pandas(table, preserve_index=False),
         curves=pa.Table.from_pandas(curves, preserve_index=False),
         model=model, metric=primary, k=k, recovery_rounds=recovery_rounds,
-        baseline=baseline, noise=noise, volume=config.volume, costs=config.costs,
+        volume=config.volume, costs=config.costs, bands=tuple(bands),
         round0=tuple(base0.tolist()), floor=tuple(floor0.tolist()),
     )  # fmt: skip
 
@@ -225,6 +232,7 @@ def _collapse(config: LabConfig, seed: int, tmp: str, queue: Any = None) -> dict
     return {
         "seed": seed,
         "run": job.run_name,
+        "history": metrics,
         "model": metrics[metrics["sample"] == "model"],
         "floor": metrics[metrics["sample"] == NOISE_FLOOR_SAMPLE],
         "rounds": rounds,
@@ -295,16 +303,15 @@ def _curve(first: dict[str, Any], job: dict[str, Any], primary: str) -> pd.DataF
     return out
 
 
-def _score(
-    job: dict[str, Any], synthetic: pd.DataFrame, baseline: float, noise: float, k: int
-) -> dict[str, Any]:
-    """Rounds and dollars back within the floor; a rollback's discarded spend is read from
+def _score(job: dict[str, Any], synthetic: pd.DataFrame, band: Band, k: int) -> dict[str, Any]:
+    """Rounds and dollars back inside the band; a rollback's discarded spend is read from
     the synthetic phase's own rounds (the ledger's summary after a rollback leaves them out)."""
     values = np.asarray(job["values"])
-    within = np.abs(values - baseline) <= noise
+    within = np.array([not degraded(float(v), band) for v in values], dtype=bool)
     cost = job["rounds"].set_index("round")["cost"]
     after = [float(cost.get(k + 1 + i, 0.0)) for i in range(len(values))]
-    back = int(np.argmax(within)) if within.any() else None
+    first_back = recovery_round(values, band)
+    back = None if first_back is None else first_back - 1
     to_round = job["to_round"]
     discarded = 0.0
     if to_round is not None:
