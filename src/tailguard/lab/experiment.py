@@ -34,6 +34,7 @@ from tailguard.lab.job import JobResult, _n_generate, run_job
 from tailguard.lab.pool import run_jobs
 from tailguard.lab.results import LabResult, _concat, _label, new_run_id, write_json
 from tailguard.mix import Anchored
+from tailguard.monitor import NOISE_FLOOR_SAMPLE
 
 __all__ = [
     "LINEAGE_TABLES",
@@ -108,7 +109,11 @@ def run(
     in_run = pc.less_equal(all_rows["round"], generations)
     metrics = all_rows.filter(pc.and_(is_model, in_run)).drop_columns(["sample"])
     recovery_metrics = all_rows.filter(pc.and_(is_model, pc.invert(in_run)))
-    floor = all_rows.filter(pc.invert(is_model)).drop_columns(["sample"])
+    # the human baseline's mean only: the clean model's and the baseline's own draws
+    # (``model#i``, ``noise_floor#i``) are the bands' spread, read from the ledgers
+    floor = all_rows.filter(pc.equal(all_rows["sample"], NOISE_FLOOR_SAMPLE)).drop_columns(
+        ["sample"]
+    )
     rounds = pa.concat_tables([j.rounds for j in jobs])
     recovery = pa.table({
         "strategy": [j.strategy for j in jobs],
