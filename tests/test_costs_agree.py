@@ -104,11 +104,20 @@ def test_lab_frontier_chart_advice_and_report_quote_one_figure(lab_and_frontier)
                         strategy="anchored-gated"), front,
     )  # fmt: skip
     gated = axes.loc["anchored-gated", "cost_per_generation"]
-    assert advice.cost_per_round == gated  # the gated hybrid, priced as itself
     lines = advice.lines()
-    assert f"data cost per round: ${gated:,.2f} (measured: the lab's anchored-gated" in "\n".join(
-        lines
-    )
+    if front.lowest_safe is None:  # no share from the frontier: the lab's gated hybrid
+        assert advice.cost_per_round == gated  # the gated hybrid, priced as itself
+        assert f"data cost per round: ${gated:,.2f} (measured: the lab's anchored-gated" in (
+            "\n".join(lines)
+        )
+    else:  # the recommended share is its own configuration, priced by the cost function
+        synthetic = round((1 - advice.real_fraction) * front.volume)  # the reservoir is owned
+        expected = synthetic * (costs.synthetic + costs.verification)
+        assert (expected == 0) == (advice.real_fraction == 1.0)
+        assert advice.cost_per_round == pytest.approx(expected)
+        assert f"data cost per round: ${expected:,.2f} (estimated for the recommendation" in (
+            "\n".join(lines)
+        )
     for strategy in axes.index:  # every lab evidence line quotes the axes row
         line = next(x for x in lines if x.startswith(f"lab evidence: {strategy} "))
         assert f"${axes.loc[strategy, 'cost_per_generation']:,.2f} per generation" in line

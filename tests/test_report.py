@@ -551,3 +551,16 @@ def test_a_band_far_wider_than_the_curve_leaves_the_curve_readable():
     bottom, top = y_range(values, (0.006, 0.0, 0.056), False)
     assert (max(values) - min(values)) / (top - bottom) > 0.25
     assert (0.056 - max(bottom, 0.0)) / (top - bottom) < 0.85
+
+
+def test_a_lab_lineage_without_capacity_gaps_joins_the_others():
+    """Tables tagged per strategy and seed keep their types when empty (a lineage with no
+    capacity gap beside one with gaps)."""
+    import pyarrow as pa
+
+    from tailguard.report import _tag
+
+    full = _tag(pa.table({"metric": ["tail_recall"]}), {"strategy": "replace", "seed": 0})
+    empty = _tag(full.schema.empty_table().drop_columns(["strategy", "seed"]),
+                 {"strategy": "human-only", "seed": 1})  # fmt: skip
+    assert pa.concat_tables([full, empty]).num_rows == 1

@@ -565,7 +565,28 @@ def advise_from_frontier(
         f"${float(row['cost_per_round']):,.2f} per synthetic round, "
         f"{int(row['human_per_round']):,} human examples per round"
     )
-    return _with(advice, real_fraction=fraction, evidence=[*advice.evidence, *evidence])
+    # The recommendation is its own configuration too: the advice's strategy at the
+    # recommended share and the frontier's volume, priced by the one cost function.
+    costs = getattr(frontier, "costs", None) or CostModel()
+    synthetic = round((1 - fraction) * frontier.volume)
+    human = frontier.volume - synthetic
+    reservoir = int(getattr(frontier, "reservoir", 0) or human)
+    gated = bool(advice.gate)
+    # an anchored round takes its human slots from the reservoir it owns (cycled when the
+    # share asks for more than it holds): it buys nothing per round
+    usage = RoundUsage(generated=synthetic, verified=synthetic if gated else 0)
+    cost = float(costs.round_cost(usage))
+    cycled = "; cycled, since the share asks for more" if human > reservoir else ""
+    basis = (
+        f"estimated for the recommendation: {advice.strategy} at {fraction:.0%} human of "
+        f"{frontier.volume:,} examples per round: {human:,} human slots from the "
+        f"{reservoir:,}-example reservoir (owned{cycled}) and {synthetic:,} generated"
+        f"{' and verified' if gated else ''} ({costs.describe()})"
+    )
+    return _with(
+        advice, real_fraction=fraction, evidence=[*advice.evidence, *evidence],
+        cost_per_round=cost, cost_basis=basis,
+    )  # fmt: skip
 
 
 def _with(advice: Advice, **changes: Any) -> Advice:

@@ -225,7 +225,9 @@ def reference_tables(history: pa.Table, run: str) -> dict[str, pa.Table]:
 def _tag(table: pa.Table, tag: dict[str, Any]) -> pa.Table:
     for key, value in tag.items():
         if key not in table.column_names:
-            table = table.append_column(key, pa.array([value] * table.num_rows))
+            # typed from the value, so an empty table concatenates with full ones
+            kind = pa.scalar(value).type
+            table = table.append_column(key, pa.array([value] * table.num_rows, kind))
     return table
 
 

@@ -76,6 +76,8 @@ class Frontier:
     volume: int
     generations: int
     costs: CostModel = field(default_factory=CostModel)
+    #: The reservoir's training examples (what a round may take without buying more).
+    reservoir: int = 0
 
     @property
     def lowest_safe(self) -> float | None:
@@ -212,11 +214,12 @@ def frontier(
                 f"known= was priced at {c.costs.describe()}; the frontier at {costs.describe()}"
             )
         volume, reservoir_size = c.volume, c.reservoir_size
-    rows = []
+    rows, reservoir = [], 0
     for f in fractions:
         name = "replace" if f == 0 else "human-only" if f == 1 else "anchored-share"
         if known is not None and name in known.config.strategies and f in (0.0, 1.0):
             rows.append(_row(known, f, name, generations))
+            reservoir = reservoir or _reservoir(known, name)
             continue
         result = run(
             model=model, data=data, strategies=[name], generations=generations, seeds=seeds,
@@ -227,11 +230,19 @@ def frontier(
         )  # fmt: skip
         volume = result.config.volume
         rows.append(_row(result, f, name, generations))
+        reservoir = reservoir or _reservoir(result, name)
     table = pa.Table.from_pandas(pd.DataFrame(rows, columns=list(COLUMNS)), preserve_index=False)
-    result_frontier = Frontier(table, model, int(volume or 0), generations, costs)
+    result_frontier = Frontier(table, model, int(volume or 0), generations, costs, reservoir)
     if out is not None:
         result_frontier.save(out)
     return result_frontier
+
+
+def _reservoir(result: Any, name: str) -> int:
+    """The reservoir's training examples: what round 0 (the reservoir alone) trained on."""
+    r = result.rounds.to_pandas()
+    round0 = r[(r["strategy"] == name) & (r["round"] == 0)]
+    return int(round0["human"].median()) if len(round0) else 0
 
 
 def _row(result: Any, f: float, name: str, generations: int) -> dict[str, Any]:
