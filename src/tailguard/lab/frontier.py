@@ -14,7 +14,8 @@ the fraction means what it says). Per fraction it reports:
   once in round 0 (not per round); ``human_per_round``: the human examples a round
   trains on (``ceil(f x V)``);
 - ``tail_ratio`` / ``coverage_ratio``: the primary (tail) metric and the coverage
-  metric at the last generation divided by round 0's, median over seeds and a
+  metric at the last generation divided by the seed's clean model (round 0, the mean
+  of its draws: the band's center), median over seeds and a
   10%-90% seed interval;
 - ``tail_drift`` / ``coverage_drift``: each metric's drift at the last generation
   from each seed's clean model (round 0 and its draws), in half-widths of that
@@ -134,31 +135,69 @@ class Frontier:
 
     def points(self) -> pd.DataFrame:
         """What :meth:`plot` draws, one row per fraction: ``x`` is the table's
-        ``cost_per_round`` (one figure, one definition), ``y`` the tail ratio."""
+        ``cost_per_round`` (one figure, one definition), ``y`` the tail ratio and
+        ``coverage`` the coverage ratio (with their seed intervals), ``held`` the verdict."""
         df = self.table.to_pandas()
         return pd.DataFrame({
             "real_fraction": df["real_fraction"], "x": df["cost_per_round"],
             "y": df["tail_ratio"], "low": df["tail_low"], "high": df["tail_high"],
+            "coverage": df["coverage_ratio"], "coverage_low": df["coverage_low"],
+            "coverage_high": df["coverage_high"], "held": df["held"],
         })  # fmt: skip
 
+    def _one_sided(self) -> tuple[bool, bool]:
+        """Whether the tail and the coverage metric are higher-is-better (their bands are
+        open above: more of a tail than the clean model is no loss)."""
+        from tailguard.lab.data import resolve
+        from tailguard.metrics import REGISTRY
+
+        kind = resolve(self.model, None).kind
+        return tuple(  # type: ignore[return-value]
+            bool(REGISTRY[m].higher_is_better) if m in REGISTRY else True
+            for m in (PRIMARY[kind], COVERAGE[kind])
+        )
+
     def plot(self, path: Path | str) -> Path:
-        """Cost per round against the tail ratio at the last generation, one point per fraction."""
+        """Cost per round against the tail and the coverage ratio at the last generation,
+        one point per fraction, green where it held and red where it collapsed, over
+        the clean model's band: the two metrics the verdict reads, side by side."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        from tailguard.palette import ALERT, HUMAN
+
         df = self.table.to_pandas()
         pts = self.points()
-        fig, ax = plt.subplots(figsize=(6, 4))
-        err = [pts["y"] - pts["low"], pts["high"] - pts["y"]]
-        ax.errorbar(pts["x"], pts["y"], yerr=np.abs(err), fmt="o", capsize=3)
-        for r in pts.itertuples():
-            ax.annotate(f"f={r.real_fraction:g}", (r.x, r.y), fontsize=8)
-        ax.axhspan(1 - df["band"].max(), 1 + df["band"].max(), alpha=0.15)
-        ax.set_xlabel("cost per synthetic round ($; the reservoir, owned once, not included)")
-        ax.set_ylabel("tail metric at the last generation / round 0")
-        ax.set_title(f"{self.model}: cost-fidelity frontier, volume {self.volume}")
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+        panels = (
+            ("y", "low", "high", "band", "tail metric"),
+            ("coverage", "coverage_low", "coverage_high", "coverage_band", "coverage"),
+        )
+        one_sided = self._one_sided()
+        for ax, (y, low, high, band, name), up in zip(axes, panels, one_sided, strict=True):
+            width = float(df[band].max())
+            top = max(1 + width, float(pts[high].max()) * 1.05) if up else 1 + width
+            ax.axhspan(1 - width, top, color=HUMAN, alpha=0.15, lw=0,
+                       label=f"band of the clean model (-{width:.0%}"
+                       + (", open above)" if up else f", +{width:.0%})"))  # fmt: skip
+            for kept, colour, label in ((True, HUMAN, "held"), (False, ALERT, "collapsed")):
+                sub = pts[pts["held"] == kept]
+                if sub.empty:
+                    continue
+                err = np.abs([sub[y] - sub[low], sub[high] - sub[y]])
+                ax.errorbar(sub["x"], sub[y], yerr=err, fmt="o", capsize=3, color=colour,
+                            label=label)  # fmt: skip
+            for r in pts.itertuples():
+                ax.annotate(f"f={r.real_fraction:g}", (r.x, getattr(r, y)), fontsize=8,
+                            xytext=(4, 4), textcoords="offset points")  # fmt: skip
+            ax.set_xscale("symlog", linthresh=1.0)
+            ax.set_xlabel("cost per synthetic round ($, log; the reservoir owned, not included)")
+            ax.set_ylabel(f"{name} at generation {self.generations} / clean model")
+            ax.set_title(name, fontsize=10)
+        axes[0].legend(fontsize=7, loc="lower right")
+        fig.suptitle(f"{self.model}: cost-fidelity frontier, volume {self.volume}/round")
         fig.tight_layout()
         out = Path(path)
         fig.savefig(out, dpi=110)
@@ -255,11 +294,16 @@ def _row(result: Any, f: float, name: str, generations: int) -> dict[str, Any]:
     ratios, widths = {}, {}
     for key, metric in metrics.items():
         v = m[m.metric == metric].pivot_table(index="seed", columns="round", values="value")
-        ratios[key] = (v[generations] / v[0]).to_numpy()
-        widths[key] = float(np.median([
-            b.half_width / max(abs(b.center), 1e-12)
+        bands = {
+            int(str(run).rpartition("/seed")[2]): clean_bands(h, kind, [metric])[metric]
             for run, h in history.groupby("run") if str(run).startswith(f"{name}/seed")
-            for b in [clean_bands(h, kind, [metric])[metric]]
+        }  # fmt: skip
+        # each seed's last generation over its own clean model (the band's center), so
+        # the ratio drawn and the verdict read one reference
+        centers = np.array([bands[int(seed)].center for seed in v.index], dtype=np.float64)
+        ratios[key] = v[generations].to_numpy() / np.where(centers == 0, 1e-12, centers)
+        widths[key] = float(np.median([
+            b.half_width / max(abs(b.center), 1e-12) for b in bands.values()
         ]))  # fmt: skip
     r = result.rounds.to_pandas()
     r = r[r["strategy"] == name]
