@@ -70,3 +70,48 @@ def test_a_collapsing_loop_raises_the_share_within_two_rounds(tmp_path):
     reaction = behaviour.reaction()
     assert reaction["crossed"].notna().all(), behaviour.decisions  # it does collapse
     assert (reaction["raised_after"] <= 2).all(), reaction
+
+
+def test_every_decision_records_the_share_its_round_realises(fortunes_records):
+    """The share a decision says its round will realise is the human share of that
+    round's manifest, which is what `tailguard audit` and `dial show` report; it binds
+    (equals the share asked) once enough synthetic data has passed the gate."""
+    import json
+
+    from tailguard import Ledger, Loop
+    from tailguard.lab.models import NGram
+    from tailguard.mix import Anchored, Dial
+    from tailguard.monitor import Monitor
+
+    human = fortunes_records.slice(0, 600)
+
+    def train(manifest, records):
+        return NGram(order=2).fit(records)
+
+    def generate(model, n, round, seed):  # noqa: A002
+        return model.sample_texts(n, seed)
+
+    with Ledger.open(":memory:") as ledger:
+        ledger.add_records(human)
+        ledger.freeze_reservoir("main", holdout=0.1, seed=0)
+        loop = Loop(ledger, train=train, generate=generate, policy=Anchored(real_fraction=0.3),
+                    dial=Dial(start=0.3, patience=1), monitor=Monitor(), n_generate=1200,
+                    batch_size=32)  # fmt: skip
+        loop.run(4)
+        audit = {r["round"]: r for r in ledger.audit(run="main").to_pylist()}
+        decisions = ledger.decisions(run="main").to_pylist()
+    assert len(decisions) == 4
+    bound = 0
+    for d in decisions:
+        share = json.loads(d["evidence"])["share"]
+        row = audit[d["round"]]
+        assert share["asked"] == d["real_fraction"]
+        assert share["human_slots"] == row["human"] and share["synthetic_slots"] == row["synthetic"]
+        assert share["realised"] == pytest.approx(row["human_share"])
+        if share["synthetic_needed"] == 0:  # enough synthetic data: the share binds
+            assert abs(share["realised"] - share["asked"]) <= 1 / 32
+            bound += 1
+        else:
+            assert share["realised"] > share["asked"]
+            assert f"{share['synthetic_needed']:,} more would reach" in d["reason"]
+    assert bound >= 1
