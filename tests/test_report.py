@@ -564,3 +564,40 @@ def test_a_lab_lineage_without_capacity_gaps_joins_the_others():
     empty = _tag(full.schema.empty_table().drop_columns(["strategy", "seed"]),
                  {"strategy": "human-only", "seed": 1})  # fmt: skip
     assert pa.concat_tables([full, empty]).num_rows == 1
+
+
+@pytest.fixture(scope="module")
+def collapsing_project(fortunes_records, tmp_path_factory) -> Path:
+    """A project that collapses: 600 fortunes, 1,500 candidates a round at temperature 0.5."""
+    path = tmp_path_factory.mktemp("collapsing") / "ledger.duckdb"
+    with Ledger.open(path) as led:
+        led.add_records(fortunes_records.slice(0, 600))
+        led.freeze_reservoir("main", holdout=0.1, seed=0)
+        Loop(
+            led,
+            train=lambda manifest, records: NGram(order=3, temperature=0.5).fit(records),
+            generate=lambda m, n, r, s: m.sample(n, s, generation=max(r, 1), round=r),
+            policy=Anchored(real_fraction=0.2),
+            dial=Dial(),
+            monitor=Monitor(),
+            n_generate=1500,
+            n_sample=500,
+        ).run(rounds=3)
+    return path
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+def test_a_collapsing_project_report_alerts_exactly_outside_its_bands(collapsing_project, tmp_path):
+    """With real alerts: every alerted point is outside its drawn band, every point outside
+    is alerted and ringed, and the recommendation raises the share it names."""
+    from tailguard.advise import recommendation_lines
+
+    with Ledger.open(collapsing_project, read_only=True) as led:
+        data = from_ledger(led)
+        watched = _watched(led.metrics("main"), "main")
+        data.recommendation = recommendation_lines(led)
+    found = _measure(write(data, tmp_path / "report.html"), SHOTS / "collapsing.png")
+    _check_glance(found, strategies=["main"])
+    assert [a for a in found["alerts"] if a["drawn"]], "the collapsing project raised no alert"
+    _check_agreement(found, watched=watched)
+    assert "active alert(s)" in data.recommendation[0] and "raise" in data.recommendation[0]

@@ -567,9 +567,13 @@ def y_range(
     span = top - bottom
     if span < 1e-12:  # flat (or a denormal spread, whose margins would round to nothing)
         span = max(abs(baseline), 1e-9) * 0.1
-    below = ALERT_MARGIN if low_bad and bottom == lo else Y_MARGIN
-    above = ALERT_MARGIN if high_bad and top == hi else Y_MARGIN
-    bottom, top = bottom - below * span, top + above * span
+    # room past the curve, and always a clear strip past a bad edge (even when a point
+    # sits just beyond it), so the band never fills the chart
+    bottom, top = bottom - Y_MARGIN * span, top + Y_MARGIN * span
+    if low_bad:
+        bottom = min(bottom, lo - ALERT_MARGIN * span)
+    if high_bad:
+        top = max(top, hi + ALERT_MARGIN * span)
     if min(vals + [lo]) >= 0:
         bottom = max(bottom, -Y_MARGIN * span)  # hardly below zero for a count or a share
     return bottom, top
