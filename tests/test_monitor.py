@@ -247,16 +247,23 @@ def test_bad_records_are_refused():
         Monitor.from_history(pa.table({"run": ["main"]}))
 
 
-def test_cli_eval_and_monitor(tmp_path, monkeypatch):
-    from tailguard.cli import app
+def _frozen_corpus(path):
+    """A ledger file holding 2,000 corpus texts, frozen with a quarter held out."""
     from tailguard.ledger import Ledger
 
     texts, labels = make_corpus(2000, seed=7)
-    path = tmp_path / "ledger.duckdb"
     with Ledger.open(path) as led:
         led.ingest(pa.table({"text": texts, "label": labels}), origin="human",
                    source_name="corpus", label_field="label")  # fmt: skip
         led.freeze_reservoir(holdout=0.25, seed=0)
+    return path
+
+
+def test_cli_eval_and_monitor(tmp_path, monkeypatch):
+    from tailguard.cli import app
+    from tailguard.ledger import Ledger
+
+    path = _frozen_corpus(tmp_path / "ledger.duckdb")
     runner = CliRunner()
     for r, temp in enumerate([1.0, 0.9, 0.5]):
         t, lab = make_corpus(500, seed=50 + r, temperature=temp)
@@ -431,12 +438,7 @@ def test_cli_eval_takes_several_samples_of_the_clean_model(tmp_path):
     from tailguard.cli import app
     from tailguard.ledger import Ledger
 
-    texts, labels = make_corpus(2000, seed=7)
-    path = tmp_path / "ledger.duckdb"
-    with Ledger.open(path) as led:
-        led.ingest(pa.table({"text": texts, "label": labels}), origin="human",
-                   source_name="corpus", label_field="label")  # fmt: skip
-        led.freeze_reservoir(holdout=0.25, seed=0)
+    path = _frozen_corpus(tmp_path / "ledger.duckdb")
     files = []
     for i in range(3):
         t, lab = make_corpus(400, seed=90 + i)

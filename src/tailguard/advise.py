@@ -476,26 +476,31 @@ def ledger_cost(
     live = None if summary is None else summary[~summary["rolled_back"]]
     if live is not None and not live.empty:
         live = live[live["round"] > live["round"].min()]  # round 0 trains on the reservoir
+
+    def priced(usage: RoundUsage, basis: str) -> Advice:
+        return _with(
+            advice, cost_per_round=float(costs.round_cost(usage)),
+            cost_basis=f"{basis} at {costs.describe()}; {owned}",
+        )  # fmt: skip
+
     if live is not None and not live.empty:
         last = live.iloc[-1]
         usage = RoundUsage(
             human_bought=int(last["bought"]), generated=int(last["generated"]),
             verified=int(last["verified"]),
         )  # fmt: skip
-        return _with(
-            advice, cost_per_round=float(costs.round_cost(usage)),
-            cost_basis=f"measured: round {int(last['round'])} of run {run} used "
+        return priced(
+            usage,
+            f"measured: round {int(last['round'])} of run {run} used "
             f"{usage.human_bought:,} human bought, {usage.generated:,} generated, "
-            f"{usage.verified:,} verified at {costs.describe()}; {owned}",
-        )  # fmt: skip
+            f"{usage.verified:,} verified",
+        )
     if n_generate:
-        usage = RoundUsage(generated=n_generate, verified=n_generate if gated else 0)
-        return _with(
-            advice, cost_per_round=float(costs.round_cost(usage)),
-            cost_basis=f"no round measured yet: a round of [loop] n_generate = {n_generate:,} "
-            f"generated{', all verified by the gate' if gated else ' (no gate)'} at "
-            f"{costs.describe()}; {owned}",
-        )  # fmt: skip
+        return priced(
+            RoundUsage(generated=n_generate, verified=n_generate if gated else 0),
+            f"no round measured yet: a round of [loop] n_generate = {n_generate:,} "
+            f"generated{', all verified by the gate' if gated else ' (no gate)'}",
+        )
     return _with(
         advice, cost_per_round=None,
         cost_basis=f"no synthetic round in the ledger yet; {owned}",
