@@ -184,12 +184,15 @@ class Anchored(_MaskPolicy):
     """Hybrid anchoring: the reservoir re-injected every round, at least its share per batch.
 
     ``reservoir`` names the reading of the anchor. ``"whole"`` (the default):
-    every reservoir training example is trained on at least once per epoch and
-    every batch holds at least its planned human quota (``real_fraction`` of
-    the batch, by largest remainder); synthetic examples fill the rest.
-    ``"share"``: every batch holds exactly its quota, so with little synthetic
-    data only part of the reservoir is seen. The two give the same plan once
-    the synthetic rows are at least ``(1 - f) / f`` times the reservoir.
+    every reservoir training example is trained on at least once per epoch, and
+    ``real_fraction`` is the human share of the round's slots, so it sets how many
+    synthetic examples are admitted: ``reservoir x (1 - f) / f`` (a seeded
+    subsample when more passed the gate; all of them, and a higher human share,
+    when fewer did). Every batch holds at least its planned human quota
+    (``real_fraction`` of the batch, by largest remainder). ``"share"``: every
+    batch holds exactly its quota and every selected synthetic example is used,
+    so with little synthetic data only part of the reservoir is seen, and with
+    much the reservoir is cycled.
 
     ``synthetic`` picks the synthetic side: ``"accumulate"`` (every accepted
     synthetic example so far), ``"latest"`` (the newest generation only) or
