@@ -77,3 +77,18 @@ def test_run_with_a_users_entry_point(tmp_path, monkeypatch):
     with Ledger.open(ledger, read_only=True) as led:
         assert led.manifests() == [0, 1]
         assert led.count(origin="synthetic", generation=1) > 0
+
+
+def test_a_fill_gaps_policy_keeps_the_real_fraction_the_config_names(frozen):
+    """`[policy] name = "fill_gaps"` with a `real_fraction` plans with it; without one it
+    keeps its natural share (the anchored default is not slipped in)."""
+    from tailguard.config import ProjectConfig
+    from tailguard.project import build_loop
+
+    def loop_for(policy: dict):
+        raw = {"model": {"kind": "ngram"}, "policy": {"name": "fill_gaps", **policy}}
+        return build_loop(ProjectConfig.model_validate(raw), frozen)
+
+    assert loop_for({"real_fraction": 0.5}).policy.real_fraction == 0.5
+    assert loop_for({}).policy.real_fraction is None
+    assert loop_for({"real_fraction": 0.5}).policy.name == "fill_gaps"

@@ -12,7 +12,7 @@ from rich.table import Table
 from tailguard.cli.app import LedgerOption, app, console, handles_errors, open_ledger
 from tailguard.errors import InputError, ReservoirError
 from tailguard.loop import Loop
-from tailguard.mix.policies import Anchored
+from tailguard.mix.policies import POLICIES, Anchored
 
 dial_app = typer.Typer(
     help="The Dial's decisions: the real fraction, round by round.", no_args_is_help=True
@@ -24,9 +24,7 @@ app.add_typer(dial_app, name="dial")
 @handles_errors
 def mix(
     round_: int = typer.Option(..., "--round", min=0, help="Round to plan."),
-    policy: str = typer.Option(
-        "anchored", help="human_only, replace, accumulate, anchored or fresh."
-    ),
+    policy: str = typer.Option("anchored", help=f"One of: {', '.join(POLICIES)}."),
     real_fraction: float | None = typer.Option(
         None, help=f"Human share of every batch (anchored; default {Anchored.REAL_FRACTION})."
     ),
@@ -39,8 +37,8 @@ def mix(
     size: int | None = typer.Option(None, help="anchored/subsample: slots per epoch."),
     reservoir: str | None = typer.Option(
         None,
-        help="anchored: whole (every reservoir example each round, the share a minimum; "
-        "default) or share (exactly the share per batch).",
+        help="anchored: whole (every reservoir example each round; the share sets how many "
+        "synthetic examples are admitted; default) or share (exactly the share per batch).",
     ),
     new_human_per_round: int | None = typer.Option(
         None, help="fresh: new human records each round."
