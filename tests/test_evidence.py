@@ -85,3 +85,10 @@ def test_capacity_gap_is_the_clean_model_against_people() -> None:
     assert "higher human share does not" in gap.describe()
     assert capacity_gap("rare_vocab_coverage", b, 0.25) is None  # within the band's width
     assert capacity_gap("rare_vocab_coverage", b, 0.2) is None  # better than people
+
+
+def test_a_gap_on_a_tiny_base_is_said_in_absolute_terms() -> None:
+    b = band([0.78, 0.79, 0.77], higher_is_better=False, threshold=Threshold("change", 0.25))
+    gap = capacity_gap("length_shift", b, 0.067)
+    assert gap is not None and gap.behind == pytest.approx(0.78 - 0.067)
+    assert "(0.713 behind, absolute)" in gap.describe()

@@ -34,6 +34,8 @@ CLEAN_DRAWS = 5
 #: value is one more draw, so about one false alarm in a thousand rounds per metric.
 NOISE_Z = 3.0
 _TINY = 1e-12
+#: Below this |human baseline|, a gap is said in absolute terms (a relative one misleads).
+TINY_BASE = 0.05
 
 Verdict = Literal["degraded", "held", "improved"]
 
@@ -184,6 +186,8 @@ class CapacityGap:
     human: float
     #: relative shortfall of the clean model against human data (positive: behind people)
     gap: float
+    #: the same shortfall in the metric's own units
+    behind: float = 0.0
 
     @property
     def closes_it(self) -> str:
@@ -193,10 +197,12 @@ class CapacityGap:
         )
 
     def describe(self) -> str:
+        # relative where it reads as such; absolute on a tiny base or past 100%
+        far = abs(self.human) < TINY_BASE or self.gap > 1
+        size = f"{self.behind:.3g} behind, absolute" if far else f"{self.gap:.0%} behind"
         return (
             f"capacity gap on {self.metric}: the clean model (round 0) scores {self.clean:.4g} "
-            f"against {self.human:.4g} for human data ({self.gap:.0%} behind); "
-            f"{self.closes_it}"
+            f"against {self.human:.4g} for human data ({size}); {self.closes_it}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -215,7 +221,7 @@ def capacity_gap(metric: str, b: Band, human: float) -> CapacityGap | None:
         behind = (human - b.center) if b.higher_is_better else (b.center - human)
     if behind <= b.half_width:
         return None
-    return CapacityGap(metric, b.center, human, behind / max(abs(human), _TINY))
+    return CapacityGap(metric, b.center, human, behind / max(abs(human), _TINY), behind)
 
 
 def _finite(x: float) -> float | None:

@@ -33,8 +33,7 @@ def build_loop(
             # the anchored share always (its default included); another policy's only
             # when the config names one (fill_gaps keeps its natural share otherwise)
             "real_fraction": config.policy.real_fraction
-            if config.policy.name == "anchored"
-            or "real_fraction" in config.policy.model_fields_set
+            if config.policy.name == "anchored" or "real_fraction" in config.policy.model_fields_set
             else None,
             "synthetic": config.policy.synthetic,
             "reservoir": config.policy.reservoir,

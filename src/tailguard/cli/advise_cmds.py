@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from tailguard.cli.app import (
     app,
@@ -61,6 +62,8 @@ def advise(
         console.print_json(json.dumps(advice.to_dict()))
         return
     lines = advice.lines()
-    console.print(f"[bold green]{lines[0]}[/]")
+    # the lines hold user text and config keys such as "[loop] n_generate": printed
+    # literally, never read as markup
+    console.print(f"[bold green]{escape(lines[0])}[/]")
     for line in lines[1:]:
-        console.print(f"  • {line}")
+        console.print(f"  • {escape(line)}")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from tailguard.cli.app import LedgerOption, app, console, handles_errors, open_ledger
 
@@ -138,10 +139,13 @@ def _print_status(mon: Any, run: str) -> None:
     console.print(table)
     for smp in mon.samples(run):
         for gap in mon.capacity_gaps(run, sample=smp):
-            console.print(f"[cyan]{gap.describe()}[/] [{smp}]", highlight=False)
+            console.print(
+                f"[cyan]{escape(gap.describe())}[/] {escape(f'[{smp}]')}", highlight=False
+            )
     for a in status.alerts:
         colour = "yellow" if a.rule == "early_warning" else "red"
-        console.print(f"[{colour}]{a.rule}[/] [{a.sample} r{a.round}] {a.message}", highlight=False)
+        where = escape(f"[{a.sample} r{a.round}]")
+        console.print(f"[{colour}]{a.rule}[/] {where} {escape(a.message)}", highlight=False)
 
 
 def _band(low: float | None, high: float | None) -> str:
