@@ -29,6 +29,7 @@ from tailguard import rollback as _rollback
 from tailguard.errors import InputError, ReservoirError, TailguardError, check_fraction
 from tailguard.readers import read_table
 from tailguard.records import (
+    AUDIT_ROWS,
     MANIFEST_SLOTS,
     METRIC_ROWS,
     SCHEMA,
@@ -94,6 +95,16 @@ CREATE TABLE IF NOT EXISTS run_reservoirs (
 );
 CREATE TABLE IF NOT EXISTS fingerprint_words (
     kind VARCHAR NOT NULL, id VARCHAR NOT NULL, value UBIGINT[] NOT NULL
+);
+CREATE TABLE IF NOT EXISTS verifier_audits (
+    verifier VARCHAR NOT NULL, kind VARCHAR NOT NULL, version VARCHAR NOT NULL,
+    params VARCHAR NOT NULL, sample VARCHAR NOT NULL, sample_digest VARCHAR NOT NULL,
+    n_good BIGINT NOT NULL, n_bad BIGINT NOT NULL,
+    accepted_good BIGINT NOT NULL, accepted_bad BIGINT NOT NULL,
+    precision DOUBLE, precision_low DOUBLE, precision_high DOUBLE,
+    recall DOUBLE, recall_low DOUBLE, recall_high DOUBLE,
+    specificity DOUBLE, specificity_low DOUBLE, specificity_high DOUBLE,
+    confidence DOUBLE NOT NULL, audited_at TIMESTAMPTZ NOT NULL, audited_by VARCHAR NOT NULL
 );
 CREATE TABLE IF NOT EXISTS history (
     kind VARCHAR NOT NULL, run VARCHAR, round INTEGER, key VARCHAR,
@@ -161,6 +172,16 @@ def _verdict_rows(con: duckdb.DuckDBPyConnection) -> str:
 
 
 METRIC_SCHEMA = METRIC_ROWS
+
+#: What :meth:`Ledger.record_audits` takes (defined in :mod:`tailguard.records`).
+AUDIT_SCHEMA = AUDIT_ROWS
+
+
+def _audit_rows() -> pa.Schema:
+    """The stored audit rows: :data:`AUDIT_SCHEMA` plus when and by whom."""
+    return AUDIT_SCHEMA.append(pa.field("audited_at", pa.timestamp("us", tz="UTC"))).append(
+        pa.field("audited_by", pa.string())
+    )
 
 
 @dataclass(frozen=True)
@@ -1535,6 +1556,34 @@ class Ledger:
             {limit}
             """
         ).to_arrow_table()
+
+    # ------------------------------------------------------------------ verifier audits
+    def record_audits(self, audits: pa.Table) -> int:
+        """Append one row per audited verifier (:data:`AUDIT_SCHEMA`): a verifier's
+        measured quality is history, so a new audit never replaces an old one."""
+        audits = _conform(audits, AUDIT_SCHEMA, "verifier audits")
+        if audits.num_rows == 0:
+            return 0
+        now, who = dt.datetime.now(dt.UTC), _who()
+        stamped = audits.append_column(
+            "audited_at", pa.array([now] * audits.num_rows, pa.timestamp("us", tz="UTC"))
+        ).append_column("audited_by", pa.array([who] * audits.num_rows, pa.string()))
+        with self._transaction() as con:
+            con.register("_audits", stamped)
+            try:
+                _do(con, "INSERT INTO verifier_audits SELECT * FROM _audits")
+            finally:
+                con.unregister("_audits")
+        return audits.num_rows
+
+    def verifier_audits(self, *, latest: bool = False) -> pa.Table:
+        """Every verifier audit, oldest first; ``latest``: each verifier's newest only."""
+        if not self._has_table("verifier_audits"):
+            return _audit_rows().empty_table()  # a ledger of an earlier version, read-only
+        sql = "SELECT * FROM verifier_audits"
+        if latest:
+            sql += " QUALIFY row_number() OVER (PARTITION BY verifier ORDER BY audited_at DESC) = 1"
+        return self.con.sql(sql + " ORDER BY audited_at, verifier").to_arrow_table()
 
     # ------------------------------------------------------------------ manifests
     def write_manifest(self, manifest: Manifest) -> str:

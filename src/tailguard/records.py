@@ -111,6 +111,31 @@ METRIC_ROWS = pa.schema(
 PROVENANCE_KEY = ("id", "origin", "source", "generator", "generation")
 
 
+#: A verifier audit as ``Ledger.record_audits`` takes it: one row per verifier audited on
+#: a labelled sample (the ledger adds ``audited_at`` and ``audited_by``). Shares are null
+#: when their denominator is zero; ``_low``/``_high``: the Wilson interval at ``confidence``.
+AUDIT_ROWS = pa.schema(
+    [
+        pa.field("verifier", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("version", pa.string(), nullable=False),
+        pa.field("params", pa.string(), nullable=False),
+        pa.field("sample", pa.string(), nullable=False),
+        pa.field("sample_digest", pa.string(), nullable=False),
+        pa.field("n_good", pa.int64(), nullable=False),
+        pa.field("n_bad", pa.int64(), nullable=False),
+        pa.field("accepted_good", pa.int64(), nullable=False),
+        pa.field("accepted_bad", pa.int64(), nullable=False),
+        *(
+            pa.field(f"{share}{end}", pa.float64())
+            for share in ("precision", "recall", "specificity")
+            for end in ("", "_low", "_high")
+        ),
+        pa.field("confidence", pa.float64(), nullable=False),
+    ]
+)
+
+
 def normalise_content(content: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
     """Apply steps 1-2 of the normalisation to a column of texts (vectorised)."""
     # ASCII text is already NFC, and a byte scan is far cheaper than normalising.

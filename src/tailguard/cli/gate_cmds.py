@@ -23,10 +23,23 @@ def gate(
     config: Path = typer.Option(CONFIG_FILE, "--config", help="tailguard.toml with a [gate]."),
     ledger: Path | None = LedgerOption,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    audit: Path | None = typer.Option(
+        None,
+        "--audit",
+        help="Measure each verifier's precision and recall on a labelled JSONL or Parquet "
+        "file and store them in the ledger.",
+    ),
+    text_field: str = typer.Option("text", "--text-field", help="--audit: the text field."),
+    good_field: str = typer.Option(
+        "good", "--good-field", help="--audit: the boolean field, true for a known-good text."
+    ),
 ) -> None:
     """Gate a round's synthetic candidates with the verifiers of tailguard.toml."""
     if explain is not None:
         _explain(explain, ledger, round)
+        return
+    if audit is not None:
+        _audit(audit, text_field, good_field, config, ledger, quiet)
         return
     if round is None:
         raise TailguardError("give --round R to gate a round, or --explain ID")
@@ -116,3 +129,71 @@ def _explain(record_id: str, ledger: Path | None, round: int | None) -> None:  #
             extra.append(f"matched {v.matched_id}")
         extra.append(f"params {v.params}")
         console.print("    " + "  ".join(extra), highlight=False, soft_wrap=True)
+
+
+def _audit(
+    path: Path, text_field: str, good_field: str, config: Path, ledger: Path | None, quiet: bool
+) -> None:
+    """Run every configured verifier on a labelled sample; store and print its quality.
+
+    The sample and the config are checked before the ledger is opened, so bad input
+    changes nothing.
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    from tailguard.cli.app import project_config
+    from tailguard.gate import Gate
+    from tailguard.gate.audit import audit as measure
+    from tailguard.gate.audit import read_sample
+
+    cfg = project_config(config)
+    if cfg.gate is None:
+        raise TailguardError(f"{config}: no [gate] table (see docs/gate.md for the format)")
+    sample, good, digest = read_sample(path, text_field=text_field, good_field=good_field)
+    with open_ledger(ledger, config=cfg) as led:
+        reference = None
+        if cfg.gate.needs_reference:
+            if not led.has_reservoir():
+                raise TailguardError(
+                    "a duplicate verifier compares with the reservoir, but none is frozen: "
+                    'run `tailguard reservoir freeze` or set reference = "none"'
+                )
+            reference = led.reservoir_records("all")
+        gate_ = Gate.from_config(
+            cfg.gate,
+            reference=reference,
+            fingerprints=led,
+            source=str(config),
+            base_dir=cfg.base_dir,
+            progress=not quiet,
+        )
+        rows = measure(gate_, sample, good, sample_name=path.name, digest=digest)
+        led.record_audits(rows)
+    n_good, n_bad = int(good.sum()), int((~good).sum())
+    console.print(
+        f"audited {len(rows)} verifier(s) on {escape(str(path))}: "
+        f"{n_good} known good, {n_bad} known bad (stored in the ledger)",
+        highlight=False,
+    )
+    table = Table(title="verifier quality (95% Wilson interval)")
+    for col in ("verifier", "version", "accepted good", "accepted bad"):
+        table.add_column(col, justify="left" if col in ("verifier", "version") else "right")
+    for col in ("precision", "recall", "specificity"):
+        table.add_column(col, justify="right")
+    for row in rows.to_pylist():
+        table.add_row(
+            escape(row["verifier"]),
+            escape(row["version"]),
+            f"{row['accepted_good']}/{row['n_good']}",
+            f"{row['accepted_bad']}/{row['n_bad']}",
+            *(_share(row, s) for s in ("precision", "recall", "specificity")),
+        )
+    console.print(table)
+
+
+def _share(row: dict, name: str) -> str:
+    """A share with its interval, or why there is none (nothing to divide by)."""
+    if row[name] is None:
+        return "n/a (accepted nothing)" if name == "precision" else "n/a"
+    return f"{row[name]:.3f} [{row[name + '_low']:.2f}, {row[name + '_high']:.2f}]"

@@ -1,0 +1,129 @@
+"""`tailguard gate --audit`: a verifier's precision, recall and specificity on a labelled
+sample, stored append-only with its version, shown in the report."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+from conftest import run_cli
+
+from tailguard.gate.audit import wilson
+from tailguard.ledger import Ledger
+
+CONFIG = """
+[gate]
+
+[[gate.verifiers]]
+kind = "quality"
+min_words = 4
+
+[[gate.verifiers]]
+kind = "rules"
+rules = "rules.toml"
+"""
+
+#: (text, known good, quality passes (>= 4 words), rules pass (no "spam"))
+SAMPLE = [
+    ("the quick brown fox jumps", True, True, True),
+    ("a calm sea under grey skies", True, True, True),
+    ("rivers run down to the sea", True, True, True),
+    ("mountains stand tall and old", True, True, True),
+    ("short text", True, False, True),
+    ("this good text mentions spam though", True, True, False),
+    ("buy cheap spam pills now", False, True, False),
+    ("spam", False, False, False),
+    ("nonsense words without any meaning at all", False, True, True),
+    ("bad spam", False, False, False),
+]
+
+
+def project(tmp_path, sample=SAMPLE):
+    (tmp_path / "tailguard.toml").write_text(CONFIG)
+    (tmp_path / "rules.toml").write_text(
+        '[[rule]]\nname = "no-spam"\nforbid_keywords = ["spam"]\nreason = "spam"\n'
+    )
+    path = tmp_path / "labelled.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "good": g}) + "\n" for t, g, *_ in sample))
+    return path
+
+
+def audit(tmp_path, sample_path, *extra):
+    return run_cli(
+        "gate", "--audit", str(sample_path), "--config", str(tmp_path / "tailguard.toml"),
+        "--ledger", str(tmp_path / "ledger.duckdb"), "--quiet", *extra,
+    )  # fmt: skip
+
+
+def test_wilson_interval_matches_the_textbook_values():
+    low, high = wilson(5, 6)
+    assert low == pytest.approx(0.4365, abs=1e-4) and high == pytest.approx(0.9699, abs=1e-4)
+    assert wilson(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    assert wilson(0, 0) == (None, None)
+
+
+def test_audit_measures_each_verifier_against_hand_counts_and_keeps_history(tmp_path):
+    path = project(tmp_path)
+    out = audit(tmp_path, path)
+    assert out.exit_code == 0, out.output
+    assert "6 known good, 4 known bad" in out.output
+    assert "0.714 [0.36, 0.92]" in out.output  # quality's precision 5/7
+    with Ledger.open(tmp_path / "ledger.duckdb", read_only=True) as led:
+        rows = {r["verifier"]: r for r in led.verifier_audits().to_pylist()}
+    q, r = rows["quality"], rows["rules"]
+    # quality accepts goods 1-4 and 6, bads 1 and 3
+    assert (q["accepted_good"], q["accepted_bad"], q["n_good"], q["n_bad"]) == (5, 2, 6, 4)
+    assert q["precision"] == pytest.approx(5 / 7) and q["recall"] == pytest.approx(5 / 6)
+    assert q["specificity"] == pytest.approx(2 / 4)
+    # rules accepts goods 1-5 and bad 3
+    assert (r["accepted_good"], r["accepted_bad"]) == (5, 1)
+    assert r["precision"] == pytest.approx(5 / 6) and r["specificity"] == pytest.approx(3 / 4)
+    assert (r["precision_low"], r["precision_high"]) == pytest.approx(wilson(5, 6))
+    assert q["version"] and json.loads(q["params"])["min_words"] == 4
+    assert len(q["sample_digest"]) == 64 and q["sample"] == "labelled.jsonl"
+    # a second audit is a new row, never a replacement
+    assert audit(tmp_path, path).exit_code == 0
+    with Ledger.open(tmp_path / "ledger.duckdb", read_only=True) as led:
+        assert led.verifier_audits().num_rows == 4
+        latest = led.verifier_audits(latest=True)
+    assert sorted(latest["verifier"].to_pylist()) == ["quality", "rules"]
+
+
+@pytest.mark.parametrize(
+    ("lines", "words"),
+    [
+        (['{"text": "fine text here ok", "good": true}', '{"text": "x y z w", "good": "yes"}'],
+         ["line 2", "field 'good'"]),
+        (['{"text": "fine text here ok", "good": true}', '{"text": "x y z w"}'],
+         ["line 2", "field 'good'"]),
+        (['{"text": "fine text here ok", "ok": true}'], ["field 'good'", "missing"]),
+        (['{"text": "fine text here ok", "good": true}', '{"text": "more text", "good": true}'],
+         ["known-bad"]),
+        (['{"text": "fine text here ok", "good": true}', "{not json"], ["line 2"]),
+    ],
+)  # fmt: skip
+def test_bad_samples_are_refused_by_name_and_change_nothing(tmp_path, lines, words):
+    path = project(tmp_path)
+    assert audit(tmp_path, path).exit_code == 0
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    out = audit(tmp_path, bad)
+    assert out.exit_code != 0 and "Traceback" not in out.output
+    assert "bad.jsonl" in out.output
+    for word in words:
+        assert word in out.output, out.output
+    with Ledger.open(tmp_path / "ledger.duckdb", read_only=True) as led:
+        assert led.verifier_audits().num_rows == 2
+
+
+def test_parquet_sample_with_named_fields(tmp_path):
+    import pyarrow.parquet as pq
+
+    project(tmp_path)
+    path = tmp_path / "labelled.parquet"
+    pq.write_table(pa.table({"body": [s[0] for s in SAMPLE], "ok": [s[1] for s in SAMPLE]}), path)
+    out = audit(tmp_path, path, "--text-field", "body", "--good-field", "ok")
+    assert out.exit_code == 0, out.output
+    with Ledger.open(tmp_path / "ledger.duckdb", read_only=True) as led:
+        assert led.verifier_audits()["recall"].to_pylist() == pytest.approx([5 / 6, 5 / 6])
