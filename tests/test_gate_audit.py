@@ -127,3 +127,18 @@ def test_parquet_sample_with_named_fields(tmp_path):
     assert out.exit_code == 0, out.output
     with Ledger.open(tmp_path / "ledger.duckdb", read_only=True) as led:
         assert led.verifier_audits()["recall"].to_pylist() == pytest.approx([5 / 6, 5 / 6])
+
+
+def test_the_report_shows_each_verifiers_latest_audit_with_its_interval(tmp_path):
+    from tailguard.report import from_ledger, render
+
+    path = project(tmp_path)
+    assert audit(tmp_path, path).exit_code == 0
+    assert audit(tmp_path, path).exit_code == 0
+    with Ledger.open(tmp_path / "ledger.duckdb", read_only=True) as led:
+        page = render(from_ledger(led))
+    assert "Verifier quality" in page and "audits-table" in page
+    section = page[page.index("id='verifier-audits'") :]
+    section = section[: section.index("</section>")]
+    assert section.count("<tr>") - 1 == 2  # latest only: one row per verifier
+    assert "0.714 [0.36, 0.92]" in section and "0.833 [0.44, 0.97]" in section

@@ -85,6 +85,7 @@ class ReportData:
     - ``rollbacks``: to_round, rounds, quarantined, reason, rolled_at, rolled_by
     - ``judges``: round, verifier, records, passed, mean_score; ``judge_reasons``:
       verifier, code, reason, count
+    - ``audits``: each verifier's latest audit on a labelled sample (``Ledger.verifier_audits``)
     - ``axes``: one row per strategy, one column per axis
     - ``recommendation``: lines of text, the same the CLI prints
     """
@@ -104,6 +105,7 @@ class ReportData:
     rollbacks: pa.Table | None = None
     judges: pa.Table | None = None
     judge_reasons: pa.Table | None = None
+    audits: pa.Table | None = None
     axes: pa.Table | None = None
     recommendation: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -133,6 +135,7 @@ def from_ledger(ledger: Any, *, run: str = "main", title: str | None = None) -> 
         title=title or f"tailguard report: {run}",
         metrics=_tag(history.filter(pc.invert(is_floor)), tag),
         floor=_tag(history.filter(is_floor), tag),
+        audits=ledger.verifier_audits(latest=True),
         **{name: _tag(t, tag) for name, t in {**tables, **refs}.items()},
     )
 
@@ -883,6 +886,10 @@ SECTION_TEXT = {
     "quarantine": "Records set aside, never deleted: human records screened as model-written "
     "or as copies of synthetic data, and synthetic records of rolled-back generations. "
     "Each can be released explicitly.",
+    "audits": "Each verifier's latest audit (tailguard gate --audit) on texts known good or "
+    "known bad: precision is the share of what it accepts that is good, recall the share of "
+    "the good it accepts, specificity the share of the bad it rejects; in brackets the 95% "
+    "Wilson interval. Every audit is kept in the ledger with the verifier's version.",
     "rollbacks": "Rollbacks to a clean round: the later rounds set aside (their manifests stay "
     "as history) and the synthetic records quarantined.",
 }
@@ -974,6 +981,33 @@ def judges_section(data: ReportData) -> str:
     reasons = data.frame("judge_reasons").drop(columns=["strategy", "seed"], errors="ignore")
     extra = table + ("" if reasons.empty else _table(reasons, table_id="judge-reasons-table"))
     return _section("Judges", SECTION_TEXT["judges"], [], extra, sid="judges")
+
+
+def _interval(row: dict[str, Any], name: str) -> str:
+    if row[name] is None or pd.isna(row[name]):
+        return "n/a"
+    return f"{row[name]:.3f} [{row[name + '_low']:.2f}, {row[name + '_high']:.2f}]"
+
+
+def audits_section(data: ReportData) -> str:
+    """Each verifier's latest measured quality: what the advisor quotes for a verifiable task."""
+    audits = data.frame("audits")
+    if audits.empty:
+        return ""
+    rows = audits.to_dict("records")
+    frame = pd.DataFrame(
+        {
+            "verifier": [r["verifier"] for r in rows],
+            "version": [r["version"] for r in rows],
+            "sample": [r["sample"] for r in rows],
+            "accepted_good": [f"{r['accepted_good']}/{r['n_good']}" for r in rows],
+            "accepted_bad": [f"{r['accepted_bad']}/{r['n_bad']}" for r in rows],
+            **{s: [_interval(r, s) for r in rows] for s in ("precision", "recall", "specificity")},
+            "audited": [str(r["audited_at"])[:16] for r in rows],
+        }
+    )
+    table = _table(frame, table_id="audits-table")
+    return _section("Verifier quality", SECTION_TEXT["audits"], [], table, sid="verifier-audits")
 
 
 def gaps_section(data: ReportData) -> str:
@@ -1109,6 +1143,7 @@ SECTIONS = (
     mix_section,
     gate_section,
     judges_section,
+    audits_section,
     gaps_section,
     dial_section,
     rollbacks_section,
