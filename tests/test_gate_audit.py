@@ -142,3 +142,86 @@ def test_the_report_shows_each_verifiers_latest_audit_with_its_interval(tmp_path
     section = section[: section.index("</section>")]
     assert section.count("<tr>") - 1 == 2  # latest only: one row per verifier
     assert "0.714 [0.36, 0.92]" in section and "0.833 [0.44, 0.97]" in section
+
+
+def frontier_file(tmp_path):
+    """A hand-built lab frontier: the lowest safe fraction falls as quality rises, and the
+    most synthetic-heavy mix (no human data) holds only from quality 0.9."""
+    import pyarrow.parquet as pq
+
+    held = {
+        None: [False, False, True, True],  # ungated
+        0.6: [False, False, False, True],
+        0.7: [False, True, False, True],  # 0.15 held, but 0.3 collapsed above it
+        0.8: [False, True, True, True],
+        0.9: [True, True, True, True],
+    }
+    rows = [
+        {"real_fraction": f, "verifier_quality": q, "held": h, "cost_per_round": 10 + 100 * f}
+        for q, hs in held.items()
+        for f, h in zip([0.0, 0.15, 0.3, 0.5], hs, strict=True)
+    ]
+    path = tmp_path / "frontier.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def measured(precision, recall):
+    return {
+        "verifier": "checker", "version": "1", "sample": "s.jsonl", "n_good": 50, "n_bad": 50,
+        "precision": precision, "precision_low": precision - 0.05, "precision_high": precision,
+        "recall": recall, "recall_low": recall - 0.05, "recall_high": recall,
+        "specificity": 0.9, "specificity_low": 0.8, "specificity_high": 0.95, "confidence": 0.95,
+    }  # fmt: skip
+
+
+def test_the_advisor_reads_the_frontier_at_the_quality_nearest_below(tmp_path):
+    from tailguard.advise import TaskProfile, advise, read_quality_frontier, with_verifier_audits
+
+    frontier = read_quality_frontier(frontier_file(tmp_path))
+    base = advise(TaskProfile(task="narrow", verifiable=True))
+    above = with_verifier_audits(base, [measured(0.95, 0.92)], frontier).evidence
+    assert "precision 0.95 [0.90, 0.95], recall 0.92 [0.87, 0.92]" in above[0]
+    assert "at quality 0.9 (the nearest swept at or below its measured 0.92)" in above[1]
+    assert "lowest safe real fraction is 0% ($10.00 per round)" in above[1]
+    assert "below the lowest quality" not in above[1]
+    # 0.78 reads the 0.7 row: 0.15 held but 0.3 collapsed above it, so 50% is the safe one
+    mid = with_verifier_audits(base, [measured(0.85, 0.78)], frontier).evidence[1]
+    assert "at quality 0.7 " in mid and "lowest safe real fraction is 50% ($60.00" in mid
+    assert "below the lowest quality at which gating held" in mid
+    assert "gating will not save a synthetic-heavy mix" in mid
+    assert "gating held at 0 human from quality 0.9 up" in mid
+    low = with_verifier_audits(base, [measured(0.5, 0.9)], frontier).evidence[1]
+    assert "below every quality the lab swept" in low and "will not save" in low
+    none = with_verifier_audits(base, [], frontier).evidence[-1]
+    assert "tailguard gate --audit" in none
+
+
+def test_advise_cli_quotes_the_audited_verifier_and_the_frontier(tmp_path):
+    path = project(tmp_path)
+    assert audit(tmp_path, path).exit_code == 0
+    frontier = frontier_file(tmp_path)
+    led = str(tmp_path / "ledger.duckdb")
+    out = run_cli(
+        "advise", "--task", "narrow", "--verifiable", "yes", "--ledger", led,
+        "--frontier", str(frontier),
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.output.split())
+    assert "verifier quality (version" in text and "precision 0.71 [0.36, 0.92]" in text
+    assert "verifier rules (version" in text and "recall 0.83 [0.44, 0.97]" in text
+    # quality measures 0.71 (its precision): read at 0.7; rules 0.83: read at 0.8
+    assert "at quality 0.7 (the nearest swept at or below its measured 0.71)" in text
+    assert "at quality 0.8 (the nearest swept at or below its measured 0.83)" in text
+    assert "lowest safe real fraction is 15% ($25.00 per round)" in text
+    assert "gating will not save a synthetic-heavy mix" in text
+    plain = run_cli("advise", "--task", "narrow", "--verifiable", "yes", "--ledger", led)
+    assert plain.exit_code == 0 and "precision 0.71" in plain.output
+    assert "lab frontier" not in plain.output
+    bad = tmp_path / "bad.parquet"
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"real_fraction": [0.1], "held": [True]}), bad)
+    refused = run_cli("advise", "--verifiable", "yes", "--ledger", led, "--frontier", str(bad))
+    assert refused.exit_code != 0 and "Traceback" not in refused.output
+    assert "bad.parquet" in refused.output and "verifier_quality" in refused.output

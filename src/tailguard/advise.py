@@ -19,10 +19,13 @@ round's fraction from the measured evidence, exactly as the dial would.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
+import pyarrow as pa
+
 from tailguard.costs import CostModel, RoundUsage
-from tailguard.errors import ConfigError
+from tailguard.errors import ConfigError, InputError
 from tailguard.mix.dial import Dial
 from tailguard.mix.policies import Anchored
 
@@ -419,9 +422,12 @@ def ledger_advice(
     costs: CostModel | None = None,
     n_generate: int | None = None,
     gated: bool = False,
+    frontier: Any = None,
 ) -> Advice:
     """:func:`recommend` on a ledger's stored history, decisions and alerts, priced from
-    the ledger's own rounds (:func:`ledger_cost`) at ``costs`` (``[costs]``)."""
+    the ledger's own rounds (:func:`ledger_cost`) at ``costs`` (``[costs]``). For a
+    verifiable task, each audited verifier's measured quality is quoted, placed on the
+    lab's ``frontier`` (:func:`read_quality_frontier`) when one is given."""
     from tailguard.monitor import Monitor, preset_for
 
     costs = costs or CostModel()
@@ -429,8 +435,9 @@ def ledger_advice(
     if history.num_rows == 0:
         advice = advise(profile or TaskProfile(), costs=costs)
         advice.evidence = ["the ledger has no metric history yet: run a round first"]
-        return ledger_cost(advice, ledger, run=run, costs=costs, n_generate=n_generate,
-                           gated=gated)  # fmt: skip
+        advice = ledger_cost(advice, ledger, run=run, costs=costs, n_generate=n_generate,
+                             gated=gated)  # fmt: skip
+        return _audited(advice, ledger, profile, frontier)
     monitor = Monitor.from_history(history, run=run, preset=preset or preset_for(history))
     evidence = monitor.evidence(run)
     decisions = ledger.decisions(run)
@@ -447,7 +454,15 @@ def ledger_advice(
     advice = with_capacity_gaps(advice, monitor.capacity_gaps(run))
     if decisions.num_rows:
         advice = with_realised_share(advice, decisions.to_pylist())
-    return ledger_cost(advice, ledger, run=run, costs=costs, n_generate=n_generate, gated=gated)
+    advice = ledger_cost(advice, ledger, run=run, costs=costs, n_generate=n_generate, gated=gated)
+    return _audited(advice, ledger, profile, frontier)
+
+
+def _audited(advice: Advice, ledger: Any, profile: TaskProfile | None, frontier: Any) -> Advice:
+    """For a verifiable task, the ledger's verifier audits (and the lab's frontier) quoted."""
+    if profile is None or not profile.verifiable:
+        return advice
+    return with_verifier_audits(advice, ledger.verifier_audits(latest=True).to_pylist(), frontier)
 
 
 def ledger_cost(
@@ -592,6 +607,184 @@ def advise_from_frontier(
         advice, real_fraction=fraction, evidence=[*advice.evidence, *evidence],
         cost_per_round=cost, cost_basis=basis,
     )  # fmt: skip
+
+
+#: The columns a lab frontier file must have (``frontier.parquet``); ``verifier_quality``
+#: is null on ungated rows.
+FRONTIER_COLUMNS = ("real_fraction", "verifier_quality", "held", "cost_per_round")
+
+
+def read_quality_frontier(path: str | Path) -> pa.Table:
+    """A lab ``frontier.parquet`` (real fraction x verifier quality), read with pyarrow:
+    the advisor never imports the lab. Missing columns are an :class:`InputError`."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file does not exist", file=str(path))
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"cannot read Parquet: {exc}", file=str(path)) from exc
+    for name in FRONTIER_COLUMNS:
+        if name not in table.column_names:
+            raise InputError(
+                f"missing column (a lab frontier has {', '.join(FRONTIER_COLUMNS)})",
+                file=str(path),
+                field=name,
+            )
+    table = table.select(list(FRONTIER_COLUMNS))
+    try:
+        return table.cast(
+            pa.schema(
+                [
+                    ("real_fraction", pa.float64()),
+                    ("verifier_quality", pa.float64()),
+                    ("held", pa.bool_()),
+                    ("cost_per_round", pa.float64()),
+                ]
+            )
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise InputError(f"unexpected column types: {exc}", file=str(path)) from exc
+
+
+def measured_quality(audit: dict[str, Any]) -> float | None:
+    """One number for a verifier's quality: the lower of its precision and recall.
+
+    The lab's quality knob sets both at once; a verifier is only as good as its weaker
+    side, so the frontier is read at the lower one (``None``: not measurable).
+    """
+    p, r = audit.get("precision"), audit.get("recall")
+    return None if p is None or r is None else min(float(p), float(r))
+
+
+@dataclass(frozen=True)
+class QualityPoint:
+    """Where a verifier of measured quality lands on a lab frontier."""
+
+    #: The swept quality the frontier is read at: the nearest at or below the measured one.
+    quality: float | None
+    #: The lowest held real fraction above every collapsed one at that quality.
+    safe_fraction: float | None
+    cost_per_round: float | None
+    #: The lowest swept quality at which the most synthetic-heavy mix held under gating.
+    threshold: float | None
+    synthetic_heaviest: float | None
+
+
+def place_on_frontier(frontier: pa.Table, quality: float) -> QualityPoint:
+    """A frontier read at the swept quality nearest below ``quality`` (:class:`QualityPoint`)."""
+    rows = [
+        r
+        for r in frontier.to_pylist()
+        if r["verifier_quality"] is not None and r["held"] is not None
+    ]
+    qualities = sorted({r["verifier_quality"] for r in rows})
+    heaviest = min((r["real_fraction"] for r in rows), default=None)
+    threshold = next(
+        (
+            q
+            for q in qualities
+            if any(
+                r["held"] and r["real_fraction"] == heaviest
+                for r in rows
+                if r["verifier_quality"] == q
+            )
+        ),
+        None,
+    )
+    below = [q for q in qualities if q <= quality + 1e-12]
+    if not below:
+        return QualityPoint(None, None, None, threshold, heaviest)
+    at = below[-1]
+    here = sorted(
+        (r for r in rows if r["verifier_quality"] == at), key=lambda r: r["real_fraction"]
+    )
+    collapsed = max((r["real_fraction"] for r in here if not r["held"]), default=-1.0)
+    safe = next((r for r in here if r["held"] and r["real_fraction"] > collapsed), None)
+    return QualityPoint(
+        at,
+        None if safe is None else safe["real_fraction"],
+        None if safe is None else safe["cost_per_round"],
+        threshold,
+        heaviest,
+    )
+
+
+def _audit_line(a: dict[str, Any]) -> str:
+    def share(name: str) -> str:
+        if a.get(name) is None:
+            return f"{name} n/a"
+        return f"{name} {a[name]:.2f} [{a[name + '_low']:.2f}, {a[name + '_high']:.2f}]"
+
+    return (
+        f"verifier {a['verifier']} (version {a['version']}, audited on {a['sample']}: "
+        f"{a['n_good']} known good, {a['n_bad']} known bad): "
+        + ", ".join(share(n) for n in ("precision", "recall", "specificity"))
+        + f" ({a['confidence']:.0%} intervals)"
+    )
+
+
+def _frontier_line(a: dict[str, Any], frontier: pa.Table) -> str:
+    name, quality = a["verifier"], measured_quality(a)
+    if quality is None:
+        return f"verifier {name}: its quality is not measurable (it accepted nothing)"
+    point = place_on_frontier(frontier, quality)
+    if point.threshold is None:
+        gating = (
+            "gating held at no swept quality for the most synthetic-heavy mix "
+            f"(real fraction {point.synthetic_heaviest:g})"
+            if point.synthetic_heaviest is not None
+            else "the frontier has no gated rows"
+        )
+    else:
+        gating = (
+            f"gating held at {point.synthetic_heaviest:g} human from quality {point.threshold:g} up"
+        )
+    below = point.threshold is None or quality < point.threshold
+    warning = (
+        f"; verifier {name} is below the lowest quality at which gating held, so gating "
+        "will not save a synthetic-heavy mix: keep the human share the frontier names, "
+        "or improve the verifier"
+        if below
+        else ""
+    )
+    if point.quality is None:
+        return (
+            f"lab frontier: verifier {name} measures {quality:.2f} (the lower of precision and "
+            f"recall), below every quality the lab swept, so the frontier quotes no safe "
+            f"fraction for it; {gating}{warning}"
+        )
+    at = f"at quality {point.quality:g} (the nearest swept at or below its measured {quality:.2f})"
+    if point.safe_fraction is None:
+        found = f"lab frontier {at}: no real fraction held above every collapsed one"
+    else:
+        found = (
+            f"lab frontier {at}: the lowest safe real fraction is {point.safe_fraction:.0%} "
+            f"(${point.cost_per_round:,.2f} per round)"
+        )
+    return f"{found}; {gating}{warning}"
+
+
+def with_verifier_audits(
+    advice: Advice, audits: list[dict[str, Any]], frontier: pa.Table | None = None
+) -> Advice:
+    """A verifiable task's advice with each audited verifier's measured quality and, given
+    a lab frontier, the lowest safe real fraction at that quality (quoted, not applied:
+    the frontier is another model's measurement)."""
+    if not audits:
+        line = (
+            "no verifier has been audited: run `tailguard gate --audit FILE` on texts known "
+            "good and known bad to measure its precision and recall"
+        )
+        return _with(advice, evidence=[*advice.evidence, line])
+    lines = []
+    for a in audits:
+        lines.append(_audit_line(a))
+        if frontier is not None:
+            lines.append(_frontier_line(a, frontier))
+    return _with(advice, evidence=[*advice.evidence, *lines])
 
 
 def _with(advice: Advice, **changes: Any) -> Advice:

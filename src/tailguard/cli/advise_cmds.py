@@ -32,6 +32,12 @@ def advise(
         None, "--ledger", help="A ledger with history: also recommend the next ratio."
     ),
     run: str = typer.Option("main", help="Run whose history to read."),
+    frontier: Path | None = typer.Option(
+        None,
+        "--frontier",
+        help="A lab frontier.parquet (real fraction x verifier quality): quote the lowest "
+        "safe real fraction at the audited verifiers' quality (with --verifiable yes).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Recommend a strategy, a starting real fraction and a gate, with the reasons."""
@@ -50,14 +56,24 @@ def advise(
     )
     config = project_config()
     pricing = ledger_pricing(config)
+    table = None
+    if frontier is not None:
+        from tailguard.advise import read_quality_frontier
+
+        if not profile.verifiable:
+            raise ConfigError("--frontier places a verifier on the lab's frontier: it needs "
+                              "--verifiable yes")  # fmt: skip
+        table = read_quality_frontier(frontier)
     if ledger is None:
+        if table is not None:
+            raise ConfigError("--frontier needs --ledger: the verifier's audit is read from it")
         advice = decide(profile, costs=pricing["costs"])
     else:
         from tailguard.advise import ledger_advice
         from tailguard.ledger import Ledger
 
         with Ledger.open(ledger_path(ledger), read_only=True) as led:
-            advice = ledger_advice(led, run=run, profile=profile, **pricing)
+            advice = ledger_advice(led, run=run, profile=profile, frontier=table, **pricing)
     if as_json:
         console.print_json(json.dumps(advice.to_dict()))
         return
