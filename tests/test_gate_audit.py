@@ -225,3 +225,14 @@ def test_advise_cli_quotes_the_audited_verifier_and_the_frontier(tmp_path):
     refused = run_cli("advise", "--verifiable", "yes", "--ledger", led, "--frontier", str(bad))
     assert refused.exit_code != 0 and "Traceback" not in refused.output
     assert "bad.parquet" in refused.output and "verifier_quality" in refused.output
+
+
+def test_a_ledger_from_before_audits_reads_as_none_and_gets_the_table_when_written(tmp_path):
+    path = tmp_path / "old.duckdb"
+    with Ledger.open(path) as led:
+        led.con.execute("DROP TABLE verifier_audits")  # as a ledger of an earlier version
+    with Ledger.open(path, read_only=True) as led:
+        assert led.verifier_audits().num_rows == 0
+        assert "audited_at" in led.verifier_audits().column_names
+    with Ledger.open(path) as led:  # a writable open creates the table
+        assert led.verifier_audits(latest=True).num_rows == 0
