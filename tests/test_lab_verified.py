@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from conftest import run_cli
 
 from tailguard import evidence, lab
 from tailguard.errors import ConfigError
@@ -164,3 +165,17 @@ def test_a_verifier_that_prefers_the_mode_narrows_the_tails():
         return float(m[(m["metric"] == "tail_recall") & (m["round"] == 3)]["value"].median())
 
     assert last(biased) < last(fair)
+
+
+def test_the_frontier_command_sweeps_verifier_quality(tmp_path):
+    out = run_cli(
+        "lab", "frontier", "--model", "ngram", "--param", "n_texts=1200", "--volume", "300",
+        "--generations", "1", "--seeds", "1", "--fractions", "0,1", "--verifier-quality",
+        "0.9", "--workers", "1", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "lowest safe real fraction by verifier quality" in out.output
+    df = pd.read_parquet(tmp_path / "frontier.parquet")
+    assert df["verifier_quality"].isna().sum() == 2 and (df["verifier_quality"] == 0.9).sum() == 1
+    bad = run_cli("lab", "frontier", "--verifier-quality", "0.9,x")
+    assert bad.exit_code == 2 and "--verifier-quality" in bad.output
