@@ -239,11 +239,23 @@ def lab_frontier(
     costs: str = typer.Option(None, "--costs", help="Prices per example, e.g. human=0.5"),
     workers: int = typer.Option(None, "--workers", help="Processes (default: all cores)."),
     out: Path = typer.Option(Path("runs/frontier"), "--out", help="Where the table and plot go."),
+    verifier_quality: str = typer.Option(
+        None,
+        "--verifier-quality",
+        help="Verifier qualities to sweep too, e.g. 0.5,0.8,0.95 (recall = specificity; "
+        "models with a ground truth: regression, ngram).",
+    ),
+    verifier_bias: float = typer.Option(
+        None, "--verifier-bias", help="The verifier's preference for the mode (0: none)."
+    ),
+    params: list[str] = typer.Option(None, "--param", help="A model or data parameter."),
 ) -> None:
     """Sweep the real fraction at equal volume; name the lowest one whose tails held.
 
     Unset options take ``tailguard.lab.frontier``'s defaults (declared there once): a
-    setting where pure synthetic collapses and a high enough human share holds.
+    setting where pure synthetic collapses and a high enough human share holds. With
+    ``--verifier-quality`` every fraction below 1 runs again per quality, gated by a
+    verifier of that quality, and each quality's lowest safe fraction is named.
     """
     from tailguard.advise import TaskProfile, advise, advise_from_frontier
     from tailguard.costs import CostModel
@@ -260,6 +272,16 @@ def lab_frontier(
             given["fractions"] = [float(x) for x in fractions.split(",") if x.strip()]
         except ValueError:
             raise ConfigError(f"--fractions: {fractions!r} is not a list of numbers") from None
+    if verifier_quality is not None:
+        try:
+            given["verifier_quality"] = [float(x) for x in verifier_quality.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(
+                f"--verifier-quality: {verifier_quality!r} is not a list of numbers"
+            ) from None
+    given["verifier_bias"] = verifier_bias
+    if params:
+        given["model_params"] = parse_params(params)
     result = frontier(
         **{k: v for k, v in given.items() if v is not None},
         costs=CostModel.parse(costs), workers=workers, out=out,
@@ -294,6 +316,26 @@ def print_frontier(result: Any) -> None:
     )
     style = "bold green" if result.lowest_safe is not None else "yellow"
     console.print(f"[{style}]{result.evidence}[/]")
+    if result.qualities:
+        print_by_quality(result)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def print_by_quality(result: Any) -> None:
+    """Per verifier quality: the lowest real fraction whose tails held, and its cost."""
+    from rich.table import Table
+
+    t = Table(title="gated: lowest safe real fraction by verifier quality")
+    for col in ("verifier quality", "lowest safe fraction", "cost/round there", "collapsed"):
+        t.add_column(col, justify="right")
+    for r in result.by_quality().itertuples():
+        safe = "none" if _missing(r.lowest_safe) else f"{r.lowest_safe:g}"
+        cost = "-" if _missing(r.cost_per_round) else f"${r.cost_per_round:,.2f}"
+        t.add_row(f"{r.verifier_quality:g}", safe, cost, r.collapsed or "-")
+    console.print(t)
 
 
 @lab_app.command("recovery")

@@ -51,6 +51,10 @@ class LabConfig:
     model_params: dict[str, Any] = field(default_factory=dict)
     costs: CostModel = field(default_factory=CostModel)
     seed: int = 0
+    #: The verified strategies' verifier: its recall and specificity (one knob) and its
+    #: preference for the mode (``lab.verified.KnobVerifier``).
+    verifier_quality: float | None = None
+    verifier_bias: float = 0.0
 
     def __post_init__(self) -> None:
         strategies = tuple(s.name for s in parse_strategies(list(self.strategies)))
@@ -82,10 +86,27 @@ class LabConfig:
         if self.fresh_per_round is not None and self.fresh_per_round < 1:
             raise ConfigError(f"fresh_per_round must be >= 1, got {self.fresh_per_round}")
         check_params(self.model, self.data, self.model_params)  # e.g. refuses T <= d + 1
+        self._check_verifier()
         if self.volume == AUTO:
             object.__setattr__(self, "volume", default_volume(self))
         if self.reservoir_size is not None and self.volume is None:
             raise ConfigError("reservoir_size only applies with volume= (an equal-volume run)")
+
+    def _check_verifier(self) -> None:
+        """A verified strategy needs a quality in [0, 1] and a model with a ground truth."""
+        from tailguard.lab.strategies import VERIFIED
+        from tailguard.lab.verified import TASK_MODELS
+
+        q = self.verifier_quality
+        if q is not None and not 0.0 <= q <= 1.0:
+            raise ConfigError(f"verifier_quality must lie in [0, 1], got {q}")
+        if self.verifier_bias < 0:
+            raise ConfigError(f"verifier_bias must be >= 0, got {self.verifier_bias}")
+        if set(VERIFIED) & set(self.strategies) and self.model not in TASK_MODELS:
+            raise ConfigError(
+                f"the verified strategies need a task with a ground truth; the {self.model!r} "
+                f"model has none (models with one: {', '.join(TASK_MODELS)})"
+            )
 
     @property
     def dataset(self) -> LabData:

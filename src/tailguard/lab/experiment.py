@@ -71,6 +71,8 @@ def run(
     workers: int | None = None,
     out: Path | str | None = "runs",
     progress: bool = True,
+    verifier_quality: float | None = None,
+    verifier_bias: float = 0.0,
 ) -> LabResult:
     """Run every strategy x seed for ``generations`` rounds and score them.
 
@@ -97,6 +99,7 @@ def run(
         volume=volume, reservoir_size=reservoir_size, fresh_per_round=fresh_per_round,
         batch_size=batch_size, holdout=holdout, recovery_rounds=recovery_rounds,
         model_params=dict(model_params or {}), costs=costs or CostModel(), seed=seed,
+        verifier_quality=verifier_quality, verifier_bias=verifier_bias,
     )  # fmt: skip
     human_budget(config, config.dataset.load(config.model_params).num_rows, _n_generate(config))
     start = time.perf_counter()

@@ -29,6 +29,15 @@ the fraction means what it says). Per fraction it reports:
   human data, is no loss); a two-sided metric such as a variance ratio counts drift
   either way.
 
+With ``verifier_quality=(q1, q2, ...)`` the sweep is two-dimensional: beside the
+ungated rows (``verifier_quality`` null), every fraction below 1 runs again per quality
+``q`` with its synthetic candidates gated by a verifier of that quality on a task with a
+ground truth (:mod:`tailguard.lab.verified`: recall and specificity both ``q``;
+``verified-replace`` at 0, ``verified-share`` otherwise). Human-only (1) verifies
+nothing, so its one ungated row closes every quality's column.
+:meth:`Frontier.lowest_safe_by_quality` names each quality's lowest held fraction, and
+:meth:`Frontier.by_quality` adds the cost per round there (verification priced).
+
 :attr:`Frontier.lowest_safe` names the lowest held fraction above every fraction that
 collapsed. When nothing collapsed, everything did, or the highest swept fraction
 collapsed too, the sweep cannot separate a safe share from an unsafe one:
@@ -65,7 +74,18 @@ COLUMNS = (
     "real_fraction", "strategy", "cost_per_round", "cost", "reservoir_cost", "human_per_round",
     "tail_ratio", "tail_low", "tail_high", "coverage_ratio", "coverage_low", "coverage_high",
     "tail_drift", "coverage_drift", "band", "coverage_band", "held", "seeds",
+    "verifier_quality",
 )  # fmt: skip
+
+
+def _lowest(df: pd.DataFrame) -> float | None:
+    """The lowest held fraction above every collapsed one, or None (no trade-off shown)."""
+    df = df.sort_values("real_fraction")
+    lost = df[~df["held"].astype(bool)]
+    if df.empty or lost.empty or df["held"].sum() == 0 or not df["held"].iloc[-1]:
+        return None
+    above = df[df["real_fraction"] > lost["real_fraction"].max()]
+    return float(above["real_fraction"].min())
 
 
 @dataclass
@@ -80,21 +100,60 @@ class Frontier:
     #: The reservoir's training examples (what a round may take without buying more).
     reservoir: int = 0
 
+    def _ungated(self) -> pd.DataFrame:
+        """The one-dimensional sweep: the rows without a verifier."""
+        df = self.table.to_pandas()
+        return df[df["verifier_quality"].isna()] if "verifier_quality" in df else df
+
     @property
     def lowest_safe(self) -> float | None:
-        """The lowest held fraction above every collapsed one; None when the sweep shows no
-        trade-off (see :attr:`evidence`)."""
-        df = self.table.to_pandas().sort_values("real_fraction")
-        lost = df[~df["held"]]
-        if lost.empty or df["held"].sum() == 0 or not df["held"].iloc[-1]:
-            return None
-        above = df[df["real_fraction"] > lost["real_fraction"].max()]
-        return float(above["real_fraction"].min())
+        """The lowest held fraction (ungated) above every collapsed one; None when the sweep
+        shows no trade-off (see :attr:`evidence`)."""
+        return _lowest(self._ungated())
+
+    @property
+    def qualities(self) -> list[float]:
+        """The verifier qualities swept (empty for a one-dimensional frontier)."""
+        df = self.table.to_pandas()
+        if "verifier_quality" not in df:
+            return []
+        return sorted(float(q) for q in df["verifier_quality"].dropna().unique())
+
+    def _column(self, quality: float) -> pd.DataFrame:
+        """One quality's rows, closed by the ungated human-only row (nothing to verify)."""
+        df = self.table.to_pandas()
+        gated = df[np.isclose(df["verifier_quality"].astype(float), quality)]
+        top = self._ungated()
+        top = top[top["real_fraction"] >= 1.0]
+        return pd.concat([gated, top]) if not top.empty else gated
+
+    def lowest_safe_by_quality(self) -> dict[float, float | None]:
+        """Per verifier quality, the lowest real fraction whose tails held above every one
+        that collapsed (None: that quality's sweep shows no trade-off)."""
+        return {q: _lowest(self._column(q)) for q in self.qualities}
+
+    def by_quality(self) -> pd.DataFrame:
+        """Per quality: the lowest safe fraction, the cost per round there (verification
+        priced, ``CostModel.round_cost`` of that row's run) and the fractions that collapsed."""
+        rows = []
+        for q, f in self.lowest_safe_by_quality().items():
+            col = self._column(q).sort_values("real_fraction")
+            cost = None
+            if f is not None:
+                cost = float(col[np.isclose(col["real_fraction"], f)]["cost_per_round"].iloc[0])
+            lost = col[~col["held"].astype(bool)]["real_fraction"].tolist()
+            rows.append({
+                "verifier_quality": q, "lowest_safe": f, "cost_per_round": cost,
+                "collapsed": ", ".join(f"{x:g}" for x in lost),
+            })  # fmt: skip
+        return pd.DataFrame(
+            rows, columns=["verifier_quality", "lowest_safe", "cost_per_round", "collapsed"]
+        )
 
     @property
     def evidence(self) -> str:
         """What the sweep can say: the safe share it found, or why it cannot name one."""
-        df = self.table.to_pandas().sort_values("real_fraction")
+        df = self._ungated().sort_values("real_fraction")
         g = f"within {self.generations} generations"
         if df["held"].all():
             return (
@@ -119,8 +178,9 @@ class Frontier:
             f"{', '.join(f'{f:g}' for f in lost)} collapsed {g})"
         )
 
-    def row(self, real_fraction: float) -> dict[str, Any]:
-        df = self.table.to_pandas()
+    def row(self, real_fraction: float, quality: float | None = None) -> dict[str, Any]:
+        """The row of one fraction: ungated, or gated at ``quality``."""
+        df = self._ungated() if quality is None else self._column(quality)
         return df[np.isclose(df["real_fraction"], real_fraction)].iloc[0].to_dict()
 
     def save(self, directory: Path | str) -> Path:
@@ -137,7 +197,7 @@ class Frontier:
         """What :meth:`plot` draws, one row per fraction: ``x`` is the table's
         ``cost_per_round`` (one figure, one definition), ``y`` the tail ratio and
         ``coverage`` the coverage ratio (with their seed intervals), ``held`` the verdict."""
-        df = self.table.to_pandas()
+        df = self._ungated()
         return pd.DataFrame({
             "real_fraction": df["real_fraction"], "x": df["cost_per_round"],
             "y": df["tail_ratio"], "low": df["tail_low"], "high": df["tail_high"],
@@ -168,15 +228,16 @@ class Frontier:
 
         from tailguard.palette import ALERT, HUMAN
 
-        df = self.table.to_pandas()
+        df = self._ungated()
         pts = self.points()
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+        grid = bool(self.qualities)
+        fig, axes = plt.subplots(1, 3 if grid else 2, figsize=(15 if grid else 10, 4))
         panels = (
             ("y", "low", "high", "band", "tail metric"),
             ("coverage", "coverage_low", "coverage_high", "coverage_band", "coverage"),
         )
         one_sided = self._one_sided()
-        for ax, (y, low, high, band, name), up in zip(axes, panels, one_sided, strict=True):
+        for ax, (y, low, high, band, name), up in zip(axes[:2], panels, one_sided, strict=True):
             width = float(df[band].max())
             top = max(1 + width, float(pts[high].max()) * 1.05) if up else 1 + width
             ax.axhspan(1 - width, top, color=HUMAN, alpha=0.15, lw=0,
@@ -197,12 +258,36 @@ class Frontier:
             ax.set_ylabel(f"{name} at generation {self.generations} / clean model")
             ax.set_title(name, fontsize=10)
         axes[0].legend(fontsize=7, loc="lower right")
+        if grid:
+            self._plot_grid(axes[2])
         fig.suptitle(f"{self.model}: cost-fidelity frontier, volume {self.volume}/round")
         fig.tight_layout()
         out = Path(path)
         fig.savefig(out, dpi=110)
         plt.close(fig)
         return out
+
+    def _plot_grid(self, ax: Any) -> None:
+        """Held (green) or collapsed (red) per real fraction x verifier quality, the
+        ungated sweep as its own row, and each quality's lowest safe fraction ringed."""
+        from tailguard.palette import ALERT, HUMAN
+
+        qualities = self.qualities
+        rows = [("no gate", self._ungated())] + [(f"{q:g}", self._column(q)) for q in qualities]
+        safe = [self.lowest_safe, *self.lowest_safe_by_quality().values()]
+        fractions = sorted(self.table.to_pandas()["real_fraction"].unique())
+        where = {f: i for i, f in enumerate(fractions)}
+        for y, ((_, df), best) in enumerate(zip(rows, safe, strict=True)):
+            for r in df.itertuples():
+                x = where[r.real_fraction]
+                ax.scatter(x, y, s=160, marker="s", color=HUMAN if r.held else ALERT)
+                if best is not None and np.isclose(r.real_fraction, best):
+                    ax.scatter(x, y, s=380, marker="o", facecolors="none", edgecolors="black")
+        ax.set_xticks(range(len(fractions)), [f"{f:g}" for f in fractions])
+        ax.set_yticks(range(len(rows)), [name for name, _ in rows])
+        ax.set_xlabel("real fraction (ringed: lowest safe)")
+        ax.set_ylabel("verifier quality (recall = specificity)")
+        ax.set_title("held (green) / collapsed (red)", fontsize=10)
 
 
 def frontier(
@@ -223,6 +308,8 @@ def frontier(
     out: Path | str | None = None,
     progress: bool = True,
     known: Any = None,
+    verifier_quality: tuple[float, ...] | list[float] | None = None,
+    verifier_bias: float = 0.0,
 ) -> Frontier:
     """Sweep ``fractions`` at one training volume per round; see the module docstring.
 
@@ -234,12 +321,25 @@ def frontier(
     ``known``: a :class:`~tailguard.lab.LabResult` already run at the same volume,
     generations and seeds; the end points it holds (``replace`` for 0, ``human-only``
     for 1) are read from it instead of being run again (the demo compares them first).
+
+    ``verifier_quality``: sweep every fraction below 1 again per quality, gated by a
+    verifier of that recall and specificity (``verifier_bias`` > 0: one that prefers the
+    mode); only models with a ground truth (``lab.verified.TASK_MODELS``).
     """
     from tailguard.lab.experiment import run
+    from tailguard.lab.verified import TASK_MODELS
 
     fractions = sorted({float(f) for f in fractions})
     if not fractions or fractions[0] < 0 or fractions[-1] > 1:
         raise ConfigError(f"fractions must lie in [0, 1], got {fractions}")
+    qualities = sorted({float(q) for q in verifier_quality or ()})
+    if qualities and (qualities[0] < 0 or qualities[-1] > 1):
+        raise ConfigError(f"verifier qualities must lie in [0, 1], got {qualities}")
+    if qualities and model not in TASK_MODELS:
+        raise ConfigError(
+            f"a verifier of known quality needs a task with a ground truth; the {model!r} "
+            f"model has none (models with one: {', '.join(TASK_MODELS)})"
+        )
     costs = costs or CostModel()
     if known is not None:
         c = known.config
@@ -270,7 +370,21 @@ def frontier(
         volume = result.config.volume
         rows.append(_row(result, f, name, generations))
         reservoir = reservoir or _reservoir(result, name)
-    table = pa.Table.from_pandas(pd.DataFrame(rows, columns=list(COLUMNS)), preserve_index=False)
+    for q in qualities:
+        for f in (f for f in fractions if f < 1):
+            name = "verified-replace" if f == 0 else "verified-share"
+            result = run(
+                model=model, data=data, strategies=[name], generations=generations,
+                seeds=seeds, real_fraction=f if f > 0 else 0.5, volume=volume,
+                reservoir_size=reservoir_size, batch_size=batch_size, eval_size=eval_size,
+                recovery_rounds=0, model_params=model_params, costs=costs, seed=seed,
+                workers=workers, out=None, progress=progress, verifier_quality=q,
+                verifier_bias=verifier_bias,
+            )  # fmt: skip
+            rows.append({**_row(result, f, name, generations), "verifier_quality": q})
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame["verifier_quality"] = frame["verifier_quality"].astype("float64")
+    table = pa.Table.from_pandas(frame, preserve_index=False)
     result_frontier = Frontier(table, model, int(volume or 0), generations, costs, reservoir)
     if out is not None:
         result_frontier.save(out)
@@ -324,6 +438,7 @@ def _row(result: Any, f: float, name: str, generations: int) -> dict[str, Any]:
         "coverage_band": widths["coverage"],
         "held": held(drifts),
         "seeds": int(len(per_seed)),
+        "verifier_quality": None,
     }
     for key, values in ratios.items():
         low, mid, high = np.quantile(values, [0.1, 0.5, 0.9])

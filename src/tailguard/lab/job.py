@@ -28,7 +28,7 @@ from tailguard.lab.evaluation import (
     monitor_for,
     run_name,
 )
-from tailguard.lab.strategies import StrategyParts, StrategySettings
+from tailguard.lab.strategies import VERIFIED, StrategyParts, StrategySettings
 
 
 @dataclass
@@ -68,7 +68,13 @@ class _Job:
         settings = StrategySettings(
             real_fraction=config.real_fraction, n_generate=self.n_generate,
             fresh_per_round=config.fresh_per_round, volume=config.volume,
+            verifier_quality=config.verifier_quality, verifier_bias=config.verifier_bias,
+            seed=seed,
         )  # fmt: skip
+        if strategy in VERIFIED:  # the verifier reads the data's ground truth
+            from tailguard.lab.verified import task_for
+
+            settings = replace(settings, task=task_for(config.model, config.model_params, human))
         self.parts: StrategyParts = lookup(strategy).parts(settings)
         # Every strategy of an experiment sees the same reservoir: the human data some of
         # them buy or stream in (human-only at equal volume, fresh) is held back for all.

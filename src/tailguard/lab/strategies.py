@@ -22,6 +22,9 @@ strategy                  parts
 ``anchored-latest``       ``Anchored(real_fraction, synthetic="latest")``: fixed real
                           data + the newest synthetic generation only
 ``adaptive``              ``anchored`` with a Dial turning ``real_fraction`` from the evidence
+``verified-share``        ``anchored-share`` + ``Gate([KnobVerifier(...)])``: a verifier of
+                          set quality on a task with a ground truth (``lab.verified``)
+``verified-replace``      ``replace`` + the same gate: pure synthetic, verified
 ========================  ==================================================================
 """
 
@@ -67,6 +70,13 @@ class StrategySettings:
     #: Human records the duplicate verifiers compare candidates with (the reservoir):
     #: a model that regurgitates its training data adds no new data.
     reference: Any = field(default=None, repr=False, compare=False)
+    #: The verified strategies' verifier quality (its recall and specificity) and bias.
+    verifier_quality: float | None = None
+    verifier_bias: float = 0.0
+    #: The ground truth the verified strategies' verifier reads (``lab.verified.Task``).
+    task: Any = field(default=None, repr=False, compare=False)
+    #: Seeds the verifier's decisions (the job's seed).
+    seed: int = 0
 
     def __post_init__(self) -> None:
         try:
@@ -107,6 +117,18 @@ def _gate(s: StrategySettings) -> Any:
         NearDuplicate(reference=s.reference, threshold=0.8),
     ]
     return Gate(verifiers, progress=False, parallel_min=1 << 30)
+
+
+def _verified_gate(s: StrategySettings) -> Any:
+    """A gate holding one verifier of set quality; None until the job hands it a task."""
+    from tailguard.gate import Gate
+    from tailguard.lab.verified import KnobVerifier
+
+    if s.task is None:
+        return None
+    q = 1.0 if s.verifier_quality is None else s.verifier_quality
+    knob = KnobVerifier(task=s.task, recall=q, specificity=q, bias=s.verifier_bias, seed=s.seed)
+    return Gate([knob], progress=False, parallel_min=1 << 30)
 
 
 def _dial(s: StrategySettings) -> Any:
@@ -181,8 +203,25 @@ STRATEGIES: dict[str, Strategy] = {
             lambda s: StrategyParts(_anchored(s), dial=_dial(s)),
             uses_real_fraction=True,
         ),
+        Strategy(
+            "verified-share",
+            "exactly the real fraction of every batch, the rest gated by a verifier of set quality",
+            lambda s: StrategyParts(
+                Anchored(real_fraction=s.real_fraction, synthetic="latest", reservoir="share"),
+                gate=_verified_gate(s),
+            ),
+            uses_real_fraction=True,
+        ),
+        Strategy(
+            "verified-replace",
+            "pure synthetic, gated by a verifier of set quality",
+            lambda s: StrategyParts(Replace(), gate=_verified_gate(s)),
+        ),
     )
 }
+
+#: Strategies whose gate is a verifier of set quality (they need a task with a ground truth).
+VERIFIED = ("verified-share", "verified-replace")
 
 
 def strategy(name: str) -> Strategy:

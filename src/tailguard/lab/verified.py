@@ -1,0 +1,197 @@
+"""Lab tasks with a ground truth, and a verifier whose quality is a knob.
+
+A team that gates synthetic data with its own verifier (tests, a checker, a judge)
+needs to know how good that verifier must be before leaning synthetic is safe. The
+lab answers it on tasks where a sample's correctness is known exactly, so the
+verifier's quality can be set rather than estimated:
+
+- ``regression``: a record ``[x_1, ..., x_d, y]`` is *correct* when its label lies
+  within :data:`REGRESSION_TOLERANCE` noise standard deviations of the true function
+  ``x . w*`` (the data's own labels pass about 95% of the time: a correct label is one
+  the true process could have written);
+- ``ngram`` (fortunes): a generated quotation is *correct* when every word of it is a
+  word of the human quotations of the category it claims (its label): the verifier
+  knows the true source, and a text that borrows words the category never used is
+  not one of its fortunes.
+
+:class:`KnobVerifier` implements the gate's ``Verifier`` contract (a verdict table
+with ``code`` and ``detail``), so it runs in the real ``Gate`` inside the lab's
+real ``Loop``. It accepts a correct sample with probability ``recall`` and a wrong
+one with probability ``1 - specificity``. In the terms of the issue, ``recall`` is
+``r`` and ``specificity`` is ``p`` (a wrong sample passes with probability
+``1 - p``). Each decision is a deterministic function of ``seed`` and the record's
+content id, so a resumed gate rules the same way.
+
+``bias > 0`` makes the verifier prefer the mode: every acceptance probability is
+multiplied by ``typicality ** bias``, where typicality is 1 for the most common
+region or class (the centre of the design, the most common category) and falls
+towards the tails, so a biased verifier narrows what the model is retrained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tailguard.errors import ConfigError
+from tailguard.gate.base import Verifier, verdicts
+
+#: A regression label is correct within this many noise standard deviations of ``x . w*``.
+REGRESSION_TOLERANCE = 2.0
+
+#: Models with a ground truth the knob verifier can read.
+TASK_MODELS = ("regression", "ngram")
+
+
+@dataclass(frozen=True)
+class Task:
+    """A ground truth over a batch of records, and how typical each record is.
+
+    ``correct(batch)`` is a boolean per record; ``typicality(batch)`` a value in
+    ``(0, 1]``, 1 at the mode (what a biased verifier prefers).
+    """
+
+    name: str
+    definition: str
+    correct: Callable[[pa.Table], np.ndarray]
+    typicality: Callable[[pa.Table], np.ndarray]
+
+
+def task_for(model: str, params: dict[str, Any], human: pa.Table) -> Task:
+    """The ground truth of ``model``'s data (refused for a model without one)."""
+    if model == "regression":
+        return _regression_task(params)
+    if model == "ngram":
+        return _ngram_task(human)
+    raise ConfigError(
+        f"the {model!r} model has no ground truth for a verifier of known quality; "
+        f"models with one: {', '.join(TASK_MODELS)}"
+    )
+
+
+def _regression_task(params: dict[str, Any]) -> Task:
+    from tailguard.lab.models.base import decode_vectors
+    from tailguard.lab.models.regression import LinearRegression
+
+    own = LinearRegression._param_names
+    model = LinearRegression(**{k: v for k, v in params.items() if k in own})
+    w, sigma, d = model.true_coef(), model.noise, model.n_features
+
+    def rows(batch: pa.Table) -> np.ndarray:
+        return decode_vectors(batch.column("content"), dim=d + 1)
+
+    def correct(batch: pa.Table) -> np.ndarray:
+        r = rows(batch)
+        return np.abs(r[:, -1] - r[:, :-1] @ w) <= REGRESSION_TOLERANCE * sigma
+
+    def typicality(batch: pa.Table) -> np.ndarray:
+        x = rows(batch)[:, :-1]  # the design is standard Gaussian: its mode is the origin
+        return np.exp(-0.5 * np.maximum((x**2).sum(axis=1) - d, 0.0) / d)
+
+    return Task(
+        "regression",
+        f"the label is within {REGRESSION_TOLERANCE:g} noise sd of the true function",
+        correct,
+        typicality,
+    )
+
+
+def _ngram_task(human: pa.Table) -> Task:
+    from tailguard.lab.models.ngram import tokenize
+
+    labels = pc.fill_null(human.column("label"), "").to_numpy(zero_copy_only=False)
+    tokens, lengths = tokenize(human.column("content"))
+    words = pc.utf8_lower(tokens).to_numpy(zero_copy_only=False)
+    owner = np.repeat(labels, lengths)
+    known = set(zip(owner.tolist(), words.tolist(), strict=True))
+    names, counts = np.unique(labels, return_counts=True)
+    share = dict(zip(names.tolist(), (counts / counts.max()).tolist(), strict=True))
+
+    def claimed(batch: pa.Table) -> np.ndarray:
+        return pc.fill_null(batch.column("label"), "").to_numpy(zero_copy_only=False)
+
+    def correct(batch: pa.Table) -> np.ndarray:
+        toks, lens = tokenize(batch.column("content"))
+        w = pc.utf8_lower(toks).to_numpy(zero_copy_only=False)
+        lab = np.repeat(claimed(batch), lens)
+        hit = np.fromiter(
+            ((a, b) in known for a, b in zip(lab.tolist(), w.tolist(), strict=True)),
+            bool,
+            len(w),
+        )
+        misses = np.bincount(np.repeat(np.arange(len(lens)), lens)[~hit], minlength=len(lens))
+        return (misses == 0) & (lens > 0)
+
+    def typicality(batch: pa.Table) -> np.ndarray:
+        # the most common category is the mode; a rare one is a tail
+        return np.array([share.get(x, min(share.values())) for x in claimed(batch)])
+
+    return Task(
+        "ngram",
+        "every word is a word of the human quotations of the category the text claims",
+        correct,
+        typicality,
+    )
+
+
+def _uniform(ids: pa.Array | pa.ChunkedArray, seed: int) -> np.ndarray:
+    """One uniform number per content id and seed (SplitMix64 of the id's first 64 bits)."""
+    raw = np.array([int(str(i)[:16], 16) for i in ids.to_pylist()], dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = raw + np.uint64(seed + 1) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+class KnobVerifier(Verifier):
+    """A verifier of set quality on a lab task: accepts a correct sample with probability
+    ``recall`` and a wrong one with probability ``1 - specificity`` (times
+    ``typicality ** bias``: ``bias > 0`` prefers the mode)."""
+
+    kind: ClassVar[str] = "knob"
+    version: ClassVar[str] = "1"
+    codes: ClassVar[tuple[str, ...]] = ("rejected_correct", "rejected_wrong")
+    columns: ClassVar[tuple[str, ...]] = ("label",)
+
+    def __init__(
+        self,
+        *,
+        task: Task,
+        recall: float = 1.0,
+        specificity: float = 1.0,
+        bias: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        for name, value in (("recall", recall), ("specificity", specificity)):
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must lie in [0, 1], got {value}")
+        if bias < 0:
+            raise ConfigError(f"bias must be >= 0, got {bias}")
+        self.task, self.recall, self.specificity = task, recall, specificity
+        self.bias, self.seed = bias, seed
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "task": self.task.name, "recall": self.recall, "specificity": self.specificity,
+            "bias": self.bias, "seed": self.seed,
+        }  # fmt: skip
+
+    def verify(self, batch: pa.Table) -> pa.Table:
+        """Accept each record with the knob's probability for its true correctness."""
+        ok = self.task.correct(batch)
+        p = np.where(ok, self.recall, 1.0 - self.specificity)
+        if self.bias:
+            p = p * self.task.typicality(batch) ** self.bias
+        passed = _uniform(batch.column("id"), self.seed) < p
+        code = np.where(ok, "rejected_correct", "rejected_wrong").astype(object)
+        truth = np.where(ok, "correct", "wrong")
+        fate = np.where(passed, "accepted", "rejected")
+        detail = np.char.add(np.char.add(truth, f" by the {self.task.name} truth, "), fate)
+        return verdicts(passed, code, detail.astype(object), score=p)
