@@ -166,12 +166,13 @@ def frontier_file(tmp_path):
     return path
 
 
-def measured(precision, recall):
+def measured(precision, recall, specificity=0.99):
     return {
         "verifier": "checker", "version": "1", "sample": "s.jsonl", "n_good": 50, "n_bad": 50,
         "precision": precision, "precision_low": precision - 0.05, "precision_high": precision,
         "recall": recall, "recall_low": recall - 0.05, "recall_high": recall,
-        "specificity": 0.9, "specificity_low": 0.8, "specificity_high": 0.95, "confidence": 0.95,
+        "specificity": specificity, "specificity_low": specificity - 0.05,
+        "specificity_high": specificity, "confidence": 0.95,
     }  # fmt: skip
 
 
@@ -191,7 +192,8 @@ def test_the_advisor_reads_the_frontier_at_the_quality_nearest_below(tmp_path):
     assert "below the lowest quality at which gating held" in mid
     assert "gating will not save a synthetic-heavy mix" in mid
     assert "gating held at 0 human from quality 0.9 up" in mid
-    low = with_verifier_audits(base, [measured(0.5, 0.9)], frontier).evidence[1]
+    # quality is the lower of recall and specificity (the two rates the lab's knob sets)
+    low = with_verifier_audits(base, [measured(0.95, 0.9, 0.5)], frontier).evidence[1]
     assert "below every quality the lab swept" in low and "will not save" in low
     none = with_verifier_audits(base, [], frontier).evidence[-1]
     assert "tailguard gate --audit" in none
@@ -210,10 +212,11 @@ def test_advise_cli_quotes_the_audited_verifier_and_the_frontier(tmp_path):
     text = " ".join(out.output.split())
     assert "verifier quality (version" in text and "precision 0.71 [0.36, 0.92]" in text
     assert "verifier rules (version" in text and "recall 0.83 [0.44, 0.97]" in text
-    # quality measures 0.71 (its precision): read at 0.7; rules 0.83: read at 0.8
-    assert "at quality 0.7 (the nearest swept at or below its measured 0.71)" in text
-    assert "at quality 0.8 (the nearest swept at or below its measured 0.83)" in text
-    assert "lowest safe real fraction is 15% ($25.00 per round)" in text
+    # quality measures 0.5 (its specificity 2/4): below every swept quality; rules 0.75
+    # (its specificity 3/4): read at 0.7, where 0.15 held but 0.3 collapsed above it
+    assert "below every quality the lab swept" in text
+    assert "at quality 0.7 (the nearest swept at or below its measured 0.75)" in text
+    assert "lowest safe real fraction is 50% ($60.00 per round)" in text
     assert "gating will not save a synthetic-heavy mix" in text
     plain = run_cli("advise", "--task", "narrow", "--verifiable", "yes", "--ledger", led)
     assert plain.exit_code == 0 and "precision 0.71" in plain.output

@@ -650,13 +650,17 @@ def read_quality_frontier(path: str | Path) -> pa.Table:
 
 
 def measured_quality(audit: dict[str, Any]) -> float | None:
-    """One number for a verifier's quality: the lower of its precision and recall.
+    """One number for a verifier's quality: the lower of its recall and specificity.
 
-    The lab's quality knob sets both at once; a verifier is only as good as its weaker
-    side, so the frontier is read at the lower one (``None``: not measurable).
+    The lab's quality knob (``tailguard.lab.verified``) sets both at once: a correct
+    sample accepted with probability ``recall``, a wrong one rejected with probability
+    ``specificity``. Precision is not used: it moves with the share of bad samples in
+    the audit file, which the frontier's knob does not. A verifier is only as good as
+    its weaker side, so the frontier is read at the lower one (``None``: not
+    measurable).
     """
-    p, r = audit.get("precision"), audit.get("recall")
-    return None if p is None or r is None else min(float(p), float(r))
+    r, s = audit.get("recall"), audit.get("specificity")
+    return None if r is None or s is None else min(float(r), float(s))
 
 
 @dataclass(frozen=True)
