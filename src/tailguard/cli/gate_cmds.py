@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -43,25 +44,9 @@ def gate(
         return
     if round is None:
         raise TailguardError("give --round R to gate a round, or --explain ID")
-    from tailguard.cli.app import project_config
-    from tailguard.gate import gate_from_config
-
-    cfg = project_config(config)
-    if cfg.gate is None:
-        raise TailguardError(f"{config}: no [gate] table (see docs/gate.md for the format)")
+    cfg = _gate_config(config)
     with open_ledger(ledger, config=cfg) as led:
-        reference = None
-        if cfg.gate.needs_reference:
-            if not led.has_reservoir():
-                raise TailguardError(
-                    "a duplicate verifier compares with the reservoir, but none is frozen: "
-                    'run `tailguard reservoir freeze` or set reference = "none"'
-                )
-            reference = led.reservoir_records("all").select(["id", "content"])
-        gate_ = gate_from_config(
-            cfg, reference=reference, source=str(config), progress=not quiet, fingerprints=led
-        )
-        result = gate_.run_round(led, round)
+        result = _project_gate(cfg, led, config, quiet).run_round(led, round)
     if result.empty:
         message = (
             f"round {round} has nothing to gate: no synthetic candidates "
@@ -131,6 +116,34 @@ def _explain(record_id: str, ledger: Path | None, round: int | None) -> None:  #
         console.print("    " + "  ".join(extra), highlight=False, soft_wrap=True)
 
 
+def _gate_config(config: Path) -> Any:
+    """The project's config, refused when it has no ``[gate]`` table."""
+    from tailguard.cli.app import project_config
+
+    cfg = project_config(config)
+    if cfg.gate is None:
+        raise TailguardError(f"{config}: no [gate] table (see docs/gate.md for the format)")
+    return cfg
+
+
+def _project_gate(cfg: Any, led: Any, config: Path, quiet: bool) -> Any:
+    """The ``[gate]`` of tailguard.toml over the ledger's frozen reservoir (one builder for
+    gating a round and auditing the verifiers, so both judge with the same gate)."""
+    from tailguard.gate import gate_from_config
+
+    reference = None
+    if cfg.gate.needs_reference:
+        if not led.has_reservoir():
+            raise TailguardError(
+                "a duplicate verifier compares with the reservoir, but none is frozen: "
+                'run `tailguard reservoir freeze` or set reference = "none"'
+            )
+        reference = led.reservoir_records("all").select(["id", "content"])
+    return gate_from_config(
+        cfg, reference=reference, source=str(config), progress=not quiet, fingerprints=led
+    )
+
+
 def _audit(
     path: Path, text_field: str, good_field: str, config: Path, ledger: Path | None, quiet: bool
 ) -> None:
@@ -142,32 +155,13 @@ def _audit(
     from rich.markup import escape
     from rich.table import Table
 
-    from tailguard.cli.app import project_config
-    from tailguard.gate import Gate
     from tailguard.gate.audit import audit as measure
     from tailguard.gate.audit import read_sample
 
-    cfg = project_config(config)
-    if cfg.gate is None:
-        raise TailguardError(f"{config}: no [gate] table (see docs/gate.md for the format)")
+    cfg = _gate_config(config)
     sample, good, digest = read_sample(path, text_field=text_field, good_field=good_field)
     with open_ledger(ledger, config=cfg) as led:
-        reference = None
-        if cfg.gate.needs_reference:
-            if not led.has_reservoir():
-                raise TailguardError(
-                    "a duplicate verifier compares with the reservoir, but none is frozen: "
-                    'run `tailguard reservoir freeze` or set reference = "none"'
-                )
-            reference = led.reservoir_records("all")
-        gate_ = Gate.from_config(
-            cfg.gate,
-            reference=reference,
-            fingerprints=led,
-            source=str(config),
-            base_dir=cfg.base_dir,
-            progress=not quiet,
-        )
+        gate_ = _project_gate(cfg, led, config, quiet)
         rows = measure(gate_, sample, good, sample_name=path.name, digest=digest)
         led.record_audits(rows)
     n_good, n_bad = int(good.sum()), int((~good).sum())
