@@ -646,3 +646,25 @@ def test_accumulate_subsample_is_a_registered_mix_policy():
     assert policy_from_name("accumulate-subsample", size=5) == AccumulateSubsample(size=5)
     with pytest.raises(ConfigError, match="size"):
         policy_from_name("accumulate_subsample", size=0)
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [Anchored(real_fraction=0.3), Anchored(real_fraction=0.3, synthetic="latest"),
+     Anchored(real_fraction=0.3, reservoir="share"), FillGaps(real_fraction=0.3)],
+    ids=["anchored", "latest", "share", "fill_gaps"],
+)  # fmt: skip
+@pytest.mark.parametrize("n_synthetic", [5, 60, 400])
+def test_planned_share_is_what_the_plan_realises(policy, n_synthetic):
+    """The dial's prediction from counts equals the manifest plan() writes."""
+    from tailguard.mix.planner import planned_share
+
+    pool = make_pool(40, n_synthetic, seed=3)
+    for f in (0.2, 0.5):
+        m = plan(pool, policy, round=3, batch_size=8, seed=1, real_fraction=f)
+        share = planned_share(pool, policy, round=3, batch_size=8, real_fraction=f, seed=1)
+        assert (share["human_slots"], share["synthetic_slots"]) == (
+            m.params["human_slots"],
+            m.params["synthetic_slots"],
+        )
+        assert share["realised"] == pytest.approx(m.params["real_fraction_used"])

@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tailguard.errors import ConfigError
+from tailguard.errors import ConfigError, check_fraction
 from tailguard.gate.base import Verifier, verdicts
 
 #: A regression label is correct within this many noise standard deviations of ``x . w*``.
@@ -169,9 +169,8 @@ class KnobVerifier(Verifier):
         bias: float = 0.0,
         seed: int = 0,
     ) -> None:
-        for name, value in (("recall", recall), ("specificity", specificity)):
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{name} must lie in [0, 1], got {value}")
+        recall = check_fraction(recall, "recall", zero=True)
+        specificity = check_fraction(specificity, "specificity", zero=True)
         if bias < 0:
             raise ConfigError(f"bias must be >= 0, got {bias}")
         self.task, self.recall, self.specificity = task, recall, specificity

@@ -192,7 +192,8 @@ def planned_share(
         len(_row_positions(selection, True)),
         len(_row_positions(selection, False)),
     )
-    _, n_batches, quota, info = anchored_counts(policy, n_human, n_synthetic, batch_size, epochs)
+    layout = policy.resolve(selection)  # as plan() lays it out (fill_gaps sets its epoch)
+    _, n_batches, quota, info = anchored_counts(layout, n_human, n_synthetic, batch_size, epochs)
     human_slots, slots = int(quota.sum()), n_batches * batch_size
     return {
         "asked": float(real_fraction),
