@@ -241,10 +241,11 @@ class Anchored(_MaskPolicy):
         return params
 
     def __repr__(self) -> str:
-        args = ", ".join(
-            f"{k}={v!r}" for k, v in {**self.params(), "reservoir": self.reservoir}.items()
-        )
-        return f"Anchored({args})"
+        params = self.params()
+        if type(self) is Anchored:  # its reading of the reservoir, stored or not
+            params["reservoir"] = self.reservoir
+        args = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        return f"{type(self).__name__}({args})"
 
     def with_real_fraction(self, real_fraction: float) -> Anchored:
         """The same policy at another real fraction (what the Dial turns)."""
