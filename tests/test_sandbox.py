@@ -179,7 +179,7 @@ def test_parent_environment_secrets_are_unreadable(monkeypatch):
 
 
 @needs_root
-def test_network_connections_fail_and_reach_nothing():
+def test_network_connections_fail_and_reach_nothing(monkeypatch):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
@@ -198,9 +198,17 @@ def test_network_connections_fail_and_reach_nothing():
         "s.sendall(b'stolen')\n"
     )
     v = verdict(code)
+    # Control: without the filter's socket rule, the network namespace alone refuses it.
+    from tailguard.gate import sandbox
+
+    plan = sandbox._plan(sandbox.base_interpreter())
+    monkeypatch.setattr(sandbox, "_plan", lambda python: replace(plan, seccomp=False))
+    bare = verdict(code)
     thread.join()
     server.close()
-    assert not v["passed"] and ("Connection refused" in v["detail"] or "unreachable" in v["detail"])
+    assert not v["passed"] and "Operation not permitted" in v["detail"]  # the filter
+    assert not bare["passed"]
+    assert "Connection refused" in bare["detail"] or "unreachable" in bare["detail"]
     assert accepted == []
     assert isolation()["network_namespace"]
 
@@ -246,7 +254,9 @@ def _kernel_lacks(feature: str) -> str | None:
     """Why this kernel cannot contain an attack (None: it can, so the test must run)."""
     if not ROOT:
         return "full isolation needs root (as in CI)"
-    if feature in ("pid", "mnt", "net", "user") and not os.path.exists(f"/proc/self/ns/{feature}"):
+    if feature in ("pid", "mnt", "net", "user", "time") and not os.path.exists(
+        f"/proc/self/ns/{feature}"
+    ):
         return f"this kernel has no {feature} namespaces"
     if feature == "cgroup":
         with open("/proc/self/mountinfo") as f:
@@ -256,11 +266,32 @@ def _kernel_lacks(feature: str) -> str | None:
         v2 = controllers.exists() and "memory" in controllers.read_text()
         if not (v1 or v2):
             return "this kernel offers no memory cgroup (v2 memory.max or v1 memory controller)"
+    if feature == "cpu" and not _cpu_controller():
+        return "this kernel offers no cpu cgroup controller (v2 cpu.max or v1 cfs quota)"
+    if feature == "vsock" and not _host_has_vsock():
+        return "this kernel has no vsock (no AF_VSOCK sockets)"
     if feature == "seccomp":
         with open("/proc/self/status") as f:
             if "Seccomp:" not in f.read():
                 return "this kernel has no seccomp"
     return None
+
+
+def _cpu_controller() -> bool:
+    with open("/proc/self/mountinfo") as f:
+        v1 = any(
+            " - cgroup " in m and "cpu" in m.split()[-1].split(",") for m in f.read().splitlines()
+        )
+    controllers = Path("/sys/fs/cgroup/cgroup.controllers")
+    return v1 or (controllers.exists() and "cpu" in controllers.read_text().split())
+
+
+def _host_has_vsock() -> bool:
+    try:
+        socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM).close()
+    except (OSError, AttributeError):
+        return False
+    return True
 
 
 def needs(*features: str):
@@ -269,9 +300,9 @@ def needs(*features: str):
 
 
 def _sandbox_cgroups() -> list[str]:
-    from tailguard.gate.cgroup import PREFIX, _v1_parents, _v2_parent
+    from tailguard.gate.cgroup import PREFIX, _v1_cpu_parent, _v1_parents, _v2_parent
 
-    parents = [*(_v1_parents() or ()), _v2_parent()]
+    parents = [*(_v1_parents() or ()), _v1_cpu_parent(), _v2_parent()]
     return [str(c) for p in parents if p is not None for c in p.glob(PREFIX + "*")]
 
 
@@ -525,7 +556,178 @@ def test_namespaces_cannot_be_created_inside(monkeypatch):
     assert v["passed"], v["detail"]
 
 
-@needs("mnt", "pid", "net", "cgroup", "seccomp")
+@needs("mnt", "pid", "net", "cgroup", "cpu", "seccomp")
 def test_this_machine_gets_every_protection():
     """As root on a kernel with these features (CI), nothing is silently missing."""
     assert all(isolation().values()), isolation()
+
+
+# --- Ways out and what the code can learn about the host --------------------------------
+
+SOCKETS = (
+    "import errno, socket\nrefused = {}\n"
+    "families = {'vsock': 40, 'netlink': 16, 'packet': 17, 'inet': 2, 'inet6': 10, 'key': 15,"
+    " 'bluetooth': 31, 'alg': 38, 'can': 29, 'tipc': 30, 'rds': 21, 'xdp': 44}\n"
+    "for name, family in families.items():\n"
+    "    try:\n"
+    "        socket.socket(family, socket.SOCK_DGRAM).close()\n"
+    "    except OSError as e:\n"
+    "        refused[name] = e.errno\n"
+    "vsock = None\ntry:\n"
+    "    s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)\n"
+    "    s.bind((socket.VMADDR_CID_ANY, socket.VMADDR_PORT_ANY))\n"
+    "    vsock = s.getsockname()\n"
+    "except OSError as e:\n    vsock = e.errno\n"
+    "a, b = socket.socketpair()\na.sendall(b'ok')\npair = b.recv(2)\n"
+)
+
+
+@needs("seccomp")
+def test_no_socket_family_but_unix_can_be_created_inside():
+    """AF_VSOCK is not network-namespaced: a sandboxed test once bound a port of the
+    machine's vsock space. Every family but AF_UNIX is refused by the filter (EPERM),
+    not by a missing kernel module (EAFNOSUPPORT)."""
+    every = "assert set(refused.values()) == {errno.EPERM} and len(refused) == 12, refused\n"
+    unix = "assert vsock == errno.EPERM, vsock\nassert pair == b'ok'\n"
+    v = verdict(SOCKETS, every + unix, **ROOMY)
+    assert v["passed"], v["detail"]
+
+
+@needs("seccomp", "vsock")
+def test_without_the_socket_rule_a_vsock_port_could_be_bound(monkeypatch):
+    """Control: on this kernel the code above would reach the host's vsock space."""
+    from tailguard.gate import sandbox
+
+    plan = sandbox._plan(sandbox.base_interpreter())
+    monkeypatch.setattr(sandbox, "_plan", lambda python: replace(plan, seccomp=False))
+    v = verdict(SOCKETS, "assert isinstance(vsock, tuple), vsock\n", **ROOMY)
+    assert v["passed"], v["detail"]
+
+
+HOST_FIGURES = (
+    "import ctypes, os, time\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+    "buf = ctypes.create_string_buffer(256)\n"
+    "sysinfo = libc.sysinfo(buf), ctypes.get_errno()\n"
+    "try:\n    load = os.getloadavg()\nexcept OSError:\n    load = None\n"
+    "clocks = time.monotonic(), time.clock_gettime(time.CLOCK_BOOTTIME)\n"
+    "proc = {}\nfor name in ('meminfo', 'loadavg', 'uptime', 'stat', 'vmstat', 'swaps'):\n"
+    "    try:\n        proc[name] = open('/proc/' + name).read(50)\n"
+    "    except OSError:\n        pass\n"
+    "mountinfo = open('/proc/self/mountinfo').read()\n"
+    "with open('/dev/null', 'w') as f:\n    f.write('x')\n"
+    "devices = open('/dev/zero', 'rb').read(4), len(open('/dev/urandom', 'rb').read(8))\n"
+)
+
+
+@needs("mnt", "pid", "time", "seccomp")
+def test_host_wide_figures_are_hidden():
+    """sysinfo (RAM, uptime, process count, load), getloadavg, the host's uptime in the
+    clocks, /proc's system files and the host's devtmpfs in mountinfo are out of reach."""
+    host_uptime = time.clock_gettime(time.CLOCK_BOOTTIME)
+    checks = (
+        "assert sysinfo == (-1, 1), sysinfo\nassert load is None, load\n"
+        "assert max(clocks) < 60, clocks\nassert not proc, proc\n"
+        "assert 'devtmpfs' not in mountinfo, mountinfo\n"
+        "assert devices == (bytes(4), 8), devices\n"
+    )
+    v = verdict(HOST_FIGURES, checks, **ROOMY)
+    assert v["passed"], v["detail"]
+    assert host_uptime > 60 or pytest.skip("the host itself has been up under a minute")
+
+
+@needs("cgroup", "cpu")
+def test_many_busy_processes_share_the_trees_cpu_quota():
+    """32 busy processes once held the host at 95% for the wall-clock window; the tree
+    now gets ``cpu_cores`` of CPU however many processes it runs."""
+    from tailguard.gate import cgroup
+
+    code = (
+        "import os, time\nkids = []\nfor _ in range(4):\n    pid = os.fork()\n"
+        "    if pid == 0:\n        end = time.monotonic() + 2\n"
+        "        while time.monotonic() < end:\n            pass\n        os._exit(0)\n"
+        "    kids.append(pid)\nused = 0.0\nfor pid in kids:\n"
+        "    ru = os.wait4(pid, 0)[2]\n    used += ru.ru_utime + ru.ru_stime\n"
+    )
+    # 4 processes x 2 s: up to 4 CPU seconds unbounded, 0.2 at a tenth of a core.
+    v = verdict(code, "assert used < 0.6, used\n", cpu_cores=0.1, **ROOMY)
+    assert v["passed"], v["detail"]
+    assert isolation()["tree_cpu_limit"]
+    group = cgroup.create(cgroup.probe()[0], 64 << 20, 4, cpu_cores=0.25)
+    try:
+        assert group.cpu is not None
+        quota = (
+            (group.cpu / "cpu.max").read_text().split()
+            if group.version == 2
+            else [(group.cpu / f"cpu.cfs_{k}_us").read_text().strip() for k in ("quota", "period")]
+        )
+        assert quota == ["25000", "100000"]
+    finally:
+        assert group.remove() == []
+
+
+KILLED_GATE = (
+    "import sys\nfrom tailguard.gate import Limits, run_tests\n"
+    "run_tests('import time\\ntime.sleep(60)\\n', '', limits=Limits(wall_seconds=60))\n"
+)
+
+
+def _own_cgroups(pid: int) -> list[str]:
+    from tailguard.gate.cgroup import PREFIX
+
+    return [c for c in _sandbox_cgroups() if Path(c).name.startswith(f"{PREFIX}{pid}-")]
+
+
+@needs("cgroup")
+def test_cgroups_of_a_killed_gate_are_removed_at_the_next_start():
+    """A gate SIGKILLed mid-run cannot remove its run's cgroups; the next gate does,
+    and never one whose owner still runs."""
+    from tailguard.gate import cgroup
+
+    env = {**os.environ, "PYTHONPATH": str(Path(tailguard.__file__).parents[1])}
+    gate = subprocess.Popen([sys.executable, "-c", KILLED_GATE], env=env)
+    try:
+        for _ in range(600):  # until its run is under way (up to a minute on a busy host)
+            if len(_own_cgroups(gate.pid)) >= 2 or gate.poll() is not None:
+                break
+            time.sleep(0.1)
+        left = _own_cgroups(gate.pid)
+    finally:
+        gate.kill()
+        gate.wait()
+    assert len(left) >= 2, left  # memory and pids (v1) or one v2 group, plus cpu
+    time.sleep(0.2)
+    assert _own_cgroups(gate.pid) == left  # nothing removes them by itself
+    live = cgroup.create(cgroup.probe()[0], 64 << 20, 4)  # owned by this live process
+    try:
+        nxt = subprocess.run(
+            [sys.executable, "-c", "from tailguard.gate import run_tests\nrun_tests('', '')"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        assert _own_cgroups(gate.pid) == [], nxt.stderr
+        assert all(d.is_dir() for d in live.dirs)
+        assert "of a gate that died" in nxt.stderr
+    finally:
+        assert live.remove() == []
+
+
+FORKED_HARNESS = (
+    "import os, signal\npid = os.fork()\nif pid:\n    os.waitpid(pid, 0)\n"
+    "    {end}\n"  # the child ran the harness to the end and reported a pass
+)
+
+
+@pytest.mark.parametrize("end", ["os.kill(os.getpid(), signal.SIGKILL)", "os._exit(0)"])
+def test_a_forked_child_finishing_the_harness_is_not_a_pass(end):
+    """Only the main test process's report counts: a child that runs the tests to the
+    end after the main process was killed (or left) does not make the verdict ok."""
+    code = FORKED_HARNESS.format(end=end)
+    r = run_tests(code, "assert True\n", limits=Limits(**{**FAST.to_dict(), **ROOMY}))
+    assert r.report is None, r.report
+    v = verdict(code, "assert True\n", **ROOMY)
+    assert not v["passed"] and v["code"] != "ok", v
+    ok = verdict("import os\nif os.fork() == 0:\n    os._exit(0)\n", "assert True\n", **ROOMY)
+    assert ok["passed"], ok["detail"]  # a child that leaves quietly changes nothing

@@ -191,6 +191,7 @@ class CodeTestsSpec(VerifierSpec):
     processes: int | None = None
     disk_mb: int | None = None
     inodes: int | None = None
+    cpu_cores: float | None = None
 
 
 class MathAnswerSpec(VerifierSpec):

@@ -1,11 +1,18 @@
-"""A control group per sandboxed run: memory and process count over its whole tree.
+"""A control group per sandboxed run: memory, process count and CPU over its whole tree.
 
 rlimits count one process at a time, so four processes may each hold the
-per-process limit. A cgroup counts them together. cgroup v2 (``memory.max``,
-``pids.max``) is used where this process's cgroup can delegate both controllers;
-otherwise the v1 ``memory`` and ``pids`` hierarchies; otherwise there is none and
-the sandbox says so (its limits are then per process). The run's cgroup is a
-child of the caller's own, so whatever bounds the caller also bounds the run.
+per-process limit, and 32 busy processes may each use a core. A cgroup counts
+them together. cgroup v2 (``memory.max``, ``pids.max``, ``cpu.max``) is used
+where this process's cgroup can delegate memory and pids; otherwise the v1
+``memory``, ``pids`` and ``cpu`` hierarchies; otherwise there is none and the
+sandbox says so (its limits are then per process). Without a writable ``cpu``
+controller the CPU share is not bounded, and the sandbox says that too. The
+run's cgroup is a child of the caller's own, so whatever bounds the caller also
+bounds the run.
+
+A run's cgroup is named after the process that made it (pid and start time):
+``sweep`` removes those whose owner is dead (a gate killed mid-run cannot remove
+its own), never one whose owner still runs.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PREFIX = "tailguard-sandbox-"
+PERIOD_US = 100_000  # the CFS period; the quota is cpu_cores of it
 
 
 def _mounts() -> list[tuple[str, str, str, set[str]]]:
@@ -62,6 +70,9 @@ def _v2_parent() -> Path | None:
                 (parent / "cgroup.subtree_control").write_text("+memory +pids")
         except OSError:
             return None
+        with contextlib.suppress(OSError):  # optional: without it the run says so
+            if "cpu" not in enabled:
+                (parent / "cgroup.subtree_control").write_text("+cpu")
         return parent
     return None
 
@@ -78,6 +89,14 @@ def _v1_parents() -> tuple[Path, Path | None] | None:
     return found["memory"], found.get("pids")
 
 
+def _v1_cpu_parent() -> Path | None:
+    own = _own()
+    for mount, root, fstype, opts in _mounts():
+        if fstype == "cgroup" and "cpu" in opts and "cpu" in own:
+            return _join(mount, root, own["cpu"])
+    return None
+
+
 @dataclass
 class RunGroup:
     """The cgroup(s) of one run: join by writing to ``procs``, then kill and remove."""
@@ -85,10 +104,11 @@ class RunGroup:
     version: int
     memory: Path
     pids: Path | None
+    cpu: Path | None = None  # None: the CPU share is not bounded
 
     @property
     def dirs(self) -> list[Path]:
-        return [d for d in dict.fromkeys([self.memory, self.pids]) if d is not None]
+        return [d for d in dict.fromkeys([self.memory, self.pids, self.cpu]) if d is not None]
 
     @property
     def procs(self) -> list[str]:
@@ -156,9 +176,83 @@ class RunGroup:
         return errors
 
 
-def create(version: int, memory_bytes: int, processes: int) -> RunGroup:
-    """A fresh cgroup under this process's own with the given limits (OSError if refused)."""
-    name = PREFIX + uuid.uuid4().hex
+def _start_time(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot): a pid reused later differs."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _name() -> str:
+    pid = os.getpid()
+    return f"{PREFIX}{pid}-{_start_time(pid)}-{uuid.uuid4().hex}"
+
+
+def _owner_alive(name: str) -> bool:
+    """Whether the process that made the cgroup ``name`` still runs (unknown: yes)."""
+    pid, _, rest = name[len(PREFIX) :].partition("-")
+    start = rest.partition("-")[0]
+    if not (pid.isdigit() and start.isdigit()):
+        return True  # not named by this version: whose it is cannot be told, keep it
+    return _start_time(int(pid)) == start
+
+
+def _set_cpu(group: RunGroup, cores: float) -> None:
+    """Bound the tree to ``cores`` CPUs' worth of time; without a writable cpu
+    controller leave ``group.cpu`` None (the run reports it)."""
+    quota = max(1000, round(cores * PERIOD_US))
+    if group.version == 2:
+        try:
+            (group.memory / "cpu.max").write_text(f"{quota} {PERIOD_US}")
+        except OSError:
+            return
+        group.cpu = group.memory
+        return
+    parent = _v1_cpu_parent()
+    if parent is None:
+        return
+    path = parent / group.memory.name
+    try:
+        path.mkdir()
+    except OSError:
+        return
+    group.cpu = path
+    try:
+        (path / "cpu.cfs_period_us").write_text(str(PERIOD_US))
+        (path / "cpu.cfs_quota_us").write_text(str(quota))
+    except OSError:
+        group.cpu = None
+        with contextlib.suppress(OSError):
+            path.rmdir()
+
+
+def sweep() -> list[str]:
+    """Remove the run cgroups left by gates that died (killed mid-run); return them.
+
+    Only this version's cgroups under this process's own are looked at, and only
+    those whose owning process is dead are killed and removed.
+    """
+    parents = [*(_v1_parents() or ()), _v1_cpu_parent(), _v2_parent()]
+    removed = []
+    for parent in dict.fromkeys(p for p in parents if p is not None):
+        with contextlib.suppress(OSError):
+            for path in sorted(parent.glob(PREFIX + "*")):
+                dead = path.is_dir() and not _owner_alive(path.name)
+                if dead and not RunGroup(1, path, None).remove():
+                    removed.append(str(path))
+    return removed
+
+
+def create(
+    version: int, memory_bytes: int, processes: int, cpu_cores: float | None = None
+) -> RunGroup:
+    """A fresh cgroup under this process's own with the given limits (OSError if refused).
+
+    ``cpu_cores`` bounds the tree's CPU share where the cpu controller is writable
+    (``RunGroup.cpu`` says whether it is)."""
+    name = _name()
     if version == 2:
         parent = _v2_parent()
         if parent is None:
@@ -173,6 +267,8 @@ def create(version: int, memory_bytes: int, processes: int) -> RunGroup:
         except OSError:
             group.remove()
             raise
+        if cpu_cores is not None:
+            _set_cpu(group, cpu_cores)
         return group
     parents = _v1_parents()
     if parents is None:
@@ -189,16 +285,20 @@ def create(version: int, memory_bytes: int, processes: int) -> RunGroup:
     except OSError:
         group.remove()
         raise
+    if cpu_cores is not None:
+        _set_cpu(group, cpu_cores)
     return group
 
 
-def probe() -> int | None:
-    """Which cgroup version this process can give a run (2, 1) or None."""
+def probe() -> tuple[int, bool] | None:
+    """Which cgroup version this process can give a run (2, 1) or None, and whether
+    it bounds the CPU share too."""
     for version in (2, 1):
         try:
-            group = create(version, 64 << 20, 4)
+            group = create(version, 64 << 20, 4, cpu_cores=1.0)
         except OSError:
             continue
+        cpu = group.cpu is not None
         if not group.remove():
-            return version
+            return version, cpu
     return None

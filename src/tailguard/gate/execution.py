@@ -54,6 +54,8 @@ def describe(result: sandbox.SandboxResult, limits: sandbox.Limits) -> tuple[boo
         return False, "cpu_limit", f"CPU time ({limits.cpu_seconds}s), {result.signal}"
     if result.signal == "SIGXFSZ":
         return False, "file_size_limit", f"file size ({limits.file_size_mb} MiB)"
+    if outcome == "passed" and result.status != "exited":  # the main process did not finish
+        return False, "killed", f"killed by {result.signal} after its tests passed"
     if outcome == "passed":
         return True, "ok", f"passed {rep.get('tests', 0)} test function(s) and all asserts"
     if outcome == "failed":
@@ -86,7 +88,7 @@ class CodeTests(Verifier):
     """
 
     kind = "code_tests"
-    version = "2"
+    version = "3"  # 3: a forked child's report never passes; no socket but AF_UNIX
     codes = (
         "bad_content",
         "tests_failed",
@@ -113,10 +115,11 @@ class CodeTests(Verifier):
         processes: int = 32,
         disk_mb: int = 64,
         inodes: int = 8192,
+        cpu_cores: float = 1.0,
     ) -> None:
         self.wall_seconds, self.cpu_seconds, self.memory_mb = wall_seconds, cpu_seconds, memory_mb
         self.file_size_mb, self.open_files, self.processes = file_size_mb, open_files, processes
-        self.disk_mb, self.inodes = disk_mb, inodes
+        self.disk_mb, self.inodes, self.cpu_cores = disk_mb, inodes, cpu_cores
         sandbox.Limits(**self.params())  # a bad limit is refused here, not at run time
 
     @property

@@ -4,8 +4,10 @@ As root (how CI runs) every run gets, and :attr:`SandboxResult.isolation` report
 
 * a fresh unprivileged uid used by nothing else (``RLIMIT_NPROC`` counts only the
   run's processes; ``kill(-1)`` from that uid reaches exactly them);
-* a cgroup (v2, else v1) bounding memory and process count over the whole tree,
-  so processes cannot add up their per-process limits (``tailguard.gate.cgroup``);
+* a cgroup (v2, else v1) bounding memory, process count and CPU share
+  (``Limits.cpu_cores``) over the whole tree, so processes cannot add up their
+  per-process limits (``tailguard.gate.cgroup``); the cgroups of a gate killed
+  mid-run are removed when the next gate starts;
 * new mount, PID, network, IPC and UTS namespaces: a minimal read-only root
   holding only the interpreter, its libraries and a few devices (a project's
   ledger, the host's ``/tmp`` or ``/work`` do not exist inside), a fresh ``/proc``
@@ -14,9 +16,12 @@ As root (how CI runs) every run gets, and :attr:`SandboxResult.isolation` report
   (``Limits.disk_mb``, ``Limits.inodes``), entered after it is mounted, so nothing
   the code writes reaches the host's disk; it lives in the run's mount namespace
   and is freed by the kernel with the run's last process, however deep the tree;
+* new time namespace where the kernel has one: its clocks start near zero, so
+  the host's uptime does not show;
 * an empty environment, ``python -I``, ``no_new_privs`` and a seccomp filter that
-  refuses namespace creation (``unshare``, ``setns``, ``clone(CLONE_NEW*)``) and
-  mounting;
+  refuses namespace creation (``unshare``, ``setns``, ``clone(CLONE_NEW*)``),
+  mounting, ``sysinfo`` (host RAM, uptime, load) and every socket family but
+  ``AF_UNIX`` (``AF_VSOCK`` is not network-namespaced);
 * rlimits on CPU time, address space, file size, open files and processes, and
   a wall-clock timeout enforced from outside.
 
@@ -67,7 +72,8 @@ class Limits:
     """What a sandboxed run may use. Sizes in MiB, times in seconds.
 
     ``memory_mb`` bounds each process (address space) and, with a cgroup, the whole
-    tree together; ``disk_mb`` and ``inodes`` bound the working directory.
+    tree together; ``disk_mb`` and ``inodes`` bound the working directory;
+    ``cpu_cores`` is the tree's CPU share (a cgroup quota), however many processes.
     """
 
     wall_seconds: float = 10.0
@@ -78,6 +84,7 @@ class Limits:
     processes: int = 32
     disk_mb: int = 64
     inodes: int = 8192
+    cpu_cores: float = 1.0
 
     def __post_init__(self) -> None:
         # A zero would not mean "nothing": tmpfs reads size=0 and nr_inodes=0 as unlimited.
@@ -95,11 +102,14 @@ class SandboxResult:
 
     ``status``: ``"exited"`` (it ended by itself; see ``returncode`` and
     ``report``), ``"timeout"`` (wall clock), ``"killed"`` (a signal, e.g. the CPU
-    limit's SIGKILL/SIGXCPU or a crash). ``report`` is what the harness wrote, if
-    anything. ``isolation`` lists what protection was in force. ``oom_kills``
-    counts processes the kernel killed for the tree's memory; ``memory_peak_mb``
-    is the tree's peak (with a cgroup). ``cleanup_errors`` lists anything the
-    run left that could not be removed (empty: nothing is left).
+    limit's SIGKILL/SIGXCPU or a crash). ``report`` is the last JSON line the main
+    process (``pid``, as the code sees it) wrote, if any: a line with another or no
+    ``"pid"`` comes from a forked child and is ignored, so a child cannot finish
+    the harness for a main process that was killed. ``isolation`` lists what
+    protection was in force. ``oom_kills`` counts processes the kernel killed for
+    the tree's memory; ``memory_peak_mb`` is the tree's peak (with a cgroup).
+    ``cleanup_errors`` lists anything the run left that could not be removed
+    (empty: nothing is left).
     """
 
     status: str
@@ -109,6 +119,7 @@ class SandboxResult:
     stdout: str
     stderr: str
     report: dict[str, Any] | None
+    pid: int | None = None
     isolation: dict[str, bool] = field(default_factory=dict)
     oom_kills: int = 0
     memory_peak_mb: float | None = None
@@ -126,6 +137,7 @@ class _Plan:
     seccomp: bool
     expose: tuple[str, ...] = ()
     links: tuple[tuple[str, str], ...] = ()
+    cpu_limit: bool = False  # the cgroup bounds the tree's CPU share
 
     def isolation(self) -> dict[str, bool]:
         full = self.mode == "full"
@@ -136,6 +148,7 @@ class _Plan:
             "private_proc": full,
             "disk_quota": full,
             "tree_memory_limit": self.cgroup is not None,
+            "tree_cpu_limit": self.cgroup is not None and self.cpu_limit,
             "seccomp": self.seccomp,
         }
 
@@ -209,9 +222,11 @@ def _plan(python: str) -> _Plan:
     seccomp = _seccomp_available()
     candidates = []
     if root:
+        for path in cgroup.sweep():
+            log.warning("removed the sandbox cgroup %s of a gate that died", path)
         expose, links = _view(python)
-        version = cgroup.probe()
-        candidates.append(_Plan(True, "full", False, version, seccomp, expose, links))
+        version, cpu = cgroup.probe() or (None, False)
+        candidates.append(_Plan(True, "full", False, version, seccomp, expose, links, cpu))
         if version is not None:
             candidates.append(_Plan(True, "full", False, None, seccomp, expose, links))
     else:
@@ -396,7 +411,8 @@ def _run(
     group = None
     if plan.cgroup is not None:
         tree_mb = limits.memory_mb + limits.disk_mb + SUPERVISOR_MB
-        group = cgroup.create(plan.cgroup, tree_mb << 20, limits.processes + 1)
+        cores = limits.cpu_cores if plan.cpu_limit else None
+        group = cgroup.create(plan.cgroup, tree_mb << 20, limits.processes + 1, cores)
     processes = limits.processes if group else min(limits.processes, FALLBACK_PROCESSES)
     workdir = None
     opened: list[int] = []
@@ -467,6 +483,7 @@ def _run(
         if status and status.get("error"):
             raise SandboxError(f"sandbox setup failed: {status['error']}")
         rc = proc.returncode
+        pid = status.get("pid") if status else (proc.pid if plan.mode == "basic" else None)
         if status and not timed_out:
             rc = -status["signal"] if status.get("signal") else status.get("returncode")
         sig = signal.Signals(-rc).name if rc is not None and rc < 0 else None
@@ -477,7 +494,8 @@ def _run(
             seconds=seconds,
             stdout=tails[out_r].text(),
             stderr=tails[err_r].text(),
-            report=_last_json(tails[rep_r].text()),
+            report=_main_report(tails[rep_r].text(), pid),
+            pid=pid,
             isolation=plan.isolation(),
             oom_kills=group.oom_kills() if group else 0,
             memory_peak_mb=_mb(group.peak_bytes()) if group else None,
@@ -505,12 +523,16 @@ def _status(text: str) -> dict[str, Any] | None:
         return None
 
 
-def _last_json(text: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(text.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
-        return None
-    return value if isinstance(value, dict) else None
+def _main_report(text: str, pid: int | None) -> dict[str, Any] | None:
+    """The last JSON object written by the main process ``pid`` (the line's ``"pid"``)."""
+    for line in reversed(text.strip().splitlines()):
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict) and pid is not None and value.get("pid") == pid:
+            return {k: v for k, v in value.items() if k != "pid"}
+    return None
 
 
 def _mb(n: int | None) -> float | None:
@@ -527,9 +549,10 @@ def run_python(
     """Write ``files`` into a fresh directory and run ``python -I *args`` there, sandboxed.
 
     The harness may write a JSON report to the file descriptor whose number is
-    substituted for ``{report_fd}`` in ``args``. Cleanup problems are logged and
-    listed in ``SandboxResult.cleanup_errors``; a sandbox that cannot be set up
-    raises :class:`SandboxError`.
+    substituted for ``{report_fd}`` in ``args``, one object a line carrying
+    ``"pid": os.getpid()`` of the process that started (see ``SandboxResult``).
+    Cleanup problems are logged and listed in ``SandboxResult.cleanup_errors``; a
+    sandbox that cannot be set up raises :class:`SandboxError`.
     """
     limits = limits or Limits()
     python = python or base_interpreter()
@@ -544,7 +567,7 @@ import json, os, signal, sys, traceback
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 _out = os.fdopen(int(sys.argv[1]), "w")
 def _report(**kw):
-    _out.write(json.dumps(kw) + "\n"); _out.flush()
+    _out.write(json.dumps({**kw, "pid": os.getpid()}) + "\n"); _out.flush()
 def _where(exc, name):
     tb = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == name]
     return tb[-1].lineno if tb else None

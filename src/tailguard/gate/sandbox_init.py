@@ -5,7 +5,8 @@ of tailguard's, only the standard library and ``pyseccomp``). What it does, in o
 
 ``full`` mode (root):
 
-1. leaves the caller's mount, PID, network, IPC and UTS namespaces;
+1. leaves the caller's mount, PID, network, IPC and UTS namespaces (and, for its
+   children, the time namespace: their clocks start near zero);
 2. forks PID 1 of the new PID namespace, which joins the run's cgroups (memory
    and process count over the whole tree, its own cgroup namespace), builds a
    minimal root on a small
@@ -33,7 +34,9 @@ import os
 import resource
 import select
 import signal
+import stat
 import sys
+import time
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
@@ -46,7 +49,8 @@ PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 #: undo either: it has no capabilities, and seccomp refuses chroot and mounts).
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, -1)
 WORKDIR = "/sandbox"
-DEVICES = ("null", "zero", "full", "random", "urandom")
+#: The devices inside, by name and minor number (major 1, the memory devices).
+DEVICES = {"null": 3, "zero": 5, "full": 7, "random": 8, "urandom": 9}
 
 #: Namespace creation and the mount/kernel interfaces a test never needs.
 DENIED = (
@@ -78,7 +82,12 @@ DENIED = (
     "init_module",
     "finit_module",
     "delete_module",
+    "sysinfo",  # host RAM, uptime, process count and load (also behind getloadavg)
 )
+#: The one address family Python needs inside (``socketpair``, local pipes between
+#: processes); every other, AF_VSOCK and AF_NETLINK included, is refused: some
+#: (vsock) are not network-namespaced and would reach the host.
+AF_UNIX = 1
 NAMESPACE_FLAGS = (
     CLONE_NEWNS,
     CLONE_NEWUTS,
@@ -112,7 +121,8 @@ def _mount(src: str | None, dst: str, fstype: str | None, flags: int, data: str 
 
 
 def seccomp_filter():  # noqa: ANN201 - pyseccomp's SyscallFilter
-    """Deny namespace creation (``unshare``, ``setns``, ``clone`` with ``CLONE_NEW*``).
+    """Deny namespace creation (``unshare``, ``setns``, ``clone`` with ``CLONE_NEW*``),
+    the interfaces in ``DENIED`` and every socket family but ``AF_UNIX``.
 
     ``clone3`` passes its flags in memory a filter cannot read, so it answers
     ``ENOSYS`` and the C library falls back to ``clone``, whose flags are checked.
@@ -128,6 +138,8 @@ def seccomp_filter():  # noqa: ANN201 - pyseccomp's SyscallFilter
     for flag in NAMESPACE_FLAGS:
         f.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
     f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+    for call in ("socket", "socketpair"):
+        f.add_rule(sc.ERRNO(errno.EPERM), call, sc.Arg(0, sc.NE, AF_UNIX))
     return f
 
 
@@ -195,20 +207,34 @@ def _expose(root: str, cfg: dict, fds: dict[str, int]) -> None:
             os.symlink(target, inside)
 
 
+def _make_devices(dev: str) -> None:
+    """``/dev`` as a tiny tmpfs of its own holding the few devices: binding the host's
+    nodes would show the host's devtmpfs (its size is half the host's RAM) in
+    ``/proc/self/mountinfo``. Where ``mknod`` is refused, the host's nodes are bound."""
+    os.makedirs(dev, exist_ok=True)
+    _mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=16k,nr_inodes=32,mode=755")
+    for name, minor in DEVICES.items():
+        target = f"{dev}/{name}"
+        try:
+            os.mknod(target, stat.S_IFCHR | 0o666, os.makedev(1, minor))
+            os.chmod(target, 0o666)  # whatever the umask
+        except OSError:
+            open(target, "w").close()
+            _mount(f"/dev/{name}", target, None, MS_BIND, None)
+
+
 def _build_root(cfg: dict, exposed: dict) -> str:
     """Mount the minimal root at /tmp (of this private namespace); return its path."""
     root = "/tmp"
     _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=4096,mode=755")
     _expose(root, cfg, exposed)
-    os.makedirs(root + "/dev", exist_ok=True)
-    for dev in DEVICES:
-        target = f"{root}/dev/{dev}"
-        open(target, "w").close()
-        _mount(f"/dev/{dev}", target, None, MS_BIND, None)
+    _make_devices(root + "/dev")
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0")):
         os.symlink(target, f"{root}/dev/{name}")
     os.symlink("/proc/self/fd/1", f"{root}/dev/stdout")
     os.symlink("/proc/self/fd/2", f"{root}/dev/stderr")
+    readonly = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC
+    _mount(None, root + "/dev", None, readonly, None)
     os.makedirs(root + "/tmp", exist_ok=True)  # present, read-only: writes fail
     os.makedirs(root + "/proc", exist_ok=True)
     # Only the run's own processes, and of those only the untrusted uid's (not PID 1);
@@ -245,6 +271,19 @@ def _enter_root(root: str) -> None:
     _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
 
 
+def _private_clocks() -> None:
+    """A time namespace for the children whose monotonic and boot clocks start near
+    zero: the host's uptime does not show (``sysinfo`` is refused by the filter).
+    Best effort: a kernel without time namespaces (before 5.6) shows it."""
+    if _libc.unshare(CLONE_NEWTIME) != 0:
+        return
+    offsets = []
+    for name, clock in (("monotonic", time.CLOCK_MONOTONIC), ("boottime", time.CLOCK_BOOTTIME)):
+        offsets.append(f"{name} {1 - int(time.clock_gettime(clock))} 0\n")
+    with open("/proc/self/timens_offsets", "w") as f:
+        f.write("".join(offsets))
+
+
 def _write_oom_adj(value: int) -> None:
     try:
         with open("/proc/self/oom_score_adj", "w") as f:
@@ -255,7 +294,7 @@ def _write_oom_adj(value: int) -> None:
 
 def _init(cfg: dict, filt: object, lifeline: int) -> None:
     """PID 1 of the sandbox: build the root, run the worker, reap, report its status."""
-    status = {"returncode": None, "signal": None, "error": None}
+    status = {"returncode": None, "signal": None, "error": None, "pid": None}
     try:
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if select.select([lifeline], [], [], 0)[0]:  # the launcher died before the prctl
@@ -278,6 +317,7 @@ def _init(cfg: dict, filt: object, lifeline: int) -> None:
             _write_oom_adj(0)
             os.setsid()
             _exec_worker(cfg, WORKDIR, filt)
+        status["pid"] = worker  # only this process's report can decide the verdict
         while True:
             try:
                 pid, st = os.waitpid(-1, 0)
@@ -312,6 +352,7 @@ def main() -> None:
         _exec_worker(cfg, cfg["workdir"], filt)
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
     _check(_libc.unshare(flags), "unshare")
+    _private_clocks()
     _mount("none", "/", None, MS_REC | MS_PRIVATE, None)
     _write_oom_adj(-1000)
     lifeline, keep = os.pipe()  # PID 1 reads EOF here if this process is gone
