@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tailguard.errors import InputError
+from tailguard.errors import ConfigError, InputError
 from tailguard.gate import ClassifierJudge, Gate, Judge, gate_from_config
 from tailguard.gate.judge import MAX_REASON_CHARS, _Checked
 
@@ -258,3 +258,18 @@ def test_a_bad_score_range_is_refused_by_name():
             Judge(length_score, score_range=bad)
     with pytest.raises(InputError, match="timeout"):
         Judge(length_score, timeout=float("nan"))
+
+
+def test_the_config_declares_the_score_range_and_a_bad_one_is_refused(tmp_path):
+    def gate(**extra):
+        spec = {"kind": "judge", "entry": "test_judge:length_score", "timeout": 5, **extra}
+        return gate_from_config({"verifiers": [spec]}, base_dir=tmp_path, progress=False)
+
+    judge = gate(score_range=[0, 10]).verifiers[0]
+    assert judge.score_range == (0.0, 10.0) and judge.timeout == 5
+    out = judge.verify(_table(["a" * 50]))  # score 5.0: in [0, 10]
+    assert out["code"].to_pylist() == ["ok"]
+    assert gate().verifiers[0].verify(_table(["a" * 50]))["code"].to_pylist() == ["error"]
+    for bad in ([1, 0], [0, 1, 2]):
+        with pytest.raises((InputError, ConfigError), match="score_range"):
+            gate(score_range=bad)
