@@ -76,3 +76,31 @@ def test_a_vectorised_function_that_hangs_fails_its_batch_with_timeout():
 def test_a_bad_timeout_is_refused_by_name(bad):
     with pytest.raises(InputError, match="timeout must be a number of seconds > 0"):
         FunctionVerifier(slow_on_sleep, timeout=bad)
+
+
+def spawns_a_sleeper(path: str) -> None:
+    """Start a grandchild that would outlive the worker, note its pid, then hang."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "300"])
+    with open(path, "w") as f:
+        f.write(str(child.pid))
+    time.sleep(300)
+
+
+def test_the_kill_takes_the_processes_the_function_started(tmp_path):
+    path = str(tmp_path / "pid")
+    out = Worker(spawns_a_sleeper).call(path, timeout=2.0)
+    assert out.kind == "timeout"
+    pid = int((tmp_path / "pid").read_text())
+    for _ in range(50):  # reaped by init once killed; allow it a moment
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().split(") ")[1].startswith("Z"):
+                break  # killed, not yet reaped
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"process {pid} the function started still runs")

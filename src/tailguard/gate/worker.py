@@ -55,6 +55,7 @@ def _serve(fn: Callable[[Any], Any], conn: Any) -> None:
     from tailguard.gate.base import error_detail
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the gate's to handle
+    os.setpgid(0, 0)  # its own process group: the kill takes whatever it started too
     _die_with_parent()
     conn.send(("ready", None))
     while True:
@@ -176,7 +177,8 @@ def _death(code: int | None) -> str:
 
 
 def _kill(proc: Any, conn: Any, owner: int) -> None:
-    """SIGKILL the child (C code ignores gentler signals) and reap it: from its parent only."""
+    """SIGKILL the child and its process group (C code ignores gentler signals) and reap
+    it: from its parent only."""
     if os.getpid() != owner:
         return
     with contextlib.suppress(Exception):
@@ -184,5 +186,8 @@ def _kill(proc: Any, conn: Any, owner: int) -> None:
     with contextlib.suppress(ProcessLookupError, OSError, AttributeError):
         if proc.pid is not None and proc.exitcode is None:
             os.kill(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, OSError, AttributeError):
+        if proc.pid is not None:
+            os.killpg(proc.pid, signal.SIGKILL)  # what the child started, if any is left
     with contextlib.suppress(Exception):
         proc.join(5)
