@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tailguard.errors import ConfigError, InputError
-from tailguard.gate import ClassifierJudge, Gate, Judge, gate_from_config
+from tailguard.gate import ClassifierJudge, Gate, Judge, JudgeCache, gate_from_config
 from tailguard.gate.judge import MAX_REASON_CHARS, _Checked
 
 
@@ -62,7 +62,7 @@ class Logged:
 
 
 def test_batches_respect_batch_size_and_the_concurrency_limit(tmp_path):
-    slow = Logged(tmp_path / "calls.log", sleep=0.2)
+    slow = Logged(tmp_path / "calls.log", sleep=0.5)
     judge = Judge(slow, batch_size=3, concurrency=2)
     judge.verify(_table([f"text {i}" for i in range(10)]))
     calls = slow.calls()
@@ -273,3 +273,14 @@ def test_the_config_declares_the_score_range_and_a_bad_one_is_refused(tmp_path):
     for bad in ([1, 0], [0, 1, 2]):
         with pytest.raises((InputError, ConfigError), match="score_range"):
             gate(score_range=bad)
+
+
+def test_a_judge_called_again_after_its_threads_ended_still_answers():
+    # workers forked by the call threads die with them (the parent-death signal is
+    # per thread): the next call must fork fresh ones, not fail on a dying one
+    judge = Judge(length_score, retries=0, concurrency=2, batch_size=1)
+    for _ in range(5):
+        out = judge.verify(_table(["abcdefgh", "abcdefghij", "abcdefghi"]))
+        assert out["code"].to_pylist() == ["ok"] * 3
+        judge._cache = JudgeCache()  # ask again, not the cache
+    judge.close()

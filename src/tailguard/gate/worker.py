@@ -94,6 +94,7 @@ class Worker:
         self._conn: Any = None
         self._finalizer: Any = None
         self._owner = os.getpid()
+        self._forker: threading.Thread | None = None
 
     def _start(self) -> None:
         if self.prepare is not None:
@@ -109,6 +110,7 @@ class Worker:
             raise RuntimeError(f"the verifier's worker process did not start in {START_SECONDS}s")
         parent.recv()
         self._proc, self._conn, self._owner = proc, parent, os.getpid()
+        self._forker = threading.current_thread()  # the parent-death signal follows this thread
         self._finalizer = weakref.finalize(self, _kill, proc, parent, self._owner)
 
     def _stop(self) -> None:
@@ -125,11 +127,12 @@ class Worker:
         """``fn`` of each item, in order; an item gets ``timeout`` seconds of wall clock."""
         if self._owner != os.getpid():  # inherited by a fork: that child is not ours
             self._lock, self._proc, self._conn, self._finalizer = threading.Lock(), None, None, None
+            self._forker = None
             self._owner = os.getpid()
         with self._lock:
             out: list[Outcome] = []
             while len(out) < len(items):
-                if self._proc is None or not self._proc.is_alive():
+                if self._proc is None or not self._proc.is_alive() or not self._forker_alive():
                     self._stop()
                     self._start()
                 try:
@@ -153,6 +156,11 @@ class Worker:
                         break
                     out.append(Outcome(kind, value))
             return out
+
+    def _forker_alive(self) -> bool:
+        """Whether the thread that forked the child still runs: Linux kills the child
+        (its parent-death signal) when that thread ends, so a new one is forked first."""
+        return self._forker is not None and self._forker.is_alive()
 
     def call(self, item: Any, timeout: float) -> Outcome:
         """``fn(item)`` within ``timeout`` seconds."""
