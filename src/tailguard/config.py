@@ -214,6 +214,7 @@ class JudgeSpec(VerifierSpec):
     concurrency: int | None = Field(None, ge=1)
     cache: str | None = None
     judge_version: str | None = None
+    score_range: Annotated[list[float], Field(min_length=2, max_length=2)] | None = None
     PATHS: ClassVar[tuple[str, ...]] = ("cache",)
 
     @model_validator(mode="after")

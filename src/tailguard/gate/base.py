@@ -234,10 +234,14 @@ def _checked(out: Any, n: int) -> pa.Table:
 
 
 def _error_verdicts(exc: BaseException, n: int) -> pa.Table:
+    return verdicts(np.zeros(n, bool), ERROR_CODE, error_detail(exc))
+
+
+def error_detail(exc: BaseException) -> str:
+    """An exception as an ``error`` verdict's detail: its type, message and where it was raised."""
     frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     where = f" (at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})" if frame else ""
-    detail = f"{type(exc).__name__}: {exc}{where}"
-    return verdicts(np.zeros(n, bool), ERROR_CODE, detail)
+    return f"{type(exc).__name__}: {exc}{where}"
 
 
 def require_columns(batch: pa.Table, names: Sequence[str], verifier: str) -> None:

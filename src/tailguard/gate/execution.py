@@ -21,6 +21,8 @@ import pyarrow as pa
 from tailguard.errors import InputError
 from tailguard.gate import sandbox
 from tailguard.gate.base import Verifier, verdicts
+from tailguard.gate.math_limits import TooLarge, check_size
+from tailguard.gate.worker import Worker, check_seconds
 
 
 def _json_object(text: str, keys: tuple[str, ...]) -> tuple[dict[str, Any] | None, str | None]:
@@ -186,12 +188,19 @@ def _exact(s: str) -> Fraction | None:
 
 @contextmanager
 def _time_limit(seconds: float):
-    """Interrupt slow symbolic work with SIGALRM (main thread only; elsewhere unbounded)."""
+    """Interrupt slow Python-level symbolic work with SIGALRM (main thread only).
+
+    A soft limit, for a clear answer where it can: C code does not see the signal,
+    so the worker process's kill (:mod:`tailguard.gate.worker`) is the hard one.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
+    fired: list[bool] = []
+
     def alarm(signum: int, frame: Any) -> None:
+        fired.append(True)
         raise TimeoutError(f"no answer within {seconds:g}s")
 
     old = signal.signal(signal.SIGALRM, alarm)
@@ -201,6 +210,8 @@ def _time_limit(seconds: float):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+    if fired:  # math-verify catches the TimeoutError and answers "not equal": it was not
+        raise TimeoutError(f"no answer within {seconds:g}s")
 
 
 def _sympy(s: str) -> Any:
@@ -235,8 +246,72 @@ def answers_equal(
     The hand-written normaliser is fast and handles plain numbers and sympy-style
     expressions; LaTeX it cannot read (``\\dfrac``, ``\\sqrt{}``, ``x=3``, percentages)
     goes to ``math-verify``, the maintained LaTeX answer parser (measured on
-    ``tests/data/math_answer_pairs.csv``; see docs/gate.md).
+    ``tests/data/math_answer_pairs.csv``; see docs/gate.md). The comparison runs in a
+    worker process killed after ``timeout`` seconds (:class:`TimeoutError`); a value
+    too large to compute raises :class:`~tailguard.gate.math_limits.TooLarge` at once;
+    answers that cannot be compared raise :class:`ValueError`.
     """
+    code, detail = compare_answers([(answer, reference)], tolerance=tolerance, timeout=timeout)[0]
+    if code == "timeout":
+        raise TimeoutError(detail)
+    if code == "too_large":
+        raise TooLarge(detail)
+    if code == "cannot_compare":
+        raise ValueError(detail)
+    return code == "equal", detail
+
+
+def compare_answers(
+    pairs: list[tuple[Any, Any]], *, tolerance: float = 1e-9, timeout: float = 2.0
+) -> list[tuple[str, str]]:
+    """Compare (answer, reference) pairs in the math worker, each within ``timeout`` seconds.
+
+    Each result is ``(code, detail)``, code ``equal``, ``different``, ``timeout``,
+    ``too_large`` or ``cannot_compare``.
+    """
+    items = [(a, r, tolerance, timeout) for a, r in pairs]
+    out: list[tuple[str, str]] = []
+    for outcome in _MATH_WORKER.map(items, timeout):
+        if outcome.kind == "ok":
+            out.append(outcome.value)
+        elif outcome.kind == "timeout":
+            out.append(("timeout", f"{outcome.value} (worker process killed)"))
+        else:
+            out.append(("cannot_compare", str(outcome.value)[:300]))
+    return out
+
+
+def _compare_item(item: tuple[Any, Any, float, float]) -> tuple[str, str]:
+    """One comparison as the worker answers it (never raising)."""
+    answer, reference, tolerance, timeout = item
+    try:
+        check_size(answer)
+        check_size(reference)
+        ok, why = _answers_equal_unbounded(answer, reference, tolerance=tolerance, timeout=timeout)
+    except TimeoutError as exc:
+        return ("timeout", str(exc))
+    except TooLarge as exc:
+        return ("too_large", str(exc))
+    except Exception as exc:  # noqa: BLE001 - an unparsable answer
+        return ("cannot_compare", f"{type(exc).__name__}: {exc}"[:300])
+    return ("equal" if ok else "different", why)
+
+
+def _import_math() -> None:
+    """Import sympy and math-verify here once, so every forked worker starts warm."""
+    import math_verify  # noqa: F401
+    import sympy  # noqa: F401
+    import sympy.parsing.sympy_parser  # noqa: F401
+
+
+#: The worker that runs every math comparison of this process (one child, reused).
+_MATH_WORKER = Worker(_compare_item, prepare=_import_math)
+
+
+def _answers_equal_unbounded(
+    answer: Any, reference: Any, *, tolerance: float = 1e-9, timeout: float = 2.0
+) -> tuple[bool, str]:
+    """The comparison itself, in this process: only the sympy part has a (soft) limit."""
     try:
         return _answers_equal(answer, reference, tolerance=tolerance, timeout=timeout)
     except TimeoutError:
@@ -313,13 +388,14 @@ class MathAnswer(Verifier):
 
     kind = "math_answer"
     version = "2"
-    codes = ("bad_content", "no_answer", "wrong_answer", "timeout", "cannot_compare")
+    codes = ("bad_content", "no_answer", "wrong_answer", "timeout", "too_large", "cannot_compare")
 
     def __init__(
         self, *, reference_column: str | None = None, tolerance: float = 1e-9, timeout: float = 2.0
     ) -> None:
         if tolerance < 0:
             raise InputError("tolerance must be >= 0", field="tolerance")
+        check_seconds(timeout)
         self.reference_column, self.tolerance, self.timeout = reference_column, tolerance, timeout
 
     def verify(self, batch: pa.Table) -> pa.Table:
@@ -333,38 +409,29 @@ class MathAnswer(Verifier):
             refs = batch.column(self.reference_column).to_pylist()
         else:
             refs = [None] * len(texts)
+        contents: list[tuple[dict[str, Any] | None, str | None]] = []
+        for text, ref in zip(texts, refs, strict=True):
+            if ref is None:
+                contents.append(_json_object(text, ("answer", "reference")))
+                continue
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                value = text
+            value = value if isinstance(value, dict) else {"answer": value}
+            contents.append(
+                ({**value, "reference": ref}, None) if "answer" in value else (None, "no 'answer'")
+            )
+        pairs = [(v["answer"], v["reference"]) for v, err in contents if err is None]
+        results = iter(compare_answers(pairs, tolerance=self.tolerance, timeout=self.timeout))
         passed = np.zeros(len(texts), bool)
         codes: list[str | None] = []
         reasons: list[str] = []
-        for i, (text, ref) in enumerate(zip(texts, refs, strict=True)):
-            if ref is None:
-                value, err = _json_object(text, ("answer", "reference"))
-            else:
-                try:
-                    value = json.loads(text)
-                except json.JSONDecodeError:
-                    value = text
-                value = value if isinstance(value, dict) else {"answer": value}
-                value, err = (value, None) if "answer" in value else (None, "no 'answer'")
-                if value is not None:
-                    value = {**value, "reference": ref}
-            if err:
-                codes.append("bad_content")
-                reasons.append(err)
-                continue
-            try:
-                ok, why = answers_equal(
-                    value["answer"],
-                    value["reference"],
-                    tolerance=self.tolerance,
-                    timeout=self.timeout,
-                )
-                code = None if ok else ("no_answer" if why == _NO_ANSWER else "wrong_answer")
-            except TimeoutError as exc:
-                ok, code, why = False, "timeout", str(exc)
-            except Exception as exc:  # noqa: BLE001 - an unparsable answer is a wrong answer
-                ok, code, why = False, "cannot_compare", f"{type(exc).__name__}: {exc}"[:300]
-            passed[i] = ok
-            codes.append(code)
+        for i, (_, err) in enumerate(contents):
+            code, why = ("bad_content", err) if err else next(results)
+            if code == "different":
+                code = "no_answer" if why == _NO_ANSWER else "wrong_answer"
+            passed[i] = code == "equal"
+            codes.append(None if passed[i] else code)
             reasons.append(why)
         return verdicts(passed, codes, reasons)

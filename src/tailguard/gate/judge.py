@@ -9,15 +9,23 @@ cached by content id and the judge's version, in memory and, with ``cache``, in
 a DuckDB file, so a resumed or repeated gate never pays twice for a text.
 :class:`ClassifierJudge` is the built-in judge: a scikit-learn text classifier
 trained on labelled examples and stored with a hash check.
+
+The user's function runs in killable worker processes (:mod:`tailguard.gate.worker`),
+one per concurrent call: a call that overruns ``timeout`` is killed, not abandoned,
+so a judge that never returns cannot hold the gate. Its answer is checked there
+too: a score must be a finite real number in ``score_range`` (not a bool or a
+string), and a reason is cut to :data:`MAX_REASON_CHARS` characters.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+import numbers
+import queue
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +34,61 @@ import pyarrow as pa
 
 from tailguard.errors import InputError
 from tailguard.gate import classifier
-from tailguard.gate.base import Verifier, verdicts
+from tailguard.gate.base import ERROR_CODE, Verifier, verdicts
+from tailguard.gate.worker import Worker
 from tailguard.records import content_ids, normalise_content
 
 BatchFn = Callable[[list[str]], tuple[Sequence[float], Sequence[str]]]
+
+#: A judge's reason is cut to this many characters (the ledger stores it per record).
+MAX_REASON_CHARS = 1000
+
+
+class _Checked:
+    """``fn`` and the check of its answer, run together (in the worker, for a user's judge).
+
+    Returns, per text, ``(score, None)`` or ``(None, what is wrong with the score)``,
+    and the reasons as strings of at most :data:`MAX_REASON_CHARS` characters; a
+    malformed answer as a whole (not a pair, wrong lengths) raises.
+    """
+
+    def __init__(self, fn: BatchFn, low: float, high: float) -> None:
+        self.fn, self.low, self.high = fn, low, high
+
+    def __call__(self, texts: list[str]) -> tuple[list[tuple[float | None, str | None]], list[str]]:
+        answer = self.fn(list(texts))
+        if not isinstance(answer, tuple | list) or len(answer) != 2:
+            raise TypeError(f"the judge returned {type(answer).__name__}, not (scores, reasons)")
+        scores, reasons = list(answer[0]), list(answer[1])
+        if len(scores) != len(texts) or len(reasons) != len(texts):
+            raise ValueError(
+                f"the judge returned {len(scores)} scores and {len(reasons)} reasons "
+                f"for {len(texts)} texts"
+            )
+        return [self._score(s) for s in scores], [_reason(r) for r in reasons]
+
+    def _score(self, value: Any) -> tuple[float | None, str | None]:
+        if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+            return None, f"score {_short(value)} is a {type(value).__name__}, not a real number"
+        try:
+            x = float(value)
+        except (OverflowError, ValueError, TypeError):
+            x = math.inf
+        if not math.isfinite(x) or not self.low <= x <= self.high:
+            return None, f"score {x!r} is not a finite number in [{self.low:g}, {self.high:g}]"
+        return x, None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _reason(value: Any) -> str:
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= MAX_REASON_CHARS:
+        return text
+    return f"{text[: MAX_REASON_CHARS - 40]}... [cut from {len(text):,} characters]"
 
 
 class JudgeCache:
@@ -91,17 +150,21 @@ class JudgeCache:
 class Judge(Verifier):
     """A user's batch scoring function as a verifier (see the module docstring).
 
-    ``fn(texts)`` returns ``(scores, reasons)``, one of each per text (a score in any
-    range; ``threshold`` decides). A batch that still fails after ``retries`` fails
-    its records with code ``judge_unavailable``. ``version`` names the judge's
-    behaviour in the cache key: change it when the judge changes. ``calls`` counts
-    the function's calls (for tests and cost checks).
+    ``fn(texts)`` returns ``(scores, reasons)``, one of each per text: a score is a
+    finite real number in ``score_range`` (``threshold`` decides), anything else fails
+    that record with code ``error`` naming the problem. A batch whose calls all
+    overran ``timeout`` fails its records with code ``timeout``; one that fails
+    otherwise after ``retries`` with ``judge_unavailable``. ``version`` names the
+    judge's behaviour in the cache key: change it when the judge changes. ``calls``
+    counts the function's calls (for tests and cost checks).
     """
 
     kind = "judge"
-    version = "1"
+    version = "2"
     row_independent = False  # batches, concurrency and the cache are the judge's own
-    codes = ("below_threshold", "judge_unavailable")
+    codes = ("below_threshold", "timeout", "judge_unavailable")
+    #: Whether ``fn`` runs in killable worker processes (a user's code) or here (built in).
+    isolated: bool = True
 
     def __init__(
         self,
@@ -115,6 +178,7 @@ class Judge(Verifier):
         concurrency: int = 4,
         cache: str | Path | None = None,
         judge_version: str = "1",
+        score_range: tuple[float, float] = (0.0, 1.0),
     ) -> None:
         if not callable(fn):
             raise InputError(f"{fn!r} is not callable", field="fn")
@@ -125,15 +189,23 @@ class Judge(Verifier):
         ):
             if not isinstance(value, int) or value < low:
                 raise InputError(f"{key} must be an integer >= {low}, got {value!r}", field=key)
-        if timeout <= 0 or backoff < 0:
+        if not _real(timeout) or timeout <= 0 or not _real(backoff) or backoff < 0:
             raise InputError("timeout must be > 0 and backoff >= 0", field="timeout")
+        bounds = tuple(score_range) if isinstance(score_range, tuple | list) else ()
+        if len(bounds) != 2 or not all(_real(b) for b in bounds) or not bounds[0] < bounds[1]:
+            raise InputError(
+                f"score_range must be two finite numbers, low < high, got {score_range!r}",
+                field="score_range",
+            )
         self.fn = fn
         self.threshold, self.batch_size, self.timeout = float(threshold), batch_size, timeout
         self.retries, self.backoff, self.concurrency = retries, backoff, concurrency
         self.cache = None if cache is None else str(cache)
         self.judge_version = str(judge_version)
+        self.score_range = (float(bounds[0]), float(bounds[1]))
         self._cache = JudgeCache(self.cache)
         self._name = getattr(fn, "__name__", "judge")
+        self._workers: list[Worker] = []
         self.calls = 0
 
     def params(self) -> dict[str, Any]:
@@ -141,37 +213,71 @@ class Judge(Verifier):
         out["fn"] = _qualname(self.fn)
         return out
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_workers": []}  # each process forks its own
+
+    def close(self) -> None:
+        """Stop the judge's worker processes (they are also stopped with the judge)."""
+        for worker in self._workers:
+            worker.close()
+
     @property
     def cache_key(self) -> str:
         """What an answer is cached under: the judge's name, function and versions."""
         return f"{self.name}|{self.kind}|{_qualname(self.fn)}|{self.version}|{self.judge_version}"
 
-    def _call(self, texts: list[str], pool: ThreadPoolExecutor) -> tuple[list[float], list[str]]:
-        """One batch through ``fn`` within the timeout, retried with exponential back-off."""
+    def _call(self, texts: list[str], workers: queue.Queue[Worker | None]) -> Any:
+        """One batch through ``fn`` within the timeout, retried with exponential back-off.
+
+        Returns the checked answer (see :class:`_Checked`) or raises ``TimeoutError``
+        (every attempt overran) or ``RuntimeError`` (the last attempt failed otherwise).
+        """
         last: BaseException | None = None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            self.calls += 1
-            future = pool.submit(self.fn, list(texts))
-            try:
-                scores, reasons = future.result(timeout=self.timeout)
-                scores = [float(s) for s in scores]
-                reasons = [str(r) for r in reasons]
-                if len(scores) != len(texts) or len(reasons) != len(texts):
-                    raise ValueError(
-                        f"the judge returned {len(scores)} scores and {len(reasons)} reasons "
-                        f"for {len(texts)} texts"
-                    )
-                return scores, reasons
-            except FutureTimeout:
-                last = TimeoutError(f"no answer within {self.timeout:g}s")
-            except Exception as exc:  # noqa: BLE001 - retried, then a verdict
-                last = exc
-        raise RuntimeError(f"{type(last).__name__}: {last}") from last
+        timeouts = 0
+        worker = workers.get()
+        try:
+            for attempt in range(self.retries + 1):
+                if attempt:
+                    time.sleep(self.backoff * 2 ** (attempt - 1))
+                self.calls += 1
+                if worker is None:  # built in: run here, no limit
+                    try:
+                        return _Checked(self.fn, *self.score_range)(texts)
+                    except Exception as exc:  # noqa: BLE001 - retried, then a verdict
+                        last = exc
+                        continue
+                outcome = worker.call(list(texts), self.timeout)
+                if outcome.kind == "ok":
+                    return outcome.value
+                timeouts += outcome.kind == "timeout"
+                last = RuntimeError(outcome.value)
+        finally:
+            workers.put(worker)
+        if timeouts == self.retries + 1:
+            raise TimeoutError(f"{last} (worker process killed; {timeouts} attempt(s))")
+        raise RuntimeError(str(last) if isinstance(last, RuntimeError) else _named(last))
+
+    def _pool(self) -> queue.Queue[Worker | None]:
+        """The workers the concurrent calls take turns on (``None``: call in this process)."""
+        pool: queue.Queue[Worker | None] = queue.Queue()
+        if not self.isolated:
+            for _ in range(self.concurrency):
+                pool.put(None)
+            return pool
+        checked = _Checked(self.fn, *self.score_range)
+        while len(self._workers) < self.concurrency:
+            self._workers.append(Worker(checked))
+        for worker in self._workers[: self.concurrency]:
+            worker.fn = checked  # the score range may have changed since
+            pool.put(worker)
+        return pool
 
     def score(self, texts: list[str]) -> tuple[np.ndarray, list[str], np.ndarray]:
-        """Scores, reasons and an ``ok`` mask (False: the judge never answered) for texts."""
+        """Scores, reasons and an ``ok`` mask (False: no valid score) for texts.
+
+        Where ``ok`` is False the reason says why: it is prefixed by the verdict code
+        (``timeout``, ``error`` or ``judge_unavailable``) and a colon.
+        """
         ids = content_ids(normalise_content(pa.array(texts, pa.string()))).to_pylist()
         key = self.cache_key
         known = self._cache.get(key, sorted(set(ids)))
@@ -179,22 +285,26 @@ class Judge(Verifier):
         text_of = dict(zip(ids, texts, strict=True))
         batches = [todo[k : k + self.batch_size] for k in range(0, len(todo), self.batch_size)]
         failed: dict[str, str] = {}
-        # ``runners`` bound the batches in flight; ``calls`` run ``fn`` so a call that
-        # overruns its timeout can be abandoned (a thread cannot be killed) and retried.
-        with (
-            ThreadPoolExecutor(max_workers=self.concurrency * (self.retries + 1)) as calls,
-            ThreadPoolExecutor(max_workers=self.concurrency) as runners,
-        ):
+        workers = self._pool()
+        with ThreadPoolExecutor(max_workers=self.concurrency) as runners:
             work = [
-                (b, runners.submit(self._call, [text_of[i] for i in b], calls)) for b in batches
+                (b, runners.submit(self._call, [text_of[i] for i in b], workers)) for b in batches
             ]
             for batch, future in work:
                 try:
-                    scores, reasons = future.result()
-                except RuntimeError as exc:
-                    failed.update(dict.fromkeys(batch, str(exc)))
+                    checked, reasons = future.result()
+                except TimeoutError as exc:
+                    failed.update(dict.fromkeys(batch, f"timeout:{exc}"))
                     continue
-                fresh = dict(zip(batch, zip(scores, reasons, strict=True), strict=True))
+                except RuntimeError as exc:
+                    failed.update(dict.fromkeys(batch, f"judge_unavailable:{exc}"))
+                    continue
+                fresh = {}
+                for i, (value, problem), reason in zip(batch, checked, reasons, strict=True):
+                    if problem is None:
+                        fresh[i] = (value, reason)
+                    else:
+                        failed[i] = f"{ERROR_CODE}:the judge's {problem}"
                 self._cache.put(key, fresh)
                 known.update(fresh)
         score = np.array([known[i][0] if i in known else np.nan for i in ids])
@@ -204,13 +314,19 @@ class Judge(Verifier):
     def verify(self, batch: pa.Table) -> pa.Table:
         score, reasons, ok = self.score(batch.column("content").to_pylist())
         passed = ok & (np.nan_to_num(score, nan=-np.inf) >= self.threshold)
-        code = np.where(ok, "below_threshold", "judge_unavailable")
-        detail = [
-            f"{r} (score {s:.3f} < {self.threshold:g})" if k else f"judge unavailable: {r}"
-            for r, s, k in zip(reasons, score, ok, strict=True)
-        ]
-        detail = [d if not p else r for d, r, p in zip(detail, reasons, passed, strict=True)]
-        return verdicts(passed, code.tolist(), detail, score=score)
+        code, detail = [], []
+        for r, s, k, p in zip(reasons, score, ok, passed, strict=True):
+            if p:
+                code.append("ok")
+                detail.append(r)
+            elif k:
+                code.append("below_threshold")
+                detail.append(f"{r} (score {s:.3f} < {self.threshold:g})")
+            else:
+                why, _, text = r.partition(":")
+                code.append(why)
+                detail.append(f"judge unavailable: {text}" if why == "judge_unavailable" else text)
+        return verdicts(passed, code, detail, score=score)
 
 
 class ClassifierJudge(Judge):
@@ -224,6 +340,7 @@ class ClassifierJudge(Judge):
 
     kind = "classifier_judge"
     version = "1"
+    isolated = False  # built-in, trusted code: scikit-learn runs here, not in a fork
 
     def __init__(
         self,
@@ -302,3 +419,16 @@ def _model_digest(model: Any) -> str:
     import pickle
 
     return hashlib.sha256(pickle.dumps(model)).hexdigest()[:16]
+
+
+def _real(value: Any) -> bool:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def _named(exc: BaseException | None) -> str:
+    return f"{type(exc).__name__}: {exc}"

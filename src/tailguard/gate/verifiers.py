@@ -15,7 +15,8 @@ import pyarrow.compute as pc
 
 from tailguard.errors import InputError
 from tailguard.gate import minhash
-from tailguard.gate.base import FAIL_CODE, Reason, Verifier, verdicts
+from tailguard.gate.base import ERROR_CODE, FAIL_CODE, Reason, Verifier, verdicts
+from tailguard.gate.worker import Worker, check_seconds
 
 
 def _parse_json(texts: pa.ChunkedArray | pa.Array) -> list[tuple[Any, str | None]]:
@@ -379,12 +380,14 @@ class FunctionVerifier(Verifier):
     and optionally ``code``, ``detail`` -- or ``reason``, read as the detail), or a
     boolean array. ``name`` names it in verdicts; ``params`` (JSON-able)
     are stored with them. A module-level function runs in worker processes; a
-    lambda runs in the gate's own process.
+    lambda runs in the gate's own process. Either way ``fn`` is called in a killable
+    worker process: a record (a batch, vectorised) that takes longer than ``timeout``
+    seconds fails with code ``timeout`` and the gate goes on with the next.
     """
 
     kind = "function"
     version = "1"
-    codes = (FAIL_CODE, "<the function's own codes>")
+    codes = (FAIL_CODE, "timeout", "<the function's own codes>")
 
     def __init__(
         self,
@@ -393,41 +396,65 @@ class FunctionVerifier(Verifier):
         name: str | None = None,
         params: Mapping[str, Any] | None = None,
         vectorised: bool = False,
+        timeout: float = 10.0,
     ) -> None:
         if not callable(fn):
             raise InputError(f"{fn!r} is not callable", field="fn")
+        check_seconds(timeout)
         self.fn = fn
         self._name = name or getattr(fn, "__name__", "function")
         self.vectorised = vectorised
+        self.timeout = timeout
         self._params = dict(params or {})
+        self._worker = Worker(fn if vectorised else _RowCall(fn, self._name))
 
     def params(self) -> dict[str, Any]:
         fn = f"{getattr(self.fn, '__module__', '?')}.{getattr(self.fn, '__qualname__', self.fn)}"
-        return {"fn": fn, "vectorised": self.vectorised, **self._params}
+        return {"fn": fn, "vectorised": self.vectorised, "timeout": self.timeout, **self._params}
 
     def verify(self, batch: pa.Table) -> pa.Table:
         if self.vectorised:
-            out = self.fn(batch)
-            if isinstance(out, pa.Table):
-                return out
-            return verdicts(np.asarray(out, dtype=bool))
+            outcome = self._worker.call(batch, self.timeout)
+            if outcome.kind == "timeout":
+                return verdicts(np.zeros(batch.num_rows, bool), "timeout", outcome.value)
+            if outcome.kind != "ok":
+                raise RuntimeError(outcome.value)  # retried record by record by the gate
+            if isinstance(outcome.value, pa.Table):
+                return outcome.value
+            return verdicts(np.asarray(outcome.value, dtype=bool))
         passed, codes, details, scores = [], [], [], []
-        for text in batch.column("content").to_pylist():
-            out = self.fn(text)
-            if isinstance(out, tuple) and not isinstance(out, Reason):
-                ok = bool(out[0])
-                why = out[1] if len(out) > 1 else None
-                score = float(out[2]) if len(out) > 2 and out[2] is not None else None
+        outcomes = self._worker.map(batch.column("content").to_pylist(), self.timeout)
+        for outcome in outcomes:
+            if outcome.kind == "ok":
+                ok, code, detail, score = outcome.value
             else:
-                ok, why, score = bool(out), None, None
-            if isinstance(why, Reason):
-                code, detail = why.code, why.detail or why.code
-            else:
-                code, detail = None, (str(why) if why is not None and why != "" else None)
-            if not ok and detail is None:
-                detail = f"{self.name} returned False"
+                code = "timeout" if outcome.kind == "timeout" else ERROR_CODE
+                ok, detail, score = False, str(outcome.value), None
             passed.append(ok)
             codes.append(code)
             details.append(detail)
             scores.append(score)
         return verdicts(passed, codes, details, score=scores)
+
+
+class _RowCall:
+    """``fn(text)`` and the reading of its answer, together in the worker process."""
+
+    def __init__(self, fn: Callable[[str], Any], name: str) -> None:
+        self.fn, self.name = fn, name
+
+    def __call__(self, text: str) -> tuple[bool, str | None, str | None, float | None]:
+        out = self.fn(text)
+        if isinstance(out, tuple) and not isinstance(out, Reason):
+            ok = bool(out[0])
+            why = out[1] if len(out) > 1 else None
+            score = float(out[2]) if len(out) > 2 and out[2] is not None else None
+        else:
+            ok, why, score = bool(out), None, None
+        if isinstance(why, Reason):
+            code, detail = str(why.code), str(why.detail or why.code)
+        else:
+            code, detail = None, (str(why) if why is not None and why != "" else None)
+        if not ok and detail is None:
+            detail = f"{self.name} returned False"
+        return ok, code, detail, score
