@@ -175,25 +175,36 @@ def test_the_2d_frontier_names_each_qualitys_lowest_safe_fraction(tmp_path):
 
 
 def test_a_verifier_that_prefers_the_mode_narrows_the_tails():
+    """At equal volume and perfect quality, a verifier that prefers the most common
+    category makes the monitor flag the tails and the evidence read them as degraded."""
+    from tailguard.lab.evaluation import seed_drifts
+
+    g = 3
     settings = {
-        "strategies": ["verified-share"], "real_fraction": 0.5, "generations": 3,
+        "strategies": ["verified-share"], "real_fraction": 0.2, "generations": g,
         "recovery_rounds": 0, "out": None, "verifier_quality": 1.0,
         **NGRAM, "volume": 400, "eval_size": None, "model_params": {"n_texts": 1500},
     }  # fmt: skip
     fair = lab.run(verifier_bias=0.0, **settings)
     biased = lab.run(verifier_bias=6.0, **settings)
 
-    def tail_alerts(result: lab.LabResult) -> int:
+    def alerts(result: lab.LabResult, metric: str) -> int:
         a = result.alerts.to_pandas()
-        return int((a["metrics"].str.contains("tail_recall") & (a["round"] >= 1)).sum())
+        return int((a["metrics"].str.contains(metric) & (a["round"] >= 1)).sum())
 
-    assert tail_alerts(biased) > tail_alerts(fair)  # the monitor sees the rare categories go
+    # the monitor sees the categories narrow (the fair run's label mix stays closer)
+    assert alerts(biased, "label_js") > alerts(fair, "label_js")
+    # the evidence (tailguard.evidence, against each seed's clean model): degraded
+    fair_drift = seed_drifts(fair.ledger_metrics, "verified-share", "text", g)
+    biased_drift = seed_drifts(biased.ledger_metrics, "verified-share", "text", g)
+    assert (biased_drift["rare_vocab_coverage"] > 1).all()
+    assert biased_drift["rare_vocab_coverage"].median() > fair_drift["rare_vocab_coverage"].median()
 
-    def last(result: lab.LabResult) -> float:
+    def last(result: lab.LabResult, metric: str) -> float:
         m = result.metrics.to_pandas()
-        return float(m[(m["metric"] == "tail_recall") & (m["round"] == 3)]["value"].median())
+        return float(m[(m["metric"] == metric) & (m["round"] == g)]["value"].median())
 
-    assert last(biased) < last(fair)
+    assert last(biased, "label_entropy") < 0.75 * last(fair, "label_entropy")
 
 
 def test_the_frontier_command_sweeps_verifier_quality(tmp_path):
