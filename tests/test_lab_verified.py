@@ -312,3 +312,25 @@ def test_the_advisor_reads_a_lab_frontier_as_the_lab_does(tmp_path, gated_held, 
     assert "at quality 0.9 (the nearest swept at or below its measured 0.93)" in line
     assert f"the lowest safe real fraction is {expected:.0%}" in line
     assert ("will not save a synthetic-heavy mix" in line) == (not gated_held[0])
+
+
+def test_advice_from_a_two_dimensional_frontier_quotes_the_ungated_sweep():
+    from tailguard.advise import TaskProfile, advise, advise_from_frontier
+
+    rows = [
+        {"real_fraction": f, "strategy": s, "held": h, "cost_per_round": c,
+         "verifier_quality": q, "tail_ratio": 1.0, "coverage_ratio": 1.0, "band": 0.15,
+         "coverage_band": 0.15, "human_per_round": int(100 * f)}
+        for f, s, h, c, q in (
+            (0.0, "replace", False, 1.5, None), (0.5, "anchored-share", True, 0.75, None),
+            (1.0, "human-only", True, 88.0, None), (0.0, "verified-replace", False, 19.0, 0.5),
+            (0.5, "verified-share", True, 9.5, 0.5),
+        )
+    ]  # fmt: skip
+    fr = lab.Frontier(pa.Table.from_pylist(rows), "ngram", 100, 5)
+    evidence = advise_from_frontier(advise(TaskProfile()), fr).evidence
+    quoted = next(e for e in evidence if e.startswith("frontier anchored-share"))
+    assert "$0.75 per synthetic round" in quoted
+    listing = next(e for e in evidence if e.startswith("frontier (ngram"))
+    assert listing.count("tails x") == 3  # 0, 0.5 and 1, each once
+    assert not any("verified" in e for e in evidence)  # gated rows are not the 1-D sweep

@@ -555,6 +555,8 @@ def advise_from_frontier(
     is quoted.
     """
     rows = frontier.table.to_pandas().sort_values("real_fraction")
+    if "verifier_quality" in rows:  # the ungated sweep, which ``lowest_safe`` reads
+        rows = rows[rows["verifier_quality"].isna()]
     lowest = frontier.lowest_safe
     evidence = [
         f"frontier ({frontier.model}, volume {frontier.volume}/round, {frontier.generations} "
