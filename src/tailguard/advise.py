@@ -555,6 +555,8 @@ def advise_from_frontier(
     is quoted.
     """
     rows = frontier.table.to_pandas().sort_values("real_fraction")
+    if "verifier_quality" in rows:  # the ungated sweep, which ``lowest_safe`` reads
+        rows = rows[rows["verifier_quality"].isna()]
     lowest = frontier.lowest_safe
     evidence = [
         f"frontier ({frontier.model}, volume {frontier.volume}/round, {frontier.generations} "
@@ -679,12 +681,18 @@ class QualityPoint:
 
 def place_on_frontier(frontier: pa.Table, quality: float) -> QualityPoint:
     """A frontier read at the swept quality nearest below ``quality`` (:class:`QualityPoint`)."""
-    rows = [
-        r
-        for r in frontier.to_pylist()
-        if r["verifier_quality"] is not None and r["held"] is not None
-    ]
+    every = [r for r in frontier.to_pylist() if r["held"] is not None]
+    rows = [r for r in every if r["verifier_quality"] is not None]
     qualities = sorted({r["verifier_quality"] for r in rows})
+    # human-only verifies nothing: the lab runs it once, ungated, and it closes every
+    # quality's column (as ``Frontier.lowest_safe_by_quality`` reads it)
+    top = [r for r in every if r["verifier_quality"] is None and r["real_fraction"] >= 1.0]
+    rows += [
+        {**r, "verifier_quality": q}
+        for q in qualities
+        for r in top
+        if not any(x["verifier_quality"] == q and x["real_fraction"] >= 1.0 for x in rows)
+    ]
     heaviest = min((r["real_fraction"] for r in rows), default=None)
     threshold = next(
         (
@@ -756,8 +764,8 @@ def _frontier_line(a: dict[str, Any], frontier: pa.Table) -> str:
     )
     if point.quality is None:
         return (
-            f"lab frontier: verifier {name} measures {quality:.2f} (the lower of precision and "
-            f"recall), below every quality the lab swept, so the frontier quotes no safe "
+            f"lab frontier: verifier {name} measures {quality:.2f} (the lower of its recall and "
+            f"specificity), below every quality the lab swept, so the frontier quotes no safe "
             f"fraction for it; {gating}{warning}"
         )
     at = f"at quality {point.quality:g} (the nearest swept at or below its measured {quality:.2f})"

@@ -108,6 +108,10 @@ class _Job:
         self.train, self.generate, self.sample = loop_callables(
             config.model, config.model_params, eval_size=self.eval_size
         )
+        if strategy in VERIFIED and self.parts.gate is not None:  # equal volume: see lab.quota
+            from tailguard.lab.quota import until_admitted
+
+            self.generate = until_admitted(self.generate, self.parts.gate)
 
     def loop(self, policy: Any, *, gate: Any = None, dial: Any = None) -> Any:
         """The retraining loop over this job's ledger, with the lab model as train/generate."""
