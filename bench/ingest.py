@@ -1,9 +1,12 @@
 """Ingest speed: tailguard's ledger (JSONL and Parquet) against SQLite ``executemany``
 and against DuckDB's own insert of the same rows from Arrow.
 
-Both sides do the same work per record: normalise the text, compute its 128-bit
-content id (MD5), and store it with its label and provenance. SQLite gets its
-fastest documented path: one transaction, ``executemany``, no index, WAL off.
+Both sides do the same work per record, from the same file: read it, normalise
+the text, compute its 128-bit content id (MD5), and store it with its label and
+provenance. SQLite gets its fastest documented path: the file read by pyarrow's
+columnar reader (``pyarrow.parquet.read_table``, ``pyarrow.json.read_json``),
+one transaction, one ``executemany`` fed by a generator, no index, journal and
+sync off.
 The second peer is the floor under tailguard's own store: the same records, ids
 already computed and in the ledger's columns, inserted from an Arrow table into a
 fresh ledger file by one ``INSERT ... SELECT`` (open, insert, commit, close timed,
@@ -12,10 +15,11 @@ as for tailguard). Its ratio to tailguard's Parquet ingest is the target (>= 0.9
     python bench/ingest.py            # 1,000,000 records
     python bench/ingest.py --quick    # 100,000 records
 
-Each side runs ``--repeat`` times (default 2) into a fresh store and keeps its best
-wall time, so a busy machine hurts both sides alike. CPU seconds (all threads) are
-printed too: they barely move with load. The run ends by checking that both sides
-computed the same content ids.
+Every side is warmed up on a 1,000-record file first, then the sides run in turn
+(``--repeat`` times each, default 3) into a fresh store, so a busy machine hurts
+them alike; best and median wall times are printed with the load average, and the
+CPU seconds (all threads) of the best run: they barely move with load. The run
+ends by checking that both sides computed the same content ids.
 """
 
 from __future__ import annotations
@@ -28,13 +32,15 @@ import sqlite3
 import tempfile
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.json  # noqa: F401
+import pyarrow.json
 import pyarrow.parquet as pq
+from _timing import Run, alternate, load_average
 
 from tailguard.ledger import Ledger
 from tailguard.records import make_records
@@ -61,8 +67,16 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def sqlite_ingest(rows: pa.Table, path: Path) -> None:
+def read_rows(src: Path) -> pa.Table:
+    """The peer's reader: pyarrow's columnar reader for the file's format."""
+    if src.suffix == ".parquet":
+        return pq.read_table(src, columns=["text", "label"])
+    return pyarrow.json.read_json(src)
+
+
+def sqlite_ingest(src: Path, path: Path) -> None:
     path.unlink(missing_ok=True)
+    rows = read_rows(src)
     con = sqlite3.connect(path)
     con.execute("PRAGMA journal_mode=OFF")
     con.execute("PRAGMA synchronous=OFF")
@@ -72,13 +86,15 @@ def sqlite_ingest(rows: pa.Table, path: Path) -> None:
     )
     ws = re.compile(r"\s+")
     texts, labels = rows["text"].to_pylist(), rows["label"].to_pylist()
-    data = []
-    for text, label in zip(texts, labels, strict=True):
-        norm = unicodedata.normalize("NFC", text).strip()
-        cid = hashlib.md5(ws.sub(" ", norm).encode()).hexdigest()
-        data.append((cid, norm, "human", "bench", label, 0, "accepted"))
+
+    def data() -> Iterator[tuple]:
+        for text, label in zip(texts, labels, strict=True):
+            norm = unicodedata.normalize("NFC", text).strip()
+            cid = hashlib.md5(ws.sub(" ", norm).encode()).hexdigest()
+            yield cid, norm, "human", "bench", label, 0, "accepted"
+
     with con:
-        con.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", data)
+        con.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", data())
     con.close()
 
 
@@ -100,14 +116,37 @@ def duckdb_insert(records: pa.Table, db: Path) -> int:
     return n
 
 
-def best_of(repeat: int, run: Callable[[], object]) -> tuple[float, float, object]:
-    """Best wall time (and the CPU seconds of that run) over ``repeat`` runs."""
-    best = (float("inf"), 0.0, None)
-    for _ in range(repeat):
+def with_cpu(fn: Callable[[], object]) -> Run:
+    """A timed run that also reports its CPU seconds (all threads) with its result."""
+
+    def run() -> tuple[float, tuple[float, object]]:
         wall, cpu = time.perf_counter(), cpu_seconds()
-        out = run()
-        best = min(best, (time.perf_counter() - wall, cpu_seconds() - cpu, out), key=lambda b: b[0])
-    return best
+        out = fn()
+        return time.perf_counter() - wall, (cpu_seconds() - cpu, out)
+
+    return run
+
+
+def write_files(rows: pa.Table, tmpdir: Path, stem: str) -> None:
+    pq.write_table(rows, tmpdir / f"{stem}.parquet")
+    rows.to_pandas().to_json(tmpdir / f"{stem}.jsonl", orient="records", lines=True)
+
+
+def sides(tmpdir: Path, stem: str, records: pa.Table) -> dict[str, Callable[[], object]]:
+    """Every side's run over the files named ``stem``, each into its own fresh store."""
+    out: dict[str, Callable[[], object]] = {}
+    for fmt in ("parquet", "jsonl"):
+        src = tmpdir / f"{stem}.{fmt}"
+        out[f"tailguard ({fmt})"] = partial(ledger_ingest, src, tmpdir / f"{stem}-{fmt}.duckdb")
+        out[f"sqlite ({fmt})"] = partial(sqlite_ingest, src, tmpdir / f"{stem}-{fmt}.sqlite")
+    out["duckdb insert from arrow"] = partial(duckdb_insert, records, tmpdir / f"{stem}.arrow.db")
+    return out
+
+
+def as_records(rows: pa.Table) -> pa.Table:
+    return make_records(
+        rows["text"], origin="human", source="bench", label=rows["label"]
+    ).combine_chunks()
 
 
 def same_ids(ledger_db: Path, peer_db: Path) -> bool:
@@ -123,40 +162,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="100,000 records")
-    parser.add_argument("--repeat", type=int, default=2, help="runs per side; best is kept")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per side, alternated")
     args = parser.parse_args()
     n = 100_000 if args.quick else args.n
     rows = make_rows(n)
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
-        pq.write_table(rows, tmpdir / "rows.parquet")
-        rows.to_pandas().to_json(tmpdir / "rows.jsonl", orient="records", lines=True)
-        results = {}
-        for fmt in ("parquet", "jsonl"):
-            src, db = tmpdir / f"rows.{fmt}", tmpdir / f"{fmt}.duckdb"
-            *timing, added = best_of(args.repeat, lambda s=src, d=db: ledger_ingest(s, d))
-            assert added == n, f"expected {n} new records, got {added}"
-            results[f"tailguard ({fmt})"] = timing
-        records = make_records(
-            rows["text"], origin="human", source="bench", label=rows["label"]
-        ).combine_chunks()
-        db = tmpdir / "arrow.duckdb"
-        *timing, added = best_of(args.repeat, lambda: duckdb_insert(records, db))
-        assert added == n, f"expected {n} inserted rows, got {added}"
-        results["duckdb insert from arrow"] = timing
-        peer_db = tmpdir / "peer.sqlite"
-        *timing, _ = best_of(args.repeat, lambda: sqlite_ingest(rows, peer_db))
-        results["sqlite executemany"] = timing
-        assert same_ids(tmpdir / "parquet.duckdb", peer_db), "content ids differ from the peer's"
-    peer = results["sqlite executemany"][0]
-    print(f"ingest of {n:,} short labelled texts (hashing included, best of {args.repeat})")
-    for name, (secs, cpu) in results.items():
+        write_files(rows, tmpdir, "rows")
+        write_files(make_rows(1000, seed=1), tmpdir, "warm")
+        warm = sides(tmpdir, "warm", as_records(make_rows(1000, seed=1)))
+        timed = sides(tmpdir, "rows", as_records(rows))
+        runs = alternate({k: with_cpu(v) for k, v in timed.items()}, args.repeat, warm_up=warm)
+        for name, r in runs.items():
+            if not name.startswith("sqlite"):
+                added = r.best_value[1]
+                assert added == n, f"{name}: expected {n} new records, got {added}"
+        same = same_ids(tmpdir / "rows-parquet.duckdb", tmpdir / "rows-parquet.sqlite")
+        assert same, "content ids differ from the peer's"
+    print(
+        f"ingest of {n:,} short labelled texts from the same file (hashing included), "
+        f"best / median of {args.repeat} alternated runs, load average {load_average()}"
+    )
+    for name, r in runs.items():
+        fmt = "jsonl" if "jsonl" in name else "parquet"
+        peer = runs[f"sqlite ({fmt})"].best
+        cpu = r.best_value[0]
         print(
-            f"  {name:<22} {secs:7.2f} s  {n / secs:>12,.0f} records/s  "
-            f"{peer / secs:5.1f}x sqlite  ({cpu:.2f} CPU s)"
+            f"  {name:<25} {r.span()} s  {n / r.best:>11,.0f} records/s  "
+            f"{peer / r.best:5.2f}x sqlite ({fmt})  ({cpu:.2f} CPU s)"
         )
-    floor = results["duckdb insert from arrow"][0]
-    ratio = floor / results["tailguard (parquet)"][0]
+    floor = runs["duckdb insert from arrow"].best
+    ratio = floor / runs["tailguard (parquet)"].best
     print(
         f"tailguard (parquet) runs at {ratio:.2f} of DuckDB's own insert from Arrow "
         f"(target >= 0.9: {'met' if ratio >= 0.9 else 'NOT met'})"

@@ -3,10 +3,14 @@
     .venv/bin/python bench/metrics.py [--quick] [--only prdc,vendi,distinct] [--repeat 2]
 
 Each measurement runs in its own subprocess so its peak memory (RSS high-water
-mark above the process's footprint once the inputs exist) is its own; each side
-runs ``--repeat`` times, ours and the peer's alternating, and the better run
-counts (the machine may be shared). Both sides get the same BLAS threads
-(``--threads``, default 2). Printed: time, peak memory, the ratio, and whether
+mark above the process's footprint once the inputs exist) is its own. In that
+process each side, ours and the peer's alike, is warmed up on a small slice of
+the same inputs before it is timed. Each side runs ``--repeat`` times (default
+3), ours and the peer's in turn, and its best and median are printed (the
+machine may be shared), with the load average. Both sides get the same BLAS
+threads (``--threads``, default 2). Vendi is compared with both of the
+package's routes: ``score_X`` (the n x n kernel) and ``score_dual`` (the d x d
+covariance, its fastest). Printed: time, peak memory, the ratio, and whether
 the values agree.
 """
 
@@ -16,6 +20,7 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import re
 import resource
 import subprocess
@@ -25,6 +30,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from _timing import Run, Runs, alternate, load_average
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,31 +75,32 @@ def run_case(case: str, n: int, threads: int) -> dict:
     if case.startswith("prdc"):
         real, fake = _points(n, 1), _points(n, 2) * np.float32(0.9)
         if case == "prdc_ours":
-            M.prdc(fake[:500], real[:500], threads=threads)
-            fn = lambda: M.prdc(fake, real, k=5, threads=threads)  # noqa: E731
+            on = lambda r, f: M.prdc(f, r, k=5, threads=threads)  # noqa: E731
         else:
             import prdc
 
-            def fn():
+            def on(r, f):  # noqa: ANN001, ANN202
                 with contextlib.redirect_stdout(io.StringIO()):
-                    return {k: float(v) for k, v in prdc.compute_prdc(real, fake, 5).items()}
+                    return {k: float(v) for k, v in prdc.compute_prdc(r, f, 5).items()}
+
+        on(real[:500], fake[:500])  # warm-up, on both sides
+        fn = lambda: on(real, fake)  # noqa: E731
     elif case.startswith("vendi"):
         X = _points(n, 3)
         if case == "vendi_ours":
-            M.vendi(X[:500])
-            fn = lambda: M.vendi(X)  # noqa: E731
+            on = M.vendi
         else:
             from vendi_score import vendi
 
             route = {"vendi_pkg_x": vendi.score_X, "vendi_pkg_dual": vendi.score_dual}[case]
-            fn = lambda: float(route(X))  # noqa: E731
+            on = lambda x: float(route(x))  # noqa: E731
+        on(X[:500])
+        fn = lambda: on(X)  # noqa: E731
     else:
         texts = _sentences(n)
-        if case == "distinct_ours":
-            M.distinct_ns(texts[:1000])
-            fn = lambda: M.distinct_ns(texts)  # noqa: E731
-        else:
-            fn = lambda: _counter_distinct(texts)  # noqa: E731
+        on = M.distinct_ns if case == "distinct_ours" else _counter_distinct
+        on(texts[:1000])
+        fn = lambda: on(texts)  # noqa: E731
     base = _rss_mib()
     start = time.perf_counter()
     value = fn()
@@ -119,13 +126,28 @@ def measure(case: str, n: int, threads: int, timeout: float = 3600) -> dict | No
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _better(a: dict | None, b: dict | None) -> dict | None:
-    """The faster of two runs (its own peak memory kept: the lower of the two)."""
-    if a is None or b is None:
-        return a or b
-    best = dict(min(a, b, key=lambda r: r["seconds"]))
-    best["peak_mib"] = min(a["peak_mib"], b["peak_mib"])
-    return best
+def side(case: str, n: int, threads: int) -> Run:
+    """One timed run in its own process: the child's own seconds (inputs and warm-up left
+    out) and its report; a run that failed or timed out counts as infinitely slow."""
+
+    def run() -> tuple[float, dict | None]:
+        out = measure(case, n, threads)
+        return (math.inf, None) if out is None else (out["seconds"], out)
+
+    return run
+
+
+def summary(runs: Runs) -> dict | None:
+    """The fastest run's value, the lowest peak memory of all runs, best and median."""
+    done = [v for v in runs.values if v is not None]
+    if not done:
+        return None
+    return {
+        "value": runs.best_value["value"],
+        "peak_mib": min(v["peak_mib"] for v in done),
+        "best": runs.best,
+        "median": runs.median,
+    }
 
 
 def _diff(a, b) -> float:  # noqa: ANN001
@@ -140,7 +162,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller sizes, for a quick look")
     ap.add_argument("--only", default="", help="comma-separated: prdc, prdc-large, vendi, "
                     "vendi-large, distinct (default: all)")  # fmt: skip
-    ap.add_argument("--repeat", type=int, default=2, help="runs per side; the better counts")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per side, alternated")
     ap.add_argument("--threads", type=int, default=2, help="BLAS threads (and prdc workers)")
     ap.add_argument("--case", help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -165,7 +187,10 @@ def main() -> None:
     ]  # fmt: skip
     only = {name.strip() for name in args.only.split(",") if name.strip()}
     plan = [row[1:] for row in plan if not only or row[0] in only]
-    title = f"tailguard.metrics vs peers, BLAS threads {args.threads}, best of {args.repeat}"
+    title = (
+        f"tailguard.metrics vs peers, BLAS threads {args.threads}, best / median of "
+        f"{args.repeat} alternated runs (load average {load_average()})"
+    )
     table = Table(title=title + (" (--quick)" if q else ""))
     for col in ("metric", "n", "ours s", "ours MiB", "peer s", "peer MiB", "speed-up", "mem",
                 "max diff"):  # fmt: skip
@@ -174,29 +199,33 @@ def main() -> None:
         runs = args.repeat * sum(1 + (p is not None) for *_, p in plan)
         task = progress.add_task("benchmarks", total=runs)
         for label, n, ours_case, peer_case in plan:
-            ours = peer = None
-            for _ in range(args.repeat):  # alternate, so both sides see the same machine
-                ours = _better(ours, measure(ours_case, n, args.threads))
-                progress.advance(task)
-                if peer_case:
-                    peer = _better(peer, measure(peer_case, n, args.threads))
-                    progress.advance(task)
+            sides = {"ours": side(ours_case, n, args.threads)}
+            if peer_case:
+                sides["peer"] = side(peer_case, n, args.threads)
+            timed = alternate(sides, args.repeat, on_run=lambda _: progress.advance(task))
+            ours = summary(timed["ours"])
+            peer = summary(timed["peer"]) if peer_case else None
             row = [label, f"{n:,}"]
-            row += [f"{ours['seconds']:.2f}", f"{ours['peak_mib']:.0f}"] if ours else ["fail", ""]
+            row += [_span(ours), f"{ours['peak_mib']:.0f}"] if ours else ["fail", ""]
             if peer and ours:
                 row += [
-                    f"{peer['seconds']:.2f}",
+                    _span(peer),
                     f"{peer['peak_mib']:.0f}",
-                    f"{peer['seconds'] / ours['seconds']:.1f}x",
+                    f"{peer['best'] / ours['best']:.1f}x",
                     f"{ours['peak_mib'] / max(peer['peak_mib'], 1e-9):.2f}",
                     f"{_diff(ours['value'], peer['value']):.1e}",
                 ]
             else:
                 row += ["-", "-", "-", "-", "-"]
             table.add_row(*row)
-    Console(width=150).print(table)
-    print("mem = our peak / peer peak (RSS above the inputs); speed-up = peer time / our time;")
-    print("max diff = largest difference between the two results (relative above 1)")
+    Console(width=160).print(table)
+    print("s = best / median seconds; speed-up = peer's best / our best; mem = our peak / peer")
+    print("peak (RSS above the inputs, lowest of the runs); max diff = largest difference")
+    print("between the two results (relative above 1); both sides warmed up in their process")
+
+
+def _span(side: dict) -> str:
+    return f"{side['best']:.2f} / {side['median']:.2f}"
 
 
 if __name__ == "__main__":
