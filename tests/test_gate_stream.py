@@ -186,3 +186,15 @@ def test_a_slice_repeating_the_last_id_is_gated_once():
 def test_a_slice_size_must_be_a_whole_number_of_records(size):
     with pytest.raises(ConfigError, match="slice_size"):
         Gate([ExactDuplicate()], slice_size=size)
+
+
+def test_a_reference_is_fingerprinted_in_slices_with_the_same_values(monkeypatch):
+    from tailguard.gate import dedup
+
+    cand, ref = _round(11, 10, 40)
+    whole = NearDuplicate(reference=ref, num_perm=64)._ref_sig
+    keys = ExactDuplicate(reference=ref)._ref_keys
+    monkeypatch.setattr(dedup, "FINGERPRINT_SLICE", 3)
+    assert (NearDuplicate(reference=ref, num_perm=64)._ref_sig == whole).all()
+    assert (ExactDuplicate(reference=ref)._ref_keys == keys).all()
+    assert whole.shape == (40, 64)

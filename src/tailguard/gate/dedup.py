@@ -147,6 +147,7 @@ def stored_fingerprints(
 ) -> np.ndarray:
     """``compute(texts)`` of a reference table, read from ``store`` where it has them;
     only the records it lacks are computed, and those are stored for next time."""
+    compute = _sliced(compute)
     if store is None or ref.num_rows == 0:
         return compute(_texts(ref))
     width = np.dtype(dtype).itemsize * per_record
@@ -165,6 +166,30 @@ def stored_fingerprints(
         store.store_fingerprints(kind, ids.filter(mask), new_raw)
     values = raw.view(dtype)
     return values.reshape(ref.num_rows) if per_record == 1 else values
+
+
+#: Reference texts fingerprinted at a time: the work arrays of a MinHash pass grow
+#: with the texts' words, so a reservoir is signed a slice at a time.
+FINGERPRINT_SLICE = 100_000
+
+
+def _sliced(
+    compute: Callable[[pa.ChunkedArray], np.ndarray],
+) -> Callable[[pa.ChunkedArray], np.ndarray]:
+    """``compute`` over ``FINGERPRINT_SLICE`` texts at a time (a value per text
+    depends on that text alone, so the result is the same)."""
+
+    def run(texts: pa.ChunkedArray | pa.Array) -> np.ndarray:
+        if len(texts) <= FINGERPRINT_SLICE:
+            return compute(texts)
+        first = compute(texts.slice(0, FINGERPRINT_SLICE))
+        out = np.empty((len(texts), *first.shape[1:]), first.dtype)
+        out[:FINGERPRINT_SLICE] = first
+        for lo in range(FINGERPRINT_SLICE, len(texts), FINGERPRINT_SLICE):
+            out[lo : lo + FINGERPRINT_SLICE] = compute(texts.slice(lo, FINGERPRINT_SLICE))
+        return out
+
+    return run
 
 
 class _MemoryFingerprints:
