@@ -198,3 +198,13 @@ def test_a_reference_is_fingerprinted_in_slices_with_the_same_values(monkeypatch
     assert (NearDuplicate(reference=ref, num_perm=64)._ref_sig == whole).all()
     assert (ExactDuplicate(reference=ref)._ref_keys == keys).all()
     assert whole.shape == (40, 64)
+
+
+def test_the_config_sets_the_slice_size_and_refuses_a_bad_one():
+    from tailguard.gate import gate_from_config
+
+    spec = {"verifiers": [{"kind": "exact_duplicate", "reference": "none"}]}
+    assert gate_from_config(spec).slice_size == Gate.SLICE_SIZE
+    assert gate_from_config({**spec, "slice_size": 500}).slice_size == 500
+    with pytest.raises(ConfigError, match="slice_size"):
+        gate_from_config({**spec, "slice_size": 0})

@@ -140,8 +140,9 @@ class Gate:
     with ``engine=ProcessPool()`` or ``parallel_min`` (records from which a pool
     is started; for slow per-record verifiers such as code execution). A
     verifier that does not pickle always runs in-process. Verifiers that need
-    the whole pool (duplicate search) see it at once, in-process; for data
-    larger than one machine see :mod:`tailguard.gate.distributed`.
+    the whole pool (duplicate search) take it ``slice_size`` candidates at a time
+    (:meth:`run_slices`): a round's texts are never all in memory; for data larger
+    than one machine see :mod:`tailguard.gate.distributed`.
 
     ``earlier_generations`` (on by default): in :meth:`run_round`, the duplicate
     verifiers also compare with the synthetic records the gate accepted in earlier
@@ -460,6 +461,7 @@ def gate_from_config(
         engine=engine,
         batch_size=section.batch_size,
         parallel_min=section.parallel_min,
+        slice_size=section.slice_size,
         progress=progress,
         earlier_generations=section.earlier_generations,
     )
