@@ -116,6 +116,7 @@ class NearScan(_Scan):
         self._file: IO[bytes] | None = None
         self._keys: list[np.ndarray] = []
         self._score: list[np.ndarray] = []
+        self._valid: list[np.ndarray] = []  # texts with words (the others are not compared)
 
     def add(self, batch: pa.Table) -> None:
         v = self.v
@@ -130,11 +131,10 @@ class NearScan(_Scan):
             )  # fmt: skip
         self._keep(batch, ref)
         self._score.append(score)
+        self._valid.append(sig[:, 0] != minhash.EMPTY)
         if v.within_pool:
             self._keys.append(keys)
             self._hold(sig)
-        else:  # only the first column: it marks texts with no words
-            self._sigs.append(sig[:, :1].copy())
 
     def _hold(self, sig: np.ndarray) -> None:
         if self._file is None and not self._sigs:
@@ -157,10 +157,10 @@ class NearScan(_Scan):
         v = self.v
         matched, sets, _ = self._matched()
         score = np.concatenate(self._score) if self._score else np.zeros(0)
+        valid = np.concatenate(self._valid) if self._valid else np.zeros(0, bool)
         try:
             if v.within_pool and self.n:
-                sig = self._signatures()
-                valid = np.asarray(sig[:, 0]) != minhash.EMPTY
+                sig = self._signatures()  # only the rows of candidate pairs are read
                 q, r = minhash.candidate_pairs(
                     np.concatenate(self._keys, axis=1), None, cap=v.max_bucket, query_valid=valid
                 )
@@ -170,14 +170,10 @@ class NearScan(_Scan):
                 hit = np.flatnonzero((m >= 0) & (matched == None))  # noqa: E711 - numpy mask
                 matched[hit] = self._ids_of(m[hit])
                 score[hit] = s[hit]
-                empty = ~valid
-            else:
-                first = [s[:, 0] for s in self._sigs]
-                empty = np.concatenate(first) == minhash.EMPTY if first else np.zeros(0, bool)
         finally:
             if self._file is not None:
                 self._file.close()
-        return near_verdicts(matched, sets, score, empty)
+        return near_verdicts(matched, sets, score, ~valid)
 
 
 def _what(sets: np.ndarray) -> np.ndarray:
