@@ -9,8 +9,9 @@ earlier generation's records. Each arm runs in its own process, so "peak driver
 memory" is that process's peak resident set (Ray's workers are separate processes
 and not counted: the point is what the driver must hold).
 
-- in-process: the whole table in memory, ``Gate.run`` (the fastest path on one
-  machine; no pickling, no shuffles).
+- in-process: the candidate shards read 100,000 rows at a time and gated as they
+  come (``Gate.run_slices``, as ``Gate.run_round`` reads a round from the ledger; no
+  pickling, no shuffles), the reservoir and earlier generation in memory.
 - Ray: ``gate_parquet`` on a local Ray (``--cpus``, default 2), reading and
   writing shards; plus embedding and per-record metrics on the candidate shards.
 
@@ -32,6 +33,7 @@ import resource
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -113,31 +115,45 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def candidate_slices(work: Path, rows: int = 100_000) -> Iterator[pa.Table]:
+    """The candidate shards ``rows`` at a time, in their order: what the in-process
+    arm holds of the candidates at once."""
+    for shard in sorted((work / "candidates").glob("*.parquet")):
+        for batch in pq.ParquetFile(shard).iter_batches(rows, columns=["id", "content"]):
+            yield pa.Table.from_batches([batch])
+
+
 def arm_in_process(work: str, queue: mp.Queue) -> None:
-    """The whole table in memory; each verifier timed on its own."""
+    """The gate streaming the candidate shards (``Gate.run_slices``, as ``run_round``
+    reads a round from the ledger); each verifier timed on its own, its verdicts
+    written before the next runs."""
     from tailguard.gate import Gate
     from tailguard.metrics.distributed import record_metrics
     from tailguard.metrics.embedders import HashingEmbedder
 
+    w = Path(work)
     t0 = time.perf_counter()
-    cand = pq.read_table(Path(work) / "candidates")
-    ref = pq.read_table(Path(work) / "reservoir", columns=["id", "content"])
-    earlier = pq.read_table(Path(work) / "earlier", columns=["id", "content", "generation"])
+    ref = pq.read_table(w / "reservoir", columns=["id", "content"])
+    earlier = pq.read_table(w / "earlier", columns=["id", "content", "generation"])
     times = {"read": time.perf_counter() - t0}
-    parts = []
+    (w / "verdicts_in_process").mkdir()
     for v in verifiers(ref):
         t = time.perf_counter()
-        parts.append(Gate([v], progress=False).run(cand, earlier=earlier).verdicts)
+        result = Gate([v], progress=False).run_slices(candidate_slices(w), earlier=earlier)
         times[v.name] = time.perf_counter() - t
+        pq.write_table(result.verdicts, w / "verdicts_in_process" / f"{v.name}.parquet")
+        del result
+    del earlier
     t = time.perf_counter()
     embedder = HashingEmbedder(dim=64).fit(ref["content"].slice(0, 100_000))
-    for lo in range(0, cand.num_rows, 65_536):  # a full matrix would not fit at 10M
-        embedder.embed(cand["content"].slice(lo, 65_536))
+    del ref
+    for part in candidate_slices(w, 65_536):  # a full matrix would not fit at 10M
+        embedder.embed(part["content"])
     times["embed"] = time.perf_counter() - t
     t = time.perf_counter()
-    record_metrics(cand)
+    for part in candidate_slices(w):
+        record_metrics(part)
     times["record metrics"] = time.perf_counter() - t
-    pq.write_table(pa.concat_tables(parts), Path(work) / "verdicts_in_process.parquet")
     queue.put({"times": times, "peak_mb": _peak_mb()})
 
 
@@ -219,7 +235,7 @@ def compare(work: Path) -> tuple[int, int, dict[str, int]]:
     import duckdb
 
     cols = "passed, code, detail, score, matched_id"
-    a = f"read_parquet('{work / 'verdicts_in_process.parquet'}')"
+    a = f"read_parquet('{work / 'verdicts_in_process'}/*.parquet')"
     b = f"read_parquet('{work / 'verdicts_ray'}/**/*.parquet')"
     con = duckdb.connect()
     total = con.execute(f"SELECT count(*) FROM {a}").fetchone()[0]

@@ -302,6 +302,9 @@ class GateSection(_Strict):
     parallel_min: Annotated[int, Field(ge=1)] | None = Field(
         default_factory=owner_default("tailguard.gate.gate:Gate", "PARALLEL_MIN")
     )
+    slice_size: int = Field(
+        default_factory=owner_default("tailguard.gate.gate:Gate", "SLICE_SIZE"), ge=1
+    )
     engine: Literal["in_process", "process_pool", "ray"] | None = None
 
     @model_validator(mode="before")

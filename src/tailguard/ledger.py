@@ -16,6 +16,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -748,6 +749,29 @@ class Ledger:
         if ids is not None:
             self.con.unregister("wanted")
         return table if columns else table.cast(SCHEMA)
+
+    def record_slices(
+        self,
+        rows: int,
+        *,
+        origin: str | None = None,
+        round: int | None = None,  # noqa: A002
+        status: str | None = None,
+    ) -> Iterator[pa.Table]:
+        """The records :meth:`records` selects, in its order, about ``rows`` at a time
+        (Arrow batches from DuckDB): a round larger than memory is gated one slice at a
+        time, never all its texts at once."""
+        where, params = self._filters(origin=origin, round=round, status=status)
+        sql = f"SELECT {', '.join(SCHEMA.names)} FROM records"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        con = self.con.cursor()
+        try:
+            reader = con.sql(sql + " ORDER BY round, origin, id, generation", params=params)
+            for batch in reader.to_arrow_reader(max(int(rows), 1)):
+                yield pa.Table.from_batches([batch]).cast(SCHEMA)
+        finally:
+            con.close()
 
     def count(self, **filters: Any) -> int:
         where, params = self._filters(**filters)

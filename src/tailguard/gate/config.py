@@ -3,6 +3,7 @@
 ```toml
 [gate]
 batch_size = 2048              # optional: records per worker batch
+slice_size = 100000            # optional: candidates read and searched at a time
 engine = "process_pool"        # optional: in_process | process_pool | ray
 
 [[gate.verifiers]]

@@ -24,7 +24,8 @@ import pyarrow.compute as pc
 
 from tailguard.errors import InputError
 from tailguard.gate import minhash
-from tailguard.gate.base import Verifier, verdicts
+from tailguard.gate.base import Verifier
+from tailguard.gate.scan import ExactScan, NearScan
 from tailguard.records import content_ids, normalise_content
 
 Reference = pa.Table | Sequence[str] | Mapping[str, str] | None
@@ -60,13 +61,13 @@ class _Sets:
         sets = {n: self._ref.filter(pc.equal(self._ref["set"], n)) for n in references or {}}
         self.reference = _describe(self._ref.filter(pc.equal(self._ref["set"], RESERVOIR_SET)))
         self.references = {n: _describe(t) for n, t in sets.items()}
+        self._named = {n: t.select(["id", "content"]) for n, t in sets.items()}
         self._ref_ids = _ids(self._ref)
         self._memory = _MemoryFingerprints()
 
     def named_sets(self) -> dict[str, pa.Table]:
         """Each named reference set (``id``, ``content``), in the order they are compared."""
-        ref = self._ref.select(["id", "content"])
-        return {n: ref.filter(pc.equal(self._ref["set"], n)) for n in self.references}
+        return dict(self._named)
 
     def with_earlier(self, earlier: pa.Table) -> Any:
         """A copy that also compares with ``earlier`` (``id``, ``content``, ``generation``:
@@ -83,7 +84,7 @@ class _Sets:
                 "set": pa.array(names.astype(object), pa.string()),
             }
         )
-        new._ref = pa.concat_tables([self._ref, extra])
+        new._ref = pa.concat_tables([self._ref.select(["id", "set"]), extra.select(["id", "set"])])
         new._ref_ids = np.concatenate([self._ref_ids, _ids(extra)])
         new._ref_set = np.concatenate([self._ref_set, names.astype(object)])
         new.references = {**self.references, "earlier_generations": _describe(extra)}
@@ -95,6 +96,14 @@ class _Sets:
         """Where earlier generations' fingerprints are kept: the ledger given to
         ``keep_fingerprints_in`` (their ids are content ids), else this process's memory."""
         return self._store if self._store is not None else self._memory
+
+    def _signed(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (the references' fingerprints, just computed or read), after
+        letting go of the references' texts: from here on only ids and sets are needed,
+        so a round never holds the reservoir's texts."""
+        if "content" in self._ref.column_names:
+            self._ref = self._ref.select(["id", "set"])
+        return values
 
     def _extend(self, base: Any, extra: pa.Table) -> None:  # pragma: no cover - abstract
         """Set this copy's fingerprints: ``base``'s (its references) and ``extra``'s."""
@@ -138,6 +147,7 @@ def stored_fingerprints(
 ) -> np.ndarray:
     """``compute(texts)`` of a reference table, read from ``store`` where it has them;
     only the records it lacks are computed, and those are stored for next time."""
+    compute = _sliced(compute)
     if store is None or ref.num_rows == 0:
         return compute(_texts(ref))
     width = np.dtype(dtype).itemsize * per_record
@@ -156,6 +166,30 @@ def stored_fingerprints(
         store.store_fingerprints(kind, ids.filter(mask), new_raw)
     values = raw.view(dtype)
     return values.reshape(ref.num_rows) if per_record == 1 else values
+
+
+#: Reference texts fingerprinted at a time: the work arrays of a MinHash pass grow
+#: with the texts' words, so a reservoir is signed a slice at a time.
+FINGERPRINT_SLICE = 100_000
+
+
+def _sliced(
+    compute: Callable[[pa.ChunkedArray], np.ndarray],
+) -> Callable[[pa.ChunkedArray], np.ndarray]:
+    """``compute`` over ``FINGERPRINT_SLICE`` texts at a time (a value per text
+    depends on that text alone, so the result is the same)."""
+
+    def run(texts: pa.ChunkedArray | pa.Array) -> np.ndarray:
+        if len(texts) <= FINGERPRINT_SLICE:
+            return compute(texts)
+        first = compute(texts.slice(0, FINGERPRINT_SLICE))
+        out = np.empty((len(texts), *first.shape[1:]), first.dtype)
+        out[:FINGERPRINT_SLICE] = first
+        for lo in range(FINGERPRINT_SLICE, len(texts), FINGERPRINT_SLICE):
+            out[lo : lo + FINGERPRINT_SLICE] = compute(texts.slice(lo, FINGERPRINT_SLICE))
+        return out
+
+    return run
 
 
 class _MemoryFingerprints:
@@ -297,7 +331,7 @@ class ExactDuplicate(_Sets, _ReferenceFingerprints, Verifier):
 
     @cached_property
     def _ref_keys(self) -> np.ndarray:
-        return self._fingerprints(self._ref, self._store)
+        return self._signed(self._fingerprints(self._ref, self._store))
 
     @cached_property
     def _ref_order(self) -> np.ndarray:
@@ -307,22 +341,11 @@ class ExactDuplicate(_Sets, _ReferenceFingerprints, Verifier):
         return self._ref_order
 
     def verify(self, batch: pa.Table) -> pa.Table:
-        n = batch.num_rows
-        keys = exact_keys(_texts(batch))
-        matched = np.full(n, None, dtype=object)
-        sets = np.full(n, None, dtype=object)
-        if len(self._ref_keys):
-            sorted_keys = self._ref_keys[self._ref_order]
-            pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-            hit = sorted_keys[pos] == keys
-            matched[hit] = self._ref_ids[self._ref_order[pos[hit]]]
-            sets[hit] = self._ref_set[self._ref_order[pos[hit]]]
-        if self.within_pool and n:
-            _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-            earlier = first[inverse]
-            dup = (earlier != np.arange(n)) & (matched == None)  # noqa: E711 - numpy mask
-            matched[dup] = _ids(batch)[earlier[dup]]
-        return exact_verdicts(matched, sets)
+        return self.scan().run([batch])
+
+    def scan(self, spill_dir: str | None = None) -> ExactScan:
+        """A search over the candidates slice by slice (:class:`ExactScan`)."""
+        return ExactScan(self)
 
 
 class NearDuplicate(_Sets, _ReferenceFingerprints, Verifier):
@@ -374,7 +397,7 @@ class NearDuplicate(_Sets, _ReferenceFingerprints, Verifier):
 
     @cached_property
     def _ref_sig(self) -> np.ndarray:
-        return self._fingerprints(self._ref, self._store)
+        return self._signed(self._fingerprints(self._ref, self._store))
 
     @cached_property
     def _ref_index(self) -> tuple[np.ndarray, np.ndarray]:
@@ -396,79 +419,9 @@ class NearDuplicate(_Sets, _ReferenceFingerprints, Verifier):
         )
 
     def verify(self, batch: pa.Table) -> pa.Table:
-        n = batch.num_rows
-        sig = self.signatures(_texts(batch))
-        keys = minhash.band_keys(sig, self.bands, self.rows)
-        kw = {"bands": self.bands, "rows": self.rows, "cap": self.max_bucket, "query_keys": keys}
-        matched = np.full(n, None, dtype=object)
-        sets = np.full(n, None, dtype=object)
-        score = np.full(n, np.nan)
-        if len(self._ref_ids):
-            m, s = minhash.best_matches(
-                sig, self._ref_sig, self.threshold, ref_index=self._ref_index, **kw
-            )
-            hit = m >= 0
-            matched[hit] = self._ref_ids[m[hit]]
-            sets[hit] = self._ref_set[m[hit]]
-            score[hit] = s[hit]
-        if self.within_pool and n:
-            m, s = minhash.best_matches(sig, None, self.threshold, **kw)
-            hit = (m >= 0) & (matched == None)  # noqa: E711
-            matched[hit] = _ids(batch)[m[hit]]
-            score[hit] = s[hit]
-        empty = sig[:, 0] == minhash.EMPTY if n else np.zeros(0, bool)
-        return near_verdicts(matched, sets, score, empty)
+        return self.scan().run([batch])
 
-
-def _what(sets: np.ndarray) -> np.ndarray:
-    """``<set> record`` per matched reference set, ``candidate`` for a pool match."""
-    out = np.full(len(sets), "candidate", dtype=object)
-    named = sets != None  # noqa: E711 - numpy mask
-    out[named] = np.char.add(sets[named].astype(str), " record").astype(object)
-    return out
-
-
-def exact_verdicts(matched: np.ndarray, sets: np.ndarray) -> pa.Table:
-    """Exact-duplicate verdicts from each record's match (``None``: unique) and the
-    reference set it belongs to (``None``: an earlier candidate)."""
-    passed = matched == None  # noqa: E711 - numpy mask
-    details = np.full(len(matched), None, dtype=object)
-    what = np.char.add("copy of ", _what(sets).astype(str))
-    details[~passed] = np.char.add(
-        np.char.add(what[~passed], " "), matched[~passed].astype(str)
-    ).astype(object)
-    return verdicts(
-        passed,
-        np.where(passed, None, "exact_duplicate").tolist(),
-        details.tolist(),
-        score=np.where(passed, np.nan, 1.0),
-        matched_id=matched.tolist(),
-    )
-
-
-def near_verdicts(
-    matched: np.ndarray, sets: np.ndarray, score: np.ndarray, empty: np.ndarray
-) -> pa.Table:
-    """Near-duplicate verdicts from each record's best match (``None``: none), the
-    reference set it belongs to (as for :func:`exact_verdicts`), its estimated Jaccard,
-    and which records had no words."""
-    passed = matched == None  # noqa: E711 - numpy mask
-    details = np.full(len(matched), None, dtype=object)
-    hit = ~passed
-    details[hit] = _near_reason(_what(sets)[hit], matched[hit], score[hit])
-    details[empty] = "no words: not compared"
-    return verdicts(
-        passed,
-        np.where(passed, None, "near_duplicate").tolist(),
-        details.tolist(),
-        score=score,
-        matched_id=matched.tolist(),
-    )
-
-
-def _near_reason(what: np.ndarray, ids: np.ndarray, sims: np.ndarray) -> np.ndarray:
-    sims_txt = np.char.mod("%.2f", sims)
-    with_what = np.char.add(np.char.add(" with ", what.astype(str)), " ")
-    return np.char.add(np.char.add("J~", sims_txt), np.char.add(with_what, ids.astype(str))).astype(
-        object
-    )
+    def scan(self, spill_dir: str | None = None) -> NearScan:
+        """A search over the candidates slice by slice (:class:`NearScan`); signatures
+        of a round larger than one slice wait in a file under ``spill_dir``."""
+        return NearScan(self, spill_dir)

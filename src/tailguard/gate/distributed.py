@@ -42,18 +42,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tailguard.errors import ConfigError
-from tailguard.gate import minhash
+from tailguard.gate import grouping, minhash
 from tailguard.gate.base import RESULT_VERDICT_SCHEMA, Verifier
 from tailguard.gate.dedup import (
     RESERVOIR_SET,
     ExactDuplicate,
     NearDuplicate,
     exact_keys,
-    exact_verdicts,
-    near_verdicts,
     reference_table,
 )
 from tailguard.gate.gate import Gate, _SafeVerify, label_verdicts
+from tailguard.gate.scan import exact_verdicts, near_verdicts
 
 if TYPE_CHECKING:
     from tailguard.engines import RayEngine
@@ -63,7 +62,7 @@ if TYPE_CHECKING:
 PARQUET_VERDICT_SCHEMA = pa.schema([pa.field("pos", pa.int64()), *RESULT_VERDICT_SCHEMA])
 #: Rows per grouping task, to choose the number of hash partitions.
 ROWS_PER_PARTITION = 2_000_000
-_CAND, _REF = 1, 0
+_CAND, _REF = grouping.CAND, grouping.REF
 
 
 class _Task:
@@ -159,21 +158,15 @@ class _ExactGroup(_Task):
         side = t.column("side").to_numpy()
         pos = t.column("pos").to_numpy()
         ids, sets = _objects(t.column("id")), _objects(t.column("set"))
-        order = np.lexsort((pos, side, key))  # per key: reference rows first, each by pos
-        key, side, pos, ids, sets = key[order], side[order], pos[order], ids[order], sets[order]
-        gid, gstart = minhash._groups(key)
-        n_ref = np.add.reduceat((side == _REF).astype(np.int64), gstart)
-        cand = np.flatnonzero(side == _CAND)
-        g = gid[cand]
+        cand, ref_first, cand_first = grouping.first_copies(key, side, pos)
         matched = np.full(len(cand), None, dtype=object)
         matched_set = np.full(len(cand), None, dtype=object)
-        in_ref = (n_ref[g] > 0) if self.has_ref else np.zeros(len(cand), bool)
-        matched[in_ref] = ids[gstart[g[in_ref]]]  # the first reference copy
-        matched_set[in_ref] = sets[gstart[g[in_ref]]]
+        in_ref = ref_first >= 0
+        matched[in_ref] = ids[ref_first[in_ref]]  # the first reference copy
+        matched_set[in_ref] = sets[ref_first[in_ref]]
         if self.verifier.within_pool:
-            first = gstart[g] + n_ref[g]  # the group's first candidate
-            dup = (first != cand) & (matched == None)  # noqa: E711 - numpy mask
-            matched[dup] = ids[first[dup]]
+            dup = (cand_first != cand) & (matched == None)  # noqa: E711 - numpy mask
+            matched[dup] = ids[cand_first[dup]]
         out = exact_verdicts(matched, matched_set)
         return _finish(out, pos[cand], ids[cand], self.verifier, self.params)
 
@@ -352,13 +345,9 @@ class _NearVerdicts(_Task):
         sets = np.full(n, None, dtype=object)
         score = np.full(n, np.nan)
         for which in (_REF, _CAND):  # reference matches first, as in-process
-            sel = np.flatnonzero((side == which) & (s >= self.v.threshold))
-            if not len(sel):
-                continue
-            sel = sel[np.lexsort((rpos[sel], -s[sel], q[sel]))]  # best: highest J, first record
-            first = np.ones(len(sel), bool)
-            first[1:] = q[sel][1:] != q[sel][:-1]
-            best = sel[first]
+            on_side = np.flatnonzero(side == which)
+            pick = grouping.best_pairs(q[on_side], rpos[on_side], s[on_side], self.v.threshold)
+            best = on_side[pick]
             best = best[matched[q[best]] == None]  # noqa: E711 - a reference match wins
             matched[q[best]] = rid[best]
             score[q[best]] = s[best]

@@ -9,7 +9,7 @@ candidates, stores every verdict and moves each candidate to ``accepted`` or
 from __future__ import annotations
 
 import pickle
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,7 @@ from tailguard.gate.base import (
     RESULT_VERDICT_SCHEMA,
     Verdict,
     Verifier,
+    _error_verdicts,
     safe_verify,
 )
 from tailguard.gate.config import build_verifier, gate_section, read_references
@@ -139,8 +140,9 @@ class Gate:
     with ``engine=ProcessPool()`` or ``parallel_min`` (records from which a pool
     is started; for slow per-record verifiers such as code execution). A
     verifier that does not pickle always runs in-process. Verifiers that need
-    the whole pool (duplicate search) see it at once, in-process; for data
-    larger than one machine see :mod:`tailguard.gate.distributed`.
+    the whole pool (duplicate search) take it ``slice_size`` candidates at a time
+    (:meth:`run_slices`): a round's texts are never all in memory; for data larger
+    than one machine see :mod:`tailguard.gate.distributed`.
 
     ``earlier_generations`` (on by default): in :meth:`run_round`, the duplicate
     verifiers also compare with the synthetic records the gate accepted in earlier
@@ -151,6 +153,8 @@ class Gate:
     #: table size from which a process pool is used (``None``: never by default).
     BATCH_SIZE: int = 2048
     PARALLEL_MIN: int | None = None
+    #: Candidates read and searched at a time in :meth:`run_round` (bounds the texts held).
+    SLICE_SIZE: int = 100_000
 
     def __init__(
         self,
@@ -161,8 +165,12 @@ class Gate:
         parallel_min: int | None = PARALLEL_MIN,
         progress: bool = True,
         earlier_generations: bool = True,
+        slice_size: int = SLICE_SIZE,
+        spill_dir: str | None = None,
     ) -> None:
         verifiers = list(verifiers)
+        if not isinstance(slice_size, int) or isinstance(slice_size, bool) or slice_size < 1:
+            raise ConfigError(f"slice_size must be a whole number >= 1, got {slice_size!r}")
         if not verifiers:
             raise ConfigError("a gate needs at least one verifier")
         for v in verifiers:
@@ -178,6 +186,8 @@ class Gate:
         self.parallel_min = parallel_min
         self.progress = progress
         self.earlier_generations = earlier_generations
+        self.slice_size = slice_size
+        self.spill_dir = spill_dir
 
     @classmethod
     def from_config(cls, config: Any, **kwargs: Any) -> Gate:
@@ -224,47 +234,85 @@ class Gate:
             if col not in table.column_names:
                 raise InputError(f"the gate needs a {col!r} column", field=col)
         table = _first_per_id(table)
-        ids = table.column("id").combine_chunks() if table.num_rows else pa.array([], pa.string())
-        n = table.num_rows
-        if n == 0:
+        step = max(self.slice_size, 1)
+        slices = (table.slice(lo, step) for lo in range(0, table.num_rows, step))
+        return self.run_slices(slices, table.num_rows, earlier=earlier)
+
+    def run_slices(
+        self, slices: Iterable[pa.Table], n: int | None = None, *, earlier: pa.Table | None = None
+    ) -> GateResult:
+        """Gate a round given as slices (each with ``id`` and ``content``; a record
+        repeating the previous slice's last id is skipped, as ledger slices come by
+        id), holding one slice's texts at a time: row-independent verifiers judge each
+        slice, duplicate verifiers compare it with their references' index and keep its
+        keys or signatures for the search within the round. ``n``: the records
+        expected, for the progress bar. The verdicts equal :meth:`run` on the whole
+        table, whatever the slices' size.
+        """
+        verifiers = [
+            v.with_earlier(earlier) if earlier is not None and hasattr(v, "with_earlier") else v
+            for v in self.verifiers
+        ]
+        scans = [_SafeScan(v, self.spill_dir) if hasattr(v, "scan") else None for v in verifiers]
+        parts: list[list[pa.Table]] = [[] for _ in verifiers]
+        ids: list[pa.Array] = []
+        with _progress_bar(self.progress) as bar:
+            tasks = [bar.add_task(v.name, total=n) for v in verifiers] if bar else []
+            for table in _distinct(slices):
+                ids.append(table.column("id").combine_chunks())
+                for i, v in enumerate(verifiers):
+                    advance = (lambda k, t=tasks[i]: bar.advance(t, k)) if bar else None
+                    scan = scans[i]
+                    if scan is not None:
+                        scan.add(table)
+                        if advance:
+                            advance(table.num_rows)
+                        continue
+                    fn = _SafeVerify(v)
+                    if v.row_independent:
+                        out = self._engine_for(v, n or table.num_rows).map_batches(
+                            fn, table, batch_size=self.batch_size, progress=advance
+                        )
+                    else:
+                        out = fn(table)
+                        if advance:
+                            advance(table.num_rows)
+                    parts[i].append(out)
+        all_ids = pa.concat_arrays(ids) if ids else pa.array([], pa.string())
+        if len(all_ids) == 0:
             return GateResult(
-                ids,
+                all_ids,
                 np.zeros(0, bool),
                 RESULT_VERDICT_SCHEMA.empty_table(),
                 tuple(v.name for v in self.verifiers),
                 ("nothing to gate",),
             )
-        parts = []
-        verifiers = [
-            v.with_earlier(earlier) if earlier is not None and hasattr(v, "with_earlier") else v
-            for v in self.verifiers
-        ]
-        with _progress_bar(self.progress) as bar:
-            for v in verifiers:
-                task = bar.add_task(f"{v.name}", total=n) if bar else None
-                advance = (lambda k, t=task: bar.advance(t, k)) if bar else None
-                fn = _SafeVerify(v)
-                if v.row_independent:
-                    out = self._engine_for(v, n).map_batches(
-                        fn, table, batch_size=self.batch_size, progress=advance
-                    )
-                else:
-                    out = fn(table)
-                    if advance:
-                        advance(n)
-                parts.append(label_verdicts(out, v))
-        verdict_table = pa.concat_tables(parts)
-        passed = np.ones(n, bool)
-        for part in parts:
-            passed &= part.column("passed").to_numpy(zero_copy_only=False)
-        return GateResult(ids, passed, verdict_table, tuple(v.name for v in self.verifiers))
+        labelled = []
+        passed = np.ones(len(all_ids), bool)
+        for v, scan, own in zip(verifiers, scans, parts, strict=True):
+            out = scan.finish(all_ids) if scan is not None else pa.concat_tables(own)
+            out = label_verdicts(out, v)
+            passed &= out.column("passed").to_numpy(zero_copy_only=False)
+            labelled.append(out)
+        return GateResult(
+            all_ids, passed, pa.concat_tables(labelled), tuple(v.name for v in self.verifiers)
+        )
 
     def run_round(self, ledger: Ledger, round: int) -> GateResult:  # noqa: A002
-        """Gate round ``round``'s synthetic candidates, store verdicts, set statuses."""
-        table = ledger.records(
-            round=round, status=Status.CANDIDATE.value, origin=Origin.SYNTHETIC.value
+        """Gate round ``round``'s synthetic candidates, store verdicts, set statuses.
+
+        The candidates are read from the ledger ``slice_size`` at a time, so their
+        texts are never all in memory at once (:meth:`run_slices`)."""
+        where = {
+            "round": round,
+            "status": Status.CANDIDATE.value,
+            "origin": Origin.SYNTHETIC.value,
+        }
+        result = self.run_slices(
+            ledger.record_slices(self.slice_size, **where),
+            ledger.count(**where),
+            earlier=self._earlier(ledger, round),
         )
-        result = self.run(table, earlier=self._earlier(ledger, round))
         if result.empty:
             return result
         # One transaction: verdicts stored and statuses moved together, or neither.
@@ -290,6 +338,45 @@ class Gate:
 
     def __repr__(self) -> str:
         return f"Gate({self.verifiers!r})"
+
+
+class _SafeScan:
+    """A duplicate verifier's slice-by-slice search that, like :func:`safe_verify`,
+    never raises: a failure fails every record with the exception as the detail."""
+
+    def __init__(self, verifier: Any, spill_dir: str | None) -> None:
+        self.scan = verifier.scan(spill_dir)
+        self.failed: BaseException | None = None
+
+    def add(self, table: pa.Table) -> None:
+        if self.failed is None:
+            try:
+                self.scan.add(table)
+            except Exception as exc:  # noqa: BLE001 - a verifier's failure is a verdict
+                self.failed = exc
+
+    def finish(self, ids: pa.Array) -> pa.Table:
+        out = None
+        if self.failed is None:
+            try:
+                out = self.scan.finish()
+            except Exception as exc:  # noqa: BLE001
+                self.failed = exc
+        if out is None:
+            out = _error_verdicts(self.failed or RuntimeError("no verdicts"), len(ids))
+        return out.add_column(0, "id", ids)
+
+
+def _distinct(slices: Iterable[pa.Table]) -> Iterator[pa.Table]:
+    """Each slice with one row per id, and without the previous slice's last id."""
+    last = None
+    for table in slices:
+        table = _first_per_id(table)
+        if last is not None and table.num_rows:
+            table = table.filter(pc.not_equal(table.column("id"), last))
+        if table.num_rows:
+            last = table.column("id")[-1]
+            yield table
 
 
 def _first_per_id(table: pa.Table) -> pa.Table:
@@ -374,6 +461,7 @@ def gate_from_config(
         engine=engine,
         batch_size=section.batch_size,
         parallel_min=section.parallel_min,
+        slice_size=section.slice_size,
         progress=progress,
         earlier_generations=section.earlier_generations,
     )

@@ -27,6 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tailguard.gate import grouping
+
 EMPTY = np.uint32(0xFFFFFFFF)  # no shingles; minhashes are capped one below it
 _MIX = np.array(
     [
@@ -527,8 +529,6 @@ def best_matches(
     references' :func:`reference_index`) are used when the caller already has them.
     """
     n = sig_q.shape[0]
-    match = np.full(n, -1, np.int64)
-    sim = np.full(n, np.nan)
     q_valid = sig_q[:, 0] != EMPTY if n else np.zeros(0, bool)
     kq = band_keys(sig_q, bands, rows) if query_keys is None else query_keys
     if sig_r is None:
@@ -543,15 +543,4 @@ def best_matches(
             np.concatenate([q * max(len(sig_r), 1) + r for q, r in parts] or [np.zeros(0, int)])
         )
         q, r = code // max(len(sig_r), 1), code % max(len(sig_r), 1)
-    if len(q) == 0:
-        return match, sim
-    s = similarity(sig_q, sig_r, q, r)
-    keep = s >= threshold
-    q, r, s = q[keep], r[keep], s[keep]
-    order = np.lexsort((r, -s, q))
-    q, r, s = q[order], r[order], s[order]
-    first = np.ones(len(q), bool)
-    first[1:] = q[1:] != q[:-1]
-    match[q[first]] = r[first]
-    sim[q[first]] = s[first]
-    return match, sim
+    return grouping.best_matches(q, r, similarity(sig_q, sig_r, q, r), threshold, n)
