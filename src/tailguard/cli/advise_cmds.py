@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from tailguard.cli.app import (
     app,
@@ -15,6 +14,7 @@ from tailguard.cli.app import (
     ledger_path,
     ledger_pricing,
     project_config,
+    say,
 )
 
 
@@ -78,8 +78,7 @@ def advise(
         console.print_json(json.dumps(advice.to_dict()))
         return
     lines = advice.lines()
-    # the lines hold user text and config keys such as "[loop] n_generate": printed
-    # literally, never read as markup
-    console.print(f"[bold green]{escape(lines[0])}[/]")
+    # the lines hold user text and config keys such as "[loop] n_generate"
+    say("[bold green]{}[/]", lines[0])
     for line in lines[1:]:
-        console.print(f"  • {escape(line)}")
+        say("  • {}", line)

@@ -9,21 +9,31 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
 
 from tailguard import __version__
+from tailguard.cli.output import console, err_console, say, styled, warn
 from tailguard.errors import TailguardError
 
-app = typer.Typer(
+
+def command_group(**settings: Any) -> typer.Typer:
+    """A Typer app with the settings every tailguard command group shares.
+
+    Help is plain text (``rich_markup_mode=None``): rich markup would swallow the
+    ``[section]`` names of tailguard.toml that the options' help refers to.
+    """
+    return typer.Typer(
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        **settings,
+    )
+
+
+app = command_group(
     name="tailguard",
     help="Keep models from collapsing when they are retrained on synthetic data.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
 )
-# Logs and pipes get 150 columns rather than 80, so the tables stay readable.
-console = Console(width=None if sys.stdout.isatty() else 150)
-err_console = Console(stderr=True, soft_wrap=True)
 
 CONFIG_FILE = Path("tailguard.toml")  # tailguard.config.CONFIG_FILE, without importing pydantic
 LEDGER_FILE = Path(".tailguard") / "ledger.duckdb"
@@ -33,6 +43,7 @@ LedgerOption = typer.Option(
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+__all__ = ["app", "command_group", "console", "err_console", "say", "styled", "warn"]
 
 
 def ledger_path(path: Path | None, config: Any = None) -> Path:
@@ -117,7 +128,7 @@ def handles_errors(fn: F) -> F:
 
 def fail(message: str, code: int = 2) -> None:
     """Print ``message`` as an error and exit with ``code`` (no traceback)."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    warn("[bold red]error:[/] {}", message)
     sys.exit(code)
 
 
@@ -144,7 +155,7 @@ def check_expected_digest(led: Any, config: Any, expect: str | None = None) -> N
 
 def _version(value: bool) -> None:
     if value:
-        console.print(f"tailguard {__version__}")
+        say("tailguard {}", __version__)
         raise typer.Exit()
 
 

@@ -26,7 +26,9 @@ def screen(
     near: float | None = typer.Option(
         None, help="Jaccard at which a record copies a synthetic one (default: [screen])."
     ),
-    release: list[str] = typer.Option(None, "--release", help="Release quarantined ids."),
+    release: list[str] = typer.Option(
+        None, "--release", help="Release a quarantined id (as printed: 8 or more characters)."
+    ),
     ledger: Path | None = LedgerOption,
 ) -> None:
     """Ingest human records, screen them against the ledger's synthetic data, quarantine."""
@@ -46,7 +48,7 @@ def screen(
         raise InputError("give a FILE to screen, or --release ID to release quarantined ids")
     with open_ledger(ledger) as led:
         if release:
-            n = led.release_quarantined(list(release))
+            n = led.release_quarantined([led.resolve_record_id(i) for i in release])
             console.print(f"released {n} record(s)")
             return
         from tailguard.readers import read_table
