@@ -209,3 +209,60 @@ def test_resolve_record_id_names_the_candidates_of_an_ambiguous_prefix(tmp_path)
             led.resolve_record_id(ids[0][:7])
         with pytest.raises(InputError, match="no record"):
             led.resolve_record_id("zzzzzzzzzz")
+
+
+def _commands():
+    """(path, click command) of every command and group of ``tailguard``."""
+    import typer.main
+
+    todo = [((), typer.main.get_command(app))]
+    while todo:
+        path, cmd = todo.pop()
+        yield path, cmd
+        for name, sub in getattr(cmd, "commands", {}).items():
+            todo.append(((*path, name), sub))
+
+
+def _squeezed(text: str) -> str:
+    return "".join(text.split())
+
+
+@pytest.mark.parametrize("path", [p for p, _ in _commands()], ids=" ".join)
+def test_every_help_shows_each_options_help_whole(path):
+    cmd = dict(_commands())[path]
+    out = invoke(*path, "--help")
+    assert out.exit_code == 0 and "<bool>" not in out.output
+    shown = _squeezed(out.output)
+    if cmd.help:
+        assert _squeezed(cmd.help.split("\n\n")[0]) in shown
+    for param in cmd.params:
+        help_text = getattr(param, "help", None)
+        if help_text:  # every word, [section] names of tailguard.toml included
+            assert _squeezed(help_text) in shown, (param.name, help_text)
+
+
+def test_the_readme_command_table_lists_every_command():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    table = readme.split("## Commands", 1)[1].split("\n\n", 2)[1]
+    first_cells = [row.split("|")[1] for row in table.splitlines() if row.startswith("| `")]
+    for path, cmd in _commands():
+        if path and not getattr(cmd, "commands", None):
+            words = [set(cell.replace("`", " ").split()) for cell in first_cells]
+            assert any({"tailguard", *path} <= w for w in words), " ".join(path)
+
+
+def test_yes_no_options_are_flags_and_the_older_spelling_still_works():
+    from tailguard.cli.app import yes_no_flags
+
+    def strategy(*flags: str) -> str:
+        out = invoke("advise", "--task", "narrow", "--json", *flags)
+        assert out.exit_code == 0, out.output
+        return json.loads(out.output)["strategy"]
+
+    yes, no = strategy("--verifiable"), strategy("--no-verifiable")
+    assert yes != no and strategy() == no  # a narrow, checkable task leans synthetic
+    assert strategy("--verifiable", "yes") == strategy("--verifiable=YES") == yes
+    assert strategy("--verifiable", "no") == strategy("--verifiable=no") == no
+    # only a yes or no right after the flag is read; everything else passes through
+    args = ["report", "--verifiable", "-o", "yes", "--", "--verifiable", "no"]
+    assert yes_no_flags(args) == args

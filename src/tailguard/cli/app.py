@@ -9,10 +9,42 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from tailguard import __version__
 from tailguard.cli.output import console, err_console, say, styled, warn
 from tailguard.errors import TailguardError
+
+#: yes/no options are ``--name/--no-name`` flags; ``--name yes|no`` is their older spelling.
+YES_NO_FLAGS = ("--verifiable",)
+
+
+def yes_no_flags(args: list[str]) -> list[str]:
+    """``args`` with ``--verifiable yes`` (or ``=yes``) read as ``--verifiable`` and
+    ``no`` as ``--no-verifiable``, so the older spelling keeps working."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return out + args[i:]
+        name, eq, value = arg.partition("=")
+        if name in YES_NO_FLAGS and not eq and i + 1 < len(args):
+            value = args[i + 1]
+        if name in YES_NO_FLAGS and value.lower() in ("yes", "no"):
+            out.append(name if value.lower() == "yes" else "--no-" + name[2:])
+            i += 1 if eq else 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+class _Root(TyperGroup):
+    """The ``tailguard`` group: reads the older ``--flag yes|no`` spelling."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, yes_no_flags(args))
 
 
 def command_group(**settings: Any) -> typer.Typer:
@@ -31,6 +63,7 @@ def command_group(**settings: Any) -> typer.Typer:
 
 
 app = command_group(
+    cls=_Root,
     name="tailguard",
     help="Keep models from collapsing when they are retrained on synthetic data.",
 )

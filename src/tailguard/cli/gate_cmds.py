@@ -31,7 +31,9 @@ def gate(
     explain: str | None = typer.Option(
         None, "--explain", help="Show every verdict of one id (8 or more of its characters)."
     ),
-    config: Path = typer.Option(CONFIG_FILE, "--config", help="tailguard.toml with a [gate]."),
+    config: Path = typer.Option(
+        CONFIG_FILE, "--config", help="tailguard.toml with a [gate] table."
+    ),
     ledger: Path | None = LedgerOption,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     audit: Path | None = typer.Option(

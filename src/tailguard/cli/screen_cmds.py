@@ -20,11 +20,12 @@ def screen(
     text_field: str = typer.Option("text", help="Field holding the example's text."),
     label_field: str | None = typer.Option(None, help="Field holding the class or slice."),
     precision: float | None = typer.Option(
-        None, help="Out-of-fold precision the threshold aims at (default: [screen])."
+        None, help="Out-of-fold precision the threshold aims at (default: [screen] precision)."
     ),
     threshold: float | None = typer.Option(None, help="A fixed detector threshold instead."),
     near: float | None = typer.Option(
-        None, help="Jaccard at which a record copies a synthetic one (default: [screen])."
+        None,
+        help="Jaccard at which a record copies a synthetic one (default: [screen] near_threshold).",
     ),
     release: list[str] = typer.Option(
         None, "--release", help="Release a quarantined id (as printed: 8 or more characters)."
