@@ -70,7 +70,7 @@ def test_cli_prints_strategy_and_refuses_bad_values():
     assert out.exit_code == 0
     assert json.loads(out.output)["strategy"] == "human-anchored"
     bad = runner.invoke(app, ["advise", "--verifiable", "maybe"])
-    assert bad.exit_code == 2 and "yes or no" in bad.output
+    assert bad.exit_code == 2 and "maybe" in bad.output  # --verifiable is a flag (or yes|no)
 
 
 def test_lab_evidence_says_which_strategies_kept_their_tails():

@@ -773,6 +773,34 @@ class Ledger:
         finally:
             con.close()
 
+    def resolve_record_id(self, prefix: str, *, shortest: int = 8) -> str:
+        """The full id of the one record (or verdict) whose id starts with ``prefix``.
+
+        Why: tables print ids shortened, and a printed id must work wherever an id is
+        taken. Refused, naming the candidates, when the prefix is ambiguous; refused
+        when it is shorter than ``shortest`` characters or names no record.
+        """
+        prefix = prefix.strip()
+        if len(prefix) < shortest:
+            raise InputError(
+                f"id {prefix!r} is too short: give at least {shortest} characters",
+                field="id",
+            )
+        found = [
+            r[0]
+            for r in self.con.execute(
+                "SELECT id FROM records WHERE starts_with(id, $p) UNION "
+                "SELECT id FROM verdicts WHERE starts_with(id, $p) ORDER BY 1 LIMIT 6",
+                {"p": prefix},
+            ).fetchall()
+        ]
+        if not found:
+            raise InputError(f"no record with id {prefix!r}", field="id")
+        if len(found) > 1:
+            shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+            raise InputError(f"id {prefix!r} is ambiguous: it starts {shown}", field="id")
+        return found[0]
+
     def count(self, **filters: Any) -> int:
         where, params = self._filters(**filters)
         sql = "SELECT count(*) FROM records" + (" WHERE " + " AND ".join(where) if where else "")

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from tailguard.cli.app import (
     app,
@@ -15,6 +14,7 @@ from tailguard.cli.app import (
     ledger_path,
     ledger_pricing,
     project_config,
+    say,
 )
 
 
@@ -23,7 +23,9 @@ from tailguard.cli.app import (
 def advise(
     stakes: str = typer.Option("low", help="low or high: what an error costs."),
     task: str = typer.Option("general", help="open-ended, narrow or general (an assistant)."),
-    verifiable: str = typer.Option("no", help="yes or no: can an output be checked?"),
+    verifiable: bool = typer.Option(
+        False, "--verifiable/--no-verifiable", help="Can an output be checked?"
+    ),
     budget: float | None = typer.Option(None, help="Budget per round, USD."),
     examples: int = typer.Option(
         10_000, help="Training examples per round, for the estimate without --ledger."
@@ -36,7 +38,7 @@ def advise(
         None,
         "--frontier",
         help="A lab frontier.parquet (real fraction x verifier quality): quote the lowest "
-        "safe real fraction at the audited verifiers' quality (with --verifiable yes).",
+        "safe real fraction at the audited verifiers' quality (with --verifiable).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -45,12 +47,10 @@ def advise(
     from tailguard.advise import advise as decide
     from tailguard.errors import ConfigError
 
-    if verifiable not in ("yes", "no"):
-        raise ConfigError(f"--verifiable must be yes or no, not {verifiable!r}")
     profile = TaskProfile(
         stakes=stakes,
         task=task,
-        verifiable=verifiable == "yes",
+        verifiable=verifiable,
         budget=budget,
         examples_per_round=examples,
     )
@@ -62,7 +62,7 @@ def advise(
 
         if not profile.verifiable:
             raise ConfigError("--frontier places a verifier on the lab's frontier: it needs "
-                              "--verifiable yes")  # fmt: skip
+                              "--verifiable")  # fmt: skip
         table = read_quality_frontier(frontier)
     if ledger is None:
         if table is not None:
@@ -78,8 +78,7 @@ def advise(
         console.print_json(json.dumps(advice.to_dict()))
         return
     lines = advice.lines()
-    # the lines hold user text and config keys such as "[loop] n_generate": printed
-    # literally, never read as markup
-    console.print(f"[bold green]{escape(lines[0])}[/]")
+    # the lines hold user text and config keys such as "[loop] n_generate"
+    say("[bold green]{}[/]", lines[0])
     for line in lines[1:]:
-        console.print(f"  • {escape(line)}")
+        say("  • {}", line)

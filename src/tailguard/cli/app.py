@@ -9,21 +9,64 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
+from typer.core import TyperGroup
 
 from tailguard import __version__
+from tailguard.cli.output import console, err_console, say, styled, warn
 from tailguard.errors import TailguardError
 
-app = typer.Typer(
+#: yes/no options are ``--name/--no-name`` flags; ``--name yes|no`` is their older spelling.
+YES_NO_FLAGS = ("--verifiable",)
+
+
+def yes_no_flags(args: list[str]) -> list[str]:
+    """``args`` with ``--verifiable yes`` (or ``=yes``) read as ``--verifiable`` and
+    ``no`` as ``--no-verifiable``, so the older spelling keeps working."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return out + args[i:]
+        name, eq, value = arg.partition("=")
+        if name in YES_NO_FLAGS and not eq and i + 1 < len(args):
+            value = args[i + 1]
+        if name in YES_NO_FLAGS and value.lower() in ("yes", "no"):
+            out.append(name if value.lower() == "yes" else "--no-" + name[2:])
+            i += 1 if eq else 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+class _Root(TyperGroup):
+    """The ``tailguard`` group: reads the older ``--flag yes|no`` spelling."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, yes_no_flags(args))
+
+
+def command_group(**settings: Any) -> typer.Typer:
+    """A Typer app with the settings every tailguard command group shares.
+
+    Help is plain text (``rich_markup_mode=None``): rich markup would swallow the
+    ``[section]`` names of tailguard.toml that the options' help refers to.
+    """
+    return typer.Typer(
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        **settings,
+    )
+
+
+app = command_group(
+    cls=_Root,
     name="tailguard",
     help="Keep models from collapsing when they are retrained on synthetic data.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
 )
-# Logs and pipes get 150 columns rather than 80, so the tables stay readable.
-console = Console(width=None if sys.stdout.isatty() else 150)
-err_console = Console(stderr=True, soft_wrap=True)
 
 CONFIG_FILE = Path("tailguard.toml")  # tailguard.config.CONFIG_FILE, without importing pydantic
 LEDGER_FILE = Path(".tailguard") / "ledger.duckdb"
@@ -33,6 +76,7 @@ LedgerOption = typer.Option(
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+__all__ = ["app", "command_group", "console", "err_console", "say", "styled", "warn"]
 
 
 def ledger_path(path: Path | None, config: Any = None) -> Path:
@@ -117,7 +161,7 @@ def handles_errors(fn: F) -> F:
 
 def fail(message: str, code: int = 2) -> None:
     """Print ``message`` as an error and exit with ``code`` (no traceback)."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    warn("[bold red]error:[/] {}", message)
     sys.exit(code)
 
 
@@ -144,7 +188,7 @@ def check_expected_digest(led: Any, config: Any, expect: str | None = None) -> N
 
 def _version(value: bool) -> None:
     if value:
-        console.print(f"tailguard {__version__}")
+        say("tailguard {}", __version__)
         raise typer.Exit()
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from tailguard.cli.app import app, console, handles_errors
+from tailguard.cli.app import app, handles_errors, say
 
 STRATEGIES = ("human_only", "replace", "anchored_gated")
 #: The fractions the demo's frontier runs (0 and 1 are read from the comparison).
@@ -46,25 +46,26 @@ def demo(
     start = time.perf_counter()
     c = strategy_colors(strategy(name).name for name in STRATEGIES)
     f = Anchored.REAL_FRACTION
-    console.print(
+    say(
         "[bold]tailguard demo[/]: a trigram language model learns from human quotations "
         "(fortunes, 43 long-tailed categories), then is retrained on its own output for "
-        f"{generations} generations, {seeds} seeds each. Every strategy trains on "
-        f"{volume:,} examples per round; the frozen human reservoir holds {volume // 2:,}:\n"
+        "{} generations, {} seeds each. Every strategy trains on "
+        "{:,} examples per round; the frozen human reservoir holds {:,}:\n"
         f"  • [{c['human-only']}]human-only[/]: the reservoir plus fresh human quotations "
         "bought at the human price to fill the volume\n"
         f"  • [{c['replace']}]replace[/]: only the newest synthetic generation (pure synthetic)\n"
         f"  • [{c['anchored-gated']}]anchored-gated[/]: the whole reservoir every round, at "
-        f"least {f:.0%} human in every batch, the rest synthetic, gated by exact and "
-        "near-duplicate checks (hybrid)\n"
-    )
+        "least {:.0%} human in every batch, the rest synthetic, gated by exact and "
+        "near-duplicate checks (hybrid)\n",
+        generations, seeds, volume, volume // 2, f,
+    )  # fmt: skip
     result = run(
         model="ngram", data="fortunes", strategies=STRATEGIES, generations=generations,
         seeds=seeds, real_fraction=f, volume=volume, workers=workers, out=out,
     )  # fmt: skip
     print_lab_result(result)
     print_lab_result(result, "rare_vocab_coverage", table=False)
-    console.print(
+    say(
         "\n[bold]frontier[/]: exactly f human examples per batch at the same volume "
         "(0 and 1 are the runs above)"
     )
@@ -85,13 +86,15 @@ def demo(
         front,
     )
     lines = advice.lines()
-    console.print(f"\n[bold]recommendation[/] for a general assistant: [bold green]{lines[0]}[/]")
+    say("\n[bold]recommendation[/] for a general assistant: [bold green]{}[/]", lines[0])
     for line in lines[1:]:
-        console.print(f"  • {line}")
+        say("  • {}", line)
     data = from_lab(result)
     data.recommendation = lines
     path = write(data, report)
-    console.print(
-        f"\nreport: [bold]{path}[/] (open it in a browser)   tables: {result.path}   "
-        f"time: {time.perf_counter() - start:.0f} s"
+    say(
+        "\nreport: [bold]{}[/] (open it in a browser)   tables: {}   time: {:.0f} s",
+        path,
+        result.path,
+        time.perf_counter() - start,
     )

@@ -7,7 +7,15 @@ from typing import Any
 
 import typer
 
-from tailguard.cli.app import CONFIG_FILE, LedgerOption, app, console, handles_errors, open_ledger
+from tailguard.cli.app import (
+    CONFIG_FILE,
+    LedgerOption,
+    app,
+    console,
+    handles_errors,
+    open_ledger,
+    say,
+)
 from tailguard.errors import TailguardError
 
 
@@ -20,8 +28,12 @@ def gate(
     allow_empty: bool = typer.Option(
         False, "--allow-empty", help="A round with no candidates is not an error."
     ),
-    explain: str | None = typer.Option(None, "--explain", help="Show every verdict of one id."),
-    config: Path = typer.Option(CONFIG_FILE, "--config", help="tailguard.toml with a [gate]."),
+    explain: str | None = typer.Option(
+        None, "--explain", help="Show every verdict of one id (8 or more of its characters)."
+    ),
+    config: Path = typer.Option(
+        CONFIG_FILE, "--config", help="tailguard.toml with a [gate] table."
+    ),
     ledger: Path | None = LedgerOption,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     audit: Path | None = typer.Option(
@@ -54,7 +66,7 @@ def gate(
         )
         if not allow_empty:
             raise TailguardError(message + "; pass --allow-empty to accept that")
-        console.print(f"[yellow]{message}[/]")
+        say("[yellow]{}[/]", message)
         return
     _print_result(result, round)
 
@@ -62,10 +74,13 @@ def gate(
 def _print_result(result, round: int) -> None:  # noqa: A002, ANN001
     from rich.table import Table
 
-    console.print(
-        f"round {round}: [bold]{len(result.accepted_ids)}[/] accepted, "
-        f"[bold]{len(result.rejected_ids)}[/] rejected of {result.n} "
-        f"({100 * result.pass_rate:.1f}% pass)"
+    say(
+        "round {}: [bold]{}[/] accepted, [bold]{}[/] rejected of {} ({:.1f}% pass)",
+        round,
+        len(result.accepted_ids),
+        len(result.rejected_ids),
+        result.n,
+        100 * result.pass_rate,
     )
     rates = Table(title="pass rate by verifier")
     for col in ("verifier", "records", "passed", "pass rate"):
@@ -92,20 +107,23 @@ def _explain(record_id: str, ledger: Path | None, round: int | None) -> None:  #
     from tailguard.gate.base import Verdict
 
     with open_ledger(ledger, read_only=True) as led:
+        record_id = led.resolve_record_id(record_id)
         rows = Verdict.rows(led.verdicts(id=record_id, round=round))
     if not rows:
         raise TailguardError(
             f"no verdicts for id {record_id!r}"
             + (f" in round {round}" if round is not None else "")
         )
-    console.print(f"[bold]{record_id}[/]: {len(rows)} verdict(s)")
+    say("[bold]{}[/]: {} verdict(s)", record_id, len(rows))
     for v in rows:
         mark = "[green]passed[/]" if v.passed else "[red]failed[/]"
-        console.print(
-            f"round {v.round}  [bold]{v.verifier}[/] (version {v.version})  {mark}  "
-            f"[bold]{v.code}[/]: {v.detail}",
-            highlight=False,
-            soft_wrap=True,
+        say(
+            "round {}  [bold]{}[/] (version {})  " + mark + "  [bold]{}[/]: {}",
+            v.round,
+            v.verifier,
+            v.version,
+            v.code,
+            v.detail,
         )
         extra = []
         if v.score is not None:
@@ -152,7 +170,6 @@ def _audit(
     The sample and the config are checked before the ledger is opened, so bad input
     changes nothing.
     """
-    from rich.markup import escape
     from rich.table import Table
 
     from tailguard.gate.audit import audit as measure
@@ -165,10 +182,12 @@ def _audit(
         rows = measure(gate_, sample, good, sample_name=path.name, digest=digest)
         led.record_audits(rows)
     n_good, n_bad = int(good.sum()), int((~good).sum())
-    console.print(
-        f"audited {len(rows)} verifier(s) on {escape(str(path))}: "
-        f"{n_good} known good, {n_bad} known bad (stored in the ledger)",
-        highlight=False,
+    say(
+        "audited {} verifier(s) on {}: {} known good, {} known bad (stored in the ledger)",
+        len(rows),
+        path,
+        n_good,
+        n_bad,
     )
     table = Table(title="verifier quality (95% Wilson interval)")
     for col in ("verifier", "version", "accepted good", "accepted bad"):
@@ -177,8 +196,8 @@ def _audit(
         table.add_column(col, justify="right")
     for row in rows.to_pylist():
         table.add_row(
-            escape(row["verifier"]),
-            escape(row["version"]),
+            row["verifier"],
+            row["version"],
             f"{row['accepted_good']}/{row['n_good']}",
             f"{row['accepted_bad']}/{row['n_bad']}",
             *(_share(row, s) for s in ("precision", "recall", "specificity")),

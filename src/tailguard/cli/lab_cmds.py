@@ -8,12 +8,11 @@ from typing import Any
 
 import typer
 
-from tailguard.cli.app import app, console, handles_errors
+from tailguard.cli.app import app, command_group, console, handles_errors, say, styled
 from tailguard.mix.policies import Anchored
 
-lab_app = typer.Typer(
-    help="Compare retraining strategies over many generations with small real models.",
-    no_args_is_help=True,
+lab_app = command_group(
+    help="Compare retraining strategies over many generations with small real models."
 )
 app.add_typer(lab_app, name="lab")
 
@@ -21,7 +20,12 @@ app.add_typer(lab_app, name="lab")
 @lab_app.command("run")
 @handles_errors
 def lab_run(
-    model: str = typer.Option("ngram", "--model", help="Model (see `tailguard lab list`)."),
+    model: str = typer.Option(
+        "ngram",
+        "--model",
+        help="Model (see `tailguard lab list`); ngram, a trigram model of human quotations, "
+        "is the demo's (lab frontier and lab recovery default to faster models).",
+    ),
     data: str = typer.Option(None, "--data", help="Human data (default: the model's own)."),
     strategies: str = typer.Option(
         "replace,accumulate,anchored", "--strategies", help="Comma-separated strategy names."
@@ -72,7 +76,7 @@ def lab_run(
         costs=CostModel.parse(costs), workers=workers, out=out, seed=seed,
     )  # fmt: skip
     print_lab_result(result)
-    console.print(f"\nsaved to [bold]{result.path}[/] ({result.elapsed:.1f} s)")
+    say("\nsaved to [bold]{}[/] ({:.1f} s)", result.path, result.elapsed)
 
 
 def parse_volume(text: str) -> int | str | None:
@@ -144,7 +148,7 @@ def lab_validate(
             f"{r.expected:.4g}",
             f"{r.measured:.4g}",
             r.tolerance,
-            "[green]yes[/]" if r.passed else "[red]NO[/]",
+            styled("[green]yes[/]" if r.passed else "[red]NO[/]"),
         )
     console.print(table)
     failed = [r.name for r in rows if not r.passed]
@@ -157,13 +161,13 @@ def lab_list() -> None:
     """The models, their data and the strategies."""
     from tailguard.lab import DATASETS, MODEL_DATA, STRATEGIES
 
-    console.print("[bold]models[/] (data; the first is the default)")
+    say("[bold]models[/] (data; the first is the default)")
     for model, data in MODEL_DATA.items():
         console.print(f"  {model:<12} {', '.join(data)}")
-    console.print("[bold]data[/]")
+    say("[bold]data[/]")
     for d in DATASETS.values():
         console.print(f"  {d.name:<12} {d.description}")
-    console.print("[bold]strategies[/]")
+    say("[bold]strategies[/]")
     for s in STRATEGIES.values():
         console.print(f"  {s.name:<22} {s.description}")
 
@@ -179,7 +183,7 @@ def print_lab_result(result, metric: str | None = None, *, table: bool = True) -
 
         raise ConfigError(f"no metric {name!r} in this run")
     pivot = curve.pivot(index="strategy", columns="round", values="median")
-    console.print(f"\n[bold]{name}[/], median over seeds, by generation")
+    say("\n[bold]{}[/], median over seeds, by generation", name)
     console.print(pivot.round(3).to_string())
 
 
@@ -210,7 +214,7 @@ def _print_axes(result) -> None:  # noqa: ANN001
         for _, key, fmt in columns:
             v = row[key]
             if key == "strategy":
-                cells.append(f"[{colors[v]}]{v}[/]")
+                cells.append(styled(f"[{colors[v]}]{{}}[/]", v))
             elif key == "recovery_rounds":
                 cells.append(f"> {c.recovery_rounds}" if math.isinf(v) else f"{v:g}")
             else:
@@ -223,7 +227,10 @@ def _print_axes(result) -> None:  # noqa: ANN001
 @handles_errors
 def lab_frontier(
     model: str = typer.Option(
-        None, "--model", help="Built-in lab model (default: the frontier's)."
+        None,
+        "--model",
+        help="Built-in lab model (default: categorical, Zipf documents: a sweep of many "
+        "fractions in about a minute, where pure synthetic loses rare words).",
     ),
     data: str = typer.Option(None, "--data", help="Data set (default: the model's)."),
     fractions: str = typer.Option(
@@ -289,8 +296,8 @@ def lab_frontier(
     print_frontier(result)
     advice = advise_from_frontier(advise(TaskProfile(task="general")), result)
     for line in advice.evidence[1:]:
-        console.print(f"  • {line}")
-    console.print(f"\nsaved to [bold]{out}[/] (frontier.parquet, frontier.png)")
+        say("  • {}", line)
+    say("\nsaved to [bold]{}[/] (frontier.parquet, frontier.png)", out)
 
 
 def print_frontier(result: Any) -> None:
@@ -315,7 +322,7 @@ def print_frontier(result: Any) -> None:
         "half-widths of its band (median over seeds; above 1 is degraded)"
     )
     style = "bold green" if result.lowest_safe is not None else "yellow"
-    console.print(f"[{style}]{result.evidence}[/]")
+    say(f"[{style}]{{}}[/]", result.evidence)
     if result.qualities:
         print_by_quality(result)
 
@@ -341,7 +348,12 @@ def print_by_quality(result: Any) -> None:
 @lab_app.command("recovery")
 @handles_errors
 def lab_recovery(
-    model: str = typer.Option("gaussian", "--model", help="Built-in lab model."),
+    model: str = typer.Option(
+        "gaussian",
+        "--model",
+        help="Built-in lab model (default: gaussian, which collapses within a few "
+        "generations, so both routes back are measured in seconds).",
+    ),
     data: str = typer.Option(None, "--data", help="Data set (default: the model's)."),
     k: int = typer.Option(5, "--k", help="Pure synthetic generations before recovering."),
     routes: str = typer.Option("switch,rollback", "--routes", help="switch and/or rollback."),
@@ -385,5 +397,5 @@ def lab_recovery(
     console.print(t)
     curves = result.curves.to_pandas()
     pivot = curves.groupby(["route", "round"])["value"].median().unstack("round")
-    console.print(f"\n[bold]{result.metric}[/], median over seeds, by round (k = {k})")
+    say("\n[bold]{}[/], median over seeds, by round (k = {})", result.metric, k)
     console.print(pivot.round(3).to_string())

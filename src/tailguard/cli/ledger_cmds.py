@@ -15,16 +15,19 @@ from tailguard.cli.app import (
     LedgerOption,
     app,
     check_expected_digest,
+    command_group,
     console,
     handles_errors,
     open_ledger,
     project_config,
+    say,
+    styled,
     writable_output,
 )
 from tailguard.errors import InputError
 from tailguard.ledger import Ledger
 
-reservoir_app = typer.Typer(help="Freeze and inspect the human reservoir.", no_args_is_help=True)
+reservoir_app = command_group(help="Freeze and inspect the human reservoir.")
 app.add_typer(reservoir_app, name="reservoir")
 
 STARTER_CONFIG = """\
@@ -125,9 +128,11 @@ def ingest(
                 label_field=label_field,
                 parent_field=parent_field,
             )
-    console.print(
-        f"read {result.read:,} records: [green]{result.added:,} added[/], "
-        f"{result.existing:,} already in the ledger"
+    say(
+        "read {:,} records: [green]{:,} added[/], {:,} already in the ledger",
+        result.read,
+        result.added,
+        result.existing,
     )
 
 
@@ -161,9 +166,12 @@ def reservoir_freeze(
     size = sample_size or baseline_size(config)
     with open_ledger(ledger) as led:
         res = led.freeze_reservoir(name, holdout=holdout, seed=seed)
-        console.print(
-            f"froze reservoir [bold]{res.name}[/]: {len(res.train_ids):,} training anchors, "
-            f"{len(res.holdout_ids):,} held out; digest {res.digest}"
+        say(
+            "froze reservoir [bold]{}[/]: {:,} training anchors, {:,} held out; digest {}",
+            res.name,
+            len(res.train_ids),
+            len(res.holdout_ids),
+            res.digest,
         )
         floor = human_baseline(led, monitor, run=run, size=size)
         fingerprinted = _prepare_gate(led, config)
@@ -232,10 +240,14 @@ def reservoir_show(
     if as_json:
         console.print_json(json.dumps(info))
         return
-    console.print(
-        f"reservoir [bold]{res.name}[/]: {res.size:,} human records "
-        f"({len(res.train_ids):,} train, {len(res.holdout_ids):,} holdout)\n"
-        f"digest {res.digest} [green](verified)[/]"
+    say(
+        "reservoir [bold]{}[/]: {:,} human records ({:,} train, {:,} holdout)\n"
+        "digest {} [green](verified)[/]",
+        res.name,
+        res.size,
+        len(res.train_ids),
+        len(res.holdout_ids),
+        res.digest,
     )
     table = Table("label", "train", "holdout", "share", title="label distribution")
     total = max(res.size, 1)
@@ -295,11 +307,13 @@ def audit(
                 f"{r['human_share']:.1%}",
                 f"{r['reservoir_share']:.1%}",
                 gens,
-                "[yellow]rolled back[/]"
-                if r["rolled_back"]
-                else "[bold red]BELOW FLOOR[/]"
-                if r["flagged"]
-                else "[green]ok[/]",
+                styled(
+                    "[yellow]rolled back[/]"
+                    if r["rolled_back"]
+                    else "[bold red]BELOW FLOOR[/]"
+                    if r["flagged"]
+                    else "[green]ok[/]"
+                ),
             )
         console.print(table if rows else "no manifests yet")
         for r in rows:
@@ -319,9 +333,11 @@ def audit(
                 highlight=False,
             )
     if flagged:
-        console.print(
-            f"[bold red]{len(flagged)} round(s) below the human floor of {floor:.0%}: "
-            "real data is being substituted by synthetic data[/]"
+        say(
+            "[bold red]{} round(s) below the human floor of {:.0%}: "
+            "real data is being substituted by synthetic data[/]",
+            len(flagged),
+            floor,
         )
         raise typer.Exit(1)
 
@@ -376,13 +392,16 @@ def _revisions(led: Ledger) -> dict[tuple[str, int], list[dict]]:
 @app.command()
 @handles_errors
 def relabel(
-    record_id: str = typer.Argument(..., help="The record's content id."),
+    record_id: str = typer.Argument(
+        ..., help="The record's content id, or a unique prefix of 8 or more characters."
+    ),
     label: str = typer.Argument(..., help="The corrected label."),
     reason: str = typer.Option("", help="Why (kept in the ledger's history)."),
     ledger: Path | None = LedgerOption,
 ) -> None:
     """Correct a record's label; the old value stays in the ledger's history."""
     with open_ledger(ledger) as led:
+        record_id = led.resolve_record_id(record_id)
         n = led.relabel(record_id, label, reason=reason)
     console.print(f"relabelled {n} row(s) of {record_id} as {label!r}")
 

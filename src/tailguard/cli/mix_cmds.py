@@ -9,14 +9,20 @@ import pyarrow.compute as pc
 import typer
 from rich.table import Table
 
-from tailguard.cli.app import LedgerOption, app, console, handles_errors, open_ledger
+from tailguard.cli.app import (
+    LedgerOption,
+    app,
+    command_group,
+    console,
+    handles_errors,
+    open_ledger,
+    say,
+)
 from tailguard.errors import InputError, ReservoirError
 from tailguard.loop import Loop
 from tailguard.mix.policies import POLICIES, Anchored
 
-dial_app = typer.Typer(
-    help="The Dial's decisions: the real fraction, round by round.", no_args_is_help=True
-)
+dial_app = command_group(help="The Dial's decisions: the real fraction, round by round.")
 app.add_typer(dial_app, name="dial")
 
 
@@ -90,14 +96,15 @@ def mix(
     if as_json:
         console.print_json(json.dumps(summary))
         return
-    console.print(
-        f"round {manifest.round} ({run}): [bold]{summary['batches']:,}[/] batches of "
-        f"{batch_size} under {manifest.policy} {json.dumps(chosen.params())}\n"
+    rest = (
+        f"under {manifest.policy} {json.dumps(chosen.params())}\n"
         f"human per batch {summary['human_per_batch']}, digest {summary['digest']}\n"
         f"{row['human']:,} human ({row['human_share']:.1%}, {row['new_human']:,} new this run) "
         f"and {row['synthetic']:,} synthetic slots, {row['traceable']:,} of {row['total']:,} "
         "traceable"
     )
+    say("round {} ({}): [bold]{:,}[/] batches of {} {}", manifest.round, run,
+        summary["batches"], batch_size, rest)  # fmt: skip
     table = Table("origin", "generation", "slots", "distinct", "share", title="composition")
     for row in summary["rows"]:
         table.add_row(

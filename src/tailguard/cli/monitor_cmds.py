@@ -7,9 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.markup import escape
 
-from tailguard.cli.app import LedgerOption, app, console, handles_errors, open_ledger
+from tailguard.cli.app import (
+    LedgerOption,
+    app,
+    console,
+    handles_errors,
+    open_ledger,
+    say,
+    styled,
+)
 
 _SPARK = "▁▂▃▄▅▆▇█"
 EmbedderOption = typer.Option(
@@ -73,16 +80,24 @@ def eval_cmd(
         rows = evaluate_sample(led, mon, round, texts, labels, sample=sample, run=run, draws=draws)
         size = min(baseline_size(config), len(led.reservoir().train_ids))
     more = f", with {len(draws)} more sample(s) of it" if draws else ""
-    console.print(
-        f"recorded round {round} of sample [bold]{sample}[/] ({len(texts)} texts, "
-        f"{rows.num_rows} metrics{more}) in run {run}"
+    say(
+        "recorded round {} of sample [bold]{}[/] ({} texts, {} metrics{}) in run {}",
+        round,
+        sample,
+        len(texts),
+        rows.num_rows,
+        more,
+        run,
     )
     if frozen_baseline and abs(len(texts) - size) > SIZE_SLACK * size:
-        console.print(
-            f"[yellow]note: the human baseline is measured on samples of {size:,} texts "
-            f"(\\[loop] n_sample) but this sample has {len(texts):,}: distinct-n and the "
+        say(
+            "[yellow]note: the human baseline is measured on samples of {:,} texts "
+            "({}) but this sample has {:,}: distinct-n and the "
             "coverage metrics move with the number of texts, so evaluate rounds at the "
-            "baseline's size[/]"
+            "baseline's size[/]",
+            size,
+            "[loop] n_sample",
+            len(texts),
         )
     _print_status(mon, run)
 
@@ -126,10 +141,10 @@ def _print_status(mon: Any, run: str) -> None:
             if e is None:
                 mark, band = "", ""
             else:
-                mark = "[red]✖ degraded[/]" if e.degraded else "[green]✔ held[/]"
+                mark = styled("[red]✖ degraded[/]" if e.degraded else "[green]✔ held[/]")
                 band = _band(e.low, e.high)
             human = "" if e is None or e.noise_floor is None else f"{e.noise_floor:.4g}"
-            arrow = f"[red]{c.arrow}[/]" if c.degraded else c.arrow
+            arrow = styled("[red]{}[/]" if c.degraded else "{}", c.arrow)
             kind = REGISTRY[metric].kind if metric in REGISTRY else ""
             table.add_row(
                 smp, metric, kind, f"{c.baseline:.4g}", f"{c.value:.4g}",
@@ -139,13 +154,10 @@ def _print_status(mon: Any, run: str) -> None:
     console.print(table)
     for smp in mon.samples(run):
         for gap in mon.capacity_gaps(run, sample=smp):
-            console.print(
-                f"[cyan]{escape(gap.describe())}[/] {escape(f'[{smp}]')}", highlight=False
-            )
+            say("[cyan]{}[/] [{}]", gap.describe(), smp)
     for a in status.alerts:
         colour = "yellow" if a.rule == "early_warning" else "red"
-        where = escape(f"[{a.sample} r{a.round}]")
-        console.print(f"[{colour}]{a.rule}[/] {where} {escape(a.message)}", highlight=False)
+        say(f"[{colour}]{{}}[/] [{{}} r{{}}] {{}}", a.rule, a.sample, a.round, a.message)
 
 
 def _band(low: float | None, high: float | None) -> str:

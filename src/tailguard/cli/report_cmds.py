@@ -25,7 +25,11 @@ def report(
     run: str = typer.Option("main", help="The ledger's run to report."),
     stakes: str = typer.Option("low", help="For the recommendation: low or high."),
     task: str = typer.Option("general", help="For the recommendation: open-ended|narrow|general."),
-    verifiable: bool = typer.Option(False, help="For the recommendation: outputs are checkable."),
+    verifiable: bool = typer.Option(
+        False,
+        "--verifiable/--no-verifiable",
+        help="For the recommendation: outputs are checkable.",
+    ),
     ledger: Path | None = typer.Option(None, "--ledger", help="Ledger file."),
 ) -> None:
     """Write one HTML file (no network needed): metrics, mix, gate, dial, alerts, advice."""

@@ -29,7 +29,7 @@ def run_loop(
         "tracking URI or a directory (default: [mlflow] tracking_uri).",
     ),
     embedder: str | None = typer.Option(
-        None, "--embedder", help="hashing, minilm or module:function (default: [monitor])."
+        None, "--embedder", help="hashing, minilm or module:function (default: [monitor] embedder)."
     ),
 ) -> None:
     """Run the retraining loop: generate, gate, dial, plan, train, evaluate, every round."""

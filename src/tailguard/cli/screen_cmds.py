@@ -20,13 +20,16 @@ def screen(
     text_field: str = typer.Option("text", help="Field holding the example's text."),
     label_field: str | None = typer.Option(None, help="Field holding the class or slice."),
     precision: float | None = typer.Option(
-        None, help="Out-of-fold precision the threshold aims at (default: [screen])."
+        None, help="Out-of-fold precision the threshold aims at (default: [screen] precision)."
     ),
     threshold: float | None = typer.Option(None, help="A fixed detector threshold instead."),
     near: float | None = typer.Option(
-        None, help="Jaccard at which a record copies a synthetic one (default: [screen])."
+        None,
+        help="Jaccard at which a record copies a synthetic one (default: [screen] near_threshold).",
     ),
-    release: list[str] = typer.Option(None, "--release", help="Release quarantined ids."),
+    release: list[str] = typer.Option(
+        None, "--release", help="Release a quarantined id (as printed: 8 or more characters)."
+    ),
     ledger: Path | None = LedgerOption,
 ) -> None:
     """Ingest human records, screen them against the ledger's synthetic data, quarantine."""
@@ -46,7 +49,7 @@ def screen(
         raise InputError("give a FILE to screen, or --release ID to release quarantined ids")
     with open_ledger(ledger) as led:
         if release:
-            n = led.release_quarantined(list(release))
+            n = led.release_quarantined([led.resolve_record_id(i) for i in release])
             console.print(f"released {n} record(s)")
             return
         from tailguard.readers import read_table
