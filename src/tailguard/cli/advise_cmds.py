@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from tailguard import limits
 from tailguard.cli.app import (
     app,
     console,
@@ -26,7 +27,10 @@ def advise(
     verifiable: str = typer.Option("no", help="yes or no: can an output be checked?"),
     budget: float | None = typer.Option(None, help="Budget per round, USD."),
     examples: int = typer.Option(
-        10_000, help="Training examples per round, for the estimate without --ledger."
+        10_000,
+        min=1,
+        max=limits.SLOTS_MAX,
+        help="Training examples per round, for the estimate without --ledger.",
     ),
     ledger: Path | None = typer.Option(
         None, "--ledger", help="A ledger with history: also recommend the next ratio."

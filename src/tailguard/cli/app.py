@@ -41,6 +41,12 @@ def ledger_path(path: Path | None, config: Any = None) -> Path:
     The project's is ``config``'s (a loaded tailguard.toml) or ./tailguard.toml's.
     """
     if path is not None:
+        if not path.exists():
+            # Only `tailguard init` creates a ledger: a mistyped --ledger is not a new one.
+            raise TailguardError(
+                f"no ledger at {path}: check the path, or create one with "
+                f"`tailguard init --ledger {path}`"
+            )
         return path
     project = _configured_ledger() if config is None else config.ledger_path
     if not project.exists():

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import typer
 
+from tailguard import limits
 from tailguard.cli.app import app, console, handles_errors
 
 STRATEGIES = ("human_only", "replace", "anchored_gated")
@@ -26,10 +27,19 @@ FRACTIONS = (0.0, 0.2, 0.5, 1.0)
 @app.command()
 @handles_errors
 def demo(
-    generations: int = typer.Option(10, help="Synthetic generations per run."),
-    seeds: int = typer.Option(3, help="Seeds per strategy."),
-    volume: int = typer.Option(2000, help="Training examples per round, for every strategy."),
-    workers: int | None = typer.Option(None, help="Processes (default: all cores)."),
+    generations: int = typer.Option(
+        10, min=1, max=limits.GENERATIONS_MAX, help="Synthetic generations per run."
+    ),
+    seeds: int = typer.Option(3, min=1, max=limits.SEEDS_MAX, help="Seeds per strategy."),
+    volume: int = typer.Option(
+        2000,
+        min=limits.DEMO_VOLUME_MIN,
+        max=limits.VOLUME_MAX,
+        help="Training examples per round, for every strategy.",
+    ),
+    workers: int | None = typer.Option(
+        None, min=1, max=limits.WORKERS_MAX, help="Processes (default: all cores)."
+    ),
     out: Path = typer.Option(Path("runs"), help="Where the run's tables go."),
     report: Path = typer.Option(Path("report.html"), "--report", help="The HTML report."),
 ) -> None:

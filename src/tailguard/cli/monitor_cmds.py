@@ -9,6 +9,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
+from tailguard import limits
 from tailguard.cli.app import LedgerOption, app, console, handles_errors, open_ledger
 
 _SPARK = "▁▂▃▄▅▆▇█"
@@ -29,7 +30,9 @@ def _reference(led: Any, split: str) -> tuple[Any, Any]:
 @app.command("eval")
 @handles_errors
 def eval_cmd(
-    round: int = typer.Option(..., "--round", min=0, help="The round these samples belong to."),
+    round: int = typer.Option(
+        ..., "--round", min=0, max=limits.ROUND_MAX, help="The round these samples belong to."
+    ),
     samples: list[Path] = typer.Option(
         ...,
         "--samples",
