@@ -234,3 +234,45 @@ def test_someone_elses_duckdb_file_is_left_alone(tmp_path):
     tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     con.close()
     assert tables == {"sales"}
+
+
+def test_a_jsonl_file_with_a_byte_order_mark_is_read(tmp_path):
+    f = tmp_path / "bom.jsonl"
+    f.write_bytes(b'\xef\xbb\xbf{"text": "first line"}\n{"text": "second line"}\n')
+    path = tmp_path / "l.duckdb"
+    Ledger.open(path).close()
+    out = runner.invoke(app, ["ingest", str(f), "--ledger", str(path)])
+    assert out.exit_code == 0, out.output
+    with Ledger.open(path, read_only=True) as led:
+        texts = sorted(t for (t,) in led.con.execute("SELECT content FROM records").fetchall())
+    assert texts == ["first line", "second line"]
+
+
+def test_ingest_tells_duplicates_within_the_file_from_those_in_the_ledger(tmp_path):
+    path = tmp_path / "l.duckdb"
+    Ledger.open(path).close()
+    f = tmp_path / "d.jsonl"
+    f.write_text('{"text": "one"}\n{"text": "two"}\n{"text": "one"}\n')
+    out = runner.invoke(app, ["ingest", str(f), "--source", "s", "--ledger", str(path)])
+    assert out.exit_code == 0, out.output
+    assert "2 added, 1 duplicates within the file, 0 already in the ledger" in out.output
+    g = tmp_path / "e.jsonl"
+    g.write_text('{"text": "two"}\n{"text": "three"}\n')
+    out = runner.invoke(app, ["ingest", str(g), "--source", "s", "--ledger", str(path)])
+    assert "1 added, 1 already in the ledger" in out.output, out.output
+
+
+def test_advise_refuses_an_unknown_run(frozen):
+    _refused(["advise", "--ledger", str(frozen), "--run", "nosuch"], says="no run 'nosuch'")
+
+
+@pytest.mark.parametrize(
+    "args", [["lab", "run", "--out", "taken"], ["lab", "frontier", "--out", "taken"],
+             ["demo", "--out", "taken"]],
+)  # fmt: skip
+def test_an_output_folder_that_is_a_file_is_refused_before_any_work(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "taken").write_text("mine")
+    _refused(args, says="taken")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+    assert (tmp_path / "taken").read_text() == "mine"

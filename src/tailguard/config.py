@@ -416,9 +416,7 @@ def _loop_default(attr: str) -> Callable[[], Any]:
 
 class LoopSection(_Strict):
     rounds: int = Field(5, ge=1, le=limits.RUN_ROUNDS_MAX)
-    n_generate: int = Field(
-        default_factory=_loop_default("N_GENERATE"), ge=1, le=limits.VOLUME_MAX
-    )
+    n_generate: int = Field(default_factory=_loop_default("N_GENERATE"), ge=1, le=limits.VOLUME_MAX)
     #: Texts evaluated per round (and the human baseline's sample size); unset:
     #: ``n_generate`` up to ``Loop.N_SAMPLE``.
     n_sample: int | None = Field(None, ge=1, le=limits.VOLUME_MAX)

@@ -192,6 +192,8 @@ class IngestResult:
     read: int
     added: int
     existing: int
+    #: Of ``existing``: rows repeating an earlier row of the same file.
+    within_file: int = 0
 
     @property
     def total(self) -> int:
@@ -509,7 +511,8 @@ class Ledger:
                     "created_at": now,
                 }
                 added += self._ingest_rows(con, part, provenance, label_field is not None)
-        return IngestResult(read=n, added=added, existing=n - added)
+        repeats = n - pc.count_distinct(rows["key"]).as_py()
+        return IngestResult(read=n, added=added, existing=n - added, within_file=repeats)
 
     def _provenance_groups(
         self,

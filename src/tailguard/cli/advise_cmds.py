@@ -77,6 +77,8 @@ def advise(
         from tailguard.ledger import Ledger
 
         with Ledger.open(ledger_path(ledger), read_only=True) as led:
+            if run != "main" or led.runs():  # a fresh ledger has no run yet, not even main
+                led.check_run(run)
             advice = ledger_advice(led, run=run, profile=profile, frontier=table, **pricing)
     if as_json:
         console.print_json(json.dumps(advice.to_dict()))

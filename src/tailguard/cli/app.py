@@ -138,6 +138,18 @@ def writable_output(path: Path) -> Path:
     return path
 
 
+def writable_folder(path: Path) -> Path:
+    """Refuse, before any work, an output folder that is a file or cannot be made."""
+    from tailguard.errors import InputError
+
+    if path.exists() and not path.is_dir():
+        raise InputError("is a file; --out names a folder", file=str(path))
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise InputError(f"{parent} is a file, not a folder", file=str(path))
+    return path
+
+
 def check_expected_digest(led: Any, config: Any, expect: str | None = None) -> None:
     """Check the reservoir against a digest pinned outside the ledger, if one is given:
     ``--expect`` or ``[reservoir] digest`` of tailguard.toml."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import typer
 
 from tailguard import limits
-from tailguard.cli.app import app, console, handles_errors
+from tailguard.cli.app import app, console, handles_errors, writable_folder, writable_output
 
 STRATEGIES = ("human_only", "replace", "anchored_gated")
 #: The fractions the demo's frontier runs (0 and 1 are read from the comparison).
@@ -53,6 +53,8 @@ def demo(
     from tailguard.palette import strategy_colors
     from tailguard.report import from_lab, write
 
+    writable_folder(out)
+    writable_output(report)
     start = time.perf_counter()
     c = strategy_colors(strategy(name).name for name in STRATEGIES)
     f = Anchored.REAL_FRACTION

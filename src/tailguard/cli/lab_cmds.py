@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from tailguard import limits
-from tailguard.cli.app import app, console, handles_errors
+from tailguard.cli.app import app, console, handles_errors, writable_folder
 from tailguard.mix.policies import Anchored
 
 lab_app = typer.Typer(
@@ -23,6 +23,7 @@ app.add_typer(lab_app, name="lab")
 WorkersOption = typer.Option(
     None, "--workers", min=1, max=limits.WORKERS_MAX, help="Processes (default: all cores)."
 )
+
 
 @lab_app.command("run")
 @handles_errors
@@ -91,6 +92,7 @@ def lab_run(
     from tailguard.costs import CostModel
     from tailguard.lab import run
 
+    writable_folder(out)
     result = run(
         model=model, data=data, strategies=strategies, generations=generations, seeds=seeds,
         real_fraction=real_fraction, n_generate=n_generate, recovery_rounds=recovery_rounds,
@@ -304,6 +306,7 @@ def lab_frontier(
     from tailguard.errors import ConfigError
     from tailguard.lab import frontier
 
+    writable_folder(out)
     given: dict[str, Any] = {
         "model": model, "data": data, "generations": generations, "seeds": seeds,
         "reservoir_size": reservoir_size, "batch_size": batch_size,

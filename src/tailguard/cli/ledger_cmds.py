@@ -142,7 +142,8 @@ def ingest(
             )
     console.print(
         f"read {result.read:,} records: [green]{result.added:,} added[/], "
-        f"{result.existing:,} already in the ledger"
+        + (f"{result.within_file:,} duplicates within the file, " if result.within_file else "")
+        + f"{result.existing - result.within_file:,} already in the ledger"
     )
 
 

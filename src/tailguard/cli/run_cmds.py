@@ -20,7 +20,6 @@ from tailguard.cli.app import (
     console,
     fail,
     handles_errors,
-    ledger_path,
 )
 
 
@@ -51,7 +50,7 @@ def run_loop(
 
     cfg = project_config(config)
     n_rounds = rounds if rounds is not None else cfg.loop.rounds
-    path = cfg.ledger_path if ledger is None else ledger_path(ledger)
+    path = ledger or cfg.ledger_path  # a run prepares (creates and fills) its own ledger
     with interrupted_as_exit(), Ledger.open(path) as led:
         tracker = open_tracker(mlflow, cfg, led)  # MLflow is reached before the ledger changes
         with tracker or contextlib.nullcontext():  # the MLflow run ends with its status
