@@ -51,6 +51,7 @@ def base(tmp_path_factory):
     path = d / "ledger.duckdb"
     seed = d / "seed.jsonl"
     seed.write_text('{"text": "a line that is already there", "label": "a"}\n')
+    assert runner.invoke(app, ["init", "--ledger", str(path)]).exit_code == 0
     assert (
         runner.invoke(
             app, ["ingest", str(seed), "--label-field", "label", "--ledger", str(path)]

@@ -46,6 +46,7 @@ def project(tmp_path, sample=SAMPLE):
     )
     path = tmp_path / "labelled.jsonl"
     path.write_text("".join(json.dumps({"text": t, "good": g}) + "\n" for t, g, *_ in sample))
+    Ledger.open(tmp_path / "ledger.duckdb").close()  # only `tailguard init` makes one
     return path
 
 

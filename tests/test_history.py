@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from tailguard.cli import app
 from tailguard.errors import InputError, ReservoirError
+from tailguard.ledger import Ledger
 from tailguard.mix import plan
 from tailguard.mix.policies import Anchored, HumanOnly
 from tailguard.records import make_records
@@ -165,6 +166,7 @@ def test_relabel_command(tmp_path):
     path = tmp_path / "l.duckdb"
     f = tmp_path / "a.jsonl"
     f.write_text('{"text": "a dog ran", "label": "x"}\n')
+    Ledger.open(path).close()
     assert (
         runner.invoke(
             app, ["ingest", str(f), "--label-field", "label", "--ledger", str(path)]

@@ -34,6 +34,7 @@ def led(tmp_path):
     path = tmp_path / "ledger.duckdb"
     good = tmp_path / "good.jsonl"
     good.write_text(GOOD)
+    assert runner.invoke(app, ["init", "--ledger", str(path)]).exit_code == 0
     assert runner.invoke(app, ["ingest", str(good), "--ledger", str(path)]).exit_code == 0
     return path
 
@@ -93,6 +94,7 @@ def test_a_deep_line_does_not_crash_a_real_process(tmp_path):
     """The SIGSEGV case, in a subprocess so a crash would show as a signal."""
     f = tmp_path / "deep.jsonl"
     f.write_bytes(b'{"text": "x", "a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n")
+    Ledger.open(tmp_path / "l.duckdb").close()
     r = subprocess.run(
         [sys.executable, "-m", "tailguard.cli", "ingest", str(f), "--ledger",
          str(tmp_path / "l.duckdb")],
@@ -130,7 +132,7 @@ def test_foreign_and_broken_ledgers_are_refused_with_what_they_are(led, tmp_path
     cut = tmp_path / "cut.duckdb"
     cut.write_bytes(led.read_bytes()[:100_000])
     _fail(["ingest", str(good), "--ledger", str(cut)], where="truncated")
-    _fail(["ingest", str(good), "--ledger", str(good / "sub.duckdb")], where="cannot create")
+    _fail(["ingest", str(good), "--ledger", str(good / "sub.duckdb")], where="no ledger at")
     # No extension was fetched or installed for the SQLite file.
     home = os.path.expanduser("~/.duckdb/extensions")
     assert not any("sqlite" in n for _, _, names in os.walk(home) for n in names)

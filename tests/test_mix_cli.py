@@ -97,7 +97,7 @@ def test_mix_refuses_bad_input_and_writes_nothing(ledger_path):
     ):
         result = runner.invoke(app, ["mix", "--round", "1", "--ledger", str(ledger_path), *args])
         assert result.exit_code == 2, (args, result.output)
-        assert "error" in result.output
+        assert "error" in result.output.lower()
     result = runner.invoke(
         app, ["mix", "--round", "0", "--policy", "replace", "--ledger", str(ledger_path)]
     )

@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from tailguard import limits
 from tailguard.errors import ConfigError, InputError, check_fraction
 
 #: The config file every command reads from the current directory by default.
@@ -78,7 +79,7 @@ class DataSection(_Strict):
     holdout: Annotated[float, _fraction(zero=True, one=False)] = Field(
         default_factory=owner_default("tailguard.ledger:Ledger", "HOLDOUT")
     )
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=limits.SEED_MAX)
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSection:
@@ -363,7 +364,7 @@ class PolicySection(_Strict):
     )
     synthetic: Literal["accumulate", "latest", "subsample"] | None = None
     reservoir: Literal["whole", "share"] | None = None
-    new_human_per_round: int | None = Field(None, ge=1)
+    new_human_per_round: int | None = Field(None, ge=1, le=limits.VOLUME_MAX)
     #: ``fill_gaps``: each label's target count ("median", a floor, or {label = count}).
     target: Literal["median"] | Annotated[int, Field(ge=0)] | dict[str, int] | None = None
 
@@ -419,13 +420,15 @@ def _loop_default(attr: str) -> Callable[[], Any]:
 
 
 class LoopSection(_Strict):
-    rounds: int = Field(5, ge=1)
-    n_generate: int = Field(default_factory=_loop_default("N_GENERATE"), ge=1)
+    rounds: int = Field(5, ge=1, le=limits.RUN_ROUNDS_MAX)
+    n_generate: int = Field(default_factory=_loop_default("N_GENERATE"), ge=1, le=limits.VOLUME_MAX)
     #: Texts evaluated per round (and the human baseline's sample size); unset:
     #: ``n_generate`` up to ``Loop.N_SAMPLE``.
-    n_sample: int | None = Field(None, ge=1)
-    batch_size: int = Field(default_factory=_loop_default("BATCH_SIZE"), ge=1)
-    seed: int = Field(default_factory=_loop_default("SEED"), ge=0)
+    n_sample: int | None = Field(None, ge=1, le=limits.VOLUME_MAX)
+    batch_size: int = Field(
+        default_factory=_loop_default("BATCH_SIZE"), ge=1, le=limits.BATCH_SIZE_MAX
+    )
+    seed: int = Field(default_factory=_loop_default("SEED"), ge=0, le=limits.SEED_MAX)
     run: str = Field(default_factory=_loop_default("RUN"))
 
 
@@ -534,12 +537,22 @@ def load_config(path: str | Path = CONFIG_FILE) -> ProjectConfig:
 def parse_toml(text: str, *, file: str) -> dict[str, Any]:
     """TOML text as a dict; a syntax error is refused with its file and line."""
     try:
-        return tomllib.loads(text)
+        raw = tomllib.loads(text)
+    except RecursionError:
+        raise InputError(
+            f"arrays or tables nest deeper than the limit of {limits.NESTING_MAX}", file=file
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"line (\d+)", str(exc))
         raise InputError(
             f"not valid TOML: {exc}", file=file, line=int(m.group(1)) if m else None
         ) from None
+    depth = limits.nesting_depth(raw) - 1  # the document's own table is no nesting
+    if depth > limits.NESTING_MAX:
+        raise InputError(
+            f"arrays or tables nest {depth} deep; the limit is {limits.NESTING_MAX}", file=file
+        )
+    return raw
 
 
 def validate(

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 from tailguard import rollback as _rollback
 from tailguard.errors import InputError, ReservoirError, TailguardError, check_fraction
+from tailguard.limits import INT32_MAX
 from tailguard.readers import read_table
 from tailguard.records import (
     AUDIT_ROWS,
@@ -192,6 +193,8 @@ class IngestResult:
     read: int
     added: int
     existing: int
+    #: Of ``existing``: rows repeating an earlier row of the same file.
+    within_file: int = 0
 
     @property
     def total(self) -> int:
@@ -313,6 +316,15 @@ class Ledger:
         if waiting:
             self._done_waiting()
         try:
+            tables = {
+                t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+            }
+            if tables and "records" not in tables:  # someone else's DuckDB file: leave it be
+                con.close()
+                raise TailguardError(
+                    f"{self.path} is a DuckDB database but not a tailguard ledger (it has no "
+                    "records table); nothing was written to it"
+                )
             if create:
                 _do(con, _DDL)
                 _do(con, _rollback.DDL)
@@ -500,7 +512,8 @@ class Ledger:
                     "created_at": now,
                 }
                 added += self._ingest_rows(con, part, provenance, label_field is not None)
-        return IngestResult(read=n, added=added, existing=n - added)
+        repeats = n - pc.count_distinct(rows["key"]).as_py()
+        return IngestResult(read=n, added=added, existing=n - added, within_file=repeats)
 
     def _provenance_groups(
         self,
@@ -2179,6 +2192,8 @@ def check_round(value: int, what: str = "round") -> int:
     """Rounds (and generations) are whole numbers >= 0 everywhere in the ledger."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
         raise InputError(f"{what} must be a whole number >= 0, got {value!r}", field=what)
+    if value > INT32_MAX:  # the ledger's INTEGER columns
+        raise InputError(f"{what} must be at most {INT32_MAX:,}, got {value:,}", field=what)
     return int(value)
 
 

@@ -99,7 +99,9 @@ def _read_file(path: Path, text_field: str) -> pa.Table:
         elif fmt == "csv":
             table = pacsv.read_csv(path)
         else:
-            table = pajson.read_json(path, read_options=pajson.ReadOptions(block_size=1 << 26))
+            table = pajson.read_json(
+                _without_bom(path), read_options=pajson.ReadOptions(block_size=1 << 26)
+            )
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError) as exc:
         if fmt == "jsonl":
             _locate_jsonl_error(path, text_field)
@@ -111,6 +113,14 @@ def _read_file(path: Path, text_field: str) -> pa.Table:
         dup = next(n for n in names if names.count(n) > 1)
         raise InputError(f"column {dup!r} appears more than once", file=str(path), line=1)
     return table
+
+
+def _without_bom(path: Path) -> Path | pa.BufferReader:
+    """The file, or its bytes after a UTF-8 byte order mark (editors on Windows write one)."""
+    with path.open("rb") as fh:
+        if fh.read(3) != codecs.BOM_UTF8:
+            return path
+        return pa.BufferReader(fh.read())
 
 
 def check_text_file(path: Path, *, json_depth: bool) -> None:
@@ -126,6 +136,8 @@ def check_text_file(path: Path, *, json_depth: bool) -> None:
     with path.open("rb") as fh:
         while True:
             block = fh.read(_SCAN_BLOCK)
+            if offset == 0 and block.startswith(codecs.BOM_UTF8):  # a byte order mark
+                block, offset = block[3:], 3
             final = not block
             data = carry + block
             try:
@@ -229,7 +241,7 @@ def _locate_jsonl_error(path: Path, text_field: str) -> None:
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 raise InputError(
                     f"invalid UTF-8 at byte {exc.start}", file=str(path), line=lineno

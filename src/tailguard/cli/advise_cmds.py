@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from tailguard import limits
 from tailguard.cli.app import (
     app,
     console,
@@ -28,7 +29,10 @@ def advise(
     ),
     budget: float | None = typer.Option(None, help="Budget per round, USD."),
     examples: int = typer.Option(
-        10_000, help="Training examples per round, for the estimate without --ledger."
+        10_000,
+        min=1,
+        max=limits.SLOTS_MAX,
+        help="Training examples per round, for the estimate without --ledger.",
     ),
     ledger: Path | None = typer.Option(
         None, "--ledger", help="A ledger with history: also recommend the next ratio."
@@ -73,6 +77,8 @@ def advise(
         from tailguard.ledger import Ledger
 
         with Ledger.open(ledger_path(ledger), read_only=True) as led:
+            if run != "main" or led.runs():  # a fresh ledger has no run yet, not even main
+                led.check_run(run)
             advice = ledger_advice(led, run=run, profile=profile, frontier=table, **pricing)
     if as_json:
         console.print_json(json.dumps(advice.to_dict()))

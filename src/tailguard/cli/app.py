@@ -85,6 +85,12 @@ def ledger_path(path: Path | None, config: Any = None) -> Path:
     The project's is ``config``'s (a loaded tailguard.toml) or ./tailguard.toml's.
     """
     if path is not None:
+        if not path.exists():
+            # Only `tailguard init` creates a ledger: a mistyped --ledger is not a new one.
+            raise TailguardError(
+                f"no ledger at {path}: check the path, or create one with "
+                f"`tailguard init --ledger {path}`"
+            )
         return path
     project = _configured_ledger() if config is None else config.ledger_path
     if not project.exists():
@@ -173,6 +179,18 @@ def writable_output(path: Path) -> Path:
         raise InputError("is a directory; give a file name", file=str(path))
     if not path.parent.is_dir():
         raise InputError(f"folder {path.parent} does not exist", file=str(path))
+    return path
+
+
+def writable_folder(path: Path) -> Path:
+    """Refuse, before any work, an output folder that is a file or cannot be made."""
+    from tailguard.errors import InputError
+
+    if path.exists() and not path.is_dir():
+        raise InputError("is a file; --out names a folder", file=str(path))
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise InputError(f"{parent} is a file, not a folder", file=str(path))
     return path
 
 

@@ -16,7 +16,14 @@ from pathlib import Path
 
 import typer
 
-from tailguard.cli.app import app, handles_errors, say
+from tailguard import limits
+from tailguard.cli.app import (
+    app,
+    handles_errors,
+    say,
+    writable_folder,
+    writable_output,
+)
 
 STRATEGIES = ("human_only", "replace", "anchored_gated")
 #: The fractions the demo's frontier runs (0 and 1 are read from the comparison).
@@ -26,10 +33,19 @@ FRACTIONS = (0.0, 0.2, 0.5, 1.0)
 @app.command()
 @handles_errors
 def demo(
-    generations: int = typer.Option(10, help="Synthetic generations per run."),
-    seeds: int = typer.Option(3, help="Seeds per strategy."),
-    volume: int = typer.Option(2000, help="Training examples per round, for every strategy."),
-    workers: int | None = typer.Option(None, help="Processes (default: all cores)."),
+    generations: int = typer.Option(
+        10, min=1, max=limits.GENERATIONS_MAX, help="Synthetic generations per run."
+    ),
+    seeds: int = typer.Option(3, min=1, max=limits.SEEDS_MAX, help="Seeds per strategy."),
+    volume: int = typer.Option(
+        2000,
+        min=limits.DEMO_VOLUME_MIN,
+        max=limits.VOLUME_MAX,
+        help="Training examples per round, for every strategy.",
+    ),
+    workers: int | None = typer.Option(
+        None, min=1, max=limits.WORKERS_MAX, help="Processes (default: all cores)."
+    ),
     out: Path = typer.Option(Path("runs"), help="Where the run's tables go."),
     report: Path = typer.Option(Path("report.html"), "--report", help="The HTML report."),
 ) -> None:
@@ -43,6 +59,8 @@ def demo(
     from tailguard.palette import strategy_colors
     from tailguard.report import from_lab, write
 
+    writable_folder(out)
+    writable_output(report)
     start = time.perf_counter()
     c = strategy_colors(strategy(name).name for name in STRATEGIES)
     f = Anchored.REAL_FRACTION

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from tailguard import limits
 from tailguard.cli.app import (
     CONFIG_FILE,
     LedgerOption,
@@ -23,7 +24,7 @@ from tailguard.errors import TailguardError
 @handles_errors
 def gate(
     round: int | None = typer.Option(  # noqa: A002
-        None, "--round", "-r", min=0, help="Round whose candidates to gate."
+        None, "--round", "-r", min=0, max=limits.ROUND_MAX, help="Round whose candidates to gate."
     ),
     allow_empty: bool = typer.Option(
         False, "--allow-empty", help="A round with no candidates is not an error."

@@ -8,13 +8,28 @@ from typing import Any
 
 import typer
 
-from tailguard.cli.app import app, command_group, console, handles_errors, say, styled
+from tailguard import limits
+from tailguard.cli.app import (
+    app,
+    command_group,
+    console,
+    handles_errors,
+    say,
+    styled,
+    writable_folder,
+)
 from tailguard.mix.policies import Anchored
 
 lab_app = command_group(
     help="Compare retraining strategies over many generations with small real models."
 )
 app.add_typer(lab_app, name="lab")
+
+
+#: Every lab command's process count, bounded by :data:`tailguard.limits.WORKERS_MAX`.
+WorkersOption = typer.Option(
+    None, "--workers", min=1, max=limits.WORKERS_MAX, help="Processes (default: all cores)."
+)
 
 
 @lab_app.command("run")
@@ -30,14 +45,24 @@ def lab_run(
     strategies: str = typer.Option(
         "replace,accumulate,anchored", "--strategies", help="Comma-separated strategy names."
     ),
-    generations: int = typer.Option(10, "--generations", help="Synthetic generations per run."),
-    seeds: int = typer.Option(3, "--seeds", help="Seeds per strategy."),
+    generations: int = typer.Option(
+        10,
+        "--generations",
+        min=1,
+        max=limits.GENERATIONS_MAX,
+        help="Synthetic generations per run.",
+    ),
+    seeds: int = typer.Option(
+        3, "--seeds", min=1, max=limits.SEEDS_MAX, help="Seeds per strategy."
+    ),
     real_fraction: float = typer.Option(
         Anchored.REAL_FRACTION,
         "--real-fraction",
         help="Human share per batch for anchoring (0 < f <= 1).",
     ),
-    n_generate: int = typer.Option(None, "--n-generate", help="Candidates per generation."),
+    n_generate: int = typer.Option(
+        None, "--n-generate", min=1, max=limits.VOLUME_MAX, help="Candidates per generation."
+    ),
     params: list[str] = typer.Option(
         None, "--param", help="A model or data parameter, key=value (repeatable), e.g. steps=150."
     ),
@@ -48,25 +73,38 @@ def lab_run(
         "'auto' (larger than the reservoir) or 'policy' (each strategy's own).",
     ),
     reservoir_size: int = typer.Option(
-        None, "--reservoir-size", help="With --volume: human records frozen (default volume/2)."
+        None,
+        "--reservoir-size",
+        min=1,
+        max=limits.VOLUME_MAX,
+        help="With --volume: human records frozen (default volume/2).",
     ),
     fresh_per_round: int = typer.Option(
-        None, "--fresh-per-round", help="fresh: new human records per round."
+        None,
+        "--fresh-per-round",
+        min=1,
+        max=limits.VOLUME_MAX,
+        help="fresh: new human records per round.",
     ),
     recovery_rounds: int = typer.Option(
-        5, "--recovery-rounds", help="Anchored rounds allowed to recover a collapsed run."
+        5,
+        "--recovery-rounds",
+        min=0,
+        max=limits.RUN_ROUNDS_MAX,
+        help="Anchored rounds allowed to recover a collapsed run.",
     ),
     costs: str = typer.Option(
         None, "--costs", help="Prices per example, e.g. human=0.5,synthetic=0.001,verification=0.02"
     ),
-    workers: int = typer.Option(None, "--workers", help="Processes (default: all cores)."),
+    workers: int = WorkersOption,
     out: Path = typer.Option(Path("runs"), "--out", help="Where run directories go."),
-    seed: int = typer.Option(0, "--seed", help="Base seed."),
+    seed: int = typer.Option(0, "--seed", min=0, max=limits.SEED_MAX, help="Base seed."),
 ) -> None:
     """Run every strategy x seed through the retraining loop and print the axes."""
     from tailguard.costs import CostModel
     from tailguard.lab import run
 
+    writable_folder(out)
     result = run(
         model=model, data=data, strategies=strategies, generations=generations, seeds=seeds,
         real_fraction=real_fraction, n_generate=n_generate, recovery_rounds=recovery_rounds,
@@ -128,8 +166,10 @@ def lab_show(
 @handles_errors
 def lab_validate(
     fortunes: bool = typer.Option(True, "--fortunes/--no-fortunes", help="Include n-gram runs."),
-    seeds: int = typer.Option(5, "--seeds", help="Seeds for the n-gram runs."),
-    workers: int = typer.Option(None, "--workers", help="Processes (default: all cores)."),
+    seeds: int = typer.Option(
+        5, "--seeds", min=1, max=limits.SEEDS_MAX, help="Seeds for the n-gram runs."
+    ),
+    workers: int = WorkersOption,
 ) -> None:
     """Check the lab against known results (the table of docs/validation.md)."""
     from rich.table import Table
@@ -236,15 +276,27 @@ def lab_frontier(
     fractions: str = typer.Option(
         None, "--fractions", help="Real fractions to sweep, e.g. 0,0.2,1."
     ),
-    generations: int = typer.Option(None, "--generations", help="Synthetic generations per run."),
-    seeds: int = typer.Option(None, "--seeds", help="Seeds per fraction."),
+    generations: int = typer.Option(
+        None,
+        "--generations",
+        min=1,
+        max=limits.GENERATIONS_MAX,
+        help="Synthetic generations per run.",
+    ),
+    seeds: int = typer.Option(
+        None, "--seeds", min=1, max=limits.SEEDS_MAX, help="Seeds per fraction."
+    ),
     volume: str = typer.Option(
         None, "--volume", help="Training examples per round (a number or 'auto')."
     ),
-    reservoir_size: int = typer.Option(None, "--reservoir-size", help="Human records frozen."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Examples per batch."),
+    reservoir_size: int = typer.Option(
+        None, "--reservoir-size", min=1, max=limits.VOLUME_MAX, help="Human records frozen."
+    ),
+    batch_size: int = typer.Option(
+        None, "--batch-size", min=1, max=limits.BATCH_SIZE_MAX, help="Examples per batch."
+    ),
     costs: str = typer.Option(None, "--costs", help="Prices per example, e.g. human=0.5"),
-    workers: int = typer.Option(None, "--workers", help="Processes (default: all cores)."),
+    workers: int = WorkersOption,
     out: Path = typer.Option(Path("runs/frontier"), "--out", help="Where the table and plot go."),
     verifier_quality: str = typer.Option(
         None,
@@ -269,6 +321,7 @@ def lab_frontier(
     from tailguard.errors import ConfigError
     from tailguard.lab import frontier
 
+    writable_folder(out)
     given: dict[str, Any] = {
         "model": model, "data": data, "generations": generations, "seeds": seeds,
         "reservoir_size": reservoir_size, "batch_size": batch_size,
@@ -355,19 +408,35 @@ def lab_recovery(
         "generations, so both routes back are measured in seconds).",
     ),
     data: str = typer.Option(None, "--data", help="Data set (default: the model's)."),
-    k: int = typer.Option(5, "--k", help="Pure synthetic generations before recovering."),
+    k: int = typer.Option(
+        5,
+        "--k",
+        min=0,
+        max=limits.GENERATIONS_MAX,
+        help="Pure synthetic generations before recovering.",
+    ),
     routes: str = typer.Option("switch,rollback", "--routes", help="switch and/or rollback."),
-    rounds: int = typer.Option(5, "--rounds", help="Anchored rounds after the switch."),
-    seeds: int = typer.Option(3, "--seeds", help="Seeds (each judged by its own clean model)."),
+    rounds: int = typer.Option(
+        5, "--rounds", min=1, max=limits.RUN_ROUNDS_MAX, help="Anchored rounds after the switch."
+    ),
+    seeds: int = typer.Option(
+        3,
+        "--seeds",
+        min=1,
+        max=limits.SEEDS_MAX,
+        help="Seeds (each judged by its own clean model).",
+    ),
     real_fraction: float = typer.Option(
         Anchored.REAL_FRACTION, "--real-fraction", help="The anchor's human share per batch."
     ),
     volume: str = typer.Option("auto", "--volume", help="Training examples per round."),
-    reservoir_size: int = typer.Option(None, "--reservoir-size", help="Human records frozen."),
+    reservoir_size: int = typer.Option(
+        None, "--reservoir-size", min=1, max=limits.VOLUME_MAX, help="Human records frozen."
+    ),
     metric: str = typer.Option(None, "--metric", help="The metric that must come back."),
     params: list[str] = typer.Option(None, "--param", help="A model or data parameter."),
     costs: str = typer.Option(None, "--costs", help="Prices per example, e.g. human=0.5"),
-    workers: int = typer.Option(None, "--workers", help="Processes (default: all cores)."),
+    workers: int = WorkersOption,
 ) -> None:
     """Pure synthetic for k generations, then switch to anchoring or roll back: rounds and $."""
     from rich.table import Table

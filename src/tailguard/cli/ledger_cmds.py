@@ -9,6 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from tailguard import limits
 from tailguard.cli.app import (
     CONFIG_FILE,
     LEDGER_FILE,
@@ -74,10 +75,19 @@ preset = "default"               # "rich" adds PRDC and Vendi on sentence embedd
 
 @app.command()
 @handles_errors
-def init() -> None:
+def init(
+    ledger: Path | None = typer.Option(
+        None, "--ledger", help="Create only an empty ledger at this path (no tailguard.toml)."
+    ),
+) -> None:
     """Create tailguard.toml and an empty ledger in the current directory."""
     from tailguard.config import parse_toml, validate
 
+    if ledger is not None:
+        existed = ledger.exists()
+        Ledger.open(ledger).close()
+        console.print(f"{'found' if existed else 'created'} ledger {ledger}")
+        return
     if not CONFIG_FILE.exists():
         text = starter_config()
         source = "the starter tailguard.toml"
@@ -99,9 +109,14 @@ def ingest(
     source: str | None = typer.Option(None, help="Dataset or generator name (default: file)."),
     generator: str | None = typer.Option(None, help="Model id that wrote synthetic data."),
     generation: int | None = typer.Option(
-        None, min=0, help="0 for human data; k for the model of round k-1 (default: file, else 0)."
+        None,
+        min=0,
+        max=limits.GENERATION_MAX,
+        help="0 for human data; k for the model of round k-1 (default: file, else 0).",
     ),
-    round_: int = typer.Option(0, "--round", min=0, help="Round the records enter."),
+    round_: int = typer.Option(
+        0, "--round", min=0, max=limits.ROUND_MAX, help="Round the records enter."
+    ),
     text_field: str = typer.Option("text", help="Field holding the example's text."),
     label_field: str | None = typer.Option(None, help="Field holding the class or slice."),
     parent_field: str | None = typer.Option(None, help="Field holding the human seed's id."),
@@ -129,10 +144,13 @@ def ingest(
                 parent_field=parent_field,
             )
     say(
-        "read {:,} records: [green]{:,} added[/], {:,} already in the ledger",
+        "read {:,} records: [green]{:,} added[/], "
+        + ("{:,} duplicates within the file, " if result.within_file else "{}")
+        + "{:,} already in the ledger",
         result.read,
         result.added,
-        result.existing,
+        result.within_file if result.within_file else "",
+        result.existing - result.within_file,
     )
 
 
@@ -143,11 +161,14 @@ def reservoir_freeze(
     holdout: float = typer.Option(
         Ledger.HOLDOUT, help="Share held out as the evaluation reference."
     ),
-    seed: int = typer.Option(0, help="Seed of the stratified holdout split."),
+    seed: int = typer.Option(
+        0, min=0, max=limits.SEED_MAX, help="Seed of the stratified holdout split."
+    ),
     sample_size: int | None = typer.Option(
         None,
         "--sample-size",
         min=1,
+        max=limits.VOLUME_MAX,
         help="Texts per evaluated round, the human baseline's sample size "
         "(default: [loop] n_sample, else n_generate up to 20,000).",
     ),
@@ -345,7 +366,9 @@ def audit(
 @app.command()
 @handles_errors
 def export(
-    round_: int = typer.Option(..., "--round", min=0, help="Round whose training set to export."),
+    round_: int = typer.Option(
+        ..., "--round", min=0, max=limits.ROUND_MAX, help="Round whose training set to export."
+    ),
     output: Path = typer.Option(..., "-o", "--output", help=".parquet or .jsonl file."),
     run: str = typer.Option("main", help="Run name."),
     ledger: Path | None = LedgerOption,

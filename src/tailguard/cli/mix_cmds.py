@@ -9,6 +9,7 @@ import pyarrow.compute as pc
 import typer
 from rich.table import Table
 
+from tailguard import limits
 from tailguard.cli.app import (
     LedgerOption,
     app,
@@ -29,25 +30,33 @@ app.add_typer(dial_app, name="dial")
 @app.command("mix")
 @handles_errors
 def mix(
-    round_: int = typer.Option(..., "--round", min=0, help="Round to plan."),
+    round_: int = typer.Option(..., "--round", min=0, max=limits.ROUND_MAX, help="Round to plan."),
     policy: str = typer.Option("anchored", help=f"One of: {', '.join(POLICIES)}."),
     real_fraction: float | None = typer.Option(
         None, help=f"Human share of every batch (anchored; default {Anchored.REAL_FRACTION})."
     ),
-    batch_size: int = typer.Option(Loop.BATCH_SIZE, help="Examples per batch."),
-    seed: int = typer.Option(0, help="Seed of the plan (same seed, same digest)."),
-    epochs: int = typer.Option(1, help="Passes over the selected examples."),
+    batch_size: int = typer.Option(
+        Loop.BATCH_SIZE, min=1, max=limits.BATCH_SIZE_MAX, help="Examples per batch."
+    ),
+    seed: int = typer.Option(
+        0, min=0, max=limits.SEED_MAX, help="Seed of the plan (same seed, same digest)."
+    ),
+    epochs: int = typer.Option(
+        1, min=1, max=limits.EPOCHS_MAX, help="Passes over the selected examples."
+    ),
     synthetic: str | None = typer.Option(
         None, help="anchored: accumulate, latest or subsample; fresh: accumulate or latest."
     ),
-    size: int | None = typer.Option(None, help="anchored/subsample: slots per epoch."),
+    size: int | None = typer.Option(
+        None, min=1, max=limits.SLOTS_MAX, help="anchored/subsample: slots per epoch."
+    ),
     reservoir: str | None = typer.Option(
         None,
         help="anchored: whole (every reservoir example each round; the share sets how many "
         "synthetic examples are admitted; default) or share (exactly the share per batch).",
     ),
     new_human_per_round: int | None = typer.Option(
-        None, help="fresh: new human records each round."
+        None, min=1, max=limits.VOLUME_MAX, help="fresh: new human records each round."
     ),
     run: str = typer.Option("main", help="Run the manifest belongs to."),
     allow_empty: bool = typer.Option(

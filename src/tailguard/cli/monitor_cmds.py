@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from tailguard import limits
 from tailguard.cli.app import (
     LedgerOption,
     app,
@@ -36,7 +37,9 @@ def _reference(led: Any, split: str) -> tuple[Any, Any]:
 @app.command("eval")
 @handles_errors
 def eval_cmd(
-    round: int = typer.Option(..., "--round", min=0, help="The round these samples belong to."),
+    round: int = typer.Option(
+        ..., "--round", min=0, max=limits.ROUND_MAX, help="The round these samples belong to."
+    ),
     samples: list[Path] = typer.Option(
         ...,
         "--samples",

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from tailguard import limits
 from tailguard.cli.app import (
     LedgerOption,
     app,
@@ -20,7 +21,9 @@ from tailguard.cli.app import (
 @app.command()
 @handles_errors
 def rollback(
-    to_round: int = typer.Option(..., "--to-round", help="The last clean round to keep."),
+    to_round: int = typer.Option(
+        ..., "--to-round", min=0, max=limits.ROUND_MAX, help="The last clean round to keep."
+    ),
     reason: str = typer.Option("", help="Why (kept with the rollback in the ledger)."),
     run: str | None = typer.Option(
         None, help="Run name (default: [loop] run, else the ledger's one run)."

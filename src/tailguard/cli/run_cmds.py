@@ -12,14 +12,24 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tailguard.cli.app import CONFIG_FILE, app, check_expected_digest, console, fail, handles_errors
+from tailguard import limits
+from tailguard.cli.app import (
+    CONFIG_FILE,
+    app,
+    check_expected_digest,
+    console,
+    fail,
+    handles_errors,
+)
 
 
 @app.command("run")
 @handles_errors
 def run_loop(
     config: Path = typer.Argument(CONFIG_FILE, help="The project's tailguard.toml."),
-    rounds: int | None = typer.Option(None, min=0, help="Rounds to run (default: [loop] rounds)."),
+    rounds: int | None = typer.Option(
+        None, min=0, max=limits.RUN_ROUNDS_MAX, help="Rounds to run (default: [loop] rounds)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed or finished run."),
     ledger: Path | None = typer.Option(None, "--ledger", help="Ledger file (default: config)."),
     mlflow: str | None = typer.Option(
@@ -40,7 +50,7 @@ def run_loop(
 
     cfg = project_config(config)
     n_rounds = rounds if rounds is not None else cfg.loop.rounds
-    path = ledger or cfg.ledger_path
+    path = ledger or cfg.ledger_path  # a run prepares (creates and fills) its own ledger
     with interrupted_as_exit(), Ledger.open(path) as led:
         tracker = open_tracker(mlflow, cfg, led)  # MLflow is reached before the ledger changes
         with tracker or contextlib.nullcontext():  # the MLflow run ends with its status

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from tailguard import limits
 from tailguard.cli.app import LedgerOption, app, console, handles_errors, open_ledger
 from tailguard.errors import InputError
 
@@ -16,7 +17,9 @@ from tailguard.errors import InputError
 def screen(
     file: Path | None = typer.Argument(None, help="JSONL, Parquet or CSV of human records."),
     source: str | None = typer.Option(None, help="Dataset name (default: the file's)."),
-    round_: int = typer.Option(0, "--round", help="Round the records enter."),
+    round_: int = typer.Option(
+        0, "--round", min=0, max=limits.ROUND_MAX, help="Round the records enter."
+    ),
     text_field: str = typer.Option("text", help="Field holding the example's text."),
     label_field: str | None = typer.Option(None, help="Field holding the class or slice."),
     precision: float | None = typer.Option(

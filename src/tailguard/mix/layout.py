@@ -117,6 +117,29 @@ def anchored_counts(
     when more passed the gate); with less, the round trains on a higher share and
     ``info`` says how many more synthetic examples the share needs.
     """
+    f, n_batches, n_synthetic, info = first_batches(
+        policy, n_human_rows, n_synthetic_rows, batch_size, epochs
+    )
+    quota = human_quota(f, batch_size, n_batches)
+    if policy.reservoir == "whole" and f < 1.0 and int(quota.sum()) < epochs * n_human_rows:
+        n_batches, quota = _whole_reservoir_quota(
+            f,
+            batch_size,
+            n_batches,
+            quota,
+            epochs * n_human_rows,
+            n_synthetic,
+            subsample=policy.synthetic == "subsample",
+        )
+        info["reservoir_whole"] = True
+    return f, n_batches, quota, info
+
+
+def first_batches(
+    policy: Anchored, n_human_rows: int, n_synthetic_rows: int, batch_size: int, epochs: int
+) -> tuple[float, int, int, dict[str, Any]]:
+    """The share, batches and synthetic slots an anchored plan starts from, before any
+    array is allocated (so a plan's size can be refused from counts alone)."""
     f = policy.real_fraction
     info: dict[str, Any] = {}
     n_synthetic = epochs * n_synthetic_rows
@@ -138,19 +161,7 @@ def anchored_counts(
             n_synthetic = max(1, min(n_synthetic, target))
             info["synthetic_admitted"] = n_synthetic
         n_batches = _batches_to_hold(f, batch_size, n_synthetic)
-    quota = human_quota(f, batch_size, n_batches)
-    if policy.reservoir == "whole" and f < 1.0 and int(quota.sum()) < epochs * n_human_rows:
-        n_batches, quota = _whole_reservoir_quota(
-            f,
-            batch_size,
-            n_batches,
-            quota,
-            epochs * n_human_rows,
-            n_synthetic,
-            subsample=policy.synthetic == "subsample",
-        )
-        info["reservoir_whole"] = True
-    return f, n_batches, quota, info
+    return f, n_batches, n_synthetic, info
 
 
 def _whole_reservoir_quota(

@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tailguard import limits
 from tailguard.errors import ConfigError, InputError, ReservoirError
 from tailguard.mix.layout import (
     _anchored_layout,
@@ -36,6 +37,7 @@ from tailguard.mix.layout import (
     _subset,
     anchored_counts,
     as_fraction,
+    first_batches,
     human_quota,
 )
 from tailguard.mix.policies import Anchored, HumanOnly, Policy, check_fraction
@@ -77,10 +79,11 @@ def plan(
     pool at all: if one does, nothing is planned. The result is not written
     anywhere; store it with ``Ledger.write_manifest``.
     """
-    batch_size = _positive_int(batch_size, "batch_size")
-    epochs = _positive_int(epochs, "epochs")
+    batch_size = _positive_int(batch_size, "batch_size", limits.BATCH_SIZE_MAX)
+    epochs = _positive_int(epochs, "epochs", limits.EPOCHS_MAX)
     if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    limits.check_count(seed, "seed", low=0, high=limits.SEED_MAX)
     if not isinstance(policy, Policy):
         raise ConfigError(f"policy must be a tailguard.mix Policy, got {type(policy).__name__}")
     if real_fraction is not None:
@@ -95,6 +98,7 @@ def plan(
 
     selection = policy.selection(pool, round, seed)
     layout_policy = policy.resolve(selection)
+    _check_planned_slots(selection, layout_policy, batch_size, epochs)
     rows = selection.pool
     # Everything below reads only the selected rows (``selection.keep``) of the pool, so
     # rows a policy leaves out never change a plan.
@@ -219,10 +223,26 @@ def describe_share(share: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------- checks
-def _positive_int(value: Any, name: str) -> int:
+def _positive_int(value: Any, name: str, high: int) -> int:
     if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return limits.check_count(value, name, high=high)
+
+
+def _check_planned_slots(selection: Any, policy: Policy, batch_size: int, epochs: int) -> None:
+    """Count the plan's slots from the pool's counts before any of it is laid out."""
+    n_human = len(_row_positions(selection, True))
+    n_synthetic = len(_row_positions(selection, False))
+    slots = epochs * (n_human + n_synthetic)
+    if isinstance(policy, Anchored) and slots <= limits.SLOTS_MAX:
+        # Plus the human slots a whole reservoir adds: at most one pass of it per epoch.
+        _, n_batches, _, _ = first_batches(policy, n_human, n_synthetic, batch_size, epochs)
+        slots = n_batches * batch_size + epochs * n_human
+    limits.check_slots(
+        slots,
+        detail=f"{n_human + n_synthetic:,} examples, {epochs:,} epoch(s), batches of "
+        f"{batch_size:,}",
+    )
 
 
 def _refuse_excluded(pool: pa.Table, exclude_ids: Any) -> None:
