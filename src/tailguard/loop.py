@@ -157,11 +157,12 @@ class Loop:
         self._pending.clear()  # (marks of an attempt that failed were never written)
         # Fails early, with the reason, if unfrozen, tampered with or not the one pinned.
         self.ledger.pin_reservoir(self.run_name)
-        last = self.ledger.last_stage(self.run_name)
+        last = self._last_finished()
         if last is not None and not resume:
             raise ConfigError(
-                f"run {self.run_name!r} already has rounds in this ledger: resume it "
-                "(resume=True / --resume) or choose another run name"
+                f"run {self.run_name!r} already has rounds in this ledger (the last finished: "
+                f"{last[1]} of round {last[0]}): resume it (resume=True / --resume) or "
+                "choose another run name"
             )
         gone = self.ledger.rolled_back_rounds(self.run_name)
         if last is not None and last[0] in gone:
@@ -198,6 +199,24 @@ class Loop:
             if on_stage is not None:
                 on_stage(r, stage)
         return result
+
+    def _last_finished(self) -> tuple[int, str] | None:
+        """The run's last finished stage: its marks, or a later round made by hand.
+
+        ``tailguard mix`` and ``tailguard eval`` write a round's manifest and metrics as
+        the loop's ``plan`` and ``evaluate`` do, without the loop's marks; such a round
+        is finished as far as its rows go, so the loop continues after it rather than
+        planning it again (which history, append-only, refuses)."""
+        last = self.ledger.last_stage(self.run_name)
+        gone = set(self.ledger.rolled_back_rounds(self.run_name))
+        after = -1 if last is None else last[0]
+        planned = [r for r in self.ledger.manifests(self.run_name) if r > after and r not in gone]
+        if not planned:
+            return last
+        metrics = self.ledger.metrics(self.run_name)
+        measured = set(metrics.filter(pc.equal(metrics["sample"], "model"))["round"].to_pylist())
+        r = max(planned)
+        return (r, "evaluate" if r in measured else "plan")
 
     def final_round(self, rounds: int) -> int:
         """The last round number :meth:`run` reaches for ``rounds`` live rounds after
@@ -251,6 +270,8 @@ class Loop:
     def _generate(self, r: int, result: RoundResult) -> None:
         if isinstance(self.policy, HumanOnly):
             return  # it never trains on synthetic data: generating some would only cost
+        if self.ledger.count(round=r, origin=Origin.SYNTHETIC.value):
+            return  # candidates ingested by hand (`tailguard ingest --round r`): gate those
         out = self._user(
             "generate", self.generate_fn, self.model, self.n_generate, r, self._seed(r, 1)
         )

@@ -44,6 +44,8 @@ from tailguard.records import METRIC_ROWS
 HISTORY_SCHEMA = METRIC_ROWS
 #: Sample name of the noise floor: human samples of the rounds' size against the holdout.
 NOISE_FLOOR_SAMPLE = "noise_floor"
+#: The class a missing label counts as in the label metrics (see :func:`_labels_or_none`).
+UNLABELLED = "(unlabelled)"
 #: Separates a sample's name from the number of one of its extra draws (``model#2``: the
 #: clean model's second extra sample at round 0; ``noise_floor#1``: one human draw).
 DRAW_MARK = "#"
@@ -742,11 +744,23 @@ def _column(values: Any) -> pa.ChunkedArray | pa.Array:
 
 
 def _labels_or_none(labels: Any) -> Any:
-    """A label column that is entirely null means unlabelled data: no label metrics."""
+    """Labels as the label metrics read them.
+
+    A column that is entirely null means unlabelled data: no label metrics. A column
+    with some nulls (texts ingested without a label, a model trained on them) counts
+    each missing label as the class :data:`UNLABELLED`, so the label metrics say how
+    much of the sample carries no label instead of refusing the round.
+    """
     if labels is None:
         return None
-    n_null = labels.null_count if hasattr(labels, "null_count") else sum(x is None for x in labels)
-    return None if n_null == len(labels) else labels
+    arr = _column(labels)
+    if arr.null_count == len(arr):
+        return None
+    if arr.null_count == 0:
+        return arr
+    if not pa.types.is_string(arr.type):
+        arr = pc.cast(arr, pa.string())
+    return pc.fill_null(arr, UNLABELLED)
 
 
 def alerts_table(alerts: list[Alert]) -> pa.Table:

@@ -1,0 +1,133 @@
+"""Paths through the CLI that a user combines: each leaves a project the next command
+continues (regression tests for projects that were once stuck for good)."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.compute as pc
+from conftest import run_cli
+
+from tailguard.ledger import Ledger
+from tailguard.monitor import UNLABELLED
+
+LOOP_TOML = """
+[project]
+ledger = "{ledger}"
+[data]
+builtin = "fortunes"
+[model]
+kind = "ngram"
+[loop]
+rounds = 1
+n_generate = 200
+"""
+
+
+def test_human_texts_without_labels_do_not_stop_the_loop(tmp_path):
+    """Texts ingested without a label (as `screen` also adds them) join the training pool;
+    the model then writes some unlabelled samples, which the label metrics count as the
+    class UNLABELLED instead of refusing the round."""
+    ledger = tmp_path / "l.duckdb"
+    toml = tmp_path / "tailguard.toml"
+    toml.write_text(LOOP_TOML.format(ledger=ledger))
+    assert run_cli("run", str(toml)).exit_code == 0
+    texts = tmp_path / "many.jsonl"
+    texts.write_text(
+        "".join(json.dumps({"text": f"a new human line {i} on cats and dogs"}) + "\n"
+                for i in range(300))
+    )  # fmt: skip
+    ingest = run_cli("ingest", str(texts), "--round", "2", "--ledger", str(ledger))
+    assert ingest.exit_code == 0, ingest.output
+    resumed = run_cli("run", str(toml), "--resume", "--rounds", "2")
+    assert resumed.exit_code in (0, 1), resumed.output
+    with Ledger.open(ledger, read_only=True) as led:
+        assert led.manifests() == [0, 1, 2]
+        metrics = led.metrics()
+    rows = metrics.filter(pc.equal(metrics["sample"], "model")).to_pylist()
+    assert {r["round"] for r in rows} == {0, 1, 2}
+    # the label metrics are still measured in the round with unlabelled samples
+    assert {"tail_recall", "label_tv"} <= {r["metric"] for r in rows if r["round"] == 2}
+
+
+def test_a_missing_label_counts_as_its_own_class():
+    import pyarrow as pa
+
+    from tailguard.monitor import _labels_or_none
+
+    filled = _labels_or_none(pa.array(["a", None, "b", None]))
+    assert filled.to_pylist() == ["a", UNLABELLED, "b", UNLABELLED]
+    assert _labels_or_none(pa.array([None, None], pa.string())) is None
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def _hand_made_round_1(tmp_path, fortunes_records, monkeypatch):
+    """The README's quickstart round by hand: init, ingest, freeze, ingest round 1, gate,
+    mix, eval, in a project directory; returns the ledger's path."""
+    monkeypatch.chdir(tmp_path)
+    ledger = str(tmp_path / ".tailguard" / "ledger.duckdb")
+    human = fortunes_records.slice(0, 300).to_pylist()
+    gen = _jsonl(tmp_path / "gen1.jsonl",
+                 [{"text": " ".join(r["content"].split()[::-1]) + " indeed", "topic": r["label"]}
+                  for r in human])  # fmt: skip
+    out = _jsonl(tmp_path / "out1.jsonl", [{"text": r["content"], "topic": r["label"]}
+                                           for r in human[:200]])  # fmt: skip
+    steps = [
+        ("init",),
+        ("ingest", "--builtin", "fortunes", "--ledger", ledger),
+        ("reservoir", "freeze", "--holdout", "0.1", "--seed", "0", "--ledger", ledger),
+        ("ingest", gen, "--origin", "synthetic", "--generator", "m0", "--generation", "1",
+         "--round", "1", "--label-field", "topic", "--ledger", ledger),
+        ("gate", "--round", "1", "--ledger", ledger),
+        ("mix", "--round", "1", "--policy", "anchored", "--real-fraction", "0.2",
+         "--batch-size", "64", "--ledger", ledger),
+        ("eval", "--round", "1", "--samples", out, "--label-field", "topic", "--ledger", ledger),
+    ]  # fmt: skip
+    for step in steps:
+        result = run_cli(*step)
+        assert result.exit_code in (0, 1), (step, result.output)
+    return ledger
+
+
+def test_a_round_made_by_hand_is_one_the_loop_continues_from(
+    tmp_path, fortunes_records, monkeypatch
+):
+    ledger = _hand_made_round_1(tmp_path, fortunes_records, monkeypatch)
+    toml = tmp_path / "tailguard.toml"  # as the README: [data], [model] and [loop] added
+    loop = LOOP_TOML.split("[data]")[1].replace("rounds = 1", "rounds = 2")
+    toml.write_text(toml.read_text() + "\n[data]" + loop)
+    with Ledger.open(ledger, read_only=True) as led:
+        before = led.manifest(1).digest
+    fresh = run_cli("run", str(toml))
+    assert fresh.exit_code == 2
+    assert "--resume" in fresh.output and "evaluate of round 1" in fresh.output
+    for _ in range(2):  # resuming twice: the second has nothing left to do
+        resumed = run_cli("run", str(toml), "--resume")
+        assert resumed.exit_code in (0, 1), resumed.output
+    with Ledger.open(ledger, read_only=True) as led:
+        assert led.manifests() == [1, 2]
+        assert led.manifest(1).digest == before  # the hand-made round is kept as it was
+        assert 0 < led.count(round=2, origin="synthetic") <= 200  # generated by the loop
+        assert led.manifest(2).params["real_fraction_used"] is not None
+
+
+def test_candidates_ingested_by_hand_are_gated_not_regenerated(tmp_path, fortunes_records):
+    ledger = str(tmp_path / "l.duckdb")
+    toml = tmp_path / "tailguard.toml"
+    toml.write_text(LOOP_TOML.format(ledger=ledger))
+    assert run_cli("run", str(toml)).exit_code == 0
+    mine = _jsonl(tmp_path / "mine.jsonl", [{"text": f"my own model wrote line {i} of many"}
+                                            for i in range(50)])  # fmt: skip
+    added = run_cli("ingest", mine, "--origin", "synthetic", "--generator", "mine",
+                    "--generation", "2", "--round", "2", "--ledger", ledger)  # fmt: skip
+    assert added.exit_code == 0, added.output
+    resumed = run_cli("run", str(toml), "--resume", "--rounds", "2")
+    assert resumed.exit_code in (0, 1), resumed.output
+    with Ledger.open(ledger, read_only=True) as led:
+        assert led.count(round=2, origin="synthetic") == 50  # the loop generated none
+        assert led.count(round=2, origin="synthetic", status="candidate") == 0  # all gated
+        assert 2 in led.manifests()
