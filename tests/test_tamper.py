@@ -174,7 +174,7 @@ def test_a_write_while_the_ledger_was_let_go_is_caught_on_reopening(frozen_file)
 def test_the_streamed_digest_equals_the_one_query_form(frozen_file):
     """The digest is hashed batch by batch; it must equal sha256 of every line joined
     by newlines, as one DuckDB query computes it (and as earlier versions stored it)."""
-    import tailguard.ledger as ledger_mod
+    import tailguard.ledger.digests as ledger_mod
 
     with Ledger.open(frozen_file) as led:
         one_query = led.con.execute(

@@ -1,0 +1,378 @@
+"""Opening a ledger file: the file checks, the lock wait, letting go of the file between
+writes (and handing it over to a waiting reader), and transactions.
+
+Every store of :mod:`tailguard.ledger` shares the one connection held here."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import time
+from pathlib import Path
+from typing import Any, Self
+
+import duckdb
+
+from tailguard.errors import TailguardError
+from tailguard.ledger import rollback as _rollback
+from tailguard.ledger.schema import (
+    _DDL,
+    _do,
+    _first_line,
+    _migrate,
+    _who,
+)
+
+#: DuckDB's file layout: a 4 KiB file header, two 4 KiB database headers, then 256 KiB
+#: blocks. A file of another size was cut short (or is not a DuckDB file at all).
+_DUCKDB_HEADER, _DUCKDB_BLOCK = 3 * 4096, 256 * 1024
+
+
+#: Never let a ledger path make DuckDB fetch or load an extension (a SQLite file would).
+_DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+def check_ledger_file(path: Path) -> None:
+    """Refuse, with what it is, a file that is not a whole DuckDB database.
+
+    Checked before DuckDB opens it: a foreign file would otherwise open and fail in
+    the middle of a query, and a SQLite file would make DuckDB reach for an extension.
+    """
+    if not path.exists():
+        return
+    if path.is_dir():
+        raise TailguardError(f"{path} is a directory, not a ledger file")
+    size = path.stat().st_size
+    if size == 0:
+        raise TailguardError(f"{path} is an empty file, not a ledger: remove it to start one")
+    with path.open("rb") as fh:
+        head = fh.read(16)
+    if head.startswith(b"SQLite format 3"):
+        raise TailguardError(f"{path} is a SQLite database, not a tailguard ledger (DuckDB)")
+    if head[8:12] != b"DUCK":
+        raise TailguardError(
+            f"{path} is not a DuckDB database (it starts with {head[:12]!r}): "
+            "not a tailguard ledger"
+        )
+    if size < _DUCKDB_HEADER or (size - _DUCKDB_HEADER) % _DUCKDB_BLOCK:
+        raise TailguardError(
+            f"{path} is a truncated DuckDB database ({size:,} bytes is not a whole number "
+            "of blocks): restore the ledger from a backup"
+        )
+
+
+class LedgerBase:
+    """One DuckDB connection to a ledger, reopened after :meth:`release`; the stores build on it."""
+
+    #: How long opening a ledger waits for another process's lock before giving up (s).
+    LOCK_WAIT: float = 10.0
+
+    #: DuckDB's memory for this ledger: past it, sorts, joins and aggregates spill to a
+    #: temporary folder beside the file. DuckDB's own default (80% of RAM) let its cache
+    #: of freed pages lift a million-record round's peak from 4.3 to 6.5 GB.
+    MEMORY_LIMIT: str = "2GB"
+
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection | None, path: str, *, read_only: bool = False
+    ) -> None:
+        self._con = con
+        self.path = path
+        self.read_only = read_only
+        self._verified: dict[str, tuple[Any, ...]] = {}
+        self._digested: dict[str, tuple[Any, ...]] = {}  # fingerprints at freeze
+        #: Reservoirs read and checked on the current connection (see :meth:`reservoir`).
+        self._checked: dict[str | None, Any] = {}
+        self._digest_version: bool | None = None
+        self._held_since = time.monotonic()
+        self._released_as: tuple[Any, ...] | None = None
+        #: Facts read on the current connection that only this ledger's own writes change
+        #: (tables present, rolled-back rounds, a run's metrics and decisions): a loop of
+        #: quick rounds reads them every stage. Emptied with :attr:`_checked`.
+        self._facts: dict[tuple[Any, ...], Any] = {}
+        #: Open :meth:`atomic` blocks; ``_doomed``: a write inside one failed.
+        self._depth = 0
+        self._doomed = False
+        #: What the last :meth:`release` and reopen cost (s): a loop holds the file
+        #: long enough that letting readers in stays a small share of its time.
+        self.reopen_seconds = 0.0
+        self._closing_seconds = 0.0
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path = ":memory:",
+        *,
+        read_only: bool = False,
+        wait: float | None = None,
+    ) -> Self:
+        """Open (or create) a ledger; ``":memory:"`` keeps it in this process only.
+
+        A file that is not a DuckDB database (a SQLite file, a text file, a ledger cut
+        short) is refused with what it is. While another process holds the file (a
+        ``tailguard run`` writing a stage), opening retries for ``wait`` seconds
+        (default :attr:`LOCK_WAIT`) before saying the ledger is busy.
+        """
+        target = str(path)
+        if target != ":memory:":
+            p = Path(target)
+            if read_only and not p.exists():
+                raise TailguardError(f"no ledger at {p}")
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise TailguardError(
+                    f"cannot create a ledger at {p}: {exc.strerror} ({p.parent})"
+                ) from None
+            check_ledger_file(p)
+        led = cls(None, target, read_only=read_only)
+        led._connect(cls.LOCK_WAIT if wait is None else wait, create=not read_only)
+        return led
+
+    def _connect(self, wait: float, *, create: bool = False) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + wait
+        delay = 0.02
+        waiting = False
+        while True:
+            started = time.monotonic()  # (the attempt that opens it: waiting is not its cost)
+            try:
+                con = duckdb.connect(self.path, read_only=self.read_only, config=_DUCKDB_CONFIG)
+                break
+            except duckdb.Error as exc:
+                busy = "lock" in str(exc).lower()
+                if busy and time.monotonic() < deadline:
+                    waiting = self._announce_waiting() or waiting
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.1)
+                    continue
+                if waiting:
+                    self._done_waiting()
+                if busy:
+                    raise TailguardError(
+                        f"ledger {self.path} is busy: another process holds it (a running "
+                        f"`tailguard run`?) and did not let go within {wait:g}s; try again"
+                    ) from None
+                raise TailguardError(f"cannot open ledger {self.path}: {exc}") from None
+        if waiting:
+            self._done_waiting()
+        try:
+            tables = {
+                t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+            }
+            if tables and "records" not in tables:  # someone else's DuckDB file: leave it be
+                con.close()
+                raise TailguardError(
+                    f"{self.path} is a DuckDB database but not a tailguard ledger (it has no "
+                    "records table); nothing was written to it"
+                )
+            if create:
+                _do(con, _DDL)
+                _do(con, _rollback.DDL)
+                _migrate(con)
+            # Row order is kept by explicit ORDER BY everywhere, so let inserts run in parallel.
+            _do(con, "SET preserve_insertion_order = false")
+            _do(con, f"SET memory_limit = '{self.MEMORY_LIMIT}'")
+            _do(con, "SET allocator_flush_threshold = '64MB'")  # hand freed memory back
+        except duckdb.Error as exc:
+            con.close()
+            raise TailguardError(
+                f"ledger {self.path} is damaged or not a tailguard ledger: {_first_line(exc)}"
+            ) from None
+        self._con = con
+        self._held_since = time.monotonic()
+        self.reopen_seconds = self._closing_seconds + self._held_since - started
+        if self._released_as is None or self._released_as != self._file_state():
+            self._checked.clear()  # another process may have written while it was let go
+            self._facts.clear()
+        return con
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection, reopened (waiting for a reader's lock) after :meth:`release`."""
+        if self._con is None:
+            return self._connect(self.LOCK_WAIT * 6)
+        return self._con
+
+    def release(self, *, held: float = 0.0) -> None:
+        """Let go of a ledger file between writes, so other processes can read it.
+
+        The next use reopens it (tens of milliseconds). With ``held``, only if the
+        file has been held that many seconds: a loop of quick rounds releases now and
+        then instead of after every stage. A ``:memory:`` ledger is kept: it lives in
+        this connection only.
+        """
+        if self._depth:
+            return  # never in the middle of an atomic block: its writes are not in yet
+        someone_waits = self._reader_waiting()
+        if not someone_waits and held > 0 and time.monotonic() - self._held_since < held:
+            return
+        if self._con is not None and self.path != ":memory:":
+            started = time.monotonic()
+            self._con.close()
+            self._closing_seconds = time.monotonic() - started
+            self._con = None
+            self._released_as = self._file_state()
+            if someone_waits:  # hand the file over: reopening at once would win the lock again
+                deadline = time.monotonic() + self.HANDOVER
+                while self._reader_waiting() and time.monotonic() < deadline:
+                    time.sleep(0.005)
+
+    #: How long :meth:`release` waits for a process that announced it is waiting to open
+    #: the file (s). Without the hand-over a quick loop reopens the file before a waiting
+    #: reader's next try, and the reader starves.
+    HANDOVER: float = 1.0
+
+    @property
+    def _waiting_marker(self) -> str:
+        return self.path + ".waiting"
+
+    def _announce_waiting(self) -> bool:
+        """Say (with a marker file beside the ledger) that this process waits for the file."""
+        try:
+            Path(self._waiting_marker).touch()
+            return True
+        except OSError:  # a read-only folder: wait without announcing
+            return False
+
+    def _done_waiting(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self._waiting_marker)
+
+    def _reader_waiting(self) -> bool:
+        """A fresh marker: a waiting process touches it on every try (0.1 s apart at most),
+        so one left by a killed process goes stale within a second."""
+        if self.path == ":memory:":
+            return False
+        try:
+            return time.time() - os.stat(self._waiting_marker).st_mtime < 1.0
+        except OSError:
+            return False
+
+    def _file_state(self) -> tuple[Any, ...]:
+        """Size, modification time and inode of the file and its write-ahead log: any
+        writer changes them, so a reopened file that kept them holds what it held."""
+        out: list[Any] = []
+        for p in (self.path, self.path + ".wal"):
+            try:
+                st = os.stat(p)
+                out.append((st.st_size, st.st_mtime_ns, st.st_ino))
+            except OSError:
+                out.append(None)
+        return tuple(out)
+
+    def close(self) -> None:
+        self._released_as = None
+        self._facts.clear()
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self)
+
+    def atomic(self) -> _Transaction:
+        """``with ledger.atomic():`` every write inside lands together, or none does.
+
+        Writes that are one transaction each (:meth:`add_records`, :meth:`record_gate`,
+        :meth:`mark_stage`...) join the block's transaction instead, so a loop stage
+        and its mark in ``stages`` commit at once (one disk sync, not two). If any
+        write inside fails, nothing of the block is kept, even when the caller caught
+        the error. The file is not let go (:meth:`release`) inside a block.
+        """
+        return _Transaction(self)
+
+    def _fact(self, key: tuple[Any, ...], read: Any) -> Any:
+        """``read()``, once per connection until one of this ledger's writes forgets it."""
+        if key not in self._facts:
+            self._facts[key] = read()
+        return self._facts[key]
+
+    def _forget(self, kind: str) -> None:
+        for key in [k for k in self._facts if k[0] == kind]:
+            del self._facts[key]
+
+    def _has_table(self, name: str) -> bool:
+        if ("table", name) in self._facts:  # tailguard never drops a table
+            return True
+        there = bool(
+            self.con.execute(
+                "SELECT 1 FROM duckdb_tables() WHERE table_name = ?", [name]
+            ).fetchall()
+        )
+        if there:
+            self._facts["table", name] = True
+        return there
+
+    @staticmethod
+    def _filters(**filters: Any) -> tuple[list[str], list[Any]]:
+        where, params = [], []
+        for key, value in filters.items():
+            if value is not None:
+                where.append(f'"{key}" = ?')
+                params.append(str(value) if key in {"origin", "status"} else value)
+        return where, params
+
+    @staticmethod
+    def _log(
+        con: duckdb.DuckDBPyConnection,
+        kind: str,
+        *,
+        run: str | None = None,
+        round: int | None = None,  # noqa: A002
+        key: str | None = None,
+        old: str | None = None,
+        new: str | None = None,
+        reason: str = "",
+    ) -> None:
+        """Append one change to ``history`` (what, old and new value, when, by whom)."""
+        _do(
+            con,
+            "INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [kind, run, round, key, old, new, reason, dt.datetime.now(dt.UTC), _who()],
+        )
+
+
+class _Transaction:
+    """``with`` block around one DuckDB transaction: commit on success, else roll back.
+
+    Nested in another block of the same ledger (:meth:`Ledger.atomic`), it joins the
+    outer transaction; a failure inside dooms the outer one, which then rolls back.
+    """
+
+    def __init__(self, ledger: LedgerBase) -> None:
+        self.ledger = ledger
+
+    def __enter__(self) -> duckdb.DuckDBPyConnection:
+        led = self.ledger
+        self.con = led.con
+        if led._depth == 0:
+            self.con.begin()
+            led._doomed = False
+        led._depth += 1
+        return self.con
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        led = self.ledger
+        led._depth -= 1
+        if exc_type is not None:
+            led._doomed = True
+        if led._depth:
+            return
+        if not led._doomed:
+            self.con.commit()
+            return
+        self.con.rollback()
+        led._facts.clear()  # what was read inside may have been rolled back with it
+        led._checked.clear()
+        led._doomed = False
+        if exc_type is None:
+            raise TailguardError(
+                "a write inside an atomic block failed (and the error was caught): "
+                "nothing of the block was kept"
+            )
