@@ -270,7 +270,10 @@ def test_cli_show_prints_the_axes(token_run: LabResult) -> None:
     [
         (["lab", "run", "--model", "gpt"], "valid models"),
         (["lab", "run", "--strategies", "replace,magic"], "valid strategies"),
-        (["lab", "run", "--generations", "0"], "zero generations"),
+        (
+            ["lab", "run", "--generations", "0"],
+            "--generations': Input should be greater than or equal to 1",
+        ),
         (["lab", "run", "--real-fraction", "0"], "anchoring with no human data"),
         (["lab", "run", "--costs", "gpu=1"], "name one of human"),
     ],

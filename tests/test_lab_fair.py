@@ -211,7 +211,10 @@ def test_the_demo_compares_at_equal_volume_and_recommends_from_its_frontier(tmp_
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["lab", "recovery", "--seeds", "0"], "seeds must be >= 1"),
+        (
+            ["lab", "recovery", "--seeds", "0"],
+            "--seeds': Input should be greater than or equal to 1",
+        ),
         (["lab", "recovery", "--routes", "teleport"], "routes must be some of"),
         (["lab", "run", "--volume", "lots"], "not a number of examples, 'auto' or 'policy'"),
         (["lab", "frontier", "--volume", "-3"], "volume must be >= 2"),
