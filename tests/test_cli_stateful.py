@@ -278,3 +278,25 @@ def test_any_sequence_of_commands_leaves_a_working_project():
             phases=[Phase.explicit, Phase.reuse, Phase.generate],
         ),
     )
+
+
+def _replay(*steps: tuple[str, dict[str, Any]]) -> None:
+    """Run steps a search once found failing, checking every step as the machine does."""
+    project = Project()
+    try:
+        project.init()
+        for name, kwargs in steps:
+            getattr(project, name)(**kwargs)
+            project.ledger_reads()
+    finally:
+        project.teardown()
+
+
+def test_a_refused_gate_of_an_empty_round_writes_no_fingerprints():
+    """Found: `gate --round 2` with nothing to gate stored reference fingerprints first."""
+    _replay(("gate", {"rnd": 0}), ("run", {"resume": False, "rounds": 1}), ("gate", {"rnd": 2}))
+
+
+def test_a_bracketed_label_given_to_relabel_prints_literally():
+    """Found: `relabel ID 'x[/]'` ended in a MarkupError (the label was read as markup)."""
+    _replay(("ingest_generation", {"rnd": 2}), ("relabel", {"label": "x[/]", "short": False}))

@@ -58,13 +58,17 @@ def gate(
     if round is None:
         raise TailguardError("give --round R to gate a round, or --explain ID")
     cfg = _gate_config(config)
+    message = (
+        f"round {round} has nothing to gate: no synthetic candidates "
+        "(already gated, or none ingested for this round)"
+    )
     with open_ledger(ledger, config=cfg) as led:
-        result = _project_gate(cfg, led, config, quiet).run_round(led, round)
-    if result.empty:
-        message = (
-            f"round {round} has nothing to gate: no synthetic candidates "
-            "(already gated, or none ingested for this round)"
-        )
+        # counted first: a refused command writes nothing (not even reference fingerprints)
+        if not led.count(round=round, origin="synthetic", status="candidate"):
+            result = None
+        else:
+            result = _project_gate(cfg, led, config, quiet).run_round(led, round)
+    if result is None or result.empty:
         if not allow_empty:
             raise TailguardError(message + "; pass --allow-empty to accept that")
         say("[yellow]{}[/]", message)
