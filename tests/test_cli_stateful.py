@@ -300,3 +300,11 @@ def test_a_refused_gate_of_an_empty_round_writes_no_fingerprints():
 def test_a_bracketed_label_given_to_relabel_prints_literally():
     """Found: `relabel ID 'x[/]'` ended in a MarkupError (the label was read as markup)."""
     _replay(("ingest_generation", {"rnd": 2}), ("relabel", {"label": "x[/]", "short": False}))
+
+
+def test_a_relabelled_record_does_not_stop_the_loop_reading_the_original_file():
+    """Found: after `relabel`, `run` re-read `[data] files` (the old label) and refused for
+    good with a label conflict whose remedy undid the correction."""
+    _replay(
+        ("ingest", {"name": "human", "rnd": 2}), ("relabel", {"label": "fixed", "short": False})
+    )

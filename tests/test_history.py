@@ -157,6 +157,12 @@ def test_label_conflicts_are_refused_and_relabel_keeps_the_old_value(ledger, tmp
         "typo",
     )
     ledger.ingest(f, label_field="label")  # now agrees: nothing to report
+    f.write_text('{"text": "the cat sat", "label": "a"}\n')
+    ledger.ingest(f, label_field="label")  # the original file again: the correction stands
+    assert ledger.records()["label"].to_pylist() == ["b"]
+    f.write_text('{"text": "the cat sat", "label": "c"}\n')
+    with pytest.raises(InputError, match="relabel"):  # a label never given is a conflict
+        ledger.ingest(f, label_field="label")
     ledger.freeze_reservoir()
     with pytest.raises(ReservoirError, match="frozen reservoir"):
         ledger.relabel(rid, "c")

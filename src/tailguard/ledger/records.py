@@ -75,7 +75,9 @@ class RecordStore(LedgerBase):
         ``origin=None`` reads the provenance (``origin``, ``generator``, ``generation``)
         from the data's own columns when it has them (an export), else ``human``; an
         explicit ``origin`` overrides them. The same text with two labels, in the data
-        or against the ledger, is refused as a label conflict (see :meth:`relabel`).
+        or against the ledger, is refused as a label conflict (see :meth:`relabel`),
+        except a label a relabel corrected: re-reading the original file keeps the
+        correction (so a project whose ``[data] files`` hold the old label still runs).
         """
         round = check_round(round)  # noqa: A001
         self._checked.clear()
@@ -246,6 +248,9 @@ class RecordStore(LedgerBase):
                        WHERE label IS NOT NULL)
             SELECT n.row, n.id, r.label, n.label FROM n JOIN records r
               ON r.id = n.id AND r.origin = ? AND r.label IS DISTINCT FROM n.label
+            WHERE NOT EXISTS (  -- the file's label is one a relabel corrected: it stands
+                SELECT 1 FROM history h WHERE h.kind = 'relabel' AND h.key = n.id
+                   AND list_contains(from_json(h.old, '["VARCHAR"]'), n.label))
             ORDER BY n.row LIMIT 1
             """,
                 [origin],
