@@ -458,3 +458,31 @@ def test_a_manifest_counts_what_the_round_summary_reads(frozen):
         )
         == (8, 3, 5)
     )
+
+
+def test_reservoir_labels_count_each_split_of_the_frozen_members(frozen):
+    """The counts agree with the reservoir's own split, label by label (60 = 40 + 15 + 5)."""
+    res = frozen.reservoir("main")
+    labels = frozen.reservoir_labels("main")
+    assert [lab for lab, _, _ in labels] == ["common", "middle", "rare"]
+    train_ids, holdout_ids = res.train_ids.to_pylist(), res.holdout_ids.to_pylist()
+    members = frozen.records(ids=train_ids + holdout_ids)
+    by_label = dict(zip(members["id"].to_pylist(), members["label"].to_pylist(), strict=True))
+    for label, train, holdout in labels:
+        assert train == sum(by_label[i] == label for i in train_ids)
+        assert holdout == sum(by_label[i] == label for i in holdout_ids)
+    assert sum(t + h for _, t, h in labels) == res.size == 60
+    assert frozen.reservoir_labels("nobody") == []
+
+
+def test_a_restored_snapshot_holds_what_the_ledger_held(tmp_path, frozen):
+    """The lab branches routes from a snapshot: rows, reservoir and its digest come back whole,
+    and the restored ledger is a separate database (a write there leaves the original be)."""
+    path = tmp_path / "it's a snapshot.duckdb"  # a quote in the path must not break the SQL
+    frozen.snapshot(path)
+    with Ledger.restore(path) as copy:
+        assert copy.records().sort_by("id").equals(frozen.records().sort_by("id"))
+        assert copy.reservoir("main").digest == frozen.reservoir("main").digest
+        copy.add_records(make_records(["only in the copy"], origin="human", source="x"))
+        assert copy.count() == frozen.count() + 1
+    assert frozen.count() == 60

@@ -267,6 +267,32 @@ class LedgerBase:
             self._con.close()
             self._con = None
 
+    def snapshot(self, path: str | Path) -> None:
+        """Copy this whole ledger (schema and rows) into a new DuckDB file at ``path``.
+
+        The lab keeps its ledgers in memory (a file ledger reconnects around every
+        stage) and branches several routes from one state: it snapshots that state
+        once and :meth:`restore` s it for each route.
+        """
+        con = self.con
+        (name,) = con.execute("SELECT current_database()").fetchone() or ("memory",)
+        _do(con, f"ATTACH {_quoted(path)} AS branch")
+        try:
+            _do(con, f'COPY FROM DATABASE "{name}" TO branch')
+        finally:
+            _do(con, "DETACH branch")
+
+    @classmethod
+    def restore(cls, path: str | Path) -> Self:
+        """A new in-memory ledger holding what the :meth:`snapshot` file at ``path`` holds."""
+        con = duckdb.connect(":memory:", config=_DUCKDB_CONFIG)
+        _do(con, f"ATTACH {_quoted(path)} AS branch (READ_ONLY)")
+        try:
+            _do(con, "COPY FROM DATABASE branch TO memory")
+        finally:
+            _do(con, "DETACH branch")
+        return cls(con, ":memory:")
+
     def __enter__(self) -> Self:
         return self
 
@@ -336,6 +362,11 @@ class LedgerBase:
             "INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [kind, run, round, key, old, new, reason, dt.datetime.now(dt.UTC), _who()],
         )
+
+
+def _quoted(path: str | Path) -> str:
+    """A file path as a SQL string literal."""
+    return "'" + str(path).replace("'", "''") + "'"
 
 
 class _Transaction:
