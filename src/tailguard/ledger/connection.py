@@ -217,6 +217,27 @@ class LedgerBase:
                 while self._reader_waiting() and time.monotonic() < deadline:
                     time.sleep(0.005)
 
+    #: Seconds a writer (a loop) may hold the file before letting readers in (between
+    #: stages, and around a user's call that ran at least this long last time).
+    HOLD: float = 0.5
+    #: At most this share of a writer's time goes to letting readers in: after a release
+    #: and reopen that cost ``c`` seconds, the file is held ``c / REOPEN_SHARE`` at least,
+    #: and never longer than ``HOLD_MAX`` (a reader waits that long, plus a stage, at most).
+    REOPEN_SHARE: float = 0.05
+    HOLD_MAX: float = 2.0
+
+    def between_stages(self) -> None:
+        """Let readers (monitor, audit, report) in between a writer's stages now and
+        then: reopening costs tens of milliseconds, too much for every quick stage."""
+        hold = min(self.HOLD_MAX, self.reopen_seconds / self.REOPEN_SHARE)
+        self.release(held=max(self.HOLD, hold))
+
+    def before_call(self, last_seconds: float | None) -> None:
+        """Let go of the file around a user's function, unless its last call (``None``:
+        never called) was quicker than :attr:`HOLD` (a cheap model)."""
+        if last_seconds is None or last_seconds >= self.HOLD:
+            self.release()
+
     #: How long :meth:`release` waits for a process that announced it is waiting to open
     #: the file (s). Without the hand-over a quick loop reopens the file before a waiting
     #: reader's next try, and the reader starves.
