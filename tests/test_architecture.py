@@ -8,6 +8,7 @@ reaches up to a client, or two modules that need each other, fail here.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,37 @@ def test_no_import_cycles() -> None:
         if v not in index:
             visit(v)
     assert not cycles, f"import cycles: {cycles}"
+
+
+def test_the_ledger_package_imports_only_what_it_is_built_on() -> None:
+    """The stores sit on records, readers, errors and limits: nothing that uses the ledger."""
+    allowed = {"ledger", "errors", "limits", "readers", "records"}
+    for module, targets in GRAPH.items():
+        if _top(module) == "ledger":
+            foreign = {_top(t) for t in targets} - allowed
+            assert not foreign, f"{module} imports {sorted(foreign)}"
+
+
+def test_records_reaches_into_the_ledger_only_for_its_scratch_database() -> None:
+    """``records`` is below the ledger; its one way in is the scratch DuckDB, a leaf."""
+    assert {t for t in GRAPH["tailguard.records"] if _top(t) == "ledger"} <= {
+        "tailguard.ledger.scratch"
+    }
+    assert not GRAPH["tailguard.ledger.scratch"]
+
+
+#: A call that runs SQL on a DuckDB connection or cursor, or imports DuckDB to open one
+#: (pandas' ``DataFrame.query`` is not SQL, so ``.query(`` is left out).
+_SQL_CALL = re.compile(r"\.(execute|executemany|sql)\(|^\s*(import|from) duckdb\b")
+
+
+def test_sql_is_written_only_inside_the_ledger_package() -> None:
+    """The schema stays the ledger's: the CLI, the lab, the gate and the loop ask its stores."""
+    outside = [
+        f"{path.relative_to(SRC.parent)}:{n}: {line.strip()}"
+        for path in sorted(SRC.rglob("*.py"))
+        if path.relative_to(SRC).parts[0] != "ledger"
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if _SQL_CALL.search(line)
+    ]
+    assert not outside, "SQL outside tailguard/ledger/:\n" + "\n".join(outside)

@@ -458,3 +458,60 @@ def test_a_manifest_counts_what_the_round_summary_reads(frozen):
         )
         == (8, 3, 5)
     )
+
+
+def test_reservoir_labels_count_each_split_of_the_frozen_members(frozen):
+    """The counts agree with the reservoir's own split, label by label (60 = 40 + 15 + 5)."""
+    res = frozen.reservoir("main")
+    labels = frozen.reservoir_labels("main")
+    assert [lab for lab, _, _ in labels] == ["common", "middle", "rare"]
+    train_ids, holdout_ids = res.train_ids.to_pylist(), res.holdout_ids.to_pylist()
+    members = frozen.records(ids=train_ids + holdout_ids)
+    by_label = dict(zip(members["id"].to_pylist(), members["label"].to_pylist(), strict=True))
+    for label, train, holdout in labels:
+        assert train == sum(by_label[i] == label for i in train_ids)
+        assert holdout == sum(by_label[i] == label for i in holdout_ids)
+    assert sum(t + h for _, t, h in labels) == res.size == 60
+    assert frozen.reservoir_labels("nobody") == []
+
+
+def test_a_restored_snapshot_holds_what_the_ledger_held(tmp_path, frozen):
+    """The lab branches routes from a snapshot: rows, reservoir and its digest come back whole,
+    and the restored ledger is a separate database (a write there leaves the original be)."""
+    path = tmp_path / "it's a snapshot.duckdb"  # a quote in the path must not break the SQL
+    frozen.snapshot(path)
+    with Ledger.restore(path) as copy:
+        assert copy.records().sort_by("id").equals(frozen.records().sort_by("id"))
+        assert copy.reservoir("main").digest == frozen.reservoir("main").digest
+        copy.add_records(make_records(["only in the copy"], origin="human", source="x"))
+        assert copy.count() == frozen.count() + 1
+    assert frozen.count() == 60
+
+
+@pytest.mark.parametrize(
+    ("hold", "share", "hold_max", "reopen", "let_go"),
+    [
+        (0.0, 0.05, 2.0, 0.0, True),  # held long enough: readers get in
+        (1e6, 0.05, 2.0, 0.0, False),  # not yet held HOLD seconds
+        (0.0, 0.05, 1e6, 10.0, False),  # a slow reopen stretches the hold (10 / 5% = 200 s)
+        (0.0, 0.05, 0.0, 10.0, True),  # ... but never past HOLD_MAX
+    ],
+)
+def test_between_stages_lets_go_by_the_hand_over_policy(tmp_path, hold, share, hold_max, reopen,
+                                                        let_go):  # fmt: skip
+    with Ledger.open(tmp_path / "l.duckdb") as led:
+        led.HOLD, led.REOPEN_SHARE, led.HOLD_MAX = hold, share, hold_max
+        led.reopen_seconds = reopen
+        led.between_stages()
+        assert (led._con is None) is let_go
+        assert led.count() == 0  # reopened on the next use either way
+
+
+def test_before_a_users_call_the_file_is_let_go_unless_the_last_call_was_quick(tmp_path):
+    with Ledger.open(tmp_path / "l.duckdb") as led:
+        led.before_call(led.HOLD / 2)
+        assert led._con is not None
+        for last in (None, led.HOLD, 10 * led.HOLD):
+            led.count()
+            led.before_call(last)
+            assert led._con is None

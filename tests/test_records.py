@@ -110,7 +110,7 @@ def test_ids_are_the_same_on_the_small_and_the_large_path(texts):
 
 
 def _scratch_query() -> None:
-    from tailguard.records import scratch
+    from tailguard.ledger.scratch import scratch
 
     with scratch() as con:
         assert con.sql("SELECT 41 + 1").fetchall() == [(42,)]
@@ -121,11 +121,11 @@ def test_a_child_forked_while_the_scratch_lock_is_held_still_computes_ids() -> N
     inherit a lock that nobody will release."""
     import multiprocessing as mp
 
-    from tailguard import records
+    from tailguard.ledger import scratch
 
     _scratch_query()  # the parent has its own scratch database when it forks
     ctx = mp.get_context("fork")
-    with records._SCRATCH_LOCK:
+    with scratch._SCRATCH_LOCK:
         child = ctx.Process(target=_scratch_query)
         child.start()
     child.join(60)

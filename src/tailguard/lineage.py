@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
 
 from tailguard.monitor import Monitor, alerts_table, preset_for
@@ -98,24 +97,8 @@ def _is_judge(params: str | None) -> bool:
 def judge_tables(ledger: Ledger) -> dict[str, pa.Table]:
     """``judges``: per round and judge, records, passed and mean score; ``judge_reasons``:
     the judges' most common reasons for a failed verdict."""
-    verdicts = ledger.verdicts()
-    if verdicts.num_rows == 0:
+    params = ledger.verdict_params()
+    if not params:
         return {"judges": pa.table({}), "judge_reasons": pa.table({})}
-    params = verdicts["params"].unique().to_pylist()
-    judged = pa.table({"params": pa.array([p for p in params if _is_judge(p)], pa.string())})
-    con = duckdb.connect()
-    con.register("v", verdicts)
-    con.register("j", judged)
-    judges = con.sql(
-        "SELECT round, verifier, count(*) AS records, count(*) FILTER (WHERE passed) AS passed, "
-        "avg(score) AS mean_score FROM v WHERE params IN (SELECT params FROM j) "
-        "GROUP BY ALL ORDER BY round, verifier"
-    ).to_arrow_table()
-    reasons = con.sql(
-        "SELECT verifier, code, regexp_replace(detail, ' \\(score [^)]*\\)$', '') AS reason, "
-        "count(*) AS count FROM v "
-        "WHERE NOT passed AND params IN (SELECT params FROM j) "
-        "GROUP BY ALL ORDER BY count DESC, verifier, reason LIMIT 20"
-    ).to_arrow_table()
-    con.close()
+    judges, reasons = ledger.judge_summary([p for p in params if p and _is_judge(p)])
     return {"judges": judges, "judge_reasons": reasons}

@@ -83,14 +83,6 @@ class Loop:
     BATCH_SIZE: int = 64
     RUN: str = "main"
     SEED: int = 0
-    #: Seconds the loop may hold the ledger file before letting readers in (between
-    #: stages, and around a user's function that ran at least this long last time).
-    HOLD: float = 0.5
-    #: At most this share of a loop's time goes to letting readers in: after a release
-    #: and reopen that cost ``c`` seconds, the file is held ``c / REOPEN_SHARE`` at least,
-    #: and never longer than ``HOLD_MAX`` (a reader waits that long, plus a stage, at most).
-    REOPEN_SHARE: float = 0.05
-    HOLD_MAX: float = 2.0
 
     def __init__(
         self,
@@ -234,10 +226,7 @@ class Loop:
                 self._flush_marks()
                 self.ledger.mark_stage(self.run_name, r, stage)
         self._marked = False
-        # Let readers (monitor, audit, report) open the file between stages now and
-        # then; reopening costs tens of milliseconds, too much for every quick stage.
-        hold = min(self.HOLD_MAX, self.ledger.reopen_seconds / self.REOPEN_SHARE)
-        self.ledger.release(held=max(self.HOLD, hold))
+        self.ledger.between_stages()  # the ledger's hand-over policy: readers get in
 
     @contextmanager
     def _writes(self, r: int, stage: str) -> Iterator[None]:
@@ -257,9 +246,8 @@ class Loop:
 
     def _user(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Call one of the user's functions, letting go of the ledger file while it runs
-        unless its last call was quicker than :attr:`HOLD` (a cheap model)."""
-        if self._user_seconds.get(what, self.HOLD) >= self.HOLD:
-            self.ledger.release()
+        unless its last call was quicker than the ledger's ``HOLD`` (a cheap model)."""
+        self.ledger.before_call(self._user_seconds.get(what))
         started = time.perf_counter()
         try:
             return fn(*args)

@@ -20,14 +20,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -180,50 +177,10 @@ def _ids_of_keys(keys: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
         md5 = hashlib.md5
         ids = [None if k is None else md5(k.encode()).hexdigest() for k in keys.to_pylist()]
         return pa.chunked_array([pa.array(ids, pa.string())])
-    with scratch() as con:
-        con.register("keys", pa.table({"k": keys}))
-        ids = con.sql(f"SELECT {content_id_sql('k')} AS id FROM keys").to_arrow_table()
-        con.unregister("keys")
-    return ids.column("id")
+    # (Imported here: the ledger package is built on this module.)
+    from tailguard.ledger.scratch import select
 
-
-_SCRATCH: tuple[int, duckdb.DuckDBPyConnection] | None = None
-_SCRATCH_LOCK = threading.Lock()
-_INHERITED: list[tuple[int, duckdb.DuckDBPyConnection]] = []
-
-
-def _forget_scratch_in_child() -> None:
-    """A forked child starts with no scratch database and a fresh lock: another thread
-    of the parent may have held the lock at the fork, and nothing would release it."""
-    global _SCRATCH, _SCRATCH_LOCK
-    if _SCRATCH is not None:
-        # Never closed or freed here: destroying the parent's database in the child crashes it.
-        _INHERITED.append(_SCRATCH)
-    _SCRATCH = None
-    _SCRATCH_LOCK = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_scratch_in_child)
-
-
-def scratch() -> duckdb.DuckDBPyConnection:
-    """A cursor on this process's one in-memory DuckDB, for SQL over Arrow tables.
-
-    Opening a DuckDB connection costs tens of milliseconds, a cursor a few
-    microseconds; ids and digests are computed several times per round, so they
-    share one database (one per process: a forked worker opens its own). Use it
-    as a context manager (``with scratch() as con``) so the cursor is closed.
-    """
-    global _SCRATCH
-    with _SCRATCH_LOCK:
-        if _SCRATCH is None or _SCRATCH[0] != os.getpid():
-            con = duckdb.connect(
-                config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-            )
-            # Hand freed query memory back to the system instead of caching it.
-            con.execute("SET allocator_flush_threshold = '32MB'").fetchall()
-            _SCRATCH = (os.getpid(), con)
-        return _SCRATCH[1].cursor()
+    return select(keys, content_id_sql("k"), column="k")
 
 
 def _collapse_whitespace(texts: pa.Array) -> pa.Array:

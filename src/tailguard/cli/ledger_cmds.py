@@ -242,12 +242,7 @@ def reservoir_show(
     with open_ledger(ledger, read_only=True) as led:
         res = led.reservoir(name, expect=expect)
         check_expected_digest(led, config)
-        labels = led.con.sql(
-            "SELECT coalesce(label, '(none)') AS label, count(*) FILTER (WHERE split='train'), "
-            "count(*) FILTER (WHERE split='holdout') FROM reservoir_members WHERE name = ? "
-            "GROUP BY 1 ORDER BY 2 DESC, 1",
-            params=[res.name],
-        ).fetchall()
+        labels = led.reservoir_labels(res.name)
     info = {
         "name": res.name,
         "digest": res.digest,

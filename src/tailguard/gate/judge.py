@@ -36,6 +36,7 @@ from tailguard.errors import InputError
 from tailguard.gate import classifier
 from tailguard.gate.base import ERROR_CODE, Verifier, verdicts
 from tailguard.gate.worker import Worker
+from tailguard.ledger.judge_cache import JudgeCacheFile
 from tailguard.records import content_ids, normalise_content
 
 BatchFn = Callable[[list[str]], tuple[Sequence[float], Sequence[str]]]
@@ -97,54 +98,21 @@ class JudgeCache:
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = None if path is None else str(path)
         self._memory: dict[tuple[str, str], tuple[float, str]] = {}
-
-    def _con(self) -> Any:
-        import duckdb
-
-        con = duckdb.connect(self.path)
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS judge_cache (key VARCHAR, id VARCHAR, score DOUBLE, "
-            "reason VARCHAR, PRIMARY KEY (key, id))"
-        )
-        return con
+        self._file = None if path is None else JudgeCacheFile(path)
 
     def get(self, key: str, ids: list[str]) -> dict[str, tuple[float, str]]:
         found = {i: self._memory[(key, i)] for i in ids if (key, i) in self._memory}
         missing = [i for i in ids if i not in found]
-        if self.path is not None and missing:
-            con = self._con()
-            try:
-                con.register("wanted", pa.table({"id": pa.array(missing, pa.string())}))
-                rows = con.execute(
-                    "SELECT id, score, reason FROM judge_cache WHERE key = ? "
-                    "AND id IN (SELECT id FROM wanted)",
-                    [key],
-                ).fetchall()
-            finally:
-                con.close()
-            for i, score, reason in rows:
-                found[i] = self._memory[(key, i)] = (float(score), reason)
+        if self._file is not None and missing:
+            for i, score, reason in self._file.get(key, missing):
+                found[i] = self._memory[(key, i)] = (score, reason)
         return found
 
     def put(self, key: str, answers: dict[str, tuple[float, str]]) -> None:
         for i, value in answers.items():
             self._memory[(key, i)] = value
-        if self.path is not None and answers:
-            ids = list(answers)
-            table = pa.table(
-                {
-                    "key": pa.array([key] * len(ids), pa.string()),
-                    "id": pa.array(ids, pa.string()),
-                    "score": pa.array([answers[i][0] for i in ids], pa.float64()),
-                    "reason": pa.array([answers[i][1] for i in ids], pa.string()),
-                }
-            )
-            con = self._con()
-            try:
-                con.register("fresh", table)
-                con.execute("INSERT OR REPLACE INTO judge_cache SELECT * FROM fresh")
-            finally:
-                con.close()
+        if self._file is not None and answers:
+            self._file.put(key, answers)
 
 
 class Judge(Verifier):

@@ -35,7 +35,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -198,23 +197,6 @@ def _ledger_path(tmp: str, seed: int) -> Path:
     return Path(tmp) / f"seed{seed}.duckdb"
 
 
-def _copy_database(ledger: Any, name: str, path: Path, direction: str) -> None:
-    """Copy an in-memory ledger to a DuckDB file, or a file into one (the routes' branch point).
-
-    Each route starts from the same collapsed state of its seed; the lab keeps its ledgers
-    in memory (a file ledger reconnects around every stage) and copies the whole database.
-    """
-    con = ledger.con
-    con.execute(f"ATTACH '{path}' AS branch" + (" (READ_ONLY)" if direction == "from" else ""))
-    try:
-        if direction == "to":
-            con.execute(f"COPY FROM DATABASE {name} TO branch")
-        else:
-            con.execute(f"COPY FROM DATABASE branch TO {name}")
-    finally:
-        con.execute("DETACH branch")
-
-
 def _collapse(config: LabConfig, seed: int, tmp: str, queue: Any = None) -> dict[str, Any]:
     """Phase 1 of one seed: rounds ``0..k`` of pure synthetic retraining into a ledger file."""
     from tailguard.lab.job import _Job
@@ -224,7 +206,7 @@ def _collapse(config: LabConfig, seed: int, tmp: str, queue: Any = None) -> dict
     job = _Job(config, "replace", seed, tick)
     try:
         job.run_loop()
-        _copy_database(job.ledger, "memory", _ledger_path(tmp, seed), "to")
+        job.ledger.snapshot(_ledger_path(tmp, seed))
         metrics = job.ledger.metrics(job.run_name).to_pandas()
         rounds = job._rounds_table().to_pandas()
     finally:
@@ -256,8 +238,7 @@ def _route(
     k = config.generations
     tick = queue.put if queue is not None else (lambda n: None)
     anchored = replace(config, strategies=("anchored",))
-    ledger = Ledger(duckdb.connect(":memory:"), ":memory:")
-    _copy_database(ledger, "memory", _ledger_path(tmp, seed), "from")
+    ledger = Ledger.restore(_ledger_path(tmp, seed))
     run = f"replace/seed{seed}"
     job = _Job(anchored, "anchored", seed, tick, ledger=ledger, run=run)
     try:

@@ -10,8 +10,9 @@ all sharing the one connection of :mod:`tailguard.ledger.connection`:
 
 =================  ===========================================================
 ``schema``         the tables' DDL, migrations, row schemas, shared helpers
-``connection``     opening, file checks, lock wait, release and hand-over,
-                   transactions
+``connection``     opening, file checks, lock wait, release and hand-over
+                   (the writer's hold between stages), transactions,
+                   snapshot and restore
 ``records``        records, ingest, status moves, label corrections
 ``reservoir``      the frozen reservoir, its checks and pinning
 ``digests``        the reservoir's digests
@@ -21,6 +22,8 @@ all sharing the one connection of :mod:`tailguard.ledger.connection`:
 ``history``        metrics, decisions, stages, change history
 ``quarantine``     quarantine, release and rollback
 ``rollback``       the rollback's own tables and rules
+``judge_cache``    a judge's answers, in a DuckDB file of its own
+``scratch``        the process's in-memory DuckDB for SQL over Arrow tables
 =================  ===========================================================
 """
 

@@ -217,6 +217,27 @@ class LedgerBase:
                 while self._reader_waiting() and time.monotonic() < deadline:
                     time.sleep(0.005)
 
+    #: Seconds a writer (a loop) may hold the file before letting readers in (between
+    #: stages, and around a user's call that ran at least this long last time).
+    HOLD: float = 0.5
+    #: At most this share of a writer's time goes to letting readers in: after a release
+    #: and reopen that cost ``c`` seconds, the file is held ``c / REOPEN_SHARE`` at least,
+    #: and never longer than ``HOLD_MAX`` (a reader waits that long, plus a stage, at most).
+    REOPEN_SHARE: float = 0.05
+    HOLD_MAX: float = 2.0
+
+    def between_stages(self) -> None:
+        """Let readers (monitor, audit, report) in between a writer's stages now and
+        then: reopening costs tens of milliseconds, too much for every quick stage."""
+        hold = min(self.HOLD_MAX, self.reopen_seconds / self.REOPEN_SHARE)
+        self.release(held=max(self.HOLD, hold))
+
+    def before_call(self, last_seconds: float | None) -> None:
+        """Let go of the file around a user's function, unless its last call (``None``:
+        never called) was quicker than :attr:`HOLD` (a cheap model)."""
+        if last_seconds is None or last_seconds >= self.HOLD:
+            self.release()
+
     #: How long :meth:`release` waits for a process that announced it is waiting to open
     #: the file (s). Without the hand-over a quick loop reopens the file before a waiting
     #: reader's next try, and the reader starves.
@@ -266,6 +287,32 @@ class LedgerBase:
         if self._con is not None:
             self._con.close()
             self._con = None
+
+    def snapshot(self, path: str | Path) -> None:
+        """Copy this whole ledger (schema and rows) into a new DuckDB file at ``path``.
+
+        The lab keeps its ledgers in memory (a file ledger reconnects around every
+        stage) and branches several routes from one state: it snapshots that state
+        once and :meth:`restore` s it for each route.
+        """
+        con = self.con
+        (name,) = con.execute("SELECT current_database()").fetchone() or ("memory",)
+        _do(con, f"ATTACH {_quoted(path)} AS branch")
+        try:
+            _do(con, f'COPY FROM DATABASE "{name}" TO branch')
+        finally:
+            _do(con, "DETACH branch")
+
+    @classmethod
+    def restore(cls, path: str | Path) -> Self:
+        """A new in-memory ledger holding what the :meth:`snapshot` file at ``path`` holds."""
+        con = duckdb.connect(":memory:", config=_DUCKDB_CONFIG)
+        _do(con, f"ATTACH {_quoted(path)} AS branch (READ_ONLY)")
+        try:
+            _do(con, "COPY FROM DATABASE branch TO memory")
+        finally:
+            _do(con, "DETACH branch")
+        return cls(con, ":memory:")
 
     def __enter__(self) -> Self:
         return self
@@ -336,6 +383,11 @@ class LedgerBase:
             "INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [kind, run, round, key, old, new, reason, dt.datetime.now(dt.UTC), _who()],
         )
+
+
+def _quoted(path: str | Path) -> str:
+    """A file path as a SQL string literal."""
+    return "'" + str(path).replace("'", "''") + "'"
 
 
 class _Transaction:

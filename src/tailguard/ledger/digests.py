@@ -9,9 +9,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from tailguard.records import (
-    scratch,
-)
+from tailguard.ledger.scratch import scratch
 
 
 def _reservoir_digest(members: pa.Table) -> str:

@@ -280,6 +280,17 @@ class ReservoirStore(LedgerBase):
             )
         return res
 
+    def reservoir_labels(self, name: str) -> list[tuple[str, int, int]]:
+        """``(label, train, holdout)`` member counts of reservoir ``name``, largest first;
+        members without a label count under ``"(none)"``."""
+        rows = self.con.execute(
+            "SELECT coalesce(label, '(none)') AS label, count(*) FILTER (WHERE split='train'), "
+            "count(*) FILTER (WHERE split='holdout') FROM reservoir_members WHERE name = ? "
+            "GROUP BY 1 ORDER BY 2 DESC, 1",
+            [name],
+        ).fetchall()
+        return [(label, int(train), int(holdout)) for label, train, holdout in rows]
+
     def reservoir_records(self, split: str = "train", name: str | None = None) -> pa.Table:
         """Human records of the reservoir: ``train``, ``holdout`` or ``all`` (one per id)."""
         if split not in {"train", "holdout", "all"}:

@@ -213,6 +213,32 @@ class VerdictStore(LedgerBase):
             "FROM verdicts GROUP BY ALL ORDER BY round, verifier"
         ).to_arrow_table()
 
+    def verdict_params(self) -> list[str | None]:
+        """The distinct verifier parameters (JSON) verdicts were given under."""
+        rows = self.con.execute(f"SELECT DISTINCT params FROM {_verdict_rows(self.con)}")
+        return [p for (p,) in rows.fetchall()]
+
+    def judge_summary(self, params: list[str]) -> tuple[pa.Table, pa.Table]:
+        """For the verifiers run with one of ``params`` (the judges): per round and
+        verifier, records, passed and mean score; and their 20 most common reasons for a
+        failed verdict (the score cut from the detail, so equal reasons group)."""
+        self.con.register("judged", pa.table({"params": pa.array(params, pa.string())}))
+        try:
+            rows = f"{_verdict_rows(self.con)} WHERE params IN (SELECT params FROM judged)"
+            judges = self.con.sql(
+                "SELECT round, verifier, count(*) AS records, "
+                "count(*) FILTER (WHERE passed) AS passed, avg(score) AS mean_score "
+                f"FROM {rows} GROUP BY ALL ORDER BY round, verifier"
+            ).to_arrow_table()
+            reasons = self.con.sql(
+                "SELECT verifier, code, regexp_replace(detail, ' \\(score [^)]*\\)$', '') "
+                f"AS reason, count(*) AS count FROM {rows} AND NOT passed "
+                "GROUP BY ALL ORDER BY count DESC, verifier, reason LIMIT 20"
+            ).to_arrow_table()
+        finally:
+            self.con.unregister("judged")
+        return judges, reasons
+
     def rejection_reasons(self, *, top: int | None = None) -> pa.Table:
         """Failed verdicts counted by verifier and reason code, most frequent first.
 
