@@ -308,3 +308,10 @@ def test_a_relabelled_record_does_not_stop_the_loop_reading_the_original_file():
     _replay(
         ("ingest", {"name": "human", "rnd": 0}), ("relabel", {"label": "fixed", "short": False})
     )
+
+
+def test_human_data_ingested_at_a_later_round_still_anchors_round_0():
+    """Found: human texts ingested at round 2, then `run`: the freeze took them into the
+    reservoir, but round 0's pool left them out (they entered 'later'), so the run
+    refused after writing its pin and stages, every time."""
+    _replay(("ingest", {"name": "human", "rnd": 2}))

@@ -47,22 +47,27 @@ class ManifestStore(LedgerBase):
         res = self.reservoir(reservoir)
         return self.con.sql(
             """
-            WITH holdout AS (SELECT id FROM reservoir_members WHERE name = ? AND split='holdout'),
-                 anchored AS (SELECT id FROM reservoir_members WHERE name = ? AND split='train')
+            WITH holdout AS (SELECT id FROM reservoir_members
+                             WHERE name = $name AND split = 'holdout'),
+                 anchored AS (SELECT id FROM reservoir_members WHERE name = $name AND split='train')
             SELECT * FROM (
                 SELECT DISTINCT ON (id, origin)
-                    id, origin, generation, label, round, source"""
+                    id, origin, generation, label,
+                    CASE WHEN origin = 'human' AND id IN (SELECT id FROM anchored)
+                         THEN 0 ELSE round END AS round, source"""
             + (", content" if text else "")
             + """
                 FROM records r
-                WHERE id NOT IN (SELECT id FROM holdout) AND round <= ? AND (
+                WHERE id NOT IN (SELECT id FROM holdout) AND (
+                    -- the reservoir is re-injected whole from round 0, whatever round its
+                    -- members were ingested at; fresh data from the round it enters
                     (origin = 'human' AND status <> 'quarantined'
-                     AND (id IN (SELECT id FROM anchored) OR round >= 1))
-                    OR (origin = 'synthetic' AND status = 'accepted'))
+                     AND (id IN (SELECT id FROM anchored) OR (round >= 1 AND round <= $r)))
+                    OR (origin = 'synthetic' AND status = 'accepted' AND round <= $r))
                 ORDER BY id, origin, generation, round)
             ORDER BY id, origin
             """,
-            params=[res.name, res.name, round],
+            params={"name": res.name, "r": round},
         ).to_arrow_table()
 
     def write_manifest(self, manifest: Manifest) -> str:
