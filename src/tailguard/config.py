@@ -2,9 +2,11 @@
 
 Pydantic checks every key before anything runs: an unknown key or a value of the
 wrong type is refused with the file, the key's dotted name (``gate.verifiers.1.threshold``)
-and the reason. Every default is read from the class that uses it (``Anchored``,
-``Dial``, ``Ledger``, ``Loop``, ``Gate``, each verifier), lazily, so this module
-imports nothing of ours but ``errors`` when it is loaded. Relative paths in the
+and the reason. Every default is imported from the class that uses it (``Anchored``,
+``Dial``, ``Ledger``, ``Loop``, ``Monitor``, ``CostModel``, each verifier): this module
+sits above the core it composes. ``Gate``, ``Screener`` and ``MlflowTracker`` are still
+read lazily (:func:`owner_default`): the gate reads its ``[gate]`` table through this
+module, so importing them here would close a cycle. Relative paths in the
 file (the ledger, data files, rules and schema files) resolve against the
 config file's folder, whichever directory a command runs from.
 """
@@ -30,12 +32,25 @@ from pydantic import (
 )
 
 from tailguard import limits
+from tailguard.costs import CostModel
 from tailguard.errors import ConfigError, InputError, check_fraction
+from tailguard.ledger import Ledger
+from tailguard.loop import Loop
+from tailguard.mix.dial import Dial
+from tailguard.mix.policies import Anchored, Policy, policy_from_name
+from tailguard.monitor import Monitor
 
 #: The config file every command reads from the current directory by default.
 CONFIG_FILE = Path("tailguard.toml")
 #: Where the ledger lives unless ``[project] ledger`` says otherwise.
 LEDGER_FILE = ".tailguard/ledger.duckdb"
+
+
+def default_of(owner: type, attr: str) -> Any:
+    """A field's default read from ``owner.attr`` each time a section is built, so the
+    class that uses a setting keeps its only declaration (and a changed default reaches
+    the config)."""
+    return Field(default_factory=lambda: getattr(owner, attr))
 
 
 def owner_default(owner: str, attr: str) -> Callable[[], Any]:
@@ -76,9 +91,7 @@ class FileSource(_Strict):
 class DataSection(_Strict):
     builtin: Literal["fortunes", "wordnet"] | None = None
     files: list[FileSource] = Field(default_factory=list)
-    holdout: Annotated[float, _fraction(zero=True, one=False)] = Field(
-        default_factory=owner_default("tailguard.ledger:Ledger", "HOLDOUT")
-    )
+    holdout: Annotated[float, _fraction(zero=True, one=False)] = default_of(Ledger, "HOLDOUT")
     seed: int = Field(0, ge=0, le=limits.SEED_MAX)
 
     @model_validator(mode="after")
@@ -359,27 +372,38 @@ class GateSection(_Strict):
 # ---------------------------------------------------------------------- [policy] [dial] ...
 class PolicySection(_Strict):
     name: str = "anchored"
-    real_fraction: Fraction | None = Field(
-        default_factory=owner_default("tailguard.mix.policies:Anchored", "REAL_FRACTION")
-    )
+    real_fraction: Fraction | None = default_of(Anchored, "REAL_FRACTION")
     synthetic: Literal["accumulate", "latest", "subsample"] | None = None
     reservoir: Literal["whole", "share"] | None = None
     new_human_per_round: int | None = Field(None, ge=1, le=limits.VOLUME_MAX)
     #: ``fill_gaps``: each label's target count ("median", a floor, or {label = count}).
     target: Literal["median"] | Annotated[int, Field(ge=0)] | dict[str, int] | None = None
 
+    def policy(self, **extra: Any) -> Policy:
+        """The policy this section names: only the keys given are passed (and ``extra``,
+        such as ``mix --size``), so a key left out keeps that policy's own default and
+        ``fill_gaps`` keeps its natural share unless ``real_fraction`` is named."""
+        given = {k: getattr(self, k) for k in self.model_fields_set if k != "name"}
+        params = {k: v for k, v in {**given, **extra}.items() if v is not None}
+        return policy_from_name(self.name, **params)
 
-def _dial_default(attr: str) -> Callable[[], Any]:
-    return owner_default("tailguard.mix.dial:Dial", attr)
+
+def policy_section(source: str = "options", **given: Any) -> PolicySection:
+    """A ``[policy]`` section from keyword values (a command's options), ``None`` left out;
+    a bad value is refused with the key's name."""
+    try:
+        return PolicySection.model_validate({k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        raise config_error(exc, source) from None
 
 
 class DialSection(_Strict):
     enabled: bool = False
-    start: Fraction = Field(default_factory=_dial_default("START"))
-    minimum: Fraction = Field(default_factory=_dial_default("MINIMUM"))
-    maximum: Fraction = Field(default_factory=_dial_default("MAXIMUM"))
-    step: Fraction = Field(default_factory=_dial_default("STEP"))
-    patience: int = Field(default_factory=_dial_default("PATIENCE"), ge=1)
+    start: Fraction = default_of(Dial, "START")
+    minimum: Fraction = default_of(Dial, "MINIMUM")
+    maximum: Fraction = default_of(Dial, "MAXIMUM")
+    step: Fraction = default_of(Dial, "STEP")
+    patience: int = Field(default_factory=lambda: Dial.PATIENCE, ge=1)
     watch: list[str] | None = None
 
     @model_validator(mode="before")
@@ -402,7 +426,7 @@ class DialSection(_Strict):
 
 
 class MonitorSection(_Strict):
-    preset: str = Field(default_factory=owner_default("tailguard.monitor:Monitor", "PRESET"))
+    preset: str = default_of(Monitor, "PRESET")
     #: hashing | minilm | module:function; unset: the sentence model when installed
     #: for a preset with embedding metrics, else hashing
     embedder: str | None = None
@@ -415,27 +439,19 @@ class MonitorSection(_Strict):
         return value
 
 
-def _loop_default(attr: str) -> Callable[[], Any]:
-    return owner_default("tailguard.loop:Loop", attr)
-
-
 class LoopSection(_Strict):
     rounds: int = Field(5, ge=1, le=limits.RUN_ROUNDS_MAX)
-    n_generate: int = Field(default_factory=_loop_default("N_GENERATE"), ge=1, le=limits.VOLUME_MAX)
+    n_generate: int = Field(default_factory=lambda: Loop.N_GENERATE, ge=1, le=limits.VOLUME_MAX)
     #: Texts evaluated per round (and the human baseline's sample size); unset:
     #: ``n_generate`` up to ``Loop.N_SAMPLE``.
     n_sample: int | None = Field(None, ge=1, le=limits.VOLUME_MAX)
-    batch_size: int = Field(
-        default_factory=_loop_default("BATCH_SIZE"), ge=1, le=limits.BATCH_SIZE_MAX
-    )
-    seed: int = Field(default_factory=_loop_default("SEED"), ge=0, le=limits.SEED_MAX)
-    run: str = Field(default_factory=_loop_default("RUN"))
+    batch_size: int = Field(default_factory=lambda: Loop.BATCH_SIZE, ge=1, le=limits.BATCH_SIZE_MAX)
+    seed: int = Field(default_factory=lambda: Loop.SEED, ge=0, le=limits.SEED_MAX)
+    run: str = default_of(Loop, "RUN")
 
 
 class AuditSection(_Strict):
-    human_floor: Share = Field(
-        default_factory=owner_default("tailguard.ledger:Ledger", "AUDIT_FLOOR")
-    )
+    human_floor: Share = default_of(Ledger, "AUDIT_FLOOR")
 
 
 def _screen_default(attr: str) -> Callable[[], Any]:
@@ -470,10 +486,6 @@ class MlflowSection(_Strict):
     )
 
 
-def _cost_default(attr: str) -> Callable[[], Any]:
-    return owner_default("tailguard.costs:CostModel", attr)
-
-
 Price = Annotated[float, Field(ge=0)]
 
 
@@ -482,9 +494,9 @@ class CostsSection(_Strict):
     owned (the reservoir), a generated candidate, a verified candidate. The advisor
     builds its ``CostModel(**section.model_dump())`` from them."""
 
-    human: Price = Field(default_factory=_cost_default("human"))
-    synthetic: Price = Field(default_factory=_cost_default("synthetic"))
-    verification: Price = Field(default_factory=_cost_default("verification"))
+    human: Price = default_of(CostModel, "human")
+    synthetic: Price = default_of(CostModel, "synthetic")
+    verification: Price = default_of(CostModel, "verification")
 
 
 class ProjectConfig(_Strict):
@@ -611,6 +623,7 @@ __all__ = [
     "VerifierSpec",
     "config_error",
     "load_config",
+    "default_of",
     "owner_default",
     "validate",
     "validate_gate",
