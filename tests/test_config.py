@@ -238,3 +238,22 @@ def test_one_builder_maps_a_policy_section_to_its_policy():
     assert policy_section(name="anchored", reservoir=None).model_fields_set == {"name"}
     with pytest.raises(ConfigError, match=r"mix options: key 'real_fraction'"):
         policy_section("mix options", real_fraction=1.5)
+
+
+def test_a_verifier_is_registered_once_and_its_spec_names_its_class():
+    """One registry (`gate.section.SPECS`): the config's kinds, the gate's classes and
+    each spec's `kind` agree, and a spec whose kind is not its verifier's is refused."""
+    from typing import ClassVar, Literal
+
+    from tailguard.gate.section import SPECS, VerifierSpec, _kind
+    from tailguard.gate.verifiers import Quality
+
+    assert [VERIFIER_SPECS[k].VERIFIER for k in KINDS] == [KINDS[k] for k in KINDS]
+    assert [s.VERIFIER.kind for s in SPECS] == list(VERIFIER_SPECS)
+
+    class Misnamed(VerifierSpec):
+        kind: Literal["rules"]
+        VERIFIER: ClassVar[type] = Quality
+
+    with pytest.raises(TypeError, match="kind 'rules', its verifier 'quality'"):
+        _kind(Misnamed)

@@ -43,27 +43,12 @@ import pyarrow as pa
 from tailguard.errors import ConfigError, InputError
 from tailguard.gate.base import Verifier
 from tailguard.gate.dedup import ExactDuplicate, NearDuplicate
-from tailguard.gate.execution import CodeTests, MathAnswer
-from tailguard.gate.judge import ClassifierJudge, Judge
-from tailguard.gate.section import GateSection, VerifierSpec, validate_gate
-from tailguard.gate.verifiers import Quality, Rules, Schema
+from tailguard.gate.section import VERIFIER_SPECS, GateSection, VerifierSpec, validate_gate
 from tailguard.settings import read_toml_file
 
-#: Verifier kinds a config may name. (``function`` needs Python, not TOML.)
-KINDS: dict[str, type[Verifier]] = {
-    cls.kind: cls
-    for cls in (
-        Schema,
-        Rules,
-        Quality,
-        ExactDuplicate,
-        NearDuplicate,
-        CodeTests,
-        MathAnswer,
-        Judge,
-        ClassifierJudge,
-    )
-}
+#: Verifier kinds a config may name, and their classes (registered once, in
+#: :data:`tailguard.gate.section.SPECS`).
+KINDS: dict[str, type[Verifier]] = {kind: spec.VERIFIER for kind, spec in VERIFIER_SPECS.items()}
 
 
 @dataclass(frozen=True)

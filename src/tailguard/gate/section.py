@@ -13,10 +13,15 @@ import importlib
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from tailguard.gate.base import Verifier
+from tailguard.gate.dedup import ExactDuplicate, NearDuplicate
+from tailguard.gate.execution import CodeTests, MathAnswer
+from tailguard.gate.judge import ClassifierJudge, Judge
+from tailguard.gate.verifiers import Quality, Rules, Schema
 from tailguard.settings import Strict, config_error
 
 
@@ -34,6 +39,8 @@ class VerifierSpec(Strict):
 
     #: Parameters naming a file, resolved against the config file's folder.
     PATHS: ClassVar[tuple[str, ...]] = ()
+    #: The verifier this entry builds.
+    VERIFIER: ClassVar[type[Verifier]]
 
     def params(self, base_dir: Path | None = None) -> dict[str, Any]:
         """The keyword arguments the verifier is built with (only the keys given)."""
@@ -50,6 +57,7 @@ class VerifierSpec(Strict):
 
 class SchemaSpec(VerifierSpec):
     kind: Literal["schema"]
+    VERIFIER: ClassVar[type[Verifier]] = Schema
     schema_: str | dict[str, Any] = Field(alias="schema")
     PATHS: ClassVar[tuple[str, ...]] = ("schema",)
 
@@ -63,12 +71,14 @@ class SchemaSpec(VerifierSpec):
 
 class RulesSpec(VerifierSpec):
     kind: Literal["rules"]
+    VERIFIER: ClassVar[type[Verifier]] = Rules
     rules: str | list[dict[str, Any]]
     PATHS: ClassVar[tuple[str, ...]] = ("rules",)
 
 
 class QualitySpec(VerifierSpec):
     kind: Literal["quality"]
+    VERIFIER: ClassVar[type[Verifier]] = Quality
     min_chars: Annotated[int, Field(ge=0)] | None = None
     max_chars: Annotated[int, Field(ge=1)] | None = None
     min_words: Annotated[int, Field(ge=0)] | None = None
@@ -79,6 +89,7 @@ class QualitySpec(VerifierSpec):
 
 class ExactDuplicateSpec(VerifierSpec):
     kind: Literal["exact_duplicate"]
+    VERIFIER: ClassVar[type[Verifier]] = ExactDuplicate
     reference: Literal["reservoir", "none"] = "reservoir"
     #: Which sets of ``[gate.references]`` to compare with (default: every one).
     references: list[str] | None = None
@@ -87,6 +98,7 @@ class ExactDuplicateSpec(VerifierSpec):
 
 class NearDuplicateSpec(VerifierSpec):
     kind: Literal["near_duplicate"]
+    VERIFIER: ClassVar[type[Verifier]] = NearDuplicate
     reference: Literal["reservoir", "none"] = "reservoir"
     references: list[str] | None = None
     threshold: float | None = None
@@ -106,6 +118,7 @@ class NearDuplicateSpec(VerifierSpec):
 
 class CodeTestsSpec(VerifierSpec):
     kind: Literal["code_tests"]
+    VERIFIER: ClassVar[type[Verifier]] = CodeTests
     wall_seconds: float | None = None
     cpu_seconds: int | None = None
     memory_mb: int | None = None
@@ -119,6 +132,7 @@ class CodeTestsSpec(VerifierSpec):
 
 class MathAnswerSpec(VerifierSpec):
     kind: Literal["math_answer"]
+    VERIFIER: ClassVar[type[Verifier]] = MathAnswer
     reference_column: str | None = None
     tolerance: float | None = None
     timeout: float | None = None
@@ -128,6 +142,7 @@ class JudgeSpec(VerifierSpec):
     """A user's batch scoring function ``module:function`` (``texts -> scores, reasons``)."""
 
     kind: Literal["judge"]
+    VERIFIER: ClassVar[type[Verifier]] = Judge
     entry: str
     threshold: float | None = None
     batch_size: int | None = Field(None, ge=1)
@@ -162,6 +177,7 @@ class ClassifierJudgeSpec(VerifierSpec):
     """A saved text classifier (``tailguard judge train``) and the SHA-256 it printed."""
 
     kind: Literal["classifier_judge"]
+    VERIFIER: ClassVar[type[Verifier]] = ClassifierJudge
     model: str
     sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
     positive: str | None = None
@@ -171,33 +187,31 @@ class ClassifierJudgeSpec(VerifierSpec):
     PATHS: ClassVar[tuple[str, ...]] = ("model", "cache")
 
 
-AnyVerifier = Annotated[
-    SchemaSpec
-    | RulesSpec
-    | QualitySpec
-    | ExactDuplicateSpec
-    | NearDuplicateSpec
-    | CodeTestsSpec
-    | MathAnswerSpec
-    | JudgeSpec
-    | ClassifierJudgeSpec,
-    Field(discriminator="kind"),
-]
-#: The verifier kinds a config may name (``function`` needs Python, not TOML).
-VERIFIER_SPECS: dict[str, type[VerifierSpec]] = {
-    cls.model_fields["kind"].annotation.__args__[0]: cls  # type: ignore[union-attr]
-    for cls in (
-        SchemaSpec,
-        RulesSpec,
-        QualitySpec,
-        ExactDuplicateSpec,
-        NearDuplicateSpec,
-        CodeTestsSpec,
-        MathAnswerSpec,
-        JudgeSpec,
-        ClassifierJudgeSpec,
-    )
-}
+#: The verifier kinds a config may name (``function`` needs Python, not TOML): the one
+#: registration of a verifier, whose spec names its class (``VERIFIER``).
+SPECS: tuple[type[VerifierSpec], ...] = (
+    SchemaSpec,
+    RulesSpec,
+    QualitySpec,
+    ExactDuplicateSpec,
+    NearDuplicateSpec,
+    CodeTestsSpec,
+    MathAnswerSpec,
+    JudgeSpec,
+    ClassifierJudgeSpec,
+)
+
+
+def _kind(spec: type[VerifierSpec]) -> str:
+    """A spec's ``kind``, which must be its verifier's."""
+    (kind,) = spec.model_fields["kind"].annotation.__args__  # type: ignore[union-attr]
+    if kind != spec.VERIFIER.kind:
+        raise TypeError(f"{spec.__name__} has kind {kind!r}, its verifier {spec.VERIFIER.kind!r}")
+    return kind
+
+
+VERIFIER_SPECS: dict[str, type[VerifierSpec]] = {_kind(spec): spec for spec in SPECS}
+AnyVerifier = Annotated[Union[SPECS], Field(discriminator="kind")]  # noqa: UP007
 ENGINES = ("in_process", "process_pool", "ray")
 
 
@@ -286,6 +300,7 @@ def validate_gate(raw: dict[str, Any], *, source: str = "config") -> GateSection
 
 __all__ = [
     "ENGINES",
+    "SPECS",
     "VERIFIER_SPECS",
     "GateSection",
     "ReferenceFile",
