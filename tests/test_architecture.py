@@ -15,7 +15,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "tailguard"
 #: Clients of the core: they may import the core, never the reverse.
-CLIENTS = {"lab", "advise", "report", "project", "tracking", "cli"}
+CLIENTS = {"lab", "advise", "report", "project", "tracking", "config", "cli"}
 
 
 def _module_name(path: Path) -> str:

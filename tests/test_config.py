@@ -221,3 +221,39 @@ def test_the_evaluation_sample_is_capped_unless_set(tmp_path):
     (tmp_path / "tailguard.toml").write_text("[loop]\nn_sample = 0\n")
     with pytest.raises(ConfigError, match="n_sample"):
         load_config(tmp_path / "tailguard.toml")
+
+
+def test_one_builder_maps_a_policy_section_to_its_policy():
+    """`[policy]` and `mix`'s options go through `PolicySection.policy`: a key left out
+    keeps the policy's own default, a key given reaches the policy, a bad value is named."""
+    from tailguard.config import PolicySection, policy_section
+    from tailguard.mix.policies import POLICIES, Anchored
+
+    for name in POLICIES:
+        assert PolicySection(name=name).policy().name == name
+    assert PolicySection().policy().real_fraction == Anchored.REAL_FRACTION
+    for name in ("anchored", "fill_gaps"):
+        assert policy_section(name=name, real_fraction=0.35).policy().real_fraction == 0.35
+    assert PolicySection(name="fill_gaps").policy().real_fraction is None
+    assert policy_section(name="anchored", reservoir=None).model_fields_set == {"name"}
+    with pytest.raises(ConfigError, match=r"mix options: key 'real_fraction'"):
+        policy_section("mix options", real_fraction=1.5)
+
+
+def test_a_verifier_is_registered_once_and_its_spec_names_its_class():
+    """One registry (`gate.section.SPECS`): the config's kinds, the gate's classes and
+    each spec's `kind` agree, and a spec whose kind is not its verifier's is refused."""
+    from typing import ClassVar, Literal
+
+    from tailguard.gate.section import SPECS, VerifierSpec, _kind
+    from tailguard.gate.verifiers import Quality
+
+    assert [VERIFIER_SPECS[k].VERIFIER for k in KINDS] == [KINDS[k] for k in KINDS]
+    assert [s.VERIFIER.kind for s in SPECS] == list(VERIFIER_SPECS)
+
+    class Misnamed(VerifierSpec):
+        kind: Literal["rules"]
+        VERIFIER: ClassVar[type] = Quality
+
+    with pytest.raises(TypeError, match="kind 'rules', its verifier 'quality'"):
+        _kind(Misnamed)

@@ -313,3 +313,23 @@ def test_one_builder_makes_the_loop_callables_for_lab_and_project(monkeypatch) -
         _model_functions(ModelSection(kind="nope"))
     monkeypatch.setattr(callables, "loop_callables", lambda kind, params: ("built", kind))
     assert _model_functions(ModelSection(kind="ngram")) == ("built", "ngram")
+
+
+def test_lab_config_is_the_one_declaration_of_a_run() -> None:
+    """`lab.run(**settings)` takes LabConfig's fields by name: an unknown one is refused
+    before anything runs, a given one replaces the field, the rest keep LabConfig's
+    defaults, which are the loop's and the ledger's own."""
+    from tailguard.ledger import Ledger
+    from tailguard.loop import Loop
+
+    base = LabConfig(model="gaussian", generations=3)
+    assert (base.batch_size, base.holdout) == (Loop.BATCH_SIZE, Ledger.HOLDOUT)
+    again = LabConfig.build(base, strategies="replace, anchored", seeds=2)
+    assert again.strategies == ("replace", "anchored") and again.seeds == 2
+    assert (again.model, again.generations) == ("gaussian", 3)
+    assert LabConfig.build(base) is base
+    assert LabConfig.build(model="gaussian", costs=None).costs == LabConfig().costs
+    with pytest.raises(ConfigError, match="unknown lab setting 'batch'"):
+        LabConfig.build(base, batch=32)
+    with pytest.raises(ConfigError, match="unknown lab setting 'bogus'"):
+        lab.run(model="gaussian", bogus=1, out=None, progress=False)

@@ -22,28 +22,11 @@ def build_loop(
 ) -> Loop:
     """The loop a config describes, over ``ledger`` (whose human data must be frozen);
     ``embedder`` overrides ``[monitor] embedder``."""
-    from tailguard.mix import policy_from_name
-
     if config.model is None:
         raise ConfigError("key 'model': the loop needs a model (`kind` or `entry`)")
     train, generate, sample = _model_functions(config.model)
-    params = {
-        k: v
-        for k, v in {
-            # the anchored share always (its default included); another policy's only
-            # when the config names one (fill_gaps keeps its natural share otherwise)
-            "real_fraction": config.policy.real_fraction
-            if config.policy.name == "anchored" or "real_fraction" in config.policy.model_fields_set
-            else None,
-            "synthetic": config.policy.synthetic,
-            "reservoir": config.policy.reservoir,
-            "new_human_per_round": config.policy.new_human_per_round,
-            "target": config.policy.target,
-        }.items()
-        if v is not None
-    }
     try:
-        policy = policy_from_name(config.policy.name, **params)
+        policy = config.policy.policy()
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"key 'policy': {exc}") from None
 

@@ -66,21 +66,17 @@ def mix(
     ledger: Path | None = LedgerOption,
 ) -> None:
     """Plan round R's batches from the ledger's training pool and store the manifest."""
+    from tailguard.config import policy_section
     from tailguard.mix import plan as make_plan
-    from tailguard.mix import policy_from_name
 
-    params = {
-        k: v
-        for k, v in {
-            "real_fraction": real_fraction,
-            "synthetic": synthetic,
-            "size": size,
-            "reservoir": reservoir,
-            "new_human_per_round": new_human_per_round,
-        }.items()
-        if v is not None
-    }
-    chosen = policy_from_name(policy, **params)
+    chosen = policy_section(
+        "mix options",
+        name=policy,
+        real_fraction=real_fraction,
+        synthetic=synthetic,
+        reservoir=reservoir,
+        new_human_per_round=new_human_per_round,
+    ).policy(size=size)
     with open_ledger(ledger) as led:
         if not led.has_reservoir():
             raise ReservoirError(

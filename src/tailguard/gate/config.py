@@ -26,68 +26,65 @@ eval = "data/eval.jsonl"       # or {path = "...", text_field = "question"}
 ``earlier_generations = true`` (the default) also compares each round's candidates
 with the synthetic records accepted in earlier rounds.
 
-The table is validated by :class:`tailguard.config.GateSection` (one model for the
-whole file); this module turns each validated entry into its :class:`Verifier`.
+The table is validated by :class:`tailguard.gate.section.GateSection` (which
+:mod:`tailguard.config` composes into the whole file's model); this module turns each
+validated entry into its :class:`Verifier`.
 :func:`tailguard.gate.gate_from_config` builds the :class:`Gate`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from tailguard.config import (
-    GateSection,
-    ProjectConfig,
-    VerifierSpec,
-    load_config,
-    validate,
-    validate_gate,
-)
 from tailguard.errors import ConfigError, InputError
 from tailguard.gate.base import Verifier
 from tailguard.gate.dedup import ExactDuplicate, NearDuplicate
-from tailguard.gate.execution import CodeTests, MathAnswer
-from tailguard.gate.judge import ClassifierJudge, Judge
-from tailguard.gate.verifiers import Quality, Rules, Schema
+from tailguard.gate.section import VERIFIER_SPECS, GateSection, VerifierSpec, validate_gate
+from tailguard.settings import read_toml_file
 
-#: Verifier kinds a config may name. (``function`` needs Python, not TOML.)
-KINDS: dict[str, type[Verifier]] = {
-    cls.kind: cls
-    for cls in (
-        Schema,
-        Rules,
-        Quality,
-        ExactDuplicate,
-        NearDuplicate,
-        CodeTests,
-        MathAnswer,
-        Judge,
-        ClassifierJudge,
-    )
-}
+#: Verifier kinds a config may name, and their classes (registered once, in
+#: :data:`tailguard.gate.section.SPECS`).
+KINDS: dict[str, type[Verifier]] = {kind: spec.VERIFIER for kind, spec in VERIFIER_SPECS.items()}
 
 
-def gate_section(
-    config: ProjectConfig | GateSection | dict[str, Any], *, source: str = "config"
-) -> GateSection:
-    """The validated ``[gate]`` of a config: a loaded file, the section, or a plain dict
-    (the whole file's or the ``[gate]`` table's)."""
+@dataclass(frozen=True)
+class GateFile:
+    """The gate's view of a ``tailguard.toml``: its ``[gate]`` table and the folder its
+    relative paths resolve against (the whole file is :func:`tailguard.config.load_config`'s)."""
+
+    gate: GateSection | None
+    base_dir: Path
+
+
+def load_config(path: str | Path = "tailguard.toml") -> GateFile:
+    """Read a config file's ``[gate]`` table; errors name the file, the key and the reason."""
+    p = Path(path)
+    raw = read_toml_file(p).get("gate")
+    gate = None if raw is None else gate_section({"gate": raw}, source=str(p))
+    return GateFile(gate, p.parent)
+
+
+def gate_section(config: Any, *, source: str = "config") -> GateSection:
+    """The validated ``[gate]`` of a config: a loaded file (anything with a ``gate``), the
+    section, or a plain dict (the whole file's or the ``[gate]`` table's)."""
     if isinstance(config, GateSection):
         return config
     if isinstance(config, dict):
-        if "gate" in config:
-            config = validate(config, source=source)
-        else:
+        if "gate" not in config:
             return validate_gate(config, source=source)
+        if not isinstance(config["gate"], dict):
+            raise ConfigError(f"{source}: key 'gate': must be a table")
+        return validate_gate(config["gate"], source=source)
     if config.gate is None:
         raise ConfigError(f"{source}: no [gate] table (see docs/gate.md for the format)")
     return config.gate
 
 
-def needs_reference(config: ProjectConfig | GateSection | dict[str, Any]) -> bool:
+def needs_reference(config: Any) -> bool:
     """Whether a config has a duplicate verifier that compares with the reservoir."""
     return gate_section(config).needs_reference
 
@@ -152,9 +149,10 @@ def build_verifier(
 
 __all__ = [
     "KINDS",
+    "GateFile",
+    "load_config",
     "build_verifier",
     "gate_section",
-    "load_config",
     "needs_reference",
     "read_references",
 ]

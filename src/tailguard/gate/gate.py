@@ -426,7 +426,7 @@ def gate_from_config(
     fingerprints: FingerprintStore | None = None,
 ) -> Gate:
     """Build a :class:`Gate` from a config: a loaded ``tailguard.toml``
-    (:func:`tailguard.config.load_config`), its ``[gate]`` section, or a plain dict.
+    (``tailguard.config.load_config``), its ``[gate]`` section, or a plain dict.
 
     ``reference`` is the reservoir (``id``, ``content``) given to duplicate verifiers
     whose ``reference`` is ``"reservoir"`` (the default). Every entry is checked before
@@ -434,12 +434,11 @@ def gate_from_config(
     by default the loaded config file's folder. ``fingerprints`` (the ledger the
     reference came from) keeps the reference's duplicate fingerprints between runs.
     """
-    from tailguard.config import ProjectConfig
     from tailguard.engines import engine_from_name
 
     section = gate_section(config, source=source)
-    if base_dir is None and isinstance(config, ProjectConfig):
-        base_dir = config.base_dir
+    if base_dir is None and not isinstance(config, dict):
+        base_dir = getattr(config, "base_dir", None)  # a loaded file's folder
     references = read_references(section, base_dir=base_dir, source=source)
     verifiers = [
         build_verifier(

@@ -161,7 +161,7 @@ def load_rules(path: str | Path) -> list[Rule]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise InputError("rules file not found", file=str(path)) from exc
-    from tailguard.config import parse_toml
+    from tailguard.settings import parse_toml
 
     data = parse_toml(text, file=str(path))
     return rules_from_dicts(data.get("rule", []), file=str(path), text=text)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from tailguard.costs import CostModel
 from tailguard.errors import ConfigError
 from tailguard.lab.data import LabData, check_params, resolve
 from tailguard.lab.strategies import StrategySettings, parse_strategies
+from tailguard.ledger import Ledger
+from tailguard.loop import Loop
 
 #: ``volume="auto"``: the default equal training volume (see :func:`default_volume`).
 AUTO = "auto"
@@ -45,8 +47,8 @@ class LabConfig:
     #: New human records per round for ``fresh`` (default ``n_generate // 4``).
     fresh_per_round: int | None = None
     eval_size: int | None = None
-    batch_size: int = 64
-    holdout: float = 0.1
+    batch_size: int = Loop.BATCH_SIZE
+    holdout: float = Ledger.HOLDOUT
     recovery_rounds: int = 5
     model_params: dict[str, Any] = field(default_factory=dict)
     costs: CostModel = field(default_factory=CostModel)
@@ -107,6 +109,32 @@ class LabConfig:
                 f"the verified strategies need a task with a ground truth; the {self.model!r} "
                 f"model has none (models with one: {', '.join(TASK_MODELS)})"
             )
+
+    @classmethod
+    def build(cls, config: LabConfig | None = None, **overrides: Any) -> LabConfig:
+        """``config`` (default: every field's default) with ``overrides`` replacing its
+        fields, checked again; a key that is no field of :class:`LabConfig` is refused.
+        A comma-separated ``strategies`` string is split, ``None`` for ``model_params``
+        and ``costs`` means their defaults."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown lab setting {', '.join(map(repr, unknown))}; "
+                f"the settings are: {', '.join(sorted(known))}"
+            )
+        if isinstance(overrides.get("strategies"), str):
+            names = overrides["strategies"].split(",")
+            overrides["strategies"] = tuple(n for n in names if n.strip())
+        elif overrides.get("strategies") is not None:
+            overrides["strategies"] = tuple(overrides["strategies"])
+        if "model_params" in overrides:
+            overrides["model_params"] = dict(overrides["model_params"] or {})
+        if "costs" in overrides and overrides["costs"] is None:
+            overrides["costs"] = CostModel()
+        if config is None:
+            return cls(**overrides)
+        return replace(config, **overrides) if overrides else config
 
     @property
     def dataset(self) -> LabData:

@@ -27,13 +27,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tailguard.costs import CostModel
 from tailguard.lab.config import LINEAGE_TABLES, LabConfig, human_budget
 from tailguard.lab.evaluation import PRIMARY
 from tailguard.lab.job import JobResult, _n_generate, run_job
 from tailguard.lab.pool import run_jobs
 from tailguard.lab.results import LabResult, _concat, _label, new_run_id, write_json
-from tailguard.mix import Anchored
 from tailguard.monitor import NOISE_FLOOR_SAMPLE
 
 __all__ = [
@@ -50,31 +48,18 @@ __all__ = [
 
 
 def run(
+    config: LabConfig | None = None,
     *,
-    model: str = "ngram",
-    data: str | None = None,
-    strategies: str | list[str] | tuple[str, ...] = ("replace", "accumulate", "anchored"),
-    generations: int = 10,
-    seeds: int = 3,
-    real_fraction: float = Anchored.REAL_FRACTION,
-    n_generate: int | None = None,
-    volume: int | str | None = "auto",
-    reservoir_size: int | None = None,
-    fresh_per_round: int | None = None,
-    eval_size: int | None = None,
-    batch_size: int = 64,
-    holdout: float = 0.1,
-    recovery_rounds: int = 5,
-    model_params: dict[str, Any] | None = None,
-    costs: CostModel | None = None,
-    seed: int = 0,
     workers: int | None = None,
     out: Path | str | None = "runs",
     progress: bool = True,
-    verifier_quality: float | None = None,
-    verifier_bias: float = 0.0,
+    **settings: Any,
 ) -> LabResult:
     """Run every strategy x seed for ``generations`` rounds and score them.
+
+    The experiment is ``config`` with ``settings`` (any field of :class:`LabConfig`, by
+    name: ``model=``, ``strategies="replace,anchored"``, ``generations=``, ...) replacing
+    its fields; an unknown setting is refused.
 
     ``volume`` fixes the training examples per round for every strategy (an
     equal-volume comparison: human-only buys fresh human data at the cost model's
@@ -91,16 +76,8 @@ def run(
     """
     from tailguard.lab.axes import score_axes, summarise
 
-    if isinstance(strategies, str):
-        strategies = [s for s in strategies.split(",") if s.strip()]
-    config = LabConfig(
-        model=model, data=data, strategies=tuple(strategies), generations=generations,
-        seeds=seeds, real_fraction=real_fraction, n_generate=n_generate, eval_size=eval_size,
-        volume=volume, reservoir_size=reservoir_size, fresh_per_round=fresh_per_round,
-        batch_size=batch_size, holdout=holdout, recovery_rounds=recovery_rounds,
-        model_params=dict(model_params or {}), costs=costs or CostModel(), seed=seed,
-        verifier_quality=verifier_quality, verifier_bias=verifier_bias,
-    )  # fmt: skip
+    config = LabConfig.build(config, **settings)
+    generations = config.generations
     human_budget(config, config.dataset.load(config.model_params).num_rows, _n_generate(config))
     start = time.perf_counter()
     jobs = run_jobs(config, workers=workers, progress=progress)

@@ -58,6 +58,7 @@ import pyarrow as pa
 from tailguard.costs import CostModel
 from tailguard.errors import ConfigError
 from tailguard.lab.axes import generation_costs
+from tailguard.lab.config import LabConfig
 from tailguard.lab.evaluation import (
     COVERAGE,
     PRIMARY,
@@ -295,11 +296,11 @@ def frontier(
     model: str = "categorical",
     data: str | None = None,
     fractions: tuple[float, ...] | list[float] = FRACTIONS,
-    generations: int = 10,
-    seeds: int = 3,
+    generations: int = LabConfig.generations,
+    seeds: int = LabConfig.seeds,
     volume: int | str | None = 300,
     reservoir_size: int | None = None,
-    batch_size: int = 64,
+    batch_size: int = LabConfig.batch_size,
     eval_size: int | None = None,
     model_params: dict[str, Any] | None = None,
     costs: CostModel | None = None,

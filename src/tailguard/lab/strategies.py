@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tailguard.errors import ConfigError, check_fraction
+from tailguard.loop import Loop
 from tailguard.mix import (
     Accumulate,
     AccumulateSubsample,
@@ -63,7 +64,7 @@ class StrategySettings:
     """The experiment-wide settings a strategy may read."""
 
     real_fraction: float = Anchored.REAL_FRACTION
-    n_generate: int = 1000
+    n_generate: int = Loop.N_GENERATE
     fresh_per_round: int | None = None  # default: n_generate // 4
     #: The lab's equal training volume per round, if any.
     volume: int | None = None
