@@ -25,7 +25,7 @@ from typing import Any
 INTERRUPTED = 130
 
 #: Seconds the main thread has to unwind before the watchdog ends the process.
-GRACE = 0.5
+GRACE = 0.2
 
 #: What was kept and how to continue; a command that knows better sets its own.
 DEFAULT_HINT = (
