@@ -86,7 +86,8 @@ def test_ctrl_c_ends_a_run_with_130_and_resume_finishes(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert "interrupted: run again with --resume" in err
+    assert err.startswith("interrupted: ") and "run again with --resume" in err
+    assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err
     resumed = subprocess.run(
         [*CLI, "run", str(cfg), "--ledger", str(ledger), "--resume"],

@@ -235,7 +235,13 @@ def test_a_round_is_read_back_whole_params_metrics_dataset_artifacts_status(
 
 
 @pytest.mark.parametrize(
-    ("error", "status"), [(RuntimeError("boom"), "FAILED"), (KeyboardInterrupt(), "KILLED")]
+    ("error", "status"),
+    [
+        (RuntimeError("boom"), "FAILED"),
+        (KeyboardInterrupt(), "KILLED"),
+        (SystemExit(130), "KILLED"),  # Ctrl-C as the CLI ends it
+        (SystemExit(2), "FAILED"),
+    ],
 )
 def test_a_run_ends_with_its_status(store, error, status):
     from tailguard.tracking import MlflowTracker

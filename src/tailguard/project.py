@@ -136,24 +136,43 @@ def _model_functions(model: ModelSection) -> tuple[Any, Any, Any]:
     return get("train"), get("generate"), get("sample")
 
 
+def check_data_files(config: ProjectConfig) -> None:
+    """Refuse, before anything is written, a ``[data] files`` entry that names no file."""
+    for i, f in enumerate(config.data.files if config.data is not None else []):
+        path = config.resolve(f.path)
+        if not path.is_file():
+            what = "is a directory" if path.is_dir() else "does not exist"
+            raise ConfigError(f"key 'data.files.{i}.path': {path} {what}")
+
+
 def prepare_ledger(config: ProjectConfig, ledger: Ledger) -> None:
-    """Ingest the configured human data and freeze the reservoir, if not done yet."""
+    """Ingest the configured human data and freeze the reservoir, if not done yet:
+    all of it in one transaction, so a bad file leaves the ledger as it was."""
     if ledger.has_reservoir():
         return
     if config.data is None:
         raise ConfigError("key 'data': the ledger has no frozen reservoir and no data is named")
+    check_data_files(config)
     from tailguard.datasets import builtin
 
-    if config.data.builtin:
-        ledger.add_records(builtin(config.data.builtin))
-    for f in config.data.files:
-        ledger.ingest(
-            config.resolve(f.path),
-            origin="human",
-            text_field=f.text_field,
-            label_field=f.label_field,
-        )
-    ledger.freeze_reservoir("main", holdout=config.data.holdout, seed=config.data.seed)
+    with ledger.atomic():
+        if config.data.builtin:
+            ledger.add_records(builtin(config.data.builtin))
+        for f in config.data.files:
+            ledger.ingest(
+                config.resolve(f.path),
+                origin="human",
+                text_field=f.text_field,
+                label_field=f.label_field,
+            )
+        ledger.freeze_reservoir("main", holdout=config.data.holdout, seed=config.data.seed)
 
 
-__all__ = ["ProjectConfig", "build_loop", "load_config", "prepare_ledger", "project_monitor"]
+__all__ = [
+    "ProjectConfig",
+    "build_loop",
+    "check_data_files",
+    "load_config",
+    "prepare_ledger",
+    "project_monitor",
+]

@@ -19,6 +19,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from tailguard import limits
 from tailguard.errors import InputError
 
 FORMATS = {
@@ -93,6 +94,8 @@ def _read_file(path: Path, text_field: str) -> pa.Table:
         raise InputError("file is empty", file=str(path))
     if fmt in {"jsonl", "csv"}:
         check_text_file(path, json_depth=fmt == "jsonl")
+    else:
+        _check_parquet_schema(path)
     try:
         if fmt == "parquet":
             table = pq.read_table(path)
@@ -113,6 +116,40 @@ def _read_file(path: Path, text_field: str) -> pa.Table:
         dup = next(n for n in names if names.count(n) > 1)
         raise InputError(f"column {dup!r} appears more than once", file=str(path), line=1)
     return table
+
+
+def _check_parquet_schema(path: Path) -> None:
+    """Refuse, before any data is read, a Parquet column name that is not UTF-8 and a
+    column nested deeper than :data:`~tailguard.limits.NESTING_MAX`."""
+    try:
+        schema = pq.read_schema(path)
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"a column name is not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+            f"position {exc.start} of {bytes(exc.object[:40])!r})",
+            file=str(path),
+        ) from None
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"cannot read parquet: {_short(exc)}", file=str(path)) from None
+    for field in schema:
+        depth = _nesting(field.type)
+        if depth > limits.NESTING_MAX:
+            raise InputError(
+                f"column {field.name!r} is nested {depth} levels deep; "
+                f"at most {limits.NESTING_MAX} are read",
+                file=str(path),
+                field=field.name,
+            )
+
+
+def _nesting(kind: pa.DataType) -> int:
+    """How many lists, structs and maps ``kind`` holds inside each other (0: flat)."""
+    depth, todo = 0, [(kind, 0)]
+    while todo:
+        kind, level = todo.pop()
+        depth = max(depth, level)
+        todo.extend((kind.field(i).type, level + 1) for i in range(kind.num_fields))
+    return depth
 
 
 def _without_bom(path: Path) -> Path | pa.BufferReader:

@@ -185,7 +185,9 @@ class MlflowTracker:
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         if exc_type is None:
             self.close("FINISHED")
-        elif issubclass(exc_type, KeyboardInterrupt):
+        elif issubclass(exc_type, KeyboardInterrupt) or (
+            issubclass(exc_type, SystemExit) and getattr(rest[0], "code", None) == 130
+        ):  # Ctrl-C: the CLI ends with SystemExit(130)
             self.close("KILLED")
         else:
             self.close("FAILED")

@@ -12,6 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from tailguard import __version__
+from tailguard.cli import interrupt
 from tailguard.cli.output import console, err_console, say, styled, warn
 from tailguard.errors import TailguardError
 
@@ -148,7 +149,7 @@ def handles_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            return _unless_interrupted(fn, *args, **kwargs)
         except TailguardError as exc:
             fail(str(exc))
         except OSError as exc:
@@ -163,6 +164,17 @@ def handles_errors(fn: F) -> F:
             fail(f"ledger error: {str(exc).strip().splitlines()[0][:300]}")
 
     return wrapper  # type: ignore[return-value]
+
+
+def _unless_interrupted(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(...)``; any error after Ctrl-C is the interruption (DuckDB reports it as
+    its own error), ended with the one line of :mod:`tailguard.cli.interrupt`."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception:
+        if interrupt.interrupted():
+            interrupt.exit_interrupted()
+        raise
 
 
 def fail(message: str, code: int = 2) -> None:

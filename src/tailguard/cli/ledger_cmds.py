@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from tailguard import limits
+from tailguard.cli import interrupt
 from tailguard.cli.app import (
     CONFIG_FILE,
     LEDGER_FILE,
@@ -185,8 +186,14 @@ def reservoir_freeze(
     monitor = project_monitor(config)
     preset, run = monitor.preset.name, monitor.run
     size = sample_size or baseline_size(config)
+    interrupt.set_hint(f"reservoir {name!r} is not frozen; run `tailguard reservoir freeze` again")
     with open_ledger(ledger) as led:
-        res = led.freeze_reservoir(name, holdout=holdout, seed=seed)
+        # One transaction: frozen with its baseline and fingerprints, or not at all
+        # (Ctrl-C or a kill part-way leaves it unfrozen, and a second freeze works).
+        with led.atomic():
+            res = led.freeze_reservoir(name, holdout=holdout, seed=seed)
+            floor = human_baseline(led, monitor, run=run, size=size)
+            fingerprinted = _prepare_gate(led, config)
         say(
             "froze reservoir [bold]{}[/]: {:,} training anchors, {:,} held out; digest {}",
             res.name,
@@ -194,8 +201,6 @@ def reservoir_freeze(
             len(res.holdout_ids),
             res.digest,
         )
-        floor = human_baseline(led, monitor, run=run, size=size)
-        fingerprinted = _prepare_gate(led, config)
     if fingerprinted:
         console.print(
             f"fingerprinted {fingerprinted:,} reference records for the gate's duplicate "

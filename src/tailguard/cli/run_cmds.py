@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,12 +12,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tailguard import limits
+from tailguard.cli import interrupt
 from tailguard.cli.app import (
     CONFIG_FILE,
     app,
     check_expected_digest,
     console,
-    fail,
     handles_errors,
 )
 
@@ -44,14 +43,15 @@ def run_loop(
 ) -> None:
     """Run the retraining loop: generate, gate, dial, plan, train, evaluate, every round."""
     from tailguard.cli.app import project_config
-    from tailguard.ledger import Ledger
-    from tailguard.project import build_loop, prepare_ledger
+    from tailguard.ledger import Ledger, run_lock
+    from tailguard.project import build_loop, check_data_files, prepare_ledger
     from tailguard.stages import STAGES
 
     cfg = project_config(config)
     n_rounds = rounds if rounds is not None else cfg.loop.rounds
     path = ledger or cfg.ledger_path  # a run prepares (creates and fills) its own ledger
-    with interrupted_as_exit(), Ledger.open(path) as led:
+    check_data_files(cfg)  # every input found before the first write
+    with interrupted_as_exit(), run_lock(path), Ledger.open(path) as led:
         tracker = open_tracker(mlflow, cfg, led)  # MLflow is reached before the ledger changes
         with tracker or contextlib.nullcontext():  # the MLflow run ends with its status
             prepare_ledger(cfg, led)
@@ -119,30 +119,19 @@ def open_tracker(option: str | None, cfg: Any, led: Any) -> Any:
     return MlflowTracker(where, experiment=experiment, run=cfg.loop.run, ledger=led)
 
 
-#: The exit code of a command ended by Ctrl-C (128 + SIGINT), as shells report it.
-INTERRUPTED = 130
-
-
 @contextlib.contextmanager
 def interrupted_as_exit() -> Iterator[None]:
-    """End on Ctrl-C with one line and exit 130 instead of a traceback.
+    """On Ctrl-C, say that whole stages are kept and ``--resume`` continues.
 
-    DuckDB turns a Ctrl-C during a query into its own error, so a flag set by the
-    signal handler tells an interruption apart from a real failure. Every stage is
-    written in one transaction, so ``--resume`` continues after the last whole one.
+    DuckDB turns a Ctrl-C during a query into its own error: the flag
+    :mod:`tailguard.cli.interrupt` sets tells an interruption apart from a failure.
+    Every stage is written in one transaction, so ``--resume`` continues after the
+    last whole one.
     """
-    seen = []
-
-    def on_sigint(signum: int, frame: object) -> None:
-        seen.append(signum)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    interrupt.set_hint("whole stages are kept; run again with --resume")
     try:
         yield
-    except (KeyboardInterrupt, Exception) as exc:
-        if not seen and not isinstance(exc, KeyboardInterrupt):
+    except Exception:
+        if not interrupt.interrupted():
             raise
-        fail("interrupted: run again with --resume", INTERRUPTED)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        interrupt.exit_interrupted()

@@ -30,7 +30,7 @@ all sharing the one connection of :mod:`tailguard.ledger.connection`:
 from __future__ import annotations
 
 from tailguard.ledger import rollback as _rollback
-from tailguard.ledger.connection import LedgerBase, check_ledger_file
+from tailguard.ledger.connection import LedgerBase, check_ledger_file, holder, run_lock
 from tailguard.ledger.digests import _content_digest, _reservoir_digest
 from tailguard.ledger.fingerprints import FingerprintStore
 from tailguard.ledger.history import HistoryStore
@@ -67,6 +67,8 @@ __all__ = [
     "_reservoir_digest",
     "check_ledger_file",
     "check_round",
+    "holder",
+    "run_lock",
 ]
 
 

@@ -9,6 +9,7 @@ import contextlib
 import datetime as dt
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
 
@@ -60,6 +61,67 @@ def check_ledger_file(path: Path) -> None:
             f"{path} is a truncated DuckDB database ({size:,} bytes is not a whole number "
             "of blocks): restore the ledger from a backup"
         )
+
+
+def _run_marker(ledger_path: str | Path) -> Path:
+    return Path(f"{ledger_path}.run")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def holder(ledger_path: str | Path) -> str | None:
+    """Who holds the project for a run (``"pid N, since T"``), or ``None``.
+
+    A marker beside the ledger names the running process; one whose process is gone
+    (killed) is stale and holds nothing.
+    """
+    marker = _run_marker(ledger_path)
+    try:
+        pid_text, _, since = marker.read_text(encoding="utf-8").partition(" ")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    if pid != os.getpid() and not _alive(pid):
+        return None
+    return f"pid {pid}, since {since.strip()}"
+
+
+@contextlib.contextmanager
+def run_lock(ledger_path: str | Path) -> Iterator[None]:
+    """Hold the project for one run: a second run (or a command that must not change
+    the ledger under a run) is refused with who holds it, not half-way with a clash
+    of rounds. The marker is this process's; a killed run's is taken over."""
+    if str(ledger_path) == ":memory:":
+        yield
+        return
+    marker = _run_marker(ledger_path)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    held = holder(ledger_path)
+    if held is not None:
+        raise TailguardError(f"another run holds this project ({held}): wait for it to end")
+    since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    marker.unlink(missing_ok=True)  # stale: its process is gone
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:  # another run took it over between the check and now
+        raise TailguardError(
+            f"another run holds this project ({holder(ledger_path)}): wait for it to end"
+        ) from None
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(f"{os.getpid()} {since}\n")
+    try:
+        yield
+    finally:
+        if holder(ledger_path) == f"pid {os.getpid()}, since {since}":
+            marker.unlink(missing_ok=True)
 
 
 class LedgerBase:
