@@ -216,9 +216,8 @@ def _check_lines(data: bytes, line0: int, path: Path, json_depth: bool) -> None:
     if not json_depth:
         return
     _check_objects(buf, starts, stops, line0, path)
-    opens = np.cumsum((buf == ord("{")) | (buf == ord("[")), dtype=np.int64)
-    before = np.concatenate(([0], opens))
-    per_line = before[stops] - before[starts]
+    opens = np.flatnonzero((buf == ord("{")) | (buf == ord("[")))
+    per_line = np.searchsorted(opens, stops) - np.searchsorted(opens, starts)
     for i in np.flatnonzero(per_line > MAX_JSON_DEPTH):
         depth = _json_depth(buf[starts[i] : stops[i]])
         if depth > MAX_JSON_DEPTH:
@@ -235,25 +234,34 @@ def _check_objects(
     """Every non-blank JSONL line must be one object: ``{`` first and ``}`` last.
 
     Checked before parsing because pyarrow's JSON reader can crash (not fail) on
-    lines of bare values such as ``null,null :null``.
+    lines of bare values such as ``null,null :null``. Only the bytes at each line's
+    ends are looked at (a ``\\r`` before the newline allowed); the rare line that
+    does not start with ``{`` and end with ``}`` is stripped and checked exactly.
     """
-    blank = np.isin(buf, np.frombuffer(b" \t\r\n\f\v", np.uint8))
     n = len(buf)
-    idx = np.arange(n)
-    # Next and previous non-blank byte of every position (n / -1 when none).
-    nxt = np.minimum.accumulate(np.where(blank, n, idx)[::-1])[::-1]
-    prv = np.maximum.accumulate(np.where(blank, -1, idx))
-    first = np.append(nxt, n)[starts]
-    last = np.concatenate(([-1], prv))[stops]
-    used = first < stops
-    ok = (buf[np.minimum(first, n - 1)] == ord("{")) & (buf[np.maximum(last, 0)] == ord("}"))
-    bad = np.flatnonzero(used & ~ok)
-    if bad.size:
-        raise InputError(
-            "malformed JSON: expected one object per line ({...})",
-            file=str(path),
-            line=line0 + int(bad[0]),
-        )
+    if n == 0:
+        return
+    last = stops - 1
+    last = np.where((last >= starts) & (buf[np.maximum(last, 0)] == ord("\r")), last - 1, last)
+    nonempty = last >= starts
+    ok = (
+        nonempty
+        & (buf[np.minimum(starts, n - 1)] == ord("{"))
+        & (buf[np.maximum(last, 0)] == ord("}"))
+    )
+    data = buf.tobytes() if (~ok).any() else b""
+    for i in np.flatnonzero(~ok):
+        line = data[starts[i] : stops[i]].strip(_BLANK)
+        if line and not (line[:1] == b"{" and line[-1:] == b"}"):
+            raise InputError(
+                "malformed JSON: expected one object per line ({...})",
+                file=str(path),
+                line=line0 + int(i),
+            )
+
+
+#: What counts as blank around a JSONL line.
+_BLANK = b" \t\r\n\f\v"
 
 
 def _json_depth(line: np.ndarray) -> int:

@@ -132,8 +132,11 @@ class LedgerBase:
 
     #: DuckDB's memory for this ledger: past it, sorts, joins and aggregates spill to a
     #: temporary folder beside the file. DuckDB's own default (80% of RAM) let its cache
-    #: of freed pages lift a million-record round's peak from 4.3 to 6.5 GB.
-    MEMORY_LIMIT: str = "2GB"
+    #: of freed pages lift a million-record round's peak from 4.3 to 6.5 GB; at 2 GB its
+    #: cache of the ledger's pages (the reservoir's texts and fingerprints) still sat
+    #: beside the gate's reference index, a million-record round resident at 3.8 GB
+    #: after fingerprinting against 2.7 GB at 768 MB.
+    MEMORY_LIMIT: str = "768MB"
 
     def __init__(
         self, con: duckdb.DuckDBPyConnection | None, path: str, *, read_only: bool = False
