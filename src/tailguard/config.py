@@ -470,6 +470,23 @@ class MlflowSection(_Strict):
     )
 
 
+class EngineSection(_Strict):
+    """Where the heavy stages run: ``local`` (this process) or ``ray`` (Ray Data over the
+    ledger's Parquet shards: a local Ray, or the cluster at ``address``)."""
+
+    kind: Literal["local", "ray"] = "local"
+    #: A Ray cluster (``ray://head:10001`` or ``auto``); unset: start a local Ray.
+    address: Annotated[str, Field(min_length=1)] | None = None
+    #: CPUs of a local Ray (unset: all of this machine's); ignored with ``address``.
+    num_cpus: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _ray_only(self) -> EngineSection:
+        if self.kind == "local" and (self.address is not None or self.num_cpus is not None):
+            raise ValueError('address and num_cpus are for kind = "ray"')
+        return self
+
+
 def _cost_default(attr: str) -> Callable[[], Any]:
     return owner_default("tailguard.costs:CostModel", attr)
 
@@ -503,6 +520,7 @@ class ProjectConfig(_Strict):
     screen: ScreenSection = Field(default_factory=ScreenSection)
     mlflow: MlflowSection | None = None
     costs: CostsSection = Field(default_factory=CostsSection)
+    engine: EngineSection = Field(default_factory=EngineSection)
     _base_dir: Path = PrivateAttr(default=Path("."))
 
     @property
@@ -599,6 +617,7 @@ __all__ = [
     "AuditSection",
     "DataSection",
     "DialSection",
+    "EngineSection",
     "GateSection",
     "LoopSection",
     "ModelSection",

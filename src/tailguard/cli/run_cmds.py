@@ -21,6 +21,7 @@ from tailguard.cli.app import (
     fail,
     handles_errors,
 )
+from tailguard.cli.engine_opts import AddressOption, EngineOption
 
 
 @app.command("run")
@@ -41,14 +42,16 @@ def run_loop(
     embedder: str | None = typer.Option(
         None, "--embedder", help="hashing, minilm or module:function (default: [monitor] embedder)."
     ),
+    engine: str | None = EngineOption,
+    address: str | None = AddressOption,
 ) -> None:
     """Run the retraining loop: generate, gate, dial, plan, train, evaluate, every round."""
     from tailguard.cli.app import project_config
     from tailguard.ledger import Ledger
-    from tailguard.project import build_loop, prepare_ledger
+    from tailguard.project import build_loop, prepare_ledger, with_engine
     from tailguard.stages import STAGES
 
-    cfg = project_config(config)
+    cfg = with_engine(project_config(config), engine, address)
     n_rounds = rounds if rounds is not None else cfg.loop.rounds
     path = ledger or cfg.ledger_path  # a run prepares (creates and fills) its own ledger
     with interrupted_as_exit(), Ledger.open(path) as led:
