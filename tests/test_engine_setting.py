@@ -113,7 +113,7 @@ def test_the_engine_setting_is_checked_and_the_command_line_overrides_it(tmp_pat
     assert validate({}).engine.kind == "local"
     with pytest.raises(ConfigError, match="engine.kind"):
         validate({"engine": {"kind": "spark"}})
-    with pytest.raises(ConfigError, match="address and num_cpus are for kind"):
+    with pytest.raises(ConfigError, match="address, num_cpus and work_dir are for kind"):
         validate({"engine": {"address": "auto"}})
     with pytest.raises(ConfigError, match="engine.num_cpus"):
         validate({"engine": {"kind": "ray", "num_cpus": 0}})

@@ -479,11 +479,14 @@ class EngineSection(_Strict):
     address: Annotated[str, Field(min_length=1)] | None = None
     #: CPUs of a local Ray (unset: all of this machine's); ignored with ``address``.
     num_cpus: Annotated[int, Field(ge=1)] | None = None
+    #: Where a round's shards are written: a folder every node reads (a shared
+    #: filesystem) for a cluster; unset: a temporary folder on this machine.
+    work_dir: Annotated[str, Field(min_length=1)] | None = None
 
     @model_validator(mode="after")
     def _ray_only(self) -> EngineSection:
-        if self.kind == "local" and (self.address is not None or self.num_cpus is not None):
-            raise ValueError('address and num_cpus are for kind = "ray"')
+        if self.kind == "local" and {"address", "num_cpus", "work_dir"} & self.model_fields_set:
+            raise ValueError('address, num_cpus and work_dir are for kind = "ray"')
         return self
 
 

@@ -116,7 +116,13 @@ def on_engine(config: ProjectConfig, gate: Any) -> Any:
             'or none does; give them all the same `reference` ("reservoir" or "none")'
         )
     engine = ray_engine(config.engine.address, config.engine.num_cpus)
-    return RayGate(gate, engine, reservoir=config.gate.needs_reference)
+    work_dir = config.engine.work_dir
+    return RayGate(
+        gate,
+        engine,
+        reservoir=config.gate.needs_reference,
+        work_dir=None if work_dir is None else config.resolve(work_dir),
+    )
 
 
 def with_engine(config: ProjectConfig, kind: str | None, address: str | None) -> ProjectConfig:

@@ -84,6 +84,8 @@ class RayGate:
         if ledger.count(**where) == 0:
             return _result(pa.table([], schema=RESULT_VERDICT_SCHEMA), self.gate)
         reservoir = self.reservoir and ledger.has_reservoir()
+        if self.work_dir is not None:
+            Path(self.work_dir).mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="tailguard-ray-", dir=self.work_dir) as tmp:
             gate_round_on_ray(
                 self.gate,
