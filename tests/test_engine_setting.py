@@ -78,6 +78,18 @@ def _outcome(path) -> dict[str, pa.Table]:
     }
 
 
+def _sets_compared(path) -> dict[str, int]:
+    """The sets round 2's near-duplicate verdicts say they compared with, and their sizes."""
+    with Ledger.open(path / ".tailguard" / "ledger.duckdb", read_only=True) as led:
+        v = led.verdicts(round=2)
+    near = v.filter(pa.compute.equal(v["verifier"], "near_duplicate"))
+    params = {json.dumps(json.loads(p), sort_keys=True) for p in near["params"].to_pylist()}
+    assert len(params) == 1  # one setting for the whole round
+    described = json.loads(params.pop())
+    sets = {k: x["records"] for k, x in described["references"].items()}
+    return {"reservoir": described["reference"]["records"], **sets}
+
+
 @pytest.mark.slow
 def test_the_readme_loop_on_ray_equals_the_loop_in_process(fortunes_records, tmp_path):
     pytest.importorskip("ray")
@@ -99,9 +111,13 @@ def test_the_readme_loop_on_ray_equals_the_loop_in_process(fortunes_records, tmp
     verdicts = want["verdicts"]
     assert verdicts.num_rows > 900 and set(verdicts["round"].to_pylist()) == {1, 2}
     details = [d or "" for d in verdicts["detail"].to_pylist()]
-    # round 2 compares with round 1's accepted records; the eval copies and the reservoir too
-    assert any("generation 1 synthetic record" in d for d in details)
+    assert any(d.startswith("copy of reservoir record") for d in details)
     assert not all(verdicts["passed"].to_pylist())
+    # round 2 compares with the whole reservoir, the eval set and round 1's accepted records
+    sets = _sets_compared(tmp_path / "local")
+    assert sets == _sets_compared(tmp_path / "ray")
+    assert sets["reservoir"] == 800 and sets["eval"] == len(range(0, 800, 7))
+    assert sets["earlier_generations"] > 100
     for what in ("verdicts", "records", "metrics"):
         assert got[what].cast(want[what].schema).equals(want[what]), what
     assert want["metrics"].num_rows > 0
