@@ -104,7 +104,14 @@ def test_eval_of_a_hand_made_round_of_two_texts(tmp_path):
     samples = tmp_path / "gen1.jsonl"
     samples.write_text("".join(f'{{"text": "{t}"}}\n' for t in TEXTS))
     ingested = cli(
-        "ingest", str(samples), "--origin", "synthetic", "--generation", "1", "--round", "1",
+        "ingest",
+        str(samples),
+        "--origin",
+        "synthetic",
+        "--generation",
+        "1",
+        "--round",
+        "1",
         cwd=tmp_path,
     )
     assert ingested.returncode == 0, ingested.stderr

@@ -198,6 +198,26 @@ class MlflowSection(Strict):
     )
 
 
+class EngineSection(Strict):
+    """Where the heavy stages run: ``local`` (this process) or ``ray`` (Ray Data over the
+    ledger's Parquet shards: a local Ray, or the cluster at ``address``)."""
+
+    kind: Literal["local", "ray"] = "local"
+    #: A Ray cluster (``ray://head:10001`` or ``auto``); unset: start a local Ray.
+    address: Annotated[str, Field(min_length=1)] | None = None
+    #: CPUs of a local Ray (unset: all of this machine's); ignored with ``address``.
+    num_cpus: Annotated[int, Field(ge=1)] | None = None
+    #: Where a round's shards are written: a folder every node reads (a shared
+    #: filesystem) for a cluster; unset: a temporary folder on this machine.
+    work_dir: Annotated[str, Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _ray_only(self) -> EngineSection:
+        if self.kind == "local" and {"address", "num_cpus", "work_dir"} & self.model_fields_set:
+            raise ValueError('address, num_cpus and work_dir are for kind = "ray"')
+        return self
+
+
 Price = Annotated[float, Field(ge=0)]
 
 
@@ -227,6 +247,7 @@ class ProjectConfig(Strict):
     screen: ScreenSection = Field(default_factory=ScreenSection)
     mlflow: MlflowSection | None = None
     costs: CostsSection = Field(default_factory=CostsSection)
+    engine: EngineSection = Field(default_factory=EngineSection)
     _base_dir: Path = PrivateAttr(default=Path("."))
 
     @property
@@ -275,6 +296,7 @@ __all__ = [
     "AuditSection",
     "DataSection",
     "DialSection",
+    "EngineSection",
     "GateSection",
     "LoopSection",
     "ModelSection",

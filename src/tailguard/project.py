@@ -73,14 +73,59 @@ def project_gate(config: ProjectConfig, ledger: Ledger, *, progress: bool = True
         return None
     from tailguard.gate import Gate
 
-    return Gate.from_config(
+    ray = config.engine.kind == "ray"  # Ray reads the reservoir from shards, not memory
+    gate = Gate.from_config(
         config.gate,
-        reference=ledger.reservoir_records("all"),
-        fingerprints=ledger,
+        reference=None if ray else ledger.reservoir_records("all"),
+        fingerprints=None if ray else ledger,
         source="tailguard.toml [gate]",
         base_dir=config.base_dir,
         progress=progress,
     )
+    return on_engine(config, gate)
+
+
+def on_engine(config: ProjectConfig, gate: Any) -> Any:
+    """``gate`` where ``[engine]`` says: itself (``local``), or a
+    :class:`~tailguard.gate.ray_gate.RayGate` with the same ``run_round`` (``ray``)."""
+    if config.engine.kind != "ray" or config.gate is None:
+        return gate
+    from tailguard.gate.ray_gate import RayGate, ray_engine
+
+    refs = {getattr(v, "reference", None) for v in config.gate.verifiers} - {None}
+    if len(refs) > 1:
+        raise ConfigError(
+            "key 'engine.kind': on Ray every duplicate verifier compares with the reservoir "
+            'or none does; give them all the same `reference` ("reservoir" or "none")'
+        )
+    engine = ray_engine(config.engine.address, config.engine.num_cpus)
+    work_dir = config.engine.work_dir
+    return RayGate(
+        gate,
+        engine,
+        reservoir=config.gate.needs_reference,
+        work_dir=None if work_dir is None else config.resolve(work_dir),
+    )
+
+
+def with_engine(config: ProjectConfig, kind: str | None, address: str | None) -> ProjectConfig:
+    """``config`` with ``--engine``/``--address`` from the command line over ``[engine]``."""
+    from pydantic import ValidationError
+
+    from tailguard.config import EngineSection, config_error
+
+    if kind is None and address is None:
+        return config
+    raw = config.engine.model_dump(exclude_unset=True)
+    if kind is not None and kind != raw.get("kind"):
+        raw = {"kind": kind}  # another engine: the file's address is not for it
+    if address is not None:
+        raw["address"] = address
+    try:
+        engine = EngineSection.model_validate(raw)
+    except ValidationError as exc:
+        raise config_error(exc, "--engine/--address", prefix=("engine",)) from None
+    return config.model_copy(update={"engine": engine})
 
 
 def project_monitor(
@@ -173,6 +218,8 @@ __all__ = [
     "build_loop",
     "check_data_files",
     "load_config",
+    "on_engine",
     "prepare_ledger",
     "project_monitor",
+    "with_engine",
 ]

@@ -17,6 +17,7 @@ from tailguard.cli.app import (
     open_ledger,
     say,
 )
+from tailguard.cli.engine_opts import AddressOption, EngineOption
 from tailguard.errors import TailguardError
 
 
@@ -47,6 +48,8 @@ def gate(
     good_field: str = typer.Option(
         "good", "--good-field", help="--audit: the boolean field, true for a known-good text."
     ),
+    engine: str | None = EngineOption,
+    address: str | None = AddressOption,
 ) -> None:
     """Gate a round's synthetic candidates with the verifiers of tailguard.toml."""
     if explain is not None:
@@ -57,7 +60,9 @@ def gate(
         return
     if round is None:
         raise TailguardError("give --round R to gate a round, or --explain ID")
-    cfg = _gate_config(config)
+    from tailguard.project import on_engine, with_engine
+
+    cfg = with_engine(_gate_config(config), engine, address)
     message = (
         f"round {round} has nothing to gate: no synthetic candidates "
         "(already gated, or none ingested for this round)"
@@ -67,7 +72,8 @@ def gate(
         if not led.count(round=round, origin="synthetic", status="candidate"):
             result = None
         else:
-            result = _project_gate(cfg, led, config, quiet).run_round(led, round)
+            gate = _project_gate(cfg, led, config, quiet, ray=cfg.engine.kind == "ray")
+            result = on_engine(cfg, gate).run_round(led, round)
     if result is None or result.empty:
         if not allow_empty:
             raise TailguardError(message + "; pass --allow-empty to accept that")
@@ -149,9 +155,10 @@ def _gate_config(config: Path) -> Any:
     return cfg
 
 
-def _project_gate(cfg: Any, led: Any, config: Path, quiet: bool) -> Any:
+def _project_gate(cfg: Any, led: Any, config: Path, quiet: bool, *, ray: bool = False) -> Any:
     """The ``[gate]`` of tailguard.toml over the ledger's frozen reservoir (one builder for
-    gating a round and auditing the verifiers, so both judge with the same gate)."""
+    gating a round and auditing the verifiers, so both judge with the same gate).
+    ``ray``: the reservoir stays in the ledger (Ray reads it from shards)."""
     from tailguard.gate import gate_from_config
 
     reference = None
@@ -161,9 +168,14 @@ def _project_gate(cfg: Any, led: Any, config: Path, quiet: bool) -> Any:
                 "a duplicate verifier compares with the reservoir, but none is frozen: "
                 'run `tailguard reservoir freeze` or set reference = "none"'
             )
-        reference = led.reservoir_records("all").select(["id", "content"])
+        if not ray:
+            reference = led.reservoir_records("all").select(["id", "content"])
     return gate_from_config(
-        cfg, reference=reference, source=str(config), progress=not quiet, fingerprints=led
+        cfg,
+        reference=reference,
+        source=str(config),
+        progress=not quiet,
+        fingerprints=None if ray else led,
     )
 
 

@@ -28,9 +28,7 @@ INTERRUPTED = 130
 GRACE = 0.2
 
 #: What was kept and how to continue; a command that knows better sets its own.
-DEFAULT_HINT = (
-    "every finished write is kept, nothing half-done is; run the command again"
-)
+DEFAULT_HINT = "every finished write is kept, nothing half-done is; run the command again"
 
 _state: dict[str, Any] = {"hint": DEFAULT_HINT, "seen": False, "said": False}
 _said_lock = threading.Lock()

@@ -20,6 +20,7 @@ from tailguard.cli.app import (
     console,
     handles_errors,
 )
+from tailguard.cli.engine_opts import AddressOption, EngineOption
 
 
 @app.command("run")
@@ -40,14 +41,16 @@ def run_loop(
     embedder: str | None = typer.Option(
         None, "--embedder", help="hashing, minilm or module:function (default: [monitor] embedder)."
     ),
+    engine: str | None = EngineOption,
+    address: str | None = AddressOption,
 ) -> None:
     """Run the retraining loop: generate, gate, dial, plan, train, evaluate, every round."""
     from tailguard.cli.app import project_config
     from tailguard.ledger import Ledger, run_lock
-    from tailguard.project import build_loop, check_data_files, prepare_ledger
+    from tailguard.project import build_loop, check_data_files, prepare_ledger, with_engine
     from tailguard.stages import STAGES
 
-    cfg = project_config(config)
+    cfg = with_engine(project_config(config), engine, address)
     n_rounds = rounds if rounds is not None else cfg.loop.rounds
     path = ledger or cfg.ledger_path  # a run prepares (creates and fills) its own ledger
     check_data_files(cfg)  # every input found before the first write

@@ -600,14 +600,15 @@ def gate_round_on_ray(
     *,
     engine: RayEngine,
     reservoir: bool = True,
+    reservoir_split: str = "train",
     references: Mapping[str, Any] | None = None,
 ) -> dict[str, int]:
     """Export round ``round``'s candidates and the sets they are compared with as shards,
     gate them on Ray, and ingest the verdicts: statuses move to accepted or rejected
     as in :meth:`Gate.run_round`, with the same verdicts.
 
-    The sets: the reservoir (``reservoir``), the accepted records of earlier
-    generations (if ``gate.earlier_generations``), and the named reference sets,
+    The sets: the reservoir (``reservoir``; its ``reservoir_split``), the accepted
+    records of earlier generations (if ``gate.earlier_generations``), and the named reference sets,
     taken from the duplicate verifiers unless ``references``
     (set name: a table, mapping or texts) gives their contents. Returns the counts
     the ledger recorded.
@@ -623,6 +624,7 @@ def gate_round_on_ray(
         round,
         directory,
         reservoir=reservoir,
+        reservoir_split=reservoir_split,
         earlier=gate.earlier_generations,
         references=sets,
     )

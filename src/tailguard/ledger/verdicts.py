@@ -35,6 +35,7 @@ class VerdictStore(LedgerBase):
         directory: str | Path,
         *,
         reservoir: bool = True,
+        reservoir_split: str = "train",
         earlier: bool = True,
         references: dict[str, pa.Table] | None = None,
         rows_per_file: int = 250_000,
@@ -43,7 +44,8 @@ class VerdictStore(LedgerBase):
         Parquet shards for an out-of-core gate (``tailguard.gate.distributed``).
 
         ``candidates/`` holds each synthetic candidate once (the gate's order: by id,
-        the lowest generation); ``reservoir/`` the reservoir's training split by id;
+        the lowest generation); ``reservoir/`` the reservoir's ``reservoir_split``
+        (``train``, or ``all`` as the project's gate compares with) by id;
         ``earlier/`` (``earlier``) the accepted synthetic records of rounds before
         ``round``, as ``Gate.run_round`` selects them and in its order, each tagged
         ``set = 'generation <g> synthetic'``; ``references/<i>-<name>/`` each named
@@ -65,7 +67,7 @@ class VerdictStore(LedgerBase):
         queries = [(out["candidates"], candidates, [round])]
         if reservoir:
             out["reservoir"] = directory / "reservoir"
-            queries.append((out["reservoir"], *self._reservoir_sql("train", None)))
+            queries.append((out["reservoir"], *self._reservoir_sql(reservoir_split, None)))
         if earlier:
             out["earlier"] = directory / "earlier"
             earlier_sql = """
