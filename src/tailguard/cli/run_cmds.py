@@ -44,14 +44,14 @@ def run_loop(
 ) -> None:
     """Run the retraining loop: generate, gate, dial, plan, train, evaluate, every round."""
     from tailguard.cli.app import project_config
-    from tailguard.ledger import Ledger
+    from tailguard.ledger import Ledger, run_lock
     from tailguard.project import build_loop, prepare_ledger
     from tailguard.stages import STAGES
 
     cfg = project_config(config)
     n_rounds = rounds if rounds is not None else cfg.loop.rounds
     path = ledger or cfg.ledger_path  # a run prepares (creates and fills) its own ledger
-    with interrupted_as_exit(), Ledger.open(path) as led:
+    with interrupted_as_exit(), run_lock(path), Ledger.open(path) as led:
         tracker = open_tracker(mlflow, cfg, led)  # MLflow is reached before the ledger changes
         with tracker or contextlib.nullcontext():  # the MLflow run ends with its status
             prepare_ledger(cfg, led)

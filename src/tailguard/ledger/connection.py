@@ -9,6 +9,7 @@ import contextlib
 import datetime as dt
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
 
@@ -60,6 +61,92 @@ def check_ledger_file(path: Path) -> None:
             f"{path} is a truncated DuckDB database ({size:,} bytes is not a whole number "
             "of blocks): restore the ledger from a backup"
         )
+
+
+class RunInProgress(TailguardError):
+    """Another live process holds the project's run lock."""
+
+
+#: The run lock beside a ledger: one line ``pid started-at (ISO)`` written by the run
+#: that holds the project. Stale (and taken over) once that pid is dead.
+RUN_LOCK_SUFFIX = ".run"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def run_holder(ledger: str | Path) -> tuple[int, str] | None:
+    """``(pid, since)`` of the live run holding this ledger's project, or ``None``."""
+    if str(ledger) == ":memory:":
+        return None
+    try:
+        text = Path(str(ledger) + RUN_LOCK_SUFFIX).read_text(encoding="utf-8")
+        pid_s, since = text.split(maxsplit=1)
+        pid = int(pid_s)
+    except (OSError, ValueError):
+        return None  # no lock, or a torn one (its writer died while writing it)
+    if pid == os.getpid() or not _pid_alive(pid):
+        return None
+    return pid, since.strip()
+
+
+def refuse_during_run(ledger: str | Path, doing: str) -> None:
+    """Refuse ``doing`` (a rollback, freeze, relabel, release) while a run holds the project."""
+    held = run_holder(ledger)
+    if held is not None:
+        raise RunInProgress(
+            f"a run is in progress (pid {held[0]}, since {held[1]}): {doing} refused; "
+            "wait for it to finish or stop it first"
+        )
+
+
+@contextlib.contextmanager
+def run_lock(ledger: str | Path) -> Iterator[None]:
+    """Hold the project for one run: a second run, or a writer that must not change the
+    project under a run (see :func:`refuse_during_run`), is refused while it is held.
+
+    The lock file is created whole (written aside, then hard-linked into place, which
+    fails if it exists), so two runs starting together cannot both take it.
+    """
+    if str(ledger) == ":memory:":
+        yield
+        return
+    lock = Path(str(ledger) + RUN_LOCK_SUFFIX)
+    since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    tmp = lock.with_name(f"{lock.name}.{os.getpid()}")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_text(f"{os.getpid()} {since}\n", encoding="utf-8")
+    try:
+        for _ in range(3):
+            try:
+                os.link(tmp, lock)
+                break
+            except FileExistsError:
+                held = run_holder(ledger)
+                if held is not None:
+                    raise RunInProgress(
+                        f"another run holds this project (pid {held[0]}, since {held[1]}): "
+                        "wait for it to finish or stop it first"
+                    ) from None
+                with contextlib.suppress(FileNotFoundError):
+                    lock.unlink()  # stale: its run is dead
+        else:
+            raise RunInProgress(f"could not take the run lock {lock}: try again")
+    finally:
+        tmp.unlink(missing_ok=True)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            if lock.read_text(encoding="utf-8").split()[0] == str(os.getpid()):
+                lock.unlink()
 
 
 class LedgerBase:
@@ -286,6 +373,10 @@ class LedgerBase:
         the error. The file is not let go (:meth:`release`) inside a block.
         """
         return _Transaction(self)
+
+    def _refuse_during_run(self, doing: str) -> None:
+        """Changes a run must not see mid-round wait until no other run holds the project."""
+        refuse_during_run(self.path, doing)
 
     def _fact(self, key: tuple[Any, ...], read: Any) -> Any:
         """``read()``, once per connection until one of this ledger's writes forgets it."""

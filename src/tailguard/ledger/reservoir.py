@@ -55,6 +55,7 @@ class ReservoirStore(LedgerBase):
         """
         if not 0 <= holdout < 1:
             raise InputError(f"holdout must be in [0, 1), got {holdout}", field="holdout")
+        self._refuse_during_run("a freeze")
         self._checked.clear()
         with self._transaction() as con:
             if con.execute("SELECT 1 FROM reservoirs WHERE name = ?", [name]).fetchall():
