@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,9 +26,10 @@ from tailguard.ledger.schema import (
     _who,
 )
 
-#: DuckDB's file layout: a 4 KiB file header, two 4 KiB database headers, then 256 KiB
-#: blocks. A file of another size was cut short (or is not a DuckDB file at all).
-_DUCKDB_HEADER, _DUCKDB_BLOCK = 3 * 4096, 256 * 1024
+#: DuckDB's file layout: a 4 KiB file header and two 4 KiB database headers come first.
+#: Past them the size says nothing: a checkpoint in progress (or killed) leaves a file
+#: that is not a whole number of blocks and that DuckDB opens, replaying its WAL.
+_DUCKDB_HEADER = 3 * 4096
 
 
 #: Never let a ledger path make DuckDB fetch or load an extension (a SQLite file would).
@@ -35,10 +37,12 @@ _DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensi
 
 
 def check_ledger_file(path: Path) -> None:
-    """Refuse, with what it is, a file that is not a whole DuckDB database.
+    """Refuse, with what it is, a file that is not a DuckDB database.
 
     Checked before DuckDB opens it: a foreign file would otherwise open and fail in
     the middle of a query, and a SQLite file would make DuckDB reach for an extension.
+    Damage past the headers is DuckDB's to judge (:func:`_unopenable`): a file killed
+    mid-checkpoint is not a whole number of blocks yet opens with every record.
     """
     if not path.exists():
         return
@@ -56,11 +60,80 @@ def check_ledger_file(path: Path) -> None:
             f"{path} is not a DuckDB database (it starts with {head[:12]!r}): "
             "not a tailguard ledger"
         )
-    if size < _DUCKDB_HEADER or (size - _DUCKDB_HEADER) % _DUCKDB_BLOCK:
+    if size < _DUCKDB_HEADER:
         raise TailguardError(
-            f"{path} is a truncated DuckDB database ({size:,} bytes is not a whole number "
-            "of blocks): restore the ledger from a backup"
+            f"{path} is a truncated DuckDB database ({size:,} bytes, shorter than its "
+            "headers): restore the ledger from a backup"
         )
+
+
+def _checkpointed_bytes(path: str) -> int:
+    """Bytes of the header and the blocks the newest database header counts.
+
+    A database header is ``checksum, iteration, meta block, free list, block count,
+    block size`` (8 bytes each); the two headers take turns, the higher iteration is
+    the live one. A file at least this long holds every block DuckDB may read.
+    """
+    with open(path, "rb") as fh:
+        fh.seek(4096)
+        raw = fh.read(2 * 4096)
+    best = (-1, 0)
+    for off in (0, 4096):
+        _, iteration, _, _, blocks, block_size = struct.unpack_from("<Qqqqqq", raw, off)
+        if iteration > best[0] and 0 <= blocks < 1 << 40 and 0 < block_size <= 1 << 30:
+            best = (iteration, blocks * block_size)
+    return _DUCKDB_HEADER + best[1]
+
+
+def _is_short(path: str) -> bool:
+    """Shorter than the blocks its header counts (judged before DuckDB replays a WAL)."""
+    try:
+        return path != ":memory:" and os.path.getsize(path) < _checkpointed_bytes(path)
+    except (OSError, struct.error):
+        return False  # not there yet (created on open), or too short: checked on open
+
+
+def _check_torn(con: duckdb.DuckDBPyConnection, path: str, tables: set[str], short: bool) -> None:
+    """Read every stored value of a file shorter than its header's blocks.
+
+    Such a file is either a checkpoint killed before it wrote its last (or a free)
+    block, which DuckDB reads whole with its WAL, or a file cut short, whose lost
+    blocks would fail a query later. Only the second is refused; a whole file skips
+    the read, so opening stays quick.
+    """
+    if not short:
+        return
+    try:
+        for t in sorted(tables):
+            con.execute(f'SELECT max(hash(COLUMNS(*))) FROM "{t}"').fetchall()
+    except duckdb.Error as exc:
+        con.close()
+        raise TailguardError(
+            f"{path} is a truncated DuckDB database ({os.path.getsize(path):,} bytes, "
+            f"blocks lost: {_first_line(exc)}): restore the ledger from a backup"
+        ) from None
+
+
+def _is_lock_conflict(exc: duckdb.Error) -> bool:
+    """DuckDB's own words for a file another process holds (not any error naming a block)."""
+    text = str(exc).lower()
+    return "could not set lock" in text or "conflicting lock" in text
+
+
+def _unopenable(path: str, exc: duckdb.Error) -> TailguardError:
+    """What a file DuckDB itself cannot open is, in words a user can act on."""
+    first = _first_line(exc)
+    if "not a valid duckdb database" in first.lower():
+        return TailguardError(f"{path} is not a DuckDB database: not a tailguard ledger")
+    if "could not read enough bytes" in first.lower():
+        return TailguardError(
+            f"{path} is a truncated DuckDB database (blocks lost: {first}): "
+            "restore the ledger from a backup"
+        )
+    return TailguardError(
+        f"{path} is a damaged DuckDB database that DuckDB cannot open ({first}): "
+        "restore the ledger from a backup"
+    )
 
 
 class RunInProgress(TailguardError):
@@ -219,6 +292,7 @@ class LedgerBase:
     def _connect(self, wait: float, *, create: bool = False) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + wait
         delay = 0.02
+        short = _is_short(self.path)
         waiting = False
         while True:
             started = time.monotonic()  # (the attempt that opens it: waiting is not its cost)
@@ -226,7 +300,7 @@ class LedgerBase:
                 con = duckdb.connect(self.path, read_only=self.read_only, config=_DUCKDB_CONFIG)
                 break
             except duckdb.Error as exc:
-                busy = "lock" in str(exc).lower()
+                busy = _is_lock_conflict(exc)
                 if busy and time.monotonic() < deadline:
                     waiting = self._announce_waiting() or waiting
                     time.sleep(delay)
@@ -239,13 +313,14 @@ class LedgerBase:
                         f"ledger {self.path} is busy: another process holds it (a running "
                         f"`tailguard run`?) and did not let go within {wait:g}s; try again"
                     ) from None
-                raise TailguardError(f"cannot open ledger {self.path}: {exc}") from None
+                raise _unopenable(self.path, exc) from None
         if waiting:
             self._done_waiting()
         try:
             tables = {
                 t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
             }
+            _check_torn(con, self.path, tables, short)
             if tables and "records" not in tables:  # someone else's DuckDB file: leave it be
                 con.close()
                 raise TailguardError(
