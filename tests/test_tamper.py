@@ -57,6 +57,17 @@ TAMPERS = [
         "INSERT INTO records SELECT id, content || ' ', origin, 'aaa', generator, generation,"
         " parent_id, label, round, status, created_at, meta FROM records WHERE id = '{id}'",
     ),
+    (  # same id and content: the training pool reads it (first by generation), the
+        # digest does not (first by round and source)
+        "label twin",
+        "INSERT INTO records SELECT id, content, origin, source, generator, -1,"
+        " parent_id, 'TAMPERED', 99, status, created_at, meta FROM records WHERE id = '{id}'",
+    ),
+    (
+        "status twin",
+        "INSERT INTO records SELECT id, content, origin, source, generator, -1,"
+        " parent_id, label, 99, 'rejected', created_at, meta FROM records WHERE id = '{id}'",
+    ),
     (
         "another reservoir takes over",
         "INSERT INTO reservoirs SELECT 'other', digest, seed, holdout_fraction, n_train,"

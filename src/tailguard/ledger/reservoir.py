@@ -125,7 +125,8 @@ class ReservoirStore(LedgerBase):
 
         The digest (version 2) covers every member's id, split and label and its
         record's label, source, round, status and normalised content; a second human
-        row under a member's id with other content is refused too. ``expect`` is a
+        row under a member's id with other content, or with another label or status (a
+        twin the training pool could read instead of the digested row), is refused too. ``expect`` is a
         digest pinned elsewhere (``reservoir show --expect``, ``[reservoir] digest``):
         the only check that also catches a rewrite of the data *and* the stored digest.
 
@@ -205,7 +206,7 @@ class ReservoirStore(LedgerBase):
         fingerprint = self._fingerprint(name, digest)
         if self._verified.get(name) == fingerprint:
             return
-        broken, shadows = self.con.execute(
+        broken, shadows, twins = self.con.execute(
             f"""
             SELECT
               (SELECT count(*) FROM reservoir_members m
@@ -214,7 +215,12 @@ class ReservoirStore(LedgerBase):
                WHERE m.name = $name AND r.id IS NULL),
               (SELECT count(*) FROM records r JOIN reservoir_members m
                  ON m.id = r.id AND m.name = $name
-               WHERE r.origin = 'human' AND {_SQL_CONTENT_ID} <> r.id)
+               WHERE r.origin = 'human' AND {_SQL_CONTENT_ID} <> r.id),
+              (SELECT count(*) FROM (
+                 SELECT r.id FROM records r JOIN reservoir_members m
+                   ON m.id = r.id AND m.name = $name
+                 WHERE r.origin = 'human' GROUP BY r.id
+                 HAVING count(DISTINCT coalesce(r.label, chr(0)) || chr(1) || r.status) > 1))
             """,
             {"name": name},
         ).fetchall()[0]
@@ -227,6 +233,12 @@ class ReservoirStore(LedgerBase):
             raise ReservoirError(
                 f"reservoir {name!r} was altered outside tailguard: {shadows} human row(s) "
                 "claim a reservoir id with other content (a shadow row)"
+            )
+        if twins:
+            raise ReservoirError(
+                f"reservoir {name!r} was altered outside tailguard: {twins} of its members "
+                "have a second row with another label or status (a label twin); the "
+                "digest and training would read different rows"
             )
         if (
             digest is not None
