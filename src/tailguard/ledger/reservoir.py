@@ -127,8 +127,9 @@ class ReservoirStore(LedgerBase):
         record's label, source, round, status and normalised content; a second human
         row under a member's id with other content, or with another label or status (a
         twin the training pool could read instead of the digested row), is refused too.
-        ``expect`` is a digest pinned elsewhere (``reservoir show --expect``, ``[reservoir] digest``):
-        the only check that also catches a rewrite of the data *and* the stored digest.
+        ``expect`` is a digest pinned elsewhere (``reservoir show --expect``,
+        ``[reservoir] digest``): the only check that also catches a rewrite of the data
+        *and* the stored digest.
 
         The check runs once per connection: the file is held exclusively while
         connected, so only tailguard's own writes could change it meanwhile, and those
