@@ -165,6 +165,7 @@ class ReservoirStore(LedgerBase):
                 + ": run `tailguard reservoir freeze` first"
             )
         rname, digest, seed, holdout, version = row
+        self._check_pins(rname, digest)
         members = self.con.sql(
             "SELECT id, label, split FROM reservoir_members WHERE name = ? ORDER BY id",
             params=[rname],
@@ -185,6 +186,35 @@ class ReservoirStore(LedgerBase):
             train_ids=ids.filter(pa.array(split == "train")).combine_chunks(),
             holdout_ids=ids.filter(pa.array(split == "holdout")).combine_chunks(),
         )
+
+    def _check_pins(self, name: str, digest: str) -> None:
+        """Every run that has stages is pinned, and to this reservoir.
+
+        A reservoir frozen after a run began is refused by :meth:`freeze_reservoir`, so
+        another one (an inserted ``evil`` with a consistent digest) or a run without a
+        pin (its row deleted) was made outside tailguard: every command that reads the
+        reservoir (mix, export, gate, eval, screen, run) refuses it, not only ``run``.
+        """
+        rows = self.con.execute(
+            """
+            SELECT s.run, p.name, p.digest FROM (SELECT DISTINCT run FROM stages) s
+            LEFT JOIN run_reservoirs p USING (run)
+            UNION SELECT run, name, digest FROM run_reservoirs ORDER BY 1
+            """
+        ).fetchall()
+        for run, pinned, pinned_digest in rows:
+            if pinned is None:
+                raise ReservoirError(
+                    f"run {run!r} has stages but no pinned reservoir: its pin was deleted "
+                    "outside tailguard; restore the ledger from a backup"
+                )
+            if (pinned, pinned_digest) != (name, digest):
+                raise ReservoirError(
+                    f"reservoir {name!r} (digest {digest[:12]}...) is not the one run {run!r} "
+                    f"is pinned to ({pinned!r}, digest {pinned_digest[:12]}...): the "
+                    "reservoir was replaced or added outside tailguard; restore the ledger "
+                    "from a backup"
+                )
 
     def _has_digest_version(self) -> bool:
         if not self._digest_version:  # once there, the column stays (migrations only add)
