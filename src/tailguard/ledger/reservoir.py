@@ -251,7 +251,7 @@ class ReservoirStore(LedgerBase):
                  SELECT r.id FROM records r JOIN reservoir_members m
                    ON m.id = r.id AND m.name = $name
                  WHERE r.origin = 'human' GROUP BY r.id
-                 HAVING count(DISTINCT coalesce(r.label, chr(0)) || chr(1) || r.status) > 1))
+                 HAVING count(DISTINCT r.label) > 1 OR count(DISTINCT r.status) > 1))
             """,
             {"name": name},
         ).fetchall()[0]
