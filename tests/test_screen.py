@@ -120,3 +120,51 @@ def test_release_is_explicit_and_logged(fortunes_records):
         led.reservoir().holdout_ids.to_pylist()
     )
     assert some[0] in pool_ids and not (set(some[1:]) & pool_ids)
+
+
+def test_screening_frozen_members_never_changes_them(fortunes_records):
+    """Members that copy synthetic text (the near-duplicate check would flag them) are
+    reported as frozen and keep their status; the reservoir still verifies."""
+    from tailguard.lab.models import NGram
+
+    human = fortunes_records.slice(0, 600)
+    led = Ledger.open(":memory:")
+    led.add_records(human)
+    lm = NGram(order=3).fit(human)
+    syn = _words_only(lm.sample_texts(300, seed=1)[0])
+    led.ingest(
+        pa.table({"text": syn}),
+        origin="synthetic",
+        generator="ngram",
+        generation=1,
+        round=1,
+        source_name="ngram",
+    )
+    copies = syn.slice(0, 40)
+    led.ingest(pa.table({"text": copies}), origin="human", round=0, source_name="copies")
+    res = led.freeze_reservoir("main", holdout=0.2)
+    ids = content_ids(normalise_content(copies))
+    assert pc.all(pc.is_in(ids, value_set=pa.concat_arrays([res.train_ids, res.holdout_ids])))
+    before = led.count(origin="human", status="quarantined")
+    flagged = screen_ledger(led, ids, Screener())
+    assert flagged.num_rows == 0
+    assert led.count(origin="human", status="quarantined") == before
+    assert led.reservoir().digest == res.digest
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("precision", float("nan")),
+        ("precision", float("inf")),
+        ("precision", 1.5),
+        ("precision", 0.0),
+        ("threshold", float("nan")),
+        ("threshold", -0.1),
+        ("near_threshold", float("nan")),
+        ("near_threshold", 2.0),
+    ],
+)
+def test_screen_options_are_finite_and_in_range(option, value):
+    with pytest.raises(InputError, match="finite number in"):
+        Screener(**{option: value})

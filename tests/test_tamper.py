@@ -57,6 +57,17 @@ TAMPERS = [
         "INSERT INTO records SELECT id, content || ' ', origin, 'aaa', generator, generation,"
         " parent_id, label, round, status, created_at, meta FROM records WHERE id = '{id}'",
     ),
+    (  # same id and content: the training pool reads it (first by generation), the
+        # digest does not (first by round and source)
+        "label twin",
+        "INSERT INTO records SELECT id, content, origin, source, generator, -1,"
+        " parent_id, 'TAMPERED', 99, status, created_at, meta FROM records WHERE id = '{id}'",
+    ),
+    (
+        "status twin",
+        "INSERT INTO records SELECT id, content, origin, source, generator, -1,"
+        " parent_id, label, 99, 'rejected', created_at, meta FROM records WHERE id = '{id}'",
+    ),
     (
         "another reservoir takes over",
         "INSERT INTO reservoirs SELECT 'other', digest, seed, holdout_fraction, n_train,"
@@ -195,3 +206,56 @@ def test_the_streamed_digest_equals_the_one_query_form(frozen_file):
             finally:
                 ledger_mod._DIGEST_BATCH = 100_000
         assert _content_digest(led.con, "no such reservoir") == hashlib.sha256(b"").hexdigest()
+
+
+def _evil(path) -> None:
+    """A reservoir ``evil`` with every holdout member moved to train and a consistent
+    digest, newer than ``main``: unnamed reads would take it."""
+    with Ledger.open(path) as led:
+        led.con.execute(
+            "INSERT INTO reservoir_members SELECT 'evil', id, 'train', label "
+            "FROM reservoir_members WHERE name = 'main'"
+        )
+        led.con.execute(
+            "INSERT INTO reservoirs SELECT 'evil', 'x', seed, holdout_fraction, n_train,"
+            " n_holdout, created_at + INTERVAL 1 DAY, digest_version FROM reservoirs"
+        )
+        led.con.execute(
+            "UPDATE reservoirs SET digest = ? WHERE name = 'evil'",
+            [_content_digest(led.con, "evil")],
+        )
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        ["mix", "--round", "1", "--policy", "human_only", "--run", "other"],
+        ["export", "--round", "0", "-o", "{out}"],
+        ["reservoir", "show"],
+        ["audit"],
+    ],
+)
+def test_an_added_reservoir_is_refused_by_every_command(frozen_file, tmp_path, cmd):
+    from tailguard.mix import HumanOnly, plan
+
+    with Ledger.open(frozen_file) as led:
+        led.write_manifest(plan(led.training_pool(0), HumanOnly(), round=0, batch_size=8, seed=0))
+    _evil(frozen_file)
+    cmd = [c.format(out=tmp_path / "out.jsonl") for c in cmd]
+    out = runner.invoke(app, [*cmd, "--ledger", str(frozen_file)])
+    assert out.exit_code == 2, out.output
+    assert not (tmp_path / "out.jsonl").exists()
+    assert "is not the one run 'main' is pinned to" in out.output
+    with Ledger.open(frozen_file) as led:  # nothing was planned from it
+        assert led.con.execute("SELECT count(*) FROM manifests").fetchone()[0] == 1
+
+
+def test_a_deleted_pin_is_an_error_not_a_repin(frozen_file):
+    with Ledger.open(frozen_file) as led:
+        led.con.execute("DELETE FROM run_reservoirs")
+    with _fresh(frozen_file) as led:
+        with pytest.raises(ReservoirError, match="has stages but no pinned reservoir"):
+            led.pin_reservoir("main")
+        assert led.con.execute("SELECT count(*) FROM run_reservoirs").fetchone()[0] == 0
+    out = runner.invoke(app, ["reservoir", "show", "--ledger", str(frozen_file)])
+    assert out.exit_code == 2 and "no pinned reservoir" in out.output

@@ -18,6 +18,7 @@ never deleted, never frozen into a reservoir or trained on until released.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,10 @@ class Screener:
         folds: int = 5,
         seed: int = 0,
     ) -> None:
+        _check_share("near", near_threshold, low_open=True)
+        _check_share("precision", precision, low_open=True)
+        if threshold is not None:
+            _check_share("threshold", threshold, low_open=False)
         self.near_threshold, self.precision, self.threshold = near_threshold, precision, threshold
         self.folds, self.seed = folds, seed
         self.fit_: DetectorFit | None = None
@@ -156,15 +161,40 @@ class Screen(Verifier):
         return self.screener.screen(batch)
 
 
+def _check_share(name: str, value: float, *, low_open: bool) -> None:
+    """A share or probability: finite, in (0, 1] (``low_open``) or [0, 1]. NaN would
+    compare false everywhere and silently flag nothing."""
+    ok = math.isfinite(value) and (0 < value <= 1 if low_open else 0 <= value <= 1)
+    if not ok:
+        span = "(0, 1]" if low_open else "[0, 1]"
+        raise InputError(f"--{name} must be a finite number in {span}, got {value}", field=name)
+
+
+def frozen_members(ledger: Ledger, ids: pa.Array | list[str]) -> pa.Array:
+    """Which of ``ids`` are frozen reservoir members: screening never changes them."""
+    ids = pa.array(ids, pa.string())
+    if not ledger.has_reservoir():
+        return pa.array([], pa.string())
+    res = ledger.reservoir()
+    members = pa.concat_arrays([res.train_ids, res.holdout_ids])
+    return pc.filter(ids, pc.is_in(ids, value_set=members))
+
+
 def screen_ledger(
     ledger: Ledger, ids: pa.Array | list[str], screener: Screener | None = None
 ) -> pa.Table:
     """Screen the ledger's human records ``ids``; quarantine the flagged ones.
 
+    Frozen reservoir members among ``ids`` are left as they are (see
+    :func:`frozen_members`).
+
     An unfitted ``screener`` (default: ``Screener()``) is fitted on the ledger without them.
 
     Returns the flagged records' ``id``, ``code``, ``detail``, ``score``, ``matched_id``.
     """
+    frozen = frozen_members(ledger, ids)
+    if len(frozen):  # frozen means frozen: a member's status never changes
+        ids = pc.filter(ids, pc.invert(pc.is_in(pa.array(ids, pa.string()), value_set=frozen)))
     records = ledger.records(origin=Origin.HUMAN.value, status=Status.ACCEPTED.value, ids=ids)
     screener = screener or Screener()
     if screener.fit_ is None:

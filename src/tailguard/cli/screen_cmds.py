@@ -38,7 +38,7 @@ def screen(
     """Ingest human records, screen them against the ledger's synthetic data, quarantine."""
     from tailguard.cli.app import project_config
     from tailguard.records import content_ids, normalise_content
-    from tailguard.screen import Screener, screen_ledger
+    from tailguard.screen import Screener, frozen_members, screen_ledger
 
     cfg = project_config()
     defaults = cfg.screen if cfg is not None else None
@@ -50,6 +50,7 @@ def screen(
         threshold = defaults.threshold
     if (file is None) == (not release):
         raise InputError("give a FILE to screen, or --release ID to release quarantined ids")
+    screener = Screener(near_threshold=near, precision=precision, threshold=threshold)
     with open_ledger(ledger) as led:
         if release:
             n = led.release_quarantined([led.resolve_record_id(i) for i in release])
@@ -67,7 +68,7 @@ def screen(
             text_field=text_field,
             label_field=label_field,
         )
-        screener = Screener(near_threshold=near, precision=precision, threshold=threshold)
+        frozen = len(frozen_members(led, ids))
         with console.status("training the detector and screening..."):
             flagged = screen_ledger(led, ids, screener)
         fit = screener.fit_
@@ -86,3 +87,7 @@ def screen(
             f"screened {len(ids)} record(s): quarantined {flagged.num_rows} "
             "(kept, never frozen or trained on; `tailguard screen --release ID` releases one)"
         )
+        if frozen:
+            console.print(
+                f"{frozen} record(s) are already frozen in the reservoir: left as they are"
+            )

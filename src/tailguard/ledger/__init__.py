@@ -12,7 +12,7 @@ all sharing the one connection of :mod:`tailguard.ledger.connection`:
 ``schema``         the tables' DDL, migrations, row schemas, shared helpers
 ``connection``     opening, file checks, lock wait, release and hand-over
                    (the writer's hold between stages), transactions,
-                   snapshot and restore
+                   snapshot and restore, the run lock (one run per project)
 ``records``        records, ingest, status moves, label corrections
 ``reservoir``      the frozen reservoir, its checks and pinning
 ``digests``        the reservoir's digests
@@ -30,7 +30,15 @@ all sharing the one connection of :mod:`tailguard.ledger.connection`:
 from __future__ import annotations
 
 from tailguard.ledger import rollback as _rollback
-from tailguard.ledger.connection import LedgerBase, check_ledger_file, holder, run_lock
+from tailguard.ledger.connection import (
+    LedgerBase,
+    RunInProgress,
+    check_ledger_file,
+    holder,
+    refuse_during_run,
+    run_holder,
+    run_lock,
+)
 from tailguard.ledger.digests import _content_digest, _reservoir_digest
 from tailguard.ledger.fingerprints import FingerprintStore
 from tailguard.ledger.history import HistoryStore
@@ -63,11 +71,14 @@ __all__ = [
     "Ledger",
     "Reservoir",
     "Rollback",
+    "RunInProgress",
     "_content_digest",
     "_reservoir_digest",
     "check_ledger_file",
     "check_round",
     "holder",
+    "refuse_during_run",
+    "run_holder",
     "run_lock",
 ]
 

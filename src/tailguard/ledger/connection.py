@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,9 +26,10 @@ from tailguard.ledger.schema import (
     _who,
 )
 
-#: DuckDB's file layout: a 4 KiB file header, two 4 KiB database headers, then 256 KiB
-#: blocks. A file of another size was cut short (or is not a DuckDB file at all).
-_DUCKDB_HEADER, _DUCKDB_BLOCK = 3 * 4096, 256 * 1024
+#: DuckDB's file layout: a 4 KiB file header and two 4 KiB database headers come first.
+#: Past them the size says nothing: a checkpoint in progress (or killed) leaves a file
+#: that is not a whole number of blocks and that DuckDB opens, replaying its WAL.
+_DUCKDB_HEADER = 3 * 4096
 
 
 #: Never let a ledger path make DuckDB fetch or load an extension (a SQLite file would).
@@ -35,10 +37,12 @@ _DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensi
 
 
 def check_ledger_file(path: Path) -> None:
-    """Refuse, with what it is, a file that is not a whole DuckDB database.
+    """Refuse, with what it is, a file that is not a DuckDB database.
 
     Checked before DuckDB opens it: a foreign file would otherwise open and fail in
     the middle of a query, and a SQLite file would make DuckDB reach for an extension.
+    Damage past the headers is DuckDB's to judge (:func:`_unopenable`): a file killed
+    mid-checkpoint is not a whole number of blocks yet opens with every record.
     """
     if not path.exists():
         return
@@ -56,72 +60,172 @@ def check_ledger_file(path: Path) -> None:
             f"{path} is not a DuckDB database (it starts with {head[:12]!r}): "
             "not a tailguard ledger"
         )
-    if size < _DUCKDB_HEADER or (size - _DUCKDB_HEADER) % _DUCKDB_BLOCK:
+    if size < _DUCKDB_HEADER:
         raise TailguardError(
-            f"{path} is a truncated DuckDB database ({size:,} bytes is not a whole number "
-            "of blocks): restore the ledger from a backup"
+            f"{path} is a truncated DuckDB database ({size:,} bytes, shorter than its "
+            "headers): restore the ledger from a backup"
         )
 
 
-def _run_marker(ledger_path: str | Path) -> Path:
-    return Path(f"{ledger_path}.run")
+def _checkpointed_bytes(path: str) -> int:
+    """Bytes of the header and the blocks the newest database header counts.
+
+    A database header is ``checksum, iteration, meta block, free list, block count,
+    block size`` (8 bytes each); the two headers take turns, the higher iteration is
+    the live one. A file at least this long holds every block DuckDB may read.
+    """
+    with open(path, "rb") as fh:
+        fh.seek(4096)
+        raw = fh.read(2 * 4096)
+    best = (-1, 0)
+    for off in (0, 4096):
+        _, iteration, _, _, blocks, block_size = struct.unpack_from("<Qqqqqq", raw, off)
+        if iteration > best[0] and 0 <= blocks < 1 << 40 and 0 < block_size <= 1 << 30:
+            best = (iteration, blocks * block_size)
+    return _DUCKDB_HEADER + best[1]
 
 
-def _alive(pid: int) -> bool:
+def _is_short(path: str) -> bool:
+    """Shorter than the blocks its header counts (judged before DuckDB replays a WAL)."""
+    try:
+        return path != ":memory:" and os.path.getsize(path) < _checkpointed_bytes(path)
+    except (OSError, struct.error):
+        return False  # not there yet (created on open), or too short: checked on open
+
+
+def _check_torn(con: duckdb.DuckDBPyConnection, path: str, tables: set[str], short: bool) -> None:
+    """Read every stored value of a file shorter than its header's blocks.
+
+    Such a file is either a checkpoint killed before it wrote its last (or a free)
+    block, which DuckDB reads whole with its WAL, or a file cut short, whose lost
+    blocks would fail a query later. Only the second is refused; a whole file skips
+    the read, so opening stays quick.
+    """
+    if not short:
+        return
+    try:
+        for t in sorted(tables):
+            con.execute(f'SELECT max(hash(COLUMNS(*))) FROM "{t}"').fetchall()
+    except duckdb.Error as exc:
+        con.close()
+        raise TailguardError(
+            f"{path} is a truncated DuckDB database ({os.path.getsize(path):,} bytes, "
+            f"blocks lost: {_first_line(exc)}): restore the ledger from a backup"
+        ) from None
+
+
+def _is_lock_conflict(exc: duckdb.Error) -> bool:
+    """DuckDB's own words for a file another process holds (not any error naming a block)."""
+    text = str(exc).lower()
+    return "could not set lock" in text or "conflicting lock" in text
+
+
+def _unopenable(path: str, exc: duckdb.Error) -> TailguardError:
+    """What a file DuckDB itself cannot open is, in words a user can act on."""
+    first = _first_line(exc)
+    if "not a valid duckdb database" in first.lower():
+        return TailguardError(f"{path} is not a DuckDB database: not a tailguard ledger")
+    if "could not read enough bytes" in first.lower():
+        return TailguardError(
+            f"{path} is a truncated DuckDB database (blocks lost: {first}): "
+            "restore the ledger from a backup"
+        )
+    return TailguardError(
+        f"{path} is a damaged DuckDB database that DuckDB cannot open ({first}): "
+        "restore the ledger from a backup"
+    )
+
+
+class RunInProgress(TailguardError):
+    """Another live process holds the project's run lock."""
+
+
+#: The run lock beside a ledger: one line ``pid started-at (ISO)`` written by the run
+#: that holds the project. Stale (and taken over) once that pid is dead.
+RUN_LOCK_SUFFIX = ".run"
+
+
+def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process: alive
+    except PermissionError:  # alive, another user's
         return True
     return True
 
 
-def holder(ledger_path: str | Path) -> str | None:
-    """Who holds the project for a run (``"pid N, since T"``), or ``None``.
-
-    A marker beside the ledger names the running process; one whose process is gone
-    (killed) is stale and holds nothing.
-    """
-    marker = _run_marker(ledger_path)
+def run_holder(ledger: str | Path) -> tuple[int, str] | None:
+    """``(pid, since)`` of the live run holding this ledger's project, or ``None``."""
+    if str(ledger) == ":memory:":
+        return None
     try:
-        pid_text, _, since = marker.read_text(encoding="utf-8").partition(" ")
-        pid = int(pid_text)
+        text = Path(str(ledger) + RUN_LOCK_SUFFIX).read_text(encoding="utf-8")
+        pid_s, since = text.split(maxsplit=1)
+        pid = int(pid_s)
     except (OSError, ValueError):
+        return None  # no lock, or a torn one (its writer died while writing it)
+    if pid == os.getpid() or not _pid_alive(pid):
         return None
-    if pid != os.getpid() and not _alive(pid):
-        return None
-    return f"pid {pid}, since {since.strip()}"
+    return pid, since.strip()
+
+
+def holder(ledger: str | Path) -> str | None:
+    """Who holds the project for a run, in words (``"pid N, since T"``), or ``None``."""
+    held = run_holder(ledger)
+    return None if held is None else f"pid {held[0]}, since {held[1]}"
+
+
+def refuse_during_run(ledger: str | Path, doing: str) -> None:
+    """Refuse ``doing`` (a rollback, freeze, relabel, release) while a run holds the project."""
+    held = run_holder(ledger)
+    if held is not None:
+        raise RunInProgress(
+            f"a run is in progress (pid {held[0]}, since {held[1]}): {doing} refused; "
+            "wait for it to finish or stop it first"
+        )
 
 
 @contextlib.contextmanager
-def run_lock(ledger_path: str | Path) -> Iterator[None]:
-    """Hold the project for one run: a second run (or a command that must not change
-    the ledger under a run) is refused with who holds it, not half-way with a clash
-    of rounds. The marker is this process's; a killed run's is taken over."""
-    if str(ledger_path) == ":memory:":
+def run_lock(ledger: str | Path) -> Iterator[None]:
+    """Hold the project for one run: a second run, or a writer that must not change the
+    project under a run (see :func:`refuse_during_run`), is refused while it is held.
+
+    The lock file is created whole (written aside, then hard-linked into place, which
+    fails if it exists), so two runs starting together cannot both take it.
+    """
+    if str(ledger) == ":memory:":
         yield
         return
-    marker = _run_marker(ledger_path)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    held = holder(ledger_path)
-    if held is not None:
-        raise TailguardError(f"another run holds this project ({held}): wait for it to end")
+    lock = Path(str(ledger) + RUN_LOCK_SUFFIX)
     since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    marker.unlink(missing_ok=True)  # stale: its process is gone
+    tmp = lock.with_name(f"{lock.name}.{os.getpid()}")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_text(f"{os.getpid()} {since}\n", encoding="utf-8")
     try:
-        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:  # another run took it over between the check and now
-        raise TailguardError(
-            f"another run holds this project ({holder(ledger_path)}): wait for it to end"
-        ) from None
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(f"{os.getpid()} {since}\n")
+        for _ in range(3):
+            try:
+                os.link(tmp, lock)
+                break
+            except FileExistsError:
+                held = run_holder(ledger)
+                if held is not None:
+                    raise RunInProgress(
+                        f"another run holds this project (pid {held[0]}, since {held[1]}): "
+                        "wait for it to finish or stop it first"
+                    ) from None
+                with contextlib.suppress(FileNotFoundError):
+                    lock.unlink()  # stale: its run is dead
+        else:
+            raise RunInProgress(f"could not take the run lock {lock}: try again")
+    finally:
+        tmp.unlink(missing_ok=True)
     try:
         yield
     finally:
-        if holder(ledger_path) == f"pid {os.getpid()}, since {since}":
-            marker.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            if lock.read_text(encoding="utf-8").split()[0] == str(os.getpid()):
+                lock.unlink()
 
 
 class LedgerBase:
@@ -197,6 +301,7 @@ class LedgerBase:
     def _connect(self, wait: float, *, create: bool = False) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + wait
         delay = 0.02
+        short = _is_short(self.path)
         waiting = False
         while True:
             started = time.monotonic()  # (the attempt that opens it: waiting is not its cost)
@@ -204,7 +309,7 @@ class LedgerBase:
                 con = duckdb.connect(self.path, read_only=self.read_only, config=_DUCKDB_CONFIG)
                 break
             except duckdb.Error as exc:
-                busy = "lock" in str(exc).lower()
+                busy = _is_lock_conflict(exc)
                 if busy and time.monotonic() < deadline:
                     waiting = self._announce_waiting() or waiting
                     time.sleep(delay)
@@ -217,13 +322,14 @@ class LedgerBase:
                         f"ledger {self.path} is busy: another process holds it (a running "
                         f"`tailguard run`?) and did not let go within {wait:g}s; try again"
                     ) from None
-                raise TailguardError(f"cannot open ledger {self.path}: {exc}") from None
+                raise _unopenable(self.path, exc) from None
         if waiting:
             self._done_waiting()
         try:
             tables = {
                 t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
             }
+            _check_torn(con, self.path, tables, short)
             if tables and "records" not in tables:  # someone else's DuckDB file: leave it be
                 con.close()
                 raise TailguardError(
@@ -398,6 +504,10 @@ class LedgerBase:
         the error. The file is not let go (:meth:`release`) inside a block.
         """
         return _Transaction(self)
+
+    def _refuse_during_run(self, doing: str) -> None:
+        """Changes a run must not see mid-round wait until no other run holds the project."""
+        refuse_during_run(self.path, doing)
 
     def _fact(self, key: tuple[Any, ...], read: Any) -> Any:
         """``read()``, once per connection until one of this ledger's writes forgets it."""

@@ -182,7 +182,20 @@ class HistoryStore(LedgerBase):
         *,
         at: dt.datetime | None = None,
     ) -> None:
-        """Record that a loop stage finished (what ``--resume`` reads), ``at`` (default: now)."""
+        """Record that a loop stage finished (what ``--resume`` reads), ``at`` (default: now).
+
+        A run's first stage pins it to the reservoir (if one is frozen): every later
+        reservoir read checks that pin.
+        """
+        if ("pinned", run) not in self._facts:
+            con = self.con
+            if (
+                not con.execute("SELECT 1 FROM stages WHERE run = ?", [run]).fetchall()
+                and not con.execute("SELECT 1 FROM run_reservoirs WHERE run = ?", [run]).fetchall()
+                and self.has_reservoir()
+            ):
+                self.pin_reservoir(run)
+            self._facts["pinned", run] = True
         _do(
             self.con,
             "INSERT INTO stages VALUES (?, ?, ?, ?)",

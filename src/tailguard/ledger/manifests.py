@@ -216,8 +216,11 @@ class ManifestStore(LedgerBase):
         """The training set of a round in training order, with full provenance.
 
         The stored manifest's digest is checked first, unless ``checked`` is that
-        manifest as :meth:`manifest` just read (and checked) it.
+        manifest as :meth:`manifest` just read (and checked) it. Its human slots are
+        reservoir members: the reservoir is checked (digest and the runs' pins) too.
         """
+        if self.has_reservoir():
+            self.reservoir()
         if checked is None or (checked.round, checked.run) != (round, run):
             self.manifest(round, run)  # digest check
         return self.con.sql(

@@ -31,6 +31,7 @@ class QuarantineStore(LedgerBase):
         self, ids: list[str] | pa.Array, *, detail: str = "released by hand"
     ) -> int:
         """Release quarantined records back to ``accepted`` (logged, like the quarantine)."""
+        self._refuse_during_run("a release")
         ids = pa.array(ids, pa.string())
         n = len(ids)
         table = pa.table(
@@ -117,6 +118,7 @@ class QuarantineStore(LedgerBase):
         negative, has no manifest, was rolled back, or is the run's latest. ``run=None``
         is the ledger's one run with manifests (several: name one).
         """
+        self._refuse_during_run("a rollback")
         self._forget("rolled")
         with self._transaction() as con:
             return _rollback.rollback(con, to_round, run=run, reason=reason, who=_who())
@@ -138,6 +140,7 @@ class QuarantineStore(LedgerBase):
         self, ids: list[str] | pa.Array, *, detail: str = "released by hand"
     ) -> int:
         """Give rolled-back synthetic records their status from before the rollback back."""
+        self._refuse_during_run("a release")
         self._forget("rolled")
         with self._transaction() as con:
             return _rollback.release(con, pa.array(ids, pa.string()), detail=detail)

@@ -443,6 +443,7 @@ class RecordStore(LedgerBase):
         A member of a frozen reservoir keeps its label (the reservoir's digest covers
         it): freeze a new reservoir in a new ledger instead.
         """
+        self._refuse_during_run("a relabel")
         self._checked.clear()
         with self._transaction() as con:
             if con.execute("SELECT 1 FROM reservoir_members WHERE id = ?", [id]).fetchall():

@@ -55,6 +55,7 @@ class ReservoirStore(LedgerBase):
         """
         if not 0 <= holdout < 1:
             raise InputError(f"holdout must be in [0, 1), got {holdout}", field="holdout")
+        self._refuse_during_run("a freeze")
         self._checked.clear()
         with self._transaction() as con:
             if con.execute("SELECT 1 FROM reservoirs WHERE name = ?", [name]).fetchall():
@@ -124,9 +125,11 @@ class ReservoirStore(LedgerBase):
 
         The digest (version 2) covers every member's id, split and label and its
         record's label, source, round, status and normalised content; a second human
-        row under a member's id with other content is refused too. ``expect`` is a
-        digest pinned elsewhere (``reservoir show --expect``, ``[reservoir] digest``):
-        the only check that also catches a rewrite of the data *and* the stored digest.
+        row under a member's id with other content, or with another label or status (a
+        twin the training pool could read instead of the digested row), is refused too.
+        ``expect`` is a digest pinned elsewhere (``reservoir show --expect``,
+        ``[reservoir] digest``): the only check that also catches a rewrite of the data
+        *and* the stored digest.
 
         The check runs once per connection: the file is held exclusively while
         connected, so only tailguard's own writes could change it meanwhile, and those
@@ -162,6 +165,7 @@ class ReservoirStore(LedgerBase):
                 + ": run `tailguard reservoir freeze` first"
             )
         rname, digest, seed, holdout, version = row
+        self._check_pins(rname, digest)
         members = self.con.sql(
             "SELECT id, label, split FROM reservoir_members WHERE name = ? ORDER BY id",
             params=[rname],
@@ -182,6 +186,35 @@ class ReservoirStore(LedgerBase):
             train_ids=ids.filter(pa.array(split == "train")).combine_chunks(),
             holdout_ids=ids.filter(pa.array(split == "holdout")).combine_chunks(),
         )
+
+    def _check_pins(self, name: str, digest: str) -> None:
+        """Every run that has stages is pinned, and to this reservoir.
+
+        A reservoir frozen after a run began is refused by :meth:`freeze_reservoir`, so
+        another one (an inserted ``evil`` with a consistent digest) or a run without a
+        pin (its row deleted) was made outside tailguard: every command that reads the
+        reservoir (mix, export, gate, eval, screen, run) refuses it, not only ``run``.
+        """
+        rows = self.con.execute(
+            """
+            SELECT s.run, p.name, p.digest FROM (SELECT DISTINCT run FROM stages) s
+            LEFT JOIN run_reservoirs p USING (run)
+            UNION SELECT run, name, digest FROM run_reservoirs ORDER BY 1
+            """
+        ).fetchall()
+        for run, pinned, pinned_digest in rows:
+            if pinned is None:
+                raise ReservoirError(
+                    f"run {run!r} has stages but no pinned reservoir: its pin was deleted "
+                    "outside tailguard; restore the ledger from a backup"
+                )
+            if (pinned, pinned_digest) != (name, digest):
+                raise ReservoirError(
+                    f"reservoir {name!r} (digest {digest[:12]}...) is not the one run {run!r} "
+                    f"is pinned to ({pinned!r}, digest {pinned_digest[:12]}...): the "
+                    "reservoir was replaced or added outside tailguard; restore the ledger "
+                    "from a backup"
+                )
 
     def _has_digest_version(self) -> bool:
         if not self._digest_version:  # once there, the column stays (migrations only add)
@@ -204,7 +237,7 @@ class ReservoirStore(LedgerBase):
         fingerprint = self._fingerprint(name, digest)
         if self._verified.get(name) == fingerprint:
             return
-        broken, shadows = self.con.execute(
+        broken, shadows, twins = self.con.execute(
             f"""
             SELECT
               (SELECT count(*) FROM reservoir_members m
@@ -213,7 +246,12 @@ class ReservoirStore(LedgerBase):
                WHERE m.name = $name AND r.id IS NULL),
               (SELECT count(*) FROM records r JOIN reservoir_members m
                  ON m.id = r.id AND m.name = $name
-               WHERE r.origin = 'human' AND {_SQL_CONTENT_ID} <> r.id)
+               WHERE r.origin = 'human' AND {_SQL_CONTENT_ID} <> r.id),
+              (SELECT count(*) FROM (
+                 SELECT r.id FROM records r JOIN reservoir_members m
+                   ON m.id = r.id AND m.name = $name
+                 WHERE r.origin = 'human' GROUP BY r.id
+                 HAVING count(DISTINCT r.label) > 1 OR count(DISTINCT r.status) > 1))
             """,
             {"name": name},
         ).fetchall()[0]
@@ -226,6 +264,12 @@ class ReservoirStore(LedgerBase):
             raise ReservoirError(
                 f"reservoir {name!r} was altered outside tailguard: {shadows} human row(s) "
                 "claim a reservoir id with other content (a shadow row)"
+            )
+        if twins:
+            raise ReservoirError(
+                f"reservoir {name!r} was altered outside tailguard: {twins} of its members "
+                "have a second row with another label or status (a label twin); the "
+                "digest and training would read different rows"
             )
         if (
             digest is not None
