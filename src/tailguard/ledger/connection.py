@@ -155,8 +155,8 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def run_holder(ledger: str | Path) -> tuple[int, str] | None:
-    """``(pid, since)`` of the live run holding this ledger's project, or ``None``."""
+def _lock_owner(ledger: str | Path) -> tuple[int, str] | None:
+    """``(pid, since)`` written in the run lock, if one is there and its pid is alive."""
     if str(ledger) == ":memory:":
         return None
     try:
@@ -165,14 +165,21 @@ def run_holder(ledger: str | Path) -> tuple[int, str] | None:
         pid = int(pid_s)
     except (OSError, ValueError):
         return None  # no lock, or a torn one (its writer died while writing it)
-    if pid == os.getpid() or not _pid_alive(pid):
+    if pid != os.getpid() and not _pid_alive(pid):
         return None
     return pid, since.strip()
 
 
+def run_holder(ledger: str | Path) -> tuple[int, str] | None:
+    """``(pid, since)`` of the live run holding this ledger's project, or ``None`` (also
+    when this process holds it: the run itself may write)."""
+    held = _lock_owner(ledger)
+    return None if held is None or held[0] == os.getpid() else held
+
+
 def holder(ledger: str | Path) -> str | None:
     """Who holds the project for a run, in words (``"pid N, since T"``), or ``None``."""
-    held = run_holder(ledger)
+    held = _lock_owner(ledger)
     return None if held is None else f"pid {held[0]}, since {held[1]}"
 
 
@@ -208,7 +215,7 @@ def run_lock(ledger: str | Path) -> Iterator[None]:
                 os.link(tmp, lock)
                 break
             except FileExistsError:
-                held = run_holder(ledger)
+                held = _lock_owner(ledger)  # (this process's own run holds it, too)
                 if held is not None:
                     raise RunInProgress(
                         f"another run holds this project (pid {held[0]}, since {held[1]}): "
