@@ -53,6 +53,8 @@ SAME_TAILGUARD = {
     ),
 }
 OK_CODES = {0, 1, 2}
+#: On-demand runs may count their steps: one line per command in this file.
+STEP_LOG = os.environ.get("TAILGUARD_STATEFUL_LOG")
 ROUNDS = st.integers(0, 3)
 AWKWARD = ["[/INST]", "x[/]", "[bold]topic[/bold]"]
 
@@ -120,14 +122,21 @@ class Project(RuleBasedStateMachine):
         self.ledger = self.dir / ".tailguard" / "ledger.duckdb"
         _make_files(self.dir)
         self.log: list[str] = []
+        self.checking = False
 
     # ------------------------------------------------------------------ driving
+    def _step(self, line: str) -> None:
+        self.log.append(line)
+        if STEP_LOG:  # the invariant's own reads are marked, so steps can be told apart
+            with open(STEP_LOG, "a", encoding="utf-8") as log:
+                log.write(("check: " if self.checking else "") + line + "\n")
+
     def cli(self, *args: str) -> Any:
         """Run one command in the project, checking what every step must hold."""
         before = ledger_state(self.ledger)
         with contextlib.chdir(self.dir):
             result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
-        self.log.append(f"tailguard {' '.join(args)} -> {result.exit_code}")
+        self._step(f"tailguard {' '.join(args)} -> {result.exit_code}")
         out = result.output
         crashed = result.exception is not None and not isinstance(result.exception, SystemExit)
         assert not crashed, f"{self.log}\n{out}\n{result.exception!r}"
@@ -153,8 +162,8 @@ class Project(RuleBasedStateMachine):
             out, _ = proc.communicate()
             raise AssertionError(f"not stopped 30 s after {sig!r}: {self.log}") from None
         text = out.decode(errors="replace")
-        self.log.append(f"tailguard {' '.join(args)} <- {signal.Signals(sig).name} "
-                        f"after {delay:.1f}s -> {proc.returncode}")  # fmt: skip
+        self._step(f"tailguard {' '.join(args)} <- {signal.Signals(sig).name} "
+                   f"after {delay:.1f}s -> {proc.returncode}")  # fmt: skip
         if sig == signal.SIGINT:
             assert "Traceback" not in text, f"{self.log}\n{text}"
             # 130, or killed by the signal itself while the interpreter was already
@@ -250,9 +259,11 @@ class Project(RuleBasedStateMachine):
     @invariant()
     def ledger_reads(self) -> None:
         if self.ledger.exists():
+            self.checking = True
             audit = self.cli("audit")
             assert audit.exit_code in (0, 1), f"{self.log}\n{audit.output}"
             self.cli("reservoir", "show")
+            self.checking = False
 
     def teardown(self) -> None:
         try:
