@@ -326,3 +326,9 @@ def test_human_data_ingested_at_a_later_round_still_anchors_round_0():
     reservoir, but round 0's pool left them out (they entered 'later'), so the run
     refused after writing its pin and stages, every time."""
     _replay(("ingest", {"name": "human", "rnd": 2}))
+
+
+def test_a_refused_screen_keeps_none_of_the_records_it_read():
+    """Found: `screen` on a ledger with no synthetic records ingested the file's 40
+    records, then refused (nothing to learn model text from), keeping them."""
+    _replay(("screen", {"name": "brackets"}))

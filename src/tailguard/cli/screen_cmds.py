@@ -60,17 +60,20 @@ def screen(
 
         table, name = read_table(file, text_field=text_field, label_field=label_field)
         ids = content_ids(normalise_content(table[text_field]))
-        led.ingest(
-            table,
-            origin="human",
-            source_name=source or name,
-            round=round_,
-            text_field=text_field,
-            label_field=label_field,
-        )
-        frozen = len(frozen_members(led, ids))
-        with console.status("training the detector and screening..."):
-            flagged = screen_ledger(led, ids, screener)
+        # the records and their screening land together: a screen refused (no synthetic
+        # records to learn from, say) leaves the ledger as it was
+        with led.atomic():
+            led.ingest(
+                table,
+                origin="human",
+                source_name=source or name,
+                round=round_,
+                text_field=text_field,
+                label_field=label_field,
+            )
+            frozen = len(frozen_members(led, ids))
+            with console.status("training the detector and screening..."):
+                flagged = screen_ledger(led, ids, screener)
         fit = screener.fit_
         console.print(
             f"detector: cross-validated AUC {fit.auc:.3f} on {fit.n_human} human vs "
