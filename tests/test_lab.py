@@ -115,8 +115,9 @@ def test_axes_reference_values() -> None:
             "rounds": pa.array([1], pa.int32()),
         }
     )
-    # the ledger's rows: the clean model (round 0) with four draws, then the model's rounds
-    draws = [1.0, 0.98, 1.02, 0.99, 1.01]
+    # the ledger's rows: the clean model (round 0) with four draws, then the model's rounds;
+    # the draws' mean (1.02) is the clean model every ratio reads, not round 0's one sample
+    draws = [1.0, 1.0, 1.04, 1.03, 1.03]
     history = pa.table({
         "run": ["s/seed0"] * 7, "round": pa.array([0] * 5 + [1, 2], pa.int32()),
         "sample": ["model", "model#1", "model#2", "model#3", "model#4", "model", "model"],
@@ -136,7 +137,7 @@ def test_axes_reference_values() -> None:
     assert list(axes) == list(AXES_COLUMNS)
     assert axes["fidelity_loss"] == pytest.approx((0.2 + 0.4) / 2)
     assert axes["coverage"] == pytest.approx(0.6)
-    assert axes["coverage_vs_baseline"] == pytest.approx(0.6)
+    assert axes["coverage_vs_baseline"] == pytest.approx(0.6 / 1.02)
     assert axes["cost"] == pytest.approx(100.2)
     assert axes["cost_per_generation"] == pytest.approx(0.1)
     assert axes["traceable_share"] == 1.0
@@ -145,10 +146,11 @@ def test_axes_reference_values() -> None:
     assert axes["real_share_min"] == 0.0
     assert axes["recovery_rounds"] == 1.0 and axes["recovery_cost"] == pytest.approx(0.1)
     # held is the evidence module's verdict against the clean model's band: the draws'
-    # 3-sd noise (0.047) is inside the preset's 10% threshold, so the half-width is 0.1
+    # 3-sd noise (0.059) is inside the preset's 10% threshold, so the half-width is 0.102
     b = evidence.band(draws, higher_is_better=True, threshold=Threshold("relative", 0.10))
-    assert b.half_width == pytest.approx(0.1)
-    assert axes["tail_drift"] == pytest.approx(evidence.drift(0.6, b)) == pytest.approx(4.0)
+    assert b.half_width == pytest.approx(0.102)
+    drift = (1.02 - 0.6) / 0.102
+    assert axes["tail_drift"] == pytest.approx(evidence.drift(0.6, b)) == pytest.approx(drift)
     assert axes["held"] is False
 
 

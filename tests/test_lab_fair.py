@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from tailguard.errors import ConfigError
 from tailguard.lab.config import LabConfig, human_budget
-from tailguard.lab.job import _n_generate
+from tailguard.lab.job import _Job, _n_generate
 from tailguard.lab.models import MODELS
 
 
@@ -155,7 +155,6 @@ def test_the_gaussian_frontier_agrees_with_the_closed_form():
 def test_anchoring_reinjects_every_reservoir_id_every_round(reservoir, extra, fraction, seed):
     """Through the loop and the ledger: each synthetic round's manifest holds every id of the
     reservoir's training split, and every batch at least its human quota."""
-    from tailguard.lab.job import _Job
     from tailguard.mix import human_quota
 
     batch = 10
@@ -195,12 +194,18 @@ def test_the_demo_compares_at_equal_volume_and_recommends_from_its_frontier(tmp_
     assert out.exit_code == 0, out.output
     text = out.output
     assert "volume 200/round" in text and "cost-fidelity frontier" in text
-    # human-only buys 110 quotations at $1 to fill the volume: the most expensive per round
+    # human-only buys, at $1 each, what its reservoir lacks to fill the volume (200 minus
+    # the 78-79 distinct training examples): every round trains on exactly 200
     from tailguard.lab import LabResult
 
     (run_dir,) = (tmp_path / "runs").iterdir()
-    axes = LabResult.load(run_dir).axes.to_pandas().set_index("strategy")["cost_per_generation"]
-    assert axes["human-only"] == pytest.approx(110.0)
+    result = LabResult.load(run_dir)
+    axes = result.axes.to_pandas().set_index("strategy")["cost_per_generation"]
+    rounds = result.rounds.to_pandas()
+    human_only = rounds[rounds["strategy"] == "human-only"].set_index(["seed", "round"])
+    assert (human_only.xs(1, level="round")["total"] == 200).all()
+    bought = 200 - human_only.xs(0, level="round")["human"]
+    assert axes["human-only"] == pytest.approx(bought.median())
     assert axes["human-only"] > axes["anchored-gated"] > axes["replace"] > 0
     for strategy in ("human-only", "replace", "anchored-gated"):
         assert f"{axes[strategy]:,.2f}" in text
@@ -223,3 +228,25 @@ def test_the_demo_compares_at_equal_volume_and_recommends_from_its_frontier(tmp_
 def test_lab_commands_refuse_bad_settings_with_exit_2(args, message):
     out = run_cli(*args)
     assert out.exit_code == 2 and message in out.output, out.output
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_human_only_buys_new_texts_never_a_reservoir_members_twin(seed):
+    """fortunes files 117 texts twice, some under two labels: the demo's human-only run
+    at 2,000 per round buys 1,100 quotations, none of them a reservoir member's text and
+    none twice, so the ledger never holds a member's label twin."""
+    from tailguard.datasets import fortunes
+
+    cfg = LabConfig(
+        model="ngram", data="fortunes", strategies=("human-only",), generations=1, seeds=3,
+        volume=2000, reservoir_size=1000, real_fraction=0.2,
+    )  # fmt: skip
+    job = _Job(cfg, "human-only", seed, lambda n: None)
+    members = set(job.ledger.reservoir_records("all")["id"].to_pylist())
+    bought = job.stream.slice(0, job.buy)["id"].to_pylist()
+    assert job.buy == 2000 - job.n_reservoir_train
+    assert len(bought) == job.buy == len(set(bought))
+    assert not members & set(bought)
+    assert fortunes()["id"].to_pylist().count(bought[0]) >= 1
+    job._add_human(job.stream.slice(0, job.buy), 1, "bought")
+    assert job.ledger.reservoir_records("train").num_rows == job.n_reservoir_train

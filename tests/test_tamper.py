@@ -153,6 +153,23 @@ def test_a_shadow_row_is_refused_at_ingest(frozen):
     assert frozen.count() == before
 
 
+def test_a_label_twin_is_refused_at_ingest_and_the_store_still_reads(frozen):
+    """A member's text bought again under another label (data sets file some texts
+    twice) is refused with its id; the store keeps nothing and its reads go on."""
+    member = frozen.reservoir().train_ids[0].as_py()
+    row = frozen.records(ids=[member])
+    text, label = row["content"][0].as_py(), row["label"][0].as_py()
+    twin = make_records([text], origin="human", source="bought", round=1, label=[label + "x"])
+    same = make_records([text], origin="human", source="bought", round=1, label=[label])
+    before = frozen.count()
+    with pytest.raises(InputError, match=f"record {member} refused: .*another label"):
+        frozen.add_records(twin)
+    assert frozen.count() == before
+    frozen.reservoir_records("train")  # no twin was left for the reads to refuse
+    assert frozen.add_records(same).added == 1  # the same fact from another source is fine
+    frozen.reservoir_records("train")
+
+
 def test_an_old_digest_version_still_reads(frozen):
     """A reservoir frozen before digest version 2 (``split:id`` lines) stays readable."""
     from tailguard.ledger import _reservoir_digest

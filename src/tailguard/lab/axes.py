@@ -8,7 +8,9 @@ The five axes (one row per strategy, each a median over seeds):
   when the strategy never moves away from the human-trained model.
 - **coverage** ``coverage``: the tail metric at the last generation
   (``tail_recall`` of categories; for vectors the narrower of the two 1% tail
-  widths, ``vector_tail_width``), and ``coverage_vs_baseline``, the same divided by round 0's.
+  widths, ``vector_tail_width``), and ``coverage_vs_baseline``, the same over each
+  seed's clean model (its band's center, ``lab.evaluation.seed_ratios``: the ratio the
+  frontier and the advisor quote).
 - **cost** ``cost``: :meth:`CostModel.round_cost` summed over rounds ``0..G`` (the
   reservoir owned, charged once in round 0, plus every round's human data bought,
   generated and verified candidates), and ``cost_per_generation``: the mean cost of
@@ -38,7 +40,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tailguard.lab.evaluation import COVERAGE, held, seed_drifts, with_coverage
+from tailguard.lab.evaluation import COVERAGE, held, seed_drifts, seed_ratios, with_coverage
 
 #: Columns of the axes table, in order.
 AXES_COLUMNS = (
@@ -119,6 +121,8 @@ def score_axes(
     for s in strategies:
         ms = m[m.strategy == s]
         drifts = seed_drifts(history, s, kind, generations, dict.fromkeys((primary, cov_name)))
+        # the coverage kept, over each seed's clean model: the frontier's and advisor's ratio
+        kept = seed_ratios(history, s, kind, generations, [cov_name])[cov_name]
         per_seed = []
         for seed, seed_rows in ms.groupby("seed"):
             curve = seed_rows[seed_rows.metric == primary].set_index("round")["value"]
@@ -127,7 +131,6 @@ def score_axes(
             main = curve[(curve.index >= 1) & (curve.index <= generations)]
             loss = float(np.abs(main - base).sum() / (generations * abs(base))) if base else np.nan
             cov_last = cov.get(generations, np.nan)
-            cov_base = cov.get(0, np.nan)
             rs = r[(r.strategy == s) & (r.seed == seed)]
             in_run = rs[rs["round"] <= generations]
             synthetic_rounds = in_run[in_run["round"] >= 1]
@@ -137,7 +140,7 @@ def score_axes(
                 {
                     "fidelity_loss": loss,
                     "coverage": cov_last,
-                    "coverage_vs_baseline": cov_last / cov_base if cov_base else np.nan,
+                    "coverage_vs_baseline": float(kept.get(seed, np.nan)),
                     "cost": in_run["cost"].sum(),
                     "cost_per_generation": generation_costs(rs, generations).mean(),
                     "traceable_share": in_run["traceable"].sum() / in_run["total"].sum(),

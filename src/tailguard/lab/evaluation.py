@@ -18,7 +18,7 @@ the one a real run would have. Each data kind reads a preset of
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -140,6 +140,26 @@ def model_values(history: pa.Table | pd.DataFrame, kind: str, metric: str) -> pd
     return rows.set_index("round")["value"].sort_index().astype(np.float64)
 
 
+def _per_seed(
+    ledger_metrics: pa.Table | pd.DataFrame,
+    strategy: str,
+    kind: str,
+    metrics: Iterable[str] | None,
+    measure: Callable[[pd.Series, Band], float],
+) -> pd.DataFrame:
+    """``measure(curve, band)`` per seed (index) and metric (columns) of ``strategy``'s runs,
+    each against that seed's own clean model."""
+    df = _frame(ledger_metrics)
+    rows = {}
+    for run, history in df.groupby("run", sort=True):
+        prefix, _, seed = str(run).rpartition("/seed")
+        if prefix != strategy:
+            continue
+        bands = clean_bands(history, kind, metrics)
+        rows[int(seed)] = {m: measure(model_values(history, kind, m), b) for m, b in bands.items()}
+    return pd.DataFrame.from_dict(rows, orient="index").sort_index()
+
+
 def seed_drifts(
     ledger_metrics: pa.Table | pd.DataFrame,
     strategy: str,
@@ -151,18 +171,25 @@ def seed_drifts(
     ``at_round`` from that seed's clean model, in half-widths of its band (above 1: degraded)."""
     from tailguard.evidence import drift
 
-    df = _frame(ledger_metrics)
-    rows = {}
-    for run, history in df.groupby("run", sort=True):
-        prefix, _, seed = str(run).rpartition("/seed")
-        if prefix != strategy:
-            continue
-        bands = clean_bands(history, kind, metrics)
-        rows[int(seed)] = {
-            m: drift(float(model_values(history, kind, m).get(at_round, np.nan)), b)
-            for m, b in bands.items()
-        }
-    return pd.DataFrame.from_dict(rows, orient="index").sort_index()
+    return _per_seed(
+        ledger_metrics, strategy, kind, metrics,
+        lambda curve, b: drift(float(curve.get(at_round, np.nan)), b),
+    )  # fmt: skip
+
+
+def seed_ratios(
+    ledger_metrics: pa.Table | pd.DataFrame,
+    strategy: str,
+    kind: str,
+    at_round: int,
+    metrics: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Per seed and metric: the value at ``at_round`` over that seed's clean model (its
+    band's center), the "x0.95 of the clean model" every table and the advisor quote."""
+    return _per_seed(
+        ledger_metrics, strategy, kind, metrics,
+        lambda curve, b: float(curve.get(at_round, np.nan)) / (b.center or 1e-12),
+    )  # fmt: skip
 
 
 def held(drifts: pd.DataFrame) -> bool:

@@ -65,7 +65,7 @@ from tailguard.lab.evaluation import (
     clean_bands,
     held,
     seed_drifts,
-    with_coverage,
+    seed_ratios,
 )
 
 #: The fractions swept by default.
@@ -401,25 +401,20 @@ def _reservoir(result: Any, name: str) -> int:
 
 def _row(result: Any, f: float, name: str, generations: int) -> dict[str, Any]:
     kind = result.config.dataset.kind
-    m = result.metrics.to_pandas()
-    m = with_coverage(m[m["strategy"] == name], kind)
     metrics = {"tail": PRIMARY[kind], "coverage": COVERAGE[kind]}
     history = result.ledger_metrics.to_pandas()
     drifts = seed_drifts(history, name, kind, generations, dict.fromkeys(metrics.values()))
-    ratios, widths = {}, {}
+    # each seed's last generation over its own clean model (the band's center), so
+    # the ratio drawn and the verdict read one reference
+    ratios = seed_ratios(history, name, kind, generations, list(metrics.values()))
+    ratios = {key: ratios[metric].to_numpy() for key, metric in metrics.items()}
+    widths = {}
     for key, metric in metrics.items():
-        v = m[m.metric == metric].pivot_table(index="seed", columns="round", values="value")
-        bands = {
-            int(str(run).rpartition("/seed")[2]): clean_bands(h, kind, [metric])[metric]
+        bands = [
+            clean_bands(h, kind, [metric])[metric]
             for run, h in history.groupby("run") if str(run).startswith(f"{name}/seed")
-        }  # fmt: skip
-        # each seed's last generation over its own clean model (the band's center), so
-        # the ratio drawn and the verdict read one reference
-        centers = np.array([bands[int(seed)].center for seed in v.index], dtype=np.float64)
-        ratios[key] = v[generations].to_numpy() / np.where(centers == 0, 1e-12, centers)
-        widths[key] = float(np.median([
-            b.half_width / max(abs(b.center), 1e-12) for b in bands.values()
-        ]))  # fmt: skip
+        ]  # fmt: skip
+        widths[key] = float(np.median([b.half_width / max(abs(b.center), 1e-12) for b in bands]))
     r = result.rounds.to_pandas()
     r = r[r["strategy"] == name]
     synthetic_rounds = r[(r["round"] >= 1) & (r["round"] <= generations)]

@@ -80,12 +80,12 @@ class _Job:
         # them buy or stream in (human-only at equal volume, fresh) is held back for all.
         n_reservoir, n_stream = human_budget(config, human.num_rows, self.n_generate)
         order = np.random.default_rng([config.seed, seed]).permutation(human.num_rows)
-        self.stream = human.take(pa.array(order[:n_stream]))
         ledger = Ledger.open(":memory:") if ledger is None else ledger
         if not ledger.has_reservoir():  # a new ledger (else one an earlier job of this seed filled)
             ledger.add_records(human.take(pa.array(order[n_stream : n_stream + n_reservoir])))
             ledger.freeze_reservoir("main", holdout=config.holdout, seed=seed)
         self.ledger = ledger
+        self.stream = _held_back(human, order, n_stream, n_reservoir, ledger)
         self.n_reservoir_train = self.ledger.reservoir_records("train").num_rows
         #: Human examples human-only buys at round 1 to train on ``volume`` examples.
         self.buy = 0
@@ -274,6 +274,26 @@ def _n_generate(config: LabConfig, n_human: int | None = None) -> int:
     if n_human is None:
         n_human = config.dataset.load(config.model_params).num_rows
     return _default_n_generate(config.dataset, n_human)
+
+
+def _held_back(
+    human: pa.Table, order: np.ndarray, n_stream: int, n_reservoir: int, ledger: Any
+) -> pa.Table:
+    """The human records held back to buy or stream in: the ``n_stream`` set aside in
+    ``order``, then the rest of the data set's non-members, as far as the run needs.
+
+    A data set may file one text twice, under two labels (fortunes does, 117 times): the
+    stream skips a reservoir member's text and its own repeats, so what is bought later is
+    new data, never a second row for a member (which the ledger refuses), and a reservoir
+    that lost repeats (893 distinct of 900) is topped up to the volume all the same.
+    """
+    rest = np.concatenate([order[:n_stream], order[n_stream + n_reservoir :]])
+    ids = human["id"].take(pa.array(rest)).to_numpy(zero_copy_only=False)
+    first = np.zeros(len(ids), bool)
+    first[np.unique(ids, return_index=True)[1]] = True
+    members = ledger.reservoir_records("all").column("id").to_numpy(zero_copy_only=False)
+    keep = first & ~np.isin(ids, members)
+    return human.take(pa.array(rest[keep]))
 
 
 def run_job(config: LabConfig, strategy: str, seed: int, queue: Any = None) -> JobResult:
