@@ -424,3 +424,64 @@ def test_every_failed_builtin_verdict_carries_a_declared_code():
         out = v.verify(pa.table({"id": [str(i) for i in range(6)], "content": texts}))
         failed = set(out.filter(pa.compute.invert(out["passed"]))["code"].to_pylist())
         assert failed and failed <= set(v.codes), (v.kind, failed)
+
+
+# --- a user's own verifier: a killable worker under its timeout -------------------------------
+class NeverReturns(Verifier):
+    """Hangs on the record 'stuck' (as code stuck in C or a lost network call would)."""
+
+    kind = "never_returns"
+    timeout = 1.0
+
+    def verify(self, batch: pa.Table) -> pa.Table:
+        import time
+
+        if "stuck" in batch.column("content").to_pylist():
+            time.sleep(3600)
+        return verdicts(np.ones(batch.num_rows, bool))
+
+
+class RaisesOnSeven(Verifier):
+    kind = "raises_on_seven"
+
+    def verify(self, batch: pa.Table) -> pa.Table:
+        texts = batch.column("content").to_pylist()
+        if "seven" in texts:
+            raise RuntimeError("seven is not allowed")
+        return verdicts(np.ones(len(texts), bool), score=np.full(len(texts), 0.5))
+
+
+def test_a_users_verifier_that_never_returns_cannot_hang_the_gate():
+    import time
+
+    from tailguard.gate import base
+
+    gate = Gate([NeverReturns(), Quality(min_words=1)], batch_size=2, progress=False)
+    started = time.monotonic()
+    r = gate.run(synth(["fine text here", "stuck", "more fine text", "last one here"]))
+    took = time.monotonic() - started
+    assert took < 30, took  # one timeout per overrunning batch, not for ever
+    rows = r.verdicts.filter(pa.compute.equal(r.verdicts["verifier"], "never_returns"))
+    codes = dict(zip(rows["id"].to_pylist(), rows["code"].to_pylist(), strict=True))
+    ids = r.ids.to_pylist()
+    # the batch holding 'stuck' (records 0 and 1) timed out; the next batch was judged
+    assert [codes[i] for i in ids] == ["timeout", "timeout", "ok", "ok"]
+    assert "no answer within 1s" in rows["detail"].to_pylist()[0]
+    # the other verifier ruled on every record, and the gate went on
+    quality = r.verdicts.filter(pa.compute.equal(r.verdicts["verifier"], "quality"))
+    assert quality.num_rows == 4
+    assert r.accepted.tolist() == [False, False, True, True]
+    assert base._WORKERS  # a worker process ran the user's verifier
+
+
+def test_a_users_verifier_runs_isolated_and_its_errors_are_per_record():
+    from tailguard.gate import base
+
+    r = Gate([RaisesOnSeven()], batch_size=4, progress=False).run(synth(["one", "seven", "three"]))
+    assert r.accepted.tolist() == [True, False, True]
+    detail = r.verdicts["detail"].to_pylist()[1]
+    assert r.verdicts["code"].to_pylist()[1] == "error" and "seven is not allowed" in detail
+    assert r.verdicts["score"].to_pylist() == [0.5, None, 0.5]
+    base._WORKERS.clear()
+    Gate([Quality(min_words=1)], progress=False).run(synth(["a built-in verifier", "here"]))
+    assert not base._WORKERS  # built-in verifiers keep the in-process path

@@ -200,3 +200,124 @@ def test_run_lock_refuses_a_live_holder_and_takes_over_a_dead_ones(tmp_path):
     assert holder(ledger) is None
     with run_lock(ledger):
         assert holder(ledger).startswith(f"pid {os.getpid()}")
+
+
+_SLEEPER = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(600)"
+#: A child deaf to Ctrl-C that starts a grandchild in a session of its own, deaf too: the
+#: shape of a local Ray cluster (a raylet, then agents that outlive it).
+_CHILD = (
+    "import signal, subprocess, sys, time\n"
+    "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+    "quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+    f"g = subprocess.Popen([sys.executable, '-c', {_SLEEPER!r}], start_new_session=True, **quiet)\n"
+    "print(g.pid, flush=True)\n"
+    "time.sleep(600)\n"
+)
+_TREE = (
+    "import subprocess, sys, time\n"
+    "from tailguard.cli import interrupt\n"
+    "interrupt.install()\n"
+    "interrupt.set_hint('test')\n"
+    "quiet = dict(stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)\n"
+    f"child = subprocess.Popen([sys.executable, '-c', {_CHILD!r}], stdout=subprocess.PIPE,"
+    " text=True, **quiet)\n"
+    "print(child.pid, child.stdout.readline().strip(), flush=True)\n"
+    "time.sleep(600)\n"
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_ctrl_c_ends_the_process_tree_it_started(tmp_path):
+    """Ctrl-C ends what the command started, its children's children too (a local Ray
+    cluster's agents outlive the raylet that started them): exit 130, one line."""
+    p = subprocess.Popen(
+        [sys.executable, "-c", _TREE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    pids: list[int] = []
+    try:
+        pids = [int(x) for x in p.stdout.readline().split()]
+        assert len(pids) == 2 and all(_alive(x) for x in pids)
+        sent = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        code = p.wait(timeout=60)
+        err = p.stderr.read()
+        assert_one_line(code, err, time.monotonic() - sent)
+        deadline = time.monotonic() + 5
+        while any(_alive(x) for x in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(x) for x in pids), [x for x in pids if _alive(x)]
+    finally:
+        for x in pids:
+            if _alive(x):
+                os.kill(x, signal.SIGKILL)
+        p.kill()
+
+
+_RAY = """
+import time
+from tailguard.cli import interrupt
+interrupt.install()
+interrupt.set_hint("test")
+from tailguard.engines import RayEngine
+RayEngine(num_cpus=1).ray()
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_local_ray_cluster_it_started():
+    pytest.importorskip("ray")
+    p = subprocess.Popen(
+        [sys.executable, "-c", _RAY], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    tree: list[int] = []
+    try:
+        ready = p.stdout.readline().strip()
+        if ready != "ready":
+            p.wait(timeout=60)
+            pytest.fail(f"Ray did not start: {p.stderr.read()[-2000:]}")
+        tree = _tree(p.pid)
+        assert tree  # raylet, GCS, agents, workers
+        sent = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        code = p.wait(timeout=60)
+        took = time.monotonic() - sent
+        err = p.stderr.read().strip().splitlines()
+        assert code == 130 and err[-1].startswith("interrupted: ") and took < PROMPT, err
+        assert not any("Traceback" in line for line in err)
+        deadline = time.monotonic() + 5
+        while any(_alive(x) for x in tree) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [x for x in tree if _alive(x)]
+    finally:
+        for x in tree:
+            if _alive(x):
+                os.kill(x, signal.SIGKILL)
+        p.kill()
+
+
+def _tree(root: int) -> list[int]:
+    """Every process below ``root`` (read from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        for c in parents.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out

@@ -601,3 +601,42 @@ def test_a_collapsing_project_report_alerts_exactly_outside_its_bands(collapsing
     assert [a for a in found["alerts"] if a["drawn"]], "the collapsing project raised no alert"
     _check_agreement(found, watched=watched)
     assert "active alert(s)" in data.recommendation[0] and "raise" in data.recommendation[0]
+
+
+def test_unlabelled_training_slots_are_named_by_audit_and_report(fortunes_records, tmp_path):
+    """A model that writes texts without labels: every synthetic slot of a round is
+    unlabelled; `audit` and the report say how many and what share, per round."""
+    from typer.testing import CliRunner
+
+    from tailguard.cli import app
+
+    path = tmp_path / "ledger.duckdb"
+    with Ledger.open(path) as led:
+        led.add_records(fortunes_records.slice(0, 400))
+        led.freeze_reservoir("main", holdout=0.1, seed=0)
+        loop = Loop(
+            led,
+            train=lambda manifest, records: NGram(order=2).fit(records),
+            generate=lambda m, n, r, s: m.sample(n, s, generation=max(r, 1), round=r)[
+                "content"
+            ].to_pylist(),  # texts only: no labels
+            policy=Anchored(real_fraction=0.5),
+            n_generate=60,
+            batch_size=16,
+        )
+        loop.run(rounds=2)
+        summary = led.round_summary("main").to_pylist()
+        page = render(from_ledger(led))
+    assert [r["unlabelled"] for r in summary] == [0] + [r["synthetic"] for r in summary[1:]]
+    assert summary[1]["unlabelled"] > 0
+    out = CliRunner().invoke(app, ["audit", "--json", "--ledger", str(path)])
+    rows = json.loads(out.output)["rounds"]
+    assert [r["unlabelled"] for r in rows] == [r["unlabelled"] for r in summary]
+    assert rows[1]["unlabelled_share"] == pytest.approx(summary[1]["unlabelled"] / rows[1]["total"])
+    text = CliRunner().invoke(app, ["audit", "--ledger", str(path)], terminal_width=250).output
+    r1 = summary[1]
+    assert f"{r1['unlabelled']:,} ({r1['unlabelled'] / r1['total']:.1%})" in text
+    note = re.search(r"<p class='muted' id='unlabelled'>(.*?)</p>", page)
+    assert note is not None
+    assert f"round 1: {r1['unlabelled']:,} of {r1['total']:,}" in note.group(1)
+    assert "round 0" not in note.group(1)  # a round with every slot labelled is not named

@@ -101,3 +101,107 @@ def test_the_cli_refuses_a_rollback_during_a_run(held) -> None:
     assert out.returncode == 2
     assert f"a run is in progress (pid {proc.pid}" in out.stdout + out.stderr
     assert "Traceback" not in out.stderr
+
+
+# --------------------------------------------------------------- the stage boundary guard
+_WRITER = """
+import sys
+from tailguard.ledger import Ledger
+from tailguard.records import make_records
+with Ledger.open(sys.argv[1]) as led:
+    led.add_records(make_records(["written behind the run's back"], origin="human", source="x"))
+"""
+
+_READER = """
+import sys
+from tailguard.ledger import Ledger
+with Ledger.open(sys.argv[1], read_only=True) as led:
+    print(led.count())
+"""
+
+
+def _loop(path: Path):
+    from tailguard.loop import Loop
+    from tailguard.mix import Anchored
+
+    led = Ledger.open(path)
+    human = [f"human text number {i} for the loop" for i in range(40)]
+    led.add_records(make_records(human, origin="human", source="h", label=["a", "b"] * 20))
+    led.freeze_reservoir("main", holdout=0.2)
+
+    def generate(model, n, r, seed):
+        return [f"synthetic text {r} {seed} {i}" for i in range(n)]
+
+    loop = Loop(
+        led,
+        train=lambda manifest, records: manifest.round,
+        generate=generate,
+        policy=Anchored(real_fraction=0.5),
+        n_generate=8,
+        batch_size=4,
+    )
+    return led, loop
+
+
+def _between(at: tuple[int, str], script: str, path: Path, led: Ledger):
+    """An ``on_stage`` hook: after stage ``at``, let go of the file and run ``script``."""
+
+    def hook(r: int, stage: str) -> None:
+        if (r, stage) == at:
+            led.release()  # (the loop lets go by itself when its hold is over)
+            subprocess.run([sys.executable, "-c", script, str(path)], check=True)
+
+    return hook
+
+
+def test_a_write_between_stages_stops_the_run_with_a_named_error(tmp_path: Path) -> None:
+    from tailguard.ledger import ProjectChanged
+
+    path = tmp_path / "l.duckdb"
+    led, loop = _loop(path)
+    with pytest.raises(ProjectChanged) as caught:
+        loop.run(2, on_stage=_between((1, "plan"), _WRITER, path, led))
+    message = str(caught.value)
+    assert message.startswith("round 1, train: the project changed under the run")
+    assert "(since round 1, plan)" in message and "records 48 -> 49 rows" in message
+    assert "tailguard run --resume" in message
+    # nothing was written after the foreign write: round 1 stops at its plan
+    assert led.last_stage("main") == (1, "plan")
+    assert led.count() == 40 + 8 + 1 and led.manifests("main") == [0, 1]
+    assert not Path(str(path) + ".run").exists()  # the lock went with the run
+    # resuming reads the new state and finishes
+    assert [r.round for r in loop.run(2, resume=True)] == [1, 2]
+    assert led.last_stage("main") == (2, "evaluate")
+    led.close()
+
+
+def test_a_reader_between_stages_does_not_stop_the_run(tmp_path: Path) -> None:
+    path = tmp_path / "l.duckdb"
+    led, loop = _loop(path)
+    results = loop.run(2, on_stage=_between((1, "plan"), _READER, path, led))
+    assert [r.round for r in results] == [0, 1, 2]
+    led.close()
+
+
+def test_the_loop_takes_the_run_lock(tmp_path: Path) -> None:
+    path = tmp_path / "l.duckdb"
+    led, loop = _loop(path)
+    seen: list[tuple[int, str] | None] = []
+
+    def hook(r: int, stage: str) -> None:
+        seen.append(run_holder(path))  # this process: not another run
+        with pytest.raises(RunInProgress, match="another run holds this project"):
+            out = subprocess.run(
+                [sys.executable, "-c", _HOLDER, str(path)],
+                capture_output=True, text=True, input="", timeout=120,
+            )  # fmt: skip
+            raise RunInProgress(out.stderr.strip().splitlines()[-1])
+
+    loop.run(0, on_stage=lambda r, s: hook(r, s) if s == "plan" else None)
+    assert seen == [None]
+    assert not Path(str(path) + ".run").exists()
+    with run_lock(path):  # the CLI holds it around the loop: the loop joins it
+        loop.run(1, resume=True)
+        assert Path(str(path) + ".run").exists()
+    assert not Path(str(path) + ".run").exists()
+    led.close()

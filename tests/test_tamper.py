@@ -63,6 +63,16 @@ TAMPERS = [
         "INSERT INTO records SELECT id, content, origin, source, generator, -1,"
         " parent_id, 'TAMPERED', 99, status, created_at, meta FROM records WHERE id = '{id}'",
     ),
+    (  # a twin without a label: count(DISTINCT label) alone does not see it
+        "empty-label twin",
+        "INSERT INTO records SELECT id, content, origin, 'aaa', generator, generation,"
+        " parent_id, NULL, round, status, created_at, meta FROM records WHERE id = '{id}'",
+    ),
+    (
+        "blank-label twin",
+        "INSERT INTO records SELECT id, content, origin, source, generator, -1,"
+        " parent_id, '', 99, status, created_at, meta FROM records WHERE id = '{id}'",
+    ),
     (
         "status twin",
         "INSERT INTO records SELECT id, content, origin, source, generator, -1,"
@@ -276,3 +286,56 @@ def test_a_deleted_pin_is_an_error_not_a_repin(frozen_file):
         assert led.con.execute("SELECT count(*) FROM run_reservoirs").fetchone()[0] == 0
     out = runner.invoke(app, ["reservoir", "show", "--ledger", str(frozen_file)])
     assert out.exit_code == 2 and "no pinned reservoir" in out.output
+
+
+@pytest.mark.parametrize("round_", [0, 4])
+def test_a_members_text_ingested_again_adds_no_second_row(frozen_file, tmp_path, round_):
+    """One row per fact: the same text from another file, without its label, is not a
+    second row under the member's id (it would be read instead of the digested row, or
+    break the digest): it counts as already in the ledger, and the project reads on."""
+    import json
+
+    import pyarrow.compute as pc
+
+    with Ledger.open(frozen_file) as led:
+        member = _member(led, "train")
+        text, label = led.con.execute(
+            "SELECT content, label FROM records WHERE id = ?", [member]
+        ).fetchone()
+        before = led.count()
+    again = tmp_path / "again.jsonl"  # a source that sorts before the member's own
+    again.write_text(json.dumps({"text": text}) + "\n" + json.dumps({"text": "new text"}) + "\n")
+    out = runner.invoke(
+        app,
+        ["ingest", str(again), "--round", str(round_), "--ledger", str(frozen_file)],
+    )
+    assert out.exit_code == 0, out.output
+    with _fresh(frozen_file) as led:
+        assert led.count() == before + 1  # only the new text
+        assert (
+            led.con.execute("SELECT count(*) FROM records WHERE id = ?", [member]).fetchone()[0]
+            == 1
+        )
+        pool = led.training_pool(0)
+        assert pool.filter(pc.equal(pool["id"], member))["label"].to_pylist() == [label]
+    shown = runner.invoke(app, ["reservoir", "show", "--ledger", str(frozen_file)])
+    assert shown.exit_code == 0, shown.output
+
+
+def test_an_unlabelled_twin_sorting_last_is_read_by_no_one(frozen_file):
+    """A second human row without a label that sorts after the member's own (a later
+    round, another generation) is read neither by the digest nor by the training pool:
+    both take a human id's first row by round and source."""
+    import pyarrow.compute as pc
+
+    with Ledger.open(frozen_file) as led:
+        member = _member(led, "train")
+        label = led.con.execute("SELECT label FROM records WHERE id = ?", [member]).fetchone()[0]
+        led.con.execute(
+            "INSERT INTO records SELECT id, content, origin, source, generator, -1, parent_id,"
+            f" NULL, 99, status, created_at, meta FROM records WHERE id = '{member}'"
+        )
+    with _fresh(frozen_file) as led:
+        pool = led.training_pool(0)
+        row = pool.filter(pc.equal(pool["id"], member)).to_pylist()
+        assert [(r["label"], r["generation"]) for r in row] == [(label, 0)]

@@ -29,7 +29,9 @@ def lineage_tables(ledger: Ledger, run: str) -> dict[str, pa.Table]:
     audit = ledger.audit(run=run)
     return {
         "metrics": history.drop_columns(["run"]),
-        "mix": audit.select(["round", "human", "synthetic", "human_share", "by_generation"]),
+        "mix": audit.select(
+            ["round", "human", "synthetic", "human_share", "unlabelled", "by_generation"]
+        ),
         "gate": ledger.gate_summary(),
         "reasons": ledger.rejection_reasons(),
         "decisions": ledger.decisions(run).drop_columns(["run"]),

@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 
 from tailguard.errors import ConfigError
 from tailguard.evidence import CLEAN_DRAWS
-from tailguard.ledger import Ledger
+from tailguard.ledger import Ledger, run_lock
 from tailguard.mix import Decision, HumanOnly, Policy, plan
 from tailguard.mix.planner import describe_share, planned_share
 from tailguard.records import NO_GATE_CODE, SCHEMA, Manifest, Origin, make_records
@@ -126,6 +126,7 @@ class Loop:
         #: A mark written with the next stage's writes (see :meth:`_mark`).
         self._pending: list[tuple[int, str, dt.datetime]] = []
         self._pooled: tuple[int, pa.Table] | None = None
+        self._watching = False  # inside :meth:`run`: the ledger watches its tables
 
     # ------------------------------------------------------------------ driving
     def run(
@@ -143,9 +144,30 @@ class Loop:
         without it, a run name that already has stages is refused. ``on_stage(round,
         stage)`` is called after every stage, ``on_round(result)`` after every round
         (e.g. a :class:`~tailguard.tracking.MlflowTracker`).
+
+        The run holds the project's run lock (as ``tailguard run`` does: a second run,
+        a rollback, freeze, relabel or release is refused meanwhile) and watches its
+        tables between stages: a write by another process while it let go of the file
+        stops it with :class:`~tailguard.ledger.ProjectChanged`.
         """
         if rounds < 0:
             raise ConfigError("rounds must be >= 0")
+        with run_lock(self.ledger.path, reentrant=True):
+            self.ledger.watch("the start of the run")
+            self._watching = True
+            try:
+                return self._run(rounds, resume, on_stage, on_round)
+            finally:
+                self._watching = False
+                self.ledger.watch(None)
+
+    def _run(
+        self,
+        rounds: int,
+        resume: bool,
+        on_stage: Callable[[int, str], None] | None,
+        on_round: Callable[[RoundResult], None] | None,
+    ) -> list[RoundResult]:
         self._pending.clear()  # (marks of an attempt that failed were never written)
         # Fails early, with the reason, if unfrozen, tampered with or not the one pinned.
         self.ledger.pin_reservoir(self.run_name)
@@ -182,6 +204,8 @@ class Loop:
         result = RoundResult(round=r)
         todo = STAGES[STAGES.index(from_stage) :]
         for stage in todo:
+            if self._watching:
+                self.ledger.watch(f"round {r}, {stage}")
             if r == 0 and stage in {"generate", "gate", "dial"}:
                 self._mark(r, stage)
                 continue

@@ -951,7 +951,33 @@ def metrics_section(data: ReportData) -> str:
 
 
 def mix_section(data: ReportData) -> str:
-    return _section("Training mix per round", SECTION_TEXT["mix"], mix_charts(data), sid="mix")
+    return _section(
+        "Training mix per round", SECTION_TEXT["mix"], mix_charts(data), unlabelled_note(data),
+        sid="mix",
+    )  # fmt: skip
+
+
+def unlabelled_note(data: ReportData) -> str:
+    """The rounds that trained on records without a label: how many slots, what share
+    (the label metrics count them as the class ``(unlabelled)``)."""
+    mix = data.frame("mix")
+    if mix.empty or "unlabelled" not in mix or not (mix["unlabelled"] > 0).any():
+        return ""
+    parts = []
+    for strategy, sub in mix[mix["unlabelled"] > 0].groupby("strategy"):
+        sub = sub[sub["seed"] == sub["seed"].min()].sort_values("round")
+        rounds = ", ".join(
+            f"round {int(r.round)}: {int(r.unlabelled):,} of {int(r.human + r.synthetic):,}"
+            f" ({r.unlabelled / max(r.human + r.synthetic, 1):.1%})"
+            for r in sub.itertuples()
+        )
+        who = f"{strategy}: " if mix["strategy"].nunique() > 1 else ""
+        parts.append(f"{who}{rounds}")
+    text = (
+        "Unlabelled training slots (records without a label; the label metrics count them "
+        "as the class (unlabelled)): " + "; ".join(parts) + "."
+    )
+    return f"<p class='muted' id='unlabelled'>{html.escape(text)}</p>"
 
 
 def gate_section(data: ReportData) -> str:

@@ -7,8 +7,9 @@ Two paths end the process. The signal handler raises :class:`SystemExit` in the
 main thread, so ``with`` blocks unwind and an open transaction rolls back. A
 watchdog thread, woken by the signal itself (``signal.set_wakeup_fd``, which fires
 even while the main thread is inside DuckDB or waiting on a worker pool), ends the
-process with ``os._exit`` if that has not happened within :data:`GRACE` seconds,
-after ending the worker processes it started. Either way every write is one
+process with ``os._exit`` if that has not happened within :data:`GRACE` seconds.
+Both first end every process the command started and what those started (worker
+pools, a local Ray cluster with its agents). Either way every write is one
 transaction, so what was committed before the signal is kept and nothing half-done is.
 """
 
@@ -63,21 +64,53 @@ def _on_sigint(signum: int, frame: object) -> None:
     if _state["seen"]:  # a second Ctrl-C: do not wait for anything
         _hard_exit()
     _state["seen"] = True
+    _end_children()  # now, while the tree is whole: unwinding may orphan a grandchild
     exit_interrupted()
 
 
 def _end_children() -> None:
-    """End the worker processes this process started (pools would be joined otherwise)."""
+    """End every process this process started and what they started in turn: worker
+    pools (which would be joined otherwise), and a local Ray cluster (``[engine] kind =
+    "ray"``), whose agents outlive its raylet and would be left running."""
+    tree = _descendants()
     mp = sys.modules.get("multiprocessing")
-    if mp is None:
-        return
     try:
-        children = mp.active_children()
+        children = mp.active_children() if mp is not None else []
     except Exception:  # noqa: BLE001 - best effort while the process is ending
-        return
+        children = []
     for child in children:
         with contextlib.suppress(Exception):
             child.kill()
+    for pid in tree:  # the whole tree was read first: a killed parent orphans its children
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _descendants() -> list[int]:
+    """Every live process below this one (Linux ``/proc``; none elsewhere)."""
+    parents: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()  # after "pid (name) "
+        if len(fields) > 1:
+            parents.setdefault(int(fields[1]), []).append(int(entry))
+    out: list[int] = []
+    todo = [os.getpid()]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
 
 
 def _hard_exit() -> None:

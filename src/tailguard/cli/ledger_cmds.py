@@ -301,6 +301,7 @@ def audit(
         row["revisions"] = revisions.get((row["run"], row["round"]), [])
     for row in rows:
         row["by_generation"] = json.loads(row["by_generation"])
+        row["unlabelled_share"] = row["unlabelled"] / row["total"] if row["total"] else 0.0
     flagged = [r for r in rows if r["flagged"]]
     if as_json:
         console.print_json(json.dumps({"floor": floor, "rounds": rows, "rollbacks": rollbacks}))
@@ -313,6 +314,7 @@ def audit(
             "synthetic",
             "human share",
             "reservoir share",
+            "unlabelled",
             "synthetic by generation",
             "",
             title=f"training mix per round (floor {floor:.0%})",
@@ -327,6 +329,7 @@ def audit(
                 f"{r['synthetic']:,}",
                 f"{r['human_share']:.1%}",
                 f"{r['reservoir_share']:.1%}",
+                f"{r['unlabelled']:,} ({r['unlabelled_share']:.1%})",
                 gens,
                 styled(
                     "[yellow]rolled back[/]"

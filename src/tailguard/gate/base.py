@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 import json
-import traceback
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, NamedTuple
@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tailguard.errors import InputError
+from tailguard.gate.worker import Worker, check_seconds, error_detail
 from tailguard.records import ERROR_CODE, FAIL_CODE, PASS_CODE, VERDICT_ROWS
 from tailguard.records import NO_GATE_CODE as NO_GATE_CODE  # re-exported with the others
 
@@ -132,6 +133,11 @@ class Verifier:
 
     kind: ClassVar[str] = "verifier"
     version: ClassVar[str] = "1"
+    #: Wall-clock seconds a batch may take in a verifier of the user's own (a subclass
+    #: outside tailguard): it runs in a killable worker process, and a batch that
+    #: overruns fails with code ``timeout`` (see :func:`safe_verify`). Built-in
+    #: verifiers run in the gate's process and bound their own user-influenced work.
+    timeout: float = 60.0
     row_independent: ClassVar[bool] = True
     #: The codes a failed verdict of this verifier can carry (besides ``error``).
     codes: ClassVar[tuple[str, ...]] = (FAIL_CODE,)
@@ -194,7 +200,14 @@ def safe_verify(verifier: Verifier, batch: pa.Table) -> pa.Table:
     exception as the detail (code ``error``); it never stops the gate. For a row-independent
     verifier a failing batch is retried record by record, so one poisonous
     record does not fail its neighbours.
+
+    A verifier of the user's own (its class defined outside tailguard) runs in a
+    killable worker process under its ``timeout``: one that never returns, or holds
+    the interpreter in C code, cannot hang the gate; its batch fails with code
+    ``timeout``. Built-in verifiers keep the in-process path.
     """
+    if not type(verifier).__module__.startswith("tailguard."):
+        return _isolated_verify(verifier, batch)
     try:
         return _checked(verifier.verify(batch), batch.num_rows)
     except Exception as exc:  # noqa: BLE001 - a verifier's failure is a verdict
@@ -207,6 +220,70 @@ def safe_verify(verifier: Verifier, batch: pa.Table) -> pa.Table:
         except Exception as exc:  # noqa: BLE001
             parts.append(_error_verdicts(exc, 1))
     return pa.concat_tables(parts)
+
+
+#: Worker processes of user verifiers, by ``id`` of the verifier (dropped with it).
+_WORKERS: dict[int, Any] = {}
+
+
+def _worker_for(verifier: Verifier) -> Any:
+    key = id(verifier)
+    worker = _WORKERS.get(key)
+    if worker is None:
+        worker = Worker(verifier.verify)
+        try:
+            weakref.finalize(verifier, _drop_worker, key)
+        except TypeError:  # no weak references (``__slots__``): a worker per call
+            return worker
+        _WORKERS[key] = worker
+    return worker
+
+
+def _drop_worker(key: int) -> None:
+    worker = _WORKERS.pop(key, None)
+    if worker is not None:
+        worker.close()
+
+
+def _isolated_verify(verifier: Verifier, batch: pa.Table) -> pa.Table:
+    """:func:`safe_verify` for a user's verifier: ``verify`` in a worker process, each
+    call within the verifier's ``timeout``; an error is retried record by record (each
+    record within the timeout), a timeout fails the whole batch."""
+    n = batch.num_rows
+    try:
+        timeout = check_seconds(getattr(verifier, "timeout", Verifier.timeout), "timeout")
+    except InputError as exc:
+        return _error_verdicts(exc, n)
+    worker = _worker_for(verifier)
+    try:
+        table, why = _answer(verifier, worker.call(batch, timeout), n, timeout)
+        if table is not None:
+            return table
+        if n <= 1 or not verifier.row_independent:
+            return verdicts(np.zeros(n, bool), ERROR_CODE, why)
+        out = []
+        for outcome in worker.map([batch.slice(i, 1) for i in range(n)], timeout):
+            table, why = _answer(verifier, outcome, 1, timeout)  # (the error path only)
+            out.append(table if table is not None else verdicts([False], ERROR_CODE, why))
+        return pa.concat_tables(out)
+    finally:
+        if _WORKERS.get(id(verifier)) is not worker:
+            worker.close()
+
+
+def _answer(
+    verifier: Verifier, outcome: Any, n: int, timeout: float
+) -> tuple[pa.Table | None, str]:
+    """One worker outcome as verdicts, or ``(None, why)`` for an error (to retry)."""
+    if outcome.kind == "timeout":
+        detail = f"{verifier.name} gave no answer within {timeout:g}s"
+        return verdicts(np.zeros(n, bool), "timeout", detail), ""
+    if outcome.kind != "ok":
+        return None, str(outcome.value)
+    try:
+        return _checked(outcome.value, n), ""
+    except Exception as exc:  # noqa: BLE001 - a malformed answer is an error verdict
+        return None, error_detail(exc)
 
 
 def _checked(out: Any, n: int) -> pa.Table:
@@ -235,13 +312,6 @@ def _checked(out: Any, n: int) -> pa.Table:
 
 def _error_verdicts(exc: BaseException, n: int) -> pa.Table:
     return verdicts(np.zeros(n, bool), ERROR_CODE, error_detail(exc))
-
-
-def error_detail(exc: BaseException) -> str:
-    """An exception as an ``error`` verdict's detail: its type, message and where it was raised."""
-    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-    where = f" (at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})" if frame else ""
-    return f"{type(exc).__name__}: {exc}{where}"
 
 
 def require_columns(batch: pa.Table, names: Sequence[str], verifier: str) -> None:

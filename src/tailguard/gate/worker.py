@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import traceback
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -32,6 +33,13 @@ def check_seconds(value: Any, field: str = "timeout") -> float:
     if not ok or not 0 < value < float("inf"):
         raise InputError(f"{field} must be a number of seconds > 0, got {value!r}", field=field)
     return float(value)
+
+
+def error_detail(exc: BaseException) -> str:
+    """An exception as an ``error`` verdict's detail: its type, message and where it was raised."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" (at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})" if frame else ""
+    return f"{type(exc).__name__}: {exc}{where}"
 
 
 class Outcome(NamedTuple):
@@ -52,8 +60,6 @@ def _die_with_parent() -> None:
 
 def _serve(fn: Callable[[Any], Any], conn: Any) -> None:
     """The child's loop: answer each list of items, one message per item, in order."""
-    from tailguard.gate.base import error_detail
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the gate's to handle
     os.setpgid(0, 0)  # its own process group: the kill takes whatever it started too
     _die_with_parent()

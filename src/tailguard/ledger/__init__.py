@@ -32,6 +32,7 @@ from __future__ import annotations
 from tailguard.ledger import rollback as _rollback
 from tailguard.ledger.connection import (
     LedgerBase,
+    ProjectChanged,
     RunInProgress,
     check_ledger_file,
     holder,
@@ -69,6 +70,7 @@ __all__ = [
     "_SQL_CONTENT_ID",
     "IngestResult",
     "Ledger",
+    "ProjectChanged",
     "Reservoir",
     "Rollback",
     "RunInProgress",

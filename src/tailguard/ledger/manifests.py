@@ -64,7 +64,10 @@ class ManifestStore(LedgerBase):
                     (origin = 'human' AND status <> 'quarantined'
                      AND (id IN (SELECT id FROM anchored) OR (round >= 1 AND round <= $r)))
                     OR (origin = 'synthetic' AND status = 'accepted' AND round <= $r))
-                ORDER BY id, origin, generation, round)
+                -- a human id's row is the one the reservoir's digest reads (first by
+                -- round and source, whatever a twin's generation says)
+                ORDER BY id, origin, CASE WHEN origin = 'human' THEN 0 ELSE generation END,
+                         round, source)
             ORDER BY id, origin
             """,
             params={"name": res.name, "r": round},
@@ -244,7 +247,9 @@ class ManifestStore(LedgerBase):
         ``total``, ``human`` and ``synthetic`` slots of the manifest, ``human_share``,
         ``reservoir_share`` (slots from the reservoir's train split), ``traceable``
         (slots whose id, origin and generation are in ``records``), ``new_human``
-        (human ids used for the first time in this run), ``bought`` (those of them not
+        (human ids used for the first time in this run), ``unlabelled`` (slots whose
+        record has no label: the label metrics count them as a class of their own,
+        ``(unlabelled)``), ``bought`` (those of them not
         in the reservoir's train split: the human data a round bought), ``generated`` (synthetic
         records of the round), ``verified`` (ids the gate ruled on) and
         ``rolled_back`` (a rollback set the round aside: history, not the live
@@ -266,7 +271,8 @@ class ManifestStore(LedgerBase):
                        count(*) FILTER (WHERE s.origin = 'synthetic') AS synthetic,
                        human / total AS human_share,
                        count(m.id) / total AS reservoir_share,
-                       count(r.id) AS traceable
+                       count(r.id) AS traceable,
+                       count(*) FILTER (WHERE s.label IS NULL) AS unlabelled
                 FROM slots s
                 LEFT JOIN (SELECT id FROM reservoir_members WHERE name = ? AND split = 'train') m
                   ON m.id = s.id AND s.origin = 'human'
@@ -292,7 +298,7 @@ class ManifestStore(LedgerBase):
                 WHERE verifier <> 'none' GROUP BY round),
             rolled AS ({rolled})
             SELECT t.run, t.round, t.total, t.human, t.synthetic, t.human_share,
-                   t.reservoir_share, t.traceable,
+                   t.reservoir_share, t.traceable, t.unlabelled,
                    coalesce(n.new_human, 0) AS new_human,
                    coalesce(n.bought, 0) AS bought,
                    coalesce(g.generated, 0) AS generated,
@@ -309,14 +315,18 @@ class ManifestStore(LedgerBase):
     def audit(self, *, floor: float = AUDIT_FLOOR, run: str | None = None) -> pa.Table:
         """Per round: human and synthetic counts and shares, by generation, and the alarm.
 
-        ``flagged`` marks a live round whose human share is below ``floor``: real data
+        ``unlabelled``: the round's slots without a label. ``flagged`` marks a live
+        round whose human share is below ``floor``: real data
         was silently substituted by synthetic data. ``rolled_back`` marks a round a
         rollback set aside (shown, never flagged: its model was discarded). The counts
         are :meth:`round_summary`'s.
         """
         floor = check_fraction(floor, "the audit floor", zero=True)
         summary = self.round_summary(run)
-        cols = ["run", "round", "total", "human", "synthetic", "human_share", "reservoir_share"]
+        cols = [
+            "run", "round", "total", "human", "synthetic", "human_share", "reservoir_share",
+            "unlabelled",
+        ]  # fmt: skip
         below = pc.less(summary["human_share"], floor)
         table = (
             summary.select(cols)

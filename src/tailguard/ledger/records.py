@@ -348,13 +348,18 @@ class RecordStore(LedgerBase):
         con: duckdb.DuckDBPyConnection, rows: str, params: dict[str, Any] | None = None
     ) -> int:
         """Insert the records a query gives, except those whose content and provenance are
-        already in the ledger; return how many went in."""
+        already in the ledger; return how many went in.
+
+        One row per fact: a human text that is a frozen reservoir member is not added
+        again (from another file, without its label): the member's one row is what the
+        reservoir's digest covers and what training reads."""
         inserted = con.execute(
             f"""
             INSERT INTO records BY NAME SELECT n.* FROM ({rows}) n ANTI JOIN records r
             ON r.id = n.id AND r.origin = n.origin AND r.source = n.source
                AND r.generator IS NOT DISTINCT FROM n.generator
                AND r.generation = n.generation
+            WHERE n.origin <> 'human' OR n.id NOT IN (SELECT id FROM reservoir_members)
             """,
             params or {},
         ).fetchall()

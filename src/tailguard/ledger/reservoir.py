@@ -125,8 +125,11 @@ class ReservoirStore(LedgerBase):
 
         The digest (version 2) covers every member's id, split and label and its
         record's label, source, round, status and normalised content; a second human
-        row under a member's id with other content, or with another label or status (a
-        twin the training pool could read instead of the digested row), is refused too.
+        row under a member's id with other content, or with another label or status,
+        is refused too. A twin without a label is read by no one: the digest, the
+        training pool and training all read a human id's first row by round and source
+        (one sorting first changes the digest), and tailguard never adds one after the
+        freeze (see ``ingest``).
         ``expect`` is a digest pinned elsewhere (``reservoir show --expect``,
         ``[reservoir] digest``): the only check that also catches a rewrite of the data
         *and* the stored digest.
