@@ -284,15 +284,6 @@ class RecordStore(LedgerBase):
                        (SELECT count(DISTINCT hash(id)) FROM incoming)
                 """
             ).fetchall()[0]
-            twin = self._member_twin(con) if not bad else None
-            if twin:
-                con.unregister("incoming")
-                raise InputError(
-                    f"record {twin} refused: it is a frozen reservoir member's text with "
-                    "another label or status; training reads one row per member, so the "
-                    "reservoir's label stands (drop the record, or relabel the member)",
-                    field="label",
-                )
             if bad:
                 con.unregister("incoming")
                 rid, rnd, gen = bad
@@ -319,23 +310,6 @@ class RecordStore(LedgerBase):
             added = self._insert_absent(con, f"SELECT * FROM {unique}")
             con.unregister("incoming")
         return IngestResult(read=n, added=added, existing=n - added)
-
-    @staticmethod
-    def _member_twin(con: duckdb.DuckDBPyConnection) -> str | None:
-        """The first incoming human row that would be a reservoir member's label or status
-        twin (its id is a member's, its label or status differs from the member's row):
-        refused here so the store never holds what the reservoir's reads refuse."""
-        row = con.execute(
-            """
-            SELECT i.id FROM incoming i
-            JOIN (SELECT DISTINCT id FROM reservoir_members) m ON m.id = i.id
-            JOIN records r ON r.id = i.id AND r.origin = 'human'
-            WHERE i.origin = 'human'
-              AND (r.label IS DISTINCT FROM i.label OR r.status <> i.status)
-            LIMIT 1
-            """
-        ).fetchall()
-        return row[0][0] if row else None
 
     @staticmethod
     def _count_distinct(con: duckdb.DuckDBPyConnection, expr: str) -> int:
