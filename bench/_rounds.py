@@ -5,7 +5,9 @@ Not a benchmark itself (``make bench`` skips files starting with ``_``).
 
 from __future__ import annotations
 
+import os
 import resource
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -45,17 +47,23 @@ class StageClock:
         #: The process's peak resident set (MB) when each stage ended: where it grows is
         #: the stage that set the peak.
         self.peak: dict[tuple[int, str], float] = {}
+        #: The highest resident set (MB) sampled *within* each stage, and what Arrow's
+        #: memory pool held at that moment: which stage holds what, not only the maximum.
+        self.within: dict[tuple[int, str], tuple[float, float]] = {}
+        self.sampler = RssSampler()
         self._user_now = 0.0
         self._t0, self._c0 = time.perf_counter(), time.process_time()
 
     def start(self) -> None:
         self._t0, self._c0, self._user_now = time.perf_counter(), time.process_time(), 0.0
+        self.sampler.take()
 
     def on_stage(self, r: int, stage: str) -> None:
         now, cpu = time.perf_counter(), time.process_time()
         self.total[r, stage] += now - self._t0
         self.cpu[r, stage] += cpu - self._c0
         self.peak[r, stage] = peak_rss_mb()
+        self.within[r, stage] = self.sampler.take()
         self.user_time[r, stage] += self._user_now
         self._t0, self._c0, self._user_now = now, cpu, 0.0
 
@@ -109,3 +117,37 @@ def default_loop(
 def peak_rss_mb() -> float:
     """This process's peak resident set so far (MB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class RssSampler:
+    """A thread reading this process's resident set every ``every`` seconds and keeping
+    the highest since the last :meth:`take` (with Arrow's pool at that moment), so a
+    stage's own peak shows even when an earlier stage set the process's maximum."""
+
+    def __init__(self, every: float = 0.05) -> None:
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._lock = threading.Lock()
+        self._high = (0.0, 0.0)
+        self._every = every
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _sample(self) -> None:
+        import pyarrow as pa
+
+        with open("/proc/self/statm") as f:
+            rss = int(f.read().split()[1]) * self._page / 2**20
+        with self._lock:
+            if rss > self._high[0]:
+                self._high = (rss, pa.total_allocated_bytes() / 2**20)
+
+    def _run(self) -> None:
+        while True:
+            self._sample()
+            time.sleep(self._every)
+
+    def take(self) -> tuple[float, float]:
+        """The highest resident set (MB) and Arrow's pool then (MB) since the last call."""
+        self._sample()
+        with self._lock:
+            out, self._high = self._high, (0.0, 0.0)
+        return out

@@ -10,7 +10,10 @@ fingerprints, kept in the ledger as ``reservoir freeze`` does; baseline and nois
 floor) is reported separately from round 1.
 
 Each size runs in its own process, so its peak resident set is its own: the data is
-made beforehand and read from Parquet files, as a user's would be.
+made beforehand and read from Parquet files, as a user's would be (the candidates
+when the "model" is asked for them, so the process never holds them all beside
+the round). Each stage's own peak (sampled within it) is printed beside the
+process's peak so far, with what Arrow's pool held then.
 
     python bench/round.py                    # 100,000 and 1,000,000
     python bench/round.py --sizes 100000     # one size
@@ -79,15 +82,28 @@ def write_data(n: int, folder: Path) -> None:
     pq.write_table(pa.table({"content": human, "label": labels(n, rng)}), folder / "human.parquet")
 
 
+def first_rows(path: Path, k: int) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+    """The model's output: the first ``k`` candidates and their labels, read when asked
+    for (a model writes its candidates when called; it does not hold a round's worth)."""
+    batches, got = [], 0
+    for batch in pq.ParquetFile(path).iter_batches(min(k, 65_536)):
+        batches.append(batch.slice(0, k - got))
+        got += batches[-1].num_rows
+        if got >= k:
+            break
+    table = pa.Table.from_batches(batches)
+    return table["content"], table["label"]
+
+
 def one_size(n: int, data: Path, profile: bool, queue: mp.Queue) -> None:
     """Build a ledger of ``n`` human records, run rounds 0 and 1, report to ``queue``."""
     from tailguard.ledger import Ledger
     from tailguard.records import Origin, make_records
 
-    cand = pq.read_table(data / "candidates.parquet")
-    cand_texts, cand_labels = cand["content"], cand["label"]
     prof = cProfile.Profile() if profile else None
     setup: dict[str, float] = {}
+    clock = StageClock()  # its sampler sees the set-up's peaks too
+    setup_within = {"read": clock.sampler.take()}
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         led = Ledger.open(Path(tmp) / "ledger.duckdb")
@@ -99,25 +115,27 @@ def one_size(n: int, data: Path, profile: bool, queue: mp.Queue) -> None:
         )
         del human
         setup["ingest"] = time.perf_counter() - t
+        setup_within["ingest"] = clock.sampler.take()
         if prof:
             prof.enable()
         t = time.perf_counter()
         led.freeze_reservoir("main")
         setup["freeze"] = time.perf_counter() - t
         setup_peak = {"freeze": peak_rss_mb()}
-        clock = StageClock()
+        setup_within["freeze"] = clock.sampler.take()
         t = time.perf_counter()
         loop = default_loop(
             led,
             clock,
             train=lambda manifest, records: None,
-            generate=lambda model, k, r, seed: (cand_texts.slice(0, k), cand_labels.slice(0, k)),
+            generate=lambda model, k, r, seed: first_rows(data / "candidates.parquet", k),
             sample=None,
             n_generate=n,
         )
         loop.gate.prepare()  # as `reservoir freeze` does: once per reservoir, kept in the ledger
         setup["gate reference"] = time.perf_counter() - t
         setup_peak["gate reference"] = peak_rss_mb()
+        setup_within["gate reference"] = clock.sampler.take()
         rss_before = peak_rss_mb()
         clock.start()
         loop.run(1, on_stage=clock.on_stage)
@@ -137,6 +155,8 @@ def one_size(n: int, data: Path, profile: bool, queue: mp.Queue) -> None:
             "stages": own,
             "cpu": {f"{r}:{s}": v for (r, s), v in clock.cpu.items()},
             "peak": {f"{r}:{s}": v for (r, s), v in clock.peak.items()},
+            "within": {f"{r}:{s}": v for (r, s), v in clock.within.items()},
+            "setup_within": setup_within,
             "user": sum(clock.user_time.values()),
             "peak_mb": peak_rss_mb(),
             "peak_before_rounds_mb": rss_before,
@@ -170,23 +190,31 @@ def stage_table(res: dict) -> tuple[Table, float, float]:
     round0 = res["setup"]["freeze"] + res["setup"]["gate reference"] + sum(r0.values())
     round1 = sum(r1.values())
     table = Table(title=f"{n:,} candidates against a {n:,}-record reservoir")
-    for col in ("stage", "seconds", "share", "CPU s", "peak MB"):
+    for col in ("stage", "seconds", "share", "CPU s", "peak MB", "stage's own peak MB", "Arrow MB"):
         table.add_column(col, justify="left" if col == "stage" else "right")
-    for stage, secs in r1.items():
-        cpu, mb = res["cpu"][f"1:{stage}"], res["peak"][f"1:{stage}"]
+
+    def row(name: str, secs: float, total: float, cpu: str, mb: float, own: list) -> None:
         table.add_row(
-            f"round 1: {stage}", f"{secs:.2f}", f"{secs / round1:.0%}", f"{cpu:.2f}", f"{mb:,.0f}"
-        )
+            name, f"{secs:.2f}", f"{secs / total:.0%}", cpu, f"{mb:,.0f}",
+            f"{own[0]:,.0f}", f"{own[1]:,.0f}",
+        )  # fmt: skip
+
+    for stage, secs in r1.items():
+        key = f"1:{stage}"
+        cpu, mb, own = res["cpu"][key], res["peak"][key], res["within"][key]
+        row(f"round 1: {stage}", secs, round1, f"{cpu:.2f}", mb, own)
     table.add_row("[b]round 1[/b]", f"[b]{round1:.2f}[/b]", "100%")
     for stage in ("freeze", "gate reference"):
-        secs, mb = res["setup"][stage], res["setup_peak"][stage]
-        table.add_row(f"round 0: {stage}", f"{secs:.2f}", f"{secs / round0:.0%}", "", f"{mb:,.0f}")
+        secs, mb, own = res["setup"][stage], res["setup_peak"][stage], res["setup_within"][stage]
+        row(f"round 0: {stage}", secs, round0, "", mb, own)
     for stage, secs in r0.items():
-        cpu, mb = res["cpu"][f"0:{stage}"], res["peak"][f"0:{stage}"]
-        table.add_row(
-            f"round 0: {stage}", f"{secs:.2f}", f"{secs / round0:.0%}", f"{cpu:.2f}", f"{mb:,.0f}"
-        )
+        key = f"0:{stage}"
+        cpu, mb, own = res["cpu"][key], res["peak"][key], res["within"][key]
+        row(f"round 0: {stage}", secs, round0, f"{cpu:.2f}", mb, own)
     table.add_row("[b]round 0[/b]", f"[b]{round0:.2f}[/b]", "100%")
+    own = res["setup_within"]
+    table.add_row("set-up: read candidates", "", "", "", "", f"{own['read'][0]:,.0f}")
+    table.add_row("set-up: ingest the human data", "", "", "", "", f"{own['ingest'][0]:,.0f}")
     table.add_row("peak memory (MB)", f"{res['peak_mb']:,.0f}", "")
     return table, round0, round1
 

@@ -208,3 +208,34 @@ def test_the_config_sets_the_slice_size_and_refuses_a_bad_one():
     assert gate_from_config({**spec, "slice_size": 500}).slice_size == 500
     with pytest.raises(ConfigError, match="slice_size"):
         gate_from_config({**spec, "slice_size": 0})
+
+
+def test_spilled_signatures_read_a_few_pairs_per_map_give_the_same_verdicts(monkeypatch):
+    from tailguard.gate import scan
+
+    cand, ref = _round(3, 400, 30)
+    whole = _gate(ref, 10**6).run(_table(cand))  # one slice: the signatures stay in memory
+    monkeypatch.setattr(scan, "_PAIRS_MAPPED", 3)  # spilled, and mapped 3 pairs at a time
+    sliced = _gate(ref, 50).run(_table(cand))
+    near = [r for r in _rows(sliced) if r["verifier"] == "near_duplicate"]
+    assert sum(r["detail"].endswith(tuple(f"c{i:04d}" for i in range(400))) for r in near) > 3
+    assert _rows(sliced) == _rows(whole)
+
+
+def test_a_streamed_read_gives_duckdb_its_memory_back(tmp_path):
+    with Ledger.open(tmp_path / "l.duckdb") as led:
+        led.add_records(make_records(["a b c d", "e f g h"], origin=Origin.HUMAN, source="h"))
+
+        def limit() -> str:
+            return led.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+        normal = limit()
+        slices = led.record_slices(1, origin="human")
+        next(slices)
+        assert limit() != normal  # held low while the sorted read streams
+        assert len(list(slices)) == 1
+        assert limit() == normal
+        slices = led.record_slices(1, origin="human")
+        next(slices)
+        slices.close()  # a reader given up halfway lets go too
+        assert limit() == normal

@@ -42,7 +42,7 @@ def _named_sets(reference: Reference, references: Mapping[str, Reference] | None
             raise InputError(f"reference set name {name!r} is taken by the reservoir")
         parts.append((name, reference_table(ref)))
     return pa.concat_tables(
-        [t.append_column("set", pa.array([name] * t.num_rows, pa.string())) for name, t in parts]
+        [t.append_column("set", pa.repeat(pa.scalar(name), t.num_rows)) for name, t in parts]
     )
 
 
@@ -57,13 +57,26 @@ class _Sets:
 
     def _init_sets(self, reference: Reference, references: Mapping[str, Reference] | None) -> None:
         self._ref = _named_sets(reference, references)
-        self._ref_set = np.asarray(self._ref["set"].to_numpy(zero_copy_only=False), dtype=object)
         sets = {n: self._ref.filter(pc.equal(self._ref["set"], n)) for n in references or {}}
-        self.reference = _describe(self._ref.filter(pc.equal(self._ref["set"], RESERVOIR_SET)))
+        ids = self._ref.select(["id", "set"])  # (a filter of the texts would copy them)
+        self.reference = _describe(ids.filter(pc.equal(ids["set"], RESERVOIR_SET)))
         self.references = {n: _describe(t) for n, t in sets.items()}
         self._named = {n: t.select(["id", "content"]) for n, t in sets.items()}
-        self._ref_ids = _ids(self._ref)
         self._memory = _MemoryFingerprints()
+
+    def _ref_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ids and set names of reference rows ``rows``. The references' ids and sets
+        stay Arrow columns: Python strings are made only for the rows a search matched
+        (a million reference ids as Python objects cost ~90 MB per verifier)."""
+        idx = pa.array(rows, pa.int64())
+        ids = self._ref.column("id").take(idx).to_numpy(zero_copy_only=False)
+        sets = self._ref.column("set").take(idx).to_numpy(zero_copy_only=False)
+        return np.asarray(ids, dtype=object), np.asarray(sets, dtype=object)
+
+    @property
+    def _n_ref(self) -> int:
+        """Reference records compared with (every set, earlier generations included)."""
+        return self._ref.num_rows
 
     def named_sets(self) -> dict[str, pa.Table]:
         """Each named reference set (``id``, ``content``), in the order they are compared."""
@@ -85,8 +98,6 @@ class _Sets:
             }
         )
         new._ref = pa.concat_tables([self._ref.select(["id", "set"]), extra.select(["id", "set"])])
-        new._ref_ids = np.concatenate([self._ref_ids, _ids(extra)])
-        new._ref_set = np.concatenate([self._ref_set, names.astype(object)])
         new.references = {**self.references, "earlier_generations": _describe(extra)}
         new._extend(self, extra)
         return new
@@ -114,7 +125,7 @@ class _Sets:
         it has them, and kept there): at freeze, so no round pays for them. Returns the
         number of reference records."""
         self._index()
-        return len(self._ref_ids)
+        return self._n_ref
 
     def _index(self) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -57,14 +57,18 @@ class _Scan:
         matched = np.full(self.n, None, dtype=object)
         sets = np.full(self.n, None, dtype=object)
         hit = ref >= 0
-        matched[hit] = self.v._ref_ids[ref[hit]]
-        sets[hit] = self.v._ref_set[ref[hit]]
+        matched[hit], sets[hit] = self.v._ref_rows(ref[hit])
         return matched, sets, ref
 
     def _ids_of(self, rows: np.ndarray) -> np.ndarray:
         """The candidate ids at ``rows`` of the round (the only ids looked up)."""
         ids = pa.chunked_array([c for part in self._ids for c in _chunks(part)], pa.string())
         return np.asarray(ids.take(pa.array(rows, pa.int64())).to_pylist(), dtype=object)
+
+
+#: Candidate pairs compared per map of the signature file (at most twice as many rows,
+#: 512 bytes each at 128 permutations: a few MB resident at a time).
+_PAIRS_MAPPED = 4096
 
 
 def _chunks(col: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
@@ -124,7 +128,7 @@ class NearScan(_Scan):
         keys = minhash.band_keys(sig, v.bands, v.rows)
         ref = np.full(len(sig), -1, np.int64)
         score = np.full(len(sig), np.nan)
-        if len(v._ref_ids) and len(sig):
+        if v._n_ref and len(sig):
             ref, score = minhash.best_matches(
                 sig, v._ref_sig, v.threshold, bands=v.bands, rows=v.rows, cap=v.max_bucket,
                 query_keys=keys, ref_index=v._ref_index,
@@ -145,13 +149,24 @@ class NearScan(_Scan):
             self._file.write(memoryview(np.ascontiguousarray(self._sigs.pop())))
         self._file.write(memoryview(np.ascontiguousarray(sig)))
 
-    def _signatures(self) -> np.ndarray:
-        """The round's signatures: in memory for one slice, else mapped from their file."""
+    def _similarity(self, q: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """Estimated Jaccard of candidate pairs ``(q, r)`` (rows of the round): from the
+        signatures in memory for one slice, else from their file, mapped a chunk of pairs
+        at a time and let go after each, so the pages a chunk touched leave the resident
+        set (a map of the whole file kept while every pair is read grew it by the file's
+        size: 512 MB at a million candidates)."""
         k = self.v.num_perm
         if self._file is None:
-            return self._sigs[0] if self._sigs else np.zeros((0, k), np.uint32)
+            sig = self._sigs[0] if self._sigs else np.zeros((0, k), np.uint32)
+            return minhash.similarity(sig, sig, q, r)
         self._file.flush()
-        return np.memmap(self._file, np.uint32, "r", shape=(self.n, k))
+        out = np.empty(len(q), np.float64)
+        for lo in range(0, len(q), _PAIRS_MAPPED):
+            sig = np.memmap(self._file, np.uint32, "r", shape=(self.n, k))
+            hi = lo + _PAIRS_MAPPED
+            out[lo:hi] = (sig[q[lo:hi]] == sig[r[lo:hi]]).mean(axis=1)
+            del sig
+        return out
 
     def finish(self) -> pa.Table:
         v = self.v
@@ -160,13 +175,10 @@ class NearScan(_Scan):
         valid = np.concatenate(self._valid) if self._valid else np.zeros(0, bool)
         try:
             if v.within_pool and self.n:
-                sig = self._signatures()  # only the rows of candidate pairs are read
-                q, r = minhash.candidate_pairs(
-                    np.concatenate(self._keys, axis=1), None, cap=v.max_bucket, query_valid=valid
-                )
-                m, s = grouping.best_matches(
-                    q, r, minhash.similarity(sig, sig, q, r), v.threshold, self.n
-                )
+                keys, self._keys = np.concatenate(self._keys, axis=1), []
+                q, r = minhash.candidate_pairs(keys, None, cap=v.max_bucket, query_valid=valid)
+                del keys
+                m, s = grouping.best_matches(q, r, self._similarity(q, r), v.threshold, self.n)
                 hit = np.flatnonzero((m >= 0) & (matched == None))  # noqa: E711 - numpy mask
                 matched[hit] = self._ids_of(m[hit])
                 score[hit] = s[hit]

@@ -22,6 +22,9 @@ from tailguard.records import (
     Origin,
 )
 
+#: Rows per Arrow batch when a training set streams out of DuckDB.
+_READ_BATCH = 1 << 17
+
 
 class ManifestStore(LedgerBase):
     """Training pools, manifests and the per-round summary the audit, report and lab read."""
@@ -226,7 +229,7 @@ class ManifestStore(LedgerBase):
             self.reservoir()
         if checked is None or (checked.round, checked.run) != (round, run):
             self.manifest(round, run)  # digest check
-        return self.con.sql(
+        reader = self.con.sql(
             """
             SELECT s.batch, s.pos, r.* FROM manifest_slots s
             JOIN records r
@@ -239,7 +242,8 @@ class ManifestStore(LedgerBase):
             ORDER BY s.pos
             """,
             params=[run, round],
-        ).to_arrow_table()
+        ).to_arrow_reader(_READ_BATCH)
+        return reader.read_all()  # streamed into Arrow: not held by DuckDB and Arrow at once
 
     def round_summary(self, run: str | None = "main") -> pa.Table:
         """Per run and round: the one definition of a round's composition.

@@ -381,13 +381,14 @@ class RecordStore(LedgerBase):
         sql = f"SELECT {', '.join(SCHEMA.names)} FROM records"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        con = self.con.cursor()
-        try:
-            reader = con.sql(sql + " ORDER BY round, origin, id, generation", params=params)
-            for batch in reader.to_arrow_reader(max(int(rows), 1)):
-                yield pa.Table.from_batches([batch]).cast(SCHEMA)
-        finally:
-            con.close()
+        with self._lean():  # the sort spills instead of holding the round's texts
+            con = self.con.cursor()
+            try:
+                reader = con.sql(sql + " ORDER BY round, origin, id, generation", params=params)
+                for batch in reader.to_arrow_reader(max(int(rows), 1)):
+                    yield pa.Table.from_batches([batch]).cast(SCHEMA)
+            finally:
+                con.close()
 
     def resolve_record_id(self, prefix: str, *, shortest: int = 8) -> str:
         """The full id of the one record (or verdict) whose id starts with ``prefix``.
