@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
@@ -13,6 +14,7 @@ from tailguard.config import validate
 from tailguard.errors import ConfigError
 from tailguard.ledger import Ledger
 from tailguard.project import with_engine
+from tailguard.records import make_records
 
 LOOP = """
 [data]
@@ -172,3 +174,116 @@ def test_duplicate_verifiers_on_ray_share_one_reference_setting(tmp_path):
     )
     with pytest.raises(ConfigError, match="same `reference`"):
         on_engine(cfg, object())
+
+
+class _Shuffled:
+    """A PerRecord that works like Ray: the texts in batches of random sizes, each batch
+    worked on alone, the results put back in order."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.passes = 0
+
+    def run(self, texts, embedder=None):  # noqa: ANN001, ANN201
+        from tailguard.metrics import text
+
+        self.passes += 1
+        cuts = np.unique(self.rng.integers(0, len(texts), 5))
+        bounds = [0, *[int(c) for c in cuts if c], len(texts)]
+        parts = [texts.slice(a, b - a) for a, b in zip(bounds, bounds[1:], strict=False)]
+        words = pa.concat_tables([text.words(p) for p in parts if len(p)])
+        if embedder is None:
+            return words, None
+        return words, np.concatenate([embedder.embed(p) for p in parts if len(p)])
+
+
+def _mixed_sample(fortunes_records) -> tuple[pa.Array, pa.Array]:
+    """Fortunes with texts of other scripts among them (the tokenizer's mixed path)."""
+    part = fortunes_records.slice(3000, 600)
+    texts = ["Ünïcode wörds, naïve café", *part["content"].to_pylist(), "日本語 text", ""]
+    labels = ["other", *part["label"].to_pylist(), "other", "other"]
+    return pa.array(texts), pa.array(labels)
+
+
+def test_per_record_work_in_batches_gives_every_metric_of_the_whole(fortunes_records):
+    from tailguard.monitor import Monitor
+
+    texts, labels = _mixed_sample(fortunes_records)
+    ref = fortunes_records.slice(0, 1500)
+    values = {}
+    for name, per_record in (("here", None), ("batches", _Shuffled(1))):
+        mon = Monitor(preset="rich", embedder="hashing", per_record=per_record)
+        mon.set_reference(ref["content"], ref["label"])
+        rows = mon.record(1, texts, labels)
+        rows = pa.concat_tables([rows, mon.record(2, ref["content"].slice(0, 400))])
+        values[name] = list(zip(rows["metric"].to_pylist(), rows["value"].to_pylist(), strict=True))
+    assert len(values["here"]) > 30
+    assert values["batches"] == values["here"]  # exact: only the work was cut up
+    # one pass per side: the reference's words and embeddings together, then the sample's
+    assert per_record.passes == 3
+
+
+@pytest.mark.slow
+def test_eval_on_ray_records_the_metrics_of_eval_in_process(fortunes_records, tmp_path):
+    pytest.importorskip("ray")
+    from tailguard.engines import RayEngine
+
+    texts, _ = _mixed_sample(fortunes_records)
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts.to_pylist()))
+    for name in ("local", "ray"):
+        with Ledger.open(tmp_path / f"{name}.duckdb") as led:
+            led.add_records(fortunes_records.slice(0, 1500))
+            led.freeze_reservoir("main", holdout=0.3, seed=0)
+    engine = RayEngine(num_cpus=2)
+    engine.ray()
+    runner = CliRunner()
+    args = ["eval", "--round", "1", "--samples", str(samples), "--preset", "rich",
+            "--embedder", "hashing"]  # fmt: skip
+    try:
+        local = runner.invoke(app, [*args, "--ledger", str(tmp_path / "local.duckdb")])
+        assert local.exit_code == 0, local.output
+        on_ray = runner.invoke(
+            app, [*args, "--ledger", str(tmp_path / "ray.duckdb"), "--engine", "ray"]
+        )
+        assert on_ray.exit_code == 0, on_ray.output
+    finally:
+        engine.shutdown()
+    rows = {}
+    for name in ("local", "ray"):
+        with Ledger.open(tmp_path / f"{name}.duckdb", read_only=True) as led:
+            m = led.metrics(run="main").sort_by("metric")
+        rows[name] = m.select(["round", "sample", "metric", "value", "higher_is_better"])
+    assert rows["local"].num_rows >= 25  # the rich preset: text and embedding metrics
+    assert "prdc_recall" in rows["local"]["metric"].to_pylist()
+    assert rows["ray"].equals(rows["local"])
+
+
+def test_a_bad_engine_option_on_eval_exits_2_and_records_nothing(tmp_path):
+    with Ledger.open(tmp_path / "l.duckdb") as led:
+        led.add_records(
+            make_records(["a b c", "d e f", "g h i", "j k l"], origin="human", source="t")
+        )
+        led.freeze_reservoir("main", holdout=0.5, seed=0)
+    (tmp_path / "s.jsonl").write_text('{"text": "a b c"}\n')
+    runner = CliRunner()
+    base = ["eval", "--round", "1", "--samples", str(tmp_path / "s.jsonl"),
+            "--ledger", str(tmp_path / "l.duckdb")]  # fmt: skip
+    for extra in (["--engine", "spark"], ["--address", "auto"]):
+        result = runner.invoke(app, [*base, *extra])
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output and "engine" in result.output
+    with Ledger.open(tmp_path / "l.duckdb", read_only=True) as led:
+        assert led.metrics().num_rows == 0
+
+
+def test_words_of_batches_number_the_tokens_as_the_whole_does(fortunes_records):
+    from tailguard.metrics import text
+
+    texts, _ = _mixed_sample(fortunes_records)
+    whole = text.tokenize(texts)
+    for seed in range(3):
+        words, _ = _Shuffled(seed).run(texts)
+        got = text.from_words(words["words"], words["ascii"].to_numpy(zero_copy_only=False))
+        assert np.array_equal(got.ids, whole.ids) and np.array_equal(got.offsets, whole.offsets)
+        assert got.vocab.to_pylist() == whole.vocab.to_pylist()

@@ -37,6 +37,7 @@ from tailguard.metrics.embedders import (
     default_embedder_name,
     make_embedder,
 )
+from tailguard.metrics.registry import PerRecord
 from tailguard.mix.dial import Evidence, describe_change
 from tailguard.records import METRIC_ROWS
 
@@ -174,6 +175,8 @@ class Monitor:
     PRESET: str = "default"
     #: The reservoir digest the reference was prepared for, with that reference.
     _prepared: tuple[str, Reference] | None = None
+    #: The history table and run the last rows read were of, and those rows.
+    _rows: tuple[pa.Table, str, Rows] | None = None
 
     def __init__(
         self,
@@ -185,8 +188,11 @@ class Monitor:
         seed: int = 0,
         history: pa.Table | None = None,
         cache_dir: str | Path | None = None,
+        per_record: PerRecord | None = None,
     ) -> None:
         self.preset = get_preset(preset)
+        #: where each text's words and embedding are computed (None: here; or on Ray)
+        self.per_record = per_record
         self.run = run
         self.reference = reference
         if embedder is None and set(self.preset.metrics) & set(EMBEDDING_METRICS):
@@ -231,18 +237,24 @@ class Monitor:
         With the reservoir's ``digest``, a reference prepared earlier in this process
         for the same reservoir and embedder is reused (see :meth:`use_reference`).
         """
-        self.reference = Reference(texts, _labels_or_none(labels), embedder=self.embedder)
+        self.reference = Reference(
+            texts, _labels_or_none(labels), embedder=self.embedder, per_record=self.per_record
+        )
         self._prepared = None if digest is None else (digest, self.reference)
         if digest is not None:
-            _remember(("reference", digest, self.embedder_name), self.reference)
+            _remember(self._reference_key(digest), self.reference)
         return self
 
     def use_reference(self, digest: str) -> bool:
         """Take the reference prepared for the reservoir with ``digest``, if there is one."""
-        ref = _PREPARED.get(("reference", digest, self.embedder_name))
+        ref = _PREPARED.get(self._reference_key(digest))
         if ref is not None:
             self.reference, self._prepared = ref, (digest, ref)
         return ref is not None
+
+    def _reference_key(self, digest: str) -> tuple[Any, ...]:
+        # a reference prepared on Ray computes its lazy parts there: kept apart
+        return ("reference", digest, self.embedder_name, self.per_record is not None)
 
     def _reference_is(self, digest: str) -> bool:
         """Whether the reference is the one prepared for the reservoir with ``digest``."""
@@ -318,6 +330,7 @@ class Monitor:
             self._require_reference(),
             preset=self.preset,
             seed=self.seed,
+            per_record=self.per_record,
         )
         return self.record_values(round, values, sample=sample, run=run)
 
@@ -368,6 +381,7 @@ class Monitor:
                     reference,
                     preset=self.preset,
                     seed=self.seed,
+                    per_record=self.per_record,
                 )
             )
         if digest is not None and self._reference_is(digest):
@@ -423,22 +437,28 @@ class Monitor:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def _frame(self, run: str | None):  # noqa: ANN202
-        df = self._history.to_pandas()
-        return df[df["run"] == (self.run if run is None else run)]
+    def _frame(self, run: str | None) -> Rows:
+        """``run``'s rows of the history as numpy columns (kept until the history changes)."""
+        run = self.run if run is None else run
+        cached = self._rows
+        if cached is None or cached[0] is not self._history or cached[1] != run:
+            h = self._history
+            cached = (h, run, Rows(h.filter(pc.equal(h["run"], run))))
+            self._rows = cached
+        return cached[2]
 
     def runs(self) -> list[str]:
         return sorted(set(self._history["run"].to_pylist()))
 
     def samples(self, run: str | None = None) -> list[str]:
-        df = self._frame(run)
-        return sorted(s for s in set(df["sample"]) if s != NOISE_FLOOR_SAMPLE and not is_draw(s))
+        names = set(self._frame(run).sample.tolist())
+        return sorted(s for s in names if s != NOISE_FLOOR_SAMPLE and not is_draw(s))
 
     def series(self, metric: str, *, sample: str = "model", run: str | None = None):  # noqa: ANN201
         """(rounds, values) of one metric of one sample, by round."""
         df = self._frame(run)
-        df = df[(df["sample"] == sample) & (df["metric"] == metric)].sort_values("round")
-        return df["round"].to_numpy(np.int64), df["value"].to_numpy(np.float64)
+        df = df.where((df.sample == sample) & (df.metric == metric)).by_round()
+        return df.round.astype(np.int64), df.value.astype(np.float64)
 
     def trend(
         self,
@@ -473,23 +493,26 @@ class Monitor:
             None if rounds.size < 3 else float(p), hib,
         )  # fmt: skip
 
-    def trends(self, *, sample: str = "model", run: str | None = None) -> list[Trend]:
+    def metric_names(self, *, sample: str = "model", run: str | None = None) -> list[str]:
+        """The metrics recorded for ``sample``, sorted."""
         df = self._frame(run)
-        names = sorted(set(df[df["sample"] == sample]["metric"]))
+        return sorted(set(df.metric[df.sample == sample].tolist()))
+
+    def trends(self, *, sample: str = "model", run: str | None = None) -> list[Trend]:
+        names = self.metric_names(sample=sample, run=run)
         out = [self.trend(m, sample=sample, run=run) for m in names]
         return [t for t in out if t is not None]
 
     def _direction(self, metric: str, run: str | None) -> bool | None:
         df = self._frame(run)
-        rows = df[df["metric"] == metric]
+        rows = df.where(df.metric == metric)
         if len(rows):
-            return _as_direction(rows["higher_is_better"].iloc[-1])
+            return _as_direction(rows.hib[-1])
         return REGISTRY[metric].higher_is_better
 
     def latest_round(self, *, sample: str = "model", run: str | None = None) -> int | None:
-        df = self._frame(run)
-        df = df[df["sample"] == sample]
-        return None if df.empty else int(df["round"].max())
+        rounds = (df := self._frame(run)).round[df.sample == sample]
+        return None if rounds.size == 0 else int(rounds.max())
 
     def evidence(
         self, run: str | None = None, *, sample: str | None = None, round: int | None = None
@@ -506,10 +529,11 @@ class Monitor:
         floor = self._noise_floor(df)
         out: list[Evidence] = []
         for smp in [sample] if sample is not None else self.samples(run):
-            sdf = df[df["sample"] == smp]
+            keep = df.sample == smp
             if round is not None:
-                sdf = sdf[sdf["round"] <= round]
-            if sdf.empty:
+                keep &= df.round <= round
+            sdf = df.where(keep)
+            if not len(sdf):
                 continue
             out += self._sample_evidence(run, smp, sdf, floor, self._bands(df, smp))
         return out
@@ -521,9 +545,8 @@ class Monitor:
 
     def clean_round(self, run: str | None = None, *, sample: str = "model") -> int | None:
         """The round of the clean model: 0 when measured, else the sample's first."""
-        df = self._frame(run)
-        rounds = df[df["sample"] == sample]["round"]
-        return None if rounds.empty else int(rounds.min())
+        rounds = (df := self._frame(run)).round[df.sample == sample]
+        return None if rounds.size == 0 else int(rounds.min())
 
     def capacity_gaps(self, run: str | None = None, *, sample: str = "model") -> list[CapacityGap]:
         """Where the clean model is behind human data beyond its band: a gap that no human
@@ -538,32 +561,27 @@ class Monitor:
                     out.append(gap)
         return out
 
-    def _noise_floor(self, df: Any) -> dict[str, float]:
-        rows = df[df["sample"] == NOISE_FLOOR_SAMPLE]
-        if rows.empty:
-            return {}
-        return rows.sort_values("round").groupby("metric")["value"].last().to_dict()
+    def _noise_floor(self, df: Rows) -> dict[str, float]:
+        rows = df.where(df.sample == NOISE_FLOOR_SAMPLE).by_round()
+        return dict(zip(rows.metric.tolist(), rows.value.tolist(), strict=True))  # latest wins
 
-    def _bands(self, df: Any, smp: str) -> dict[str, Band]:
-        sdf = df[df["sample"] == smp]
-        if sdf.empty:
+    def _bands(self, df: Rows, smp: str) -> dict[str, Band]:
+        sdf = df.where(df.sample == smp)
+        if not len(sdf):
             return {}
-        first = int(sdf["round"].min())
-        at_first = df[df["round"] == first]
-        clean = at_first[
-            (at_first["sample"] == smp) | at_first["sample"].str.startswith(smp + DRAW_MARK)
-        ]
-        human = df[df["sample"].str.startswith(NOISE_FLOOR_SAMPLE + DRAW_MARK)]
-        human_sd = human.groupby("metric")["value"].std(ddof=1).to_dict() if len(human) else {}
-        values = clean.groupby("metric")["value"].apply(list).to_dict()
+        first = int(sdf.round.min())
+        clean = df.where((df.round == first) & ((df.sample == smp) | df.starts(smp + DRAW_MARK)))
+        human = df.where(df.starts(NOISE_FLOOR_SAMPLE + DRAW_MARK)).grouped()
+        human_sd = {m: float(np.std(v, ddof=1)) if len(v) > 1 else math.nan
+                    for m, v in human.items()}  # fmt: skip
+        values = clean.grouped()
         out = {}
         for metric, thr in self.preset.thresholds.items():
             if metric not in values:
                 continue
             if self.embedder_name == "hashing" and metric in HASHING_MEANINGLESS:
                 continue  # meaningless numbers raise no alert and turn no dial
-            rows = sdf[sdf["metric"] == metric]
-            hib = _as_direction(rows["higher_is_better"].iloc[-1])
+            hib = _as_direction(sdf.hib[sdf.metric == metric][-1])
             sd = human_sd.get(metric)
             out[metric] = band(
                 values[metric],
@@ -575,16 +593,17 @@ class Monitor:
         return out
 
     def _sample_evidence(
-        self, run: str, smp: str, sdf: Any, floor: dict[str, float], bands: dict[str, Band]
+        self, run: str, smp: str, sdf: Rows, floor: dict[str, float], bands: dict[str, Band]
     ) -> list[Evidence]:
-        latest, first = int(sdf["round"].max()), int(sdf["round"].min())
-        now = sdf[sdf["round"] == latest].set_index("metric")
+        latest, first = int(sdf.round.max()), int(sdf.round.min())
+        at = sdf.round == latest
+        now = dict(zip(sdf.metric[at].tolist(), sdf.value[at].tolist(), strict=True))
         out = []
         for metric, b in bands.items():
-            if metric not in now.index:
+            if metric not in now:
                 continue
             thr = self.preset.thresholds[metric]
-            value = float(now.at[metric, "value"])
+            value = float(now[metric])
             # the clean model is the reference: it never degrades from itself
             said = "held" if latest == first else verdict(value, b)
             human = floor.get(metric)
@@ -660,7 +679,7 @@ class Monitor:
         df = self._frame(run)
         alerts: list[Alert] = []
         for smp in self.samples(run):
-            for rnd in sorted(set(df[df["sample"] == smp]["round"])):
+            for rnd in sorted(set(df.round[df.sample == smp].tolist())):
                 alerts += _alerts(self.evidence(run, sample=smp, round=int(rnd)), self.preset)
         return alerts_table(alerts).select(["run", "round", "sample", "rule", "metrics", "message"])
 
@@ -673,6 +692,49 @@ class Monitor:
 
     def params(self) -> dict[str, Any]:
         return {"preset": self.preset.to_dict(), "run": self.run, "seed": self.seed}
+
+
+class Rows:
+    """A run's metric history as numpy columns: what the monitor reads, without pandas
+    (a history is a few hundred rows; a data frame cost more to build than to read)."""
+
+    def __init__(self, table: pa.Table | None = None, **columns: np.ndarray) -> None:
+        if table is not None:
+            columns = {
+                "round": table["round"].to_numpy().astype(np.int64),
+                "sample": np.array(table["sample"].to_pylist(), dtype=object),
+                "metric": np.array(table["metric"].to_pylist(), dtype=object),
+                "value": table["value"].to_numpy().astype(np.float64),
+                "hib": np.array(table["higher_is_better"].to_pylist(), dtype=object),
+            }
+        self.round: np.ndarray = columns["round"]
+        self.sample: np.ndarray = columns["sample"]
+        self.metric: np.ndarray = columns["metric"]
+        self.value: np.ndarray = columns["value"]
+        self.hib: np.ndarray = columns["hib"]
+
+    def __len__(self) -> int:
+        return int(self.round.size)
+
+    def where(self, keep: np.ndarray) -> Rows:
+        """The rows where ``keep`` is true, in their order."""
+        names = ("round", "sample", "metric", "value", "hib")
+        return Rows(**{n: getattr(self, n)[keep] for n in names})
+
+    def by_round(self) -> Rows:
+        """The rows by round (stable: rows of one round keep their order)."""
+        return self.where(np.argsort(self.round, kind="stable"))
+
+    def starts(self, prefix: str) -> np.ndarray:
+        """Where the sample's name starts with ``prefix``."""
+        return np.array([s.startswith(prefix) for s in self.sample.tolist()], dtype=bool)
+
+    def grouped(self) -> dict[str, list[float]]:
+        """Each metric's values, in row order."""
+        out: dict[str, list[float]] = {}
+        for m, v in zip(self.metric.tolist(), self.value.tolist(), strict=True):
+            out.setdefault(m, []).append(v)
+        return out
 
 
 def _remember(key: tuple[Any, ...], value: Any) -> None:

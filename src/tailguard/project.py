@@ -135,10 +135,12 @@ def project_monitor(
     embedder: str | None = None,
     run: str | None = None,
     cache_dir: Any = None,
+    engine: Any = None,
 ) -> Any:
     """The project's :class:`~tailguard.monitor.Monitor`: ``[monitor]`` preset and embedder
     (each overridable), embeddings cached next to the ledger so each text is embedded
-    once per project."""
+    once per project; per-record work (words, embeddings) where ``engine`` (an
+    ``EngineSection``; default ``[engine]``) says."""
     from tailguard.monitor import Monitor
 
     if config is not None:
@@ -146,12 +148,33 @@ def project_monitor(
         embedder = embedder or config.monitor.embedder
         run = run or config.loop.run
         cache_dir = cache_dir or config.ledger_path.parent / "embeddings"
+        engine = engine or config.engine
     return Monitor(
         preset=preset or Monitor.PRESET,
         run=run or "main",
         seed=config.loop.seed if config is not None else 0,
         embedder=embedder,
         cache_dir=cache_dir,
+        per_record=per_record(engine, config.base_dir if config is not None else None),
+    )
+
+
+def per_record(engine: Any, base_dir: Any = None) -> Any:
+    """Where an evaluation's per-record work runs for an ``[engine]`` section: None (in
+    this process) for ``local``, :class:`~tailguard.metrics.distributed.RayRecords` for
+    ``ray`` (``work_dir`` relative to ``base_dir``)."""
+    if engine is None or engine.kind != "ray":
+        return None
+    from pathlib import Path
+
+    from tailguard.engines import RayEngine
+    from tailguard.metrics.distributed import RayRecords
+
+    work_dir = engine.work_dir
+    if work_dir is not None and base_dir is not None:
+        work_dir = Path(base_dir) / work_dir
+    return RayRecords(
+        RayEngine(address=engine.address, num_cpus=engine.num_cpus), work_dir=work_dir
     )
 
 
@@ -219,6 +242,7 @@ __all__ = [
     "check_data_files",
     "load_config",
     "on_engine",
+    "per_record",
     "prepare_ledger",
     "project_monitor",
     "with_engine",

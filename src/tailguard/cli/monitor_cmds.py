@@ -18,6 +18,7 @@ from tailguard.cli.app import (
     say,
     styled,
 )
+from tailguard.cli.engine_opts import AddressOption, EngineOption
 
 _SPARK = "▁▂▃▄▅▆▇█"
 EmbedderOption = typer.Option(
@@ -55,14 +56,21 @@ def eval_cmd(
     embedder: str | None = EmbedderOption,
     run: str = typer.Option("main", "--run", help="Run name in the ledger."),
     ledger: Path | None = LedgerOption,
+    engine: str | None = EngineOption,
+    address: str | None = AddressOption,
 ) -> None:
     """Evaluate model outputs against the reservoir holdout and record them as a round."""
     from tailguard.cli.app import project_config
     from tailguard.cli.ledger_cmds import baseline_size
+    from tailguard.config import validate
     from tailguard.loop import evaluate_sample
     from tailguard.monitor import NOISE_FLOOR_SAMPLE
-    from tailguard.project import project_monitor
+    from tailguard.project import project_monitor, with_engine
     from tailguard.readers import read_table
+
+    config = project_config() if ledger is None else None
+    # checked before any file is read: a bad --engine/--address touches nothing
+    engine_section = with_engine(config or validate({}), engine, address).engine
 
     tables = [
         read_table(path, text_field=text_field, label_field=label_field, allow_empty=True)[0]
@@ -74,8 +82,9 @@ def eval_cmd(
     draws = [(t[text_field], t[label_field] if label_field else None) for t in tables[1:]]
     with open_ledger(ledger) as led:
         ref_texts, ref_labels = _reference(led, "holdout")
-        config = project_config() if ledger is None else None
-        mon = project_monitor(config, preset=preset, embedder=embedder, run=run)
+        mon = project_monitor(
+            config, preset=preset, embedder=embedder, run=run, engine=engine_section
+        )
         history = led.metrics(run=run)
         frozen_baseline = NOISE_FLOOR_SAMPLE in set(history["sample"].to_pylist())
         mon.load(history)
@@ -137,7 +146,7 @@ def _print_status(mon: Any, run: str) -> None:
             col, justify="right" if col in ("clean", "latest", "change", "human") else "left"
         )
     for smp in mon.samples(run):
-        for metric in sorted(set(mon._frame(run).query("sample == @smp")["metric"])):
+        for metric in mon.metric_names(sample=smp, run=run):
             _, vals = mon.series(metric, sample=smp, run=run)
             c = mon.change(metric, sample=smp, run=run)
             e = watched.get((smp, metric))

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -201,7 +202,11 @@ class CachedEmbedder:
         keys, first = np.unique(keys, return_index=True)
         return keys, vecs[first]
 
-    def embed(self, texts: Any) -> np.ndarray:
+    def embed(
+        self, texts: Any, *, via: Callable[[Embedder, pa.Array], np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Vectors from the cache; the texts it lacks embedded by the wrapped embedder
+        (through ``via(embedder, texts)`` when given: on Ray) and kept."""
         arr = _checks.texts(texts, "texts", allow_empty=True)
         keys = text_hashes(arr)
         known, vectors = self._load()
@@ -212,7 +217,8 @@ class CachedEmbedder:
         missing = np.flatnonzero(~hit)
         if missing.size:
             new_keys, first = np.unique(keys[missing], return_index=True)
-            new_vecs = self.embedder.embed(arr.take(pa.array(missing[first])))
+            todo = arr.take(pa.array(missing[first]))
+            new_vecs = self.embedder.embed(todo) if via is None else via(self.embedder, todo)
             inv = np.searchsorted(new_keys, keys[missing])
             out[missing] = new_vecs[inv]
             self.directory.mkdir(parents=True, exist_ok=True)

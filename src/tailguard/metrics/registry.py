@@ -15,9 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
+import pyarrow as pa
 
 from tailguard.errors import ConfigError, InputError
 from tailguard.metrics import _checks, embeddings, labels, text, vectors
@@ -27,14 +28,36 @@ Kind = Literal["tail", "diversity", "mean", "fidelity"]
 KINDS = ("tail", "diversity", "mean", "fidelity")
 
 
+class PerRecord(Protocol):
+    """Where an evaluation's per-record work runs (each text's words and embedding);
+    the set-level figures are then reduced from what it returns, here.
+    :class:`tailguard.metrics.distributed.RayRecords` runs it on Ray Data."""
+
+    def run(
+        self, texts: pa.Array, embedder: Embedder | None = None
+    ) -> tuple[pa.Table, np.ndarray | None]:
+        """:func:`tailguard.metrics.text.words` of ``texts`` in their order and, with
+        ``embedder``, ``embedder.embed(texts)`` row for row: in one pass."""
+        ...
+
+
 class Reference:
     """The human reference (texts and optional labels), prepared once and reused.
 
     Keeps the reference's fitted embedder and embeddings, so evaluating many
     samples against one reference (as the lab does) pays for them once.
+    ``per_record``: where its words and embeddings are computed (default: here).
     """
 
-    def __init__(self, texts: Any, labels: Any = None, *, embedder: Embedder | None = None) -> None:
+    def __init__(
+        self,
+        texts: Any,
+        labels: Any = None,
+        *,
+        embedder: Embedder | None = None,
+        per_record: PerRecord | None = None,
+    ) -> None:
+        self.per_record = per_record
         self.texts = _checks.texts(texts, "reference_texts")
         self.labels = None if labels is None else _checks.labels(labels, "reference_labels")
         if self.labels is not None and len(self.labels) != len(self.texts):
@@ -53,11 +76,22 @@ class Reference:
 
     @cached_property
     def embeddings(self) -> np.ndarray:
+        if self.per_record is not None:
+            return _per_record(self, self.embedder, embeddings=True)["embeddings"]
         return self.embedder.embed(self.texts)
+
+    @cached_property
+    def words(self) -> pa.Table:
+        """Each text's words (:func:`text.words`), from ``per_record`` when set."""
+        if self.per_record is not None:
+            return _per_record(self, None, embeddings=False)["words"]
+        return text.words(self.texts)
 
     @cached_property
     def tokens(self) -> tuple[text.Tokens, bool | None]:
         """The texts tokenised once, and whether they are all ASCII (see text.all_ascii)."""
+        if self.per_record is not None:
+            return _tokens_of(self.words)
         return text.tokenize(self.texts), text.all_ascii(self.texts)
 
     @cached_property
@@ -76,7 +110,9 @@ class Comparison:
         reference: Reference,
         *,
         seed: int = 0,
+        per_record: PerRecord | None = None,
     ) -> None:
+        self.per_record = per_record
         self.texts = _checks.texts(sample_texts, "sample_texts")
         self.labels = (
             None if sample_labels is None else _checks.labels(sample_labels, "sample_labels")
@@ -88,6 +124,23 @@ class Comparison:
         self.reference = reference
         self.seed = seed
 
+    @cached_property
+    def words(self) -> pa.Table:
+        """Each text's words (:func:`text.words`), from ``per_record`` when set."""
+        if self.per_record is not None:
+            return _per_record(self, None, embeddings=False)["words"]
+        return text.words(self.texts)
+
+    def prepare(self, *, embeddings: bool) -> None:
+        """With ``per_record``: the reference's and the sample's per-record work, each in
+        one pass (words, and embeddings when a metric needs them)."""
+        if self.per_record is None:
+            return
+        ref = self.reference
+        if ref.per_record is not None:
+            _per_record(ref, ref.embedder if embeddings else None, embeddings=embeddings)
+        _per_record(self, ref.embedder if embeddings else None, embeddings=embeddings)
+
     @property
     def has_labels(self) -> bool:
         return self.labels is not None and self.reference.labels is not None
@@ -98,8 +151,19 @@ class Comparison:
 
     @cached_property
     def tokens(self) -> tuple[text.Tokens, text.Tokens]:
-        pair = text.tokenize_against(self.texts, *self.reference.tokens)
-        return pair or text.tokenize_pair(self.texts, self.reference.texts)
+        if self.per_record is None:
+            pair = text.tokenize_against(self.texts, *self.reference.tokens)
+            return pair or text.tokenize_pair(self.texts, self.reference.texts)
+        # the words come from per_record; numbered exactly as the lines above number them
+        words = self.words
+        own, own_ascii = _tokens_of(words)
+        ref, ref_ascii = self.reference.tokens
+        if ref_ascii is not None and own_ascii is ref_ascii:
+            return text.against(own, ref)
+        both = pa.concat_tables([words, self.reference.words.select(words.column_names)])
+        joint = text.from_words(both["words"], _flags(both))
+        n = len(self.texts)
+        return joint.rows(0, n), joint.rows(n, both.num_rows)
 
     @cached_property
     def ngrams(self) -> text.NGrams:
@@ -107,6 +171,8 @@ class Comparison:
 
     @cached_property
     def embeddings(self) -> np.ndarray:
+        if self.per_record is not None:
+            return _per_record(self, self.reference.embedder, embeddings=True)["embeddings"]
         return self.reference.embedder.embed(self.texts)
 
     @cached_property
@@ -116,6 +182,33 @@ class Comparison:
     @cached_property
     def prdc(self) -> dict[str, float]:
         return embeddings.prdc(self.embeddings, self.reference.embeddings, k=5)
+
+
+def _per_record(
+    owner: Reference | Comparison, embedder: Embedder | None, *, embeddings: bool
+) -> dict[str, Any]:
+    """The per-record work of ``owner``'s texts in one pass of its ``per_record``; what it
+    returns is kept as ``owner``'s ``words`` (and ``embeddings``)."""
+    done = owner.__dict__
+    if "words" in done and (not embeddings or "embeddings" in done):
+        return done
+    words, vectors = owner.per_record.run(owner.texts, embedder if embeddings else None)
+    done.setdefault("words", words)
+    if vectors is not None:
+        done["embeddings"] = vectors
+    return done
+
+
+def _flags(words: pa.Table) -> np.ndarray:
+    return words["ascii"].to_numpy(zero_copy_only=False).astype(bool)
+
+
+def _tokens_of(words: pa.Table) -> tuple[text.Tokens, bool | None]:
+    """Tokens from :func:`text.words` rows, and whether all (True), none (False) or some
+    (None) of the texts are ASCII, as :func:`text.all_ascii` says."""
+    flags = _flags(words)
+    kind = True if flags.all() else (False if not flags.any() else None)
+    return text.from_words(words["words"], flags), kind
 
 
 @dataclass(frozen=True)
@@ -573,26 +666,31 @@ def evaluate(
     metrics: Iterable[str] | None = None,
     embedder: Embedder | None = None,
     seed: int = 0,
+    per_record: PerRecord | None = None,
 ) -> dict[str, float]:
     """Compute a preset's metrics for a sample against the reference.
 
     ``reference_texts`` may be a prepared :class:`Reference` (then
     ``reference_labels`` and ``embedder`` are taken from it). Label metrics are
     left out when either side has no labels. ``metrics`` overrides the preset's list.
+    ``per_record``: where the per-record work (words, embeddings) runs, e.g. on Ray;
+    the figures are the same as in this process.
     """
     if reference_texts is None:
         raise InputError("reference_texts is required")
     ref = (
         reference_texts
         if isinstance(reference_texts, Reference)
-        else Reference(reference_texts, reference_labels, embedder=embedder)
+        else Reference(reference_texts, reference_labels, embedder=embedder, per_record=per_record)
     )
     names = list(metrics) if metrics is not None else list(get_preset(preset).metrics)
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise ConfigError(f"unknown metrics {unknown}: see tailguard.metrics.REGISTRY")
-    comp = Comparison(sample_texts, sample_labels, ref, seed=seed)
+    comp = Comparison(sample_texts, sample_labels, ref, seed=seed, per_record=per_record)
     names = [n for n in names if "labels" not in REGISTRY[n].needs or comp.has_labels]
+    if any("texts" in REGISTRY[n].needs or "embeddings" in REGISTRY[n].needs for n in names):
+        comp.prepare(embeddings=any("embeddings" in REGISTRY[n].needs for n in names))
     aside = [n for n in names if n in GIL_FREE]
     with ThreadPoolExecutor(1) if aside else nullcontext() as pool:
         # Metrics that spend their time in C with the GIL released use the second core.

@@ -68,27 +68,85 @@ def tokenize(texts, *, name: str = "texts") -> Tokens:  # noqa: ANN001
         return texts
     arr = _checks.texts(texts, name)
     ascii_rows = pc.string_is_ascii(arr).to_numpy(zero_copy_only=False)
+    return _encode(*_split(arr, ascii_rows), ascii_rows)
+
+
+def _split(
+    arr: pa.Array, ascii_rows: np.ndarray
+) -> tuple[pa.Array, np.ndarray, pa.Array, np.ndarray]:
+    """The words of the ASCII rows and of the others, each kind split its own way:
+    (ASCII words, their row offsets, other words, their row offsets)."""
+    none = pa.array([], pa.string()), np.zeros(1, np.int64)
     if ascii_rows.all():
-        words, offsets = _split_ascii(arr)
-        enc = pc.dictionary_encode(words)
-        return Tokens(_int64(enc.indices), offsets, enc.dictionary)
+        return (*_split_ascii(arr), *none)
     if not ascii_rows.any():
-        words, offsets = _split_unicode(arr)
+        return (*none, *_split_unicode(arr))
+    return (
+        *_split_ascii(arr.filter(pa.array(ascii_rows))),
+        *_split_unicode(arr.filter(pa.array(~ascii_rows))),
+    )
+
+
+def _encode(
+    a_words: pa.Array,
+    a_off: np.ndarray,
+    u_words: pa.Array,
+    u_off: np.ndarray,
+    ascii_rows: np.ndarray,
+) -> Tokens:
+    """Token ids of split words: the ASCII rows' words first, then the others', numbered
+    in order of first use, the rows put back in input order."""
+    if ascii_rows.all() or not ascii_rows.any():
+        words, offsets = (a_words, a_off) if ascii_rows.all() else (u_words, u_off)
         enc = pc.dictionary_encode(words)
         return Tokens(_int64(enc.indices), offsets, enc.dictionary)
-    # mixed: split each kind its own way, encode together, put rows back in order
+    # mixed: encode both kinds together, put rows back in order
     a_rows, u_rows = np.flatnonzero(ascii_rows), np.flatnonzero(~ascii_rows)
-    a_words, a_off = _split_ascii(arr.filter(pa.array(ascii_rows)))
-    u_words, u_off = _split_unicode(arr.filter(pa.array(~ascii_rows)))
     both = pa.concat_arrays([a_words.cast(pa.large_string()), u_words.cast(pa.large_string())])
     enc = pc.dictionary_encode(both)
     stacked = Tokens(
         _int64(enc.indices), np.concatenate([a_off, u_off[1:] + a_off[-1]]), enc.dictionary
     )
-    position = np.empty(len(arr), np.int64)  # row i of the input is row position[i] of stacked
+    position = np.empty(len(ascii_rows), np.int64)  # row i of the input is row position[i]
     position[a_rows] = np.arange(a_rows.size)
     position[u_rows] = a_rows.size + np.arange(u_rows.size)
     return stacked.take(position)
+
+
+def words(texts) -> pa.Table:  # noqa: ANN001
+    """Each text's tokens as a list of strings, and whether it is ASCII (how it was split).
+
+    Row by row, so batches of a sample can be split anywhere (on Ray) and put back
+    together with :func:`from_words`, which numbers them exactly as :func:`tokenize`.
+    """
+    arr = _checks.texts(texts, "texts", allow_empty=True)
+    ascii_rows = pc.string_is_ascii(arr).to_numpy(zero_copy_only=False).astype(bool)
+    a_words, a_off, u_words, u_off = _split(arr, ascii_rows)
+    kinds = [
+        pa.LargeListArray.from_arrays(pa.array(off, pa.int64()), w.cast(pa.large_string()))
+        for w, off in ((a_words, a_off), (u_words, u_off))
+    ]
+    lists = pa.concat_arrays(kinds)
+    a_rows = np.flatnonzero(ascii_rows)
+    position = np.empty(len(arr), np.int64)
+    position[a_rows] = np.arange(a_rows.size)
+    position[~ascii_rows] = a_rows.size + np.arange(len(arr) - a_rows.size)
+    return pa.table({"words": lists.take(pa.array(position)), "ascii": pa.array(ascii_rows)})
+
+
+def from_words(lists: pa.Array | pa.ChunkedArray, ascii_rows: np.ndarray) -> Tokens:
+    """:func:`tokenize` of the texts whose :func:`words` these are: the same ids."""
+    if isinstance(lists, pa.ChunkedArray):
+        lists = lists.combine_chunks()
+    lists = lists.cast(pa.large_list(pa.large_string()))
+    ascii_rows = np.asarray(ascii_rows, bool)
+
+    def kind(rows: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+        part = lists.filter(pa.array(rows))
+        off = part.offsets.to_numpy().astype(np.int64)
+        return part.values.slice(off[0], off[-1] - off[0]), off - off[0]
+
+    return _encode(*kind(ascii_rows), *kind(~ascii_rows), ascii_rows)
 
 
 def _int64(indices: pa.Array) -> np.ndarray:
@@ -185,7 +243,13 @@ def tokenize_against(sample, reference: Tokens, reference_ascii: bool | None):  
     s = _checks.texts(sample, "sample_texts")
     if reference_ascii is None or all_ascii(s) is not reference_ascii:
         return None
-    st = tokenize(s)
+    return against(tokenize(s), reference)
+
+
+def against(st: Tokens, reference: Tokens) -> tuple[Tokens, Tokens]:
+    """A sample's own tokens and the reference's over one vocabulary: the sample's words
+    in order of first use, then the reference's other words (as a joint tokenisation
+    numbers them when both sides are split the same way)."""
     idx = pc.index_in(reference.vocab, value_set=st.vocab)
     new = pc.is_null(idx).to_numpy(zero_copy_only=False)
     pos = pc.fill_null(idx, 0).to_numpy(zero_copy_only=False).astype(np.int64)
