@@ -340,39 +340,6 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return np.ascontiguousarray(keys.T)
 
 
-def candidate_pairs(
-    query_keys: np.ndarray,
-    ref_keys: np.ndarray | None,
-    *,
-    cap: int = 32,
-    query_valid: np.ndarray | None = None,
-    ref_valid: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (query index, reference index) sharing at least one band key.
-
-    With ``ref_keys=None`` the queries are matched against themselves, each record
-    only with *earlier* ones. Per bucket at most ``cap`` references are paired, so a
-    bucket of thousands of identical texts cannot explode into millions of pairs.
-    """
-    qs, rs = [], []
-    for band in range(query_keys.shape[0]):
-        if ref_keys is None:
-            q, r = _pairs_self(query_keys[band], query_valid, cap)
-        else:
-            q, r = _pairs_cross(query_keys[band], ref_keys[band], query_valid, ref_valid, cap)
-        qs.append(q)
-        rs.append(r)
-    q = np.concatenate(qs) if qs else np.zeros(0, np.int64)
-    r = np.concatenate(rs) if rs else np.zeros(0, np.int64)
-    n_ref = (
-        len(ref_valid)
-        if ref_valid is not None
-        else (ref_keys.shape[1] if ref_keys is not None else query_keys.shape[1])
-    )
-    code = np.unique(q * max(n_ref, 1) + r)
-    return code // max(n_ref, 1), code % max(n_ref, 1)
-
-
 def reference_index(sig_r: np.ndarray, bands: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Each band's keys of the (non-empty) reference signatures, sorted, and the
     reference index of each: built once, then every query batch is a binary search."""
@@ -380,60 +347,6 @@ def reference_index(sig_r: np.ndarray, bands: int, rows: int) -> tuple[np.ndarra
     idx = np.flatnonzero(sig_r[:, 0] != EMPTY) if len(sig_r) else np.zeros(0, np.int64)
     order = np.argsort(keys[:, idx], axis=1, kind="stable")  # equal keys: lower index first
     return np.take_along_axis(keys[:, idx], order, axis=1), idx[order]
-
-
-def _pairs_indexed(kq, q_valid, sorted_keys, sorted_idx, cap):
-    """The pairs of :func:`_pairs_cross` from a :func:`reference_index` band."""
-    iq = np.arange(len(kq)) if q_valid is None else np.flatnonzero(q_valid)
-    k = kq[iq]
-    lo = np.searchsorted(sorted_keys, k, side="left")
-    hi = np.searchsorted(sorted_keys, k, side="right")
-    rep, within = _expand(np.arange(len(iq)), np.minimum(hi - lo, cap))
-    return iq[rep], sorted_idx[lo[rep] + within]
-
-
-def _expand(pos: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Repeat each position ``counts`` times, with the 0..count-1 offset of each repeat."""
-    rep = np.repeat(pos, counts)
-    within = np.arange(len(rep)) - np.repeat(np.cumsum(counts) - counts, counts)
-    return rep, within
-
-
-def _groups(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    new = np.empty(len(sorted_keys), bool)
-    if len(new):
-        new[0] = True
-        new[1:] = sorted_keys[1:] != sorted_keys[:-1]
-    gid = np.cumsum(new) - 1
-    return gid, np.flatnonzero(new)
-
-
-def _pairs_cross(kq, kr, q_valid, r_valid, cap):
-    iq = np.arange(len(kq)) if q_valid is None else np.flatnonzero(q_valid)
-    ir = np.arange(len(kr)) if r_valid is None else np.flatnonzero(r_valid)
-    keys = np.concatenate([kr[ir], kq[iq]])
-    is_q = np.concatenate([np.zeros(len(ir), bool), np.ones(len(iq), bool)])
-    order = np.argsort(keys, kind="stable")  # references first within a key: they come first
-    gid, gstart = _groups(keys[order])
-    n_ref = np.add.reduceat((~is_q[order]).astype(np.int64), gstart) if len(gstart) else gstart
-    qpos = np.flatnonzero(is_q[order])
-    m = np.minimum(n_ref[gid[qpos]], cap)
-    rep, within = _expand(qpos, m)
-    refpos = gstart[gid[rep]] + within
-    src = np.concatenate([ir, iq])
-    return src[order[rep]], src[order[refpos]]
-
-
-def _pairs_self(k, valid, cap):
-    idx = np.arange(len(k)) if valid is None else np.flatnonzero(valid)
-    keys = k[idx]
-    order = np.argsort(keys, kind="stable")
-    gid, gstart = _groups(keys[order])
-    pos = np.arange(len(order))
-    m = np.minimum(pos - gstart[gid], cap)
-    rep, within = _expand(pos, m)
-    earlier = gstart[gid[rep]] + within
-    return idx[order[rep]], idx[order[earlier]]
 
 
 def similarity(
@@ -469,12 +382,13 @@ def best_matches(
     q_valid = sig_q[:, 0] != EMPTY if n else np.zeros(0, bool)
     kq = band_keys(sig_q, bands, rows) if query_keys is None else query_keys
     if sig_r is None:
-        q, r = candidate_pairs(kq, None, cap=cap, query_valid=q_valid)
+        q, r = grouping.candidate_pairs(kq, None, cap=cap, query_valid=q_valid)
         sig_r = sig_q
     else:
         sorted_keys, sorted_idx = ref_index or reference_index(sig_r, bands, rows)
         parts = [
-            _pairs_indexed(kq[b], q_valid, sorted_keys[b], sorted_idx[b], cap) for b in range(bands)
+            grouping.index_pairs(kq[b], q_valid, sorted_keys[b], sorted_idx[b], cap)
+            for b in range(bands)
         ]
         code = np.unique(
             np.concatenate([q * max(len(sig_r), 1) + r for q, r in parts] or [np.zeros(0, int)])

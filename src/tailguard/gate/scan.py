@@ -161,7 +161,7 @@ class NearScan(_Scan):
         try:
             if v.within_pool and self.n:
                 sig = self._signatures()  # only the rows of candidate pairs are read
-                q, r = minhash.candidate_pairs(
+                q, r = grouping.candidate_pairs(
                     np.concatenate(self._keys, axis=1), None, cap=v.max_bucket, query_valid=valid
                 )
                 m, s = grouping.best_matches(
