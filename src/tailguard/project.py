@@ -16,7 +16,6 @@ from tailguard.errors import ConfigError
 from tailguard.ledger import Ledger
 from tailguard.loop import Loop, LoopModel, LoopSettings
 from tailguard.loop import build_loop as assemble
-from tailguard.stages import RoundGate
 
 
 def build_loop(
@@ -67,9 +66,7 @@ def build_loop(
     )
 
 
-def project_gate(
-    config: ProjectConfig, ledger: Ledger, *, progress: bool = True
-) -> RoundGate | None:
+def project_gate(config: ProjectConfig, ledger: Ledger, *, progress: bool = True) -> Any:
     """The project's ``[gate]`` over the ledger's reservoir, its reference fingerprints
     kept in the ledger (None without a gate)."""
     if not config.gate:
@@ -88,7 +85,7 @@ def project_gate(
     return on_engine(config, gate)
 
 
-def on_engine(config: ProjectConfig, gate: Any) -> RoundGate:
+def on_engine(config: ProjectConfig, gate: Any) -> Any:
     """``gate`` where ``[engine]`` says: itself (``local``), or a
     :class:`~tailguard.gate.ray_gate.RayGate` with the same ``run_round`` (``ray``)."""
     if config.engine.kind != "ray" or config.gate is None:
