@@ -80,13 +80,13 @@ def corpus(n_ref: int, n_syn: int, share: float, seed: int = 0):
     return ref, syn, slots, sources
 
 
-NOT_WORD = re.compile(r"[^\w\s]|_")
+WORD = re.compile(r"[^\W_]+")
 
 
 def tokens(text: str) -> list[str]:
-    """The same words tailguard uses (whitespace tokens, lower-cased, only letters and
-    digits kept), in one regex pass over the text rather than one per word."""
-    return NOT_WORD.sub("", text.lower()).split()
+    """The same words tailguard uses (``tailguard.words``: lower-cased runs of letters
+    and digits), in one regex pass over the text."""
+    return WORD.findall(text.lower())
 
 
 def shingle_set(text: str) -> list[bytes]:

@@ -77,11 +77,18 @@ def test_nothing_imports_the_cli() -> None:
             assert not [t for t in targets if _top(t) == "cli"], module
 
 
-def test_metrics_imports_only_errors() -> None:
+def test_metrics_imports_only_errors_and_the_word_tokenizer() -> None:
     for module, targets in GRAPH.items():
         if _top(module) == "metrics":
-            foreign = {_top(t) for t in targets} - {"metrics", "errors"}
+            foreign = {_top(t) for t in targets} - {"metrics", "errors", "words"}
             assert not foreign, f"{module} imports {sorted(foreign)}"
+
+
+def test_the_word_tokenizer_is_a_leaf() -> None:
+    """``words`` is what a word is for the metrics and the gate: it imports nothing of ours."""
+    assert not GRAPH["tailguard.words"]
+    assert "tailguard.words" in GRAPH["tailguard.metrics.text"]
+    assert "tailguard.words" in GRAPH["tailguard.gate.minhash"]
 
 
 def test_advise_does_not_import_the_lab() -> None:

@@ -44,7 +44,7 @@ def test_signatures_are_stored_once_and_read_back_by_a_later_run(ledger, monkeyp
         stored = led.con.sql(
             "SELECT kind, count(*) FROM fingerprint_words GROUP BY kind"
         ).fetchall()
-        assert len(stored) == 1 and stored[0][1] == 200 and "near_duplicate/2/" in stored[0][0]
+        assert len(stored) == 1 and stored[0][1] == 200 and "near_duplicate/3/" in stored[0][0]
         assert (first._ref_sig == NearDuplicate(reference=ref)._ref_sig).all()
     with Ledger.open(ledger) as led:  # a later run: nothing recomputed for the reference
         ref = led.reservoir_records("all")

@@ -203,13 +203,14 @@ def test_distinct_and_entropy_match_counter_on_mixed_texts(texts):
 
 
 def test_ascii_byte_split_equals_the_unicode_regex_split():
+    from tailguard.words import split_ascii, split_unicode
 
     texts = ["Hello, World!", "", "a_b  C3PO-x", "   ", "9 lives\tand 10", "end."] * 3
     arr = pa.array(texts)
     for typ in (pa.string(), pa.large_string()):
         sliced = arr.cast(typ).slice(2, 12)  # an offset into shared buffers
-        words, offsets = text._split_ascii(sliced)
-        want_words, want_offsets = text._split_unicode(sliced)
+        words, offsets = split_ascii(sliced)
+        want_words, want_offsets = split_unicode(sliced)
         assert words.to_pylist() == want_words.to_pylist()
         assert offsets.tolist() == want_offsets.tolist()
     tokens = M.tokenize(["Über Cat", "the cat", "çà et là", "CAT über"])

@@ -42,7 +42,7 @@ from tailguard.ledger import Ledger, run_lock
 from tailguard.mix import Decision, HumanOnly, Policy, plan
 from tailguard.mix.planner import describe_share, planned_share
 from tailguard.records import NO_GATE_CODE, SCHEMA, Manifest, Origin, make_records
-from tailguard.stages import STAGES, next_stage
+from tailguard.stages import STAGES, RoundDial, RoundGate, RoundMonitor, missing, next_stage
 
 TrainFn = Callable[[Manifest, pa.Table], Any]
 GenerateFn = Callable[[Any, int, int, int], Any]
@@ -91,9 +91,9 @@ class Loop:
         train: TrainFn,
         generate: GenerateFn,
         policy: Policy,
-        gate: Any = None,
-        dial: Any = None,
-        monitor: Any = None,
+        gate: RoundGate | None = None,
+        dial: RoundDial | None = None,
+        monitor: RoundMonitor | None = None,
         sample: SampleFn | None = None,
         n_generate: int = N_GENERATE,
         n_sample: int | None = None,
@@ -375,7 +375,7 @@ class Loop:
             )  # fmt: skip
         result.metrics = dict(zip(own["metric"].to_pylist(), own["value"].to_pylist(), strict=True))
 
-    def _synced_monitor(self) -> Any:
+    def _synced_monitor(self) -> RoundMonitor:
         """The monitor, holding the ledger's history of this run and the holdout reference."""
         if self._reference is None:
             digest = self.ledger.reservoir().digest
@@ -451,6 +451,62 @@ class Loop:
         )
 
 
+@dataclass(frozen=True)
+class LoopModel:
+    """The user's side of a loop: ``train``, ``generate`` and ``sample`` (see
+    :class:`Loop`), and ``name``, the generator its candidates are recorded under."""
+
+    train: TrainFn
+    generate: GenerateFn
+    sample: SampleFn | None = None
+    name: str = "model"
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """A loop's sizes and names: candidates per round, evaluated texts per round (None:
+    :func:`eval_size`), examples per batch, the run's name and its seed."""
+
+    n_generate: int = Loop.N_GENERATE
+    n_sample: int | None = None
+    batch_size: int = Loop.BATCH_SIZE
+    run: str = Loop.RUN
+    seed: int = Loop.SEED
+
+
+def build_loop(
+    ledger: Ledger,
+    model: LoopModel,
+    policy: Policy,
+    *,
+    gate: RoundGate | None = None,
+    dial: RoundDial | None = None,
+    monitor: RoundMonitor | None = None,
+    settings: LoopSettings | None = None,
+) -> Loop:
+    """The one way tailguard assembles a :class:`Loop`: a project's ``tailguard.toml``
+    (``tailguard run``), a lab job and its recovery rounds all come through here.
+
+    Each part is checked against its contract (:mod:`tailguard.stages`) before
+    anything runs, so a part that cannot run its stage is refused by name
+    (``ConfigError``) instead of failing rounds later.
+    """
+    for part, value in (("gate", gate), ("dial", dial), ("monitor", monitor)):
+        lacking = missing(part, value) if value is not None else []
+        if lacking:
+            raise ConfigError(
+                f"the loop's {part} ({type(value).__name__}) lacks {', '.join(lacking)}: "
+                f"see tailguard.stages.Round{part.capitalize()}"
+            )
+    s = settings or LoopSettings()
+    return Loop(
+        ledger, train=model.train, generate=model.generate, sample=model.sample,
+        policy=policy, gate=gate, dial=dial, monitor=monitor,
+        n_generate=s.n_generate, n_sample=s.n_sample, batch_size=s.batch_size,
+        run=s.run, seed=s.seed, generator=model.name,
+    )  # fmt: skip
+
+
 def eval_size(n_generate: int, n_sample: int | None = None) -> int:
     """Texts evaluated per round: ``n_sample`` if set, else ``n_generate`` capped at
     :attr:`Loop.N_SAMPLE` (the size the human baseline is measured at, too)."""
@@ -459,7 +515,7 @@ def eval_size(n_generate: int, n_sample: int | None = None) -> int:
 
 def evaluate_sample(
     ledger: Ledger,
-    monitor: Any,
+    monitor: RoundMonitor,
     round: int,  # noqa: A002
     texts: Any,
     labels: Any = None,
@@ -489,7 +545,7 @@ def evaluate_sample(
 
 def human_baseline(
     ledger: Ledger,
-    monitor: Any,
+    monitor: RoundMonitor,
     *,
     run: str = "main",
     labelled: bool = True,

@@ -14,7 +14,8 @@ from typing import Any
 from tailguard.config import ModelSection, ProjectConfig, load_config
 from tailguard.errors import ConfigError
 from tailguard.ledger import Ledger
-from tailguard.loop import Loop
+from tailguard.loop import Loop, LoopModel, LoopSettings
+from tailguard.loop import build_loop as assemble
 
 
 def build_loop(
@@ -42,27 +43,26 @@ def build_loop(
         if d.watch is not None:
             kwargs["watch"] = d.watch
         dial = Dial(**kwargs)
-    loop_cfg = config.loop
     preset = config.monitor.preset
     if config.model.kind is not None and "preset" not in config.monitor.model_fields_set:
         from tailguard.lab.evaluation import preset_for_model
 
         preset = preset_for_model(config.model.kind)  # vectors or text, as the model's data
-    return Loop(
+    loop_cfg = config.loop
+    return assemble(
         ledger,
-        train=train,
-        generate=generate,
-        sample=sample,
-        policy=policy,
+        LoopModel(train, generate, sample, name=config.model.kind or config.model.entry or "model"),
+        policy,
         gate=gate,
         dial=dial,
         monitor=project_monitor(config, preset=preset, embedder=embedder),
-        n_generate=loop_cfg.n_generate,
-        n_sample=loop_cfg.n_sample,
-        batch_size=loop_cfg.batch_size,
-        run=loop_cfg.run,
-        seed=loop_cfg.seed,
-        generator=config.model.kind or config.model.entry or "model",
+        settings=LoopSettings(
+            n_generate=loop_cfg.n_generate,
+            n_sample=loop_cfg.n_sample,
+            batch_size=loop_cfg.batch_size,
+            run=loop_cfg.run,
+            seed=loop_cfg.seed,
+        ),
     )
 
 

@@ -374,7 +374,9 @@ class NearDuplicate(_Sets, _ReferenceFingerprints, Verifier):
     """
 
     kind = "near_duplicate"
-    version = "2"
+    #: 3: words are runs of letters and digits (``tailguard.words``), as the metrics count
+    #: them, no longer whitespace tokens stripped of other characters ("it's" is 2 words)
+    version = "3"
     codes = ("near_duplicate",)
     row_independent = False
 

@@ -19,13 +19,14 @@ bucket" then mean the same record on both paths, and a verdict names the same se
 - Near duplicates, a distributed LSH as Data-Juicer and NeMo Curator run it:
   MinHash signatures are written once as shards; every (band, key) is a row,
   grouped by a partition of the key, and candidate pairs come out of each group
-  with the in-process rules (the first ``max_bucket`` references of a bucket,
-  earlier candidates only). Pairs are joined with the signatures of both sides
-  by two more groupings, confirmed by estimated Jaccard, and the best match of
-  each candidate becomes its verdict.
+  with the in-process rules (:mod:`tailguard.gate.grouping`: the first
+  ``max_bucket`` references of a bucket, earlier candidates only). Pairs are joined
+  with the signatures of both sides by two more groupings, confirmed by estimated
+  Jaccard, and the best match of each candidate becomes its verdict.
 
 Partitions are hash buckets of the grouping key, so a group never spans two
-tasks; within a task the numpy code of :mod:`tailguard.gate.minhash` runs as is.
+tasks; within a task the numpy code of :mod:`tailguard.gate.minhash` and
+:mod:`tailguard.gate.grouping` runs as is.
 """
 
 from __future__ import annotations
@@ -253,10 +254,10 @@ class _Pairs(_Task):
             r = in_b & (side == _REF)
             kq, pq = key[q], pos[q]
             if self.has_ref and r.any() and len(kq):
-                i, j = minhash._pairs_cross(kq, key[r], None, None, cap)
+                i, j = grouping.reference_pairs(kq, key[r], None, None, cap)
                 qs.append(pq[i]), rs.append(pos[r][j]), sides.append(np.full(len(i), _REF))
             if self.v.within_pool and len(kq):
-                i, j = minhash._pairs_self(kq, None, cap)
+                i, j = grouping.earlier_pairs(kq, None, cap)
                 qs.append(pq[i]), rs.append(pq[j]), sides.append(np.full(len(i), _CAND))
         q = np.concatenate(qs) if qs else np.zeros(0, np.int64)
         r = np.concatenate(rs) if rs else np.zeros(0, np.int64)

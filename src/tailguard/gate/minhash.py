@@ -1,7 +1,8 @@
 """Vectorised MinHash and LSH banding in numpy (no per-document Python loop).
 
-Texts are lower-cased, cut into words (runs of letters and digits), and every
-window of ``shingle`` consecutive words is hashed once to 32 bits. The
+Texts are cut into :mod:`tailguard.words`'s words (lower-cased runs of letters and
+digits, the words the metrics count), and every window of ``shingle`` consecutive
+words is hashed once to 32 bits. The
 ``num_perm`` hash functions are the affine permutations ``(a*x + b) mod 2**32``
 with ``a`` odd, in 32-bit arithmetic that the CPU vectorises (the wrap-around is
 the modulus), applied by broadcasting over all shingles of a chunk; the minimum
@@ -28,6 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tailguard.gate import grouping
+from tailguard.words import packed, string_offsets
+from tailguard.words import split as word_split
 
 EMPTY = np.uint32(0xFFFFFFFF)  # no shingles; minhashes are capped one below it
 _MIX = np.array(
@@ -60,7 +63,6 @@ def _fmix64(h: np.ndarray) -> np.ndarray:
 #: Bytes of text tokenised per step: the per-byte work arrays stay in cache-sized pieces.
 TEXT_CHUNK = 1 << 20
 _TOKEN_MULT = 0x9E3779B97F4A7C15
-_NOT_ALNUM = r"[^\p{L}\p{N}]+"
 
 
 def _powers(length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -104,13 +106,12 @@ def hash_tokens(data: np.ndarray, starts: np.ndarray) -> np.ndarray:
 def words(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """Per-word 64-bit hashes of all texts, flattened, and each text's word offsets.
 
-    A word is a whitespace-separated token, lower-cased, with every character that
-    is not a letter or digit removed; tokens left empty are dropped. Texts are
-    taken a few MiB at a time; an all-ASCII run is cut on its raw UTF-8 bytes with
-    numpy, other runs with Arrow's Unicode kernels, and both hash the words' bytes
-    the same way (:func:`hash_tokens`).
+    The words are :func:`tailguard.words.split`'s (lower-cased runs of letters and
+    digits). Texts are taken a few MiB at a time; an all-ASCII run is cut on its raw
+    UTF-8 bytes, other runs with Arrow's Unicode kernels, and both hash the words'
+    bytes the same way (:func:`hash_tokens`).
     """
-    parts = by_text_chunks(texts, lambda part: _hashed_tokens(part, runs=False))
+    parts = by_text_chunks(texts, _hashed_words)
     if not parts:
         return np.zeros(0, np.uint64), np.zeros(1, np.int64)
     offsets = np.zeros(sum(len(p[1]) - 1 for p in parts) + 1, np.int64)
@@ -120,10 +121,10 @@ def words(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
 
 def text_keys(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A 64-bit key per text that ignores case, punctuation and spacing: the hash of
-    its sequence of letter-and-digit runs, lower-cased (so two texts get one key
-    exactly when they are equal after reducing every other character run to one
-    space and trimming)."""
-    parts = by_text_chunks(texts, lambda part: _sequence_keys(*_hashed_tokens(part, runs=True)))
+    its sequence of words, lower-cased runs of letters and digits (so two texts get
+    one key exactly when they are equal after reducing every other character run to
+    one space and trimming)."""
+    parts = by_text_chunks(texts, lambda part: _sequence_keys(*_hashed_words(part)))
     return np.concatenate(parts) if parts else np.zeros(0, np.uint64)
 
 
@@ -137,7 +138,7 @@ def by_text_chunks(texts: pa.Array | pa.ChunkedArray, fn: Callable[[pa.Array], A
     n = len(texts)
     if n == 0:
         return []
-    row_bytes = row_offsets(texts)
+    row_bytes = string_offsets(texts)
     steps = np.arange(row_bytes[0], row_bytes[-1], TEXT_CHUNK)
     cuts = np.unique(np.concatenate([[0], np.searchsorted(row_bytes, steps), [n]]))
     spans = list(zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True))
@@ -148,14 +149,10 @@ def by_text_chunks(texts: pa.Array | pa.ChunkedArray, fn: Callable[[pa.Array], A
         return list(pool.map(lambda span: fn(texts.slice(span[0], span[1] - span[0])), spans))
 
 
-def _hashed_tokens(part: pa.Array, *, runs: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Token hashes and per-text offsets: whitespace tokens (``runs=False``) or runs
-    of letters and digits (``runs=True``)."""
-    if pc.all(pc.string_is_ascii(part)).as_py():
-        data, starts, offsets = _ascii_tokens(part, runs=runs)
-    else:
-        data, starts, offsets = _unicode_tokens(part, runs=runs)
-    return hash_tokens(data, starts), offsets
+def _hashed_words(part: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The word hashes of some texts and their per-text offsets."""
+    split, offsets = word_split(part)
+    return hash_tokens(*packed(split)), offsets
 
 
 def _sequence_keys(hashes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -168,66 +165,6 @@ def _sequence_keys(hashes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     total = vals[offsets[1:]] - vals[offsets[:-1]]
     total *= inverse[offsets[:-1]]
     return _fmix64(total ^ np.diff(offsets).astype(np.uint64) * _MIX[2])
-
-
-def row_offsets(arr: pa.Array) -> np.ndarray:
-    """Byte offsets of each string of a (large) string array, from its own buffers."""
-    kind = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-    off = np.frombuffer(arr.buffers()[1], kind)[arr.offset : arr.offset + len(arr) + 1]
-    return off.astype(np.int64)
-
-
-def _ascii_tokens(arr: pa.Array, *, runs: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tokens of ASCII texts from their bytes: (packed lower-cased letter and digit
-    bytes, token starts in them, per-text token offsets). Byte classes come from
-    comparisons (SIMD), not table look-ups."""
-    row_off = row_offsets(arr)
-    lo, hi = int(row_off[0]), int(row_off[-1])
-    row_off -= lo
-    buf = arr.buffers()[2]
-    data = np.frombuffer(buf, np.uint8, hi - lo, lo) if hi > lo else np.zeros(0, np.uint8)
-    folded = data | np.uint8(0x20)  # lower case for letters; digits already have the bit
-    alnum = (folded - np.uint8(ord("a"))) < np.uint8(26)
-    alnum |= (data - np.uint8(ord("0"))) < np.uint8(10)
-    if runs:
-        inside = alnum
-    else:  # Arrow's ASCII whitespace: 9-13, 28-32
-        inside = (data - np.uint8(9)) >= np.uint8(5)
-        inside &= (data - np.uint8(28)) >= np.uint8(5)
-    token_start = inside.copy()
-    token_start[1:] &= ~inside[:-1]
-    inner = row_off[1:-1][row_off[1:-1] < len(data)]
-    token_start[inner] = inside[inner]  # a text's first byte may start a token
-    before = np.cumsum(alnum, dtype=np.int64)
-    before -= alnum  # letters and digits before each byte
-    tokens = np.flatnonzero(token_start)
-    packed_start = before[tokens]
-    if not runs:  # a whitespace token without a letter or digit is dropped
-        n_kept = int(before[-1] + alnum[-1]) if len(data) else 0
-        nonempty = np.append(packed_start[1:], n_kept) > packed_start
-        tokens, packed_start = tokens[nonempty], packed_start[nonempty]
-    offsets = np.searchsorted(tokens, row_off).astype(np.int64)
-    return folded[alnum], packed_start, offsets
-
-
-def _unicode_tokens(arr: pa.Array, *, runs: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The same as :func:`_ascii_tokens` for any UTF-8, with Arrow's Unicode kernels."""
-    if runs:
-        lists = pc.split_pattern_regex(pc.utf8_lower(arr), _NOT_ALNUM)
-        flat = lists.flatten()
-    else:
-        lists = pc.utf8_split_whitespace(pc.utf8_lower(arr))
-        flat = pc.replace_substring_regex(lists.flatten(), _NOT_ALNUM, "")
-    keep = pc.greater(pc.utf8_length(flat), 0)
-    parents = pc.list_parent_indices(lists).filter(keep).to_numpy()
-    tokens = flat.filter(keep)
-    offsets = np.zeros(len(arr) + 1, np.int64)
-    np.cumsum(np.bincount(parents, minlength=len(arr)), out=offsets[1:])
-    if len(tokens) == 0:
-        return np.zeros(0, np.uint8), np.zeros(0, np.int64), offsets
-    tok_off = row_offsets(tokens)
-    data = np.frombuffer(tokens.buffers()[2], np.uint8, tok_off[-1] - tok_off[0], tok_off[0])
-    return data, tok_off[:-1] - tok_off[0], offsets
 
 
 def shingles(texts: pa.Array | pa.ChunkedArray, shingle: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -403,39 +340,6 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return np.ascontiguousarray(keys.T)
 
 
-def candidate_pairs(
-    query_keys: np.ndarray,
-    ref_keys: np.ndarray | None,
-    *,
-    cap: int = 32,
-    query_valid: np.ndarray | None = None,
-    ref_valid: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (query index, reference index) sharing at least one band key.
-
-    With ``ref_keys=None`` the queries are matched against themselves, each record
-    only with *earlier* ones. Per bucket at most ``cap`` references are paired, so a
-    bucket of thousands of identical texts cannot explode into millions of pairs.
-    """
-    qs, rs = [], []
-    for band in range(query_keys.shape[0]):
-        if ref_keys is None:
-            q, r = _pairs_self(query_keys[band], query_valid, cap)
-        else:
-            q, r = _pairs_cross(query_keys[band], ref_keys[band], query_valid, ref_valid, cap)
-        qs.append(q)
-        rs.append(r)
-    q = np.concatenate(qs) if qs else np.zeros(0, np.int64)
-    r = np.concatenate(rs) if rs else np.zeros(0, np.int64)
-    n_ref = (
-        len(ref_valid)
-        if ref_valid is not None
-        else (ref_keys.shape[1] if ref_keys is not None else query_keys.shape[1])
-    )
-    code = np.unique(q * max(n_ref, 1) + r)
-    return code // max(n_ref, 1), code % max(n_ref, 1)
-
-
 def reference_index(sig_r: np.ndarray, bands: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Each band's keys of the (non-empty) reference signatures, sorted, and the
     reference index of each: built once, then every query batch is a binary search."""
@@ -443,60 +347,6 @@ def reference_index(sig_r: np.ndarray, bands: int, rows: int) -> tuple[np.ndarra
     idx = np.flatnonzero(sig_r[:, 0] != EMPTY) if len(sig_r) else np.zeros(0, np.int64)
     order = np.argsort(keys[:, idx], axis=1, kind="stable")  # equal keys: lower index first
     return np.take_along_axis(keys[:, idx], order, axis=1), idx[order]
-
-
-def _pairs_indexed(kq, q_valid, sorted_keys, sorted_idx, cap):
-    """The pairs of :func:`_pairs_cross` from a :func:`reference_index` band."""
-    iq = np.arange(len(kq)) if q_valid is None else np.flatnonzero(q_valid)
-    k = kq[iq]
-    lo = np.searchsorted(sorted_keys, k, side="left")
-    hi = np.searchsorted(sorted_keys, k, side="right")
-    rep, within = _expand(np.arange(len(iq)), np.minimum(hi - lo, cap))
-    return iq[rep], sorted_idx[lo[rep] + within]
-
-
-def _expand(pos: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Repeat each position ``counts`` times, with the 0..count-1 offset of each repeat."""
-    rep = np.repeat(pos, counts)
-    within = np.arange(len(rep)) - np.repeat(np.cumsum(counts) - counts, counts)
-    return rep, within
-
-
-def _groups(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    new = np.empty(len(sorted_keys), bool)
-    if len(new):
-        new[0] = True
-        new[1:] = sorted_keys[1:] != sorted_keys[:-1]
-    gid = np.cumsum(new) - 1
-    return gid, np.flatnonzero(new)
-
-
-def _pairs_cross(kq, kr, q_valid, r_valid, cap):
-    iq = np.arange(len(kq)) if q_valid is None else np.flatnonzero(q_valid)
-    ir = np.arange(len(kr)) if r_valid is None else np.flatnonzero(r_valid)
-    keys = np.concatenate([kr[ir], kq[iq]])
-    is_q = np.concatenate([np.zeros(len(ir), bool), np.ones(len(iq), bool)])
-    order = np.argsort(keys, kind="stable")  # references first within a key: they come first
-    gid, gstart = _groups(keys[order])
-    n_ref = np.add.reduceat((~is_q[order]).astype(np.int64), gstart) if len(gstart) else gstart
-    qpos = np.flatnonzero(is_q[order])
-    m = np.minimum(n_ref[gid[qpos]], cap)
-    rep, within = _expand(qpos, m)
-    refpos = gstart[gid[rep]] + within
-    src = np.concatenate([ir, iq])
-    return src[order[rep]], src[order[refpos]]
-
-
-def _pairs_self(k, valid, cap):
-    idx = np.arange(len(k)) if valid is None else np.flatnonzero(valid)
-    keys = k[idx]
-    order = np.argsort(keys, kind="stable")
-    gid, gstart = _groups(keys[order])
-    pos = np.arange(len(order))
-    m = np.minimum(pos - gstart[gid], cap)
-    rep, within = _expand(pos, m)
-    earlier = gstart[gid[rep]] + within
-    return idx[order[rep]], idx[order[earlier]]
 
 
 def similarity(
@@ -532,12 +382,13 @@ def best_matches(
     q_valid = sig_q[:, 0] != EMPTY if n else np.zeros(0, bool)
     kq = band_keys(sig_q, bands, rows) if query_keys is None else query_keys
     if sig_r is None:
-        q, r = candidate_pairs(kq, None, cap=cap, query_valid=q_valid)
+        q, r = grouping.candidate_pairs(kq, None, cap=cap, query_valid=q_valid)
         sig_r = sig_q
     else:
         sorted_keys, sorted_idx = ref_index or reference_index(sig_r, bands, rows)
         parts = [
-            _pairs_indexed(kq[b], q_valid, sorted_keys[b], sorted_idx[b], cap) for b in range(bands)
+            grouping.index_pairs(kq[b], q_valid, sorted_keys[b], sorted_idx[b], cap)
+            for b in range(bands)
         ]
         code = np.unique(
             np.concatenate([q * max(len(sig_r), 1) + r for q, r in parts] or [np.zeros(0, int)])

@@ -176,7 +176,7 @@ class NearScan(_Scan):
         try:
             if v.within_pool and self.n:
                 keys, self._keys = np.concatenate(self._keys, axis=1), []
-                q, r = minhash.candidate_pairs(keys, None, cap=v.max_bucket, query_valid=valid)
+                q, r = grouping.candidate_pairs(keys, None, cap=v.max_bucket, query_valid=valid)
                 del keys
                 m, s = grouping.best_matches(q, r, self._similarity(q, r), v.threshold, self.n)
                 hit = np.flatnonzero((m >= 0) & (matched == None))  # noqa: E711 - numpy mask

@@ -17,6 +17,7 @@ from tailguard.errors import InputError
 from tailguard.gate import minhash
 from tailguard.gate.base import ERROR_CODE, FAIL_CODE, Reason, Verifier, verdicts
 from tailguard.gate.worker import Worker, check_seconds
+from tailguard.words import string_offsets
 
 
 def _parse_json(texts: pa.ChunkedArray | pa.Array) -> list[tuple[Any, str | None]]:
@@ -259,7 +260,7 @@ def _non_letters(texts: pa.Array) -> np.ndarray:
     tab, newline, form feed, carriage return, space); ASCII counted on the bytes."""
     if not pc.all(pc.string_is_ascii(texts)).as_py():
         return pc.count_substring_regex(texts, r"[^\p{L}\s]").to_numpy(zero_copy_only=False)
-    offsets = minhash.row_offsets(texts)
+    offsets = string_offsets(texts)
     data = np.frombuffer(texts.buffers()[2], np.uint8, offsets[-1] - offsets[0], offsets[0])
     other = (data | np.uint8(0x20)) - np.uint8(ord("a")) >= np.uint8(26)  # not a letter
     other &= (data - np.uint8(9)) >= np.uint8(5)  # nor 9-13, except 11 (vertical tab)
@@ -280,7 +281,9 @@ class Quality(Verifier):
     """
 
     kind = "quality"
-    version = "1"
+    #: 2: words (``min_words``, the n-grams) are runs of letters and digits
+    #: (``tailguard.words``), no longer whitespace tokens ("it's" is 2 words)
+    version = "2"
     codes = ("non_letter_share", "repeated_ngrams", "too_few_words", "too_long", "too_short")
 
     def __init__(

@@ -46,7 +46,6 @@ collapsed too, the sweep cannot separate a safe share from an unsafe one:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +66,7 @@ from tailguard.lab.evaluation import (
     seed_drifts,
     seed_ratios,
 )
+from tailguard.mix import human_slots
 
 #: The fractions swept by default.
 FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
@@ -420,7 +420,7 @@ def _row(result: Any, f: float, name: str, generations: int) -> dict[str, Any]:
     synthetic_rounds = r[(r["round"] >= 1) & (r["round"] <= generations)]
     per_seed = synthetic_rounds.groupby("seed")["cost"].sum()
     volume = int(result.config.volume or synthetic_rounds["total"].median())
-    human = math.ceil(f * volume)
+    human = human_slots(f, volume)
     out: dict[str, Any] = {
         "real_fraction": f,
         "strategy": name,

@@ -29,6 +29,7 @@ from tailguard.lab.evaluation import (
     run_name,
 )
 from tailguard.lab.strategies import VERIFIED, StrategyParts, StrategySettings
+from tailguard.loop import Loop, LoopModel, LoopSettings, build_loop
 
 
 @dataclass
@@ -92,11 +93,12 @@ class _Job:
         if config.volume is not None:
             self.buy = max(0, config.volume - self.n_reservoir_train) * (strategy == "human-only")
             if self.parts.policy.anchored:  # the reservoir + synthetic data fill the volume
-                f = config.real_fraction
-                human_slots = int(np.ceil(f * config.volume))
-                if self.parts.policy.reservoir == "whole":
-                    human_slots = max(self.n_reservoir_train, human_slots)
-                self.n_generate = max(2, config.volume - human_slots)
+                from tailguard.mix import volume_slots
+
+                _, synthetic = volume_slots(
+                    self.parts.policy, config.volume, self.n_reservoir_train
+                )
+                self.n_generate = max(2, synthetic)  # at least two candidates a round
         if self.parts.gate is not None:  # gate candidates against this job's reservoir
             settings = replace(settings, reference=self.ledger.reservoir_records("all"))
             self.parts = lookup(strategy).parts(settings)
@@ -113,16 +115,19 @@ class _Job:
 
             self.generate = until_admitted(self.generate, self.parts.gate)
 
-    def loop(self, policy: Any, *, gate: Any = None, dial: Any = None) -> Any:
+    def loop(self, policy: Any, *, gate: Any = None, dial: Any = None) -> Loop:
         """The retraining loop over this job's ledger, with the lab model as train/generate."""
-        from tailguard.loop import Loop
-
-        return Loop(
-            self.ledger, train=self.train, generate=self.generate, sample=self.sample,
-            policy=policy, gate=gate, dial=dial, monitor=self.monitor,
-            n_generate=self.n_generate, n_sample=self.eval_size,
-            batch_size=self.config.batch_size, run=self.run_name, seed=self.seed,
-            generator=self.config.model,
+        return build_loop(
+            self.ledger,
+            LoopModel(self.train, self.generate, self.sample, name=self.config.model),
+            policy,
+            gate=gate,
+            dial=dial,
+            monitor=self.monitor,
+            settings=LoopSettings(
+                n_generate=self.n_generate, n_sample=self.eval_size,
+                batch_size=self.config.batch_size, run=self.run_name, seed=self.seed,
+            ),
         )  # fmt: skip
 
     def _on_stage(self, round: int, stage: str) -> None:  # noqa: A002

@@ -1,9 +1,9 @@
 """Text diversity and coverage metrics, vectorised over Arrow string arrays.
 
 Texts are tokenised once into one flat int64 array of token ids plus row
-offsets. ASCII rows (the common case) are split on their raw UTF-8 bytes with
-numpy (a 256-entry table says which bytes are letters or digits); other rows go
-through Arrow's Unicode regex split; both share one Arrow dictionary encoding.
+offsets. The tokens are :mod:`tailguard.words`'s words (the gate's too): ASCII rows
+(the common case) are split on their raw UTF-8 bytes with numpy, other rows with
+Arrow's Unicode regex split; both share one Arrow dictionary encoding.
 
 distinct-n and n-gram counts pack each position's next tokens (with a sentinel
 after every text) into one uint64 key, sort the keys once, and read every n off
@@ -27,9 +27,7 @@ from tailguard.errors import InputError
 from tailguard.metrics import _checks
 from tailguard.metrics.labels import tail_mask
 from tailguard.metrics.scalars import wasserstein1
-
-#: Characters that are not letters or digits separate tokens.
-TOKEN_SEPARATOR = r"[^\p{L}\p{N}]+"
+from tailguard.words import split_ascii, split_unicode
 
 
 @dataclass(frozen=True)
@@ -63,7 +61,8 @@ class Tokens:
 
 
 def tokenize(texts, *, name: str = "texts") -> Tokens:  # noqa: ANN001
-    """Lower-case and split ``texts`` into tokens (runs of letters and digits)."""
+    """Lower-case and split ``texts`` into tokens: :mod:`tailguard.words`'s words (runs
+    of letters and digits), the words the gate's verifiers read."""
     if isinstance(texts, Tokens):
         return texts
     arr = _checks.texts(texts, name)
@@ -78,12 +77,12 @@ def _split(
     (ASCII words, their row offsets, other words, their row offsets)."""
     none = pa.array([], pa.string()), np.zeros(1, np.int64)
     if ascii_rows.all():
-        return (*_split_ascii(arr), *none)
+        return (*split_ascii(arr), *none)
     if not ascii_rows.any():
-        return (*none, *_split_unicode(arr))
+        return (*none, *split_unicode(arr))
     return (
-        *_split_ascii(arr.filter(pa.array(ascii_rows))),
-        *_split_unicode(arr.filter(pa.array(~ascii_rows))),
+        *split_ascii(arr.filter(pa.array(ascii_rows))),
+        *split_unicode(arr.filter(pa.array(~ascii_rows))),
     )
 
 
@@ -151,69 +150,6 @@ def from_words(lists: pa.Array | pa.ChunkedArray, ascii_rows: np.ndarray) -> Tok
 
 def _int64(indices: pa.Array) -> np.ndarray:
     return indices.to_numpy(zero_copy_only=False).astype(np.int64)
-
-
-def _is_word_byte() -> np.ndarray:
-    table = np.zeros(256, dtype=bool)
-    for lo, hi in ((b"0", b"9"), (b"a", b"z"), (b"A", b"Z")):
-        table[lo[0] : hi[0] + 1] = True
-    return table
-
-
-def _lower_byte() -> np.ndarray:
-    table = np.arange(256, dtype=np.uint8)
-    table[ord("A") : ord("Z") + 1] += ord("a") - ord("A")
-    return table
-
-
-_WORD_BYTE = _is_word_byte()
-_LOWER_BYTE = _lower_byte()
-
-
-def _split_ascii(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """Tokens of ASCII texts straight from the UTF-8 bytes: (flat tokens, row offsets).
-
-    A token starts at a word byte that follows a separator or begins a row; the
-    word bytes, packed together, hold the tokens back to back, so the token
-    starts are the offsets of a new Arrow string array (no copy per token).
-    """
-    offsets_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-    _, off_buf, data_buf = arr.buffers()
-    row_off = np.frombuffer(off_buf, offsets_type)[arr.offset : arr.offset + len(arr) + 1]
-    row_off = row_off.astype(np.int64)
-    lo, hi = int(row_off[0]), int(row_off[-1])
-    row_off -= lo
-    data = np.frombuffer(data_buf, np.uint8, hi - lo, lo) if hi > lo else np.zeros(0, np.uint8)
-    word = _WORD_BYTE[data]
-    start = word.copy()
-    start[1:] &= ~word[:-1]
-    row_start = row_off[:-1][row_off[:-1] < data.size]  # empty last rows start past the end
-    start[row_start] = word[row_start]
-    token_pos = np.flatnonzero(start)
-    offsets = np.searchsorted(token_pos, row_off).astype(np.int64)
-    chars = _LOWER_BYTE[data[word]]
-    kept_before = np.cumsum(word, dtype=np.int64)
-    str_off = np.empty(token_pos.size + 1, np.int64)
-    str_off[:-1] = kept_before[token_pos] - 1
-    str_off[-1] = chars.size
-    big = chars.size >= 2**31
-    words = pa.Array.from_buffers(
-        pa.large_string() if big else pa.string(),
-        token_pos.size,
-        [None, pa.py_buffer(str_off if big else str_off.astype(np.int32)), pa.py_buffer(chars)],
-    )
-    return words, offsets
-
-
-def _split_unicode(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """Tokens of any texts with Arrow's Unicode regex split: (flat tokens, row offsets)."""
-    words = pc.split_pattern_regex(pc.utf8_lower(arr), TOKEN_SEPARATOR)
-    flat = pc.list_flatten(words)
-    keep = pc.greater(pc.utf8_length(flat), 0).to_numpy(zero_copy_only=False)
-    raw_offsets = words.offsets.to_numpy()
-    raw_offsets = raw_offsets - raw_offsets[0]
-    kept_before = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
-    return flat.filter(pa.array(keep)), kept_before[raw_offsets]
 
 
 def tokenize_pair(sample, reference) -> tuple[Tokens, Tokens]:  # noqa: ANN001

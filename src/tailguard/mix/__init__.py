@@ -19,6 +19,7 @@ from tailguard.mix.adapters import (
 )
 from tailguard.mix.dial import Decision, Dial, Evidence
 from tailguard.mix.gaps import FillGaps
+from tailguard.mix.layout import human_slots, volume_slots
 from tailguard.mix.planner import human_quota, plan
 from tailguard.mix.policies import (
     POLICIES,
@@ -51,6 +52,7 @@ __all__ = [
     "eligible_rows",
     "export_manifest",
     "human_quota",
+    "human_slots",
     "join_records",
     "manifest_batch_sampler",
     "manifest_dataset",
@@ -62,4 +64,5 @@ __all__ = [
     "policy_from_name",
     "rank_batches",
     "rank_quota",
+    "volume_slots",
 ]

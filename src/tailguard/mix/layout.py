@@ -106,6 +106,27 @@ def synthetic_target(real_fraction: float, n_human: int) -> int:
     return n_human * (frac.denominator - frac.numerator) // frac.numerator
 
 
+def human_slots(real_fraction: float, volume: int) -> int:
+    """Human examples of a round that trains on ``volume`` examples at ``real_fraction``:
+    ``ceil(f x volume)``, so the share is never below what was asked (0 at ``f = 0``,
+    the whole volume at ``f = 1``)."""
+    return math.ceil(real_fraction * volume)
+
+
+def volume_slots(policy: Anchored, volume: int, n_reservoir: int) -> tuple[int, int]:
+    """``(human, synthetic)`` examples of a round that trains on ``volume`` examples
+    under ``policy``: :func:`human_slots` of its share, at least the reservoir's
+    ``n_reservoir`` training examples when the whole reservoir is re-injected
+    (``reservoir="whole"``, and ``fill_gaps``, which keeps every human row; at its
+    natural share, no ``real_fraction``, the reservoir is its human side); synthetic
+    examples fill the rest (none if nothing is left)."""
+    f = policy.real_fraction
+    human = n_reservoir if f is None else human_slots(f, volume)
+    if getattr(policy, "reservoir", "whole") == "whole":
+        human = max(n_reservoir, human)
+    return human, max(0, volume - human)
+
+
 def anchored_counts(
     policy: Anchored, n_human_rows: int, n_synthetic_rows: int, batch_size: int, epochs: int
 ) -> tuple[float, int, np.ndarray, dict[str, Any]]:
