@@ -1,9 +1,11 @@
-"""Every parameter set is declared once: a verifier's in its ``__init__``, from which
-the config's ``[[gate.verifiers]]`` tables are built."""
+"""Every parameter set is declared once: a verifier's in its ``__init__``, a lab
+experiment's in ``LabConfig``; the config, the gate and the CLI are built from them."""
 
 from __future__ import annotations
 
+import importlib
 import pickle
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated
 
@@ -11,12 +13,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+import typer
 from pydantic import Field
+from typer.testing import CliRunner
 
+from tailguard import lab
+from tailguard.cli import app, lab_cmds
 from tailguard.config import load_config
 from tailguard.errors import ConfigError
 from tailguard.gate import KINDS, Verifier, gate_from_config, verdicts
 from tailguard.gate.section import VERIFIER_SPECS, register, unregister
+from tailguard.lab.config import COMMANDS, LabConfig, setting
 from tailguard.records import make_records
 
 
@@ -103,3 +110,108 @@ def test_a_kind_is_registered_once_and_can_be_forgotten(tmp_path):
         unregister(Shouting.kind)
     with pytest.raises(ConfigError, match="Input tag 'shouting' found using 'kind'"):
         load_config(_file(tmp_path, ""))
+
+
+# -- the lab: LabConfig is the one declaration of an experiment's settings -----------------
+
+
+@dataclass(frozen=True)
+class Tempered(LabConfig):
+    """A lab configuration with one more setting: nothing else is written for it."""
+
+    temperature: float = setting(1.0, help="How hot the model samples.")
+
+
+class Captured(Exception):
+    """Raised where the experiment would start, carrying the configuration it got."""
+
+    def __init__(self, config: LabConfig) -> None:
+        super().__init__("captured")
+        self.config = config
+
+
+def _capture(monkeypatch, target: str, where: str) -> None:
+    def stop(*args, **kwargs):
+        config = args[0] if where == "first" else args[1][0][0]
+        raise Captured(config)
+
+    module, _, name = target.rpartition(".")
+    monkeypatch.setattr(importlib.import_module(module), name, stop)
+
+
+SMALL = {"model": "gaussian", "volume": 40, "reservoir_size": 100, "seeds": 1}
+
+
+@pytest.mark.parametrize(
+    ("command", "target", "where"),
+    [
+        ("run", "tailguard.lab.experiment.run_jobs", "first"),
+        ("frontier", "tailguard.lab.experiment.run", "first"),
+        ("recovery", "tailguard.lab.pool.map_jobs", "jobs"),
+    ],
+)
+def test_a_new_lab_field_reaches_run_frontier_and_recovery(monkeypatch, command, target, where):
+    _capture(monkeypatch, target, where)
+    with pytest.raises(Captured) as got:
+        getattr(lab, command)(Tempered(**SMALL), temperature=0.25, workers=1, progress=False)
+    assert isinstance(got.value.config, Tempered) and got.value.config.temperature == 0.25
+    assert got.value.config.volume == 40  # the given configuration, not the command's defaults
+
+
+@pytest.mark.parametrize("command", ["run", "frontier", "recovery"])
+def test_every_lab_command_refuses_an_unknown_setting(command):
+    with pytest.raises(ConfigError, match="unknown lab setting 'temperature'; the settings are"):
+        getattr(lab, command)(temperature=0.25, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("command", "setting_", "message"),
+    [
+        ("frontier", {"strategies": "replace"}, "lab frontier sets 'strategies' itself"),
+        ("frontier", {"real_fraction": 0.5}, "lab frontier sets 'real_fraction' itself"),
+        ("recovery", {"generations": 3}, "lab recovery sets 'generations' itself"),
+    ],
+)
+def test_a_setting_a_command_sets_itself_is_refused(command, setting_, message):
+    with pytest.raises(ConfigError, match=message):
+        getattr(lab, command)(**setting_, progress=False)
+
+
+def _options(command: str) -> dict[str, tuple[str, ...]]:
+    group = typer.main.get_command(app).commands["lab"]  # type: ignore[attr-defined]
+    return {p.name: tuple(p.opts) for p in group.commands[command].params}
+
+
+@pytest.mark.parametrize(
+    ("command", "own"),
+    [
+        ("run", {"workers", "out"}),
+        ("frontier", {"fractions", "verifier_quality", "workers", "out"}),
+        ("recovery", {"k", "routes", "metric", "workers"}),
+    ],
+)
+def test_the_lab_commands_options_are_labconfig_s_fields(command, own):
+    options = _options(command)
+    settings = {f.name for f in fields(LabConfig)} - set(COMMANDS[command].fixed)
+    assert set(options) == settings | own
+    for f in fields(LabConfig):
+        if f.name in settings and f.name not in own:
+            flags = f.metadata["option"].flags or (f"--{f.name.replace('_', '-')}",)
+            assert options[f.name] == flags
+
+
+def test_a_new_field_becomes_a_command_line_option(monkeypatch):
+    monkeypatch.setattr(lab_cmds, "LabConfig", Tempered)
+    got = {}
+
+    @lab_cmds.lab_settings("run")
+    def command(settings: dict, seed_note: str = typer.Option("x", "--seed-note")) -> None:
+        got.update(settings)
+
+    small = typer.Typer()
+    small.command()(command)
+    result = CliRunner().invoke(small, ["--temperature", "0.5", "--volume", "policy"])
+    assert result.exit_code == 0, result.output
+    assert got == {"temperature": 0.5, "volume": None}  # only what was given, read
+    bad = CliRunner().invoke(small, ["--temperature", "warm"])
+    assert bad.exit_code == 2 and "--temperature" in bad.output
