@@ -20,7 +20,6 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 
 from tailguard import limits
 from tailguard.costs import CostModel
-from tailguard.errors import ConfigError
 from tailguard.gate.section import VERIFIER_SPECS, GateSection, VerifierSpec, validate_gate
 from tailguard.ledger import Ledger
 from tailguard.loop import Loop
@@ -28,8 +27,15 @@ from tailguard.mix.dial import Dial
 from tailguard.mix.policies import Anchored, Policy, policy_from_name
 from tailguard.monitor import Monitor
 from tailguard.screen import Screener
-from tailguard.settings import Fraction, Share, Strict, fraction, parse_toml, read_toml_file
-from tailguard.settings import config_error as _config_error
+from tailguard.settings import (
+    Fraction,
+    Share,
+    Strict,
+    config_error,
+    fraction,
+    parse_toml,
+    read_toml_file,
+)
 from tailguard.tracking import MlflowTracker
 
 #: The config file every command reads from the current directory by default.
@@ -281,13 +287,6 @@ def validate(
         raise config_error(exc, source, raw) from None
     config._base_dir = Path(base_dir)
     return config
-
-
-def config_error(
-    exc: ValidationError, source: str, raw: Any = None, prefix: tuple[str, ...] = ()
-) -> ConfigError:
-    """One line per problem: the file, the dotted key and pydantic's reason."""
-    return _config_error(exc, source, raw, prefix, tags=VERIFIER_SPECS)
 
 
 __all__ = [

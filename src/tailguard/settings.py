@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -74,15 +73,11 @@ def config_error(
     source: str,
     raw: Any = None,
     prefix: tuple[str, ...] = (),
-    tags: Collection[str] = (),
 ) -> ConfigError:
-    """One line per problem: the file, the dotted key and pydantic's reason. A
-    discriminated union's tag (one of ``tags``, such as a verifier's kind) is left out of
-    the key, which names the entry by its index."""
+    """One line per problem: the file, the dotted key and pydantic's reason."""
     lines = []
     for err in exc.errors():
         loc = list(prefix) + [str(part) for part in err["loc"]]
-        loc = [p for k, p in enumerate(loc) if not (k and loc[k - 1].isdigit() and p in tags)]
         key = ".".join(loc) or "(top level)"
         msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
+from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 
@@ -18,7 +22,9 @@ from tailguard.cli.app import (
     styled,
     writable_folder,
 )
-from tailguard.mix.policies import Anchored
+from tailguard.lab.config import COMMANDS, LabConfig, Option
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 lab_app = command_group(
     help="Compare retraining strategies over many generations with small real models."
@@ -32,122 +38,85 @@ WorkersOption = typer.Option(
 )
 
 
+def lab_settings(command: str) -> Callable[[F], F]:
+    """One option per :class:`~tailguard.lab.config.LabConfig` field (except those the
+    command sets itself), added to a command whose ``settings`` parameter receives the
+    ones given, read. Unset options take the command's defaults (``COMMANDS``)."""
+
+    def decorate(fn: F) -> F:
+        own = inspect.signature(fn, eval_str=True)
+        params = [p for p in own.parameters.values() if p.name != "settings"]
+        taken = {p.name for p in params}
+        defaults = {**LabConfig.defaults(), **COMMANDS[command].defaults}
+        options: dict[str, Option] = {}
+        for f in fields(LabConfig):
+            if f.name in COMMANDS[command].fixed or f.name in taken:
+                continue
+            option = options[f.name] = f.metadata["option"]
+            shown = defaults[f.name]
+            info = typer.Option(
+                None,
+                *(option.flags or (f"--{f.name.replace('_', '-')}",)),
+                help=option.help,
+                min=option.min,
+                max=option.max,
+                show_default=False if shown in (None, {}) else _shown(shown),
+            )
+            kind = list[str] if option.many else _cli_type(f.type, option)
+            keyword = inspect.Parameter.KEYWORD_ONLY
+            params.append(inspect.Parameter(f.name, keyword, default=info, annotation=kind))
+
+        @functools.wraps(fn)
+        def with_settings(**kwargs: Any) -> Any:
+            settings = {}
+            for name, option in options.items():
+                value = kwargs.pop(name)
+                if value is None or (option.many and not value):
+                    continue  # not given: the command's default
+                settings[name] = option.parse(value) if option.parse else value
+            return fn(settings=settings, **kwargs)
+
+        with_settings.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
+        with_settings.__annotations__ = {p.name: p.annotation for p in params}
+        return with_settings  # type: ignore[return-value]
+
+    return decorate
+
+
+def _cli_type(hint: str, option: Option) -> type:
+    """A setting's value on the command line: a number where the field is one, else text
+    (read by the option's ``parse`` or by :meth:`LabConfig.build`)."""
+    if option.parse is None:
+        for kind in (int, float):
+            if hint in (kind.__name__, f"{kind.__name__} | None"):
+                return kind
+    return str
+
+
+def _shown(value: Any) -> str:
+    """A default as the option's help shows it."""
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if hasattr(value, "describe"):
+        return value.describe()
+    return str(value)
+
+
 @lab_app.command("run")
 @handles_errors
+@lab_settings("run")
 def lab_run(
-    model: str = typer.Option(
-        "ngram",
-        "--model",
-        help="Model (see `tailguard lab list`); ngram, a trigram model of human quotations, "
-        "is the demo's (lab frontier and lab recovery default to faster models).",
-    ),
-    data: str = typer.Option(None, "--data", help="Human data (default: the model's own)."),
-    strategies: str = typer.Option(
-        "replace,accumulate,anchored", "--strategies", help="Comma-separated strategy names."
-    ),
-    generations: int = typer.Option(
-        10,
-        "--generations",
-        min=1,
-        max=limits.GENERATIONS_MAX,
-        help="Synthetic generations per run.",
-    ),
-    seeds: int = typer.Option(
-        3, "--seeds", min=1, max=limits.SEEDS_MAX, help="Seeds per strategy."
-    ),
-    real_fraction: float = typer.Option(
-        Anchored.REAL_FRACTION,
-        "--real-fraction",
-        help="Human share per batch for anchoring (0 < f <= 1).",
-    ),
-    n_generate: int = typer.Option(
-        None, "--n-generate", min=1, max=limits.VOLUME_MAX, help="Candidates per generation."
-    ),
-    params: list[str] = typer.Option(
-        None, "--param", help="A model or data parameter, key=value (repeatable), e.g. steps=150."
-    ),
-    volume: str = typer.Option(
-        "auto",
-        "--volume",
-        help="Training examples per round for every strategy (equal volume): a number, "
-        "'auto' (larger than the reservoir) or 'policy' (each strategy's own).",
-    ),
-    reservoir_size: int = typer.Option(
-        None,
-        "--reservoir-size",
-        min=1,
-        max=limits.VOLUME_MAX,
-        help="With --volume: human records frozen (default volume/2).",
-    ),
-    fresh_per_round: int = typer.Option(
-        None,
-        "--fresh-per-round",
-        min=1,
-        max=limits.VOLUME_MAX,
-        help="fresh: new human records per round.",
-    ),
-    recovery_rounds: int = typer.Option(
-        5,
-        "--recovery-rounds",
-        min=0,
-        max=limits.RUN_ROUNDS_MAX,
-        help="Anchored rounds allowed to recover a collapsed run.",
-    ),
-    costs: str = typer.Option(
-        None, "--costs", help="Prices per example, e.g. human=0.5,synthetic=0.001,verification=0.02"
-    ),
+    settings: dict[str, Any],
     workers: int = WorkersOption,
     out: Path = typer.Option(Path("runs"), "--out", help="Where run directories go."),
-    seed: int = typer.Option(0, "--seed", min=0, max=limits.SEED_MAX, help="Base seed."),
 ) -> None:
     """Run every strategy x seed through the retraining loop and print the axes."""
-    from tailguard.costs import CostModel
     from tailguard.lab import run
 
     writable_folder(out)
-    result = run(
-        model=model, data=data, strategies=strategies, generations=generations, seeds=seeds,
-        real_fraction=real_fraction, n_generate=n_generate, recovery_rounds=recovery_rounds,
-        model_params=parse_params(params or []),
-        volume=parse_volume(volume), reservoir_size=reservoir_size,
-        fresh_per_round=fresh_per_round,
-        costs=CostModel.parse(costs), workers=workers, out=out, seed=seed,
-    )  # fmt: skip
+    result = run(**settings, workers=workers, out=out)
     print_lab_result(result)
     say("\nsaved to [bold]{}[/] ({:.1f} s)", result.path, result.elapsed)
-
-
-def parse_volume(text: str) -> int | str | None:
-    """``--volume``: a number of examples, ``auto`` or ``policy`` (no equal volume)."""
-    from tailguard.errors import ConfigError
-
-    value = text.strip().lower()
-    if value in ("auto", "policy"):
-        return None if value == "policy" else "auto"
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(
-            f"--volume: {text!r} is not a number of examples, 'auto' or 'policy'"
-        ) from None
-
-
-def parse_params(items: list[str]) -> dict[str, object]:
-    """``key=value`` options as a dict; values read as TOML (numbers, lists), else as text."""
-    import tomllib
-
-    from tailguard.errors import ConfigError
-
-    out: dict[str, object] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--param {item!r}: expected key=value, e.g. steps=150")
-        try:
-            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key.strip()] = value
-    return out
 
 
 @lab_app.command("show")
@@ -265,92 +234,53 @@ def _print_axes(result) -> None:  # noqa: ANN001
 
 @lab_app.command("frontier")
 @handles_errors
+@lab_settings("frontier")
 def lab_frontier(
-    model: str = typer.Option(
-        None,
-        "--model",
-        help="Built-in lab model (default: categorical, Zipf documents: a sweep of many "
-        "fractions in about a minute, where pure synthetic loses rare words).",
-    ),
-    data: str = typer.Option(None, "--data", help="Data set (default: the model's)."),
+    settings: dict[str, Any],
     fractions: str = typer.Option(
         None, "--fractions", help="Real fractions to sweep, e.g. 0,0.2,1."
     ),
-    generations: int = typer.Option(
-        None,
-        "--generations",
-        min=1,
-        max=limits.GENERATIONS_MAX,
-        help="Synthetic generations per run.",
-    ),
-    seeds: int = typer.Option(
-        None, "--seeds", min=1, max=limits.SEEDS_MAX, help="Seeds per fraction."
-    ),
-    volume: str = typer.Option(
-        None, "--volume", help="Training examples per round (a number or 'auto')."
-    ),
-    reservoir_size: int = typer.Option(
-        None, "--reservoir-size", min=1, max=limits.VOLUME_MAX, help="Human records frozen."
-    ),
-    batch_size: int = typer.Option(
-        None, "--batch-size", min=1, max=limits.BATCH_SIZE_MAX, help="Examples per batch."
-    ),
-    costs: str = typer.Option(None, "--costs", help="Prices per example, e.g. human=0.5"),
-    workers: int = WorkersOption,
-    out: Path = typer.Option(Path("runs/frontier"), "--out", help="Where the table and plot go."),
     verifier_quality: str = typer.Option(
         None,
         "--verifier-quality",
         help="Verifier qualities to sweep too, e.g. 0.5,0.8,0.95 (recall = specificity; "
         "models with a ground truth: regression, ngram).",
     ),
-    verifier_bias: float = typer.Option(
-        None, "--verifier-bias", help="The verifier's preference for the mode (0: none)."
-    ),
-    params: list[str] = typer.Option(None, "--param", help="A model or data parameter."),
+    workers: int = WorkersOption,
+    out: Path = typer.Option(Path("runs/frontier"), "--out", help="Where the table and plot go."),
 ) -> None:
     """Sweep the real fraction at equal volume; name the lowest one whose tails held.
 
-    Unset options take ``tailguard.lab.frontier``'s defaults (declared there once): a
-    setting where pure synthetic collapses and a high enough human share holds. With
+    Unset options take ``tailguard.lab.frontier``'s defaults: a setting where pure
+    synthetic collapses and a high enough human share holds. With
     ``--verifier-quality`` every fraction below 1 runs again per quality, gated by a
     verifier of that quality, and each quality's lowest safe fraction is named.
     """
     from tailguard.advise import TaskProfile, advise, advise_from_frontier
-    from tailguard.costs import CostModel
-    from tailguard.errors import ConfigError
     from tailguard.lab import frontier
 
     writable_folder(out)
-    given: dict[str, Any] = {
-        "model": model, "data": data, "generations": generations, "seeds": seeds,
-        "reservoir_size": reservoir_size, "batch_size": batch_size,
-        "volume": None if volume is None else parse_volume(volume),
-    }  # fmt: skip
+    given: dict[str, Any] = {}
     if fractions is not None:
-        try:
-            given["fractions"] = [float(x) for x in fractions.split(",") if x.strip()]
-        except ValueError:
-            raise ConfigError(f"--fractions: {fractions!r} is not a list of numbers") from None
+        given["fractions"] = _numbers("--fractions", fractions)
     if verifier_quality is not None:
-        try:
-            given["verifier_quality"] = [float(x) for x in verifier_quality.split(",") if x.strip()]
-        except ValueError:
-            raise ConfigError(
-                f"--verifier-quality: {verifier_quality!r} is not a list of numbers"
-            ) from None
-    given["verifier_bias"] = verifier_bias
-    if params:
-        given["model_params"] = parse_params(params)
-    result = frontier(
-        **{k: v for k, v in given.items() if v is not None},
-        costs=CostModel.parse(costs), workers=workers, out=out,
-    )  # fmt: skip
+        given["verifier_quality"] = _numbers("--verifier-quality", verifier_quality)
+    result = frontier(**settings, **given, workers=workers, out=out)
     print_frontier(result)
     advice = advise_from_frontier(advise(TaskProfile(task="general")), result)
     for line in advice.evidence[1:]:
         say("  • {}", line)
     say("\nsaved to [bold]{}[/] (frontier.parquet, frontier.png)", out)
+
+
+def _numbers(flag: str, text: str) -> list[float]:
+    """A comma-separated list of numbers, or a named error."""
+    from tailguard.errors import ConfigError
+
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag}: {text!r} is not a list of numbers") from None
 
 
 def print_frontier(result: Any) -> None:
@@ -400,14 +330,9 @@ def print_by_quality(result: Any) -> None:
 
 @lab_app.command("recovery")
 @handles_errors
+@lab_settings("recovery")
 def lab_recovery(
-    model: str = typer.Option(
-        "gaussian",
-        "--model",
-        help="Built-in lab model (default: gaussian, which collapses within a few "
-        "generations, so both routes back are measured in seconds).",
-    ),
-    data: str = typer.Option(None, "--data", help="Data set (default: the model's)."),
+    settings: dict[str, Any],
     k: int = typer.Option(
         5,
         "--k",
@@ -416,40 +341,19 @@ def lab_recovery(
         help="Pure synthetic generations before recovering.",
     ),
     routes: str = typer.Option("switch,rollback", "--routes", help="switch and/or rollback."),
-    rounds: int = typer.Option(
-        5, "--rounds", min=1, max=limits.RUN_ROUNDS_MAX, help="Anchored rounds after the switch."
-    ),
-    seeds: int = typer.Option(
-        3,
-        "--seeds",
-        min=1,
-        max=limits.SEEDS_MAX,
-        help="Seeds (each judged by its own clean model).",
-    ),
-    real_fraction: float = typer.Option(
-        Anchored.REAL_FRACTION, "--real-fraction", help="The anchor's human share per batch."
-    ),
-    volume: str = typer.Option("auto", "--volume", help="Training examples per round."),
-    reservoir_size: int = typer.Option(
-        None, "--reservoir-size", min=1, max=limits.VOLUME_MAX, help="Human records frozen."
-    ),
     metric: str = typer.Option(None, "--metric", help="The metric that must come back."),
-    params: list[str] = typer.Option(None, "--param", help="A model or data parameter."),
-    costs: str = typer.Option(None, "--costs", help="Prices per example, e.g. human=0.5"),
     workers: int = WorkersOption,
 ) -> None:
     """Pure synthetic for k generations, then switch to anchoring or roll back: rounds and $."""
     from rich.table import Table
 
-    from tailguard.costs import CostModel
     from tailguard.lab import recovery
 
     result = recovery(
-        model=model, data=data, k=k, routes=[r.strip() for r in routes.split(",") if r.strip()],
-        recovery_rounds=rounds, seeds=seeds, real_fraction=real_fraction,
-        volume=parse_volume(volume), reservoir_size=reservoir_size, metric=metric,
-        model_params=parse_params(params or []), costs=CostModel.parse(costs), workers=workers,
+        **settings, k=k, routes=[r.strip() for r in routes.split(",") if r.strip()],
+        metric=metric, workers=workers,
     )  # fmt: skip
+    rounds = result.recovery_rounds
     t = Table(
         title=f"recovery after {k} pure synthetic generations ({result.model}, {result.metric}; "
         f"clean model {result.baseline:.3f}, band ± {result.half_width:.3f}, medians over seeds)"

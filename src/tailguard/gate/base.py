@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import json
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, NamedTuple
 
@@ -120,6 +120,41 @@ class Verdict:
         return asdict(self)
 
 
+class GateDefaults:
+    """The gate's defaults (:class:`~tailguard.gate.gate.Gate` inherits them), here so that
+    the ``[gate]`` section, which the gate is built from, imports them from below."""
+
+    #: Records per worker batch, and the table size from which a process pool is used
+    #: (``None``: never by default).
+    BATCH_SIZE: int = 2048
+    PARALLEL_MIN: int | None = None
+    #: Candidates read and searched at a time in ``Gate.run_round`` (bounds the texts held).
+    SLICE_SIZE: int = 100_000
+
+
+#: A :class:`Toml` whose parameter has no default in ``tailguard.toml`` (a key to give).
+REQUIRED: Any = object()
+
+
+@dataclass(frozen=True)
+class Toml:
+    """How ``tailguard.toml`` writes a parameter whose Python form TOML cannot hold.
+
+    ``type`` is the TOML value's type (constraints in ``Annotated``); ``key`` the
+    table's key when it is not the parameter's name (a judge's ``entry`` for ``fn``);
+    ``convert`` turns the TOML value into the Python one (a ``ValueError`` names the
+    problem); ``default`` overrides the signature's (``None`` keeps it; :data:`REQUIRED`:
+    the key must be given). A ``passed=False`` parameter is the gate's to fill (the
+    duplicate verifiers' ``reference`` and ``references`` name sets the gate reads).
+    """
+
+    type: Any
+    key: str | None = None
+    convert: Callable[[Any], Any] | None = None
+    default: Any = None
+    passed: bool = True
+
+
 class Verifier:
     """Base class of every verifier: a name, explicit keyword parameters, ``verify``.
 
@@ -129,6 +164,12 @@ class Verifier:
     and implement :meth:`verify`. ``row_independent = False`` tells the gate a
     verifier must see the whole pool at once (duplicate search) rather than be
     split across worker processes.
+
+    The ``__init__`` signature is the one declaration of the parameters: the config's
+    ``[[gate.verifiers]]`` table of a registered kind (:func:`tailguard.gate.section.register`)
+    is built from its names, types (constraints in ``Annotated``: ``Annotated[int,
+    Field(ge=1)]``) and defaults; a parameter typed ``Path`` is a file, resolved against
+    the config's folder; ``toml`` declares the TOML form of the few that TOML cannot hold.
     """
 
     kind: ClassVar[str] = "verifier"
@@ -143,6 +184,8 @@ class Verifier:
     codes: ClassVar[tuple[str, ...]] = (FAIL_CODE,)
     #: Columns of the record table the verifier reads (beyond ``id`` and ``content``).
     columns: ClassVar[tuple[str, ...]] = ()
+    #: The TOML form of parameters whose Python form is not TOML (see :class:`Toml`).
+    toml: ClassVar[Mapping[str, Toml]] = {}
 
     _name: str | None = None
 

@@ -42,13 +42,12 @@ import pyarrow as pa
 
 from tailguard.errors import ConfigError, InputError
 from tailguard.gate.base import Verifier
-from tailguard.gate.dedup import ExactDuplicate, NearDuplicate
-from tailguard.gate.section import VERIFIER_SPECS, GateSection, VerifierSpec, validate_gate
+from tailguard.gate.section import VERIFIERS, GateSection, VerifierSpec, validate_gate
 from tailguard.settings import read_toml_file
 
-#: Verifier kinds a config may name, and their classes (registered once, in
-#: :data:`tailguard.gate.section.SPECS`).
-KINDS: dict[str, type[Verifier]] = {kind: spec.VERIFIER for kind, spec in VERIFIER_SPECS.items()}
+#: Verifier kinds a config may name, and their classes (registered once, by
+#: :func:`tailguard.gate.section.register`).
+KINDS: dict[str, type[Verifier]] = VERIFIERS
 
 
 @dataclass(frozen=True)
@@ -132,12 +131,12 @@ def build_verifier(
         params = spec.params(None if base_dir is None else Path(base_dir))
     except ValueError as exc:
         raise InputError(str(exc), file=where) from exc
-    if spec.kind in (ExactDuplicate.kind, NearDuplicate.kind):
+    if "reference" in type(spec).model_fields:  # a duplicate verifier: the tables it names
         params["reference"] = reference if spec.reference == "reservoir" else None
         chosen = spec.references if spec.references is not None else list(references or {})
         params["references"] = {n: (references or {})[n] for n in chosen} or None
     try:
-        verifier = KINDS[spec.kind](**params)
+        verifier = spec.VERIFIER(**params)
     except InputError as exc:
         raise InputError(
             exc.reason, file=exc.file or where, line=exc.line, field=exc.field

@@ -16,19 +16,28 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import Field
 
 from tailguard.errors import InputError
 from tailguard.gate import minhash
-from tailguard.gate.base import Verifier
+from tailguard.gate.base import Toml, Verifier
 from tailguard.gate.scan import ExactScan, NearScan
 from tailguard.records import content_ids, normalise_content
 
 Reference = pa.Table | Sequence[str] | Mapping[str, str] | None
+
+#: The reference sets in ``tailguard.toml``: the gate reads the tables they name.
+REFERENCE_TOML = {
+    # the frozen reservoir, or none
+    "reference": Toml(Literal["reservoir", "none"], default="reservoir", passed=False),
+    # which sets of ``[gate.references]`` to compare with (default: every one)
+    "references": Toml(list[str] | None, passed=False),
+}
 
 #: The set name of the reference given as ``reference`` (the frozen reservoir).
 RESERVOIR_SET = "reservoir"
@@ -319,6 +328,7 @@ class ExactDuplicate(_Sets, _ReferenceFingerprints, Verifier):
     version = "1"
     codes = ("exact_duplicate",)
     row_independent = False
+    toml = REFERENCE_TOML
 
     def __init__(
         self,
@@ -379,17 +389,18 @@ class NearDuplicate(_Sets, _ReferenceFingerprints, Verifier):
     version = "3"
     codes = ("near_duplicate",)
     row_independent = False
+    toml = REFERENCE_TOML
 
     def __init__(
         self,
         *,
         reference: Reference = None,
         threshold: float = 0.8,
-        num_perm: int = 128,
-        shingle: int = 3,
-        seed: int = 1,
+        num_perm: Annotated[int, Field(ge=2, le=4096)] = 128,
+        shingle: Annotated[int, Field(ge=1, le=64)] = 3,
+        seed: Annotated[int, Field(ge=0, lt=2**63)] = 1,
         within_pool: bool = True,
-        max_bucket: int = 32,
+        max_bucket: Annotated[int, Field(ge=1, le=1_000_000)] = 32,
         weights: tuple[float, float] = (0.2, 0.8),
         references: Mapping[str, Reference] | None = None,
     ) -> None:

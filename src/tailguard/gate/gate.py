@@ -23,6 +23,7 @@ from tailguard.errors import ConfigError, InputError
 from tailguard.gate.base import (
     LEDGER_VERDICT_SCHEMA,
     RESULT_VERDICT_SCHEMA,
+    GateDefaults,
     Verdict,
     Verifier,
     _error_verdicts,
@@ -130,7 +131,7 @@ class GateResult:
         return t.select(LEDGER_VERDICT_SCHEMA.names).cast(LEDGER_VERDICT_SCHEMA)
 
 
-class Gate:
+class Gate(GateDefaults):
     """Run a list of verifiers over candidates; a record must pass them all.
 
     ``engine`` decides where row-independent verifiers run. ``None`` runs them
@@ -149,23 +150,16 @@ class Gate:
     rounds, so a later generation cannot re-add what an earlier one contributed.
     """
 
-    #: Defaults (the config reads them here): records per worker batch, and the
-    #: table size from which a process pool is used (``None``: never by default).
-    BATCH_SIZE: int = 2048
-    PARALLEL_MIN: int | None = None
-    #: Candidates read and searched at a time in :meth:`run_round` (bounds the texts held).
-    SLICE_SIZE: int = 100_000
-
     def __init__(
         self,
         verifiers: Sequence[Verifier],
         *,
         engine: Engine | None = None,
-        batch_size: int = BATCH_SIZE,
-        parallel_min: int | None = PARALLEL_MIN,
+        batch_size: int = GateDefaults.BATCH_SIZE,
+        parallel_min: int | None = GateDefaults.PARALLEL_MIN,
         progress: bool = True,
         earlier_generations: bool = True,
-        slice_size: int = SLICE_SIZE,
+        slice_size: int = GateDefaults.SLICE_SIZE,
         spill_dir: str | None = None,
     ) -> None:
         verifiers = list(verifiers)

@@ -27,19 +27,38 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pyarrow as pa
+from pydantic import AfterValidator, Field
 
 from tailguard.errors import InputError
 from tailguard.gate import classifier
-from tailguard.gate.base import ERROR_CODE, Verifier, verdicts
+from tailguard.gate.base import ERROR_CODE, REQUIRED, Toml, Verifier, verdicts
 from tailguard.gate.worker import Worker
 from tailguard.ledger.judge_cache import JudgeCacheFile
 from tailguard.records import content_ids, normalise_content
 
 BatchFn = Callable[[list[str]], tuple[Sequence[float], Sequence[str]]]
+
+
+def _entry_shape(entry: str) -> str:
+    if ":" not in entry:
+        raise ValueError(f"entry must look like module:function, got {entry!r}")
+    return entry
+
+
+def import_entry(entry: str) -> Callable[..., Any]:
+    """A user's function by its ``module:function`` name (a ``ValueError`` says why not)."""
+    import importlib
+
+    module, _, function = entry.partition(":")
+    try:
+        return getattr(importlib.import_module(module), function)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"entry {entry!r} cannot be imported: {exc}") from None
+
 
 #: A judge's reason is cut to this many characters (the ledger stores it per record).
 MAX_REASON_CHARS = 1000
@@ -131,6 +150,15 @@ class Judge(Verifier):
     version = "2"
     row_independent = False  # batches, concurrency and the cache are the judge's own
     codes = ("below_threshold", "timeout", "judge_unavailable")
+    #: In ``tailguard.toml`` the function is named ``module:function``.
+    toml = {
+        "fn": Toml(
+            Annotated[str, AfterValidator(_entry_shape)],
+            key="entry",
+            convert=import_entry,
+            default=REQUIRED,
+        )
+    }
     #: Whether ``fn`` runs in killable worker processes (a user's code) or here (built in).
     isolated: bool = True
 
@@ -139,11 +167,11 @@ class Judge(Verifier):
         fn: BatchFn,
         *,
         threshold: float = 0.5,
-        batch_size: int = 32,
-        timeout: float = 60.0,
-        retries: int = 2,
-        backoff: float = 0.5,
-        concurrency: int = 4,
+        batch_size: Annotated[int, Field(ge=1)] = 32,
+        timeout: Annotated[float, Field(gt=0)] = 60.0,
+        retries: Annotated[int, Field(ge=0)] = 2,
+        backoff: Annotated[float, Field(ge=0)] = 0.5,
+        concurrency: Annotated[int, Field(ge=1)] = 4,
         cache: str | Path | None = None,
         judge_version: str = "1",
         score_range: tuple[float, float] = (0.0, 1.0),
@@ -309,6 +337,11 @@ class ClassifierJudge(Judge):
     kind = "classifier_judge"
     version = "1"
     isolated = False  # built-in, trusted code: scikit-learn runs here, not in a fork
+    #: In ``tailguard.toml`` a saved model's path, and the SHA-256 it was saved with.
+    toml = {
+        "model": Toml(str),
+        "sha256": Toml(Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")], default=REQUIRED),
+    }
 
     def __init__(
         self,
@@ -317,7 +350,7 @@ class ClassifierJudge(Judge):
         sha256: str | None = None,
         positive: str = "on-topic",
         threshold: float = 0.5,
-        batch_size: int = 512,
+        batch_size: Annotated[int, Field(ge=1)] = 512,
         cache: str | Path | None = None,
     ) -> None:
         if isinstance(model, str | Path):

@@ -1,23 +1,37 @@
 """The ``[gate]`` table's model: the gate declares its own section, and
 :mod:`tailguard.config` composes it into the whole file.
 
-Each ``[[gate.verifiers]]`` entry is validated by its verifier's spec; a key left
-out takes the verifier's own default. The gate's own defaults (batch size, slice
-size) are read from :class:`~tailguard.gate.gate.Gate` when a section is built:
-``gate.gate`` builds a gate from this section, so it is named, not imported.
+Each ``[[gate.verifiers]]`` entry is validated by its kind's spec, which is built from
+the verifier class's own ``__init__`` (:func:`spec_of`): a new verifier is one class
+and one :func:`register` call. A key left out takes the verifier's own default. The
+gate's own defaults (batch size, slice size) are read from
+:class:`~tailguard.gate.base.GateDefaults` (the gate's, below it) when a section is built.
 """
 
 from __future__ import annotations
 
-import importlib
+import inspect
 import re
+import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from types import UnionType
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
-from tailguard.gate.base import Verifier
+from tailguard.gate.base import REQUIRED, GateDefaults, Toml, Verifier
 from tailguard.gate.dedup import ExactDuplicate, NearDuplicate
 from tailguard.gate.execution import CodeTests, MathAnswer
 from tailguard.gate.judge import ClassifierJudge, Judge
@@ -25,11 +39,14 @@ from tailguard.gate.verifiers import Quality, Rules, Schema
 from tailguard.settings import Strict, config_error
 
 
-def _gate_default(attr: str) -> Callable[[], Any]:
-    def read() -> Any:
-        return getattr(importlib.import_module("tailguard.gate.gate").Gate, attr)
+@dataclass(frozen=True)
+class Param:
+    """How one key of a verifier's table becomes one of its keyword arguments."""
 
-    return read
+    name: str
+    path: bool = False
+    convert: Callable[[Any], Any] | None = None
+    passed: bool = True
 
 
 class VerifierSpec(Strict):
@@ -37,169 +54,82 @@ class VerifierSpec(Strict):
 
     name: str | None = None
 
-    #: Parameters naming a file, resolved against the config file's folder.
-    PATHS: ClassVar[tuple[str, ...]] = ()
     #: The verifier this entry builds.
     VERIFIER: ClassVar[type[Verifier]]
+    #: Each field's keyword argument (:func:`spec_of` fills it from the signature).
+    PARAMS: ClassVar[dict[str, Param]] = {}
 
     def params(self, base_dir: Path | None = None) -> dict[str, Any]:
-        """The keyword arguments the verifier is built with (only the keys given)."""
-        out = {
-            k: getattr(self, k)
-            for k in self.model_fields_set
-            if k not in ("kind", "name", "reference", "references")
-        }
-        for key in self.PATHS:
-            if isinstance(out.get(key), str) and base_dir is not None:
-                out[key] = base_dir / out[key]
+        """The keyword arguments the verifier is built with (only the keys given); a
+        ``ValueError`` names a value that cannot become one (a judge's missing function)."""
+        out = {}
+        for key in self.model_fields_set:
+            param = self.PARAMS.get(key)
+            if param is None or not param.passed:
+                continue
+            value = getattr(self, key)
+            if param.path and isinstance(value, str) and base_dir is not None:
+                value = base_dir / value
+            if param.convert is not None and value is not None:
+                value = param.convert(value)
+            out[param.name] = value
         return out
 
 
-class SchemaSpec(VerifierSpec):
-    kind: Literal["schema"]
-    VERIFIER: ClassVar[type[Verifier]] = Schema
-    schema_: str | dict[str, Any] = Field(alias="schema")
-    PATHS: ClassVar[tuple[str, ...]] = ("schema",)
-
-    def params(self, base_dir: Path | None = None) -> dict[str, Any]:
-        out = super().params(base_dir)
-        out["schema"] = out.pop("schema_")
-        if isinstance(out["schema"], str) and base_dir is not None:
-            out["schema"] = base_dir / out["schema"]
-        return out
+def _mentions_path(hint: Any) -> bool:
+    """Whether a parameter's type takes a ``Path`` (a file, resolved against the config)."""
+    if hint is Path:
+        return True
+    return any(_mentions_path(arg) for arg in typing.get_args(hint))
 
 
-class RulesSpec(VerifierSpec):
-    kind: Literal["rules"]
-    VERIFIER: ClassVar[type[Verifier]] = Rules
-    rules: str | list[dict[str, Any]]
-    PATHS: ClassVar[tuple[str, ...]] = ("rules",)
+def _toml_type(hint: Any) -> tuple[Any, Callable[[Any], Any] | None]:
+    """A Python parameter type as TOML writes it, and how to turn the TOML value back:
+    ``Path`` is written as text, a fixed-length tuple as an array of that length."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        inner, convert = _toml_type(args[0])
+        return Annotated[(inner, *hint.__metadata__)], convert  # type: ignore[return-value]
+    if origin in (Union, UnionType):
+        kept = tuple(a for a in args if a is not Path)
+        return Union[kept], None  # noqa: UP007 - the members are only known here
+    if origin is tuple and args and Ellipsis not in args and len(set(args)) == 1:
+        n = len(args)  # the verifier takes any sequence of that length
+        return Annotated[list[args[0]], Field(min_length=n, max_length=n)], None
+    return hint, None
 
 
-class QualitySpec(VerifierSpec):
-    kind: Literal["quality"]
-    VERIFIER: ClassVar[type[Verifier]] = Quality
-    min_chars: Annotated[int, Field(ge=0)] | None = None
-    max_chars: Annotated[int, Field(ge=1)] | None = None
-    min_words: Annotated[int, Field(ge=0)] | None = None
-    ngram: Annotated[int, Field(ge=1, le=64)] | None = None
-    max_repeated_ngrams: float | None = None
-    max_non_letters: float | None = None
-
-
-class ExactDuplicateSpec(VerifierSpec):
-    kind: Literal["exact_duplicate"]
-    VERIFIER: ClassVar[type[Verifier]] = ExactDuplicate
-    reference: Literal["reservoir", "none"] = "reservoir"
-    #: Which sets of ``[gate.references]`` to compare with (default: every one).
-    references: list[str] | None = None
-    within_pool: bool | None = None
-
-
-class NearDuplicateSpec(VerifierSpec):
-    kind: Literal["near_duplicate"]
-    VERIFIER: ClassVar[type[Verifier]] = NearDuplicate
-    reference: Literal["reservoir", "none"] = "reservoir"
-    references: list[str] | None = None
-    threshold: float | None = None
-    num_perm: Annotated[int, Field(ge=2, le=4096)] | None = None
-    shingle: Annotated[int, Field(ge=1, le=64)] | None = None
-    seed: Annotated[int, Field(ge=0, lt=2**63)] | None = None
-    within_pool: bool | None = None
-    max_bucket: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
-    weights: Annotated[list[float], Field(min_length=2, max_length=2)] | None = None
-
-    def params(self, base_dir: Path | None = None) -> dict[str, Any]:
-        out = super().params(base_dir)
-        if out.get("weights") is not None:
-            out["weights"] = tuple(out["weights"])
-        return out
-
-
-class CodeTestsSpec(VerifierSpec):
-    kind: Literal["code_tests"]
-    VERIFIER: ClassVar[type[Verifier]] = CodeTests
-    wall_seconds: float | None = None
-    cpu_seconds: int | None = None
-    memory_mb: int | None = None
-    file_size_mb: int | None = None
-    open_files: int | None = None
-    processes: int | None = None
-    disk_mb: int | None = None
-    inodes: int | None = None
-    cpu_cores: float | None = None
-
-
-class MathAnswerSpec(VerifierSpec):
-    kind: Literal["math_answer"]
-    VERIFIER: ClassVar[type[Verifier]] = MathAnswer
-    reference_column: str | None = None
-    tolerance: float | None = None
-    timeout: float | None = None
-
-
-class JudgeSpec(VerifierSpec):
-    """A user's batch scoring function ``module:function`` (``texts -> scores, reasons``)."""
-
-    kind: Literal["judge"]
-    VERIFIER: ClassVar[type[Verifier]] = Judge
-    entry: str
-    threshold: float | None = None
-    batch_size: int | None = Field(None, ge=1)
-    timeout: float | None = Field(None, gt=0)
-    retries: int | None = Field(None, ge=0)
-    backoff: float | None = Field(None, ge=0)
-    concurrency: int | None = Field(None, ge=1)
-    cache: str | None = None
-    judge_version: str | None = None
-    score_range: Annotated[list[float], Field(min_length=2, max_length=2)] | None = None
-    PATHS: ClassVar[tuple[str, ...]] = ("cache",)
-
-    @model_validator(mode="after")
-    def _entry_shape(self) -> JudgeSpec:
-        if ":" not in self.entry:
-            raise ValueError(f"entry must look like module:function, got {self.entry!r}")
-        return self
-
-    def params(self, base_dir: Path | None = None) -> dict[str, Any]:
-        import importlib
-
-        out = super().params(base_dir)
-        module, _, function = out.pop("entry").partition(":")
-        try:
-            out["fn"] = getattr(importlib.import_module(module), function)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"entry {self.entry!r} cannot be imported: {exc}") from None
-        return out
-
-
-class ClassifierJudgeSpec(VerifierSpec):
-    """A saved text classifier (``tailguard judge train``) and the SHA-256 it printed."""
-
-    kind: Literal["classifier_judge"]
-    VERIFIER: ClassVar[type[Verifier]] = ClassifierJudge
-    model: str
-    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
-    positive: str | None = None
-    threshold: float | None = None
-    batch_size: int | None = Field(None, ge=1)
-    cache: str | None = None
-    PATHS: ClassVar[tuple[str, ...]] = ("model", "cache")
-
-
-#: The verifier kinds a config may name (``function`` needs Python, not TOML): the one
-#: registration of a verifier, whose spec names its class (``VERIFIER``).
-SPECS: tuple[type[VerifierSpec], ...] = (
-    SchemaSpec,
-    RulesSpec,
-    QualitySpec,
-    ExactDuplicateSpec,
-    NearDuplicateSpec,
-    CodeTestsSpec,
-    MathAnswerSpec,
-    JudgeSpec,
-    ClassifierJudgeSpec,
-)
+def spec_of(cls: type[Verifier]) -> type[VerifierSpec]:
+    """The strict model of a ``[[gate.verifiers]]`` table of ``cls.kind``, built from
+    ``cls.__init__``: its parameters' names, types and defaults, and ``cls.toml``."""
+    hints = typing.get_type_hints(cls.__init__, include_extras=True)
+    fields: dict[str, Any] = {"kind": (Literal[cls.kind], ...)}
+    params: dict[str, Param] = {}
+    for p in inspect.signature(cls.__init__).parameters.values():
+        if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        hint = hints.get(p.name, Any)
+        toml = cls.toml.get(p.name) or Toml(None)
+        kind, convert = (toml.type, toml.convert) if toml.type is not None else _toml_type(hint)
+        key = toml.key or p.name
+        if key in ("kind", "name"):
+            raise TypeError(f"{cls.__name__}: a parameter may not be named {key!r}")
+        default = toml.default
+        if default is None:
+            default = REQUIRED if p.default is p.empty else None
+        if default is None:
+            kind = Union[kind, None]  # noqa: UP007 - left out: the verifier's default
+        attr = f"{key}_" if hasattr(BaseModel, key) else key  # ``schema``: BaseModel's own
+        alias = key if attr != key else None
+        fields[attr] = (kind, Field(... if default is REQUIRED else default, alias=alias))
+        params[attr] = Param(p.name, _mentions_path(hint), convert, toml.passed)
+    name = "".join(part.title() for part in cls.kind.split("_")) + "Spec"  # QualitySpec
+    spec = create_model(  # type: ignore[call-overload]
+        name, __base__=VerifierSpec, __module__=__name__, **fields
+    )
+    spec.__doc__ = f"A ``[[gate.verifiers]]`` table of kind {cls.kind!r} ({cls.__name__})."
+    spec.VERIFIER, spec.PARAMS = cls, params
+    return spec
 
 
 def _kind(spec: type[VerifierSpec]) -> str:
@@ -210,8 +140,77 @@ def _kind(spec: type[VerifierSpec]) -> str:
     return kind
 
 
-VERIFIER_SPECS: dict[str, type[VerifierSpec]] = {_kind(spec): spec for spec in SPECS}
-AnyVerifier = Annotated[Union[SPECS], Field(discriminator="kind")]  # noqa: UP007
+#: The verifier kinds a config may name, and their specs (filled by :func:`register`).
+VERIFIER_SPECS: dict[str, type[VerifierSpec]] = {}
+#: The same kinds' verifier classes.
+VERIFIERS: dict[str, type[Verifier]] = {}
+
+
+def register(cls: type[Verifier]) -> type[VerifierSpec]:
+    """Make ``cls`` a kind ``tailguard.toml`` may name: its spec is built from its
+    ``__init__`` (:func:`spec_of`). A kind is registered once."""
+    if cls.kind in VERIFIER_SPECS:
+        raise TypeError(f"verifier kind {cls.kind!r} is registered already")
+    spec = spec_of(cls)
+    VERIFIER_SPECS[_kind(spec)] = spec
+    VERIFIERS[cls.kind] = cls
+    globals()[spec.__name__] = spec  # where pickle finds it (a config sent to a worker)
+    return spec
+
+
+def unregister(kind: str) -> None:
+    """Forget a registered kind (a plugin's, or a test's)."""
+    spec = VERIFIER_SPECS.pop(kind, None)
+    VERIFIERS.pop(kind, None)
+    if spec is not None:
+        globals().pop(spec.__name__, None)
+
+
+#: The built-in kinds a config may name (``function`` needs Python, not TOML): a new
+#: verifier is one class and one entry here (or a ``register`` call of its own).
+SPECS: tuple[type[VerifierSpec], ...] = tuple(
+    register(cls)
+    for cls in (
+        Schema,
+        Rules,
+        Quality,
+        ExactDuplicate,
+        NearDuplicate,
+        CodeTests,
+        MathAnswer,
+        Judge,
+        ClassifierJudge,
+    )
+)
+
+
+def _of_its_kind(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """A table validated by its ``kind``'s spec, looked up when it is read (so a kind
+    registered after this module loaded is known), with pydantic's union errors."""
+    if isinstance(value, VerifierSpec):
+        return value
+    if not isinstance(value, dict):
+        raise PydanticCustomError(
+            "model_attributes_type",
+            "Input should be a valid dictionary or object to extract fields from",
+        )
+    if "kind" not in value:
+        raise PydanticCustomError(
+            "union_tag_not_found", "Unable to extract tag using discriminator 'kind'"
+        )
+    kind = value["kind"]
+    spec = VERIFIER_SPECS.get(kind) if isinstance(kind, str) else None
+    if spec is None:
+        raise PydanticCustomError(
+            "union_tag_invalid",
+            "Input tag '{tag}' found using 'kind' does not match any of the expected tags: "
+            "{expected_tags}",
+            {"tag": str(kind), "expected_tags": ", ".join(map(repr, VERIFIER_SPECS))},
+        )
+    return spec.model_validate(value)
+
+
+AnyVerifier = Annotated[VerifierSpec, WrapValidator(_of_its_kind)]
 ENGINES = ("in_process", "process_pool", "ray")
 
 
@@ -233,11 +232,12 @@ class GateSection(Strict):
     references: dict[str, str | ReferenceFile] = Field(default_factory=dict)
     #: Compare each round's candidates with the synthetic records accepted before it.
     earlier_generations: bool = True
-    batch_size: int = Field(default_factory=_gate_default("BATCH_SIZE"), ge=1)
+    # the gate's own defaults, read when a section is built
+    batch_size: int = Field(default_factory=lambda: GateDefaults.BATCH_SIZE, ge=1)
     parallel_min: Annotated[int, Field(ge=1)] | None = Field(
-        default_factory=_gate_default("PARALLEL_MIN")
+        default_factory=lambda: GateDefaults.PARALLEL_MIN
     )
-    slice_size: int = Field(default_factory=_gate_default("SLICE_SIZE"), ge=1)
+    slice_size: int = Field(default_factory=lambda: GateDefaults.SLICE_SIZE, ge=1)
     engine: Literal["in_process", "process_pool", "ray"] | None = None
 
     @model_validator(mode="before")
@@ -293,17 +293,19 @@ def validate_gate(raw: dict[str, Any], *, source: str = "config") -> GateSection
     try:
         return GateSection.model_validate(raw)
     except ValidationError as exc:
-        raise config_error(
-            exc, source, {"gate": raw}, prefix=("gate",), tags=VERIFIER_SPECS
-        ) from None
+        raise config_error(exc, source, {"gate": raw}, prefix=("gate",)) from None
 
 
 __all__ = [
     "ENGINES",
     "SPECS",
+    "VERIFIERS",
     "VERIFIER_SPECS",
     "GateSection",
     "ReferenceFile",
     "VerifierSpec",
+    "register",
+    "spec_of",
+    "unregister",
     "validate_gate",
 ]

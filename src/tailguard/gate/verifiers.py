@@ -7,15 +7,16 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import Field
 
 from tailguard.errors import InputError
 from tailguard.gate import minhash
-from tailguard.gate.base import ERROR_CODE, FAIL_CODE, Reason, Verifier, verdicts
+from tailguard.gate.base import ERROR_CODE, FAIL_CODE, Reason, Toml, Verifier, verdicts
 from tailguard.gate.worker import Worker, check_seconds
 from tailguard.words import string_offsets
 
@@ -43,6 +44,7 @@ class Schema(Verifier):
     kind = "schema"
     version = "1"
     codes = ("not_json", "schema")
+    toml = {"schema": Toml(str | dict[str, Any])}
 
     def __init__(self, *, schema: Mapping[str, Any] | str | Path) -> None:
         import jsonschema
@@ -232,6 +234,7 @@ class Rules(Verifier):
     kind = "rules"
     version = "1"
     codes = ("rule:<name>",)  # one code per rule: ``rule:`` and the rule's name
+    toml = {"rules": Toml(str | list[dict[str, Any]])}
 
     def __init__(self, *, rules: Sequence[Rule | Mapping[str, Any]] | str | Path) -> None:
         if isinstance(rules, str | Path):
@@ -289,10 +292,10 @@ class Quality(Verifier):
     def __init__(
         self,
         *,
-        min_chars: int = 1,
-        max_chars: int = 100_000,
-        min_words: int = 1,
-        ngram: int = 3,
+        min_chars: Annotated[int, Field(ge=0)] = 1,
+        max_chars: Annotated[int, Field(ge=1)] = 100_000,
+        min_words: Annotated[int, Field(ge=0)] = 1,
+        ngram: Annotated[int, Field(ge=1, le=64)] = 3,
         max_repeated_ngrams: float = 0.3,
         max_non_letters: float = 0.5,
     ) -> None:

@@ -1,16 +1,28 @@
-"""The lab's experiment configuration: everything that defines a run, explicit and serialisable."""
+"""The lab's experiment configuration: everything that defines a run, explicit and serialisable.
+
+:class:`LabConfig` is the one declaration of an experiment's settings: ``lab.run``,
+``lab.frontier`` and ``lab.recovery`` take one (or its fields by name, checked by
+:meth:`LabConfig.build`), and ``tailguard lab run / frontier / recovery`` build one
+option per field from its :class:`Option`. A new setting is one field. The few defaults
+that differ per command, and the settings a command sets itself, are :data:`COMMANDS`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+import tomllib
+from collections.abc import Callable
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any
 
+from tailguard import limits
 from tailguard.costs import CostModel
 from tailguard.errors import ConfigError
-from tailguard.lab.data import LabData, check_params, resolve
 from tailguard.lab.strategies import StrategySettings, parse_strategies
 from tailguard.ledger import Ledger
 from tailguard.loop import Loop
+
+if TYPE_CHECKING:
+    from tailguard.lab.data import LabData
 
 #: ``volume="auto"``: the default equal training volume (see :func:`default_volume`).
 AUTO = "auto"
@@ -24,41 +36,133 @@ POLICY_VOLUME_MODELS = ("regression",)
 LINEAGE_TABLES = ("mix", "gate", "reasons", "decisions", "alerts")
 
 
+def parse_volume(text: str) -> int | str | None:
+    """``--volume``: a number of examples, ``auto`` or ``policy`` (no equal volume)."""
+    value = text.strip().lower()
+    if value in ("auto", "policy"):
+        return None if value == "policy" else AUTO
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(
+            f"--volume: {text!r} is not a number of examples, 'auto' or 'policy'"
+        ) from None
+
+
+def parse_params(items: list[str]) -> dict[str, object]:
+    """``key=value`` options as a dict; values read as TOML (numbers, lists), else as text."""
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param {item!r}: expected key=value, e.g. steps=150")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Option:
+    """How a lab setting is written on the command line: ``--name-with-dashes`` (or
+    ``flags``), a number or a text (read by ``parse``), bounded by ``min`` and ``max``;
+    ``many``: repeatable, the values read together."""
+
+    help: str
+    flags: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+    parse: Callable[[Any], Any] | None = None
+    many: bool = False
+
+
+def setting(default: Any = MISSING, *, factory: Any = MISSING, **option: Any) -> Any:
+    """A :class:`LabConfig` field and its command-line :class:`Option`."""
+    return field(default=default, default_factory=factory, metadata={"option": Option(**option)})
+
+
 @dataclass(frozen=True)
 class LabConfig:
     """Everything that defines an experiment (explicit, serialisable)."""
 
-    model: str = "ngram"
-    data: str | None = None
-    strategies: tuple[str, ...] = ("replace", "accumulate", "anchored")
-    generations: int = 10
-    seeds: int = 3
-    real_fraction: float = StrategySettings.real_fraction
-    n_generate: int | None = None
+    model: str = setting("ngram", help="Model (see `tailguard lab list`).")
+    data: str | None = setting(None, help="Human data (default: the model's own).")
+    strategies: tuple[str, ...] = setting(
+        ("replace", "accumulate", "anchored"), help="Comma-separated strategy names."
+    )
+    generations: int = setting(
+        10, help="Synthetic generations per run.", min=1, max=limits.GENERATIONS_MAX
+    )
+    seeds: int = setting(
+        3, help="Seeds (each judged by its own clean model).", min=1, max=limits.SEEDS_MAX
+    )
+    real_fraction: float = setting(
+        StrategySettings.real_fraction, help="Human share per batch for anchoring (0 < f <= 1)."
+    )
+    n_generate: int | None = setting(
+        None, help="Candidates per generation.", min=1, max=limits.VOLUME_MAX
+    )
     #: Training examples per round, the same for every strategy: human-only buys fresh
     #: human examples to reach it, pure synthetic generates it, anchoring is the reservoir
     #: plus synthetic data. ``"auto"`` (the default): :func:`default_volume`, larger than
     #: the reservoir; ``None``: each strategy trains on what its policy selects (the
     #: classic collapse experiments, where accumulating data grows every round).
-    volume: int | str | None = AUTO
+    volume: int | str | None = setting(
+        AUTO,
+        help="Training examples per round for every strategy (equal volume): a number, "
+        "'auto' (larger than the reservoir) or 'policy' (each strategy's own).",
+        parse=parse_volume,
+    )
     #: Reservoir size (human examples frozen, holdout included) when ``volume`` is set;
     #: default ``volume // 2``, so the volume is larger than the reservoir.
-    reservoir_size: int | None = None
+    reservoir_size: int | None = setting(
+        None,
+        help="With --volume: human records frozen (default volume/2).",
+        min=1,
+        max=limits.VOLUME_MAX,
+    )
     #: New human records per round for ``fresh`` (default ``n_generate // 4``).
-    fresh_per_round: int | None = None
-    eval_size: int | None = None
-    batch_size: int = Loop.BATCH_SIZE
-    holdout: float = Ledger.HOLDOUT
-    recovery_rounds: int = 5
-    model_params: dict[str, Any] = field(default_factory=dict)
-    costs: CostModel = field(default_factory=CostModel)
-    seed: int = 0
+    fresh_per_round: int | None = setting(
+        None, help="fresh: new human records per round.", min=1, max=limits.VOLUME_MAX
+    )
+    eval_size: int | None = setting(
+        None, help="Texts per evaluation sample.", min=1, max=limits.VOLUME_MAX
+    )
+    batch_size: int = setting(
+        Loop.BATCH_SIZE, help="Examples per batch.", min=1, max=limits.BATCH_SIZE_MAX
+    )
+    holdout: float = setting(Ledger.HOLDOUT, help="The reservoir's share held out to evaluate.")
+    recovery_rounds: int = setting(
+        5,
+        help="Anchored rounds allowed to recover a collapsed run.",
+        flags=("--recovery-rounds", "--rounds"),
+        min=0,
+        max=limits.RUN_ROUNDS_MAX,
+    )
+    model_params: dict[str, Any] = setting(
+        factory=dict,
+        help="A model or data parameter, key=value (repeatable), e.g. steps=150.",
+        flags=("--param",),
+        parse=parse_params,
+        many=True,
+    )
+    costs: CostModel = setting(
+        factory=CostModel,
+        help="Prices per example, e.g. human=0.5,synthetic=0.001,verification=0.02",
+        parse=CostModel.parse,
+    )
+    seed: int = setting(0, help="Base seed.", min=0, max=limits.SEED_MAX)
     #: The verified strategies' verifier: its recall and specificity (one knob) and its
     #: preference for the mode (``lab.verified.KnobVerifier``).
-    verifier_quality: float | None = None
-    verifier_bias: float = 0.0
+    verifier_quality: float | None = setting(
+        None, help="The verified strategies' verifier: recall = specificity, in [0, 1]."
+    )
+    verifier_bias: float = setting(0.0, help="The verifier's preference for the mode (0: none).")
 
     def __post_init__(self) -> None:
+        from tailguard.lab.data import check_params, resolve  # the models: on first use
+
         strategies = tuple(s.name for s in parse_strategies(list(self.strategies)))
         object.__setattr__(self, "strategies", strategies)
         object.__setattr__(self, "data", resolve(self.model, self.data).name)
@@ -113,10 +217,10 @@ class LabConfig:
     @classmethod
     def build(cls, config: LabConfig | None = None, **overrides: Any) -> LabConfig:
         """``config`` (default: every field's default) with ``overrides`` replacing its
-        fields, checked again; a key that is no field of :class:`LabConfig` is refused.
-        A comma-separated ``strategies`` string is split, ``None`` for ``model_params``
-        and ``costs`` means their defaults."""
-        known = {f.name for f in fields(cls)}
+        fields, checked again; a key that is no field of :class:`LabConfig` (or of
+        ``config``'s class) is refused. A comma-separated ``strategies`` string is split,
+        ``None`` for ``model_params`` and ``costs`` means their defaults."""
+        known = {f.name for f in fields(cls if config is None else type(config))}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ConfigError(
@@ -136,8 +240,18 @@ class LabConfig:
             return cls(**overrides)
         return replace(config, **overrides) if overrides else config
 
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Every field's default, unchecked (what the command line shows)."""
+        return {
+            f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+            for f in fields(cls)
+        }
+
     @property
     def dataset(self) -> LabData:
+        from tailguard.lab.data import resolve
+
         return resolve(self.model, self.data)
 
     def params(self) -> dict[str, Any]:
@@ -146,6 +260,39 @@ class LabConfig:
         out["strategies"] = list(self.strategies)
         out["costs"] = self.costs.params()
         return out
+
+
+@dataclass(frozen=True)
+class Command:
+    """What one lab command changes of :class:`LabConfig`: the defaults that differ for
+    it, and the settings it sets itself (refused when given)."""
+
+    defaults: dict[str, Any] = field(default_factory=dict)
+    fixed: tuple[str, ...] = ()
+
+    def config(self, name: str, config: LabConfig | None = None, **settings: Any) -> LabConfig:
+        """``config`` (default: this command's defaults) with ``settings`` replacing its
+        fields; a setting the command sets itself, or no field, is refused."""
+        fixed = sorted(set(self.fixed) & set(settings))
+        if fixed:
+            raise ConfigError(f"lab {name} sets {', '.join(map(repr, fixed))} itself")
+        if config is None:
+            settings = {**self.defaults, **settings}
+        return LabConfig.build(config, **settings)
+
+
+#: The lab's commands (``lab.run``, ``lab.frontier``, ``lab.recovery`` and the CLI's
+#: ``tailguard lab ...``): the frontier sweeps Zipf documents at 300 per round (the
+#: trade-off in about a minute on two cores), recovery a Gaussian (it collapses within a
+#: few generations, so both routes back are measured in seconds).
+COMMANDS: dict[str, Command] = {
+    "run": Command(),
+    "frontier": Command(
+        {"model": "categorical", "volume": 300},
+        fixed=("strategies", "real_fraction", "recovery_rounds", "verifier_quality"),
+    ),
+    "recovery": Command({"model": "gaussian"}, fixed=("strategies", "generations")),
+}
 
 
 def default_volume(config: LabConfig) -> int | None:

@@ -292,32 +292,26 @@ class Frontier:
 
 
 def frontier(
+    config: LabConfig | None = None,
     *,
-    model: str = "categorical",
-    data: str | None = None,
     fractions: tuple[float, ...] | list[float] = FRACTIONS,
-    generations: int = LabConfig.generations,
-    seeds: int = LabConfig.seeds,
-    volume: int | str | None = 300,
-    reservoir_size: int | None = None,
-    batch_size: int = LabConfig.batch_size,
-    eval_size: int | None = None,
-    model_params: dict[str, Any] | None = None,
-    costs: CostModel | None = None,
-    seed: int = 0,
+    verifier_quality: tuple[float, ...] | list[float] | None = None,
     workers: int | None = None,
     out: Path | str | None = None,
     progress: bool = True,
     known: Any = None,
-    verifier_quality: tuple[float, ...] | list[float] | None = None,
-    verifier_bias: float = 0.0,
+    **settings: Any,
 ) -> Frontier:
     """Sweep ``fractions`` at one training volume per round; see the module docstring.
 
-    The defaults (also ``tailguard lab frontier``'s, which passes only what it is given)
-    show the trade-off in about a minute on two cores: Zipf documents at 300 per round
-    (a 150-document reservoir), where pure synthetic loses rare vocabulary within the
-    10 generations and a fifth of human data per batch holds it (docs/lab.md).
+    The experiment is ``config`` with ``settings`` (fields of :class:`LabConfig` by name:
+    ``model=``, ``generations=``, ``volume=``, ...) replacing its fields; without a
+    ``config``, the frontier's own defaults (``lab.config.COMMANDS["frontier"]``, also
+    ``tailguard lab frontier``'s) show the trade-off in about a minute on two cores: Zipf
+    documents at 300 per round (a 150-document reservoir), where pure synthetic loses
+    rare vocabulary within the 10 generations and a fifth of human data per batch holds
+    it (docs/lab.md). The frontier sets the strategies, the real fraction and the
+    recovery rounds itself; an unknown setting is refused.
 
     ``known``: a :class:`~tailguard.lab.LabResult` already run at the same volume,
     generations and seeds; the end points it holds (``replace`` for 0, ``human-only``
@@ -327,9 +321,12 @@ def frontier(
     verifier of that recall and specificity (``verifier_bias`` > 0: one that prefers the
     mode); only models with a ground truth (``lab.verified.TASK_MODELS``).
     """
+    from tailguard.lab.config import COMMANDS
     from tailguard.lab.experiment import run
     from tailguard.lab.verified import TASK_MODELS
 
+    config = COMMANDS["frontier"].config("frontier", config, **settings)
+    model, generations, seeds = config.model, config.generations, config.seeds
     fractions = sorted({float(f) for f in fractions})
     if not fractions or fractions[0] < 0 or fractions[-1] > 1:
         raise ConfigError(f"fractions must lie in [0, 1], got {fractions}")
@@ -341,7 +338,7 @@ def frontier(
             f"a verifier of known quality needs a task with a ground truth; the {model!r} "
             f"model has none (models with one: {', '.join(TASK_MODELS)})"
         )
-    costs = costs or CostModel()
+    costs = config.costs
     if known is not None:
         c = known.config
         if (c.generations, c.seeds) != (generations, seeds) or c.volume is None:
@@ -353,7 +350,8 @@ def frontier(
             raise ConfigError(
                 f"known= was priced at {c.costs.describe()}; the frontier at {costs.describe()}"
             )
-        volume, reservoir_size = c.volume, c.reservoir_size
+        config = LabConfig.build(config, volume=c.volume, reservoir_size=c.reservoir_size)
+    volume = config.volume
     rows, reservoir = [], 0
     for f in fractions:
         name = "replace" if f == 0 else "human-only" if f == 1 else "anchored-share"
@@ -362,11 +360,8 @@ def frontier(
             reservoir = reservoir or _reservoir(known, name)
             continue
         result = run(
-            model=model, data=data, strategies=[name], generations=generations, seeds=seeds,
-            real_fraction=f if 0 < f < 1 else 0.5, volume=volume, reservoir_size=reservoir_size,
-            batch_size=batch_size, eval_size=eval_size, recovery_rounds=0,
-            model_params=model_params, costs=costs, seed=seed, workers=workers, out=None,
-            progress=progress,
+            config, strategies=[name], real_fraction=f if 0 < f < 1 else 0.5,
+            recovery_rounds=0, workers=workers, out=None, progress=progress,
         )  # fmt: skip
         volume = result.config.volume
         rows.append(_row(result, f, name, generations))
@@ -375,12 +370,9 @@ def frontier(
         for f in (f for f in fractions if f < 1):
             name = "verified-replace" if f == 0 else "verified-share"
             result = run(
-                model=model, data=data, strategies=[name], generations=generations,
-                seeds=seeds, real_fraction=f if f > 0 else 0.5, volume=volume,
-                reservoir_size=reservoir_size, batch_size=batch_size, eval_size=eval_size,
-                recovery_rounds=0, model_params=model_params, costs=costs, seed=seed,
-                workers=workers, out=None, progress=progress, verifier_quality=q,
-                verifier_bias=verifier_bias,
+                config, strategies=[name], real_fraction=f if f > 0 else 0.5,
+                volume=volume, recovery_rounds=0, verifier_quality=q, workers=workers,
+                out=None, progress=progress,
             )  # fmt: skip
             rows.append({**_row(result, f, name, generations), "verifier_quality": q})
     frame = pd.DataFrame(rows, columns=list(COLUMNS))

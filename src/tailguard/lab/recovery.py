@@ -44,10 +44,7 @@ from tailguard.errors import ConfigError
 from tailguard.evidence import Band, degraded, recovery_round
 from tailguard.lab.config import LabConfig
 from tailguard.lab.evaluation import PRIMARY, clean_bands, model_values
-from tailguard.mix import Anchored
 
-#: The anchor's human share per batch after the switch (the mixer's default).
-REAL_FRACTION = Anchored.REAL_FRACTION
 #: The two ways back from a collapsed run.
 ROUTES = ("switch", "rollback")
 
@@ -110,31 +107,27 @@ class Recovery:
 
 
 def recovery(
+    config: LabConfig | None = None,
     *,
-    model: str = "gaussian",
-    data: str | None = None,
     k: int = 5,
     routes: tuple[str, ...] | list[str] = ROUTES,
-    recovery_rounds: int = 5,
-    seeds: int = LabConfig.seeds,
-    real_fraction: float = REAL_FRACTION,
-    volume: int | str | None = "auto",
-    reservoir_size: int | None = None,
-    batch_size: int = LabConfig.batch_size,
-    eval_size: int | None = None,
-    model_params: dict[str, Any] | None = None,
-    costs: CostModel | None = None,
-    seed: int = 0,
     metric: str | None = None,
     workers: int | None = None,
     progress: bool = True,
+    **settings: Any,
 ) -> Recovery:
     """Run ``k`` pure synthetic generations per seed, then every route; see the module doc.
 
-    ``metric``: the one that must come back (default: the data kind's primary metric;
-    for fortunes at equal volume ``rare_vocab_coverage`` moves where ``tail_recall``
-    stays at 1.0).
+    The experiment is ``config`` with ``settings`` (fields of :class:`LabConfig` by name:
+    ``model=``, ``seeds=``, ``real_fraction=`` (the anchor's), ``recovery_rounds=`` (the
+    anchored rounds each route trains), ...) replacing its fields; without a ``config``,
+    recovery's own defaults (``lab.config.COMMANDS["recovery"]``: the Gaussian model).
+    ``k`` is the run's generations and its strategy is ``replace``; an unknown setting
+    is refused. ``metric``: the one that must come back (default: the data kind's
+    primary metric; for fortunes at equal volume ``rare_vocab_coverage`` moves where
+    ``tail_recall`` stays at 1.0).
     """
+    from tailguard.lab.config import COMMANDS
     from tailguard.lab.pool import map_jobs
 
     routes = tuple(dict.fromkeys(routes))
@@ -143,16 +136,11 @@ def recovery(
         raise ConfigError(f"routes must be some of {', '.join(ROUTES)}, got {list(routes)}")
     if k < 1:
         raise ConfigError(f"k must be >= 1 synthetic generation, got {k}")
+    config = COMMANDS["recovery"].config("recovery", config, **settings)
+    recovery_rounds, seeds, model = config.recovery_rounds, config.seeds, config.model
     if recovery_rounds < 1:
         raise ConfigError(f"recovery_rounds must be >= 1, got {recovery_rounds}")
-    if seeds < 1:
-        raise ConfigError(f"seeds must be >= 1, got {seeds}")
-    config = LabConfig(
-        model=model, data=data, strategies=("replace",), generations=k, seeds=seeds,
-        real_fraction=real_fraction, volume=volume, reservoir_size=reservoir_size,
-        batch_size=batch_size, eval_size=eval_size, recovery_rounds=0,
-        model_params=dict(model_params or {}), costs=costs or CostModel(), seed=seed,
-    )  # fmt: skip
+    config = LabConfig.build(config, strategies=("replace",), generations=k, recovery_rounds=0)
     primary = metric or PRIMARY[config.dataset.kind]
     with tempfile.TemporaryDirectory(prefix="tailguard-recovery-") as tmp:
         title = f"recovery: {model}, {k} synthetic generations x {seeds} seeds"
