@@ -92,7 +92,10 @@ def test_the_word_tokenizer_is_a_leaf() -> None:
 
 
 def test_advise_does_not_import_the_lab() -> None:
-    assert not [t for t in GRAPH["tailguard.advise"] if _top(t) == "lab"]
+    assert "tailguard.advise.quality" in GRAPH
+    for module, targets in GRAPH.items():
+        if _top(module) == "advise":
+            assert not [t for t in targets if _top(t) == "lab"], module
 
 
 def test_no_import_cycles() -> None:
@@ -164,3 +167,45 @@ def test_sql_is_written_only_inside_the_ledger_package() -> None:
         if _SQL_CALL.search(line)
     ]
     assert not outside, "SQL outside tailguard/ledger/:\n" + "\n".join(outside)
+
+
+#: The largest a module of ``src/`` may grow, and a class in it (lines, from ``def``/
+#: ``class`` to its last line): past these, a module or class holds more than one job.
+MODULE_LINES = 700
+CLASS_LINES = 500
+
+
+def _sizes(path: Path) -> tuple[int, list[tuple[str, int, int]]]:
+    """A module's line count, and each class in it (nested ones too): name, line, length."""
+    text = path.read_text(encoding="utf-8")
+    classes = [
+        (node.name, node.lineno, node.end_lineno - node.lineno + 1)
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.ClassDef) and node.end_lineno is not None
+    ]
+    return len(text.splitlines()), classes
+
+
+def test_no_module_or_class_outgrows_one_job() -> None:
+    too_big = []
+    for path in sorted(SRC.rglob("*.py")):
+        where = path.relative_to(SRC.parent)
+        lines, classes = _sizes(path)
+        if lines > MODULE_LINES:
+            too_big.append(f"{where}: {lines} lines (at most {MODULE_LINES})")
+        too_big += [
+            f"{where}:{line}: class {name} is {length} lines (at most {CLASS_LINES})"
+            for name, line, length in classes
+            if length > CLASS_LINES
+        ]
+    assert not too_big, "split these:\n" + "\n".join(too_big)
+
+
+def test_the_size_check_counts_lines_and_classes(tmp_path: Path) -> None:
+    """The limits see a long module and a long class, nested ones included."""
+    body = "\n".join(f"        x{i} = {i}" for i in range(CLASS_LINES))
+    path = tmp_path / "big.py"
+    path.write_text(f"def f():\n    class Inner:\n{body}\n\n\npass\n", encoding="utf-8")
+    lines, classes = _sizes(path)
+    assert lines == CLASS_LINES + 5
+    assert classes == [("Inner", 2, CLASS_LINES + 1)]

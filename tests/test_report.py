@@ -558,7 +558,7 @@ def test_a_lab_lineage_without_capacity_gaps_joins_the_others():
     capacity gap beside one with gaps)."""
     import pyarrow as pa
 
-    from tailguard.report import _tag
+    from tailguard.report.data import _tag
 
     full = _tag(pa.table({"metric": ["tail_recall"]}), {"strategy": "replace", "seed": 0})
     empty = _tag(full.schema.empty_table().drop_columns(["strategy", "seed"]),

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -23,22 +23,10 @@ import pyarrow as pa
 from tailguard.errors import ConfigError, InputError
 from tailguard.metrics import _checks, embeddings, labels, text, vectors
 from tailguard.metrics.embedders import Embedder, HashingEmbedder
+from tailguard.metrics.per_record import PerRecord, _flags, _tokens_of
 
 Kind = Literal["tail", "diversity", "mean", "fidelity"]
 KINDS = ("tail", "diversity", "mean", "fidelity")
-
-
-class PerRecord(Protocol):
-    """Where an evaluation's per-record work runs (each text's words and embedding);
-    the set-level figures are then reduced from what it returns, here.
-    :class:`tailguard.metrics.distributed.RayRecords` runs it on Ray Data."""
-
-    def run(
-        self, texts: pa.Array, embedder: Embedder | None = None
-    ) -> tuple[pa.Table, np.ndarray | None]:
-        """:func:`tailguard.metrics.text.words` of ``texts`` in their order and, with
-        ``embedder``, ``embedder.embed(texts)`` row for row: in one pass."""
-        ...
 
 
 class Reference:
@@ -197,18 +185,6 @@ def _per_record(
     if vectors is not None:
         done["embeddings"] = vectors
     return done
-
-
-def _flags(words: pa.Table) -> np.ndarray:
-    return words["ascii"].to_numpy(zero_copy_only=False).astype(bool)
-
-
-def _tokens_of(words: pa.Table) -> tuple[text.Tokens, bool | None]:
-    """Tokens from :func:`text.words` rows, and whether all (True), none (False) or some
-    (None) of the texts are ASCII, as :func:`text.all_ascii` says."""
-    flags = _flags(words)
-    kind = True if flags.all() else (False if not flags.any() else None)
-    return text.from_words(words["words"], flags), kind
 
 
 @dataclass(frozen=True)

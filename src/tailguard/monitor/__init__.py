@@ -14,7 +14,10 @@ preset against the human holdout. Two references frame each figure, kept apart
   closes it, never alerted on or dialled.
 
 History is an Arrow table with the ledger's metric columns; the monitor never
-touches the ledger itself.
+touches the ledger itself. Its columns and sample names are :mod:`.history`'s, the
+bands and evidence read from it :mod:`.bands`', the alert rules :mod:`.alerts`'; the
+:class:`Monitor` here records rounds, prepares references (once per process and
+reservoir) and answers from its history.
 """
 
 from __future__ import annotations
@@ -29,44 +32,53 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tailguard.errors import InputError
-from tailguard.evidence import Band, CapacityGap, band, capacity_gap, drift, verdict
+from tailguard.evidence import Band, CapacityGap, capacity_gap
 from tailguard.metrics import REGISTRY, Embedder, Preset, Reference, evaluate, get_preset
-from tailguard.metrics.embedders import (
-    EMBEDDING_METRICS,
-    HASHING_MEANINGLESS,
-    default_embedder_name,
-    make_embedder,
-)
+from tailguard.metrics.embedders import EMBEDDING_METRICS, default_embedder_name, make_embedder
 from tailguard.metrics.registry import PerRecord
-from tailguard.mix.dial import Evidence, describe_change
-from tailguard.records import METRIC_ROWS
+from tailguard.mix.dial import Evidence
+from tailguard.monitor.alerts import Alert, alerts_table, raise_alerts
+from tailguard.monitor.bands import _TINY, noise_floor, sample_bands, sample_evidence
+from tailguard.monitor.history import (
+    DRAW_MARK,
+    HISTORY_SCHEMA,
+    NOISE_FLOOR_SAMPLE,
+    UNLABELLED,
+    Rows,
+    _as_direction,
+    _column,
+    _conform,
+    _labels_or_none,
+    draw_name,
+    empty_history,
+    is_draw,
+    preset_for,
+)
 
-#: The ledger's metric columns, in order.
-HISTORY_SCHEMA = METRIC_ROWS
-#: Sample name of the noise floor: human samples of the rounds' size against the holdout.
-NOISE_FLOOR_SAMPLE = "noise_floor"
-#: The class a missing label counts as in the label metrics (see :func:`_labels_or_none`).
-UNLABELLED = "(unlabelled)"
-#: Separates a sample's name from the number of one of its extra draws (``model#2``: the
-#: clean model's second extra sample at round 0; ``noise_floor#1``: one human draw).
-DRAW_MARK = "#"
-
-
-def draw_name(sample: str, i: int) -> str:
-    """The stored sample name of extra draw ``i`` of ``sample`` (its band's spread)."""
-    return f"{sample}{DRAW_MARK}{i}"
-
-
-def is_draw(sample: str) -> bool:
-    return DRAW_MARK in sample
-
+__all__ = [
+    "DRAW_MARK",
+    "HISTORY_SCHEMA",
+    "NOISE_FLOOR_SAMPLE",
+    "PREPARED_CACHE",
+    "UNLABELLED",
+    "Alert",
+    "Change",
+    "Evidence",
+    "Monitor",
+    "Status",
+    "Trend",
+    "alerts_table",
+    "draw_name",
+    "empty_history",
+    "is_draw",
+    "preset_for",
+]
 
 #: Prepared human references and noise floors, keyed by the reservoir's digest (and the
 #: preset, embedder and seed they depend on): a reservoir's tokens, embeddings and floor
 #: are computed once per process however many runs use it (the lab runs dozens).
 _PREPARED: dict[tuple[Any, ...], Any] = {}
 PREPARED_CACHE = 8
-_TINY = 1e-12
 
 
 @dataclass(frozen=True)
@@ -122,21 +134,6 @@ class Change:
 
 
 @dataclass(frozen=True)
-class Alert:
-    """A rule that fired at one round of a sample."""
-
-    run: str
-    sample: str
-    round: int
-    rule: str  # "threshold" | "variance_shrinkage" | "early_warning"
-    metrics: tuple[str, ...]
-    message: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "metrics": list(self.metrics)}
-
-
-@dataclass(frozen=True)
 class Status:
     """Evidence and alerts of one run at its latest rounds."""
 
@@ -162,10 +159,6 @@ class Status:
             "evidence": [e.to_dict() for e in self.evidence],
             "alerts": [a.to_dict() for a in self.alerts],
         }
-
-
-def empty_history() -> pa.Table:
-    return HISTORY_SCHEMA.empty_table()
 
 
 class Monitor:
@@ -526,7 +519,7 @@ class Monitor:
         """
         run = self.run if run is None else run
         df = self._frame(run)
-        floor = self._noise_floor(df)
+        floor = noise_floor(df)
         out: list[Evidence] = []
         for smp in [sample] if sample is not None else self.samples(run):
             keep = df.sample == smp
@@ -535,13 +528,14 @@ class Monitor:
             sdf = df.where(keep)
             if not len(sdf):
                 continue
-            out += self._sample_evidence(run, smp, sdf, floor, self._bands(df, smp))
+            bands = sample_bands(df, smp, self.preset, self.embedder_name)
+            out += sample_evidence(run, smp, sdf, floor, bands, self.preset)
         return out
 
     def bands(self, run: str | None = None, *, sample: str = "model") -> dict[str, Band]:
         """Each watched metric's band around the clean model of ``sample`` (what the
         report draws and every verdict reads)."""
-        return self._bands(self._frame(run), sample)
+        return sample_bands(self._frame(run), sample, self.preset, self.embedder_name)
 
     def clean_round(self, run: str | None = None, *, sample: str = "model") -> int | None:
         """The round of the clean model: 0 when measured, else the sample's first."""
@@ -552,86 +546,13 @@ class Monitor:
         """Where the clean model is behind human data beyond its band: a gap that no human
         share closes (it is never alerted on or dialled)."""
         df = self._frame(run)
-        floor = self._noise_floor(df)
+        floor = noise_floor(df)
         out = []
-        for metric, b in self._bands(df, sample).items():
+        for metric, b in sample_bands(df, sample, self.preset, self.embedder_name).items():
             if metric in floor:
                 gap = capacity_gap(metric, b, float(floor[metric]))
                 if gap is not None:
                     out.append(gap)
-        return out
-
-    def _noise_floor(self, df: Rows) -> dict[str, float]:
-        rows = df.where(df.sample == NOISE_FLOOR_SAMPLE).by_round()
-        return dict(zip(rows.metric.tolist(), rows.value.tolist(), strict=True))  # latest wins
-
-    def _bands(self, df: Rows, smp: str) -> dict[str, Band]:
-        sdf = df.where(df.sample == smp)
-        if not len(sdf):
-            return {}
-        first = int(sdf.round.min())
-        clean = df.where((df.round == first) & ((df.sample == smp) | df.starts(smp + DRAW_MARK)))
-        human = df.where(df.starts(NOISE_FLOOR_SAMPLE + DRAW_MARK)).grouped()
-        human_sd = {m: float(np.std(v, ddof=1)) if len(v) > 1 else math.nan
-                    for m, v in human.items()}  # fmt: skip
-        values = clean.grouped()
-        out = {}
-        for metric, thr in self.preset.thresholds.items():
-            if metric not in values:
-                continue
-            if self.embedder_name == "hashing" and metric in HASHING_MEANINGLESS:
-                continue  # meaningless numbers raise no alert and turn no dial
-            hib = _as_direction(sdf.hib[sdf.metric == metric][-1])
-            sd = human_sd.get(metric)
-            out[metric] = band(
-                values[metric],
-                higher_is_better=hib,
-                threshold=thr,
-                noise=None if sd is None or not math.isfinite(sd) else float(sd),
-                ideal=_declared_ideal(metric),
-            )
-        return out
-
-    def _sample_evidence(
-        self, run: str, smp: str, sdf: Rows, floor: dict[str, float], bands: dict[str, Band]
-    ) -> list[Evidence]:
-        latest, first = int(sdf.round.max()), int(sdf.round.min())
-        at = sdf.round == latest
-        now = dict(zip(sdf.metric[at].tolist(), sdf.value[at].tolist(), strict=True))
-        out = []
-        for metric, b in bands.items():
-            if metric not in now:
-                continue
-            thr = self.preset.thresholds[metric]
-            value = float(now[metric])
-            # the clean model is the reference: it never degrades from itself
-            said = "held" if latest == first else verdict(value, b)
-            human = floor.get(metric)
-            gap = None if human is None else capacity_gap(metric, b, float(human))
-            out.append(
-                Evidence(
-                    run=run,
-                    sample=smp,
-                    metric=metric,
-                    kind=REGISTRY[metric].kind if metric in REGISTRY else "mean",
-                    higher_is_better=b.higher_is_better,
-                    round=latest,
-                    value=value,
-                    baseline=b.center,
-                    baseline_round=first,
-                    noise_floor=human,
-                    relative_change=(value - b.center) / max(abs(b.center), _TINY),
-                    threshold=thr.value,
-                    threshold_kind=thr.kind,
-                    degraded=said == "degraded",
-                    low=_finite_or_none(b.low),
-                    high=_finite_or_none(b.high),
-                    noise=b.noise,
-                    drift=0.0 if latest == first else drift(value, b),
-                    verdict=said,
-                    capacity_gap=None if gap is None else gap.gap,
-                )
-            )
         return out
 
     #: How far (relative) an unwatched metric must be from the clean model for its arrow
@@ -647,7 +568,7 @@ class Monitor:
         rounds, vals = self.series(metric, sample=sample, run=run)
         if rounds.size == 0:
             raise InputError(f"no history of {metric!r} for sample {sample!r} in run {run!r}")
-        floor = self._noise_floor(self._frame(run)).get(metric)
+        floor = noise_floor(self._frame(run)).get(metric)
         watched = [x for x in self.evidence(run, sample=sample) if x.metric == metric]
         hib = self._direction(metric, run)
         value = float(vals[-1])
@@ -670,7 +591,7 @@ class Monitor:
     def alerts(self, run: str | None = None, *, round: int | None = None) -> list[Alert]:
         """Threshold, variance-shrinkage and early-warning alerts at ``round`` (default:
         each sample's latest round)."""
-        return _alerts(self.evidence(run, round=round), self.preset)
+        return raise_alerts(self.evidence(run, round=round), self.preset)
 
     def alert_history(self, run: str | None = None) -> pa.Table:
         """Every alert of every round, not only the latest: columns run, round, sample,
@@ -680,7 +601,7 @@ class Monitor:
         alerts: list[Alert] = []
         for smp in self.samples(run):
             for rnd in sorted(set(df.round[df.sample == smp].tolist())):
-                alerts += _alerts(self.evidence(run, sample=smp, round=int(rnd)), self.preset)
+                alerts += raise_alerts(self.evidence(run, sample=smp, round=int(rnd)), self.preset)
         return alerts_table(alerts).select(["run", "round", "sample", "rule", "metrics", "message"])
 
     def status(self, run: str | None = None) -> Status:
@@ -694,164 +615,11 @@ class Monitor:
         return {"preset": self.preset.to_dict(), "run": self.run, "seed": self.seed}
 
 
-class Rows:
-    """A run's metric history as numpy columns: what the monitor reads, without pandas
-    (a history is a few hundred rows; a data frame cost more to build than to read)."""
-
-    def __init__(self, table: pa.Table | None = None, **columns: np.ndarray) -> None:
-        if table is not None:
-            columns = {
-                "round": table["round"].to_numpy().astype(np.int64),
-                "sample": np.array(table["sample"].to_pylist(), dtype=object),
-                "metric": np.array(table["metric"].to_pylist(), dtype=object),
-                "value": table["value"].to_numpy().astype(np.float64),
-                "hib": np.array(table["higher_is_better"].to_pylist(), dtype=object),
-            }
-        self.round: np.ndarray = columns["round"]
-        self.sample: np.ndarray = columns["sample"]
-        self.metric: np.ndarray = columns["metric"]
-        self.value: np.ndarray = columns["value"]
-        self.hib: np.ndarray = columns["hib"]
-
-    def __len__(self) -> int:
-        return int(self.round.size)
-
-    def where(self, keep: np.ndarray) -> Rows:
-        """The rows where ``keep`` is true, in their order."""
-        names = ("round", "sample", "metric", "value", "hib")
-        return Rows(**{n: getattr(self, n)[keep] for n in names})
-
-    def by_round(self) -> Rows:
-        """The rows by round (stable: rows of one round keep their order)."""
-        return self.where(np.argsort(self.round, kind="stable"))
-
-    def starts(self, prefix: str) -> np.ndarray:
-        """Where the sample's name starts with ``prefix``."""
-        return np.array([s.startswith(prefix) for s in self.sample.tolist()], dtype=bool)
-
-    def grouped(self) -> dict[str, list[float]]:
-        """Each metric's values, in row order."""
-        out: dict[str, list[float]] = {}
-        for m, v in zip(self.metric.tolist(), self.value.tolist(), strict=True):
-            out.setdefault(m, []).append(v)
-        return out
-
-
 def _remember(key: tuple[Any, ...], value: Any) -> None:
     _PREPARED.pop(key, None)
     _PREPARED[key] = value
     while len(_PREPARED) > PREPARED_CACHE:
         _PREPARED.pop(next(iter(_PREPARED)))
-
-
-def _alerts(evidence: list[Evidence], preset: Preset) -> list[Alert]:
-    """The alerts a set of evidence raises, per sample (at the evidence's round): exactly
-    the watched metrics outside their band (the clean model itself raises none)."""
-    alerts: list[Alert] = []
-    by_sample: dict[str, list[Evidence]] = {}
-    for e in evidence:
-        by_sample.setdefault(e.sample, []).append(e)
-    shrink = preset.shrinkage[0] if preset.shrinkage else None
-    for smp, evs in by_sample.items():
-        rnd, run_name = evs[0].round, evs[0].run
-        recall = preset.shrinkage[2] if preset.shrinkage else None
-        falling = any(e.metric == recall and e.value < e.baseline for e in evs)
-        for e in evs:
-            if not e.degraded:
-                continue
-            if e.metric == shrink and falling:
-                alerts.append(Alert(
-                    run_name, smp, rnd, "variance_shrinkage", (e.metric, recall),
-                    f"{e.metric} = {e.value:.3g} > {e.threshold:g} while {recall} "
-                    "falls: the sample is shrinking onto dense modes",
-                ))  # fmt: skip
-            else:
-                alerts.append(Alert(
-                    run_name, smp, rnd, "threshold", (e.metric,),
-                    f"{e.metric} drifted {describe_change(e.value, e.baseline)} from the clean "
-                    f"model (round {e.baseline_round}: {e.baseline:.4g} -> {e.value:.4g}), "
-                    f"outside its band {_band_text(e)}",
-                ))  # fmt: skip
-        tails = [e.metric for e in evs if e.degraded and e.kind in ("tail", "diversity")]
-        means = [e for e in evs if e.kind == "mean"]
-        if tails and not any(e.degraded for e in means):
-            alerts.append(Alert(
-                run_name, smp, rnd, "early_warning", tuple(tails),
-                f"tail/diversity metrics drifted from the clean model ({', '.join(tails)}) "
-                "while the mean-level metrics have not: early sign of collapse",
-            ))  # fmt: skip
-    return alerts
-
-
-def _band_text(e: Evidence) -> str:
-    low = "-inf" if e.low is None else f"{e.low:.4g}"
-    high = "inf" if e.high is None else f"{e.high:.4g}"
-    return f"[{low}, {high}]"
-
-
-def preset_for(history: pa.Table) -> str:
-    """The preset that measured a stored history: ``rich`` when it holds metrics the
-    default preset lacks, else ``default``."""
-    from tailguard.metrics import PRESETS
-
-    names = set(history["metric"].to_pylist())
-    return "rich" if names - set(PRESETS["default"].metrics) else "default"
-
-
-def _column(values: Any) -> pa.ChunkedArray | pa.Array:
-    """An Arrow array of ``values`` (an Arrow column already is one)."""
-    if isinstance(values, pa.Array | pa.ChunkedArray):
-        return values
-    return pa.array(list(values))
-
-
-def _labels_or_none(labels: Any) -> Any:
-    """Labels as the label metrics read them.
-
-    A column that is entirely null means unlabelled data: no label metrics. A column
-    with some nulls (texts ingested without a label, a model trained on them) counts
-    each missing label as the class :data:`UNLABELLED`, so the label metrics say how
-    much of the sample carries no label instead of refusing the round.
-    """
-    if labels is None:
-        return None
-    arr = _column(labels)
-    if arr.null_count == len(arr):
-        return None
-    if arr.null_count == 0:
-        return arr
-    if not pa.types.is_string(arr.type):
-        arr = pc.cast(arr, pa.string())
-    return pc.fill_null(arr, UNLABELLED)
-
-
-def alerts_table(alerts: list[Alert]) -> pa.Table:
-    """Alerts as rows (run, sample, round, rule, metrics, message), for reports and files."""
-    return pa.table(
-        {
-            "run": pa.array([a.run for a in alerts], pa.string()),
-            "sample": pa.array([a.sample for a in alerts], pa.string()),
-            "round": pa.array([a.round for a in alerts], pa.int32()),
-            "rule": pa.array([a.rule for a in alerts], pa.string()),
-            "metrics": pa.array([", ".join(a.metrics) for a in alerts], pa.string()),
-            "message": pa.array([a.message for a in alerts], pa.string()),
-        }
-    )
-
-
-def _as_direction(value: Any) -> bool | None:
-    """A stored direction: True, False, or None (two-sided; null in the history)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return None if type(value).__name__ == "NAType" else bool(value)
-
-
-def _finite_or_none(x: float) -> float | None:
-    return x if math.isfinite(x) else None
-
-
-def _declared_ideal(metric: str) -> float | None:
-    return REGISTRY[metric].ideal if metric in REGISTRY else None
 
 
 def _ideal(metric: str, baseline: float) -> float:
@@ -865,13 +633,3 @@ def _worse_by(value: float, baseline: float, hib: bool | None, ideal: float) -> 
     if hib is None:
         return abs(value - ideal) - abs(baseline - ideal)
     return (baseline - value) if hib else (value - baseline)
-
-
-def _conform(table: pa.Table) -> pa.Table:
-    missing = [n for n in HISTORY_SCHEMA.names if n not in table.column_names]
-    if missing:
-        raise InputError(f"metric history lacks columns {missing}")
-    try:
-        return table.select(HISTORY_SCHEMA.names).cast(HISTORY_SCHEMA)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise InputError(f"metric history does not match the metric columns: {exc}") from exc
