@@ -189,8 +189,8 @@ def test_evaluation_follows_the_model_data_kind() -> None:
 
 
 def test_lab_cli_params_parse_as_toml() -> None:
-    from tailguard.cli.lab_cmds import parse_params
     from tailguard.errors import ConfigError
+    from tailguard.lab.config import parse_params
 
     got = parse_params(["steps=150", "temperature=0.5", "weights=[0.5, 0.5]", "estimator=mle"])
     assert got == {"steps": 150, "temperature": 0.5, "weights": [0.5, 0.5], "estimator": "mle"}

@@ -501,6 +501,7 @@ def test_money_reads_as_money():
 
     assert money(1234.4) == "$1,234"
     assert money(23.583) == "$23.58"
+    assert money(110.7) == "$110.70"  # a round's cost as the CLI and the advisor quote it
     assert money(float("inf")) == "n/a"
 
 

@@ -210,7 +210,7 @@ def _print_axes(result) -> None:  # noqa: ANN001
     table = Table(title=title)
     columns = [
         ("strategy", "strategy", "{}"), ("fidelity loss", "fidelity_loss", "{:.3f}"),
-        ("coverage", "coverage", "{:.3f}"), ("cov/base", "coverage_vs_baseline", "{:.2f}"),
+        ("coverage", "coverage", "{:.3f}"), ("cov/clean", "coverage_vs_baseline", "{:.2f}"),
         ("cost $", "cost", "{:,.0f}"), ("$/gen", "cost_per_generation", "{:,.2f}"),
         ("traceable", "traceable_share", "{:.0%}"), ("real share", "real_share_mean", "{:.0%}"),
         ("recovery rounds", "recovery_rounds", "{}"), ("recovery $", "recovery_cost", "{:,.2f}"),

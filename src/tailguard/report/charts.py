@@ -246,7 +246,7 @@ def dial_chart(data: ReportData) -> list[str]:
 #: The axes drawn as bars: (column, title, which way is better).
 AXIS_BARS = (
     ("fidelity_loss", "fidelity loss (lower is better)"),
-    ("coverage_vs_baseline", "tail coverage vs round 0 (higher)"),
+    ("coverage_vs_baseline", "tail coverage vs clean model (higher)"),
     ("cost", "data cost, $ (lower)"),
     ("real_share_min", "lowest human share of a round"),
     ("recovery_rounds", "rounds to recover (lower)"),

@@ -14,10 +14,10 @@ from tailguard.report.data import ReportData
 
 
 def money(value: float) -> str:
-    """Money as money: $1,234 (cents below $100)."""
+    """Money as money: $1,234 (cents below $1,000, as the CLI quotes a round's cost)."""
     if value != value or np.isinf(value):
         return "n/a"
-    return f"${value:,.0f}" if abs(value) >= 100 else f"${value:,.2f}"
+    return f"${value:,.0f}" if abs(value) >= 1000 else f"${value:,.2f}"
 
 
 def _share(v: float) -> str:
@@ -33,7 +33,7 @@ AXES_COLUMNS: dict[str, tuple[str, Any]] = {
     "strategy": ("strategy", str),
     "fidelity_loss": ("fidelity loss", "{:.3f}".format),
     "coverage": ("tail coverage", "{:.3f}".format),
-    "coverage_vs_baseline": ("coverage vs baseline", _share),
+    "coverage_vs_baseline": ("coverage vs clean model", _share),
     "cost": ("data cost", money),
     "cost_per_generation": ("cost per generation", money),
     "traceable_share": ("traceable slots", _share),
