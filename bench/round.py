@@ -57,7 +57,7 @@ def labels(n: int, rng: np.random.Generator) -> pa.Array:
 
 def candidates(human: pa.Array, pool: pa.Array, n: int, rng: np.random.Generator) -> pa.Array:
     """Fresh documents, with 2% near copies of human ones (a word added) and 1% exact."""
-    docs = documents(pool, n, rng)
+    docs = documents(pool, n, rng).cast(pa.string())
     near = rng.choice(n, n // 50, replace=False)
     exact = rng.choice(np.setdiff1d(np.arange(n), near), n // 100, replace=False)
     src = human.take(pa.array(rng.integers(0, len(human), len(near) + len(exact))))
@@ -75,7 +75,7 @@ def write_data(n: int, folder: Path) -> None:
     made here, so the measured process holds only what it reads."""
     rng = np.random.default_rng(0)
     pool = glosses()
-    human = documents(pool, n, rng)
+    human = documents(pool, n, rng).cast(pa.string())
     cand = candidates(human, pool, n, rng)
     cand_labels = labels(n, rng)
     pq.write_table(pa.table({"content": cand, "label": cand_labels}), folder / "candidates.parquet")

@@ -58,9 +58,18 @@ def glosses() -> pa.Array:
 
 
 def documents(pool: pa.Array, n: int, rng: np.random.Generator) -> pa.Array:
-    """``n`` documents of four random glosses each (vectorised)."""
+    """``n`` documents of four random glosses each (vectorised; 64-bit offsets, so 10M
+    documents may pass 2 GB)."""
+    pool = pool.cast(pa.large_string())
     parts = [pool.take(pa.array(rng.integers(0, len(pool), n))) for _ in range(4)]
-    return pc.binary_join_element_wise(*parts, "; ")
+    return join(*parts, "; ")
+
+
+def join(*parts: pa.Array | str) -> pa.Array:
+    """``binary_join_element_wise`` over 64-bit-offset strings (the last part is the
+    separator)."""
+    big = [pa.scalar(p, pa.large_string()) if isinstance(p, str) else p for p in parts]
+    return pc.binary_join_element_wise(*[p.cast(pa.large_string()) for p in big])
 
 
 def write_shards(directory: Path, content: pa.Array, prefix: str, generation: int = 0) -> None:
@@ -72,7 +81,8 @@ def write_shards(directory: Path, content: pa.Array, prefix: str, generation: in
         hi = min(lo + ROWS_PER_SHARD, n)
         pos = pa.array(np.arange(lo, hi, dtype=np.int64))
         ids = pc.binary_join_element_wise(prefix, pc.cast(pos, pa.string()), "")
-        table = pa.table({"pos": pos, "id": ids, "content": content.slice(lo, hi - lo)})
+        content_part = content.slice(lo, hi - lo).cast(pa.string())
+        table = pa.table({"pos": pos, "id": ids, "content": content_part})
         if generation:
             table = table.append_column("generation", pa.repeat(pa.scalar(generation), hi - lo))
             tag = pa.scalar(f"generation {generation} synthetic")
@@ -90,17 +100,17 @@ def build(work: Path, n_cand: int, n_ref: int, seed: int = 0) -> None:
     slots = rng.permutation(n_cand)
     near, exact, again = slots[: 2 * k], slots[2 * k : 3 * k], slots[3 * k : 4 * k]
     src = ref.take(pa.array(rng.integers(0, n_ref, 3 * k)))
-    near_txt = pc.binary_join_element_wise(src.slice(0, 2 * k), "indeed", " ")
+    near_txt = join(src.slice(0, 2 * k), "indeed", " ")
     cand[near] = near_txt.to_numpy(zero_copy_only=False)
     cand[exact] = pc.utf8_upper(src.slice(2 * k)).to_numpy(zero_copy_only=False)
     old_exact, old_near = slots[4 * k : 5 * k], slots[5 * k : 6 * k]
     old = older.take(pa.array(rng.integers(0, len(older), 2 * k)))
     cand[old_exact] = pc.utf8_upper(old.slice(0, k)).to_numpy(zero_copy_only=False)
-    old_near_txt = pc.binary_join_element_wise(old.slice(k), "indeed", " ")
+    old_near_txt = join(old.slice(k), "indeed", " ")
     cand[old_near] = old_near_txt.to_numpy(zero_copy_only=False)
     again = again[again > 0]
     cand[again] = cand[again - 1]
-    write_shards(work / "candidates", pa.array(cand, pa.string()), "c")
+    write_shards(work / "candidates", pa.array(cand, pa.large_string()), "c")
     write_shards(work / "reservoir", ref, "r")
     write_shards(work / "earlier", older, "e", generation=1)
 
