@@ -81,7 +81,9 @@ def write_shards(directory: Path, content: pa.Array, prefix: str, generation: in
         hi = min(lo + ROWS_PER_SHARD, n)
         pos = pa.array(np.arange(lo, hi, dtype=np.int64))
         ids = pc.binary_join_element_wise(prefix, pc.cast(pos, pa.string()), "")
-        content_part = content.slice(lo, hi - lo).cast(pa.string())
+        content_part = (
+            content.slice(lo, hi - lo).take(pa.array(np.arange(hi - lo))).cast(pa.string())
+        )
         table = pa.table({"pos": pos, "id": ids, "content": content_part})
         if generation:
             table = table.append_column("generation", pa.repeat(pa.scalar(generation), hi - lo))
