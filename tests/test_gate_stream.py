@@ -239,3 +239,17 @@ def test_a_streamed_read_gives_duckdb_its_memory_back(tmp_path):
         next(slices)
         slices.close()  # a reader given up halfway lets go too
         assert limit() == normal
+
+
+def test_a_verifiers_labels_on_ten_million_verdicts_hold_one_chunk_of_text() -> None:
+    """10M verdicts of a verifier with 250 bytes of parameters: one repeated array
+    would be 2.5 GB and wrap its 32-bit offsets; the label is one shared chunk."""
+    from tailguard.gate.gate import constant_column
+
+    before = pa.total_allocated_bytes()
+    params = "p" * 250
+    column = constant_column(params, 10_000_000)
+    assert pa.total_allocated_bytes() - before < 50_000_000
+    assert len(column) == 10_000_000 and column.type == pa.string()
+    assert column[0].as_py() == params and column[9_999_999].as_py() == params
+    assert [len(constant_column("x", m)) for m in (0, 1, 65_536, 65_537)] == [0, 1, 65_536, 65_537]

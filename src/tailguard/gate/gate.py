@@ -37,13 +37,29 @@ if TYPE_CHECKING:
     from tailguard.ledger import Ledger
 
 
+#: Rows of one shared chunk of a constant column (see :func:`constant_column`).
+_CONSTANT_ROWS = 65_536
+
+
+def constant_column(value: str, m: int) -> pa.ChunkedArray:
+    """``value`` ``m`` times, as one chunk repeated: the memory of a chunk, whatever ``m``.
+
+    A single repeated string array would hold ``m`` copies of the text, and past 2 GB
+    (10M verdicts of a verifier with 200 bytes of parameters) its 32-bit offsets wrap.
+    """
+    chunk = pa.repeat(pa.scalar(value, pa.string()), min(m, _CONSTANT_ROWS))
+    whole, rest = divmod(m, _CONSTANT_ROWS)
+    parts = [chunk] * whole + ([chunk.slice(0, rest)] if rest else [])
+    return pa.chunked_array(parts or [chunk], pa.string())
+
+
 def label_verdicts(out: pa.Table, verifier: Verifier, params: str | None = None) -> pa.Table:
     """A verifier's verdicts (with ids) labelled with its name, parameters and version."""
     m = out.num_rows
     params = verifier.params_json() if params is None else params
-    out = out.append_column("verifier", pa.repeat(pa.scalar(verifier.name), m))
-    out = out.append_column("params", pa.repeat(pa.scalar(params), m))
-    out = out.append_column("version", pa.repeat(pa.scalar(str(verifier.version)), m))
+    out = out.append_column("verifier", constant_column(verifier.name, m))
+    out = out.append_column("params", constant_column(params, m))
+    out = out.append_column("version", constant_column(str(verifier.version), m))
     return out.select(RESULT_VERDICT_SCHEMA.names).cast(RESULT_VERDICT_SCHEMA)
 
 
