@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import resource
 import shutil
 import tempfile
@@ -124,7 +125,18 @@ def verifiers(reference: pa.Table | None) -> list:
 
 
 def _peak_mb() -> float:
+    """This process's own peak resident set (``VmHWM``: ``ru_maxrss`` would carry the
+    parent's peak across the spawn)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def arm_build(work: str, n_cand: int, n_ref: int, queue: mp.Queue) -> None:
+    """The data, written in a process of its own: the arms never inherit its peak."""
+    build(Path(work), n_cand, n_ref)
+    queue.put(None)
 
 
 def candidate_slices(work: Path, rows: int = 100_000) -> Iterator[pa.Table]:
@@ -277,6 +289,9 @@ def main() -> None:
     parser.add_argument("--address", default=None, help="a Ray cluster (ray://head:10001)")
     parser.add_argument("--defaults-rows", type=int, default=300_000)
     parser.add_argument("--work", type=Path, default=None, help="where the shards go")
+    parser.add_argument(
+        "--in-process-only", action="store_true", help="the in-process arm alone (its peak)"
+    )
     args = parser.parse_args()
     n_cand, n_ref = (20_000, 5_000) if args.quick else (args.candidates, args.reservoir)
     n_default = min(n_cand, 20_000 if args.quick else args.defaults_rows)
@@ -284,9 +299,15 @@ def main() -> None:
     if work.exists():
         shutil.rmtree(work)
     with console.status(f"writing {n_cand:,} candidates and {n_ref:,} reservoir records"):
-        build(work, n_cand, n_ref)
+        run_arm(arm_build, str(work), n_cand, n_ref)
+    console.print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with console.status("in-process"):
         local = run_arm(arm_in_process, str(work))
+    if args.in_process_only:
+        times = ", ".join(f"{k} {v:.1f} s" for k, v in local["times"].items())
+        console.print(f"in-process: {times}; peak {local['peak_mb']:,.0f} MB")
+        console.print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        return
     with console.status(f"Ray Data ({args.address or f'local, {args.cpus} CPUs'})"):
         ray = run_arm(arm_ray, str(work), args.cpus, args.address)
     with console.status("comparing verdicts"):
