@@ -34,13 +34,13 @@ from tailguard.ledger.connection import (
     LedgerBase,
     ProjectChanged,
     RunInProgress,
-    check_ledger_file,
     holder,
     refuse_during_run,
     run_holder,
     run_lock,
 )
 from tailguard.ledger.digests import _content_digest, _reservoir_digest
+from tailguard.ledger.files import check_ledger_file
 from tailguard.ledger.fingerprints import FingerprintStore
 from tailguard.ledger.history import HistoryStore
 from tailguard.ledger.manifests import ManifestStore

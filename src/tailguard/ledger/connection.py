@@ -17,7 +17,7 @@ import duckdb
 
 from tailguard.errors import TailguardError
 from tailguard.ledger import rollback as _rollback
-from tailguard.ledger.files import (  # noqa: F401 - the file checks, re-exported
+from tailguard.ledger.files import (
     _DUCKDB_CONFIG,
     _check_torn,
     _is_lock_conflict,

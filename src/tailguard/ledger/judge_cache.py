@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from tailguard.ledger.connection import _DUCKDB_CONFIG
+from tailguard.ledger.files import _DUCKDB_CONFIG
 
 _DDL = (
     "CREATE TABLE IF NOT EXISTS judge_cache (key VARCHAR, id VARCHAR, score DOUBLE, "
