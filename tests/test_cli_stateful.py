@@ -332,3 +332,16 @@ def test_a_refused_screen_keeps_none_of_the_records_it_read():
     """Found: `screen` on a ledger with no synthetic records ingested the file's 40
     records, then refused (nothing to learn model text from), keeping them."""
     _replay(("screen", {"name": "brackets"}))
+
+
+def test_a_later_round_evaluated_by_hand_is_continued_after():
+    """Found: `run` made round 0, `eval --round 3` recorded a round by hand, then
+    `run --resume` planned round 1, wrote its decision and refused at its evaluation
+    (round 3's metrics were later), every time."""
+    _replay(
+        ("ingest_generation", {"rnd": 1}),
+        ("run", {"resume": True, "rounds": 0}),
+        ("evaluate", {"rnd": 1}),
+        ("evaluate", {"rnd": 3}),
+        ("run", {"resume": True, "rounds": 2}),
+    )

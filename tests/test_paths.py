@@ -131,3 +131,30 @@ def test_candidates_ingested_by_hand_are_gated_not_regenerated(tmp_path, fortune
         assert led.count(round=2, origin="synthetic") == 50  # the loop generated none
         assert led.count(round=2, origin="synthetic", status="candidate") == 0  # all gated
         assert 2 in led.manifests()
+
+
+def test_a_round_evaluated_by_hand_past_the_run_is_continued_after(tmp_path, fortunes_records):
+    """`eval --round 3` by hand on a run at round 0: the loop never writes below it (history
+    is append-only), it says it has nothing to do below round 3 and continues at round 4."""
+    ledger = str(tmp_path / "l.duckdb")
+    toml = tmp_path / "tailguard.toml"
+    toml.write_text(LOOP_TOML.format(ledger=ledger))
+    assert run_cli("run", str(toml), "--rounds", "0").exit_code == 0
+    rows = fortunes_records.slice(0, 200).to_pylist()
+    out = _jsonl(tmp_path / "o.jsonl", [{"text": r["content"], "topic": r["label"]} for r in rows])
+    for rnd in ("1", "3"):
+        hand = run_cli("eval", "--round", rnd, "--samples", out, "--label-field", "topic",
+                       "--ledger", ledger)  # fmt: skip
+        assert hand.exit_code in (0, 1), hand.output
+    with Ledger.open(ledger, read_only=True) as led:
+        before = led.metrics().num_rows
+    short = run_cli("run", str(toml), "--resume", "--rounds", "2")
+    assert short.exit_code == 0, short.output
+    assert "nothing to do" in short.output and "reached round 3" in short.output
+    with Ledger.open(ledger, read_only=True) as led:
+        assert led.metrics().num_rows == before and led.decisions("main").num_rows == 0
+    more = run_cli("run", str(toml), "--resume", "--rounds", "4")
+    assert more.exit_code in (0, 1), more.output
+    with Ledger.open(ledger, read_only=True) as led:
+        assert led.manifests() == [0, 4]
+        assert 0 < led.count(round=4, origin="synthetic") <= 200

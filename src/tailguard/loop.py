@@ -171,7 +171,7 @@ class Loop:
         self._pending.clear()  # (marks of an attempt that failed were never written)
         # Fails early, with the reason, if unfrozen, tampered with or not the one pinned.
         self.ledger.pin_reservoir(self.run_name)
-        last = self._last_finished()
+        last = self.last_finished()
         if last is not None and not resume:
             raise ConfigError(
                 f"run {self.run_name!r} already has rounds in this ledger (the last finished: "
@@ -216,23 +216,28 @@ class Loop:
                 on_stage(r, stage)
         return result
 
-    def _last_finished(self) -> tuple[int, str] | None:
+    def last_finished(self) -> tuple[int, str] | None:
         """The run's last finished stage: its marks, or a later round made by hand.
 
         ``tailguard mix`` and ``tailguard eval`` write a round's manifest and metrics as
         the loop's ``plan`` and ``evaluate`` do, without the loop's marks; such a round
         is finished as far as its rows go, so the loop continues after it rather than
-        planning it again (which history, append-only, refuses)."""
+        planning it again (which history, append-only, refuses). A round evaluated by
+        hand without a manifest counts as finished too: the loop never writes a round
+        below one the run already measured."""
         last = self.ledger.last_stage(self.run_name)
         gone = set(self.ledger.rolled_back_rounds(self.run_name))
         after = -1 if last is None else last[0]
-        planned = [r for r in self.ledger.manifests(self.run_name) if r > after and r not in gone]
-        if not planned:
-            return last
+        planned = {r for r in self.ledger.manifests(self.run_name) if r > after and r not in gone}
         metrics = self.ledger.metrics(self.run_name)
-        measured = set(metrics.filter(pc.equal(metrics["sample"], "model"))["round"].to_pylist())
-        r = max(planned)
-        return (r, "evaluate" if r in measured else "plan")
+        rounds = metrics["round"].to_pylist()
+        # round 0's own rows (the noise floor at freeze) come before any mark of round 0
+        measured = {r for r in rounds if r > max(after, 0) and r not in gone}
+        if not planned and not measured:
+            return last
+        r = max(planned | measured)
+        model = set(metrics.filter(pc.equal(metrics["sample"], "model"))["round"].to_pylist())
+        return (r, "plan" if r in planned and r not in model else "evaluate")
 
     def final_round(self, rounds: int) -> int:
         """The last round number :meth:`run` reaches for ``rounds`` live rounds after

@@ -10,6 +10,7 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from tailguard import limits
 from tailguard.cli import interrupt
@@ -71,7 +72,7 @@ def run_loop(
             with Progress(*columns, console=console, transient=True) as bar:
                 total = (loop.final_round(n_rounds) + 1) * len(STAGES)  # after a rollback: more
                 task = bar.add_task("round 0", total=total)
-                last = led.last_stage(cfg.loop.run)
+                last = loop.last_finished()
                 if resume and last is not None:
                     done = last[0] * len(STAGES) + STAGES.index(last[1]) + 1
                     bar.update(task, completed=min(done, total))
@@ -99,7 +100,16 @@ def run_loop(
                 share,
                 r.digest[:12],
             )
-        console.print(table if results else "nothing to do: the run is complete")
+        if results:
+            console.print(table)
+        else:
+            at = "" if last is None else f" (it has reached round {last[0]})"
+            console.print(
+                Text(
+                    f"nothing to do: run {cfg.loop.run!r} is complete{at}; "
+                    "--rounds N with a larger N continues it"
+                )
+            )
         console.print(f"ledger: {path}  (see `tailguard monitor`, `tailguard audit`)")
 
 
