@@ -345,3 +345,13 @@ def test_a_later_round_evaluated_by_hand_is_continued_after():
         ("evaluate", {"rnd": 3}),
         ("run", {"resume": True, "rounds": 2}),
     )
+
+
+def test_a_round_evaluated_by_hand_before_any_plan_leaves_a_model_to_continue_with():
+    """Found: `reservoir freeze`, `eval --round 1` by hand, then `run --resume`: the loop
+    went past round 1 with no round planned to train a model on (AttributeError)."""
+    _replay(
+        ("ingest", {"name": "human", "rnd": 0}),
+        ("freeze", {"holdout": "0.2"}),
+        ("evaluate", {"rnd": 1}),
+    )

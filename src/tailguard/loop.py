@@ -186,8 +186,11 @@ class Loop:
         if start_round > 0 or start_stage != STAGES[0]:
             self._restore_model(start_round, start_stage)
         results = []
+        by_hand = self.measured_by_hand()
         for r in range(start_round, rounds + len(gone) + 1):
             first = start_stage if r == start_round else STAGES[0]
+            if first == STAGES[0] and r in by_hand:
+                continue  # measured by hand: done (the next round trains on the last plan)
             results.append(self.run_round(r, from_stage=first, on_stage=on_stage))
             if on_round is not None:
                 on_round(results[-1])
@@ -222,22 +225,34 @@ class Loop:
         ``tailguard mix`` and ``tailguard eval`` write a round's manifest and metrics as
         the loop's ``plan`` and ``evaluate`` do, without the loop's marks; such a round
         is finished as far as its rows go, so the loop continues after it rather than
-        planning it again (which history, append-only, refuses). A round evaluated by
-        hand without a manifest counts as finished too: the loop never writes a round
-        below one the run already measured."""
+        planning it again (which history, append-only, refuses)."""
         last = self.ledger.last_stage(self.run_name)
         gone = set(self.ledger.rolled_back_rounds(self.run_name))
         after = -1 if last is None else last[0]
-        planned = {r for r in self.ledger.manifests(self.run_name) if r > after and r not in gone}
-        metrics = self.ledger.metrics(self.run_name)
-        rounds = metrics["round"].to_pylist()
-        # round 0's own rows (the noise floor at freeze) come before any mark of round 0
-        measured = {r for r in rounds if r > max(after, 0) and r not in gone}
-        if not planned and not measured:
+        planned = [r for r in self.ledger.manifests(self.run_name) if r > after and r not in gone]
+        if not planned:
             return last
-        r = max(planned | measured)
-        model = set(metrics.filter(pc.equal(metrics["sample"], "model"))["round"].to_pylist())
-        return (r, "plan" if r in planned and r not in model else "evaluate")
+        r = max(planned)
+        return (r, "evaluate" if r in self._model_measured() else "plan")
+
+    def measured_by_hand(self) -> set[int]:
+        """Rounds after 0 that ``tailguard eval`` measured with no manifest of the run: the
+        loop takes them as done and goes past them (measuring one again would replace
+        history, which a later round makes append-only), training on the last round
+        it planned."""
+        gone = set(self.ledger.rolled_back_rounds(self.run_name))
+        planned = set(self.ledger.manifests(self.run_name))
+        return {r for r in self._model_measured() if r > 0 and r not in planned | gone}
+
+    def _model_measured(self) -> set[int]:
+        metrics = self.ledger.metrics(self.run_name)
+        return set(metrics.filter(pc.equal(metrics["sample"], "model"))["round"].to_pylist())
+
+    def last_round(self) -> int | None:
+        """The last round the run has, by the loop or by hand (None: none yet)."""
+        last = self.last_finished()
+        rounds = self.measured_by_hand() | ({last[0]} if last is not None else set())
+        return max(rounds, default=None)
 
     def final_round(self, rounds: int) -> int:
         """The last round number :meth:`run` reaches for ``rounds`` live rounds after

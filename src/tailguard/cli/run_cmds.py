@@ -103,7 +103,8 @@ def run_loop(
         if results:
             console.print(table)
         else:
-            at = "" if last is None else f" (it has reached round {last[0]})"
+            reached = loop.last_round()
+            at = "" if reached is None else f" (it has reached round {reached})"
             console.print(
                 Text(
                     f"nothing to do: run {cfg.loop.run!r} is complete{at}; "
