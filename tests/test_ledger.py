@@ -515,3 +515,42 @@ def test_before_a_users_call_the_file_is_let_go_unless_the_last_call_was_quick(t
             led.count()
             led.before_call(last)
             assert led._con is None
+
+
+def test_recording_the_gate_moves_only_its_rounds_candidates_and_accepted_wins(ledger):
+    """The move is one scan of records: the round's synthetic candidates named become
+    accepted or rejected (an id named in both: accepted), nothing else changes."""
+    from tailguard.ledger.schema import VERDICT_SCHEMA
+
+    texts = [f"candidate text number {i}" for i in range(6)]
+    round_1 = make_records(texts, origin="synthetic", source="m", generation=1, round=1)
+    round_2 = make_records(texts[:2], origin="synthetic", source="m", generation=2, round=2)
+    people = make_records(texts[:1], origin="human", source="people")
+    for table in (round_1, round_2, people):
+        ledger.add_records(table)
+    ids = round_1["id"].to_pylist()
+    verdicts = pa.table(
+        {
+            "id": ids[:4],
+            "round": pa.array([1] * 4, pa.int32()),
+            "verifier": ["quality"] * 4,
+            "params": ["{}"] * 4,
+            "version": ["1"] * 4,
+            "passed": [True, False, True, False],
+            "code": ["ok", "too_short", "ok", "too_short"],
+            "detail": [""] * 4,
+            "score": pa.array([None] * 4, pa.float64()),
+            "matched_id": pa.array([None] * 4, pa.string()),
+        }
+    ).cast(VERDICT_SCHEMA)
+    ledger.record_gate(1, verdicts, accepted=[ids[0], ids[2]], rejected=[ids[1], ids[2], ids[3]])
+    rows = ledger.records(round=1)
+    status = dict(zip(rows["id"].to_pylist(), rows["status"].to_pylist(), strict=True))
+    assert [status[i] for i in ids] == [
+        "accepted", "rejected", "accepted", "rejected", "candidate", "candidate"
+    ]  # fmt: skip
+    assert set(ledger.records(round=2)["status"].to_pylist()) == {"candidate"}
+    assert ledger.records(origin="human")["status"].to_pylist() == ["accepted"]
+    assert ledger.verdicts(round=1).num_rows == 4
+    ledger.record_gate(1, verdicts, accepted=[ids[0]], rejected=[])  # gated again: replaced
+    assert ledger.verdicts(round=1).num_rows == 4
