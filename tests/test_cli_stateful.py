@@ -355,3 +355,15 @@ def test_a_round_evaluated_by_hand_before_any_plan_leaves_a_model_to_continue_wi
         ("freeze", {"holdout": "0.2"}),
         ("evaluate", {"rnd": 1}),
     )
+
+
+def test_round_0_evaluated_by_hand_is_planned_and_trained_but_not_measured_again():
+    """Found: `eval --round 2` and `eval --round 0` by hand, then `run --resume`: round 0's
+    evaluation tried to replace its metrics (round 2's were later) after writing its
+    stages, and was refused every time."""
+    _replay(
+        ("ingest", {"name": "human", "rnd": 0}),
+        ("freeze", {"holdout": "0.2"}),
+        ("evaluate", {"rnd": 2}),
+        ("evaluate", {"rnd": 0}),
+    )

@@ -377,8 +377,8 @@ class Loop:
         self.model_round = r
 
     def _evaluate(self, r: int, result: RoundResult) -> None:
-        if self.monitor is None:
-            return
+        if self.monitor is None or r in self._model_measured():
+            return  # (measured by hand, `tailguard eval`: kept, never measured again)
         monitor = self._synced_monitor()
         fn = self.sample_fn or (lambda m, rnd, s: self.generate_fn(m, self.n_sample, rnd, s))
         sample = self._as_records(self._user("sample", fn, self.model, r, self._seed(r, 3)), r)
