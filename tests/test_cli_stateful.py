@@ -367,3 +367,18 @@ def test_round_0_evaluated_by_hand_is_planned_and_trained_but_not_measured_again
         ("evaluate", {"rnd": 2}),
         ("evaluate", {"rnd": 0}),
     )
+
+
+def test_a_round_made_by_hand_and_rolled_back_is_not_planned_again():
+    """Found: round 3 made by hand (`mix`, `eval`), `run --resume`, `rollback --to-round 0`,
+    then `run --resume` planned round 3 again and was refused (its manifest and metrics
+    exist as history) after writing, every time: round numbers never repeat."""
+    _replay(
+        ("ingest_generation", {"rnd": 1}),
+        ("run", {"resume": True, "rounds": 0}),
+        ("ingest_generation", {"rnd": 3}),
+        ("mix", {"rnd": 3, "policy": "human_only", "share": "0.2"}),
+        ("evaluate", {"rnd": 3}),
+        ("run", {"resume": True, "rounds": 3}),
+        ("rollback", {"to": 0, "reason": "tails went"}),
+    )

@@ -179,10 +179,9 @@ class Loop:
                 "choose another run name"
             )
         gone = self.ledger.rolled_back_rounds(self.run_name)
-        if last is not None and last[0] in gone:
-            start_round, start_stage = max(last[0], *gone) + 1, STAGES[0]
-        else:
-            start_round, start_stage = next_stage(last)
+        start_round, start_stage = next_stage(last)
+        if gone and start_round <= max(gone):  # numbers never repeat, the loop's or by hand
+            start_round, start_stage = max(gone) + 1, STAGES[0]
         if start_round > 0 or start_stage != STAGES[0]:
             self._restore_model(start_round, start_stage)
         results = []
