@@ -382,3 +382,14 @@ def test_a_round_made_by_hand_and_rolled_back_is_not_planned_again():
         ("run", {"resume": True, "rounds": 3}),
         ("rollback", {"to": 0, "reason": "tails went"}),
     )
+
+
+def test_a_refused_run_does_not_pin_the_reservoir():
+    """Found: with round 0 mixed by hand, `run` without `--resume` pinned the run to the
+    reservoir, then refused (the run already has rounds): a refusal that wrote."""
+    _replay(
+        ("ingest", {"name": "human", "rnd": 0}),
+        ("freeze", {"holdout": "0.2"}),
+        ("mix", {"rnd": 0, "policy": "human_only", "share": "0.2"}),
+        ("run", {"resume": False, "rounds": 1}),
+    )

@@ -169,15 +169,15 @@ class Loop:
         on_round: Callable[[RoundResult], None] | None,
     ) -> list[RoundResult]:
         self._pending.clear()  # (marks of an attempt that failed were never written)
-        # Fails early, with the reason, if unfrozen, tampered with or not the one pinned.
-        self.ledger.pin_reservoir(self.run_name)
         last = self.last_finished()
-        if last is not None and not resume:
+        if last is not None and not resume:  # refused before the pin: a refusal writes nothing
             raise ConfigError(
                 f"run {self.run_name!r} already has rounds in this ledger (the last finished: "
                 f"{last[1]} of round {last[0]}): resume it (resume=True / --resume) or "
                 "choose another run name"
             )
+        # Fails early, with the reason, if unfrozen, tampered with or not the one pinned.
+        self.ledger.pin_reservoir(self.run_name)
         gone = self.ledger.rolled_back_rounds(self.run_name)
         start_round, start_stage = next_stage(last)
         if gone and start_round <= max(gone):  # numbers never repeat, the loop's or by hand
