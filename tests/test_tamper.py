@@ -336,3 +336,14 @@ def test_an_unlabelled_twin_sorting_last_is_read_by_no_one(frozen_file):
         pool = led.training_pool(0)
         row = pool.filter(pc.equal(pool["id"], member)).to_pylist()
         assert [(r["label"], r["generation"]) for r in row] == [(label, 0)]
+
+
+def test_a_pin_checked_without_recording_writes_no_pin(tmp_path, small_human):
+    """The loop checks the pin before it may still refuse, and records it only after."""
+    with Ledger.open(tmp_path / "ledger.duckdb") as led:
+        led.add_records(small_human)
+        led.freeze_reservoir("main", holdout=0.2, seed=7)
+        res = led.pin_reservoir("main", record=False)
+        assert led.con.execute("SELECT count(*) FROM run_reservoirs").fetchone() == (0,)
+        assert led.pin_reservoir("main") == res
+        assert led.con.execute("SELECT run FROM run_reservoirs").fetchall() == [("main",)]

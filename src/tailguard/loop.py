@@ -176,14 +176,16 @@ class Loop:
                 f"{last[1]} of round {last[0]}): resume it (resume=True / --resume) or "
                 "choose another run name"
             )
-        # Fails early, with the reason, if unfrozen, tampered with or not the one pinned.
-        self.ledger.pin_reservoir(self.run_name)
+        # Fails early, with the reason, if unfrozen, tampered with or not the one pinned;
+        # the first pin is written only once the resume point is rebuilt (it may refuse).
+        self.ledger.pin_reservoir(self.run_name, record=False)
         gone = self.ledger.rolled_back_rounds(self.run_name)
         start_round, start_stage = next_stage(last)
         if gone and start_round <= max(gone):  # numbers never repeat, the loop's or by hand
             start_round, start_stage = max(gone) + 1, STAGES[0]
         if start_round > 0 or start_stage != STAGES[0]:
             self._restore_model(start_round, start_stage)
+        self.ledger.pin_reservoir(self.run_name)
         results = []
         by_hand = self.measured_by_hand()
         for r in range(start_round, rounds + len(gone) + 1):

@@ -300,18 +300,20 @@ class ReservoirStore(LedgerBase):
             {"name": name},
         ).fetchall()[0] + (digest,)
 
-    def pin_reservoir(self, run: str = "main") -> Reservoir:
+    def pin_reservoir(self, run: str = "main", *, record: bool = True) -> Reservoir:
         """The reservoir ``run`` is pinned to: recorded at its first stage, checked after.
 
         Refused if the reservoir's name or digest changed since the run began (a
         deleted and refrozen reservoir, a newer one taking over unnamed reads).
+        ``record=False`` checks without writing the first pin, for callers that may
+        still refuse (a refusal writes nothing).
         """
         res = self.reservoir()
         pinned = self.con.execute(
             "SELECT name, digest FROM run_reservoirs WHERE run = ?", [run]
         ).fetchall()
         if not pinned:
-            if not self.read_only:
+            if record and not self.read_only:
                 _do(
                     self.con,
                     "INSERT INTO run_reservoirs VALUES (?, ?, ?, ?)",
